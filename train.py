@@ -1,0 +1,19 @@
+"""LightningCLI entry point: ``python train.py fit|validate|test|predict --config <yaml> [...]``.
+
+Models and datamodules come from YAML configs under ``configs/`` (``class_path``/``init_args``);
+devices, strategy and precision come from the Trainer flags. Nothing else lives here.
+"""
+from lightning.pytorch.cli import LightningCLI
+
+
+def main(args=None) -> LightningCLI:
+    return LightningCLI(
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+    )
+
+
+if __name__ == "__main__":
+    main()
