@@ -5,8 +5,11 @@ so runs, ranks and batches merge exactly (integer fields bit for bit). Shapes (L
 per site, C classes, B clips in a batch, R rows / P positions of one site call):
 
 * ``count``       int64   ``[L, N, C]``  counted positions with activation > 0, per class
-* ``n_tokens``    int64   ``[L, C]``     counted positions per class (per site: conv sites of a CNN see
-  different numbers of positions; for a ViT every row is equal)
+* ``n_tokens_site`` int64 ``[L, C]``   counted positions per class and site (the conv sites of a CNN
+  such as CREPE see different numbers of positions; for a ViT every row is equal)
+* ``n_tokens``    int64   ``[C]``        = ``n_tokens_site[0]`` (design §10). ``count / n_tokens`` is
+  P(act > 0 | class) only when every site sees the same positions (ViT); in general use
+  :func:`over_zero` (``count / n_tokens_site[:, None, :]``).
 * ``n_clips``     int64   ``[C]``        counted clips per class
 * ``act_sum``     float64 ``[L, N]``     sum of activations over all counted positions (mean ablation)
 * ``n_positions`` int64   ``[L]``        counted positions (all classes), so mean = act_sum / n_positions
@@ -30,7 +33,7 @@ from lightning_modules.encoders.base import Positions
 
 TOKEN_POLICIES = ("all", "patches")
 LEVELS = ("token", "clip")
-COUNT_KEYS = ("count", "n_tokens", "n_clips", "act_sum", "n_positions")  # summed when merging
+COUNT_KEYS = ("count", "n_tokens_site", "n_tokens", "n_clips", "act_sum", "n_positions")  # summed when merging
 CLIP_KEYS = ("rate_sum",)
 
 
@@ -60,7 +63,8 @@ def new_totals(site_neurons: Sequence[int], n_classes: int, level: str = "token"
     L, N, C = len(site_neurons), max(site_neurons), n_classes
     t = {
         "count": torch.zeros(L, N, C, dtype=torch.int64),
-        "n_tokens": torch.zeros(L, C, dtype=torch.int64),
+        "n_tokens_site": torch.zeros(L, C, dtype=torch.int64),
+        "n_tokens": torch.zeros(C, dtype=torch.int64),
         "n_clips": torch.zeros(C, dtype=torch.int64),
         "act_sum": torch.zeros(L, N, dtype=torch.float64),
         "n_positions": torch.zeros(L, dtype=torch.int64),
@@ -135,7 +139,9 @@ def fold_batch(
         nl = pos.shape[1]
         # Float64 matmul is exact for integers < 2**53 (a batch holds far fewer positions).
         totals["count"][l, :nl] += (pos.T @ w).round().long()
-        totals["n_tokens"][l] += (n.to(torch.float64) @ w).round().long()
+        totals["n_tokens_site"][l] += (n.to(torch.float64) @ w).round().long()
+        if l == 0:
+            totals["n_tokens"] += (n.to(torch.float64) @ w).round().long()
         totals["act_sum"][l, :nl] += clip_w @ buf["sum"].cpu()
         totals["n_positions"][l] += int((n * clip_w.long()).sum())
         if "rate_sum" in totals:
@@ -148,12 +154,12 @@ def fold_batch(
 def over_zero(totals: dict[str, Tensor], site_neurons: Sequence[int], level: str = "token") -> Tensor:
     """Conditional activation probabilities P(act > 0 | class), float32 ``[L, N, C]``.
 
-    ``level='token'``: count / n_tokens (every counted position weighs the same).
+    ``level='token'``: count / n_tokens_site (every counted position of a site weighs the same).
     ``level='clip'``: rate_sum / n_clips (mean over clips of each clip's firing rate).
     Entries of neurons that do not exist (``n >= site_neurons[l]``) are NaN; classes without any
     counted position/clip are NaN too."""
     if level == "token":
-        p = totals["count"].to(torch.float64) / totals["n_tokens"].to(torch.float64)[:, None, :]
+        p = totals["count"].to(torch.float64) / totals["n_tokens_site"].to(torch.float64)[:, None, :]
     elif level == "clip":
         if "rate_sum" not in totals:
             raise ValueError("level='clip' needs 'rate_sum' in the statistics (run with level: clip)")

@@ -92,7 +92,7 @@ def brute_force(record: list, labels: Tensor, n_classes: int, tokens: str, site_
     if counted_clips is not None:
         cls_of = [cs if bool(counted_clips[b]) else [] for b, cs in enumerate(cls_of)]
     count = torch.zeros(L, N, C, dtype=torch.int64)
-    n_tokens = torch.zeros(L, C, dtype=torch.int64)
+    n_tokens_site = torch.zeros(L, C, dtype=torch.int64)
     clip_pos = torch.zeros(L, B, N, dtype=torch.int64)
     clip_n = torch.zeros(L, B, dtype=torch.int64)
     act_sum = torch.zeros(L, N, dtype=torch.float64)
@@ -112,7 +112,7 @@ def brute_force(record: list, labels: Tensor, n_classes: int, tokens: str, site_
                     n_positions[l] += 1
                 for c in cls_of[b]:
                     count[l, :n, c] += on
-                    n_tokens[l, c] += 1
+                    n_tokens_site[l, c] += 1
     n_clips = torch.zeros(C, dtype=torch.int64)
     rate_sum = torch.zeros(L, N, C, dtype=torch.float64)
     for b in range(B):
@@ -121,8 +121,8 @@ def brute_force(record: list, labels: Tensor, n_classes: int, tokens: str, site_
             for l in range(L):
                 if clip_n[l, b] > 0:
                     rate_sum[l, :, c] += clip_pos[l, b].double() / float(clip_n[l, b])
-    return dict(count=count, n_tokens=n_tokens, n_clips=n_clips, act_sum=act_sum, n_positions=n_positions,
-                rate_sum=rate_sum)
+    return dict(count=count, n_tokens_site=n_tokens_site, n_tokens=n_tokens_site[0].clone(), n_clips=n_clips,
+                act_sum=act_sum, n_positions=n_positions, rate_sum=rate_sum)
 
 
 def run_core(enc: ToyEncoder, audio: Tensor, lengths: Tensor, labels: Tensor, n_classes: int, tokens: str,
@@ -179,7 +179,7 @@ def test_counts_match_brute_force(stack_chunks: bool, tokens: str, multilabel: b
     with torch.inference_mode():
         enc(audio, lengths)
     ref = brute_force(enc.record, labels, 3, tokens, enc.site_neurons)
-    for key in ("count", "n_tokens", "n_clips", "n_positions"):
+    for key in ("count", "n_tokens_site", "n_tokens", "n_clips", "n_positions"):
         assert got[key].dtype == torch.int64
         assert torch.equal(got[key], ref[key]), key
     assert torch.allclose(got["act_sum"], ref["act_sum"], rtol=1e-5, atol=1e-5)
@@ -190,7 +190,7 @@ def test_counts_match_brute_force(stack_chunks: bool, tokens: str, multilabel: b
     oz = S.over_zero(got, enc.site_neurons, "token")
     assert oz.dtype == torch.float32 and oz.shape == (2, 6, 3)
     assert torch.isnan(oz[1, 4:]).all() and not torch.isnan(oz[0]).any() and not torch.isnan(oz[1, :4]).any()
-    assert torch.allclose(oz[0], (ref["count"][0].double() / ref["n_tokens"][0].double()).float())
+    assert torch.allclose(oz[0], (ref["count"][0].double() / ref["n_tokens_site"][0].double()).float())
     ozc = S.over_zero(got, enc.site_neurons, "clip")
     assert torch.allclose(ozc[1, :4], (ref["rate_sum"][1, :4] / ref["n_clips"].double()).float())
     assert torch.isnan(ozc[1, 4:]).all()
@@ -206,8 +206,9 @@ def test_patches_excludes_cls_and_padding_never_counted() -> None:
     chunks_with_input = torch.ceil(lengths / 16).long()  # CLS counted only in chunks holding input
     for c in range(3):
         sel = labels == c
-        assert int(p["n_tokens"][0, c]) == int(tok[sel].sum())
-        assert int(a["n_tokens"][0, c]) == int((tok + chunks_with_input)[sel].sum())
+        for l in range(2):
+            assert int(p["n_tokens_site"][l, c]) == int(tok[sel].sum())
+            assert int(a["n_tokens_site"][l, c]) == int((tok + chunks_with_input)[sel].sum())
     assert "rate_sum" not in a
 
 
@@ -221,7 +222,7 @@ def test_splits_restrict_counted_clips_and_batching_is_irrelevant() -> None:
     with torch.inference_mode():
         enc(audio, lengths)
     ref = brute_force(enc.record, labels, 3, "all", enc.site_neurons, counted_clips=counted)
-    for key in ("count", "n_tokens", "n_clips", "n_positions"):
+    for key in ("count", "n_tokens_site", "n_tokens", "n_clips", "n_positions"):
         assert torch.equal(got1[key], ref[key]) and torch.equal(got2[key], ref[key]), key
     assert int(got1["n_clips"].sum()) == int(counted.sum())
 
@@ -234,7 +235,7 @@ def test_merge_is_exact_sum_and_checks_metadata() -> None:
     b = run_core(enc, audio[5:], lengths[5:], labels[5:], 3, "all", "clip", batch_size=4)
     meta = dict(sites=enc.neuron_sites, classes=["a", "b", "c"], tokens="all", level="clip")
     m = S.merge_stats({**a, **meta}, {**b, **meta})
-    for key in ("count", "n_tokens", "n_clips", "n_positions"):
+    for key in ("count", "n_tokens_site", "n_tokens", "n_clips", "n_positions"):
         assert torch.equal(m[key], whole[key]), key
     assert torch.allclose(m["rate_sum"], whole["rate_sum"])
     with pytest.raises(ValueError, match="tokens"):

@@ -86,14 +86,14 @@ def test_run_folder_matches_brute_force(tmp_path: Path, tokens: str, level: str,
         emb = enc(dm.audio, dm.lengths)
     ref = brute_force(enc.record, dm.labels, 3, tokens, enc.site_neurons)
     stats = torch.load(folder / "stats.pt", weights_only=False)
-    for key in ("count", "n_tokens", "n_clips", "n_positions"):
+    for key in ("count", "n_tokens_site", "n_tokens", "n_clips", "n_positions"):
         assert torch.equal(stats[key], ref[key]), key
     assert torch.allclose(stats["act_sum"], ref["act_sum"], rtol=1e-5, atol=1e-5)
     assert ("rate_sum" in stats) == (level == "clip")
     assert stats["sites"] == enc.neuron_sites and stats["site_neurons"] == [6, 4]
     assert stats["classes"] == CLASSES and stats["tokens"] == tokens and stats["level"] == level
     oz = torch.load(folder / "over_zero.pt")
-    expect = (ref["count"].double() / ref["n_tokens"].double()[:, None, :] if level == "token"
+    expect = (ref["count"].double() / ref["n_tokens_site"].double()[:, None, :] if level == "token"
               else ref["rate_sum"] / ref["n_clips"].double())
     assert oz.dtype == torch.float32 and oz.shape == (2, 6, 3)
     assert torch.isnan(oz[1, 4:]).all()
