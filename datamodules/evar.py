@@ -1,0 +1,392 @@
+"""``EVARDataModule``: an EVAR-format task (metadata CSV + prepared audio) as a LightningDataModule.
+
+On-disk layout (design §3)::
+
+    <evar_root>/evar/metadata/<task>.csv          file_name, label, split | fold [, other columns]
+    <evar_root>/work/<sr_dir>/<folder>/<file_name> audio at the model's sample rate (16k, 22k, 32k, ...)
+
+``setup()`` reads only the CSV (no audio); audio is read lazily when an item is loaded, and a bad file
+raises an error naming the file and its CSV row. Batches are dicts::
+
+    audio      float32 [B, S]   S = int(sample_rate * unit_sec), right zero-padded
+    length     int64   [B]      valid samples before the padding
+    label      int64   [B]      class index (single-label) | float32 [B, C] multi-hot (multi-label)
+    index      int64   [B]      0-based data row of the metadata CSV
+    split      list[str]        "train" | "valid" | "test"
+    file_name  list[str]        as in the CSV
+
+Cropping: clips longer than S are randomly cropped in train and valid (seeded: the crop of clip ``i``
+depends on ``(seed, epoch, i)`` in train and on ``(seed, i)`` in valid), and head-cropped in test and in
+``predict_dataloader()`` (all splits of ``predict_splits``, train→valid→test order, no shuffle).
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Iterator, Optional, Union
+
+import lightning.pytorch as pl
+import pandas as pd
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
+
+from .audio import crop_or_pad, crop_seed, load_audio
+from .metadata import SPLITS, MetadataError, read_metadata, where
+from .tasks import TaskSpec, get_task, sr_dir
+
+__all__ = ["EVARDataset", "EpochShuffleSampler", "EVARDataModule", "resolve_evar_root"]
+
+
+def resolve_evar_root(evar_root: Union[str, os.PathLike, None]) -> Path:
+    """``evar_root`` or, when None, the ``$EVAR`` environment variable."""
+    if evar_root is None or str(evar_root) == "":
+        env = os.environ.get("EVAR")
+        if not env:
+            raise ValueError("No EVAR root: pass evar_root (data.init_args.evar_root) or set $EVAR")
+        evar_root = env
+    return Path(os.path.expanduser(str(evar_root)))
+
+
+class EVARDataset(Dataset):
+    """Clips of one split. Items are dicts (module docstring); ``ds[i]`` or ``ds[(i, epoch)]``.
+
+    Args:
+        rows: table with columns ``index, file_name, label, split`` (this split's rows).
+        audio_dir: folder holding the files (``<root>/work/<sr_dir>/<folder>``).
+        evar_root: root, for naming files in messages (``work/16k/cremad/x.wav``).
+        csv: metadata CSV path (messages).
+        classes: class names (index order).
+        multilabel: multi-hot float labels instead of class indices.
+        sample_rate: model sample rate (Hz); files must have it unless ``resample``.
+        n_samples: clip length in samples.
+        crop: ``"random"`` or ``"head"``.
+        seed: crop seed.
+        resample: resample files whose rate differs (off: error).
+        file_sample_rate: rate of the files (default ``sample_rate``).
+    """
+
+    def __init__(
+        self,
+        rows: pd.DataFrame,
+        audio_dir: Path,
+        evar_root: Path,
+        csv: Path,
+        classes: list[str],
+        multilabel: bool,
+        sample_rate: int,
+        n_samples: int,
+        crop: str = "head",
+        seed: int = 0,
+        resample: bool = False,
+        file_sample_rate: Optional[int] = None,
+        epoch_in_seed: bool = True,
+    ) -> None:
+        self.rows = rows.reset_index(drop=True)
+        self.audio_dir = Path(audio_dir)
+        self.evar_root = Path(evar_root)
+        self.csv = Path(csv)
+        self.classes = list(classes)
+        self.class_index = {c: i for i, c in enumerate(self.classes)}
+        self.multilabel = multilabel
+        self.sample_rate = int(sample_rate)
+        self.n_samples = int(n_samples)
+        self.crop = crop
+        self.seed = int(seed)
+        self.resample = bool(resample)
+        self.file_sample_rate = int(file_sample_rate or sample_rate)
+        self.epoch_in_seed = epoch_in_seed
+        self._file_names = self.rows["file_name"].tolist()
+        self._indices = [int(x) for x in self.rows["index"]]
+        self._splits = self.rows["split"].tolist()
+        self._labels = self.rows["label"].tolist()
+
+    def __len__(self) -> int:
+        return len(self._file_names)
+
+    def with_crop(self, crop: str) -> "EVARDataset":
+        """A shallow copy using another crop mode (e.g. ``"head"`` for prediction)."""
+        other = copy.copy(self)
+        other.crop = crop
+        return other
+
+    def path(self, i: int) -> Path:
+        return self.audio_dir / self._file_names[i]
+
+    def where(self, i: int) -> str:
+        return where(self.csv, self._indices[i])
+
+    def encode_label(self, label: str) -> torch.Tensor:
+        if self.multilabel:
+            y = torch.zeros(len(self.classes), dtype=torch.float32)
+            for name in (s.strip() for s in label.split(",")):
+                if name:
+                    y[self.class_index[name]] = 1.0
+            return y
+        return torch.tensor(self.class_index[label], dtype=torch.int64)
+
+    def label_tensor(self) -> torch.Tensor:
+        """All labels of this split: int64 ``[N]`` or float32 multi-hot ``[N, C]``."""
+        if not len(self):
+            return torch.zeros((0, len(self.classes)) if self.multilabel else (0,),
+                               dtype=torch.float32 if self.multilabel else torch.int64)
+        return torch.stack([self.encode_label(lab) for lab in self._labels])
+
+    def load(self, i: int) -> torch.Tensor:
+        """Raw mono audio ``[S']`` of item ``i`` at ``sample_rate`` (no crop/pad)."""
+        p = self.path(i)
+        try:
+            display = str(p.relative_to(self.evar_root))
+        except ValueError:
+            display = str(p)
+        return load_audio(p, self.sample_rate, resample_audio=self.resample, display=display, where=self.where(i))
+
+    def __getitem__(self, key: Union[int, tuple[int, int]]) -> dict[str, Any]:
+        i, epoch = (key if isinstance(key, tuple) else (key, 0))
+        i = int(i)
+        if i < 0:
+            i += len(self)
+        wav = self.load(i)
+        gen = None
+        if self.crop == "random":
+            gen = torch.Generator().manual_seed(crop_seed(self.seed, epoch if self.epoch_in_seed else 0,
+                                                          self._indices[i]))
+        audio, length = crop_or_pad(wav, self.n_samples, self.crop, gen)
+        return {
+            "audio": audio,
+            "length": length,
+            "label": self.encode_label(self._labels[i]),
+            "index": self._indices[i],
+            "split": self._splits[i],
+            "file_name": self._file_names[i],
+        }
+
+    def check_files(self) -> list[str]:
+        """Messages for every missing audio file of this split (empty list: all exist)."""
+        return [f"Audio file not found: {self.path(i)} ({self.where(i)})"
+                for i in range(len(self)) if not self.path(i).is_file()]
+
+
+class EpochShuffleSampler(Sampler):
+    """Seeded shuffle whose order depends on (seed, epoch); yields ``(index, epoch)`` so the dataset
+    can draw epoch-dependent random crops even inside worker processes. Lightning calls
+    :meth:`set_epoch` at each epoch start; without it, each new iteration advances the epoch."""
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True) -> None:
+        self.n = int(n)
+        self.seed = int(seed)
+        self.shuffle = shuffle
+        self.epoch = 0
+        self._explicit = False
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self._explicit = True
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        if not self._explicit:
+            self.epoch += 1
+        self._explicit = False
+        if self.shuffle:
+            g = torch.Generator().manual_seed(crop_seed(self.seed, epoch, -1))
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = range(self.n)
+        for i in order:
+            yield (i, epoch)
+
+
+class EVARDataModule(pl.LightningDataModule):
+    """An EVAR-format task (design §3) as a LightningDataModule.
+
+    Args:
+        evar_root: EVAR root holding ``evar/metadata/`` and ``work/``; ``None`` reads ``$EVAR``.
+        task: task name: one of the task table (esc50, us8k, gtzan, cremad, cremad_gender, vc1, voxforge,
+            surge, nsynth, nspitch, nsvelocity, spcv2, fsd50k, as20k), a task defined by ``task_def``, or
+            a task with a definition file ``<evar_root>/evar/metadata/<task>.yaml`` (synthetic tasks).
+        sample_rate: the MODEL's sample rate (Hz); audio is read from ``work/<sr_dir>/`` for it
+            (16000→16k, 22000→22k, 32000→32k, 44100→44k, 48000→48k).
+        fold: test fold of fold tasks (1-based; esc50 1..5, us8k 1..10); ignored by split tasks.
+        batch_size: clips per batch.
+        num_workers: DataLoader worker processes.
+        label_map: relabelling applied before the class list is built: a dict ``{old: new}`` (labels
+            not in it are kept; ``null`` drops the row) or a named mapping: ``midi_to_octave`` (MIDI
+            pitch → ``octave_<midi // 12 - 1>``), ``midi_to_octave_number`` (→ ``"<midi // 12 - 1>"``).
+        unit_sec: clip length in seconds (default: the task's).
+        resample: resample files whose sample rate differs from ``sample_rate`` (default: error).
+        file_sample_rate: read the files prepared for this rate (``work/<sr_dir of it>/``) instead
+            of the model's, then resample to ``sample_rate`` (requires ``resample=true``).
+        seed: seed of the train shuffle and of the random crops.
+        predict_splits: splits iterated by ``predict_dataloader`` in this order (default: every
+            non-empty split, train→valid→test).
+        limit: keep only the first ``limit`` clips (CSV order) of each split (quick runs); the class
+            list still comes from the whole train split.
+        task_def: define or override the task: a dict of task fields (``unit_sec``, ``folds``,
+            ``folder``, ``metadata`` — CSV path, relative to ``evar_root`` unless absolute —,
+            ``multilabel``) or the path of a YAML file holding them. A dict without ``unit_sec``
+            overrides fields of a known task.
+        pin_memory: DataLoader ``pin_memory``.
+    """
+
+    def __init__(
+        self,
+        evar_root: Optional[str] = None,
+        task: str = "cremad",
+        sample_rate: int = 16000,
+        fold: int = 1,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        label_map: Union[str, dict[str, Optional[str]], None] = None,
+        unit_sec: Optional[float] = None,
+        resample: bool = False,
+        file_sample_rate: Optional[int] = None,
+        seed: int = 42,
+        predict_splits: Optional[list[str]] = None,
+        limit: Optional[int] = None,
+        task_def: Union[dict[str, Any], str, None] = None,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if unit_sec is not None and not unit_sec > 0:
+            raise ValueError(f"unit_sec must be > 0, got {unit_sec}")
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        if file_sample_rate is not None and file_sample_rate != sample_rate and not resample:
+            raise ValueError(
+                f"file_sample_rate={file_sample_rate} differs from sample_rate={sample_rate}: set resample=true"
+            )
+        if predict_splits is not None:
+            bad = [s for s in predict_splits if s not in SPLITS]
+            if bad:
+                raise ValueError(f"predict_splits has unknown split(s) {bad}; expected some of {list(SPLITS)}")
+        sr_dir(sample_rate)  # fail early on an unknown model rate
+        self.evar_root = evar_root
+        self.task = task
+        self.sample_rate = int(sample_rate)
+        self.fold = fold
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.label_map = label_map
+        self.unit_sec = unit_sec
+        self.resample = resample
+        self.file_sample_rate = int(file_sample_rate or sample_rate)
+        self.seed = seed
+        self.predict_splits = predict_splits
+        self.limit = limit
+        self.task_def = task_def
+        self.pin_memory = pin_memory
+        self.datasets: dict[str, EVARDataset] = {}
+        self.classes: list[str] = []
+        self.multilabel: bool = False
+        self.metadata: Optional[pd.DataFrame] = None
+        self.task_spec: Optional[TaskSpec] = None
+        self.root: Optional[Path] = None
+        self.metadata_path: Optional[Path] = None
+
+    # ---------------------------------------------------------------- setup
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def clip_samples(self) -> int:
+        """Samples per clip, ``int(sample_rate * unit_sec)``."""
+        spec = self.task_spec or get_task(self.task, self.evar_root, self.task_def)
+        return int(self.sample_rate * (self.unit_sec or spec.unit_sec))
+
+    @property
+    def audio_dir(self) -> Path:
+        assert self.root is not None and self.task_spec is not None, "call setup() first"
+        return self.root / "work" / sr_dir(self.file_sample_rate) / self.task_spec.audio_folder
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        """Read the metadata CSV (no audio) and build the split datasets. Idempotent."""
+        if self.datasets:
+            return
+        root = resolve_evar_root(self.evar_root)
+        spec = get_task(self.task, root, self.task_def)
+        csv = spec.metadata_path(root)
+        df, classes, multilabel = read_metadata(
+            csv, folds=spec.folds, fold=self.fold, label_map=self.label_map, multilabel=spec.multilabel
+        )
+        if not classes:
+            raise MetadataError(f"Metadata CSV {csv} has no train rows: no class list for task {self.task!r}")
+        self.root, self.task_spec, self.metadata_path = root, spec, csv
+        self.metadata, self.classes, self.multilabel = df, classes, multilabel
+        n = int(self.sample_rate * (self.unit_sec or spec.unit_sec))
+        for split in SPLITS:
+            rows = df[df["split"] == split]
+            if self.limit is not None:
+                rows = rows.head(self.limit)
+            self.datasets[split] = EVARDataset(
+                rows, self.audio_dir, root, csv, classes, multilabel, self.sample_rate, n,
+                crop="head" if split == "test" else "random",
+                seed=self.seed, resample=self.resample, file_sample_rate=self.file_sample_rate,
+                epoch_in_seed=(split == "train"),
+            )
+
+    def check_files(self, splits: Optional[list[str]] = None) -> None:
+        """Raise FileNotFoundError listing missing audio files of ``splits`` (default: all)."""
+        self.setup()
+        missing: list[str] = []
+        for s in splits or list(SPLITS):
+            missing += self.datasets[s].check_files()
+        if missing:
+            head = "\n  ".join(missing[:20])
+            more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
+            raise FileNotFoundError(f"{len(missing)} audio file(s) missing for task {self.task!r}:\n  {head}{more}")
+
+    def _dataset(self, split: str) -> EVARDataset:
+        self.setup()
+        ds = self.datasets[split]
+        if len(ds) == 0:
+            extra = " (fold tasks have no valid split: fold k is test, the others train)" \
+                if split == "valid" and self.task_spec and self.task_spec.folds else ""
+            raise MetadataError(f"Requested split {split!r} of task {self.task!r} is empty in {self.metadata_path}{extra}")
+        return ds
+
+    # ---------------------------------------------------------- dataloaders
+    def _loader(self, ds: Dataset, sampler: Optional[Sampler] = None) -> DataLoader:
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self._dataset("train")
+        return self._loader(ds, EpochShuffleSampler(len(ds), self.seed, shuffle=True))
+
+    def val_dataloader(self) -> Union[DataLoader, list]:
+        self.setup()
+        if len(self.datasets["valid"]) == 0 and self.task_spec is not None and self.task_spec.folds:
+            return []  # fold tasks have no valid split: Lightning skips validation
+        return self._loader(self._dataset("valid"))
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self._dataset("test"))
+
+    def predict_datasets(self) -> list[EVARDataset]:
+        """Datasets iterated by :meth:`predict_dataloader` (head crop), in ``predict_splits`` order."""
+        self.setup()
+        if self.predict_splits is None:
+            splits = [s for s in SPLITS if len(self.datasets[s])]
+        else:
+            splits = list(self.predict_splits)
+        return [self._dataset(s).with_crop("head") for s in splits]
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(ConcatDataset(self.predict_datasets()))
