@@ -1,0 +1,433 @@
+"""M2D (Masked Modeling Duo) audio ViT encoder, loaded from official checkpoints (design §4).
+
+Written from the behavioural description in design §4 and checked against the official-code fixture
+``../shared/fixtures/m2d_reference`` (tests/test_m2d_parity.py); no official code is copied.
+
+Pipeline for audio ``[B, S]`` at ``sample_rate``:
+
+1. log-mel ``[B, 1, 80, T]`` (:mod:`.melspec`, ``T = 1 + S // hop``), normalised ``(x - mean) / std``
+   with the checkpoint's ``norm_stats`` (fallback (-7.1, 4.2));
+2. split time into chunks of ``input_frames`` (608) frames; right-pad each chunk with zeros to a multiple
+   of the patch width (16);
+3. per chunk: Conv2d 16x16 patch embedding -> tokens frequency-major (index ``f * t + k``), plus
+   ``pos_embed[:, 1:]`` truncated to the chunk's ``t`` time patches in every frequency row; prepend
+   ``cls_token + pos_embed[:, :1]``; timm ``Block`` s (pre-norm, qkv bias, exact GELU, LayerNorm eps
+   1e-6); final LayerNorm; drop CLS; ``b (f t) d -> b t (f d)``;
+4. concatenate chunks in time -> frame embeddings ``[B, T', F*D]`` (:meth:`M2DEncoder.encode_frames`);
+   clip embedding = mean over time ``[B, F*D]`` (``F = n_mels // patch = 5``; 3840 for ViT-Base).
+
+Neuron sites are ``blocks.{l}.mlp.act`` (output ``[B, 1 + F*t, mlp_hidden]`` per chunk; the blocks run
+once per chunk, so a site hook fires once per chunk). Before each chunk :attr:`_positions` is set:
+``clip = arange(B)``, ``special`` = the CLS column, ``valid`` as described in :meth:`M2DEncoder.chunk_positions`.
+
+Checkpoints (:func:`load_m2d_state_dict`): the full training file ``{'model', 'optimizer', 'epoch',
+'scaler', 'args': argparse.Namespace}``, the encoder-only flat state dict, and EVAR fine-tuned flat dicts
+whose backbone keys carry the prefix ``module.ar.runtime.backbone.``. Only encoder keys are loaded; the
+EMA target (``target_*``), decoder (``decoder_*``, ``mask_token``) and EVAR head (``module.*``) keys are
+dropped; any other key, or a missing encoder key, is an error listing the keys.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from timm.layers import build_sincos2d_pos_embed, trunc_normal_
+from timm.models.vision_transformer import Block
+from torch import Tensor, nn
+
+from .base import AudioEncoder, Positions
+from .checkpoints import (CheckpointKeyError, check_keys, check_shapes, extract_state_dict,
+                          load_checkpoint_file)
+from .melspec import M2D_FRONTENDS, LogMelSpectrogram
+
+#: Fallback normalisation statistics (mean, std) when a checkpoint stores none.
+DEFAULT_NORM_STATS: tuple[float, float] = (-7.1, 4.2)
+#: Key prefix of the backbone in EVAR fine-tuned checkpoints.
+EVAR_PREFIX = "module.ar.runtime.backbone."
+#: Keys dropped silently: EMA target encoder, decoder, mask token (M2D training), EVAR task head.
+NON_ENCODER_PREFIXES: tuple[str, ...] = ("target_", "decoder_", "mask_token", "module.")
+#: Attention heads of the standard ViT widths (64 per head); other widths need ``num_heads``.
+STANDARD_HEADS: dict[int, int] = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16}
+
+
+# ---------------------------------------------------------------------------------------------
+# Run-folder names
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class M2DRunName:
+    """What an M2D run-folder name encodes, e.g. ``m2d_vit_base-80x608p16x16-221006-mr7``."""
+
+    model: str
+    n_mels: int
+    input_frames: int
+    patch: tuple[int, int]
+    sample_rate: int
+    extra: tuple[str, ...] = field(default=())
+
+
+_SIZE_RE = re.compile(r"^(\d+)x(\d+)$")
+
+
+def parse_run_name(name: str) -> M2DRunName:
+    """Parse ``<model>-<F>x<T>p<P>x<P>[p<sr>k][p...]-...``: F mels x T frames per chunk, PxP patches,
+    sample rate ``<sr>`` kHz (default 16k). Raises ValueError when ``name`` does not follow it."""
+    parts = name.split("-")
+    if len(parts) < 2:
+        raise ValueError(f"Not an M2D run name (expected '<model>-<F>x<T>p<P>x<P>[p16k|p32k]-...'): {name!r}")
+    fields = parts[1].split("p")
+    size = _SIZE_RE.match(fields[0])
+    patch = _SIZE_RE.match(fields[1]) if len(fields) > 1 else None
+    if not size or not patch:
+        raise ValueError(f"Not an M2D run name (expected '<model>-<F>x<T>p<P>x<P>[p16k|p32k]-...'): {name!r}")
+    sr = fields[2] if len(fields) > 2 else "16k"
+    m = re.fullmatch(r"(\d+)k", sr)
+    if not m:
+        raise ValueError(f"Cannot read the sample rate {sr!r} in M2D run name {name!r} (expected e.g. 16k, 32k)")
+    return M2DRunName(model=parts[0], n_mels=int(size.group(1)), input_frames=int(size.group(2)),
+                      patch=(int(patch.group(1)), int(patch.group(2))), sample_rate=int(m.group(1)) * 1000,
+                      extra=tuple(fields[3:]))
+
+
+def run_name_of(path: str | Path) -> Optional[M2DRunName]:
+    """The run name of a checkpoint: its parent folder's name, else the file stem, else None."""
+    path = Path(path)
+    for candidate in (path.parent.name, path.stem):
+        try:
+            return parse_run_name(candidate)
+        except ValueError:
+            continue
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoint reading
+# ---------------------------------------------------------------------------------------------
+def _is_encoder_key(k: str) -> bool:
+    return k in ("cls_token", "pos_embed", "norm_stats") or k.startswith(("patch_embed.", "blocks.", "norm."))
+
+
+def load_m2d_state_dict(path: str | Path, trust_checkpoint: bool = False,
+                        ignore_prefixes: Sequence[str] = ()) -> dict[str, Tensor]:
+    """Encoder state dict of an M2D checkpoint in any of the three formats (module docstring).
+
+    Keys starting with :data:`NON_ENCODER_PREFIXES` (or ``ignore_prefixes``) are dropped; every other
+    key must be an encoder key (``cls_token``, ``pos_embed``, ``norm_stats``, ``patch_embed.*``,
+    ``blocks.*``, ``norm.*``), else :class:`CheckpointKeyError` lists the unknown keys."""
+    obj = load_checkpoint_file(path, trust_checkpoint=trust_checkpoint)
+    sd = extract_state_dict(obj, path, container_keys=("model",))
+    if any(k.startswith(EVAR_PREFIX) for k in sd):
+        sd = {(k[len(EVAR_PREFIX):] if k.startswith(EVAR_PREFIX) else k): v for k, v in sd.items()}
+    drop = tuple(NON_ENCODER_PREFIXES) + tuple(ignore_prefixes)
+    kept = {k: v for k, v in sd.items() if not k.startswith(drop)}
+    unknown = sorted(k for k in kept if not _is_encoder_key(k))
+    if unknown:
+        raise CheckpointKeyError(f"Checkpoint {path} has unexpected keys ({len(unknown)}) that are neither "
+                                 f"M2D encoder keys nor known non-encoder keys: {', '.join(unknown[:40])}")
+    if not kept:
+        raise CheckpointKeyError(f"Checkpoint {path} holds no M2D encoder keys (cls_token, pos_embed, "
+                                 f"patch_embed.*, blocks.*, norm.*); keys: {sorted(sd)[:20]}")
+    return kept
+
+
+@dataclass
+class _Arch:
+    width: int
+    depth: int
+    mlp_hidden: int
+    patch: tuple[int, int]
+    pos_tokens: int
+
+
+def _arch_from_state_dict(sd: dict[str, Tensor], path: str | Path) -> _Arch:
+    need = ["cls_token", "patch_embed.proj.weight"]
+    missing = [k for k in need if k not in sd]
+    if missing:
+        raise CheckpointKeyError(f"Checkpoint {path} does not match the M2D encoder: missing keys: {', '.join(missing)}")
+    width = int(sd["cls_token"].shape[-1])
+    ids = {int(k.split(".")[1]) for k in sd if k.startswith("blocks.") and k.split(".")[1].isdigit()}
+    if not ids:
+        raise CheckpointKeyError(f"Checkpoint {path} does not match the M2D encoder: missing keys: blocks.*")
+    fc1 = [v for k, v in sd.items() if re.fullmatch(r"blocks\.\d+\.mlp\.fc1\.weight", k)]
+    if not fc1:
+        raise CheckpointKeyError(f"Checkpoint {path} does not match the M2D encoder: missing keys: blocks.*.mlp.fc1.weight")
+    w = sd["patch_embed.proj.weight"]
+    if w.shape[1] != 1:
+        raise CheckpointKeyError(f"Checkpoint {path}: patch_embed.proj.weight has {w.shape[1]} input channels, expected 1")
+    pos = int(sd["pos_embed"].shape[1]) if "pos_embed" in sd else -1
+    return _Arch(width=width, depth=max(ids) + 1, mlp_hidden=int(fc1[0].shape[0]),
+                 patch=(int(w.shape[2]), int(w.shape[3])), pos_tokens=pos)
+
+
+class _PatchEmbed(nn.Module):
+    """``[B, 1, F, T] -> [B, (F/p)*(T/p), D]`` (frequency-major) with a Conv2d ``proj``."""
+
+    def __init__(self, width: int, patch: tuple[int, int]) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(1, width, kernel_size=patch, stride=patch)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+def _check_same(what: str, given, found, path) -> None:
+    if given is not None and given != found:
+        raise ValueError(f"{what}={given!r} was given but checkpoint {path} has {what}={found!r}")
+
+
+class M2DEncoder(AudioEncoder):
+    """M2D ViT encoder (see module docstring).
+
+    Args:
+        checkpoint: path to an M2D checkpoint (any of the three formats). When given, dimensions come
+            from the state dict and the input geometry (mels, frames, patch, sample rate) from the run
+            folder name (e.g. ``m2d_vit_base-80x608p16x16-221006-mr7``); the other arguments below
+            default to those and must agree when given. When None, a randomly initialised model is
+            built (ViT-Base defaults; set ``seed`` for reproducibility).
+        num_heads: attention heads. Not stored in checkpoints: default 12 for width 768 (ViT-Base), the
+            standard 64-per-head value for widths 192/384/1024/1280; required for any other width
+            (the fixture's width-64 model needs 4).
+        width: token width D (768 for ViT-Base).
+        depth: number of transformer blocks.
+        mlp_ratio: MLP hidden size / width.
+        input_frames: frames per chunk (608 for M2D ViT-Base).
+        n_mels: mel bands (80).
+        patch: patch size (square; 16).
+        sample_rate: 16000 or 32000 (selects the log-mel front end).
+        norm_stats: (mean, std) of the log-mel normalisation, used when the checkpoint stores none
+            (default (-7.1, 4.2)); a checkpoint's stored ``norm_stats`` always wins (a different
+            explicit value is an error).
+        trust_checkpoint: allow loading a checkpoint holding arbitrary pickled objects (runs code).
+        ignore_prefixes: extra state-dict key prefixes to drop (e.g. ``audio_proj.`` of M2D-CLAP).
+        name: output-folder suffix (``analysis`` for M2D, ``vit`` for the supervised ViT).
+        seed: RNG seed for random initialisation (ignored with a checkpoint; global RNG untouched).
+    """
+
+    channel_axis = -1
+
+    def __init__(
+        self,
+        checkpoint: Optional[str] = None,
+        num_heads: Optional[int] = None,
+        width: Optional[int] = None,
+        depth: Optional[int] = None,
+        mlp_ratio: Optional[float] = None,
+        input_frames: Optional[int] = None,
+        n_mels: Optional[int] = None,
+        patch: Optional[int] = None,
+        sample_rate: Optional[int] = None,
+        norm_stats: Optional[tuple[float, float]] = None,
+        trust_checkpoint: bool = False,
+        ignore_prefixes: Sequence[str] = (),
+        name: str = "analysis",
+        seed: Optional[int] = None,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.checkpoint_path: Optional[str] = str(checkpoint) if checkpoint is not None else None
+        sd: Optional[dict[str, Tensor]] = None
+        if checkpoint is not None:
+            sd = load_m2d_state_dict(checkpoint, trust_checkpoint=trust_checkpoint, ignore_prefixes=ignore_prefixes)
+            arch = _arch_from_state_dict(sd, checkpoint)
+            run = run_name_of(checkpoint)
+            _check_same("width", width, arch.width, checkpoint)
+            if patch is not None and (patch, patch) != arch.patch:
+                raise ValueError(f"patch={patch} was given but checkpoint {checkpoint} has patch {arch.patch}")
+            if run is not None:
+                _check_same("n_mels", n_mels, run.n_mels, checkpoint)
+                _check_same("input_frames", input_frames, run.input_frames, checkpoint)
+                _check_same("sample_rate", sample_rate, run.sample_rate, checkpoint)
+                if run.patch != arch.patch:
+                    raise ValueError(f"Run name of {checkpoint} says patch {run.patch}, state dict has {arch.patch}")
+                n_mels, input_frames, sample_rate = run.n_mels, run.input_frames, run.sample_rate
+            width = arch.width
+            depth = arch.depth if depth is None else depth  # a different depth shows up as missing/unexpected keys
+            ph, pw = arch.patch
+            n_mels = 80 if n_mels is None else n_mels
+            if input_frames is None:  # infer from pos_embed: 1 + (n_mels/ph) * (frames/pw) tokens
+                fg = n_mels // ph
+                input_frames = ((arch.pos_tokens - 1) // fg) * pw if arch.pos_tokens > 1 else 608
+            if arch.mlp_hidden % width:
+                raise ValueError(f"Checkpoint {checkpoint}: MLP hidden size {arch.mlp_hidden} is not a multiple of width {width}")
+            found_ratio = arch.mlp_hidden / width
+            if mlp_ratio is not None and mlp_ratio != found_ratio:
+                raise ValueError(f"mlp_ratio={mlp_ratio} was given but checkpoint {checkpoint} has {found_ratio}")
+            mlp_ratio = found_ratio
+        else:
+            width = 768 if width is None else width
+            depth = 12 if depth is None else depth
+            mlp_ratio = 4.0 if mlp_ratio is None else mlp_ratio
+            input_frames = 608 if input_frames is None else input_frames
+            n_mels = 80 if n_mels is None else n_mels
+            ph = pw = 16 if patch is None else patch
+        sample_rate = 16000 if sample_rate is None else int(sample_rate)
+        if num_heads is None:
+            if width not in STANDARD_HEADS:
+                where = f" of checkpoint {checkpoint}" if checkpoint is not None else ""
+                raise ValueError(f"num_heads is required for width {width}{where} (heads are not stored in "
+                                 f"checkpoints; defaults exist only for widths {sorted(STANDARD_HEADS)})")
+            num_heads = STANDARD_HEADS[width]
+        if width % num_heads:
+            raise ValueError(f"width {width} is not divisible by num_heads {num_heads}")
+        if n_mels % ph or input_frames % pw:
+            raise ValueError(f"{n_mels} mels x {input_frames} frames is not divisible by patch {ph}x{pw}")
+
+        self.width, self.depth, self.num_heads = int(width), int(depth), int(num_heads)
+        self.n_mels, self.input_frames, self.patch = int(n_mels), int(input_frames), (int(ph), int(pw))
+        self.freq_patches = self.n_mels // ph
+        self.max_time_patches = self.input_frames // pw
+        self.mlp_hidden = int(round(self.width * mlp_ratio))
+        self.sample_rate = sample_rate
+        self.embed_dim = self.freq_patches * self.width
+        self.neuron_sites = [f"blocks.{i}.mlp.act" for i in range(self.depth)]
+        self.site_neurons = [self.mlp_hidden] * self.depth
+
+        self.frontend = LogMelSpectrogram.for_m2d(sample_rate, n_mels=self.n_mels)
+        self.register_buffer("norm_stats", torch.tensor(norm_stats if norm_stats is not None else DEFAULT_NORM_STATS,
+                                                        dtype=torch.float32))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, self.width))
+        n_pos = 1 + self.freq_patches * self.max_time_patches
+        self.pos_embed = nn.Parameter(torch.zeros(1, n_pos, self.width), requires_grad=False)
+        self.patch_embed = _PatchEmbed(self.width, self.patch)
+        self.blocks = nn.ModuleList([
+            Block(self.width, self.num_heads, mlp_ratio=mlp_ratio, qkv_bias=True,
+                  norm_layer=partial(nn.LayerNorm, eps=1e-6), act_layer=nn.GELU)
+            for _ in range(self.depth)
+        ])
+        self.norm = nn.LayerNorm(self.width, eps=1e-6)
+        if self.blocks[0].mlp.fc1.out_features != self.mlp_hidden:
+            raise ValueError(f"mlp_ratio {mlp_ratio} gives hidden {self.blocks[0].mlp.fc1.out_features}, "
+                             f"expected {self.mlp_hidden}")
+
+        if sd is not None:
+            self._load(sd, checkpoint, norm_stats)
+        else:
+            self._random_init(seed)
+
+    # -- construction --------------------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, num_heads: Optional[int] = None, trust_checkpoint: bool = False,
+                        name: str = "analysis", **kwargs) -> "M2DEncoder":
+        """Build from an M2D checkpoint (full training file, encoder-only or EVAR fine-tuned)."""
+        return cls(checkpoint=str(path), num_heads=num_heads, trust_checkpoint=trust_checkpoint, name=name, **kwargs)
+
+    def _load(self, sd: dict[str, Tensor], path, norm_stats: Optional[tuple[float, float]]) -> None:
+        own = self.state_dict()
+        check_keys(own.keys(), sd.keys(), path, optional=["norm_stats"])
+        check_shapes(own, sd, path)
+        if "norm_stats" in sd:
+            stored = tuple(float(v) for v in sd["norm_stats"].reshape(-1).tolist())
+            if norm_stats is not None and not torch.allclose(torch.tensor(stored), torch.tensor(norm_stats, dtype=torch.float32)):
+                raise ValueError(f"norm_stats={tuple(norm_stats)} was given but checkpoint {path} stores {stored}")
+        else:
+            sd = dict(sd, norm_stats=self.norm_stats.clone())
+        self.load_state_dict(sd, strict=True)
+
+    def _random_init(self, seed: Optional[int]) -> None:
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            pos = build_sincos2d_pos_embed([self.freq_patches, self.max_time_patches], dim=self.width)
+            with torch.no_grad():
+                self.pos_embed[0, 1:] = pos.reshape(-1, self.width)
+                nn.init.normal_(self.cls_token, std=0.02)
+                w = self.patch_embed.proj.weight
+                nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+                nn.init.zeros_(self.patch_embed.proj.bias)
+                for m in self.blocks.modules():
+                    if isinstance(m, nn.Linear):
+                        trunc_normal_(m.weight, std=0.02)
+                        nn.init.zeros_(m.bias)
+
+    # -- front end -----------------------------------------------------------------------------
+    def log_mel(self, audio: Tensor) -> Tensor:
+        """audio ``[B, S]`` -> normalised log-mel ``[B, 1, n_mels, 1 + S // hop]``."""
+        x = self.frontend(audio)
+        return (x - self.norm_stats[0]) / self.norm_stats[1]
+
+    def valid_frames(self, lengths: Optional[Tensor], batch: int, total_frames: int, device) -> Tensor:
+        """LongTensor ``[B]``: frames holding input per clip, ``min(1 + length // hop, T)`` (the frames
+        the clip would have if encoded alone); all ``T`` when ``lengths`` is None."""
+        if lengths is None:
+            return torch.full((batch,), total_frames, dtype=torch.long, device=device)
+        lengths = torch.as_tensor(lengths, device=device).long()
+        return torch.clamp(1 + lengths // self.frontend.hop_length, max=total_frames)
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def chunk_positions(self, start_frame: int, time_patches: int, n_valid: Tensor) -> Positions:
+        """Positions of the chunk starting at frame ``start_frame`` with ``time_patches`` patches.
+
+        Padding rule: time patch k of the chunk covers frames ``start_frame + 16k ...``; it holds input
+        (valid) iff its first frame is a valid frame of the clip (``start_frame + 16k < n_valid``,
+        see :meth:`valid_frames`); a patch only partly covered by the clip is valid. All frequency
+        patches of a time column share its validity (token ``f * t + k``). The CLS token (position 0,
+        ``special``) is valid iff the chunk holds any valid patch of that clip."""
+        b = n_valid.shape[0]
+        dev = n_valid.device
+        first = start_frame + torch.arange(time_patches, device=dev) * self.patch[1]
+        cols = first[None, :] < n_valid[:, None]  # [B, t]
+        patches = cols[:, None, :].expand(b, self.freq_patches, time_patches).reshape(b, -1)
+        valid = torch.cat([cols.any(1, keepdim=True), patches], dim=1)
+        special = torch.zeros(valid.shape[1], dtype=torch.bool, device=dev)
+        special[0] = True
+        return Positions(clip=torch.arange(b, device=dev), valid=valid, special=special)
+
+    # -- encoding ------------------------------------------------------------------------------
+    def encode_chunk(self, x: Tensor) -> Tensor:
+        """Normalised log-mel chunk ``[B, 1, n_mels, t * patch]`` -> final-norm tokens ``[B, 1 + F*t, D]``."""
+        tokens = self.patch_embed(x)
+        t = tokens.shape[1] // self.freq_patches
+        if t > self.max_time_patches:
+            raise ValueError(f"Chunk of {t} time patches exceeds the model's {self.max_time_patches}")
+        pos = self.pos_embed[:, 1:].reshape(1, self.freq_patches, self.max_time_patches, self.width)[:, :, :t]
+        tokens = tokens + pos.reshape(1, self.freq_patches * t, self.width)
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(tokens.shape[0], -1, -1)
+        h = torch.cat([cls, tokens], dim=1)
+        for blk in self.blocks:
+            h = blk(h)
+        return self.norm(h)
+
+    def encode_frames(self, audio: Tensor, lengths: Optional[Tensor] = None,
+                      return_valid: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """audio ``[B, S]`` -> frame embeddings ``[B, T', F*D]`` (``T'`` time patches over all chunks).
+        With ``return_valid`` also BoolTensor ``[B, T']``: time patches holding input (see
+        :meth:`chunk_positions`)."""
+        lms = self.log_mel(audio)
+        b, total = lms.shape[0], lms.shape[-1]
+        n_valid = self.valid_frames(lengths, b, total, lms.device)
+        unit, pw = self.input_frames, self.patch[1]
+        outs, valids = [], []
+        try:
+            for start in range(0, total, unit):
+                chunk = lms[..., start:start + unit]
+                pad = (-chunk.shape[-1]) % pw
+                if pad:
+                    chunk = torch.nn.functional.pad(chunk, (0, pad))
+                t = chunk.shape[-1] // pw
+                self._positions = self.chunk_positions(start, t, n_valid)
+                valids.append(self._positions.valid[:, 1:1 + t])
+                h = self.encode_chunk(chunk)[:, 1:]  # [B, F*t, D]
+                h = h.reshape(b, self.freq_patches, t, self.width).permute(0, 2, 1, 3).reshape(b, t, self.embed_dim)
+                outs.append(h)
+        finally:
+            self._positions = None
+        frames = torch.cat(outs, dim=1)
+        return (frames, torch.cat(valids, dim=1)) if return_valid else frames
+
+    def forward(self, audio: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
+        """audio ``[B, S]`` -> clip embeddings ``[B, F*D]``: mean of the frame embeddings over time
+        (over the valid time patches only when ``lengths`` is given)."""
+        frames, valid = self.encode_frames(audio, lengths, return_valid=True)
+        if lengths is None:
+            return frames.mean(1)
+        w = valid.to(frames.dtype)[..., None]
+        return (frames * w).sum(1) / w.sum(1).clamp_min(1.0)
+
+    def extra_repr(self) -> str:
+        return (f"name={self.name!r}, width={self.width}, depth={self.depth}, heads={self.num_heads}, "
+                f"input={self.n_mels}x{self.input_frames}, patch={self.patch}, sample_rate={self.sample_rate}, "
+                f"checkpoint={self.checkpoint_path!r}")
