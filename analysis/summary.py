@@ -1,0 +1,199 @@
+"""The pipeline's headline table and human-readable report (``summary.md``, ``index.html``).
+
+Every number here is computed from the stage outputs (``neurons.pt``/``classes.txt`` of the statistics
+run folder and ``ablation.csv`` of the ablation stage), never typed: :func:`headline_rows` is a plain
+function of those files, and the tests recompute it from them.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+ALL = "ALL"
+
+HEADLINE_COLUMNS = [
+    "model", "task", "class", "neurons", "on_target_delta", "random_delta_mean", "random_delta_lo",
+    "random_delta_hi", "random_draws", "off_target_delta_mean", "baseline_recall",
+]
+TASK_COLUMNS = ["model", "task", "classes", "classes_covered", "neurons_per_class", "selected_neurons",
+                "baseline_accuracy", "mean_on_target_delta", "mean_random_delta", "mean_off_target_delta"]
+
+
+def read_classes(run_dir: str | Path) -> list[str]:
+    """Class names of a statistics run folder (``classes.txt``, index order)."""
+    p = Path(run_dir) / "classes.txt"
+    if not p.exists():
+        raise FileNotFoundError(f"{p} not found: is {run_dir} a statistics run folder?")
+    return [ln for ln in p.read_text(encoding="utf-8").splitlines() if ln]
+
+
+def neurons_per_class(run_dir: str | Path) -> dict[str, int]:
+    """Class name → number of (layer, neuron) pairs assigned to it in ``neurons.pt``."""
+    classes = read_classes(run_dir)
+    p = Path(run_dir) / "neurons.pt"
+    sets = torch.load(p, weights_only=True)
+    if len(sets) != len(classes):
+        raise ValueError(f"{p} has {len(sets)} classes but classes.txt lists {len(classes)}")
+    return {c: int(sum(int(t.numel()) for t in layers)) for c, layers in zip(classes, sets)}
+
+
+def _quantiles(x: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    if len(x) == 0:
+        return math.nan, math.nan
+    a = (1 - level) / 2
+    return float(np.quantile(x, a)), float(np.quantile(x, 1 - a))
+
+
+def headline_rows(model: str, task: str, run_dir: str | Path, ablation_csv: str | Path) -> pd.DataFrame:
+    """One row per class of ``task``: the size of its AAPE set, the change in its own recall when the set
+    is ablated (``on_target_delta``), the same for size- and layer-matched random sets (mean and central
+    95% interval over draws), and the mean change of the other classes (``off_target_delta_mean``).
+    Classes without neurons get NaN deltas (nothing was ablated)."""
+    counts = neurons_per_class(run_dir)
+    t = pd.read_csv(ablation_csv, keep_default_na=False, na_values=[""])
+    t["class"] = t["class"].astype(str)
+    base = t[t["kind"] == "baseline"].set_index("class")["accuracy"]
+    rows = []
+    for c, n in counts.items():
+        cond = f"class:{c}"
+        own = t[(t["condition"] == cond)]
+        on = own[own["class"] == c]["delta"]
+        off = own[(own["class"] != c) & (own["class"] != ALL)]["delta"]
+        rnd = t[(t["kind"] == "random") & t["condition"].str.startswith(f"random:{cond}:") & (t["class"] == c)]
+        d = rnd["delta"].to_numpy(dtype=float)
+        lo, hi = _quantiles(d)
+        rows.append(dict(
+            model=model, task=task, **{"class": c}, neurons=n,
+            on_target_delta=float(on.iloc[0]) if len(on) else math.nan,
+            random_delta_mean=float(d.mean()) if len(d) else math.nan,
+            random_delta_lo=lo, random_delta_hi=hi, random_draws=len(d),
+            off_target_delta_mean=float(off.mean()) if len(off) else math.nan,
+            baseline_recall=float(base.get(c, math.nan)),
+        ))
+    return pd.DataFrame(rows, columns=HEADLINE_COLUMNS)
+
+
+def task_rows(headline: pd.DataFrame, ablation: dict[tuple[str, str], str | Path]) -> pd.DataFrame:
+    """One row per (model, task), aggregated from :func:`headline_rows`."""
+    rows = []
+    for (model, task), g in headline.groupby(["model", "task"], sort=False):
+        t = pd.read_csv(ablation[(model, task)], keep_default_na=False, na_values=[""])
+        t["class"] = t["class"].astype(str)
+        base = t[(t["kind"] == "baseline") & (t["class"] == ALL)]["accuracy"]
+        covered = g[g["neurons"] > 0]
+        rows.append(dict(
+            model=model, task=task, classes=len(g), classes_covered=len(covered),
+            neurons_per_class=float(g["neurons"].mean()), selected_neurons=int(g["neurons"].sum()),
+            baseline_accuracy=float(base.iloc[0]) if len(base) else math.nan,
+            mean_on_target_delta=float(covered["on_target_delta"].mean()) if len(covered) else math.nan,
+            mean_random_delta=float(covered["random_delta_mean"].mean()) if len(covered) else math.nan,
+            mean_off_target_delta=float(covered["off_target_delta_mean"].mean()) if len(covered) else math.nan,
+        ))
+    return pd.DataFrame(rows, columns=TASK_COLUMNS)
+
+
+def _fmt(x: object) -> str:
+    if isinstance(x, float):
+        return "–" if math.isnan(x) else f"{x:+.3f}" if abs(x) < 10 else f"{x:.1f}"
+    return str(x)
+
+
+def markdown_table(df: pd.DataFrame, columns: Optional[Sequence[str]] = None) -> str:
+    cols = list(columns or df.columns)
+    out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, r in df.iterrows():
+        out.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
+    return "\n".join(out)
+
+
+def html_table(df: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(r[c]))}</td>" for c in df.columns) + "</tr>"
+        for _, r in df.iterrows()
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+@dataclass
+class ReportInputs:
+    """What the final report shows: tables, findings (plain sentences computed from the tables),
+    figures and files (paths relative to the output root), manifests (run folder → manifest dict)."""
+
+    tasks: pd.DataFrame
+    headline: pd.DataFrame
+    findings: list[str]
+    figures: list[str]
+    files: list[str]
+    manifests: dict[str, dict]
+    probe: Optional[pd.DataFrame] = None
+
+
+def findings(tasks: pd.DataFrame) -> list[str]:
+    """Plain-language statements derived from the per-task table, including negative results."""
+    out = []
+    for _, r in tasks.iterrows():
+        head = f"{r['model']} on {r['task']}: {r['classes_covered']}/{r['classes']} classes have neurons " \
+               f"({r['neurons_per_class']:.1f} per class)."
+        if r["classes_covered"] == 0:
+            out.append(head + " No class-specific neuron was found, so nothing was ablated.")
+            continue
+        on, rnd, off = r["mean_on_target_delta"], r["mean_random_delta"], r["mean_off_target_delta"]
+        if math.isnan(rnd):
+            verdict = "no matched random sets were evaluated"
+        elif on < rnd - 0.05:
+            verdict = (f"ablating a class's set lowers that class's recall by {-on:.3f} on average, against "
+                       f"{-rnd:.3f} for matched random sets: the sets are class-specific")
+        else:
+            verdict = (f"NEGATIVE RESULT: ablating a class's set changes that class's recall by {on:+.3f} on "
+                       f"average, not clearly more than matched random sets ({rnd:+.3f})")
+        out.append(f"{head} Off-target classes change by {off:+.3f} on average; {verdict}.")
+    return out
+
+
+def write_summary_md(inp: ReportInputs) -> str:
+    parts = ["# aape pipeline report", "", "## Headline per model and task", "", markdown_table(inp.tasks), ""]
+    parts += ["## Findings", ""] + [f"- {s}" for s in inp.findings] + [""]
+    parts += ["## Per class (recall change when the class's AAPE set is zeroed)", "",
+              markdown_table(inp.headline), ""]
+    if inp.probe is not None and len(inp.probe):
+        parts += ["## Linear probe (test accuracy, clean features)", "", markdown_table(inp.probe), ""]
+    parts += ["## Figures", ""] + [f"- [{f}]({f})" for f in inp.figures] + [""]
+    parts += ["## Files", ""] + [f"- `{f}`" for f in inp.files] + [""]
+    parts += ["## Manifests", ""]
+    for k, m in inp.manifests.items():
+        parts += [f"### {k}", "", "```json", json.dumps(m, indent=1, default=str), "```", ""]
+    return "\n".join(parts)
+
+
+def write_index_html(inp: ReportInputs) -> str:
+    figs = "".join(
+        f'<figure><embed src="{html.escape(f)}" type="application/pdf" width="900" height="600">'
+        f'<figcaption><a href="{html.escape(f)}">{html.escape(f)}</a></figcaption></figure>'
+        if f.endswith(".pdf") else f'<figure><img src="{html.escape(f)}"><figcaption>{html.escape(f)}</figcaption></figure>'
+        for f in inp.figures
+    )
+    files = "".join(f'<li><a href="{html.escape(f)}">{html.escape(f)}</a></li>' for f in inp.files)
+    mani = "".join(
+        f"<h3>{html.escape(k)}</h3><pre>{html.escape(json.dumps(m, indent=1, default=str))}</pre>"
+        for k, m in inp.manifests.items()
+    )
+    probe = f"<h2>Linear probe</h2>{html_table(inp.probe)}" if inp.probe is not None and len(inp.probe) else ""
+    find = "".join(f"<li>{html.escape(s)}</li>" for s in inp.findings)
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>aape report</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}</style></head><body>"
+        "<h1>aape pipeline report</h1><h2>Headline per model and task</h2>" + html_table(inp.tasks)
+        + f"<h2>Findings</h2><ul>{find}</ul>"
+        + "<h2>Per class</h2>" + html_table(inp.headline) + probe
+        + f"<h2>Figures</h2>{figs}<h2>Files</h2><ul>{files}</ul><h2>Manifests</h2>{mani}</body></html>"
+    )
