@@ -1,0 +1,104 @@
+"""Cross-task and within-task figures (design §7). Pure matplotlib (Agg), one page per figure.
+
+* :func:`cross_task_figure` — class(a) × class(b) Jaccard heatmap + per-layer distribution of the
+  neurons shared by the two tasks.
+* :func:`within_task_figure` — class × class Jaccard heatmap + neurons per class per layer.
+
+Figures are returned (not saved); :func:`save_pdf` writes one atomically with text kept as TrueType so
+the PDF's titles and axis labels are searchable/extractable.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from analysis import io  # noqa: E402
+
+
+def _tick_fontsize(n: int) -> float:
+    return max(3.0, min(9.0, 300.0 / max(n, 1)))
+
+
+def _heatmap(ax, mat: np.ndarray, rows: list[str], cols: list[str], title: str, xlabel: str, ylabel: str,
+             fig: Figure, vmax: float = 1.0, cbar_label: str = "Jaccard") -> None:
+    masked = np.ma.masked_invalid(mat)
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("lightgrey")
+    im = ax.imshow(masked, aspect="auto", interpolation="nearest", cmap=cmap, vmin=0.0, vmax=vmax)
+    ax.set_xticks(range(len(cols)))
+    ax.set_xticklabels(cols, rotation=90, fontsize=_tick_fontsize(len(cols)))
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(rows, fontsize=_tick_fontsize(len(rows)))
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    cb.set_label(cbar_label)
+    if mat.size <= 144:
+        for i in range(mat.shape[0]):
+            for j in range(mat.shape[1]):
+                if np.isfinite(mat[i, j]):
+                    ax.text(j, i, f"{mat[i, j]:.2f}" if vmax <= 1 else f"{int(mat[i, j])}", ha="center",
+                            va="center", fontsize=6, color="w" if mat[i, j] < 0.6 * vmax else "k")
+
+
+def _size(n_rows: int, n_cols: int) -> tuple[float, float]:
+    w = min(30.0, 6.0 + 0.18 * n_cols) + 6.0
+    h = min(24.0, 4.0 + 0.18 * max(n_rows, 1))
+    return w, h
+
+
+def cross_task_figure(jac: np.ndarray, classes_a: list[str], classes_b: list[str], task_a: str, task_b: str,
+                      per_layer: dict[str, np.ndarray], sites: list[str] | None = None) -> Figure:
+    """``jac [Ca, Cb]`` Jaccard (NaN = both empty); ``per_layer`` from
+    :func:`analysis.overlap.shared_per_layer` (arrays ``[L]`` for keys ``a``, ``b``, ``shared``)."""
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=_size(len(classes_a), len(classes_b)),
+                                   gridspec_kw={"width_ratios": [max(len(classes_b), 4), 4 + 0.3 * len(per_layer["a"])]})
+    _heatmap(ax0, np.asarray(jac, dtype=float), classes_a, classes_b, f"Jaccard of class neuron sets: {task_a} x {task_b}",
+             f"{task_b} class", f"{task_a} class", fig)
+    L = len(per_layer["a"])
+    x = np.arange(L)
+    w = 0.28
+    ax1.bar(x - w, per_layer["a"], w, label=f"{task_a} (any class)")
+    ax1.bar(x, per_layer["b"], w, label=f"{task_b} (any class)")
+    ax1.bar(x + w, per_layer["shared"], w, label="shared by both tasks")
+    ax1.set_xticks(x)
+    ax1.set_xticklabels([str(l) for l in range(L)], fontsize=_tick_fontsize(L))
+    ax1.set_xlabel("layer")
+    ax1.set_ylabel("neurons")
+    ax1.set_title("Shared neurons per layer")
+    ax1.legend(fontsize=7)
+    fig.suptitle(f"cross_task-{task_a}-{task_b}")
+    fig.tight_layout()
+    return fig
+
+
+def within_task_figure(jac: np.ndarray, classes: list[str], counts: np.ndarray, task: str) -> Figure:
+    """``jac [C, C]`` Jaccard between the task's class sets; ``counts [C, L]`` neurons per class per layer."""
+    C, L = counts.shape
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=_size(C, C + L),
+                                   gridspec_kw={"width_ratios": [max(C, 4), max(L, 4)]})
+    _heatmap(ax0, np.asarray(jac, dtype=float), classes, classes, f"Jaccard between classes: {task}", "class",
+             "class", fig)
+    vmax = float(max(1, counts.max())) if counts.size else 1.0
+    _heatmap(ax1, counts.astype(float), classes, [str(l) for l in range(L)], "Neurons per class per layer",
+             "layer", "class", fig, vmax=vmax, cbar_label="neurons")
+    fig.suptitle(f"within_task-{task}")
+    fig.tight_layout()
+    return fig
+
+
+def save_pdf(fig: Figure, path: str | Path, overwrite: bool = False, close: bool = True) -> Path:
+    """Write ``fig`` as a one-page PDF atomically (TrueType text); close it unless ``close=False``."""
+    try:
+        with matplotlib.rc_context({"pdf.fonttype": 42}):
+            return io.save_figure(fig, path, overwrite=overwrite)
+    finally:
+        if close:
+            plt.close(fig)
