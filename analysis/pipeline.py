@@ -27,6 +27,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -81,6 +82,25 @@ def _merge(base: dict, over: dict, where: str) -> dict:
     return out
 
 
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(obj: Any, where: str) -> Any:
+    """Replace ``${VAR}`` in every string of ``obj`` by the environment variable; unset → error."""
+    if isinstance(obj, dict):
+        return {k: expand_env(v, f"{where}.{k}") for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [expand_env(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, str):
+        def sub(m: "re.Match[str]") -> str:
+            if m.group(1) not in os.environ:
+                raise PipelineError(f"{where}: environment variable {m.group(1)} is not set (used as {obj!r})")
+            return os.environ[m.group(1)]
+
+        return _VAR.sub(sub, obj)
+    return obj
+
+
 def load_config(path: str | Path, out: Optional[str] = None) -> dict[str, Any]:
     """Read and validate a pipeline YAML; ``out`` overrides its ``out``."""
     p = Path(path)
@@ -95,6 +115,7 @@ def load_config(path: str | Path, out: Optional[str] = None) -> dict[str, Any]:
     unknown = set(raw) - TOP_KEYS
     if unknown:
         raise PipelineError(f"{p}: unknown key(s) {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
+    raw = expand_env(raw, str(p))
     cfg = _merge(DEFAULTS, raw, str(p))
     for section in ("data", "trainer", "stats", "identify", "report", "stability", "probe", "ablation"):
         extra = set(cfg[section]) - set(DEFAULTS[section])
