@@ -87,7 +87,6 @@ class ActivationStatsCallback(Callback):
             raise TypeError("ActivationStatsCallback needs a datamodule with .classes and .task (EVARDataModule)")
         self._reset()
         self._remove_hooks()
-        self._check_enough_clips(trainer)
         self.classes = list(dm.classes)
         self.sites = list(encoder.neuron_sites)
         self.site_neurons = [int(n) for n in encoder.site_neurons]
@@ -101,19 +100,24 @@ class ActivationStatsCallback(Callback):
         for l, site in enumerate(self.sites):
             self._handles.append(encoder.get_submodule(site).register_forward_hook(self._make_hook(l, site)))
 
-    def _check_enough_clips(self, trainer: Trainer) -> None:
-        world = trainer.world_size
-        loaders = trainer.predict_dataloaders
-        if loaders is None:
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        # Before the predict dataloader exists: Lightning's sampler crashes obscurely otherwise.
+        if stage == "predict":
+            self._check_enough_clips(trainer)
+
+    @staticmethod
+    def _check_enough_clips(trainer: Trainer) -> None:
+        world, dm = trainer.world_size, trainer.datamodule
+        if world <= 1 or dm is None:
             return
-        loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
-        for dl in loaders:
-            n = len(dl.dataset) if hasattr(dl, "dataset") and hasattr(dl.dataset, "__len__") else None
-            if n is not None and n < world:
-                raise ValueError(
-                    f"The predict dataset has {n} clips but the run uses {world} processes; every process "
-                    f"needs at least one clip: use --trainer.devices <= {n} or more data"
-                )
+        dataset = getattr(dm.predict_dataloader(), "dataset", None)
+        n = len(dataset) if hasattr(dataset, "__len__") else None
+        if n is not None and n < world:
+            raise ValueError(
+                f"The predict dataset of task {getattr(dm, 'task', '?')!r} has {n} clips but the run uses "
+                f"{world} processes; every process needs at least one clip: use --trainer.devices <= {n} "
+                "or more data"
+            )
 
     def _make_hook(self, l: int, site: str):
         encoder = self._encoder

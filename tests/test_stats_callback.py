@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import lightning as L
 import pandas as pd
@@ -36,9 +36,13 @@ class ToyDataModule(L.LightningDataModule):
 
     task = "toy_task"
 
-    def __init__(self, n: int = 7, multilabel: bool = False, batch_size: int = 3) -> None:
+    def __init__(self, n: int = 7, multilabel: bool = False, batch_size: int = 3,
+                 labels: Optional[list[int]] = None) -> None:
+        """n clips; labels: class per clip (default ``i % 3``) for single-label data."""
         super().__init__()
         self.audio, self.lengths, self.labels = toy_data(n=n, multilabel=multilabel)
+        if labels is not None:
+            self.labels = torch.tensor(labels, dtype=torch.long)
         self.splits = [("train", "valid", "test")[i % 3] for i in range(n)]
         self.classes, self.multilabel, self.batch_size = CLASSES, multilabel, batch_size
 
