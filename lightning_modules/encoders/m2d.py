@@ -28,7 +28,7 @@ dropped; any other key, or a missing encoder key, is an error listing the keys.
 """
 from __future__ import annotations
 
-import math
+import contextlib
 import re
 from dataclasses import dataclass, field
 from functools import partial
@@ -286,27 +286,31 @@ class M2DEncoder(AudioEncoder):
         self.neuron_sites = [f"blocks.{i}.mlp.act" for i in range(self.depth)]
         self.site_neurons = [self.mlp_hidden] * self.depth
 
-        self.frontend = LogMelSpectrogram.for_m2d(sample_rate, n_mels=self.n_mels)
-        self.register_buffer("norm_stats", torch.tensor(norm_stats if norm_stats is not None else DEFAULT_NORM_STATS,
-                                                        dtype=torch.float32))
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, self.width))
-        n_pos = 1 + self.freq_patches * self.max_time_patches
-        self.pos_embed = nn.Parameter(torch.zeros(1, n_pos, self.width), requires_grad=False)
-        self.patch_embed = _PatchEmbed(self.width, self.patch)
-        self.blocks = nn.ModuleList([
-            Block(self.width, self.num_heads, mlp_ratio=mlp_ratio, qkv_bias=True,
-                  norm_layer=partial(nn.LayerNorm, eps=1e-6), act_layer=nn.GELU)
-            for _ in range(self.depth)
-        ])
-        self.norm = nn.LayerNorm(self.width, eps=1e-6)
-        if self.blocks[0].mlp.fc1.out_features != self.mlp_hidden:
-            raise ValueError(f"mlp_ratio {mlp_ratio} gives hidden {self.blocks[0].mlp.fc1.out_features}, "
-                             f"expected {self.mlp_hidden}")
-
+        # With ``seed``: build and initialise from that seed without touching the global RNG.
+        # Without: draw from the global RNG (as any nn.Module does).
+        with (torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()):
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.frontend = LogMelSpectrogram.for_m2d(sample_rate, n_mels=self.n_mels)
+            self.register_buffer("norm_stats", torch.tensor(norm_stats if norm_stats is not None else DEFAULT_NORM_STATS,
+                                                            dtype=torch.float32))
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, self.width))
+            n_pos = 1 + self.freq_patches * self.max_time_patches
+            self.pos_embed = nn.Parameter(torch.zeros(1, n_pos, self.width), requires_grad=False)
+            self.patch_embed = _PatchEmbed(self.width, self.patch)
+            self.blocks = nn.ModuleList([
+                Block(self.width, self.num_heads, mlp_ratio=mlp_ratio, qkv_bias=True,
+                      norm_layer=partial(nn.LayerNorm, eps=1e-6), act_layer=nn.GELU)
+                for _ in range(self.depth)
+            ])
+            self.norm = nn.LayerNorm(self.width, eps=1e-6)
+            if self.blocks[0].mlp.fc1.out_features != self.mlp_hidden:
+                raise ValueError(f"mlp_ratio {mlp_ratio} gives hidden {self.blocks[0].mlp.fc1.out_features}, "
+                                 f"expected {self.mlp_hidden}")
+            if sd is None:
+                self._random_init()
         if sd is not None:
             self._load(sd, checkpoint, norm_stats)
-        else:
-            self._random_init(seed)
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -327,21 +331,20 @@ class M2DEncoder(AudioEncoder):
             sd = dict(sd, norm_stats=self.norm_stats.clone())
         self.load_state_dict(sd, strict=True)
 
-    def _random_init(self, seed: Optional[int]) -> None:
-        with torch.random.fork_rng(devices=[]):
-            if seed is not None:
-                torch.manual_seed(seed)
-            pos = build_sincos2d_pos_embed([self.freq_patches, self.max_time_patches], dim=self.width)
-            with torch.no_grad():
-                self.pos_embed[0, 1:] = pos.reshape(-1, self.width)
-                nn.init.normal_(self.cls_token, std=0.02)
-                w = self.patch_embed.proj.weight
-                nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-                nn.init.zeros_(self.patch_embed.proj.bias)
-                for m in self.blocks.modules():
-                    if isinstance(m, nn.Linear):
-                        trunc_normal_(m.weight, std=0.02)
-                        nn.init.zeros_(m.bias)
+    def _random_init(self) -> None:
+        """Fixed 2-D sin-cos ``pos_embed`` (CLS row zero), N(0, 0.02) CLS, Xavier patch projection,
+        truncated-normal(0.02) Linear weights, zero biases, unit LayerNorms (uses the current RNG)."""
+        pos = build_sincos2d_pos_embed([self.freq_patches, self.max_time_patches], dim=self.width)
+        with torch.no_grad():
+            self.pos_embed[0, 1:] = pos.reshape(-1, self.width)
+            nn.init.normal_(self.cls_token, std=0.02)
+            w = self.patch_embed.proj.weight
+            nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+            nn.init.zeros_(self.patch_embed.proj.bias)
+            for m in self.blocks.modules():
+                if isinstance(m, nn.Linear):
+                    trunc_normal_(m.weight, std=0.02)
+                    nn.init.zeros_(m.bias)
 
     # -- front end -----------------------------------------------------------------------------
     def log_mel(self, audio: Tensor) -> Tensor:
