@@ -1,0 +1,121 @@
+"""Shared fixtures: everything on CPU, one device, no DataLoader workers, temporary folders, and a tiny
+synthetic EVAR root. Helper functions here can be imported by test files (``from conftest import ...``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Mapping, Optional, Sequence
+
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # never touch a GPU, even if one appears
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Example EVAR metadata shipped next to the repository (never copied into it).
+SHARED_METADATA = REPO_ROOT.parent / "shared" / "evar_metadata"
+
+#: Synthetic tasks written into the session root by :func:`synthetic_root`.
+SYNTHETIC_TASKS = ("synth_octave_sine", "synth_octave_saw")
+SYNTHETIC_SEED = 0
+SYNTHETIC_CLIPS_PER_CLASS = 4
+SYNTHETIC_DURATION = 0.5
+
+
+# ----------------------------------------------------------------------------- helpers
+def write_wav(path: Path, data: np.ndarray, sample_rate: int = 16000, subtype: Optional[str] = None) -> Path:
+    """Write ``data`` (``[S]`` or ``[S, C]``) as a wav file, creating folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.asarray(data), sample_rate, subtype=subtype or ("FLOAT" if np.asarray(data).dtype.kind == "f" else None))
+    return path
+
+
+def write_metadata(root: Path, task: str, rows: Sequence[Mapping[str, object]] | str) -> Path:
+    """Write ``<root>/evar/metadata/<task>.csv`` from dict rows (or raw CSV text)."""
+    import pandas as pd
+
+    p = Path(root) / "evar" / "metadata" / f"{task}.csv"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(rows, str):
+        p.write_text(rows)
+    else:
+        pd.DataFrame(list(rows)).to_csv(p, index=False)
+    return p
+
+
+def touch_audio(root: Path, folder: str, file_names: Iterable[str], sr_dir: str = "16k") -> int:
+    """Create empty placeholder files ``<root>/work/<sr_dir>/<folder>/<file_name>`` (fast)."""
+    base = Path(root) / "work" / sr_dir / folder
+    n = 0
+    for name in file_names:
+        p = base / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.touch()
+        n += 1
+    return n
+
+
+def make_task(
+    root: Path,
+    task: str,
+    rows: Sequence[Mapping[str, object]],
+    *,
+    folder: Optional[str] = None,
+    sample_rate: int = 16000,
+    samples: int = 800,
+    sr_dir: str = "16k",
+) -> Path:
+    """A tiny EVAR task: metadata rows plus a short deterministic float wav per used row."""
+    csv = write_metadata(root, task, rows)
+    rng = np.random.default_rng(0)
+    for r in rows:
+        name = str(r["file_name"])
+        write_wav(Path(root) / "work" / sr_dir / (folder or task) / name,
+                  (0.1 * rng.standard_normal(samples)).astype(np.float32), sample_rate)
+    return csv
+
+
+# ----------------------------------------------------------------------------- fixtures
+@pytest.fixture
+def trainer_kwargs(tmp_path: Path) -> dict:
+    """Keyword arguments for ``lightning.Trainer`` forcing cpu, one device, no logger clutter, tmp dirs."""
+    return dict(
+        accelerator="cpu",
+        devices=1,
+        default_root_dir=str(tmp_path / "lightning"),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+
+
+@pytest.fixture
+def data_kwargs() -> dict:
+    """Keyword arguments for datamodules in tests: no workers, small batches."""
+    return dict(num_workers=0, batch_size=4)
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A session-wide EVAR root with the tiny synthetic tasks :data:`SYNTHETIC_TASKS` (read-only: do
+    not write into it; 5 octaves x 4 clips = 20 clips of 0.5 s per task: 10 train / 5 valid / 5 test)."""
+    from datamodules.synthetic import write_task
+
+    root = tmp_path_factory.mktemp("synthetic_evar")
+    for task in SYNTHETIC_TASKS:
+        write_task(root, task, SYNTHETIC_SEED, clips_per_class=SYNTHETIC_CLIPS_PER_CLASS,
+                   duration=SYNTHETIC_DURATION)
+    return root
+
+
+@pytest.fixture
+def shared_metadata() -> Path:
+    """``../shared/evar_metadata`` relative to the repository (skip when it is not there)."""
+    if not (SHARED_METADATA / "cremad.csv").is_file():
+        pytest.skip(f"example EVAR metadata not found at {SHARED_METADATA}")
+    return SHARED_METADATA
