@@ -101,18 +101,20 @@ def brute_force(record: list, labels: Tensor, n_classes: int, tokens: str, site_
         n = act.shape[-1]
         for r in range(act.shape[0]):
             b = int(pos.clip[r])
-            for p in range(act.shape[1]):
-                if not bool(pos.valid[r, p]) or (tokens == "patches" and bool(pos.special[p])):
-                    continue
-                on = (act[r, p] > 0).long()
-                clip_pos[l, b, :n] += on
-                clip_n[l, b] += 1
-                if cls_of[b]:
-                    act_sum[l, :n] += act[r, p].double()
-                    n_positions[l] += 1
-                for c in cls_of[b]:
-                    count[l, :n, c] += on
-                    n_tokens_site[l, c] += 1
+            keep = [p for p in range(act.shape[1])
+                    if bool(pos.valid[r, p]) and not (tokens == "patches" and bool(pos.special[p]))]
+            if not keep:
+                continue
+            a = act[r, keep].double()  # [kept positions, n]
+            on = (a > 0).long().sum(0)
+            clip_pos[l, b, :n] += on
+            clip_n[l, b] += len(keep)
+            if cls_of[b]:
+                act_sum[l, :n] += a.sum(0)
+                n_positions[l] += len(keep)
+            for c in cls_of[b]:
+                count[l, :n, c] += on
+                n_tokens_site[l, c] += len(keep)
     n_clips = torch.zeros(C, dtype=torch.int64)
     rate_sum = torch.zeros(L, N, C, dtype=torch.float64)
     for b in range(B):
@@ -251,3 +253,61 @@ def test_labels_to_multihot_and_bad_policy() -> None:
         S.check_policy("cls", "token")
     with pytest.raises(ValueError, match="level"):
         S.check_policy("all", "frame")
+
+
+def record_sites(enc: AudioEncoder, audio: Tensor, lengths: Tensor) -> list:
+    """Run ``enc`` once keeping every site activation ``[R, P, N]`` with its Positions."""
+    record: list = []
+
+    def make(l: int, site: str):
+        def hook(m, i, out):
+            record.append((l, site_view(out, enc.channel_axis).detach().clone(), enc.positions(site, out)))
+        return hook
+
+    hs = [enc.get_submodule(s).register_forward_hook(make(l, s)) for l, s in enumerate(enc.neuron_sites)]
+    try:
+        with torch.inference_mode():
+            enc(audio, lengths)
+    finally:
+        for h in hs:
+            h.remove()
+    return record
+
+
+def _real_encoder_check(enc: AudioEncoder, audio: Tensor, lengths: Tensor, labels: Tensor, tokens: str) -> dict:
+    got = run_core(enc, audio, lengths, labels, 3, tokens, "clip", batch_size=2)
+    ref = brute_force(record_sites(enc, audio, lengths), labels, 3, tokens, list(enc.site_neurons))
+    for key in ("count", "n_tokens_site", "n_tokens", "n_clips", "n_positions"):
+        assert torch.equal(got[key], ref[key]), key
+    assert torch.allclose(got["act_sum"], ref["act_sum"], rtol=1e-4, atol=1e-3)
+    assert torch.allclose(got["rate_sum"], ref["rate_sum"], rtol=1e-9, atol=1e-12)
+    return got
+
+
+@pytest.mark.parametrize("tokens", ["all", "patches"])
+def test_tiny_m2d_chunked_clip_matches_brute_force(tokens: str) -> None:
+    from lightning_modules.encoders import M2DEncoder
+
+    # 32-frame chunks: a 1.1 s clip (111 frames) spans 4 chunks; the shorter clips leave padding chunks.
+    enc = M2DEncoder(width=64, depth=2, num_heads=4, mlp_ratio=4.0, input_frames=32, n_mels=80, patch=16,
+                     sample_rate=16000, seed=0).eval()
+    g = torch.Generator().manual_seed(0)
+    audio = torch.randn(3, 17600, generator=g) * 0.1
+    lengths = torch.tensor([17600, 5000, 9000])
+    audio[torch.arange(17600)[None] >= lengths[:, None]] = 0
+    labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]])  # multi-label
+    got = _real_encoder_check(enc, audio, lengths, labels, tokens)
+    assert int(got["n_clips"].sum()) == 5 and int(got["n_tokens_site"][0].sum()) > 0
+
+
+def test_crepe_tiny_frames_match_brute_force() -> None:
+    from lightning_modules.encoders import CrepeEncoder
+
+    enc = CrepeEncoder(capacity="tiny", pretrained=True, hop_ms=40.0).eval()
+    t = torch.arange(4000) / 16000
+    audio = torch.stack([torch.sin(2 * math.pi * f * t) for f in (110.0, 440.0, 880.0)]) * 0.5
+    lengths = torch.tensor([4000, 2500, 4000])
+    audio[1, 2500:] = 0
+    got = _real_encoder_check(enc, audio, lengths, torch.tensor([0, 1, 2]), "all")
+    # ragged sites: 128 neurons in site 0, 16 in site 1 -> rows past 16 stay zero; different positions
+    assert got["count"][1, 16:].sum() == 0 and got["n_tokens_site"][0, 0] != got["n_tokens_site"][1, 0]
