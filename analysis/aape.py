@@ -118,7 +118,11 @@ def normalise(p: Tensor) -> Tensor:
     tensor([[0.2500, 0.7500],
             [0.0000, 0.0000]])
     """
-    if torch.isnan(p).any():
+    return _normalise(p, bool(torch.isnan(p).any()))
+
+
+def _normalise(p: Tensor, has_nan: bool) -> Tensor:
+    if has_nan:
         p = torch.nan_to_num(p, nan=0.0)
     q = p / p.sum(dim=-1, keepdim=True)
     q[torch.isnan(q)] = 0
@@ -218,19 +222,18 @@ class Identification:
 def _per_class_lists(selected: Tensor, assignments: Tensor, num_layers: int, drop_empty: bool) -> list[list[Tensor]]:
     """class → layer → ascending LongTensor of neuron ids, from ``selected [K,2]`` and ``assignments [K,C]``."""
     C = assignments.shape[1]
+    cls, k = torch.where(assignments.T)  # sorted by class, then rank
     n_out = C
     if drop_empty:
-        cls = torch.where(assignments.T)[0]
         n_out = int(cls.max().item()) + 1 if cls.numel() else 0
-    out: list[list[Tensor]] = []
-    for c in range(n_out):
-        rows = selected[assignments[:, c]]
-        layers: list[Tensor] = []
-        for l in range(num_layers):
-            ids = rows[rows[:, 0] == l, 1]
-            layers.append(torch.sort(ids).values.long())
-        out.append(layers)
-    return out
+    layer, neuron = selected[k, 0], selected[k, 1]
+    n_max = int(neuron.max().item()) + 1 if neuron.numel() else 1
+    key = (cls * num_layers + layer) * n_max + neuron  # one sort orders by (class, layer, neuron)
+    order = torch.sort(key).indices
+    neuron = neuron[order].long()
+    sizes = torch.bincount(cls * num_layers + layer, minlength=C * num_layers).tolist()
+    chunks = torch.split(neuron, sizes)
+    return [[chunks[c * num_layers + l].clone() for l in range(num_layers)] for c in range(n_out)]
 
 
 def identify(
@@ -293,15 +296,15 @@ def identify(
         warn("some present neurons have NaN probabilities for some classes (a class without tokens?); "
              "those entries are treated as 0")
     finite = activation_probs[~nan] if has_nan else activation_probs.flatten()
-    if finite.numel() and (finite.min() < 0 or finite.max() > 1):
-        raise ValueError(f"activation probabilities must lie in [0, 1], got range "
-                         f"[{finite.min().item()}, {finite.max().item()}]")
+    pmin, pmax = (x.item() for x in torch.aminmax(finite)) if finite.numel() else (0.0, 0.0)
+    if pmin < 0 or pmax > 1:
+        raise ValueError(f"activation probabilities must lie in [0, 1], got range [{pmin}, {pmax}]")
     n_present = L * N - int(absent.sum())
     if n_present == 0:
         raise ValueError("over_zero holds no present neuron (all NaN)")
 
     # -- entropy (LAPE's exact float ops) --
-    normed = normalise(activation_probs)
+    normed = _normalise(activation_probs, has_nan)
     ent = entropy(normed)
     ent_out = ent.clone()  # raw entropy for reporting; ``ent`` gets +inf for filtered neurons
 
@@ -340,12 +343,14 @@ def identify(
     selected = torch.stack((row_index, col_index), dim=-1).long()
 
     # -- assignment --
-    activation_bar = _kth_bar(finite, activation_bar_ratio, "activation_bar_ratio")
+    if round(len(finite) * activation_bar_ratio) == round(len(finite) * filter_rate):
+        activation_bar = filter_bar  # same order statistic: skip the second kthvalue
+    else:
+        activation_bar = _kth_bar(finite, activation_bar_ratio, "activation_bar_ratio")
     selected_probs = p0[row_index, col_index]  # [K, C]
     assignments = selected_probs > activation_bar
 
     if opts.warn_saturation:
-        pmax = finite.max().item()
         for name, bar in (("filter bar", filter_bar), ("activation bar", activation_bar)):
             if bar >= pmax:
                 warn(f"{name} {bar:.6g} equals the largest activation probability: the quantile saturates "

@@ -28,8 +28,7 @@ def _tick_fontsize(n: int) -> float:
 def _heatmap(ax, mat: np.ndarray, rows: list[str], cols: list[str], title: str, xlabel: str, ylabel: str,
              fig: Figure, vmax: float = 1.0, cbar_label: str = "Jaccard") -> None:
     masked = np.ma.masked_invalid(mat)
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("lightgrey")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
     im = ax.imshow(masked, aspect="auto", interpolation="nearest", cmap=cmap, vmin=0.0, vmax=vmax)
     ax.set_xticks(range(len(cols)))
     ax.set_xticklabels(cols, rotation=90, fontsize=_tick_fontsize(len(cols)))

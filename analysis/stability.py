@@ -12,7 +12,7 @@ same options. Two choices of the effective sample size:
   clip bootstrap gives ``Var(mean r) = Var(r) / n_clips`` and ``Var(r) <= p (1 - p)`` for rates in [0, 1], so
   this draw has *at least* the clip bootstrap's variance per entry: a conservative (pessimistic) stability
   estimate. It is exact when every clip either fires on all its tokens or on none.
-* ``scheme="tokens"``: ``n_eff = n_tokens`` treats every counted position as independent, which ignores
+* ``scheme="tokens"``: ``n_eff = n_tokens`` (per site ``n_tokens_site`` when ``stats.pt`` has it) treats every counted position as independent, which ignores
   the strong correlation of tokens within a clip: an optimistic bound.
 
 The truth (clip bootstrap) lies between the two for each entry. Both draw neurons and classes
@@ -54,15 +54,18 @@ SWEEP_BAR_RATIOS = (0.90, 0.95, 0.99)
 
 
 def resample_probabilities(p: Tensor, n_eff: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """One parametric replicate ``Binomial(n_eff[c], p) / n_eff[c]`` of ``p [L, N, C]`` (NaN stays NaN;
-    a class with ``n_eff == 0`` becomes NaN).
+    """One parametric replicate ``Binomial(n_eff, p) / n_eff`` of ``p [L, N, C]``; ``n_eff`` is ``[C]``
+    or per site ``[L, C]``. NaN stays NaN; a class with ``n_eff == 0`` becomes NaN.
 
     >>> p = torch.tensor([[[0.0, 1.0, float("nan")]]])
     >>> resample_probabilities(p, torch.tensor([10, 10, 10]), torch.Generator().manual_seed(0))
     tensor([[[0., 1., nan]]])
     """
-    if n_eff.shape != (p.shape[-1],):
-        raise ValueError(f"n_eff must be [C={p.shape[-1]}], got {tuple(n_eff.shape)}")
+    L, _, C = p.shape
+    if n_eff.shape == (L, C):
+        n_eff = n_eff[:, None, :]
+    elif n_eff.shape != (C,):
+        raise ValueError(f"n_eff must be [C={C}] or [L={L}, C={C}], got {tuple(n_eff.shape)}")
     nan = torch.isnan(p)
     n = n_eff.double().clamp(min=0).expand(p.shape).contiguous()
     draw = torch.binomial(n.float(), torch.nan_to_num(p, nan=0.0).float(), generator=generator)
@@ -199,7 +202,10 @@ def stability_run(
         raise FileNotFoundError(f"{d / 'stats.pt'}: needed for the stability resampling (n_clips, n_tokens)")
     if scheme not in ("clips", "tokens"):
         raise ValueError(f"scheme must be 'clips' or 'tokens', got {scheme!r}")
-    n_eff = torch.as_tensor(run.stats["n_clips" if scheme == "clips" else "n_tokens"])
+    if scheme == "clips":
+        n_eff = torch.as_tensor(run.stats["n_clips"])
+    else:  # per-site position counts when recorded (CNN sites see different numbers of positions)
+        n_eff = torch.as_tensor(run.stats.get("n_tokens_site", run.stats["n_tokens"]))
     if top_rate is None:
         top_rate = default_top_rate(run.task)
     ref = {"top_rate": top_rate, "filter_rate": filter_rate, "activation_bar_ratio": activation_bar_ratio}
