@@ -90,3 +90,25 @@ def test_fewer_clips_than_processes_is_a_clear_error(tmp_path: Path) -> None:
     assert p.returncode != 0
     assert "has 1 clips but the run uses 2 processes" in p.stderr
     assert not (tmp_path / "tiny/out/toy_task_toy").exists()
+
+
+def test_experiment_config_runs_from_the_cli(tmp_path: Path, synthetic_root: Path) -> None:
+    """``python train.py predict --config configs/experiment/m2d_tiny_synth_octave_sine.yaml`` on the
+    synthetic task (tiny random M2D, chunked clips) writes the run folder with every file."""
+    out = tmp_path / "stats"
+    args = [sys.executable, str(ROOT / "train.py"), "predict",
+            "--config", str(ROOT / "configs/experiment/m2d_tiny_synth_octave_sine.yaml"),
+            f"--data.init_args.evar_root={synthetic_root}", "--trainer.logger=false",
+            "--trainer.enable_progress_bar=false", "--trainer.precision=bf16-mixed",
+            "--trainer.callbacks=callbacks.ActivationStatsCallback", f"--trainer.callbacks.out_dir={out}"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    _ok(p)
+    folder = out / "synth_octave_sine_m2d_tiny"
+    assert sorted(f.name for f in folder.iterdir()) == sorted(
+        ["over_zero.pt", "classes.txt", "features.pt", "gts.pt", "stats.pt", "index.csv", "manifest.json"])
+    man = json.loads((folder / "manifest.json").read_text())
+    assert man["precision"] == "bf16-mixed" and man["encoder_name"] == "m2d_tiny"
+    n = len(pd.read_csv(folder / "index.csv"))
+    assert torch.load(folder / "features.pt").shape == (n, 320)
+    assert torch.load(folder / "over_zero.pt").shape == (2, 256, len((folder / "classes.txt").read_text().split()))
