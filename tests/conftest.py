@@ -29,7 +29,10 @@ def write_wav(path: Path, data: np.ndarray, sample_rate: int = 16000, subtype: O
     """Write ``data`` (``[S]`` or ``[S, C]``) as a wav file, creating folders."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), np.asarray(data), sample_rate, subtype=subtype or ("FLOAT" if np.asarray(data).dtype.kind == "f" else None))
+    data = np.asarray(data)
+    if subtype is None and path.suffix.lower() == ".wav" and data.dtype.kind == "f":
+        subtype = "FLOAT"  # keeps NaN/inf and exact values; other formats use soundfile's default
+    sf.write(str(path), data, sample_rate, subtype=subtype)
     return path
 
 
