@@ -205,6 +205,10 @@ class M2DEncoder(AudioEncoder):
         ignore_prefixes: extra state-dict key prefixes to drop (e.g. ``audio_proj.`` of M2D-CLAP).
         name: output-folder suffix (``analysis`` for M2D, ``vit`` for the supervised ViT).
         seed: RNG seed for random initialisation (ignored with a checkpoint; global RNG untouched).
+        pooling: clip embedding = mean over time of ``all`` time steps of the (padded) input, as
+            EVAR's M2D feature does for clips zero-padded to the task's unit duration (default), or
+            of the ``valid`` ones only (time patches holding input according to ``lengths``).
+            Either way padded positions are marked invalid for the statistics hooks.
     """
 
     channel_axis = -1
@@ -225,8 +229,12 @@ class M2DEncoder(AudioEncoder):
         ignore_prefixes: Sequence[str] = (),
         name: str = "analysis",
         seed: Optional[int] = None,
+        pooling: str = "all",
     ) -> None:
         super().__init__()
+        if pooling not in ("all", "valid"):
+            raise ValueError(f"pooling must be 'all' or 'valid', got {pooling!r}")
+        self.pooling = pooling
         self.name = name
         self.checkpoint_path: Optional[str] = str(checkpoint) if checkpoint is not None else None
         sd: Optional[dict[str, Tensor]] = None
@@ -423,9 +431,9 @@ class M2DEncoder(AudioEncoder):
 
     def forward(self, audio: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         """audio ``[B, S]`` -> clip embeddings ``[B, F*D]``: mean of the frame embeddings over time
-        (over the valid time patches only when ``lengths`` is given)."""
+        (``pooling='valid'`` and ``lengths`` given: over the valid time patches only)."""
         frames, valid = self.encode_frames(audio, lengths, return_valid=True)
-        if lengths is None:
+        if lengths is None or self.pooling == "all":
             return frames.mean(1)
         w = valid.to(frames.dtype)[..., None]
         return (frames * w).sum(1) / w.sum(1).clamp_min(1.0)
