@@ -97,7 +97,7 @@ TASKS: dict[str, TaskSpec] = {
         _t("cremad_gender", 2.5, folder="cremad", description="CREMA-D speaker gender (Male/Female)"),
         _t("vc1", 8.2, description="VoxCeleb1 speaker identification"),
         _t("voxforge", 5.8, description="VoxForge language identification"),
-        _t("surge", 4.0, description="Surge synthesizer pitch (NOTE: 88 pitch classes)"),
+        _t("surge", 4.0, description="Surge synthesizer tones, pitch labels"),
         _t("nsynth", 4.0, description="NSynth instrument family"),
         _t("nspitch", 4.0, folder="nsynth", description="NSynth pitch (MIDI number labels)"),
         _t("nsvelocity", 4.0, folder="nsynth", description="NSynth velocity"),

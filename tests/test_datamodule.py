@@ -479,3 +479,19 @@ def test_hyperparameters_and_idempotent_setup(ramp_task):
     dm.setup("fit")
     assert dm.datasets["train"] is ds
     assert dm.hparams.task == "ramp" and dm.hparams.unit_sec == pytest.approx(100 / SR)
+
+
+def test_train_sampler_under_lightning_distributed_wrapper(ramp_task):
+    """Under DDP Lightning wraps the train sampler; ranks must get disjoint items, each (index, epoch)."""
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+
+    dm = dm_of(ramp_task, "ramp", unit_sec=100 / SR, seed=2)
+    sampler = dm.train_dataloader().sampler
+    per_rank = []
+    for rank in (0, 1):
+        w = DistributedSamplerWrapper(type(sampler)(sampler.n, sampler.seed), num_replicas=2, rank=rank, shuffle=False)
+        w.set_epoch(0)
+        keys = list(w)
+        assert all(isinstance(k, tuple) and k[1] == 0 for k in keys)
+        per_rank.append([dm.datasets["train"][k]["index"] for k in keys])
+    assert sorted(per_rank[0] + per_rank[1]) == [0, 1, 2, 3]
