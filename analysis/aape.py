@@ -186,7 +186,7 @@ class Identification:
             mode trailing classes without neurons are dropped, exactly as LAPE.
         filter_bar, activation_bar: the two quantile values used.
         n_requested: ``round(n_present * top_rate)``.
-        warnings: human-readable warnings (also emitted through :mod:`warnings` and logging).
+        warnings: human-readable warnings (also emitted through :mod:`warnings`).
     """
 
     p: Tensor
@@ -283,9 +283,8 @@ def identify(
     msgs: list[str] = []
 
     def warn(msg: str, category: type[Warning] = UserWarning) -> None:
-        msgs.append(msg)
-        log.warning(msg)
-        warnings.warn(msg, category, stacklevel=3)
+        msgs.append(msg)  # also kept in the result (neurons.json) ...
+        warnings.warn(msg, category, stacklevel=3)  # ... and shown once (not duplicated through logging)
 
     activation_probs = over_zero.float()
     L, N, C = activation_probs.shape

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -97,6 +98,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     from analysis.io import OutputExistsError
 
+    logging.captureWarnings(False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = _run(args, OutputExistsError)
+    seen: set[str] = set()
+    for w in caught:  # print each distinct warning once, without source lines
+        msg = str(w.message)
+        if msg not in seen and not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning)):
+            seen.add(msg)
+            print(f"warning: {msg}", file=sys.stderr)
+    return code
+
+
+def _run(args: argparse.Namespace, OutputExistsError: type) -> int:
     try:
         if args.command == "identify":
             from analysis.identify import identify_run

@@ -177,3 +177,14 @@ def test_bad_report_config_is_a_clear_error(tmp_path):
     p.write_text("cross_task:\n  - [a]\n")
     with pytest.raises(ValueError, match=r"bad.yaml.*cross_task\[0\]"):
         ReportSpec.from_yaml([p])
+
+
+def test_doctests_overlap_and_report():
+    import doctest
+
+    import analysis.overlap
+    import analysis.report
+
+    for mod in (analysis.overlap, analysis.report):
+        res = doctest.testmod(mod)
+        assert res.attempted > 0 and res.failed == 0, mod.__name__
