@@ -1,0 +1,447 @@
+"""Neuron ablation: functional core (plain tensor functions, no Trainer).
+
+Vocabulary
+----------
+* A *neuron set* is a BoolTensor mask ``[L, N]`` over (site, neuron); ``N = max(site_neurons)`` and
+  entries of neurons that do not exist at a ragged site are always False.
+* A :class:`Condition` is one way of running the encoder: a name, a kind (``baseline``, ``class``,
+  ``explicit``, ``shared``, ``random``, ``index_plus_one``, ``topk``), the class(es) it targets, its
+  ``k`` (top-k only), its random ``draw`` (random only), the ``group`` it is summarised in, and its mask.
+* :func:`site_scales` turns conditions into per-site affine maps ``x * scale + shift`` on the channel
+  axis: chosen channels get ``scale = gain, shift = 0`` (gain mode, 0 = zero ablation as the study) or
+  ``scale = 0, shift = mean`` (mean mode); all other channels get exactly ``scale = 1, shift = 0``, so
+  they are bit-for-bit unchanged.
+* Scoring accumulates per condition × class ``correct`` and ``n`` counts (int64); :func:`results_table`
+  turns them into the rows of ``ablation.csv`` and :func:`summarise` into ``ablation_summary.csv``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+KINDS = ("baseline", "class", "explicit", "shared", "random", "index_plus_one", "topk")
+ALL_CLASSES = "ALL"  # value of the ``class`` column for the overall accuracy row
+
+ABLATION_COLUMNS = ["condition", "kind", "target", "k", "draw", "class", "n", "correct", "accuracy", "delta"]
+SUMMARY_COLUMNS = [
+    "group", "kind", "target", "k", "class", "on_target", "n_draws", "n", "accuracy_mean", "delta_mean",
+    "delta_std", "delta_lo", "delta_hi", "random_group", "random_delta_mean", "random_delta_lo",
+    "random_delta_hi", "p_random",
+]
+
+
+@dataclass
+class Condition:
+    """One ablation condition.
+
+    Attributes:
+        name: unique name (``ablation.csv`` column ``condition``).
+        kind: one of :data:`KINDS`.
+        mask: BoolTensor ``[L, N]`` of ablated neurons (all False for the baseline).
+        target: class names this condition targets (``on_target`` classes of the summary).
+        k: top-k size (``topk`` and its random controls), else None.
+        draw: random draw number (``random`` only), else None.
+        group: summary group: the name itself, or for random draws ``random:<parent name>``.
+        parent: for controls (``random``, ``index_plus_one``), the name of the condition they control.
+    """
+
+    name: str
+    kind: str
+    mask: Tensor
+    target: list[str] = field(default_factory=list)
+    k: Optional[int] = None
+    draw: Optional[int] = None
+    group: str = ""
+    parent: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"Unknown condition kind {self.kind!r}; expected one of {KINDS}")
+        if not self.group:
+            self.group = self.name
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.mask.sum())
+
+
+# ----------------------------------------------------------------------------------------------
+# Neuron sets
+# ----------------------------------------------------------------------------------------------
+def existing_mask(site_neurons: Sequence[int], n_max: Optional[int] = None) -> Tensor:
+    """BoolTensor ``[L, N]``: True where neuron n exists at site l (``n < site_neurons[l]``)."""
+    n_max = int(max(site_neurons)) if n_max is None else int(n_max)
+    ar = torch.arange(n_max)
+    return ar[None, :] < torch.as_tensor(list(site_neurons))[:, None]
+
+
+def mask_from_layers(layers: Sequence[Tensor], site_neurons: Sequence[int], source: str = "neurons") -> Tensor:
+    """Mask ``[L, N]`` from the LAPE/AAPE format (list over sites of LongTensor neuron ids).
+
+    Raises ValueError naming ``source`` on a wrong number of sites or an id outside its site."""
+    L = len(site_neurons)
+    if len(layers) != L:
+        raise ValueError(f"{source}: {len(layers)} layers given, the encoder has {L} neuron sites")
+    mask = torch.zeros(L, int(max(site_neurons)), dtype=torch.bool)
+    for l, ids in enumerate(layers):
+        ids = torch.as_tensor(ids, dtype=torch.long).flatten()
+        if ids.numel() == 0:
+            continue
+        bad = ids[(ids < 0) | (ids >= site_neurons[l])]
+        if bad.numel():
+            raise ValueError(
+                f"{source}: layer {l} has neuron ids {bad.tolist()} outside 0..{site_neurons[l] - 1}"
+            )
+        mask[l, ids] = True
+    return mask
+
+
+def mask_from_pairs(pairs: Iterable[Sequence[int]], site_neurons: Sequence[int], source: str = "neurons") -> Tensor:
+    """Mask ``[L, N]`` from an explicit list ``[[layer, neuron], ...]`` (the study's format)."""
+    L = len(site_neurons)
+    mask = torch.zeros(L, int(max(site_neurons)), dtype=torch.bool)
+    for i, pair in enumerate(pairs):
+        if len(pair) != 2:
+            raise ValueError(f"{source}: entry {i} is {list(pair)!r}; expected [layer, neuron]")
+        l, n = int(pair[0]), int(pair[1])
+        if not 0 <= l < L:
+            raise ValueError(f"{source}: entry {i} [{l}, {n}]: layer {l} outside 0..{L - 1}")
+        if not 0 <= n < site_neurons[l]:
+            raise ValueError(
+                f"{source}: entry {i} [{l}, {n}]: neuron {n} outside 0..{site_neurons[l] - 1} of layer {l}"
+            )
+        mask[l, n] = True
+    return mask
+
+
+def mask_to_pairs(mask: Tensor) -> list[list[int]]:
+    """``[[layer, neuron], ...]`` of a mask, sorted by (layer, neuron)."""
+    return [[int(l), int(n)] for l, n in mask.nonzero().tolist()]
+
+
+def index_plus_one(mask: Tensor, site_neurons: Sequence[int], source: str = "neurons") -> Tensor:
+    """The study authors' control: every selected neuron's index + 1 in the same layer (one draw).
+
+    A neuron at the last index of its site has no +1 neighbour: ValueError naming it."""
+    out = torch.zeros_like(mask)
+    for l, n in mask.nonzero().tolist():
+        if n + 1 >= site_neurons[l]:
+            raise ValueError(f"{source}: index+1 control of [{l}, {n}] is outside layer {l} ({site_neurons[l]} neurons)")
+        out[l, n + 1] = True
+    return out
+
+
+def random_matched(
+    mask: Tensor, available: Tensor, n_draws: int, seed: int, source: str = "neurons"
+) -> list[Tensor]:
+    """Size- and layer-matched random sets: each draw has, in every layer, as many neurons as ``mask``,
+    drawn uniformly without replacement from ``available[l]`` (which the caller builds to exclude the
+    selected neurons and absent/NaN neurons). Deterministic in ``seed``.
+
+    Args:
+        mask: BoolTensor ``[L, N]`` of the set to match.
+        available: BoolTensor ``[L, N]`` of neurons that may be drawn.
+    Returns: ``n_draws`` masks ``[L, N]``.
+    """
+    g = torch.Generator().manual_seed(int(seed))
+    need = mask.sum(1)
+    pools = [available[l].nonzero().flatten() for l in range(mask.shape[0])]
+    for l in range(mask.shape[0]):
+        if int(need[l]) > pools[l].numel():
+            raise ValueError(
+                f"{source}: layer {l} needs {int(need[l])} random neurons but only {pools[l].numel()} are "
+                "available after excluding selected and absent neurons"
+            )
+    draws = []
+    for _ in range(n_draws):
+        m = torch.zeros_like(mask)
+        for l in range(mask.shape[0]):
+            k = int(need[l])
+            if k:
+                pick = pools[l][torch.randperm(pools[l].numel(), generator=g)[:k]]
+                m[l, pick] = True
+        draws.append(m)
+    return draws
+
+
+def topk_mask(ranked: Sequence[tuple[int, int]], k: int, shape: tuple[int, int]) -> Tensor:
+    """Mask of the first ``k`` (layer, neuron) pairs of ``ranked`` (best first)."""
+    m = torch.zeros(shape, dtype=torch.bool)
+    for l, n in list(ranked)[:k]:
+        m[l, n] = True
+    return m
+
+
+# ----------------------------------------------------------------------------------------------
+# Condition building
+# ----------------------------------------------------------------------------------------------
+def build_conditions(
+    site_neurons: Sequence[int],
+    classes: Sequence[str],
+    *,
+    class_sets: Optional[dict[str, Tensor]] = None,
+    class_conditions: bool = True,
+    explicit: Optional[dict[str, tuple[Tensor, list[str]]]] = None,
+    shared: Optional[Sequence[Sequence[str]]] = None,
+    ranked: Optional[dict[str, list[tuple[int, int]]]] = None,
+    k_grid: Sequence[int] = (),
+    random_draws: int = 10,
+    random_for_topk: bool = True,
+    index_plus_one_control: bool = False,
+    exclude: Optional[Tensor] = None,
+    absent: Optional[Tensor] = None,
+    seed: int = 0,
+) -> list[Condition]:
+    """All conditions of one ablation run, baseline first.
+
+    Args:
+        site_neurons: neurons per site (ragged sites allowed).
+        classes: class names (index order).
+        class_sets: class name → mask ``[L, N]`` (each class's AAPE set); a ``class`` condition each
+            (classes with an empty set are skipped); also used by ``shared`` and to exclude selected
+            neurons from random draws.
+        class_conditions: add the per-class conditions (False: class sets only feed shared/exclusion).
+        explicit: name → (mask, target class names): the study's explicit lists.
+        shared: groups of class names; condition ``shared:A&B`` = intersection of their class sets.
+        ranked: class name → its neurons best first (AAPE rank), for the ``topk`` conditions.
+        k_grid: the k values of the top-k curve (k larger than a class's set is skipped).
+        random_draws: matched random draws per class/explicit/shared (and top-k) condition.
+        index_plus_one_control: add the authors' index+1 control for every class/explicit/shared condition.
+        exclude: mask ``[L, N]`` never drawn at random (the selected neurons); the condition's own
+            neurons are always excluded.
+        absent: mask ``[L, N]`` of neurons that do not exist (NaN in ``over_zero``; beyond a ragged
+            site's size is added automatically).
+        seed: base seed; draws for condition i use ``seed + 1000 * i`` (independent of other options'
+            order only through i, which is deterministic).
+    """
+    L, N = len(site_neurons), int(max(site_neurons))
+    exists = existing_mask(site_neurons, N)
+    if absent is not None:
+        exists = exists & ~absent.bool()
+    base_excl = torch.zeros(L, N, dtype=torch.bool) if exclude is None else exclude.bool().clone()
+    for name in classes:
+        if (class_sets or {}).get(name) is not None:
+            base_excl |= class_sets[name]
+
+    conds: list[Condition] = [Condition("baseline", "baseline", torch.zeros(L, N, dtype=torch.bool))]
+    primary: list[Condition] = []
+    if class_sets and class_conditions:
+        for c in classes:
+            m = class_sets.get(c)
+            if m is not None and m.any():
+                primary.append(Condition(f"class:{c}", "class", m.clone(), [c]))
+    for c_group in shared or ():
+        c_group = list(c_group)
+        missing = [c for c in c_group if c not in (class_sets or {})]
+        if missing:
+            raise ValueError(f"shared set {c_group}: no AAPE set for class(es) {missing}")
+        m = class_sets[c_group[0]].clone()
+        for c in c_group[1:]:
+            m &= class_sets[c]
+        primary.append(Condition("shared:" + "&".join(c_group), "shared", m, c_group))
+    for name, (m, targets) in (explicit or {}).items():
+        primary.append(Condition(name, "explicit", m.clone(), list(targets)))
+
+    topk: list[Condition] = []
+    for c, order in (ranked or {}).items():
+        for k in k_grid:
+            if k <= len(order):
+                topk.append(Condition(f"topk:{c}:{k}", "topk", topk_mask(order, k, (L, N)), [c], k=int(k)))
+
+    conds += primary + topk
+    names = [c.name for c in conds]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ValueError(f"duplicate condition names {sorted(dup)}")
+
+    controls: list[Condition] = []
+    for i, cond in enumerate(primary + topk):
+        if not cond.mask.any():
+            continue
+        if cond.kind == "topk" and not random_for_topk:
+            pass
+        elif random_draws > 0:
+            avail = exists & ~base_excl & ~cond.mask
+            for d, m in enumerate(random_matched(cond.mask, avail, random_draws, seed + 1000 * (i + 1), cond.name)):
+                controls.append(
+                    Condition(f"random:{cond.name}:{d}", "random", m, list(cond.target), k=cond.k, draw=d,
+                              group=f"random:{cond.name}", parent=cond.name)
+                )
+        if index_plus_one_control and cond.kind != "topk":
+            controls.append(
+                Condition(f"index+1:{cond.name}", "index_plus_one", index_plus_one(cond.mask, site_neurons, cond.name),
+                          list(cond.target), parent=cond.name)
+            )
+    return conds + controls
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-site affine maps
+# ----------------------------------------------------------------------------------------------
+def site_scales(
+    conditions: Sequence[Condition],
+    site_neurons: Sequence[int],
+    *,
+    gain: float = 0.0,
+    mode: str = "gain",
+    means: Optional[Tensor] = None,
+) -> tuple[list[Tensor], list[Tensor], list[bool]]:
+    """Per site l: ``scale[l]``, ``shift[l]`` float32 ``[K, site_neurons[l]]`` (K conditions) and
+    ``active[l]`` (does any condition touch site l).
+
+    Gain mode: chosen channels ``x * gain``; mean mode: chosen channels replaced by ``means[l, n]``
+    (float ``[L, N]``, the dataset mean from ``stats.pt``). Unchosen channels: scale 1, shift 0."""
+    if mode not in ("gain", "mean"):
+        raise ValueError(f"Unknown ablation mode {mode!r}; expected 'gain' or 'mean'")
+    if mode == "mean" and means is None:
+        raise ValueError("mode='mean' needs the dataset means (act_sum / n_positions from stats.pt)")
+    K = len(conditions)
+    scales, shifts, active = [], [], []
+    for l, n_l in enumerate(site_neurons):
+        m = torch.stack([c.mask[l, :n_l] for c in conditions]) if K else torch.zeros(0, n_l, dtype=torch.bool)
+        sc = torch.ones(K, n_l)
+        sh = torch.zeros(K, n_l)
+        if mode == "gain":
+            sc[m] = float(gain)
+        else:
+            sc[m] = 0.0
+            sh = torch.where(m, means[l, :n_l].float()[None, :].expand(K, n_l), sh)
+        scales.append(sc)
+        shifts.append(sh)
+        active.append(bool(m.any()))
+    return scales, shifts, active
+
+
+def apply_channel_affine(output: Tensor, scale: Tensor, shift: Tensor, channel_axis: int,
+                         row_condition: Optional[Tensor] = None) -> Tensor:
+    """``output * scale + shift`` along ``channel_axis``.
+
+    Args:
+        output: site output, e.g. ``[R, P, N]`` (ViT, axis -1) or ``[R, N, T]`` (conv, axis 1).
+        scale, shift: ``[N]`` (one condition for every row) or ``[K, N]`` with ``row_condition``
+            LongTensor ``[R]`` giving each row's condition (batch expanded over conditions).
+    """
+    ax = channel_axis % output.dim()
+    n = output.shape[ax]
+    if scale.shape[-1] != n:
+        raise ValueError(f"site output has {n} channels on axis {channel_axis}, the neuron mask {scale.shape[-1]}")
+    if row_condition is None:
+        shape = [1] * output.dim()
+        shape[ax] = n
+        sc, sh = scale.reshape(shape), shift.reshape(shape)
+    else:
+        if ax == 0:
+            raise ValueError("channel_axis 0 cannot be combined with per-row conditions")
+        shape = [1] * output.dim()
+        shape[0], shape[ax] = output.shape[0], n
+        sc = scale[row_condition].reshape(shape)
+        sh = shift[row_condition].reshape(shape)
+    sc = sc.to(device=output.device, dtype=output.dtype)
+    sh = sh.to(device=output.device, dtype=output.dtype)
+    return torch.addcmul(sh, output, sc)
+
+
+def dataset_means(stats: dict, source: str = "stats.pt") -> Tensor:
+    """Mean activation per neuron ``[L, N]`` float64 = ``act_sum / n_positions``.
+
+    ``n_positions`` is taken from ``stats['n_positions']`` when present, else ``n_tokens.sum()`` (valid
+    for single-label tasks, where each counted position belongs to exactly one class)."""
+    if "act_sum" not in stats:
+        raise ValueError(f"{source}: no 'act_sum' (needed for mode='mean')")
+    if "n_positions" in stats:
+        n_pos = torch.as_tensor(stats["n_positions"], dtype=torch.float64)
+    elif "n_tokens" in stats:
+        if stats.get("multilabel", False):
+            raise ValueError(f"{source}: multi-label stats need 'n_positions' for mean ablation")
+        n_pos = torch.as_tensor(stats["n_tokens"], dtype=torch.float64).sum()
+    else:
+        raise ValueError(f"{source}: neither 'n_positions' nor 'n_tokens' present")
+    if float(n_pos.min() if n_pos.dim() else n_pos) <= 0:
+        raise ValueError(f"{source}: no counted positions (n_positions = {n_pos.tolist()})")
+    act = torch.as_tensor(stats["act_sum"], dtype=torch.float64)
+    return act / (n_pos[:, None] if n_pos.dim() == 1 else n_pos)
+
+
+# ----------------------------------------------------------------------------------------------
+# Scoring
+# ----------------------------------------------------------------------------------------------
+def count_correct(preds: Tensor, labels: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+    """Per condition × class counts.
+
+    Args:
+        preds: LongTensor ``[K, B]`` predicted class per condition and clip.
+        labels: LongTensor ``[B]``.
+    Returns: ``correct`` int64 ``[K, C]`` (clips of class c predicted c), ``n`` int64 ``[C]``.
+    """
+    labels = labels.long().to(preds.device)
+    n = torch.bincount(labels, minlength=num_classes)
+    hit = (preds == labels[None, :]).long()  # [K, B]
+    correct = torch.zeros(preds.shape[0], num_classes, dtype=torch.long, device=preds.device)
+    correct.index_add_(1, labels, hit)
+    return correct.cpu(), n.cpu()
+
+
+def results_table(conditions: Sequence[Condition], classes: Sequence[str], correct: Tensor, n: Tensor) -> pd.DataFrame:
+    """Rows of ``ablation.csv``: one per condition × class plus one ``class = ALL`` row (overall
+    accuracy). ``accuracy = correct / n`` (the class's recall), ``delta`` = accuracy − baseline accuracy
+    of the same class. The first condition must be the baseline."""
+    if not conditions or conditions[0].kind != "baseline":
+        raise ValueError("the first condition must be the baseline")
+    correct = correct.long()
+    n = n.long()
+    acc = correct.double() / n.clamp(min=1).double()[None, :]
+    acc[:, n == 0] = float("nan")
+    tot = correct.sum(1).double() / max(int(n.sum()), 1)
+    rows = []
+    for i, c in enumerate(conditions):
+        common = dict(condition=c.name, kind=c.kind, target="+".join(c.target),
+                      k="" if c.k is None else int(c.k), draw="" if c.draw is None else int(c.draw))
+        for j, cls in enumerate(classes):
+            rows.append(dict(common, **{"class": cls}, n=int(n[j]), correct=int(correct[i, j]),
+                             accuracy=float(acc[i, j]), delta=float(acc[i, j] - acc[0, j])))
+        rows.append(dict(common, **{"class": ALL_CLASSES}, n=int(n.sum()), correct=int(correct[i].sum()),
+                         accuracy=float(tot[i]), delta=float(tot[i] - tot[0])))
+    return pd.DataFrame(rows, columns=ABLATION_COLUMNS)
+
+
+def summarise(table: pd.DataFrame, conditions: Sequence[Condition], level: float = 0.95) -> pd.DataFrame:
+    """Rows of ``ablation_summary.csv``: one per condition group × class.
+
+    For a group of random draws: mean, std and the central ``level`` interval (empirical quantiles)
+    of the delta over draws. For a single condition: its delta (std 0, interval = the value) and, when
+    it has matched random draws, their mean/interval and ``p_random`` = share of draws whose delta is
+    ≤ the condition's delta (small = the targeted set hurts more than random sets of the same size
+    and layers). ``on_target``: the evaluated class is one of the condition's targets."""
+    by_name = {c.name: c for c in conditions}
+    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
+    rows = []
+    rand_stats: dict[tuple[str, str], tuple[float, float, float, np.ndarray]] = {}
+    t = table.copy()
+    t["group"] = [by_name[c].group for c in t["condition"]]
+    for (group, cls), g in t.groupby(["group", "class"], sort=False):
+        d = g["delta"].to_numpy(dtype=float)
+        first = by_name[g["condition"].iloc[0]]
+        lo, hi = (np.nanquantile(d, lo_q), np.nanquantile(d, hi_q)) if len(d) > 1 else (d[0], d[0])
+        row = dict(group=group, kind=first.kind, target="+".join(first.target),
+                   k="" if first.k is None else int(first.k), **{"class": cls},
+                   on_target=cls in first.target,
+                   n_draws=len(d), n=int(g["n"].iloc[0]), accuracy_mean=float(np.nanmean(g["accuracy"])),
+                   delta_mean=float(np.nanmean(d)), delta_std=float(np.nanstd(d, ddof=1)) if len(d) > 1 else 0.0,
+                   delta_lo=float(lo), delta_hi=float(hi), random_group="", random_delta_mean=math.nan,
+                   random_delta_lo=math.nan, random_delta_hi=math.nan, p_random=math.nan)
+        if first.kind == "random":
+            rand_stats[(group, cls)] = (row["delta_mean"], row["delta_lo"], row["delta_hi"], d)
+        rows.append(row)
+    for row in rows:
+        rg = f"random:{row['group']}"
+        if row["kind"] != "random" and (rg, row["class"]) in rand_stats:
+            m, lo, hi, d = rand_stats[(rg, row["class"])]
+            row.update(random_group=rg, random_delta_mean=m, random_delta_lo=lo, random_delta_hi=hi,
+                       p_random=float(np.mean(d <= row["delta_mean"] + 1e-12)))
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

@@ -1,0 +1,409 @@
+"""AblationCallback: evaluate many neuron-ablation conditions in one ``trainer.test`` pass.
+
+Thin wrapper around :mod:`analysis.ablation` for ``trainer.test(AudioClassifier(encoder, probe))``:
+
+* ``on_test_start``: loads the run folder (``classes.txt``, ``neurons.pt``, ``neurons.csv``,
+  ``over_zero.pt``, ``stats.pt``), builds the conditions, checks the outputs are writable, registers one
+  forward hook per neuron site that touches at least one condition.
+* ``on_test_batch_end``: the baseline predictions are the ``logits`` the module's ``test_step`` just
+  computed (so the baseline equals plain ``trainer.test`` accuracy exactly); every other condition
+  re-runs the encoder + probe on the same, already decoded batch with its channels ablated
+  (``strategy='loop'``: one forward per condition; ``'expand'``: the batch repeated over several
+  conditions along dim 0 with a per-row mask).
+* ``on_test_end``: removes the hooks and writes ``ablation.csv``, ``ablation_summary.csv``,
+  ``ablation_matrix.pdf``, ``ablation_k_curve.pdf``, ``ablation_conditions.json`` (the neuron sets) and
+  logs scalars/figures to the Trainer's logger. Hooks are also removed on exception and at teardown.
+
+Only single-device runs are supported: under DDP ``trainer.test`` pads the last batches with duplicated
+clips, which would be counted twice; the callback refuses ``world_size > 1``.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from torch import Tensor
+
+from analysis import ablation as A
+from analysis.io import check_writable, save_csv, save_figure, save_json
+
+log = logging.getLogger(__name__)
+
+OUTPUT_FILES = ("ablation.csv", "ablation_summary.csv", "ablation_matrix.pdf", "ablation_k_curve.pdf",
+                "ablation_conditions.json")
+
+
+@dataclass
+class NeuronList:
+    """An explicit neuron list (the study's format).
+
+    Attributes:
+        name: condition name (e.g. ``cremad_ang_hap``).
+        neurons: ``[[layer, neuron], ...]``, layer = index into the encoder's ``neuron_sites``.
+        targets: class names the list is meant to affect (its on-target classes).
+    """
+
+    name: str
+    neurons: list[list[int]]
+    targets: list[str] = field(default_factory=list)
+
+
+def read_classes(run_dir: Path) -> list[str]:
+    p = run_dir / "classes.txt"
+    if not p.exists():
+        raise FileNotFoundError(f"{p} not found (the run folder must hold classes.txt)")
+    return [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def read_class_sets(run_dir: Path, classes: list[str], site_neurons: list[int]) -> dict[str, Tensor]:
+    """``neurons.pt`` (class → layer → LongTensor) as class name → mask ``[L, N]``."""
+    p = run_dir / "neurons.pt"
+    if not p.exists():
+        raise FileNotFoundError(f"{p} not found; run `python -m analysis identify` first or set class_sets: false")
+    sets = torch.load(p, map_location="cpu", weights_only=False)
+    if not isinstance(sets, (list, tuple)) or len(sets) != len(classes):
+        raise ValueError(f"{p}: expected a list over the {len(classes)} classes of classes.txt, got "
+                         f"{type(sets).__name__} of length {len(sets) if hasattr(sets, '__len__') else '?'}")
+    return {c: A.mask_from_layers(sets[i], site_neurons, f"{p} class {c!r}") for i, c in enumerate(classes)}
+
+
+def read_ranking(run_dir: Path) -> dict[tuple[int, int], float]:
+    """(layer, neuron) → AAPE rank from ``neurons.csv`` (column ``rank``, else ``entropy``; lower = better)."""
+    p = run_dir / "neurons.csv"
+    if not p.exists():
+        raise FileNotFoundError(f"{p} not found (needed for the top-k grid)")
+    df = pd.read_csv(p)
+    key = "rank" if "rank" in df.columns else "entropy" if "entropy" in df.columns else None
+    if key is None or not {"layer", "neuron"} <= set(df.columns):
+        raise ValueError(f"{p}: needs columns layer, neuron and rank (or entropy); has {list(df.columns)}")
+    return {(int(r.layer), int(r.neuron)): float(getattr(r, key)) for r in df.itertuples()}
+
+
+class AblationCallback(Callback):
+    """Zero / scale / mean-replace chosen neurons during ``trainer.test`` and score every condition.
+
+    Args:
+        out_dir: folder for the result files (created; existing results are an error unless overwrite).
+        run_dir: neuron-statistics run folder (``classes.txt``, ``neurons.pt``, ``neurons.csv``,
+            ``over_zero.pt``, ``stats.pt``). Needed for class sets, shared sets, top-k and mean mode.
+        class_sets: add one condition per class with its AAPE set (from ``neurons.pt``).
+        neuron_lists: explicit ``[[layer, neuron], ...]`` lists (the study's format) with their targets.
+        shared: groups of classes whose AAPE sets are intersected (A ∩ B), e.g. ``[[ANG, HAP]]``.
+        k_grid: top-k sizes for each class's neurons ordered by AAPE rank (empty = no k-curve).
+        topk_classes: classes of the k-grid (default: every class with a set).
+        random_draws: size- and layer-matched random sets per condition (0 = none).
+        random_for_topk: also draw matched random sets for each top-k condition.
+        index_plus_one: add the study authors' control (every neuron index + 1, same layer).
+        gain: multiplier of the ablated channels in ``gain`` mode (0 = zero ablation, as the study).
+        mode: ``gain`` or ``mean`` (replace by the dataset mean ``act_sum / n_positions`` of stats.pt).
+        seed: seed of the random draws.
+        class_aliases: maps names used in ``neuron_lists``/``shared``/``topk_classes`` to the task's
+            class names (e.g. the study's ``ANG`` → a synthetic class), for stand-in runs.
+        strategy: ``loop`` (one encoder forward per condition on the same batch) or ``expand`` (batch
+            repeated over ``conditions_per_pass`` conditions along dim 0, per-row masks).
+        conditions_per_pass: conditions per forward in ``expand`` mode.
+        figures: write the PDF figures.
+        overwrite: replace existing result files.
+    """
+
+    def __init__(
+        self,
+        out_dir: str,
+        run_dir: Optional[str] = None,
+        class_sets: bool = True,
+        neuron_lists: Optional[list[NeuronList]] = None,
+        shared: Optional[list[list[str]]] = None,
+        k_grid: Optional[list[int]] = None,
+        topk_classes: Optional[list[str]] = None,
+        random_draws: int = 10,
+        random_for_topk: bool = True,
+        index_plus_one: bool = False,
+        gain: float = 0.0,
+        mode: str = "gain",
+        seed: int = 0,
+        class_aliases: Optional[dict[str, str]] = None,
+        strategy: str = "loop",
+        conditions_per_pass: int = 4,
+        figures: bool = True,
+        overwrite: bool = False,
+    ) -> None:
+        super().__init__()
+        if mode not in ("gain", "mean"):
+            raise ValueError(f"AblationCallback: mode must be 'gain' or 'mean', got {mode!r}")
+        if strategy not in ("loop", "expand"):
+            raise ValueError(f"AblationCallback: strategy must be 'loop' or 'expand', got {strategy!r}")
+        if random_draws < 0:
+            raise ValueError(f"AblationCallback: random_draws must be >= 0, got {random_draws}")
+        self.out_dir = Path(out_dir)
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.class_sets = class_sets
+        self.neuron_lists = [nl if isinstance(nl, NeuronList) else NeuronList(**nl) for nl in (neuron_lists or [])]
+        self.shared = [list(s) for s in (shared or [])]
+        self.k_grid = sorted({int(k) for k in (k_grid or [])})
+        self.topk_classes = topk_classes
+        self.random_draws = int(random_draws)
+        self.random_for_topk = random_for_topk
+        self.index_plus_one = index_plus_one
+        self.gain = float(gain)
+        self.mode = mode
+        self.seed = int(seed)
+        self.class_aliases = dict(class_aliases or {})
+        self.strategy = strategy
+        self.conditions_per_pass = max(1, int(conditions_per_pass))
+        self.figures = figures
+        self.overwrite = overwrite
+        self._handles: list[Any] = []
+        self._reset_state()
+
+    # -- state -----------------------------------------------------------------------------------
+    def _reset_state(self) -> None:
+        self.conditions: list[A.Condition] = []
+        self.classes: list[str] = []
+        self._scales: list[Tensor] = []
+        self._shifts: list[Tensor] = []
+        self._active_sites: list[bool] = []
+        self._cond: Optional[int] = None  # loop: index of the condition being run
+        self._rows: Optional[tuple[Tensor, int]] = None  # expand: (condition ids of this pass, clips per cond)
+        self.correct: Optional[Tensor] = None
+        self.n: Optional[Tensor] = None
+        self.table: Optional[pd.DataFrame] = None
+        self.summary: Optional[pd.DataFrame] = None
+
+    def _alias(self, name: str) -> str:
+        return self.class_aliases.get(name, name)
+
+    # -- building --------------------------------------------------------------------------------
+    def build(self, encoder: Any, classes: Optional[list[str]] = None) -> list[A.Condition]:
+        """Build the conditions for ``encoder`` (public so tests and the pipeline can inspect them)."""
+        site_neurons = [int(n) for n in encoder.site_neurons]
+        if len(site_neurons) != len(encoder.neuron_sites):
+            raise ValueError(f"encoder {type(encoder).__name__}: {len(encoder.neuron_sites)} neuron_sites but "
+                             f"{len(site_neurons)} site_neurons")
+        run_classes = read_classes(self.run_dir) if self.run_dir else None
+        if classes is None:
+            if run_classes is None:
+                raise ValueError("AblationCallback: the model has no class names and no run_dir was given")
+            classes = run_classes
+        if run_classes is not None and list(run_classes) != list(classes):
+            raise ValueError(f"AblationCallback: classes of {self.run_dir / 'classes.txt'} {run_classes} differ "
+                             f"from the probe's classes {list(classes)}")
+        self.classes = list(classes)
+        need_run = self.class_sets or self.shared or self.k_grid or self.mode == "mean"
+        if need_run and self.run_dir is None:
+            raise ValueError("AblationCallback: class_sets / shared / k_grid / mode='mean' need run_dir")
+
+        def check_cls(name: str, where: str) -> str:
+            c = self._alias(name)
+            if c not in self.classes:
+                raise ValueError(f"AblationCallback {where}: unknown class {name!r}"
+                                 + (f" (alias of {c!r})" if c != name else "") + f"; classes are {self.classes}")
+            return c
+
+        sets: dict[str, Tensor] = {}
+        absent = None
+        if self.run_dir is not None and (self.class_sets or self.shared or self.k_grid):
+            sets = read_class_sets(self.run_dir, self.classes, site_neurons)
+        if self.run_dir is not None and (self.run_dir / "over_zero.pt").exists():
+            oz = torch.load(self.run_dir / "over_zero.pt", map_location="cpu", weights_only=False)
+            if oz.shape[0] != len(site_neurons):
+                raise ValueError(f"{self.run_dir / 'over_zero.pt'}: {oz.shape[0]} layers, encoder has {len(site_neurons)}")
+            absent = torch.zeros(len(site_neurons), max(site_neurons), dtype=torch.bool)
+            w = min(oz.shape[1], absent.shape[1])
+            absent[:, :w] = torch.isnan(oz[:, :w]).any(-1)
+        all_selected = torch.zeros(len(site_neurons), max(site_neurons), dtype=torch.bool)
+        for m in sets.values():
+            all_selected |= m
+        explicit = {}
+        for nl in self.neuron_lists:
+            m = A.mask_from_pairs(nl.neurons, site_neurons, f"neuron list {nl.name!r}")
+            if absent is not None and (m & absent).any():
+                raise ValueError(f"neuron list {nl.name!r}: neurons {A.mask_to_pairs(m & absent)} are absent (NaN)")
+            explicit[nl.name] = (m, [check_cls(t, f"neuron list {nl.name!r}") for t in nl.targets])
+            all_selected |= m
+        shared = [[check_cls(c, "shared") for c in grp] for grp in self.shared]
+        ranked = None
+        if self.k_grid:
+            rank = read_ranking(self.run_dir)
+            tk = [check_cls(c, "topk_classes") for c in self.topk_classes] if self.topk_classes else self.classes
+            ranked = {}
+            for c in tk:
+                pairs = A.mask_to_pairs(sets[c])
+                missing = [p for p in pairs if tuple(p) not in rank]
+                if missing:
+                    raise ValueError(f"{self.run_dir / 'neurons.csv'}: neurons {missing[:5]} of class {c!r} have no rank")
+                if pairs:
+                    ranked[c] = sorted((tuple(p) for p in pairs), key=lambda p: (rank[p], p))
+        self.conditions = A.build_conditions(
+            site_neurons, self.classes,
+            class_sets=sets, class_conditions=bool(self.class_sets), explicit=explicit, shared=shared,
+            ranked=ranked, k_grid=self.k_grid, random_draws=self.random_draws,
+            random_for_topk=self.random_for_topk, index_plus_one_control=self.index_plus_one,
+            exclude=all_selected, absent=absent, seed=self.seed,
+        )
+        means = None
+        if self.mode == "mean":
+            sp = self.run_dir / "stats.pt"
+            if not sp.exists():
+                raise FileNotFoundError(f"{sp} not found (mode='mean' needs act_sum)")
+            means = A.dataset_means(torch.load(sp, map_location="cpu", weights_only=False), str(sp))
+        self._scales, self._shifts, self._active_sites = A.site_scales(
+            self.conditions, site_neurons, gain=self.gain, mode=self.mode, means=means)
+        return self.conditions
+
+    # -- hooks -----------------------------------------------------------------------------------
+    def _make_hook(self, l: int, encoder: Any):
+        axis = encoder.channel_axis
+
+        def hook(module, inputs, output):
+            if self._cond is not None:
+                i = self._cond
+                if i == 0 or not self.conditions[i].mask[l].any():
+                    return None
+                return A.apply_channel_affine(output, self._scales[l][i], self._shifts[l][i], axis)
+            if self._rows is not None:
+                conds, per = self._rows
+                pos = encoder.positions(encoder.neuron_sites[l], output)
+                row_cond = conds.to(pos.clip.device)[torch.div(pos.clip, per, rounding_mode="floor")]
+                return A.apply_channel_affine(output, self._scales[l], self._shifts[l], axis, row_cond)
+            return None
+
+        return hook
+
+    def _register(self, encoder: Any) -> None:
+        self._remove()
+        for l, site in enumerate(encoder.neuron_sites):
+            if self._active_sites[l]:
+                self._handles.append(encoder.get_submodule(site).register_forward_hook(self._make_hook(l, encoder)))
+
+    def _remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        self._cond = None
+        self._rows = None
+
+    # -- Lightning hooks -------------------------------------------------------------------------
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "test" and trainer.world_size > 1:
+            raise RuntimeError(
+                f"AblationCallback runs on one device only (world_size is {trainer.world_size}): under DDP "
+                "trainer.test pads the data with duplicated clips that would be counted twice. "
+                "Run the ablation with trainer.devices=1."
+            )
+
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.world_size > 1:  # also when setup was bypassed
+            self.setup(trainer, pl_module, "test")
+        if getattr(pl_module, "multilabel", False):
+            raise ValueError("AblationCallback supports single-label tasks only (the probe is multi-label)")
+        for f in OUTPUT_FILES:
+            check_writable(self.out_dir / f, self.overwrite)
+        self._reset_state()
+        encoder = pl_module.encoder
+        self.build(encoder, getattr(pl_module, "classes", None))
+        self.correct = torch.zeros(len(self.conditions), len(self.classes), dtype=torch.long)
+        self.n = torch.zeros(len(self.classes), dtype=torch.long)
+        self._register(encoder)
+        log.info("AblationCallback: %d conditions over %d sites", len(self.conditions), sum(self._active_sites))
+
+    def _logits(self, pl_module: LightningModule, audio: Tensor, lengths: Optional[Tensor]) -> Tensor:
+        return pl_module(audio, lengths)
+
+    def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                          batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self.correct is None:
+            return
+        if not isinstance(outputs, dict) or "logits" not in outputs:
+            raise ValueError("AblationCallback needs test_step to return a dict with 'logits' (use AudioClassifier)")
+        labels = batch["label"]
+        if labels.dim() != 1:
+            raise ValueError("AblationCallback supports single-label batches only (label must be [B])")
+        audio, lengths = batch["audio"], batch.get("length")
+        B = audio.shape[0]
+        K = len(self.conditions)
+        preds = torch.empty(K, B, dtype=torch.long, device=labels.device)
+        preds[0] = outputs["logits"].argmax(-1)
+        others = list(range(1, K))
+        try:
+            if self.strategy == "loop":
+                for i in others:
+                    self._cond = i
+                    preds[i] = self._logits(pl_module, audio, lengths).argmax(-1)
+            else:
+                for s in range(0, len(others), self.conditions_per_pass):
+                    ids = others[s:s + self.conditions_per_pass]
+                    self._rows = (torch.as_tensor(ids), B)
+                    a = audio.repeat(len(ids), *([1] * (audio.dim() - 1)))
+                    ln = None if lengths is None else lengths.repeat(len(ids))
+                    preds[ids] = self._logits(pl_module, a, ln).argmax(-1).view(len(ids), B)
+        finally:
+            self._cond = None
+            self._rows = None
+        c, n = A.count_correct(preds, labels, len(self.classes))
+        self.correct += c
+        self.n += n
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._remove()
+        if self.correct is None:
+            return
+        self.table = A.results_table(self.conditions, self.classes, self.correct, self.n)
+        self.summary = A.summarise(self.table, self.conditions)
+        if trainer.is_global_zero:
+            self._write(trainer)
+
+    def _write(self, trainer: Trainer) -> None:
+        from analysis import ablation_figures as F
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        save_csv(self.table, self.out_dir / "ablation.csv", self.overwrite)
+        save_csv(self.summary, self.out_dir / "ablation_summary.csv", self.overwrite)
+        save_json(
+            {"classes": self.classes, "gain": self.gain, "mode": self.mode, "seed": self.seed,
+             "run_dir": str(self.run_dir) if self.run_dir else None,
+             "conditions": [{"name": c.name, "kind": c.kind, "target": c.target, "k": c.k, "draw": c.draw,
+                             "group": c.group, "parent": c.parent, "neurons": A.mask_to_pairs(c.mask)}
+                            for c in self.conditions]},
+            self.out_dir / "ablation_conditions.json", self.overwrite)
+        figs = {}
+        if self.figures:
+            import matplotlib.pyplot as plt
+
+            figs = {"ablation_matrix": F.matrix_figure(self.table, self.classes),
+                    "ablation_k_curve": F.k_curve_figure(self.table, self.summary)}
+            for name, fig in figs.items():
+                save_figure(fig, self.out_dir / f"{name}.pdf", self.overwrite, bbox_inches="tight")
+        logger = trainer.logger
+        if logger is not None:
+            metrics = {}
+            for r in self.table.to_dict("records"):
+                if r["kind"] == "random":
+                    continue
+                if r["class"] == A.ALL_CLASSES:
+                    metrics[f"ablation/{r['condition']}/accuracy"] = r["accuracy"]
+                elif r["kind"] != "baseline" and r["class"] in str(r["target"]).split("+"):
+                    metrics[f"ablation/{r['condition']}/delta_{r['class']}"] = r["delta"]
+            for r in self.summary.to_dict("records"):
+                if r["kind"] == "random" and r["on_target"]:
+                    metrics[f"ablation/{r['group']}/delta_mean_{r['class']}"] = r["delta_mean"]
+            logger.log_metrics(metrics, step=trainer.global_step)
+            exp = getattr(logger, "experiment", None)
+            if figs and hasattr(exp, "add_figure"):
+                for name, fig in figs.items():
+                    exp.add_figure(f"ablation/{name}", fig, global_step=trainer.global_step, close=False)
+        if figs:
+            import matplotlib.pyplot as plt
+
+            for fig in figs.values():
+                plt.close(fig)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._remove()
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._remove()

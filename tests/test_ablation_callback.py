@@ -1,0 +1,231 @@
+"""AblationCallback on the planted toy encoder: one pass, exact baseline, planted effect vs random sets."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from analysis import ablation as A
+from analysis.io import OutputExistsError
+from callbacks.ablation import AblationCallback, NeuronList
+from lightning_modules.audio_classifier import AudioClassifier
+from test_ablation_toy import CLASSES, ToyAudioDataModule, ToyEncoder, make_audio, train_probe, write_run_folder
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """Run folder + trained probe + test audio for the planted toy."""
+    d = tmp_path_factory.mktemp("planted")
+    enc = ToyEncoder()
+    tr_a, tr_y = make_audio(1, 12)
+    te_a, te_y = make_audio(2, 6)
+    run = write_run_folder(d / "toy_run", enc, {"train": (tr_a, tr_y), "test": (te_a, te_y)})
+    ckpt = train_probe(run, d / "probe")
+    return dict(run=run, ckpt=ckpt, audio=te_a, labels=te_y, root=d)
+
+
+def _trainer(**kw):
+    return Trainer(accelerator="cpu", devices=1, logger=kw.pop("logger", False), enable_progress_bar=False,
+                   enable_model_summary=False, **kw)
+
+
+def _test(planted, cb=None, logger=False, encoder=None):
+    model = AudioClassifier(encoder or ToyEncoder(), str(planted["ckpt"]))
+    dm = ToyAudioDataModule(planted["audio"], planted["labels"])
+    tr = _trainer(callbacks=[cb] if cb else [], logger=logger)
+    res = tr.test(model, datamodule=dm, verbose=False)[0]
+    return model, res
+
+
+def test_planted_neuron_drops_its_class_random_sets_do_not(planted, tmp_path):
+    target = "t800"  # planted neuron (0, 1) and its pass-through (1, 1)
+    cb = AblationCallback(out_dir=str(tmp_path / "abl"), run_dir=str(planted["run"]), class_sets=True,
+                          neuron_lists=[NeuronList("planted", [[0, 1]], [target])], random_draws=5, seed=3,
+                          k_grid=[1, 2], index_plus_one=True)
+    model, res = _test(planted, cb, logger=TensorBoardLogger(str(tmp_path / "tb")))
+    t = pd.read_csv(tmp_path / "abl" / "ablation.csv")
+    assert list(t.columns) == A.ABLATION_COLUMNS
+    base = t[t.condition == "baseline"].set_index("class")
+    assert (base.loc[CLASSES, "accuracy"] == 1.0).all(), "the probe must be perfect on the clean toy"
+    # baseline == plain trainer.test accuracy exactly
+    assert base.loc["ALL", "correct"] == round(res["test/acc"] * base.loc["ALL", "n"])
+    assert base.loc["ALL", "accuracy"] == pytest.approx(res["test/acc"], abs=1e-7)
+    chance = 1 / len(CLASSES)
+    for cond in ("planted", f"class:{target}"):
+        r = t[t.condition == cond].set_index("class")
+        assert r.loc[target, "accuracy"] <= chance
+        others = [c for c in CLASSES if c != target]
+        assert (r.loc[others, "delta"] == 0).all()
+    rnd = t[(t.kind == "random") & (t.target == target)]
+    # 5 draws each for class:t800, planted, topk:t800:1, topk:t800:2
+    assert len(rnd[rnd["class"] == "ALL"]) == 20
+    assert (rnd["delta"] == 0).all(), rnd[rnd.delta != 0]
+    # the random sets really were matched and avoided the selected neurons
+    conds = {c.name: c for c in cb.conditions}
+    for d in range(5):
+        m = conds[f"random:planted:{d}"].mask
+        assert m.sum() == 1 and m[0].sum() == 1
+        assert not m[0, :4].any()  # selected (planted) neurons are excluded
+        m2 = conds[f"random:class:{target}:{d}"].mask  # layer-matched: one neuron per layer
+        assert m2[0].sum() == 1 and m2[1].sum() == 1
+        assert not m2[0, :4].any() and not m2[1, :4].any()
+        assert not m2[1, 6:].any()  # site 1 has 6 neurons: padding never drawn
+    assert conds["index+1:planted"].mask.nonzero().tolist() == [[0, 2]]
+    # summary: on-target delta far outside the random interval
+    s = pd.read_csv(tmp_path / "abl" / "ablation_summary.csv")
+    assert list(s.columns) == A.SUMMARY_COLUMNS
+    row = s[(s.group == "planted") & (s["class"] == target)].iloc[0]
+    assert bool(row.on_target) and row.delta_mean <= chance - 1
+    assert row.random_delta_lo == 0 and row.random_delta_hi == 0 and row.p_random == 0
+    rg = s[(s.group == "random:planted") & (s["class"] == target)].iloc[0]
+    assert rg.n_draws == 5 and rg.delta_mean == 0 and rg.delta_lo == 0 and rg.delta_hi == 0
+    # top-k grid: t800 has 2 ranked neurons, both k present
+    assert {"topk:t800:1", "topk:t800:2"} <= set(t.condition)
+    for f in ("ablation_matrix.pdf", "ablation_k_curve.pdf", "ablation_conditions.json"):
+        assert (tmp_path / "abl" / f).stat().st_size > 0
+    # TensorBoard scalars were written
+    ev = list((tmp_path / "tb").rglob("events.out.tfevents*"))
+    assert ev
+    # hooks removed after test
+    assert all(not model.encoder.get_submodule(s)._forward_hooks for s in ToyEncoder.neuron_sites)
+    # no silent overwrite
+    with pytest.raises(OutputExistsError):
+        _test(planted, AblationCallback(out_dir=str(tmp_path / "abl"), run_dir=str(planted["run"]), random_draws=0))
+
+
+def test_expand_strategy_matches_loop(planted, tmp_path):
+    kw = dict(run_dir=str(planted["run"]), random_draws=3, seed=1, figures=False, k_grid=[1])
+    _test(planted, AblationCallback(out_dir=str(tmp_path / "loop"), strategy="loop", **kw))
+    _test(planted, AblationCallback(out_dir=str(tmp_path / "exp"), strategy="expand", conditions_per_pass=3, **kw))
+    a = pd.read_csv(tmp_path / "loop" / "ablation.csv")
+    b = pd.read_csv(tmp_path / "exp" / "ablation.csv")
+    pd.testing.assert_frame_equal(a, b)
+
+
+class _Boom(Exception):
+    pass
+
+
+def test_hooks_removed_on_exception(planted, tmp_path):
+    enc = ToyEncoder()
+    cb = AblationCallback(out_dir=str(tmp_path / "x"), run_dir=str(planted["run"]), random_draws=1)
+    orig = cb.on_test_batch_end
+
+    def boom(*a, **k):
+        orig(*a, **k)
+        assert any(enc.get_submodule(s)._forward_hooks for s in enc.neuron_sites)
+        raise _Boom()
+
+    cb.on_test_batch_end = boom
+    with pytest.raises(_Boom):
+        _test(planted, cb, encoder=enc)
+    assert all(not enc.get_submodule(s)._forward_hooks for s in enc.neuron_sites)
+    assert not (tmp_path / "x" / "ablation.csv").exists()
+
+
+def test_zero_gain_changes_only_listed_channels(planted):
+    enc = ToyEncoder()
+    audio = planted["audio"][:8]
+    listed = [[0, 1], [0, 4], [1, 5]]
+    cb = AblationCallback(out_dir="unused", neuron_lists=[NeuronList("l", listed, [])], random_draws=0,
+                          class_sets=False, run_dir=str(planted["run"]))
+    cb.build(enc, CLASSES)
+    acts = {}
+
+    def rec(tag):
+        return [enc.get_submodule(s).register_forward_hook(
+            lambda m, i, o, l=l: acts.__setitem__((tag, l), o.detach().clone())) for l, s in enumerate(enc.neuron_sites)]
+
+    # clean reference: (0, 1) and (0, 4) zeroed must change only those site-0 channels
+    hs = rec("clean")
+    with torch.no_grad():
+        enc(audio)
+    for h in hs:
+        h.remove()
+    cb._register(enc)  # ablation hooks first, then recorders see the hooked outputs
+    hs = rec("abl")
+    cb._cond = 1
+    with torch.no_grad():
+        enc(audio)
+    cb._remove()
+    for h in hs:
+        h.remove()
+    a0, c0 = acts[("abl", 0)], acts[("clean", 0)]
+    assert (a0[:, [1, 4]] == 0).all() and (c0[:, [1, 4]] != 0).any()
+    keep = [0, 2, 3, 5, 6, 7]
+    assert torch.equal(a0[:, keep], c0[:, keep])
+    # at site 1 the listed channel 5 is zero; the ones fed only by untouched site-0 channels are identical
+    a1, c1 = acts[("abl", 1)], acts[("clean", 1)]
+    assert (a1[:, 5] == 0).all()
+    assert torch.equal(a1[:, [0, 2, 3]], c1[:, [0, 2, 3]])
+    # removing the hooks restores the clean forward
+    with torch.no_grad():
+        assert torch.equal(enc(audio), ToyEncoder()(audio))
+
+
+def test_hooks_bit_exact_on_a_fixed_input():
+    """Site-level check independent of propagation: the hook output equals the input except the listed
+    channels, which are 0 (gain) or the mean (mean mode)."""
+    out = torch.randn(3, 8, 5)
+    m = torch.zeros(2, 8, dtype=torch.bool)
+    m[0, [2, 6]] = True
+    conds = [A.Condition("baseline", "baseline", torch.zeros_like(m)), A.Condition("x", "explicit", m)]
+    sc, sh, act = A.site_scales(conds, [8, 6], gain=0.0)
+    y = A.apply_channel_affine(out, sc[0][1], sh[0][1], 1)
+    assert (y[:, [2, 6]] == 0).all() and torch.equal(y[:, [0, 1, 3, 4, 5, 7]], out[:, [0, 1, 3, 4, 5, 7]])
+    assert act == [True, False]
+    means = torch.arange(16.0).view(2, 8)
+    sc, sh, _ = A.site_scales(conds, [8, 6], mode="mean", means=means)
+    y = A.apply_channel_affine(out, sc[0][1], sh[0][1], 1)
+    assert (y[:, 2] == 2.0).all() and (y[:, 6] == 6.0).all()
+    assert torch.equal(y[:, [0, 1, 3, 4, 5, 7]], out[:, [0, 1, 3, 4, 5, 7]])
+    y = A.apply_channel_affine(out, sc[0][0], sh[0][0], 1)  # baseline row: identity
+    assert torch.equal(y, out)
+
+
+def test_mean_mode_uses_stats_means(planted, tmp_path):
+    stats = torch.load(planted["run"] / "stats.pt")
+    means = A.dataset_means(stats)
+    enc = ToyEncoder()
+    cb = AblationCallback(out_dir=str(tmp_path / "m"), run_dir=str(planted["run"]), mode="mean", random_draws=0,
+                          class_sets=False, neuron_lists=[NeuronList("l", [[0, 4]], [])])
+    cb.build(enc, CLASSES)
+    seen = {}
+    cb._register(enc)
+    h = enc.get_submodule("block0.act").register_forward_hook(lambda m, i, o: seen.__setitem__(0, o.clone()))
+    cb._cond = 1
+    with torch.no_grad():
+        enc(planted["audio"][:4])
+    cb._remove()
+    h.remove()
+    assert torch.allclose(seen[0][:, 4], torch.full_like(seen[0][:, 4], float(means[0, 4])))
+    # the mean is act_sum / positions: recompute it from the training audio
+    assert means[0, 6] == 0  # dead neuron
+    # the mean of the loudness neuron is positive and below its max
+    assert 0 < means[0, 4] < 1
+
+
+def test_refuses_multiple_devices(planted, tmp_path):
+    cb = AblationCallback(out_dir=str(tmp_path / "d"), run_dir=str(planted["run"]))
+
+    class _T:
+        world_size = 2
+
+    with pytest.raises(RuntimeError, match="one device"):
+        cb.setup(_T(), None, "test")
+
+
+def test_bad_neuron_list_is_a_clear_error(planted, tmp_path):
+    cb = AblationCallback(out_dir=str(tmp_path / "e"), neuron_lists=[NeuronList("bad", [[1, 7]], [])],
+                          class_sets=False, run_dir=str(planted["run"]))
+    with pytest.raises(ValueError, match=r"neuron list 'bad'.*neuron 7 outside 0..5 of layer 1"):
+        cb.build(ToyEncoder(), CLASSES)
+    cb = AblationCallback(out_dir=str(tmp_path / "e"), neuron_lists=[NeuronList("bad", [[0, 1]], ["ANG"])],
+                          class_sets=False, run_dir=str(planted["run"]))
+    with pytest.raises(ValueError, match="unknown class 'ANG'"):
+        cb.build(ToyEncoder(), CLASSES)
+    cb = AblationCallback(out_dir=str(tmp_path / "e"), neuron_lists=[NeuronList("ok", [[0, 1]], ["ANG"])],
+                          class_sets=False, run_dir=str(planted["run"]), class_aliases={"ANG": "t800"})
+    assert cb.build(ToyEncoder(), CLASSES)[1].target == ["t800"]
