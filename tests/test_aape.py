@@ -235,3 +235,13 @@ def test_default_top_rate_and_yaml_table():
 def test_doctests():
     res = doctest.testmod(aape)
     assert res.attempted > 5 and res.failed == 0
+
+
+def test_lape_mode_keeps_middle_empty_class_like_bincount():
+    p = torch.zeros(1, 20, 3)
+    p[0, 0, 0] = 0.9
+    p[0, 1, 2] = 0.8  # class 1 gets nothing but is before a class that does
+    counts, n = (p * 100).round(), torch.full((3,), 100)
+    lape = select_neurons(counts / n, mode="lape", top_rate=0.1, filter_rate=0.9, activation_bar_ratio=0.9)
+    _assert_same(lape, lape_oracle(counts, n, 0.1, 0.9, 0.9))
+    assert len(lape) == 3 and lape[1][0].numel() == 0 and lape[2][0].tolist() == [1]

@@ -117,3 +117,17 @@ def test_bad_run_folder_errors_name_the_file(tmp_path, capsys):
     assert "classes.txt" in err and "2 classes" in err
     assert main(["identify", "--run", str(tmp_path / "nope")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_pipeline_subcommand_dispatches_lazily(monkeypatch):
+    import types
+
+    import analysis
+
+    seen: dict = {}
+    fake = types.ModuleType("analysis.pipeline")
+    fake.main = lambda argv: seen.setdefault("argv", list(argv)) and 0
+    monkeypatch.setitem(sys.modules, "analysis.pipeline", fake)
+    monkeypatch.setattr(analysis, "pipeline", fake, raising=False)
+    assert main(["pipeline", "--config", "x.yaml", "--force"]) == 0
+    assert seen["argv"] == ["--config", "x.yaml", "--force"]

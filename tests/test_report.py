@@ -188,3 +188,13 @@ def test_doctests_overlap_and_report():
     for mod in (analysis.overlap, analysis.report):
         res = doctest.testmod(mod)
         assert res.attempted > 0 and res.failed == 0, mod.__name__
+
+
+def test_report_rejects_absent_neurons_in_neurons_pt(tmp_path):
+    from analysis.report import load_task_neurons
+
+    count, n, _ = planted_counts(2, 8, 2, 100, per_class=1, seed=9)
+    d = write_fake_run(tmp_path, "t", "m", count, n, site_neurons=[8, 4])
+    torch.save([[torch.tensor([0]), torch.tensor([6])], [torch.tensor([], dtype=torch.long)] * 2], d / "neurons.pt")
+    with pytest.raises(ValueError, match="absent"):
+        load_task_neurons(d)
