@@ -41,6 +41,20 @@ def jaccard(a: Tensor, b: Tensor) -> float:
     return inter / union if union else float("nan")
 
 
+def paired_jaccard(a: Tensor, b: Tensor) -> Tensor:
+    """Jaccard of corresponding sets: ``a``, ``b`` bool ``[C, ...]`` → float64 ``[C]`` (NaN where both are
+    empty).
+
+    >>> paired_jaccard(torch.tensor([[1, 1], [0, 0]], dtype=torch.bool), torch.tensor([[1, 0], [0, 0]], dtype=torch.bool))
+    tensor([0.5000,    nan], dtype=torch.float64)
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    inter = (a & b).flatten(1).sum(1, dtype=torch.int64).double()
+    union = (a | b).flatten(1).sum(1, dtype=torch.int64).double()
+    return inter / union
+
+
 def intersection_counts(a: Tensor, b: Tensor) -> Tensor:
     """``[Ca, Cb]`` int64 number of shared neurons between class sets of ``a`` and ``b``."""
     return (a.flatten(1).double() @ b.flatten(1).double().T).round().long()

@@ -42,7 +42,7 @@ from torch import Tensor
 
 from analysis import io
 from analysis.aape import Identification, Mode, default_top_rate, identify
-from analysis.overlap import jaccard
+from analysis.overlap import jaccard, paired_jaccard
 from analysis.runs import read_run
 
 log = logging.getLogger(__name__)
@@ -111,8 +111,7 @@ def bootstrap_stability(
     for b in range(replicates):
         m = _masks(_quiet_identify(resample_probabilities(p, n_eff, g), **select))
         sizes[b] = m.sum(1).numpy()
-        for c in range(C):
-            jac[b, c] = jaccard(m[c], ref[c])
+        jac[b] = paired_jaccard(m, ref).numpy()
     rows = []
     for c, name in enumerate(classes):
         j = jac[:, c][np.isfinite(jac[:, c])]
@@ -161,10 +160,11 @@ def threshold_sweep(
         m = _masks(r)
         is_ref = (tr, fr, ar) == (reference["top_rate"], reference["filter_rate"], reference["activation_bar_ratio"])
         base = {"top_rate": tr, "filter_rate": fr, "activation_bar_ratio": ar, "is_reference": is_ref}
+        sizes, ref_sizes = m.sum(1).tolist(), ref_m.sum(1).tolist()
+        jac = paired_jaccard(m, ref_m).tolist()
         for c, name in enumerate(classes):
-            rows.append({**base, "class": name, "n_neurons": int(m[c].sum()),
-                         "reference_n_neurons": int(ref_m[c].sum()), "jaccard_to_reference": jaccard(m[c], ref_m[c]),
-                         "n_selected": r.n_selected, "warnings": ""})
+            rows.append({**base, "class": name, "n_neurons": int(sizes[c]), "reference_n_neurons": int(ref_sizes[c]),
+                         "jaccard_to_reference": jac[c], "n_selected": r.n_selected, "warnings": ""})
         u = m.any(0)
         rows.append({**base, "class": "__all__", "n_neurons": int(u.sum()), "reference_n_neurons": int(ref_all.sum()),
                      "jaccard_to_reference": jaccard(u, ref_all), "n_selected": r.n_selected,
