@@ -24,7 +24,7 @@ def write_run(d: Path, n_per_class: dict[str, int], classes=("a", "b", "c"), E: 
     N = len(rows)
     y = torch.tensor(labels)
     feats = torch.randn(N, E, generator=g) * 3 + 1
-    feats[:, 0] += y * 5
+    feats[:, 0] += y * 20  # separable along dim 0
     if multilabel:
         gts = torch.nn.functional.one_hot(y, len(classes)).float()
         gts[::4, 0] = 1.0
