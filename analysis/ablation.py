@@ -16,6 +16,7 @@ Vocabulary
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence
@@ -24,6 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
+
+log = logging.getLogger(__name__)
 
 KINDS = ("baseline", "class", "explicit", "shared", "random", "index_plus_one", "topk")
 ALL_CLASSES = "ALL"  # value of the ``class`` column for the overall accuracy row
@@ -128,12 +131,16 @@ def mask_to_pairs(mask: Tensor) -> list[list[int]]:
 def index_plus_one(mask: Tensor, site_neurons: Sequence[int], source: str = "neurons") -> Tensor:
     """The study authors' control: every selected neuron's index + 1 in the same layer (one draw).
 
-    A neuron at the last index of its site has no +1 neighbour: ValueError naming it."""
+    The last neuron of a site wraps around to neuron 0 (the authors' lists never hit that case; a
+    warning is logged). As in the authors' configs, a +1 neighbour that is itself in the set is not
+    replaced, so the control can be smaller than the set."""
     out = torch.zeros_like(mask)
     for l, n in mask.nonzero().tolist():
-        if n + 1 >= site_neurons[l]:
-            raise ValueError(f"{source}: index+1 control of [{l}, {n}] is outside layer {l} ({site_neurons[l]} neurons)")
-        out[l, n + 1] = True
+        m = n + 1
+        if m >= site_neurons[l]:
+            log.warning("%s: index+1 control of [%d, %d] wraps around to [%d, 0]", source, l, n, l)
+            m = 0
+        out[l, m] = True
     return out
 
 

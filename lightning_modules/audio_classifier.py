@@ -18,6 +18,21 @@ from lightning_modules.encoders.base import AudioEncoder
 from lightning_modules.linear_probe import LinearProbe
 
 
+def load_probe(path: str | Path) -> LinearProbe:
+    """``LinearProbe.load_from_checkpoint`` that also works while LightningCLI instantiates an enclosing
+    module: the CLI's "given hyper-parameters" context would otherwise hand the *enclosing* module's
+    arguments to the probe's ``save_hyperparameters``."""
+    try:
+        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+    except ImportError:  # pragma: no cover - other Lightning versions
+        return LinearProbe.load_from_checkpoint(str(path), map_location="cpu")
+    token = _given_hyperparameters.set(None)
+    try:
+        return LinearProbe.load_from_checkpoint(str(path), map_location="cpu")
+    finally:
+        _given_hyperparameters.reset(token)
+
+
 class AudioClassifier(LightningModule):
     """Frozen encoder + frozen :class:`LinearProbe` loaded from ``probe_checkpoint``.
 
@@ -33,7 +48,7 @@ class AudioClassifier(LightningModule):
         if not p.exists():
             raise FileNotFoundError(f"probe checkpoint {p} not found")
         self.encoder = encoder
-        self.probe = LinearProbe.load_from_checkpoint(str(p), map_location="cpu")
+        self.probe = load_probe(p)
         if self.probe.head is None:
             raise ValueError(f"{p}: probe checkpoint has no num_classes/embed_dim hyper-parameters")
         E = self.probe.head.in_features
