@@ -1,0 +1,106 @@
+"""Cost of the one-pass ablation: time for C conditions in one pass ÷ (C × one bare forward pass).
+
+Runs the AblationCallback's two strategies (``loop``: one encoder forward per condition on the same
+decoded batch; ``expand``: the batch repeated over several conditions with per-row masks) against a bare
+forward loop over the same batches, on a random-init M2D (default: 4 blocks of ViT-Base width, 2 s clips)
+with hooks at every MLP activation. Audio decoding is excluded (the batches are in memory), so the ratio
+measures exactly the overhead of hooks + bookkeeping. Target ≤ 1.05.
+
+    python benchmarks/ablation_pass.py [--depth 4] [--width 768] [--clips 16] [--batch 8] [--seconds 2]
+                                       [--conditions 8] [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analysis import ablation as A  # noqa: E402
+from callbacks.ablation import AblationCallback, NeuronList  # noqa: E402
+from lightning_modules.encoders import M2DEncoder  # noqa: E402
+
+
+class _Module(torch.nn.Module):
+    """Stands in for AudioClassifier: encoder + linear head."""
+
+    def __init__(self, encoder, classes: int = 10) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = torch.nn.Linear(encoder.embed_dim, classes)
+
+    def forward(self, audio, lengths=None):
+        return self.head(self.encoder(audio, lengths))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--depth", type=int, default=4)
+    ap.add_argument("--width", type=int, default=768)
+    ap.add_argument("--clips", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--conditions", type=int, default=8, help="C, incl. the baseline")
+    ap.add_argument("--neurons", type=int, default=20, help="neurons per ablated set")
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    enc = M2DEncoder(checkpoint=None, width=a.width, depth=a.depth, num_heads=max(1, a.width // 64),
+                     mlp_ratio=4.0, seed=0, name="bench").eval()
+    model = _Module(enc).eval()
+    S = int(16000 * a.seconds)
+    batches = [torch.randn(a.batch, S) * 0.1 for _ in range(max(1, a.clips // a.batch))]
+    labels = [torch.randint(0, 10, (a.batch,)) for _ in batches]
+    sn = list(enc.site_neurons)
+    g = torch.Generator().manual_seed(1)
+    lists = []
+    for i in range(a.conditions - 1):
+        pairs = {(int(torch.randint(0, len(sn), (1,), generator=g)), int(torch.randint(0, sn[0] - 1, (1,), generator=g)))
+                 for _ in range(a.neurons)}
+        lists.append(NeuronList(f"set{i}", [list(p) for p in sorted(pairs)], []))
+    C = a.conditions
+
+    def bare() -> float:
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            for x in batches:
+                model(x).argmax(-1)
+        return time.perf_counter() - t0
+
+    def ablation(strategy: str, per_pass: int) -> float:
+        cb = AblationCallback(out_dir="unused", neuron_lists=lists, class_sets=False, random_draws=0,
+                              strategy=strategy, conditions_per_pass=per_pass, figures=False)
+        cb.build(enc, [str(i) for i in range(10)])
+        assert len(cb.conditions) == C
+        cb.correct = torch.zeros(C, 10, dtype=torch.long)
+        cb.n = torch.zeros(10, dtype=torch.long)
+        cb._register(enc)
+        t0 = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                for x, y in zip(batches, labels):
+                    logits = model(x)  # the module's own test_step forward = the baseline condition
+                    batch = {"audio": x, "length": None, "label": y}
+                    cb.on_test_batch_end(None, model, {"logits": logits}, batch, 0)
+        finally:
+            cb._remove()
+        return time.perf_counter() - t0
+
+    bare()  # warm-up
+    t_bare = min(bare() for _ in range(a.repeats))
+    print(f"M2D random init depth {a.depth} width {a.width}: {len(batches)} batches x {a.batch} clips x "
+          f"{a.seconds} s, C = {C} conditions ({a.neurons} neurons each), torch threads {torch.get_num_threads()}")
+    print(f"bare forward pass over the data: {t_bare:.3f} s")
+    for strategy, per in (("loop", 1), ("expand", 2), ("expand", 4)):
+        ablation(strategy, per)
+        t = min(ablation(strategy, per) for _ in range(a.repeats))
+        name = strategy if strategy == "loop" else f"expand x{per}"
+        print(f"{name:>10}: {t:.3f} s for C = {C} conditions; ratio t / (C x bare) = {t / (C * t_bare):.3f}")
+
+
+if __name__ == "__main__":
+    main()

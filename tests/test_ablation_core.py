@@ -1,0 +1,133 @@
+"""Functional core of the ablation (analysis/ablation.py): masks, random draws, controls, scoring, summary."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from analysis import ablation as A
+
+SN = [6, 4, 5]  # ragged sites
+
+
+def test_masks_from_pairs_and_layers_validate():
+    m = A.mask_from_pairs([[0, 5], [2, 4], [1, 0]], SN)
+    assert m.shape == (3, 6) and A.mask_to_pairs(m) == [[0, 5], [1, 0], [2, 4]]
+    assert torch.equal(A.mask_from_layers([torch.tensor([5]), torch.tensor([0]), torch.tensor([4])], SN), m)
+    with pytest.raises(ValueError, match=r"x: entry 0 \[1, 4\]: neuron 4 outside 0..3 of layer 1"):
+        A.mask_from_pairs([[1, 4]], SN, "x")
+    with pytest.raises(ValueError, match="layer 3 outside"):
+        A.mask_from_pairs([[3, 0]], SN)
+    with pytest.raises(ValueError, match="2 layers given"):
+        A.mask_from_layers([torch.tensor([0]), torch.tensor([0])], SN)
+    assert torch.equal(A.existing_mask(SN)[1], torch.tensor([1, 1, 1, 1, 0, 0], dtype=torch.bool))
+
+
+def test_random_matched_is_layer_matched_seeded_and_avoids_excluded():
+    m = A.mask_from_pairs([[0, 0], [0, 1], [2, 3]], SN)
+    avail = A.existing_mask(SN) & ~m
+    avail[0, 5] = False  # e.g. a NaN neuron
+    d1 = A.random_matched(m, avail, 50, seed=7)
+    d2 = A.random_matched(m, avail, 50, seed=7)
+    assert all(torch.equal(a, b) for a, b in zip(d1, d2))
+    assert not all(torch.equal(a, b) for a, b in zip(d1, A.random_matched(m, avail, 50, seed=8)))
+    seen = torch.zeros_like(m)
+    for d in d1:
+        assert torch.equal(d.sum(1), m.sum(1))
+        assert not (d & ~avail).any()
+        seen |= d
+    assert torch.equal(seen[0], avail[0]) and torch.equal(seen[2], avail[2])  # every available one drawn
+    with pytest.raises(ValueError, match="layer 0 needs 6 random neurons but only 3 are available"):
+        A.random_matched(torch.ones(3, 6, dtype=torch.bool) & A.existing_mask(SN), avail, 1, 0)
+
+
+def test_index_plus_one_control():
+    m = A.mask_from_pairs([[0, 1], [0, 2], [1, 3]], SN)
+    c = A.index_plus_one(m, SN)
+    assert A.mask_to_pairs(c) == [[0, 0], [0, 2], [0, 3]][1:] + [[1, 0]]
+
+
+def test_build_conditions_kinds_names_and_exclusion():
+    sets = {"a": A.mask_from_pairs([[0, 0], [1, 1]], SN), "b": A.mask_from_pairs([[0, 0], [2, 2]], SN),
+            "c": torch.zeros(3, 6, dtype=torch.bool)}
+    expl = {"study": (A.mask_from_pairs([[2, 0]], SN), ["a", "b"])}
+    ranked = {"a": [(1, 1), (0, 0)]}
+    absent = torch.zeros(3, 6, dtype=torch.bool)
+    absent[2, 1] = True
+    conds = A.build_conditions(SN, ["a", "b", "c"], class_sets=sets, explicit=expl, shared=[["a", "b"]],
+                               ranked=ranked, k_grid=[1, 2, 5], random_draws=4, index_plus_one_control=True,
+                               absent=absent, seed=0)
+    names = [c.name for c in conds]
+    assert names[0] == "baseline" and "class:c" not in names  # empty set: no condition
+    for n in ("class:a", "class:b", "shared:a&b", "study", "topk:a:1", "topk:a:2", "index+1:study"):
+        assert n in names
+    assert "topk:a:5" not in names
+    by = {c.name: c for c in conds}
+    assert A.mask_to_pairs(by["shared:a&b"].mask) == [[0, 0]]
+    assert A.mask_to_pairs(by["topk:a:1"].mask) == [[1, 1]] and by["topk:a:1"].k == 1
+    selected = sets["a"] | sets["b"]
+    for c in conds:
+        if c.kind == "random":
+            assert c.group == f"random:{c.parent}" and not (c.mask & selected).any()
+            assert not (c.mask & absent).any() and not (c.mask & ~A.existing_mask(SN)).any()
+            assert torch.equal(c.mask.sum(1), by[c.parent].mask.sum(1))
+    assert sum(c.kind == "random" for c in conds) == 4 * 6  # class a, class b, shared, study, topk 1, 2
+    again = A.build_conditions(SN, ["a", "b", "c"], class_sets=sets, explicit=expl, shared=[["a", "b"]],
+                               ranked=ranked, k_grid=[1, 2, 5], random_draws=4, index_plus_one_control=True,
+                               absent=absent, seed=0)
+    assert all(torch.equal(x.mask, y.mask) for x, y in zip(conds, again))
+
+
+def test_apply_channel_affine_per_row_conditions():
+    out = torch.randn(6, 3, 4)  # [R, P, N] ViT-style
+    conds = [A.Condition("baseline", "baseline", torch.zeros(1, 4, dtype=torch.bool)),
+             A.Condition("x", "explicit", torch.tensor([[True, False, False, False]])),
+             A.Condition("y", "explicit", torch.tensor([[False, False, True, True]]))]
+    sc, sh, _ = A.site_scales(conds, [4], gain=0.5)
+    rows = torch.tensor([0, 0, 1, 1, 2, 2])
+    y = A.apply_channel_affine(out, sc[0], sh[0], -1, rows)
+    assert torch.equal(y[:2], out[:2])
+    assert torch.equal(y[2:4, :, 0], out[2:4, :, 0] * 0.5) and torch.equal(y[2:4, :, 1:], out[2:4, :, 1:])
+    assert torch.equal(y[4:, :, 2:], out[4:, :, 2:] * 0.5) and torch.equal(y[4:, :, :2], out[4:, :, :2])
+    with pytest.raises(ValueError, match="site output has 5 channels on axis -1, the neuron mask 4"):
+        A.apply_channel_affine(torch.randn(2, 3, 5), sc[0][1], sh[0][1], -1)
+
+
+def test_scoring_table_and_summary():
+    classes = ["a", "b"]
+    conds = [A.Condition("baseline", "baseline", torch.zeros(1, 2, dtype=torch.bool)),
+             A.Condition("class:a", "class", torch.tensor([[True, False]]), ["a"])]
+    conds += [A.Condition(f"random:class:a:{d}", "random", torch.tensor([[False, True]]), ["a"], draw=d,
+                          group="random:class:a", parent="class:a") for d in range(4)]
+    labels = torch.tensor([0, 0, 0, 0, 1, 1])
+    preds = torch.stack([labels,  # baseline: perfect
+                         torch.tensor([1, 1, 1, 0, 1, 1]),  # class:a loses 3 of 4 a's
+                         labels, torch.tensor([1, 0, 0, 0, 1, 1]), labels, torch.tensor([0, 0, 0, 0, 0, 1])])
+    correct, n = A.count_correct(preds, labels, 2)
+    assert n.tolist() == [4, 2] and correct[1].tolist() == [1, 2]
+    t = A.results_table(conds, classes, correct, n)
+    assert list(t.columns) == A.ABLATION_COLUMNS
+    r = t[(t.condition == "class:a") & (t["class"] == "a")].iloc[0]
+    assert r.accuracy == 0.25 and r.delta == -0.75 and r.n == 4 and r.correct == 1
+    assert t[(t.condition == "class:a") & (t["class"] == "ALL")].iloc[0].accuracy == pytest.approx(3 / 6)
+    s = A.summarise(t, conds)
+    g = s[(s.group == "random:class:a") & (s["class"] == "a")].iloc[0]
+    d = np.array([0, -0.25, 0, 0])
+    assert g.n_draws == 4 and g.delta_mean == pytest.approx(d.mean()) and g.delta_std == pytest.approx(d.std(ddof=1))
+    assert g.delta_lo == pytest.approx(np.quantile(d, 0.025)) and g.delta_hi == pytest.approx(np.quantile(d, 0.975))
+    h = s[(s.group == "class:a") & (s["class"] == "a")].iloc[0]
+    assert h.on_target and h.random_group == "random:class:a" and h.p_random == 0.0
+    assert h.random_delta_mean == pytest.approx(d.mean())
+    off = s[(s.group == "class:a") & (s["class"] == "b")].iloc[0]
+    # class b under the random draws: deltas 0, 0, 0, -0.5 -> all four are <= the targeted set's 0
+    assert not off.on_target and off.delta_mean == 0.0 and off.p_random == 1.0
+    assert off.random_delta_mean == pytest.approx(-0.125)
+
+
+def test_dataset_means():
+    stats = {"act_sum": torch.tensor([[2.0, 4.0]], dtype=torch.float64), "n_tokens": torch.tensor([1, 3])}
+    assert torch.equal(A.dataset_means(stats), torch.tensor([[0.5, 1.0]], dtype=torch.float64))
+    assert torch.equal(A.dataset_means({**stats, "n_positions": 2}), torch.tensor([[1.0, 2.0]], dtype=torch.float64))
+    with pytest.raises(ValueError, match="act_sum"):
+        A.dataset_means({"n_tokens": torch.tensor([1])}, "s.pt")
