@@ -104,9 +104,11 @@ class AblationCallback(Callback):
         seed: seed of the random draws.
         class_aliases: maps names used in ``neuron_lists``/``shared``/``topk_classes`` to the task's
             class names (e.g. the study's ``ANG`` → a synthetic class), for stand-in runs.
-        strategy: ``loop`` (one encoder forward per condition on the same batch) or ``expand`` (batch
-            repeated over ``conditions_per_pass`` conditions along dim 0, per-row masks).
-        conditions_per_pass: conditions per forward in ``expand`` mode.
+        strategy: ``expand`` (default: the batch repeated over ``conditions_per_pass`` conditions along
+            dim 0, per-row masks via ``encoder.positions(...).clip``; measured 0.78 × the time of C bare
+            passes on CPU) or ``loop`` (one encoder forward per condition on the same batch; 1.02 ×, and
+            no extra memory). Both give identical results.
+        conditions_per_pass: conditions per forward in ``expand`` mode (memory grows with it).
         figures: write the PDF figures.
         overwrite: replace existing result files.
     """
@@ -127,7 +129,7 @@ class AblationCallback(Callback):
         mode: str = "gain",
         seed: int = 0,
         class_aliases: Optional[dict[str, str]] = None,
-        strategy: str = "loop",
+        strategy: str = "expand",
         conditions_per_pass: int = 4,
         figures: bool = True,
         overwrite: bool = False,
