@@ -68,7 +68,7 @@ DEFAULTS: dict[str, Any] = {
               "batch_size": None},
     "ablation": {"random_draws": 10, "k_grid": [], "gain": 0.0, "mode": "gain", "neuron_lists": [],
                  "shared": [], "index_plus_one": False, "seed": 0, "batch_size": None,
-                 "class_aliases": None},
+                 "class_aliases": None, "random_for_topk": True, "strategy": "expand"},
 }
 
 
@@ -490,6 +490,7 @@ class Pipeline:
                 neuron_lists=opts.get("neuron_lists", a["neuron_lists"]), shared=opts.get("shared", a["shared"]),
                 k_grid=list(a["k_grid"]), random_draws=int(a["random_draws"]), index_plus_one=bool(a["index_plus_one"]),
                 gain=float(a["gain"]), mode=a["mode"], seed=int(a["seed"]),
+                random_for_topk=bool(a["random_for_topk"]), strategy=a["strategy"],
                 class_aliases=opts.get("class_aliases", a["class_aliases"]), overwrite=overwrite)
             ckpt = best_checkpoint(self.probe_dir(task, model))
             bs = a.get("batch_size") or self.cfg["data"]["batch_size"]
@@ -564,9 +565,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _setup_logging() -> None:
+    """INFO messages of this project's loggers on stderr (Lightning keeps its own handler)."""
+    h = logging.StreamHandler()
+    h.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    for name in ("aape", "analysis", "callbacks", "datamodules", "lightning_modules"):
+        lg = logging.getLogger(name)
+        if not lg.handlers:
+            lg.addHandler(h)
+        lg.setLevel(logging.INFO)
+        lg.propagate = False
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _setup_logging()
     try:
         cfg = load_config(args.config, out=args.out)
         pipe = Pipeline(cfg, force=args.force)

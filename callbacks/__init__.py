@@ -1,11 +1,5 @@
 """Thin Lightning callbacks over the functional core in :mod:`analysis`."""
+from .ablation import AblationCallback
 from .activation_stats import ActivationStatsCallback
 
-__all__ = ["ActivationStatsCallback"]
-
-try:  # written by another helper; optional until it lands
-    from .ablation import AblationCallback  # noqa: F401
-
-    __all__.append("AblationCallback")
-except ImportError:  # pragma: no cover
-    pass
+__all__ = ["AblationCallback", "ActivationStatsCallback"]

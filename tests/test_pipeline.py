@@ -1,0 +1,183 @@
+"""End-to-end tests of ``python -m analysis pipeline`` on a tiny synthetic task with the real CREPE tiny.
+
+One module-scoped run is shared: the tests check its outputs, the headline table (recomputed here from
+``ablation.csv`` and ``neurons.csv`` with independent code), resume/skip, config-change refusal, --force
+of selected stages, and a failing stage leaving completed outputs intact.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from analysis.pipeline import PipelineError, load_config, main
+
+pytest.importorskip("soundfile")
+
+
+def _config(root: Path, out: Path, **over) -> dict:
+    cfg = {
+        "out": str(out),
+        "seed": 0,
+        "data": {"evar_root": str(root), "batch_size": 8},
+        "tasks": {"synth_octave_sine": {"top_rate": 0.1}},
+        "models": {"crepe_tiny": {"class_path": "lightning_modules.encoders.CrepeEncoder",
+                                  "init_args": {"capacity": "tiny", "hop_ms": 100.0, "embedding_layer": 6}}},
+        "stats": {"identify_splits": ["train", "valid"]},
+        "report": {"within_task": ["synth_octave_sine"]},
+        "stability": {"replicates": 3},
+        "probe": {"seeds": [42, 43], "max_epochs": 4, "patience": 2, "lr": 1e-2},
+        "ablation": {"random_draws": 3, "k_grid": [1], "random_for_topk": False},
+    }
+    for k, v in over.items():
+        cfg[k] = v
+    return cfg
+
+
+def _write(cfg: dict, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("pipeline")
+    out = tmp / "out"
+    cfg_path = _write(_config(synthetic_root, out), tmp / "pipe.yaml")
+    rc = main(["--config", str(cfg_path)])
+    assert rc == 0
+    return cfg_path, out
+
+
+def test_pipeline_writes_every_stage_output(pipeline_run):
+    _, out = pipeline_run
+    run = out / "runs" / "synth_octave_sine_crepe_tiny"
+    for f in ("over_zero.pt", "stats.pt", "features.pt", "gts.pt", "index.csv", "manifest.json", "classes.txt",
+              "neurons.csv", "neurons.pt", "stability.csv", "threshold_sweep.csv"):
+        assert (run / f).is_file(), f
+    assert (out / "reports" / "crepe_tiny" / "task_level_neuron_statistics_crepe_tiny.csv").is_file()
+    assert (out / "reports" / "crepe_tiny" / "within_task-synth_octave_sine.pdf").is_file()
+    probe = pd.read_csv(out / "probes" / "synth_octave_sine_crepe_tiny" / "probe_results.csv", dtype={"seed": str})
+    assert list(probe["seed"]) == ["42", "43", "mean", "std"]
+    abl = out / "ablation" / "synth_octave_sine_crepe_tiny"
+    for f in ("ablation.csv", "ablation_summary.csv", "ablation_matrix.pdf", "ablation_k_curve.pdf"):
+        assert (abl / f).is_file(), f
+    for f in ("summary.md", "index.html", "headline.csv", "tasks.csv"):
+        assert (out / "report" / f).is_file(), f
+    html = (out / "report" / "index.html").read_text(encoding="utf-8")
+    assert "within_task-synth_octave_sine.pdf" in html and "ablation_matrix.pdf" in html
+    assert "manifest" in html.lower()
+
+
+def test_headline_matches_ablation_and_neurons_csv(pipeline_run):
+    """The summary's numbers are computed, not typed: recompute them from the stage outputs."""
+    _, out = pipeline_run
+    run = out / "runs" / "synth_octave_sine_crepe_tiny"
+    abl = pd.read_csv(out / "ablation" / "synth_octave_sine_crepe_tiny" / "ablation.csv",
+                      keep_default_na=False, na_values=[""])
+    neurons = pd.read_csv(run / "neurons.csv", keep_default_na=False)
+    classes = (run / "classes.txt").read_text().split()
+    head = pd.read_csv(out / "report" / "headline.csv")
+    assert list(head["class"]) == classes
+    # neurons per class from the ';'-joined 'classes' column of neurons.csv
+    per_class = {c: 0 for c in classes}
+    for cell in neurons["classes"]:
+        for c in filter(None, str(cell).split(";")):
+            per_class[c] += 1
+    assert dict(zip(head["class"], head["neurons"])) == per_class
+    assert sum(per_class.values()) > 0, "the pretrained CREPE should have some class-specific neuron"
+    for _, h in head.iterrows():
+        c = h["class"]
+        rows = abl[abl["condition"] == f"class:{c}"]
+        if per_class[c] == 0:
+            assert rows.empty and math.isnan(h["on_target_delta"])
+            continue
+        base = abl[(abl["condition"] == "baseline") & (abl["class"] == c)]["accuracy"].item()
+        own = rows[rows["class"] == c]["accuracy"].item()
+        assert h["on_target_delta"] == pytest.approx(own - base, abs=1e-12)
+        others = rows[(rows["class"] != c) & (rows["class"] != "ALL")]["delta"]
+        assert h["off_target_delta_mean"] == pytest.approx(others.mean(), abs=1e-12)
+        draws = [abl[(abl["condition"] == f"random:class:{c}:{d}") & (abl["class"] == c)]["delta"].item()
+                 for d in range(3)]
+        assert h["random_draws"] == 3
+        assert h["random_delta_mean"] == pytest.approx(sum(draws) / 3, abs=1e-12)
+        assert min(draws) - 1e-12 <= h["random_delta_lo"] <= h["random_delta_hi"] <= max(draws) + 1e-12
+    md = (out / "report" / "summary.md").read_text(encoding="utf-8")
+    tasks = pd.read_csv(out / "report" / "tasks.csv")
+    assert tasks["classes_covered"].item() == sum(1 for v in per_class.values() if v > 0)
+    assert f"| crepe_tiny | synth_octave_sine | {len(classes)} | {tasks['classes_covered'].item()} |" in md
+
+
+def test_rerun_skips_finished_stages(pipeline_run, capsys):
+    cfg_path, out = pipeline_run
+    before = (out / "report" / "summary.md").stat().st_mtime_ns
+    assert main(["--config", str(cfg_path)]) == 0
+    msg = capsys.readouterr().out
+    assert "(0 stages ran," in msg and "skipped)" in msg
+    assert (out / "report" / "summary.md").stat().st_mtime_ns == before
+
+
+def test_changed_config_is_refused_then_forced(pipeline_run, tmp_path, capsys):
+    cfg_path, out = pipeline_run
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["ablation"]["random_draws"] = 2
+    changed = _write(cfg, tmp_path / "changed.yaml")
+    assert main(["--config", str(changed)]) == 1
+    err = capsys.readouterr().err
+    assert "stage ablation-synth_octave_sine_crepe_tiny" in err and "--force" in err
+    old = pd.read_csv(out / "ablation" / "synth_octave_sine_crepe_tiny" / "ablation.csv")
+    assert (old["kind"] == "random").any() and set(old[old["kind"] == "random"]["draw"].dropna()) == {0, 1, 2}
+    # --force on the changed stages only
+    assert main(["--config", str(changed), "--force", "--only", "ablation", "summary"]) == 0
+    new = pd.read_csv(out / "ablation" / "synth_octave_sine_crepe_tiny" / "ablation.csv")
+    assert set(new[new["kind"] == "random"]["draw"].dropna()) == {0, 1}
+    # put the original back so the module's other tests see a consistent folder
+    assert main(["--config", str(cfg_path), "--force", "--only", "ablation", "summary"]) == 0
+
+
+def test_failing_stage_names_itself_and_keeps_completed_outputs(synthetic_root, tmp_path, capsys):
+    cfg = _config(synthetic_root, tmp_path / "out")
+    cfg["models"]["broken"] = {"class_path": "lightning_modules.encoders.CrepeEncoder",
+                               "init_args": {"capacity": "huge"}}
+    path = _write(cfg, tmp_path / "p.yaml")
+    assert main(["--config", str(path), "--only", "stats", "identify"]) == 1
+    err = capsys.readouterr().err
+    assert "stage stats-synth_octave_sine_broken failed" in err
+    good = tmp_path / "out" / "runs" / "synth_octave_sine_crepe_tiny"
+    assert (good / "neurons.pt").is_file() and (good / "over_zero.pt").is_file()
+    assert not (tmp_path / "out" / "runs" / "synth_octave_sine_broken").exists()
+
+
+@pytest.mark.parametrize("bad, msg", [
+    ({"tasks": {}}, "'tasks' is empty"),
+    ({"bogus": 1}, "unknown key(s) ['bogus']"),
+    ({"probe": {"seedz": [1]}}, "unknown key(s) ['seedz'] in 'probe'"),
+    ({"models": {"m": {"init_args": {}}}}, "models.m needs a 'class_path'"),
+])
+def test_bad_config_errors_name_the_problem(tmp_path, bad, msg):
+    cfg = {"tasks": {"t": {}}, "models": {"m": {"class_path": "x.Y"}}, "data": {"evar_root": str(tmp_path)}}
+    cfg.update(bad)
+    p = _write(cfg, tmp_path / "bad.yaml")
+    with pytest.raises(PipelineError) as e:
+        load_config(p)
+    assert msg in str(e.value) and str(p) in str(e.value)
+
+
+def test_unset_environment_variable_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("AAPE_TEST_UNSET", raising=False)
+    p = _write({"tasks": {"t": {}}, "models": {"m": {"class_path": "x.Y"}},
+                "data": {"evar_root": "${AAPE_TEST_UNSET}"}}, tmp_path / "env.yaml")
+    with pytest.raises(PipelineError, match="AAPE_TEST_UNSET is not set"):
+        load_config(p)
+    monkeypatch.setenv("AAPE_TEST_UNSET", str(tmp_path))
+    assert load_config(p)["data"]["evar_root"] == str(tmp_path)
+
+
+def test_malformed_yaml_names_file(tmp_path):
+    p = tmp_path / "broken.yaml"
+    p.write_text("tasks: [unclosed\n", encoding="utf-8")
+    with pytest.raises(PipelineError, match="malformed YAML"):
+        load_config(p)
