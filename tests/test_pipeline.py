@@ -38,7 +38,7 @@ def _config(root: Path, out: Path, **over) -> dict:
 
 
 def _write(cfg: dict, path: Path) -> Path:
-    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     return path
 
 
