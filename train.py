@@ -6,12 +6,14 @@ devices, strategy and precision come from the Trainer flags. Nothing else lives 
 from lightning.pytorch.cli import LightningCLI
 
 
-def main(args=None) -> LightningCLI:
+def main(args=None, run: bool = True) -> LightningCLI:
+    """Build the CLI (``run=False``: parse and instantiate only, as the config tests do)."""
     return LightningCLI(
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
         args=args,
+        run=run,
     )
 
 

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from analysis.runs import read_classes
+
 ALL = "ALL"
 
 HEADLINE_COLUMNS = [
@@ -25,14 +27,6 @@ HEADLINE_COLUMNS = [
 ]
 TASK_COLUMNS = ["model", "task", "classes", "classes_covered", "neurons_per_class", "selected_neurons",
                 "baseline_accuracy", "mean_on_target_delta", "mean_random_delta", "mean_off_target_delta"]
-
-
-def read_classes(run_dir: str | Path) -> list[str]:
-    """Class names of a statistics run folder (``classes.txt``, index order)."""
-    p = Path(run_dir) / "classes.txt"
-    if not p.exists():
-        raise FileNotFoundError(f"{p} not found: is {run_dir} a statistics run folder?")
-    return [ln for ln in p.read_text(encoding="utf-8").splitlines() if ln]
 
 
 def neurons_per_class(run_dir: str | Path) -> dict[str, int]:

@@ -30,6 +30,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 
 from analysis import ablation as A
+from analysis.runs import read_classes
 from analysis.io import check_writable, save_csv, save_figure, save_json
 
 log = logging.getLogger(__name__)
@@ -51,13 +52,6 @@ class NeuronList:
     name: str
     neurons: list[list[int]]
     targets: list[str] = field(default_factory=list)
-
-
-def read_classes(run_dir: Path) -> list[str]:
-    p = run_dir / "classes.txt"
-    if not p.exists():
-        raise FileNotFoundError(f"{p} not found (the run folder must hold classes.txt)")
-    return [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def read_class_sets(run_dir: Path, classes: list[str], site_neurons: list[int]) -> dict[str, Tensor]:

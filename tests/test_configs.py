@@ -35,9 +35,10 @@ SUBCOMMAND_KEYS = {"return_predictions", "ckpt_path", "weights_only"}
 
 
 def make_cli(args: list[str]) -> LightningCLI:
-    """The LightningCLI of ``train.py`` (same class-mode flags), without running a subcommand."""
-    return LightningCLI(subclass_mode_model=True, subclass_mode_data=True,
-                        save_config_kwargs={"overwrite": True}, run=False, args=args)
+    """The LightningCLI of ``train.py`` itself, without running a subcommand."""
+    import train
+
+    return train.main(args, run=False)
 
 
 def walk(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:

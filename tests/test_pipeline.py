@@ -181,3 +181,25 @@ def test_malformed_yaml_names_file(tmp_path):
     p.write_text("tasks: [unclosed\n", encoding="utf-8")
     with pytest.raises(PipelineError, match="malformed YAML"):
         load_config(p)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs" / "pipeline").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_pipeline_config_loads_and_builds_its_stages(path, tmp_path, monkeypatch):
+    """Each shipped pipeline YAML validates; its stage list covers every (model, task); the demo's models
+    (no checkpoint needed) are instantiated for real."""
+    from analysis.pipeline import Pipeline, instantiate
+
+    for var in ("EVAR", "M2D_CHECKPOINT", "VIT_CHECKPOINT"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+    cfg = load_config(path, out=str(tmp_path / "out"))
+    stages = Pipeline(cfg).stages()
+    ids = {s.id for s in stages}
+    for model in cfg["models"]:
+        for task in cfg["tasks"]:
+            for st in ("stats", "identify", "probe", "ablation"):
+                assert f"{st}-{task}_{model}" in ids
+    assert stages[-1].name == "summary"
+    if path.name == "demo.yaml":
+        encoders = [instantiate(spec, f"models.{m}") for m, spec in cfg["models"].items()]
+        assert [e.name for e in encoders] == list(cfg["models"])
