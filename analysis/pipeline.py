@@ -515,15 +515,17 @@ def write_report(pl_: Pipeline, overwrite: bool = False) -> None:
     import pandas as pd
 
     from analysis.io import save_csv
-    from analysis.summary import ReportInputs, findings, headline_rows, task_rows, write_index_html, write_summary_md
+    from analysis.summary import (ReportInputs, findings, headline_rows, selection_warnings, task_rows,
+                                  write_index_html, write_summary_md)
 
     out, cfg = pl_.out, pl_.cfg
     dest = out / "report"
-    heads, abl, manifests, probes = [], {}, {}, []
+    heads, abl, manifests, probes, notes = [], {}, {}, [], {}
     for model in cfg["models"]:
         for task in cfg["tasks"]:
             rd, ad = pl_.run_dir(task, model), pl_.ablation_dir(task, model)
             abl[(model, task)] = ad / "ablation.csv"
+            notes[(model, task)] = selection_warnings(rd)
             heads.append(headline_rows(model, task, rd, ad / "ablation.csv"))
             manifests[str(rd.relative_to(out))] = json.loads((rd / "manifest.json").read_text(encoding="utf-8"))
             pr = pl_.probe_dir(task, model) / "probe_results.csv"
@@ -540,7 +542,7 @@ def write_report(pl_: Pipeline, overwrite: bool = False) -> None:
     files = [f for f in files if not f.startswith("evar/work/")] + (["evar/work/... (synthetic audio)"]
                                                                     if (out / "evar" / "work").exists() else [])
     figures = [f for f in files if f.endswith(".pdf")]
-    inp = ReportInputs(tasks=tasks, headline=headline, findings=findings(tasks),
+    inp = ReportInputs(tasks=tasks, headline=headline, findings=findings(tasks, notes),
                        figures=["../" + f for f in figures], files=["../" + f if not f.startswith("evar/work/...") else f
                                                                     for f in files],
                        manifests=manifests, probe=pd.concat(probes, ignore_index=True) if probes else None)

@@ -94,24 +94,30 @@ def task_rows(headline: pd.DataFrame, ablation: dict[tuple[str, str], str | Path
     return pd.DataFrame(rows, columns=TASK_COLUMNS)
 
 
-def _fmt(x: object) -> str:
+def _fmt(x: object, signed: bool = False) -> str:
     if isinstance(x, float):
-        return "–" if math.isnan(x) else f"{x:+.3f}" if abs(x) < 10 else f"{x:.1f}"
+        if math.isnan(x):
+            return "–"
+        return f"{x:+.3f}" if signed else f"{x:.3f}" if abs(x) < 10 else f"{x:.1f}"
     return str(x)
+
+
+def _signed(col: str) -> bool:
+    return "delta" in col
 
 
 def markdown_table(df: pd.DataFrame, columns: Optional[Sequence[str]] = None) -> str:
     cols = list(columns or df.columns)
     out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for _, r in df.iterrows():
-        out.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
+        out.append("| " + " | ".join(_fmt(r[c], _signed(c)) for c in cols) + " |")
     return "\n".join(out)
 
 
 def html_table(df: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(r[c]))}</td>" for c in df.columns) + "</tr>"
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(r[c], _signed(c)))}</td>" for c in df.columns) + "</tr>"
         for _, r in df.iterrows()
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -131,14 +137,26 @@ class ReportInputs:
     probe: Optional[pd.DataFrame] = None
 
 
-def findings(tasks: pd.DataFrame) -> list[str]:
-    """Plain-language statements derived from the per-task table, including negative results."""
+def selection_warnings(run_dir: str | Path) -> list[str]:
+    """Warnings the AAPE selection recorded in ``neurons.json`` (e.g. saturated quantiles)."""
+    p = Path(run_dir) / "neurons.json"
+    if not p.exists():
+        return []
+    return [str(w) for w in json.loads(p.read_text(encoding="utf-8")).get("warnings", [])]
+
+
+def findings(tasks: pd.DataFrame, warnings: Optional[dict[tuple[str, str], list[str]]] = None) -> list[str]:
+    """Plain-language statements derived from the per-task table, including negative results; the
+    selection's own warnings (``neurons.json``) explain empty or small selections."""
     out = []
+    warnings = warnings or {}
     for _, r in tasks.iterrows():
         head = f"{r['model']} on {r['task']}: {r['classes_covered']}/{r['classes']} classes have neurons " \
                f"({r['neurons_per_class']:.1f} per class)."
+        why = warnings.get((r["model"], r["task"]), [])
+        why_txt = (" Selection notes: " + "; ".join(why) + ".") if why else ""
         if r["classes_covered"] == 0:
-            out.append(head + " No class-specific neuron was found, so nothing was ablated.")
+            out.append(head + " No class-specific neuron was found, so nothing was ablated." + why_txt)
             continue
         on, rnd, off = r["mean_on_target_delta"], r["mean_random_delta"], r["mean_off_target_delta"]
         if math.isnan(rnd):
@@ -149,7 +167,7 @@ def findings(tasks: pd.DataFrame) -> list[str]:
         else:
             verdict = (f"NEGATIVE RESULT: ablating a class's set changes that class's recall by {on:+.3f} on "
                        f"average, not clearly more than matched random sets ({rnd:+.3f})")
-        out.append(f"{head} Off-target classes change by {off:+.3f} on average; {verdict}.")
+        out.append(f"{head} Off-target classes change by {off:+.3f} on average; {verdict}.{why_txt}")
     return out
 
 
