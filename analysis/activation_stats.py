@@ -94,20 +94,32 @@ def accumulate_call(buffer: dict[str, Tensor], act: Tensor, positions: Positions
         positions: bookkeeping of this call; ``positions.clip[r]`` is the clip (in the batch) of row r.
         tokens: ``'all'`` or ``'patches'`` (special tokens such as CLS excluded).
     """
-    counted = positions.counted(tokens).to(act.device)  # [R, P]
-    if tuple(counted.shape) != tuple(act.shape[:2]):
-        raise ValueError(f"Positions {tuple(counted.shape)} do not match site output [R, P] = {tuple(act.shape[:2])}")
+    counted = positions.counted(tokens)  # [R, P]
+    if counted.device != act.device:
+        counted = counted.to(act.device)
+    R, P, _ = act.shape
+    if tuple(counted.shape) != (R, P):
+        raise ValueError(f"Positions {tuple(counted.shape)} do not match site output [R, P] = {(R, P)}")
     positive = act > 0
-    if bool(counted.all()):
+    all_counted = bool(counted.all())
+    if not all_counted:
+        positive &= counted[:, :, None]
+    # Activation sums: a batched matmul with the 0/1 mask of counted positions (BLAS, and no masked
+    # copy); for reduced-precision activations (bf16/fp16 autocast) an fp32-accumulating sum instead.
+    if act.dtype == torch.float32:
+        w = counted.to(act.dtype)[:, None, :]
+        row_sum = torch.bmm(w, act)[:, 0]
+    elif all_counted:
         row_sum = act.sum(1, dtype=torch.float32)
     else:
-        positive &= counted[:, :, None]
-        # Matmul with the 0/1 mask: sums counted positions without materialising a masked copy.
-        row_sum = torch.bmm(counted[:, None, :].to(act.dtype), act)[:, 0].float()
-    # int32 summation: bool -> int64 summation is several times slower (design §5 cost note).
-    row_pos = positive.sum(1, dtype=torch.int32)  # [R, N]
-    clip = positions.clip.to(act.device)
-    buffer["pos"].index_add_(0, clip, row_pos)
+        row_sum = (act.float() * counted[:, :, None]).sum(1)
+    # Positive counts per row fit int16 when a row has < 32768 positions: bool -> int16 summation is the
+    # fastest reduction here (bool -> int64 is several times slower; design §5 cost note).
+    row_pos = positive.sum(1, dtype=torch.int16 if P < 32768 else torch.int32)  # [R, N]
+    clip = positions.clip
+    if clip.device != act.device:
+        clip = clip.to(act.device)
+    buffer["pos"].index_add_(0, clip, row_pos.to(torch.int32))
     buffer["n"].index_add_(0, clip, counted.sum(1))
     buffer["sum"].index_add_(0, clip, row_sum.double())
 
