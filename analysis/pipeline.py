@@ -422,7 +422,7 @@ class Pipeline:
         save_text(yaml.safe_dump(cli_cfg, sort_keys=False), cfg_path, overwrite=True)
         root = Path(__file__).resolve().parent.parent
         r = subprocess.run([sys.executable, str(root / "train.py"), "predict", "--config", str(cfg_path)],
-                           cwd=str(self.out))
+                           cwd=str(self.out / ".stages"))
         if r.returncode != 0:
             raise PipelineError(f"stage stats-{task}_{model}: train.py predict exited with {r.returncode} "
                                 f"(config {cfg_path})")

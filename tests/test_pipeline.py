@@ -203,3 +203,22 @@ def test_every_pipeline_config_loads_and_builds_its_stages(path, tmp_path, monke
     if path.name == "demo.yaml":
         encoders = [instantiate(spec, f"models.{m}") for m, spec in cfg["models"].items()]
         assert [e.name for e in encoders] == list(cfg["models"])
+
+
+def test_ddp_statistics_stage_matches_one_device(pipeline_run, tmp_path):
+    """trainer.devices=2 (gloo on CPU): the stats stage runs through train.py predict (Lightning's DDP
+    re-launches the command line); its counts equal the one-device run of the module fixture exactly."""
+    import torch
+
+    cfg_path, out = pipeline_run
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["out"] = str(tmp_path / "ddp")
+    cfg["trainer"] = {"accelerator": "cpu", "devices": 2, "strategy": "ddp"}
+    path = _write(cfg, tmp_path / "ddp.yaml")
+    assert main(["--config", str(path), "--only", "stats"]) == 0
+    one = torch.load(out / "runs" / "synth_octave_sine_crepe_tiny" / "stats.pt", weights_only=False)
+    two = torch.load(tmp_path / "ddp" / "runs" / "synth_octave_sine_crepe_tiny" / "stats.pt", weights_only=False)
+    for k in ("count", "n_tokens", "n_tokens_site", "n_clips", "n_positions"):
+        assert torch.equal(one[k], two[k]), k
+    man = yaml.safe_load((tmp_path / "ddp" / "runs" / "synth_octave_sine_crepe_tiny" / "manifest.json").read_text())
+    assert man["world_size"] == 2
