@@ -189,9 +189,10 @@ class Stage:
 class Runner:
     """Runs stages in order with skip/resume semantics (module docstring)."""
 
-    def __init__(self, out: Path, force: bool = False) -> None:
+    def __init__(self, out: Path, force: bool = False, seed: Optional[int] = None) -> None:
         self.out = out
         self.force = force
+        self.seed = seed
         self.marks = out / ".stages"
         self.hashes: dict[str, str] = {}
         self.timings: list[tuple[str, str, float]] = []
@@ -226,6 +227,10 @@ class Runner:
         log.info("stage %s: running", st.id)
         print(f"[aape] stage {st.id} ...", flush=True)
         try:
+            if self.seed is not None:
+                from lightning.pytorch import seed_everything
+
+                seed_everything(self.seed, verbose=False)
             st.run(self.force)
         except PipelineError:
             raise
@@ -251,7 +256,7 @@ class Pipeline:
     def __init__(self, cfg: dict[str, Any], force: bool = False) -> None:
         self.cfg = cfg
         self.out = Path(cfg["out"])
-        self.runner = Runner(self.out, force=force)
+        self.runner = Runner(self.out, force=force, seed=int(cfg["seed"]))
         d = cfg["data"]
         if d.get("evar_root"):
             self.evar_root = Path(d["evar_root"])
@@ -293,6 +298,12 @@ class Pipeline:
                   num_workers=d["num_workers"], seed=self.cfg["seed"])
         kw.update(over)
         return EVARDataModule(**kw)
+
+    def manifest_config(self, task: str, model: str, dm: Any) -> dict[str, Any]:
+        """What the statistics manifest records of this pipeline run."""
+        return {"pipeline_config": self.cfg["_config_path"], "task": task, "task_options": self.task_opts(task),
+                "model": model, "encoder": self.cfg["models"][model], "stats": self.cfg["stats"],
+                "trainer": self.cfg["trainer"], "seed": self.cfg["seed"], "data": dict(dm.hparams)}
 
     def encoder(self, model: str) -> Any:
         return instantiate(self.cfg["models"][model], f"models.{model}")
@@ -386,9 +397,10 @@ class Pipeline:
             from lightning_modules import FeatureExtractor
 
             s = self.cfg["stats"]
-            cb = ActivationStatsCallback(out_dir=str(self.out / "runs"), suffix=model, tokens=s["tokens"],
-                                         level=s["level"], splits=s["identify_splits"], overwrite=overwrite)
             dm = self.datamodule(task)
+            cb = ActivationStatsCallback(out_dir=str(self.out / "runs"), suffix=model, tokens=s["tokens"],
+                                         level=s["level"], splits=s["identify_splits"], overwrite=overwrite,
+                                         config=self.manifest_config(task, model, dm))
             tr = self.trainer(model, task, "stats", [cb])
             tr.predict(FeatureExtractor(self.encoder(model)), datamodule=dm, return_predictions=False)
             self._rename_run(task, model, dm)
@@ -412,7 +424,9 @@ class Pipeline:
             "trainer": {**t, "logger": False, "enable_checkpointing": False, "callbacks": [{
                 "class_path": "callbacks.ActivationStatsCallback",
                 "init_args": {"out_dir": str(self.out / "runs"), "suffix": model, "tokens": s["tokens"],
-                              "level": s["level"], "splits": s["identify_splits"], "overwrite": overwrite}}]},
+                              "level": s["level"], "splits": s["identify_splits"], "overwrite": overwrite,
+                              "config": self.manifest_config(task, model, dm)}}]},
+            "seed_everything": self.cfg["seed"],
             "model": {"class_path": "lightning_modules.FeatureExtractor",
                       "init_args": {"encoder": self.cfg["models"][model]}},
             "data": {"class_path": "datamodules.EVARDataModule", "init_args": dict(dm.hparams)},

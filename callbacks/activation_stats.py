@@ -40,6 +40,8 @@ class ActivationStatsCallback(Callback):
             Embeddings (features.pt) are written for every predicted clip.
         overwrite: replace an existing run folder's results instead of failing.
         log_tensorboard: log per-layer mean firing rates when the trainer has a TensorBoard logger.
+        config: configuration to record as ``config`` in manifest.json (e.g. the pipeline's); default
+            the LightningCLI config when run from ``train.py``, else the model/datamodule hparams.
     """
 
     def __init__(
@@ -51,9 +53,11 @@ class ActivationStatsCallback(Callback):
         splits: Optional[list[str]] = None,
         overwrite: bool = False,
         log_tensorboard: bool = True,
+        config: Optional[dict[str, Any]] = None,
     ) -> None:
         super().__init__()
         S.check_policy(tokens, level)
+        self.config = config
         self.out_dir = out_dir
         self.suffix = suffix
         self.tokens = tokens
@@ -248,7 +252,7 @@ class ActivationStatsCallback(Callback):
         ckpt = getattr(encoder, "checkpoint_path", None)
         ckpt_sha = sha256_file(ckpt) if ckpt and os.path.isfile(str(ckpt)) else None
         return {
-            "config": _run_config(trainer, pl_module),
+            "config": self.config if self.config is not None else _run_config(trainer, pl_module),
             "task": trainer.datamodule.task,
             "encoder": type(encoder).__name__,
             "encoder_name": getattr(encoder, "name", None),
