@@ -398,32 +398,52 @@ class Pipeline:
 
             s = self.cfg["stats"]
             dm = self.datamodule(task)
-            cb = ActivationStatsCallback(out_dir=str(self.out / "runs"), suffix=model, tokens=s["tokens"],
+            staging = self._fresh_staging(task, model)
+            cb = ActivationStatsCallback(out_dir=str(staging), suffix=model, tokens=s["tokens"],
                                          level=s["level"], splits=s["identify_splits"], overwrite=overwrite,
                                          config=self.manifest_config(task, model, dm))
             tr = self.trainer(model, task, "stats", [cb])
             tr.predict(FeatureExtractor(self.encoder(model)), datamodule=dm, return_predictions=False)
-            self._rename_run(task, model, dm)
+            self._place_run(staging, task, model, dm, overwrite)
 
         return fn
 
-    def _rename_run(self, task: str, model: str, dm: Any) -> None:
-        """The callback names its folder after the EVAR task; a pipeline task may alias one."""
-        evar_task = dm.task
-        if evar_task != task:
-            src, dst = self.out / "runs" / f"{evar_task}_{model}", self.run_dir(task, model)
-            if dst.exists():
-                shutil.rmtree(dst)
-            os.replace(src, dst)
+    def _fresh_staging(self, task: str, model: str) -> Path:
+        """An empty private folder the statistics callback writes into (``.staging/<task>_<model>``)."""
+        staging = self.out / ".staging" / f"{task}_{model}"
+        if staging.exists():
+            shutil.rmtree(staging)  # leftovers of an interrupted attempt, never a result
+        staging.mkdir(parents=True)
+        return staging
+
+    def _place_run(self, staging: Path, task: str, model: str, dm: Any, overwrite: bool) -> None:
+        """Move the finished run folder (named by the callback after the EVAR task, which a pipeline task
+        may alias) to ``runs/<task>_<model>`` in one rename. An existing run folder is replaced only
+        under ``--force`` (its old neurons/stability files go with it: they belong to old counts)."""
+        src, dst = staging / f"{dm.task}_{model}", self.run_dir(task, model)
+        if not src.is_dir():
+            raise PipelineError(f"stage stats-{task}_{model}: the statistics callback wrote no folder {src}")
+        if dst.exists():
+            if not overwrite:
+                raise PipelineError(f"stage stats-{task}_{model}: {dst} already exists (use --force to replace it)")
+            shutil.rmtree(dst)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+        shutil.rmtree(staging)
+        try:
+            staging.parent.rmdir()  # .staging/ when no other stage is using it
+        except OSError:
+            pass
 
     def _stats_subprocess(self, task: str, model: str, overwrite: bool) -> None:
         """devices > 1: Lightning's DDP re-launches the command line, so run ``train.py predict``."""
         s, t = self.cfg["stats"], self.cfg["trainer"]
         dm = self.datamodule(task)
+        staging = self._fresh_staging(task, model)
         cli_cfg = {
             "trainer": {**t, "logger": False, "enable_checkpointing": False, "callbacks": [{
                 "class_path": "callbacks.ActivationStatsCallback",
-                "init_args": {"out_dir": str(self.out / "runs"), "suffix": model, "tokens": s["tokens"],
+                "init_args": {"out_dir": str(staging), "suffix": model, "tokens": s["tokens"],
                               "level": s["level"], "splits": s["identify_splits"], "overwrite": overwrite,
                               "config": self.manifest_config(task, model, dm)}}]},
             "seed_everything": self.cfg["seed"],
@@ -440,7 +460,7 @@ class Pipeline:
         if r.returncode != 0:
             raise PipelineError(f"stage stats-{task}_{model}: train.py predict exited with {r.returncode} "
                                 f"(config {cfg_path})")
-        self._rename_run(task, model, dm)
+        self._place_run(staging, task, model, dm, overwrite)
 
     def _identify_fn(self, task: str, model: str) -> Callable[[bool], None]:
         def fn(overwrite: bool) -> None:
@@ -551,7 +571,8 @@ def write_report(pl_: Pipeline, overwrite: bool = False) -> None:
     headline = pd.concat(heads, ignore_index=True)
     tasks = task_rows(headline, abl)
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*")
-                   if p.is_file() and ".stages" not in p.parts and "tensorboard" not in p.parts
+                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts)
+                   and "tensorboard" not in p.parts
                    and p.parent != dest and not p.name.startswith("."))
     files = [f for f in files if not f.startswith("evar/work/")] + (["evar/work/... (synthetic audio)"]
                                                                     if (out / "evar" / "work").exists() else [])

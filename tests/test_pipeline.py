@@ -222,3 +222,20 @@ def test_ddp_statistics_stage_matches_one_device(pipeline_run, tmp_path):
         assert torch.equal(one[k], two[k]), k
     man = yaml.safe_load((tmp_path / "ddp" / "runs" / "synth_octave_sine_crepe_tiny" / "manifest.json").read_text())
     assert man["world_size"] == 2
+
+
+def test_task_alias_does_not_clobber_the_task_it_reads(synthetic_root, tmp_path):
+    """A pipeline task reading another EVAR task (``evar_task``) gets its own run folder, even when the
+    aliased task is analysed in the same run under its own name."""
+    import torch
+
+    cfg = _config(synthetic_root, tmp_path / "out")
+    cfg["tasks"] = {"synth_octave_sine": {}, "alias": {"evar_task": "synth_octave_sine"}}
+    path = _write(cfg, tmp_path / "alias.yaml")
+    assert main(["--config", str(path), "--only", "stats"]) == 0
+    runs = tmp_path / "out" / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["alias_crepe_tiny", "synth_octave_sine_crepe_tiny"]
+    a = torch.load(runs / "alias_crepe_tiny" / "stats.pt", weights_only=False)
+    b = torch.load(runs / "synth_octave_sine_crepe_tiny" / "stats.pt", weights_only=False)
+    assert torch.equal(a["count"], b["count"])  # same audio, same model: same counts
+    assert not (tmp_path / "out" / ".staging").exists() or not any((tmp_path / "out" / ".staging").iterdir())
