@@ -16,6 +16,7 @@ from test_feature_datamodule import write_run
 
 
 def _trainer(**kw):
+    kw.setdefault("enable_checkpointing", False)  # no checkpoints/ folder in the working directory
     return Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                    enable_model_summary=False, **kw)
 
