@@ -184,11 +184,6 @@ def over_zero(totals: dict[str, Tensor], site_neurons: Sequence[int], level: str
     return p
 
 
-def mean_activation(totals: dict[str, Tensor]) -> Tensor:
-    """Mean activation per neuron over all counted positions, float64 ``[L, N]`` (for mean ablation)."""
-    return totals["act_sum"] / totals["n_positions"].to(torch.float64)[:, None]
-
-
 def merge_stats(a: dict, b: dict) -> dict:
     """Merge two ``stats.pt`` dicts of the same sites/classes/policy by summing their counts."""
     for key in ("sites", "site_neurons", "classes", "tokens", "level"):

@@ -15,9 +15,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
-from analysis.runs import read_classes
+from analysis.runs import read_classes, read_neurons, read_over_zero
 
 ALL = "ALL"
 
@@ -32,10 +31,7 @@ TASK_COLUMNS = ["model", "task", "classes", "classes_covered", "neurons_per_clas
 def neurons_per_class(run_dir: str | Path) -> dict[str, int]:
     """Class name → number of (layer, neuron) pairs assigned to it in ``neurons.pt``."""
     classes = read_classes(run_dir)
-    p = Path(run_dir) / "neurons.pt"
-    sets = torch.load(p, weights_only=True)
-    if len(sets) != len(classes):
-        raise ValueError(f"{p} has {len(sets)} classes but classes.txt lists {len(classes)}")
+    sets = read_neurons(run_dir, len(classes), read_over_zero(run_dir).shape[0])
     return {c: int(sum(int(t.numel()) for t in layers)) for c, layers in zip(classes, sets)}
 
 

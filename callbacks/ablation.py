@@ -30,7 +30,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 
 from analysis import ablation as A
-from analysis.runs import read_classes
+from analysis.runs import read_classes, read_neurons, read_over_zero, read_stats
 from analysis.io import check_writable, save_csv, save_figure, save_json
 
 log = logging.getLogger(__name__)
@@ -55,14 +55,12 @@ class NeuronList:
 
 
 def read_class_sets(run_dir: Path, classes: list[str], site_neurons: list[int]) -> dict[str, Tensor]:
-    """``neurons.pt`` (class → layer → LongTensor) as class name → mask ``[L, N]``."""
+    """``neurons.pt`` (class → layer → LongTensor, read by :func:`analysis.runs.read_neurons`, which also
+    accepts ``lape``-mode lists without their trailing empty classes) as class name → mask ``[L, N]``."""
     p = run_dir / "neurons.pt"
     if not p.exists():
         raise FileNotFoundError(f"{p} not found; run `python -m analysis identify` first or set class_sets: false")
-    sets = torch.load(p, map_location="cpu", weights_only=False)
-    if not isinstance(sets, (list, tuple)) or len(sets) != len(classes):
-        raise ValueError(f"{p}: expected a list over the {len(classes)} classes of classes.txt, got "
-                         f"{type(sets).__name__} of length {len(sets) if hasattr(sets, '__len__') else '?'}")
+    sets = read_neurons(run_dir, len(classes), len(site_neurons))
     return {c: A.mask_from_layers(sets[i], site_neurons, f"{p} class {c!r}") for i, c in enumerate(classes)}
 
 
@@ -205,7 +203,7 @@ class AblationCallback(Callback):
         if self.run_dir is not None and (self.class_sets or self.shared or self.k_grid):
             sets = read_class_sets(self.run_dir, self.classes, site_neurons)
         if self.run_dir is not None and (self.run_dir / "over_zero.pt").exists():
-            oz = torch.load(self.run_dir / "over_zero.pt", map_location="cpu", weights_only=False)
+            oz = read_over_zero(self.run_dir)
             if oz.shape[0] != len(site_neurons):
                 raise ValueError(f"{self.run_dir / 'over_zero.pt'}: {oz.shape[0]} layers, encoder has {len(site_neurons)}")
             absent = torch.zeros(len(site_neurons), max(site_neurons), dtype=torch.bool)
@@ -246,7 +244,7 @@ class AblationCallback(Callback):
             sp = self.run_dir / "stats.pt"
             if not sp.exists():
                 raise FileNotFoundError(f"{sp} not found (mode='mean' needs act_sum)")
-            means = A.dataset_means(torch.load(sp, map_location="cpu", weights_only=False), str(sp))
+            means = A.dataset_means(read_stats(self.run_dir), str(sp))
         self._scales, self._shifts, self._active_sites = A.site_scales(
             self.conditions, site_neurons, gain=self.gain, mode=self.mode, means=means)
         return self.conditions

@@ -261,3 +261,21 @@ def test_expand_matches_loop_on_chunked_m2d():
         base = enc(x, lens)
     assert torch.allclose(outs["loop"], outs["expand"], atol=1e-5)
     assert (outs["loop"] - base).abs().amax() > 1e-3  # the ablations did something
+
+
+def test_class_sets_accept_lape_mode_neurons_without_trailing_empty_classes(tmp_path):
+    """LAPE's format drops classes after the last class with a neuron; the ablation still maps every
+    class of classes.txt (the dropped ones to empty sets)."""
+    import torch
+
+    from _fake_run import write_fake_run
+    from callbacks.ablation import read_class_sets
+
+    count = torch.zeros(2, 4, 3, dtype=torch.long)
+    run = write_fake_run(tmp_path, "t", "m", count, torch.full((3,), 10), classes=["a", "b", "c"])
+    torch.save([[torch.tensor([1]), torch.tensor([], dtype=torch.long)],
+                [torch.tensor([], dtype=torch.long), torch.tensor([0, 3])]], run / "neurons.pt")
+    sets = read_class_sets(run, ["a", "b", "c"], [4, 4])
+    assert sets["a"].nonzero().tolist() == [[0, 1]]
+    assert sets["b"].nonzero().tolist() == [[1, 0], [1, 3]]
+    assert not sets["c"].any()
