@@ -544,6 +544,20 @@ class Pipeline:
 # ----------------------------------------------------------------------------------------------
 # Final report
 # ----------------------------------------------------------------------------------------------
+def result_files(out: Path, skip: Path) -> list[str]:
+    """Result files under ``out`` (relative, sorted), leaving out hidden folders (stage markers, staging),
+    TensorBoard logs, the synthetic audio and ``skip`` (the report folder itself)."""
+    left_out = {"tensorboard"}
+    files = []
+    for p in out.rglob("*"):
+        rel = p.relative_to(out)
+        if (not p.is_file() or p.parent == skip or any(part.startswith(".") for part in rel.parts)
+                or left_out & set(rel.parts) or rel.parts[:2] == ("evar", "work")):
+            continue
+        files.append(rel.as_posix())
+    return sorted(files)
+
+
 def write_report(pl_: Pipeline, overwrite: bool = False) -> None:
     """``report/summary.md`` + ``report/index.html`` + ``report/headline.csv`` from the stage outputs."""
     import pandas as pd
@@ -570,16 +584,11 @@ def write_report(pl_: Pipeline, overwrite: bool = False) -> None:
                 probes.append(df)
     headline = pd.concat(heads, ignore_index=True)
     tasks = task_rows(headline, abl)
-    files = sorted(str(p.relative_to(out)) for p in out.rglob("*")
-                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts)
-                   and "tensorboard" not in p.parts
-                   and p.parent != dest and not p.name.startswith("."))
-    files = [f for f in files if not f.startswith("evar/work/")] + (["evar/work/... (synthetic audio)"]
-                                                                    if (out / "evar" / "work").exists() else [])
-    figures = [f for f in files if f.endswith(".pdf")]
+    files = result_files(out, skip=dest)
     inp = ReportInputs(tasks=tasks, headline=headline, findings=findings(tasks, notes),
-                       figures=["../" + f for f in figures], files=["../" + f if not f.startswith("evar/work/...") else f
-                                                                    for f in files],
+                       figures=["../" + f for f in files if f.endswith(".pdf")],
+                       files=["../" + f for f in files] + (["../evar/work/"]
+                                                          if (out / "evar" / "work").is_dir() else []),
                        manifests=manifests, probe=pd.concat(probes, ignore_index=True) if probes else None)
     save_csv(headline, dest / "headline.csv", overwrite=overwrite)
     save_csv(tasks, dest / "tasks.csv", overwrite=overwrite)
