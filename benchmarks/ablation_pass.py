@@ -20,7 +20,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis import ablation as A  # noqa: E402
 from callbacks.ablation import AblationCallback, NeuronList  # noqa: E402
 from lightning_modules.encoders import M2DEncoder  # noqa: E402
 

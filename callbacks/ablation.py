@@ -366,8 +366,6 @@ class AblationCallback(Callback):
             self.out_dir / "ablation_conditions.json", self.overwrite)
         figs = {}
         if self.figures:
-            import matplotlib.pyplot as plt
-
             figs = {"ablation_matrix": F.matrix_figure(self.table, self.classes),
                     "ablation_k_curve": F.k_curve_figure(self.table, self.summary)}
             for name, fig in figs.items():

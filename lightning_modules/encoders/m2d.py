@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from .base import AudioEncoder, Positions
 from .checkpoints import (CheckpointKeyError, check_keys, check_shapes, extract_state_dict,
                           load_checkpoint_file)
-from .melspec import M2D_FRONTENDS, LogMelSpectrogram
+from .melspec import LogMelSpectrogram
 
 #: Fallback normalisation statistics (mean, std) when a checkpoint stores none.
 DEFAULT_NORM_STATS: tuple[float, float] = (-7.1, 4.2)
