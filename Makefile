@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= outputs/demo
 
-.PHONY: install test demo clean
+.PHONY: install test test-fast demo clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q
+
+# The quick subset (no end-to-end pipelines, no multi-process runs): under 2 minutes.
+test-fast: install
+	$(PY) -m pytest -q -m "not slow and not ddp"
 
 demo: install
 	$(PY) -m analysis pipeline --config configs/pipeline/demo.yaml --out $(DEMO_OUT)

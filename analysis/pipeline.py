@@ -225,7 +225,6 @@ class Runner:
             raise PipelineError(f"stage {st.id}: {existing[0]} already exists but no finished-stage marker does "
                                 f"(an interrupted run or another tool's output); use --force to replace it")
         log.info("stage %s: running", st.id)
-        print(f"[aape] stage {st.id} ...", flush=True)
         try:
             if self.seed is not None:
                 from lightning.pytorch import seed_everything
@@ -244,7 +243,7 @@ class Runner:
         self.timings.append((st.id, "ran", dt))
         save_json({"stage": st.id, "hash": h, "outputs": [str(o) for o in st.outputs], "seconds": round(dt, 2),
                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}, mk, overwrite=True)
-        print(f"[aape] stage {st.id} done in {dt:.1f} s", flush=True)
+        log.info("stage %s: done in %.1f s", st.id, dt)
 
 
 # ----------------------------------------------------------------------------------------------

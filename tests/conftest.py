@@ -14,8 +14,14 @@ import pytest
 import soundfile as sf
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-#: Example EVAR metadata shipped next to the repository (never copied into it).
-SHARED_METADATA = REPO_ROOT.parent / "shared" / "evar_metadata"
+#: Files the tests need, shipped inside the repository (never edited; see tests/fixtures/README.md).
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
+#: Real EVAR metadata (cremad.csv, cremad_head.csv, gtzan_reconstructed.csv).
+EVAR_METADATA = FIXTURES / "evar_metadata"
+#: Official-code M2D reference outputs for a tiny random-weight model (see its README.md).
+M2D_REFERENCE = FIXTURES / "m2d_reference"
+#: The study's published ablation neuron lists (a copy the configs under configs/ are compared with).
+STUDY_ABLATIONS = FIXTURES / "study" / "ablations.yaml"
 
 #: Synthetic tasks written into the session root by :func:`synthetic_root`.
 SYNTHETIC_TASKS = ("synth_octave_sine", "synth_octave_saw")
@@ -117,8 +123,6 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def shared_metadata() -> Path:
-    """``../shared/evar_metadata`` relative to the repository (skip when it is not there)."""
-    if not (SHARED_METADATA / "cremad.csv").is_file():
-        pytest.skip(f"example EVAR metadata not found at {SHARED_METADATA}")
-    return SHARED_METADATA
+def evar_metadata() -> Path:
+    """The real EVAR metadata files shipped under ``tests/fixtures/evar_metadata``."""
+    return EVAR_METADATA

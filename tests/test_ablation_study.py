@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, STUDY_ABLATIONS
 
 EXP = REPO_ROOT / "configs" / "experiment"
 TINY = dict(checkpoint=None, width=16, depth=12, num_heads=2, mlp_ratio=192.0, input_frames=32, n_mels=80,
@@ -60,7 +60,7 @@ def stand_in(synthetic_root, tmp_path_factory):
 @pytest.mark.parametrize("study", ["cremad_ang_hap", "gtzan_classical_jazz"])
 def test_study_config_runs_on_stand_in(stand_in, study, monkeypatch):
     cfg = yaml.safe_load((EXP / f"ablation_{study}.yaml").read_text())
-    shared = yaml.safe_load((REPO_ROOT.parent / "shared" / "study" / "ablations.yaml").read_text())[study]
+    shared = yaml.safe_load(STUDY_ABLATIONS.read_text())[study]
     cb = cfg["trainer"]["callbacks"][0]["init_args"]
     assert cb["neuron_lists"][0]["neurons"] == shared["neurons"] and cb["index_plus_one"] is True
     targets = cb["neuron_lists"][0]["targets"]

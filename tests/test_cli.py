@@ -51,6 +51,7 @@ def group_predict_args(model_cfg: Path, evar_root: Path, tmp: Path) -> list[str]
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_cfg", ["crepe_tiny.yaml", "m2d_tiny_untrained.yaml"])
 def test_predict_fast_dev_run_with_group_configs(model_cfg, synthetic_root, tmp_path):
     cfg = CONFIGS / "model" / model_cfg
@@ -73,6 +74,7 @@ def test_predict_rejects_a_missing_evar_root(tmp_path, monkeypatch):
                                       tmp_path / "no_such_root", tmp_path))
 
 
+@pytest.mark.slow
 def test_statistics_then_probe_fit(synthetic_root, tmp_path):
     """The CREPE statistics experiment config end to end (all 20 clips), then ``fit`` of the linear
     probe on the run folder it wrote (fast_dev_run)."""

@@ -32,11 +32,9 @@ def sizes(dm) -> tuple[int, int, int]:
 # --------------------------------------------------------------------------- acceptance: real CSVs
 @pytest.fixture(scope="module")
 def cremad_root(tmp_path_factory):
-    from conftest import SHARED_METADATA
+    from conftest import EVAR_METADATA
 
-    src = SHARED_METADATA / "cremad.csv"
-    if not src.is_file():
-        pytest.skip(f"{src} not found")
+    src = EVAR_METADATA / "cremad.csv"
     root = tmp_path_factory.mktemp("cremad_root")
     (root / "evar" / "metadata").mkdir(parents=True)
     shutil.copy(src, root / "evar" / "metadata" / "cremad.csv")
@@ -77,10 +75,10 @@ def test_cremad_placeholder_is_read_at_load_with_row(cremad_root):
     assert f"row {row} (line {row + 2})" in str(e.value) and "cremad.csv" in str(e.value)
 
 
-def test_gtzan_acceptance(tmp_path, shared_metadata):
+def test_gtzan_acceptance(tmp_path, evar_metadata):
     root = tmp_path
     (root / "evar" / "metadata").mkdir(parents=True)
-    shutil.copy(shared_metadata / "gtzan_reconstructed.csv", root / "evar" / "metadata" / "gtzan.csv")
+    shutil.copy(evar_metadata / "gtzan_reconstructed.csv", root / "evar" / "metadata" / "gtzan.csv")
     raw = pd.read_csv(root / "evar" / "metadata" / "gtzan.csv", keep_default_na=False)
     touch_audio(root, "gtzan", raw["file_name"])
     dm = dm_of(root, "gtzan")

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import M2D_REFERENCE
 from lightning_modules.encoders import M2DEncoder
 from lightning_modules.encoders.checkpoints import CheckpointKeyError, UnsafeCheckpointError
 from lightning_modules.encoders.m2d import DEFAULT_NORM_STATS, parse_run_name
 from lightning_modules.encoders.melspec import LogMelSpectrogram, slaney_mel_filterbank
 
-FIXTURE = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "m2d_reference"
+FIXTURE = M2D_REFERENCE
 RUN = "m2d_vit_tiny-80x608p16x16p16k-261125-dd1bs512-e300"
-needs_fixture = pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"M2D reference fixture folder absent: {FIXTURE}")
 
 
 class Arbitrary:
@@ -28,8 +28,6 @@ class Arbitrary:
 
 @pytest.fixture(scope="module")
 def enc_sd() -> dict[str, torch.Tensor]:
-    if not FIXTURE.is_dir():
-        pytest.skip(f"M2D reference fixture folder absent: {FIXTURE}")
     return torch.load(FIXTURE / f"{RUN}_enconly" / "checkpoint-0.pth", weights_only=True)
 
 
@@ -62,7 +60,6 @@ def test_parse_run_name_variants():
 
 
 # -- checkpoint formats ----------------------------------------------------------------------
-@needs_fixture
 def test_evar_prefixed_dict_loads(tmp_path, enc_sd, wav):
     ref = M2DEncoder.from_checkpoint(FIXTURE / f"{RUN}_enconly" / "checkpoint-0.pth", num_heads=4).eval()
     evar = {"module.ar.runtime.backbone." + k: v for k, v in enc_sd.items()}
@@ -76,7 +73,6 @@ def test_evar_prefixed_dict_loads(tmp_path, enc_sd, wav):
         assert torch.equal(m(wav), ref(wav))
 
 
-@needs_fixture
 def test_missing_block_is_an_error_listing_keys(tmp_path, enc_sd):
     sd = {k: v for k, v in enc_sd.items() if not k.startswith("blocks.0.")}
     path = _save(tmp_path, sd)
@@ -99,7 +95,6 @@ def test_missing_block_is_an_error_listing_keys(tmp_path, enc_sd):
         M2DEncoder.from_checkpoint(path, num_heads=4)
 
 
-@needs_fixture
 def test_unknown_key_is_an_error_listing_it(tmp_path, enc_sd):
     path = _save(tmp_path, dict(enc_sd, **{"blocks.0.mlp.extra_gate": torch.zeros(3), "audio_proj.0.weight": torch.zeros(2)}))
     with pytest.raises(CheckpointKeyError) as e:
@@ -110,7 +105,6 @@ def test_unknown_key_is_an_error_listing_it(tmp_path, enc_sd):
         M2DEncoder.from_checkpoint(path, num_heads=4, ignore_prefixes=["audio_proj."])
 
 
-@needs_fixture
 def test_target_blocks_alone_are_not_used(tmp_path):
     """A full checkpoint whose online `blocks.*` are gone must fail, not fall back to `target_blocks`."""
     with torch.serialization.safe_globals([argparse.Namespace]):
@@ -121,7 +115,6 @@ def test_target_blocks_alone_are_not_used(tmp_path):
         M2DEncoder.from_checkpoint(path, num_heads=4)
 
 
-@needs_fixture
 def test_arbitrary_pickled_object_refused_unless_trusted(tmp_path, enc_sd, wav):
     path = _save(tmp_path, {"model": enc_sd, "epoch": 0, "extra": Arbitrary()})
     with pytest.raises(UnsafeCheckpointError, match=r"Refusing.*trust_checkpoint") as e:
@@ -132,7 +125,6 @@ def test_arbitrary_pickled_object_refused_unless_trusted(tmp_path, enc_sd, wav):
     assert torch.equal(m.blocks[0].mlp.fc1.weight, enc_sd["blocks.0.mlp.fc1.weight"])
 
 
-@needs_fixture
 def test_norm_stats_fallback_when_not_stored(tmp_path, enc_sd, wav):
     path = _save(tmp_path, {k: v for k, v in enc_sd.items() if k != "norm_stats"})
     m = M2DEncoder.from_checkpoint(path, num_heads=4)
@@ -148,13 +140,11 @@ def test_norm_stats_fallback_when_not_stored(tmp_path, enc_sd, wav):
         M2DEncoder.from_checkpoint(path2, num_heads=4, norm_stats=(-5.0, 3.0))
 
 
-@needs_fixture
 def test_heads_required_for_nonstandard_width(tmp_path):
     with pytest.raises(ValueError, match="num_heads is required for width 64"):
         M2DEncoder.from_checkpoint(FIXTURE / f"{RUN}_enconly" / "checkpoint-0.pth")
 
 
-@needs_fixture
 def test_unparseable_folder_uses_defaults_checked_against_pos_embed(tmp_path, enc_sd):
     path = tmp_path / "plain" / "weights.pth"
     path.parent.mkdir()
@@ -166,7 +156,6 @@ def test_unparseable_folder_uses_defaults_checked_against_pos_embed(tmp_path, en
 
 
 # -- positions -----------------------------------------------------------------------------------
-@needs_fixture
 def test_positions_for_chunked_clips_with_lengths():
     """Batch: clip A 6.5 s (651 frames), clip B 2 s right-padded to 6.5 s (valid 1 + 32000//160 = 201
     frames). Chunk 0 = 608 frames (38 time patches); chunk 1 = 43 frames padded to 48 (3 patches)."""

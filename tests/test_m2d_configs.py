@@ -7,11 +7,12 @@ import pytest
 import torch
 from jsonargparse import ArgumentParser
 
+from conftest import M2D_REFERENCE
 from lightning_modules import FeatureExtractor
 from lightning_modules.encoders import M2DEncoder, TimmViTEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT / ".." / "shared" / "fixtures" / "m2d_reference"
+FIXTURE = M2D_REFERENCE
 ENC = FIXTURE / "m2d_vit_tiny-80x608p16x16p16k-261125-dd1bs512-e300_enconly" / "checkpoint-0.pth"
 
 
@@ -37,7 +38,6 @@ def test_untrained_configs(config, cls, name, dim):
     assert all(torch.equal(a, b) for a, b in zip(enc.state_dict().values(), again.state_dict().values()))
 
 
-@pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"M2D reference fixture folder absent: {FIXTURE}")
 @pytest.mark.parametrize("config,name", [("m2d.yaml", "analysis"), ("vit_supervised.yaml", "vit")])
 def test_checkpoint_configs(config, name):
     model = _build(config, f"--model.init_args.encoder.init_args.checkpoint={ENC}",

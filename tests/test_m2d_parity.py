@@ -1,4 +1,4 @@
-"""Parity of M2DEncoder with the official M2D code, through the fixture ../shared/fixtures/m2d_reference
+"""Parity of M2DEncoder with the official M2D code, through the fixture tests/fixtures/m2d_reference
 (outputs produced by the official runtime on a tiny random-weight model; see its README)."""
 from __future__ import annotations
 
@@ -7,16 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import M2D_REFERENCE
 from lightning_modules.encoders import M2DEncoder
 
-FIXTURE = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "m2d_reference"
+FIXTURE = M2D_REFERENCE
 RUN = "m2d_vit_tiny-80x608p16x16p16k-261125-dd1bs512-e300"
 CHECKPOINTS = {"full": f"{RUN}/checkpoint-0.pth", "enconly": f"{RUN}_enconly/checkpoint-0.pth"}
 INPUTS = ["wav_2x2s", "wav_1x6p5s"]
 ATOL = 1e-5  # activations / embeddings (README: atol=1e-5, rtol=1e-5 on CPU float32)
 LOGMEL_ATOL = 1e-5  # conv1d-kernel STFT: bit-identical on the producing machine, ~1e-6 elsewhere
-
-pytestmark = pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"M2D reference fixture folder absent: {FIXTURE}")
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from analysis.pipeline import Pipeline, load_config
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, STUDY_ABLATIONS
 
 PIPE = REPO_ROOT / "configs" / "pipeline"
 STUDY_TASKS = ["esc50", "gise51", "gtzan", "cremad", "cremad_gender", "vc1", "voxforge", "surge", "nspitch"]
@@ -82,6 +82,7 @@ def _stand_in_config(cfg: dict, classes: list[str]) -> dict:
     return cfg
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, var, suffix", [("paper_m2d", "M2D_CHECKPOINT", "analysis"),
                                                ("paper_vit", "VIT_CHECKPOINT", "vit")])
 def test_paper_pipeline_on_stand_in(name, var, suffix, synthetic_root, tmp_path, monkeypatch):
@@ -94,7 +95,7 @@ def test_paper_pipeline_on_stand_in(name, var, suffix, synthetic_root, tmp_path,
     assert cfg["report"]["cross_task"] == [["surge", "nspitch"], ["esc50", "gise51"], ["vc1", "cremad_gender"]]
     assert cfg["report"]["within_task"] == ["gtzan", "cremad", "voxforge"]
     assert cfg["tasks"]["esc50"]["top_rate"] == 0.02 and cfg["tasks"]["gise51"]["top_rate"] == 0.02
-    study = yaml.safe_load((REPO_ROOT.parent / "shared" / "study" / "ablations.yaml").read_text())
+    study = yaml.safe_load(STUDY_ABLATIONS.read_text())
     if name == "paper_m2d":
         assert cfg["tasks"]["cremad"]["neuron_lists"][0]["neurons"] == study["cremad_ang_hap"]["neurons"]
         assert cfg["tasks"]["gtzan"]["neuron_lists"][0]["neurons"] == study["gtzan_classical_jazz"]["neurons"]

@@ -205,6 +205,7 @@ def test_every_pipeline_config_loads_and_builds_its_stages(path, tmp_path, monke
         assert [e.name for e in encoders] == list(cfg["models"])
 
 
+@pytest.mark.ddp
 def test_ddp_statistics_stage_matches_one_device(pipeline_run, tmp_path):
     """trainer.devices=2 (gloo on CPU): the stats stage runs through train.py predict (Lightning's DDP
     re-launches the command line); its counts equal the one-device run of the module fixture exactly."""
@@ -239,3 +240,31 @@ def test_task_alias_does_not_clobber_the_task_it_reads(synthetic_root, tmp_path)
     b = torch.load(runs / "synth_octave_sine_crepe_tiny" / "stats.pt", weights_only=False)
     assert torch.equal(a["count"], b["count"])  # same audio, same model: same counts
     assert not (tmp_path / "out" / ".staging").exists() or not any((tmp_path / "out" / ".staging").iterdir())
+
+
+def test_each_stage_is_logged_once(tmp_path, capsys):
+    """One line per stage event (running, done, skipped), through the pipeline's logger only."""
+    import io
+    import logging
+
+    from analysis.pipeline import Runner, Stage
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    lg = logging.getLogger("aape.pipeline")
+    old_level = lg.level
+    lg.addHandler(handler)
+    lg.setLevel(logging.INFO)
+    try:
+        target = tmp_path / "out" / "x.txt"
+        stage = Stage("demo", "k", {"v": 1}, [target], lambda overwrite: target.write_text("x"))
+        target.parent.mkdir()
+        Runner(tmp_path / "out").run(stage)
+        Runner(tmp_path / "out").run(stage)  # second time: skipped
+    finally:
+        lg.removeHandler(handler)
+        lg.setLevel(old_level)
+    lines = [ln for ln in stream.getvalue().splitlines() if "demo-k" in ln]
+    assert len(lines) == 3, lines
+    assert "running" in lines[0] and "done in" in lines[1] and "skipped" in lines[2]
+    assert "demo-k" not in capsys.readouterr().out  # no second copy printed to stdout

@@ -179,17 +179,6 @@ def test_bad_report_config_is_a_clear_error(tmp_path):
         ReportSpec.from_yaml([p])
 
 
-def test_doctests_overlap_and_report():
-    import doctest
-
-    import analysis.overlap
-    import analysis.report
-
-    for mod in (analysis.overlap, analysis.report):
-        res = doctest.testmod(mod)
-        assert res.attempted > 0 and res.failed == 0, mod.__name__
-
-
 def test_report_rejects_absent_neurons_in_neurons_pt(tmp_path):
     from analysis.report import load_task_neurons
 

@@ -86,12 +86,3 @@ def test_stability_cli_writes_outputs(tmp_path, capsys):
     assert main(args) == 2 and "already exists" in capsys.readouterr().err
     assert main(args + ["--overwrite", "--scheme", "tokens", "--no-sweep"]) == 0
     assert set(pd.read_csv(d / "stability.csv")["scheme"]) == {"tokens"}
-
-
-def test_doctests_stability():
-    import doctest
-
-    import analysis.stability
-
-    res = doctest.testmod(analysis.stability)
-    assert res.attempted > 0 and res.failed == 0

@@ -54,6 +54,7 @@ def _ok(p: subprocess.CompletedProcess) -> None:
     assert p.returncode == 0, f"train.py predict failed:\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}"
 
 
+@pytest.mark.ddp
 def test_ddp_two_processes_equal_one(tmp_path: Path) -> None:
     one, two = _predict(tmp_path, "one", 1), _predict(tmp_path, "two", 2)
     _ok(one)
@@ -85,6 +86,7 @@ def test_ddp_two_processes_equal_one(tmp_path: Path) -> None:
     assert mb["config"]["data"]["init_args"]["n"] == 7  # the LightningCLI config
 
 
+@pytest.mark.ddp
 def test_fewer_clips_than_processes_is_a_clear_error(tmp_path: Path) -> None:
     p = _predict(tmp_path, "tiny", 2, n=1)
     assert p.returncode != 0
@@ -92,6 +94,7 @@ def test_fewer_clips_than_processes_is_a_clear_error(tmp_path: Path) -> None:
     assert not (tmp_path / "tiny/out/toy_task_toy").exists()
 
 
+@pytest.mark.ddp
 def test_experiment_config_runs_from_the_cli(tmp_path: Path, synthetic_root: Path) -> None:
     """``python train.py predict --config configs/experiment/m2d_tiny_synth_octave_sine.yaml`` on the
     synthetic task (tiny random M2D, chunked clips) writes the run folder with every file."""

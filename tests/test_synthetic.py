@@ -122,6 +122,7 @@ def test_bad_arguments(tmp_path):
         write_task(tmp_path, "synth_octave_sine", 0, duration=0)
 
 
+@pytest.mark.slow
 def test_cli(tmp_path):
     cmd = [sys.executable, "-m", "datamodules.synthetic", "--out", str(tmp_path / "cli"), "--task",
            "synth_octave_sine", "--seed", "4", "--clips-per-class", "3", "--duration", "0.2"]
