@@ -279,3 +279,25 @@ def test_class_sets_accept_lape_mode_neurons_without_trailing_empty_classes(tmp_
     assert sets["a"].nonzero().tolist() == [[0, 1]]
     assert sets["b"].nonzero().tolist() == [[1, 0], [1, 3]]
     assert not sets["c"].any()
+
+
+def test_a_class_without_counted_positions_does_not_make_every_neuron_absent(tmp_path):
+    """A neuron is absent only when it has no probability for ANY class (NaN in every column), the
+    definition the AAPE selection and the report use. A class with nothing counted (a NaN column) must
+    not turn every neuron absent: the matched random controls must still be drawable."""
+    from types import SimpleNamespace
+
+    from _fake_run import write_fake_run
+
+    count = torch.ones(2, 4, 3, dtype=torch.long)
+    count[..., 2] = 0  # class c has no counted position: 0 / 0
+    run = write_fake_run(tmp_path, "t", "m", count, torch.tensor([10, 10, 0]), classes=["a", "b", "c"])
+    assert torch.isnan(torch.load(run / "over_zero.pt"))[..., 2].all()  # class c: nothing counted
+    torch.save([[torch.tensor([1]), torch.tensor([], dtype=torch.long)],
+                [torch.tensor([], dtype=torch.long)] * 2, [torch.tensor([], dtype=torch.long)] * 2], run / "neurons.pt")
+    cb = AblationCallback(out_dir=str(tmp_path / "abl"), run_dir=str(run), random_draws=3, seed=0)
+    conds = cb.build(SimpleNamespace(site_neurons=[4, 4], neuron_sites=["s0", "s1"]), ["a", "b", "c"])
+    rnd = [c for c in conds if c.kind == "random"]
+    assert len(rnd) == 3
+    for c in rnd:
+        assert c.mask.nonzero().tolist()[0][0] == 0 and int(c.mask.sum()) == 1 and not c.mask[0, 1]
