@@ -77,6 +77,16 @@ def default_top_rate(task: str | None, table: Mapping[str, float] | None = None)
     return float(merged["default"])
 
 
+def absent_neurons(over_zero: Tensor) -> Tensor:
+    """BoolTensor ``[L, N]``: neurons that do not exist, i.e. NaN for **every** class (the padding of
+    ragged sites). A NaN in some classes only (a class with nothing counted) does not make a neuron absent.
+
+    >>> absent_neurons(torch.tensor([[[0.5, float("nan")], [float("nan"), float("nan")]]]))
+    tensor([[False,  True]])
+    """
+    return torch.isnan(over_zero).all(dim=-1)
+
+
 def activation_probability(count: Tensor, n_tokens: Tensor, site_neurons: list[int] | None = None) -> Tensor:
     """Conditional activation probability ``p[l, n, c] = count[l, n, c] / n_tokens[c]``.
 
@@ -290,7 +300,7 @@ def identify(
     L, N, C = activation_probs.shape
     nan = torch.isnan(activation_probs)
     has_nan = bool(nan.any())
-    absent = nan.all(dim=-1) if has_nan else torch.zeros(L, N, dtype=torch.bool)
+    absent = absent_neurons(activation_probs) if has_nan else torch.zeros(L, N, dtype=torch.bool)
     if has_nan and bool((nan & ~absent[..., None]).any()):
         warn("some present neurons have NaN probabilities for some classes (a class without tokens?); "
              "those entries are treated as 0")

@@ -27,7 +27,7 @@ import yaml
 from torch import Tensor
 
 from analysis import io
-from analysis.aape import neurons_to_masks
+from analysis.aape import absent_neurons, neurons_to_masks
 from analysis.figures import cross_task_figure, save_pdf, within_task_figure
 from analysis.overlap import jaccard_matrix, per_layer_counts, shared_per_layer, union_mask
 from analysis.runs import NEURONS_CSV, Run, check_same_model, find_runs, read_neurons, read_run
@@ -60,7 +60,7 @@ def load_task_neurons(run_dir: str | Path, suffix: str | None = None) -> TaskNeu
     L, N, C = run.over_zero.shape
     neurons = read_neurons(run.path, C, L)
     masks = neurons_to_masks(neurons, C, (L, N))
-    absent = torch.isnan(run.over_zero).all(-1)
+    absent = absent_neurons(run.over_zero)
     if bool((masks & absent).any()):
         raise ValueError(f"{run.path / 'neurons.pt'}: contains neurons that are absent (NaN) in over_zero.pt")
     csv = run.path / NEURONS_CSV

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from analysis.aape import absent_neurons
+
 OVER_ZERO = "over_zero.pt"
 CLASSES = "classes.txt"
 STATS = "stats.pt"
@@ -148,7 +150,7 @@ class Run:
         """Neurons per site (stats.pt ``site_neurons``, else inferred from the NaN pattern of over_zero)."""
         if self.stats is not None and "site_neurons" in self.stats:
             return [int(x) for x in self.stats["site_neurons"]]
-        present = ~torch.isnan(self.over_zero).all(-1)  # [L, N]
+        present = ~absent_neurons(self.over_zero)  # [L, N]
         return [int(present[l].sum()) for l in range(self.num_layers)]
 
 

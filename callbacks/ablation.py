@@ -30,6 +30,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 
 from analysis import ablation as A
+from analysis.aape import absent_neurons
 from analysis.runs import read_classes, read_neurons, read_over_zero, read_stats
 from analysis.io import check_writable, save_csv, save_figure, save_json
 
@@ -208,7 +209,7 @@ class AblationCallback(Callback):
                 raise ValueError(f"{self.run_dir / 'over_zero.pt'}: {oz.shape[0]} layers, encoder has {len(site_neurons)}")
             absent = torch.zeros(len(site_neurons), max(site_neurons), dtype=torch.bool)
             w = min(oz.shape[1], absent.shape[1])
-            absent[:, :w] = torch.isnan(oz[:, :w]).any(-1)
+            absent[:, :w] = absent_neurons(oz[:, :w])
         all_selected = torch.zeros(len(site_neurons), max(site_neurons), dtype=torch.bool)
         for m in sets.values():
             all_selected |= m
