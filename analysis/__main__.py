@@ -1,7 +1,7 @@
-"""Entry point of ``python -m analysis`` (see :mod:`analysis.cli`)."""
+"""``python -m analysis <verb>`` (see :mod:`analysis.app.cli`)."""
 import sys
 
-from analysis.cli import main
+from analysis.app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

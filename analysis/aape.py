@@ -1,7 +1,7 @@
-"""AAPE: Audio Activation Probability Entropy — selection of class-specific neurons (design §6).
+"""AAPE: Audio Activation Probability Entropy — selection of class-specific neurons.
 
 Plain tensor functions, no I/O. Shapes: ``L`` neuron sites (layers), ``N`` neurons per site (padded to
-the largest site; neurons that do not exist are NaN, see design §5), ``C`` classes.
+the largest site; neurons that do not exist are NaN in every class), ``C`` classes.
 
 The reference semantics is LAPE's ``identify.py`` (Tang et al., ACL 2024), which the study follows::
 
@@ -47,9 +47,14 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["default", "lape"]
 
+# The selection defaults (the study's); every caller imports them from here.
 #: Per-task ``top_rate`` of the study: lowest 2% entropy for ESC-50 and GISE-51, 1% otherwise.
 TOP_RATE_BY_TASK: dict[str, float] = {"esc50": 0.02, "gise51": 0.02}
 DEFAULT_TOP_RATE = 0.01
+#: Quantile of all probabilities a neuron must exceed for some class to be a candidate.
+FILTER_RATE = 0.95
+#: Quantile of all probabilities a selected neuron must exceed for a class to be assigned to it.
+ACTIVATION_BAR_RATIO = 0.95
 
 
 class SaturationWarning(UserWarning):
@@ -59,7 +64,7 @@ class SaturationWarning(UserWarning):
 def default_top_rate(task: str | None, table: Mapping[str, float] | None = None) -> float:
     """The study's ``top_rate`` for ``task``: 0.02 for esc50 and gise51, else 0.01.
 
-    ``table`` (e.g. loaded from ``configs/report/top_rate.yaml``) maps task → rate and may hold a
+    ``table`` (e.g. a user's YAML ``{task: rate, default: rate}``) maps task → rate and may hold a
     ``default`` key; it overrides the built-in table.
 
     >>> default_top_rate("esc50"), default_top_rate("gise51"), default_top_rate("cremad")
@@ -75,6 +80,19 @@ def default_top_rate(task: str | None, table: Mapping[str, float] | None = None)
     if task is not None and task in merged:
         return float(merged[task])
     return float(merged["default"])
+
+
+def resolve_top_rate(task: str | None, top_rate: float | None = None,
+                     table: Mapping[str, float] | None = None) -> float:
+    """The ``top_rate`` to use: an explicit ``top_rate`` wins, else :func:`default_top_rate` of ``task``
+    (with ``table`` overriding the built-in per-task values). The one rule every caller uses.
+
+    >>> resolve_top_rate("esc50"), resolve_top_rate("esc50", 0.05), resolve_top_rate("x", None, {"x": 0.2})
+    (0.02, 0.05, 0.2)
+    """
+    if top_rate is not None:
+        return float(top_rate)
+    return default_top_rate(task, table)
 
 
 def absent_neurons(over_zero: Tensor) -> Tensor:
@@ -246,19 +264,115 @@ def _per_class_lists(selected: Tensor, assignments: Tensor, num_layers: int, dro
     return [[chunks[c * num_layers + l].clone() for l in range(num_layers)] for c in range(n_out)]
 
 
+class _Warnings(list):
+    """Warnings of one selection: kept (``neurons.json``) and emitted once through :mod:`warnings`."""
+
+    def warn(self, msg: str, category: type[Warning] = UserWarning) -> None:
+        self.append(msg)
+        warnings.warn(msg, category, stacklevel=4)
+
+
+@dataclass
+class _Probabilities:
+    """Validated input of a selection: ``p [L, N, C]`` float32, NaN replaced by 0 in ``p0``, ``absent
+    [L, N]``, the present (finite) probabilities ``finite`` (1-D) and their range."""
+
+    p: Tensor
+    p0: Tensor
+    has_nan: bool
+    absent: Tensor
+    finite: Tensor
+    pmax: float
+
+    @property
+    def n_present(self) -> int:
+        L, N, _ = self.p.shape
+        return L * N - int(self.absent.sum())
+
+
+def _validate(over_zero: Tensor, warn: _Warnings) -> _Probabilities:
+    """Check shape and range; find absent neurons; warn about NaN entries of present neurons."""
+    if over_zero.dim() != 3:
+        raise ValueError(f"over_zero must be [L, N, C], got shape {tuple(over_zero.shape)}")
+    p = over_zero.float()
+    L, N, _ = p.shape
+    nan = torch.isnan(p)
+    has_nan = bool(nan.any())
+    absent = absent_neurons(p) if has_nan else torch.zeros(L, N, dtype=torch.bool)
+    if has_nan and bool((nan & ~absent[..., None]).any()):
+        warn.warn("some present neurons have NaN probabilities for some classes (a class without tokens?); "
+                  "those entries are treated as 0")
+    finite = p[~nan] if has_nan else p.flatten()
+    pmin, pmax = (x.item() for x in torch.aminmax(finite)) if finite.numel() else (0.0, 0.0)
+    if pmin < 0 or pmax > 1:
+        raise ValueError(f"activation probabilities must lie in [0, 1], got range [{pmin}, {pmax}]")
+    if L * N - int(absent.sum()) == 0:
+        raise ValueError("over_zero holds no present neuron (all NaN)")
+    p0 = torch.nan_to_num(p, nan=0.0) if has_nan else p
+    return _Probabilities(p=p, p0=p0, has_nan=has_nan, absent=absent, finite=finite, pmax=pmax)
+
+
+def _filter(probs: _Probabilities, ent: Tensor, filter_rate: float) -> tuple[float, Tensor]:
+    """The filter bar and the ranking entropy: ``ent`` with +inf for neurons never above the bar and for
+    absent neurons. Returns ``(filter_bar, top_position [L, N])`` (classes above the bar per neuron)."""
+    filter_bar = _kth_bar(probs.finite, filter_rate, "filter_rate")
+    top_position = (probs.p0 > filter_bar).sum(dim=-1)
+    ent[top_position == 0] = torch.inf
+    ent[probs.absent] = torch.inf  # never selected (also removed from the candidates in _select)
+    return filter_bar, top_position
+
+
+def _select(probs: _Probabilities, ent: Tensor, k: int, opts: SelectionOptions, filter_bar: float,
+            top_rate: float, warn: _Warnings) -> Tensor:
+    """The ``k`` neurons of lowest ranking entropy as ``[K, 2]`` (layer, neuron), in rank order."""
+    N = ent.shape[1]
+    flat = ent.flatten()
+    if opts.tie_break == "topk":
+        if probs.has_nan:
+            # absent neurons must never be taken by topk: rank them after every present neuron
+            present_idx = torch.where(~probs.absent.flatten())[0]
+            _, sub = flat[present_idx].topk(k, largest=False)
+            index = present_idx[sub]
+        else:
+            _, index = flat.topk(k, largest=False)
+    else:
+        index = torch.sort(flat, stable=True).indices[:k]
+    if opts.exclude_filtered:
+        keep = torch.isfinite(flat[index])
+        n_fin = int(keep.sum())
+        if n_fin < k:
+            warn.warn(f"only {n_fin} neurons pass the filter bar ({filter_bar:.6g}); {k} were requested by "
+                      f"top_rate={top_rate}: selecting {n_fin}")
+        index = index[keep]
+    elif bool(probs.absent.flatten()[index].any()):  # pragma: no cover - guarded above
+        raise AssertionError("absent neuron selected")
+    return torch.stack((torch.div(index, N, rounding_mode="floor"), index % N), dim=-1).long()
+
+
+def _assign(probs: _Probabilities, selected: Tensor, filter_rate: float, filter_bar: float,
+            activation_bar_ratio: float) -> tuple[float, Tensor]:
+    """The activation bar and the assignments ``[K, C]``: selected neuron above the bar for class c."""
+    n = len(probs.finite)
+    if round(n * activation_bar_ratio) == round(n * filter_rate):
+        activation_bar = filter_bar  # same order statistic: skip the second kthvalue
+    else:
+        activation_bar = _kth_bar(probs.finite, activation_bar_ratio, "activation_bar_ratio")
+    return activation_bar, probs.p0[selected[:, 0], selected[:, 1]] > activation_bar
+
+
 def identify(
     over_zero: Tensor,
     *,
     mode: Mode = "default",
     top_rate: float = DEFAULT_TOP_RATE,
-    filter_rate: float = 0.95,
-    activation_bar_ratio: float = 0.95,
+    filter_rate: float = FILTER_RATE,
+    activation_bar_ratio: float = ACTIVATION_BAR_RATIO,
     drop_empty_classes: bool | None = None,
     tie_break: Literal["topk", "index"] | None = None,
     exclude_filtered: bool | None = None,
     warn_saturation: bool | None = None,
 ) -> Identification:
-    """AAPE selection with full diagnostics.
+    """AAPE selection with full diagnostics: validate → entropy → filter bar → select → assign.
 
     Args:
         over_zero: ``[L, N, C]`` activation probabilities ``count / n_tokens`` (NaN = absent neuron).
@@ -280,8 +394,6 @@ def identify(
     >>> [[t.tolist() for t in cls] for cls in r.neurons]
     [[[0], []], [[], [0]]]
     """
-    if over_zero.dim() != 3:
-        raise ValueError(f"over_zero must be [L, N, C], got shape {tuple(over_zero.shape)}")
     opts = SelectionOptions.for_mode(mode)
     overrides = {k: v for k, v in dict(drop_empty_classes=drop_empty_classes, tie_break=tie_break,
                                         exclude_filtered=exclude_filtered,
@@ -290,80 +402,22 @@ def identify(
         opts = replace(opts, **overrides)
     log.info("AAPE mode=%s top_rate=%s filter_rate=%s activation_bar_ratio=%s options=%s",
              mode, top_rate, filter_rate, activation_bar_ratio, opts)
-    msgs: list[str] = []
+    warn = _Warnings()
+    probs = _validate(over_zero, warn)
+    L, N, C = probs.p.shape
 
-    def warn(msg: str, category: type[Warning] = UserWarning) -> None:
-        msgs.append(msg)  # also kept in the result (neurons.json) ...
-        warnings.warn(msg, category, stacklevel=3)  # ... and shown once (not duplicated through logging)
-
-    activation_probs = over_zero.float()
-    L, N, C = activation_probs.shape
-    nan = torch.isnan(activation_probs)
-    has_nan = bool(nan.any())
-    absent = absent_neurons(activation_probs) if has_nan else torch.zeros(L, N, dtype=torch.bool)
-    if has_nan and bool((nan & ~absent[..., None]).any()):
-        warn("some present neurons have NaN probabilities for some classes (a class without tokens?); "
-             "those entries are treated as 0")
-    finite = activation_probs[~nan] if has_nan else activation_probs.flatten()
-    pmin, pmax = (x.item() for x in torch.aminmax(finite)) if finite.numel() else (0.0, 0.0)
-    if pmin < 0 or pmax > 1:
-        raise ValueError(f"activation probabilities must lie in [0, 1], got range [{pmin}, {pmax}]")
-    n_present = L * N - int(absent.sum())
-    if n_present == 0:
-        raise ValueError("over_zero holds no present neuron (all NaN)")
-
-    # -- entropy (LAPE's exact float ops) --
-    normed = _normalise(activation_probs, has_nan)
-    ent = entropy(normed)
+    ent = entropy(_normalise(probs.p, probs.has_nan))  # LAPE's exact float ops
     ent_out = ent.clone()  # raw entropy for reporting; ``ent`` gets +inf for filtered neurons
-
-    # -- filter bar --
-    filter_bar = _kth_bar(finite, filter_rate, "filter_rate")
-    p0 = torch.nan_to_num(activation_probs, nan=0.0) if has_nan else activation_probs
-    top_position = (p0 > filter_bar).sum(dim=-1)
-    ent[top_position == 0] = torch.inf
-    ent[absent] = torch.inf  # never selected (also removed from the candidates below)
-
-    # -- selection --
-    k = round(n_present * top_rate)
-    flat = ent.flatten()
-    if opts.tie_break == "topk":
-        if has_nan:
-            # absent neurons must never be taken by topk: rank them after every present neuron
-            present_idx = torch.where(~absent.flatten())[0]
-            _, sub = flat[present_idx].topk(k, largest=False)
-            index = present_idx[sub]
-        else:
-            _, index = flat.topk(k, largest=False)
-    else:
-        order = torch.sort(flat, stable=True).indices
-        index = order[:k]
-    if opts.exclude_filtered:
-        keep = torch.isfinite(flat[index])
-        n_fin = int(keep.sum())
-        if n_fin < k:
-            warn(f"only {n_fin} neurons pass the filter bar ({filter_bar:.6g}); {k} were requested by "
-                 f"top_rate={top_rate}: selecting {n_fin}")
-        index = index[keep]
-    elif bool(absent.flatten()[index].any()):  # pragma: no cover - guarded above
-        raise AssertionError("absent neuron selected")
-    row_index = torch.div(index, N, rounding_mode="floor")
-    col_index = index % N
-    selected = torch.stack((row_index, col_index), dim=-1).long()
-
-    # -- assignment --
-    if round(len(finite) * activation_bar_ratio) == round(len(finite) * filter_rate):
-        activation_bar = filter_bar  # same order statistic: skip the second kthvalue
-    else:
-        activation_bar = _kth_bar(finite, activation_bar_ratio, "activation_bar_ratio")
-    selected_probs = p0[row_index, col_index]  # [K, C]
-    assignments = selected_probs > activation_bar
+    filter_bar, top_position = _filter(probs, ent, filter_rate)
+    k = round(probs.n_present * top_rate)
+    selected = _select(probs, ent, k, opts, filter_bar, top_rate, warn)
+    activation_bar, assignments = _assign(probs, selected, filter_rate, filter_bar, activation_bar_ratio)
 
     if opts.warn_saturation:
         for name, bar in (("filter bar", filter_bar), ("activation bar", activation_bar)):
-            if bar >= pmax:
-                warn(f"{name} {bar:.6g} equals the largest activation probability: the quantile saturates "
-                     f"and no neuron can exceed it", SaturationWarning)
+            if bar >= probs.pmax:
+                warn.warn(f"{name} {bar:.6g} equals the largest activation probability: the quantile "
+                          f"saturates and no neuron can exceed it", SaturationWarning)
     neurons = _per_class_lists(selected, assignments, L, opts.drop_empty_classes)
     if not opts.drop_empty_classes:
         empty = [c for c in range(C) if not bool(assignments[:, c].any())]
@@ -371,14 +425,13 @@ def identify(
             log.info("classes without neurons (kept with zero neurons): %s", empty)
 
     ln_c = math.log(C) if C > 1 else float("nan")
-    ent_out[absent] = float("nan")
-    passes = (top_position > 0) & ~absent
+    ent_out[probs.absent] = float("nan")
     return Identification(
-        p=activation_probs, entropy=ent_out, normalised_entropy=ent_out / ln_c, passes_filter=passes,
-        selected=selected,
-        assignments=assignments, neurons=neurons, filter_bar=filter_bar, activation_bar=activation_bar,
-        n_requested=k, mode=mode, top_rate=top_rate, filter_rate=filter_rate,
-        activation_bar_ratio=activation_bar_ratio, options=opts, warnings=msgs,
+        p=probs.p, entropy=ent_out, normalised_entropy=ent_out / ln_c,
+        passes_filter=(top_position > 0) & ~probs.absent, selected=selected, assignments=assignments,
+        neurons=neurons, filter_bar=filter_bar, activation_bar=activation_bar, n_requested=k, mode=mode,
+        top_rate=top_rate, filter_rate=filter_rate, activation_bar_ratio=activation_bar_ratio, options=opts,
+        warnings=list(warn),
     )
 
 
@@ -387,8 +440,8 @@ def select_neurons(
     *,
     mode: Mode = "default",
     top_rate: float = DEFAULT_TOP_RATE,
-    filter_rate: float = 0.95,
-    activation_bar_ratio: float = 0.95,
+    filter_rate: float = FILTER_RATE,
+    activation_bar_ratio: float = ACTIVATION_BAR_RATIO,
     **options: object,
 ) -> list[list[Tensor]]:
     """Class-specific neurons in the LAPE mask format: class → layer → LongTensor of neuron ids.

@@ -188,6 +188,69 @@ def topk_mask(ranked: Sequence[tuple[int, int]], k: int, shape: tuple[int, int])
 # ----------------------------------------------------------------------------------------------
 # Condition building
 # ----------------------------------------------------------------------------------------------
+def per_class_conditions(classes: Sequence[str], class_sets: dict[str, Tensor]) -> list[Condition]:
+    """One ``class:<c>`` condition per class whose AAPE set is not empty (class order)."""
+    return [Condition(f"class:{c}", "class", class_sets[c].clone(), [c])
+            for c in classes if class_sets.get(c) is not None and bool(class_sets[c].any())]
+
+
+def shared_conditions(groups: Sequence[Sequence[str]], class_sets: dict[str, Tensor]) -> list[Condition]:
+    """``shared:A&B`` = the intersection of the AAPE sets of each group of classes."""
+    out = []
+    for group in groups:
+        group = list(group)
+        missing = [c for c in group if c not in class_sets]
+        if missing:
+            raise ValueError(f"shared set {group}: no AAPE set for class(es) {missing}")
+        m = class_sets[group[0]].clone()
+        for c in group[1:]:
+            m &= class_sets[c]
+        out.append(Condition("shared:" + "&".join(group), "shared", m, group))
+    return out
+
+
+def explicit_conditions(explicit: dict[str, tuple[Tensor, list[str]]]) -> list[Condition]:
+    """One condition per explicit list: name → (mask, target class names)."""
+    return [Condition(name, "explicit", m.clone(), list(targets)) for name, (m, targets) in explicit.items()]
+
+
+def topk_conditions(ranked: dict[str, list[tuple[int, int]]], k_grid: Sequence[int],
+                    shape: tuple[int, int]) -> list[Condition]:
+    """``topk:<c>:<k>``: the first k neurons of each class's ranking, for every k of the grid that the
+    class's set can fill."""
+    return [Condition(f"topk:{c}:{k}", "topk", topk_mask(order, k, shape), [c], k=int(k))
+            for c, order in ranked.items() for k in k_grid if k <= len(order)]
+
+
+def control_conditions(
+    parents: Sequence[Condition],
+    available: Tensor,
+    site_neurons: Sequence[int],
+    *,
+    random_draws: int,
+    random_for_topk: bool,
+    index_plus_one_control: bool,
+    seed: int,
+) -> list[Condition]:
+    """Controls of each non-empty parent: ``random_draws`` size- and layer-matched random sets drawn
+    from ``available [L, N]`` minus the parent's own neurons (seed ``seed + 1000 * (i + 1)`` for parent
+    i, so a parent's draws do not depend on the other options), and the authors' index+1 control
+    (not for top-k parents)."""
+    controls: list[Condition] = []
+    for i, cond in enumerate(parents):
+        if not cond.mask.any():
+            continue
+        if random_draws > 0 and (cond.kind != "topk" or random_for_topk):
+            draws = random_matched(cond.mask, available & ~cond.mask, random_draws, seed + 1000 * (i + 1), cond.name)
+            controls += [Condition(f"random:{cond.name}:{d}", "random", m, list(cond.target), k=cond.k, draw=d,
+                                   group=f"random:{cond.name}", parent=cond.name) for d, m in enumerate(draws)]
+        if index_plus_one_control and cond.kind != "topk":
+            controls.append(Condition(f"index+1:{cond.name}", "index_plus_one",
+                                      index_plus_one(cond.mask, site_neurons, cond.name), list(cond.target),
+                                      parent=cond.name))
+    return controls
+
+
 def build_conditions(
     site_neurons: Sequence[int],
     classes: Sequence[str],
@@ -205,7 +268,8 @@ def build_conditions(
     absent: Optional[Tensor] = None,
     seed: int = 0,
 ) -> list[Condition]:
-    """All conditions of one ablation run, baseline first.
+    """All conditions of one ablation run: baseline, then class, shared, explicit and top-k conditions,
+    then their controls.
 
     Args:
         site_neurons: neurons per site (ragged sites allowed).
@@ -219,73 +283,42 @@ def build_conditions(
         ranked: class name → its neurons best first (AAPE rank), for the ``topk`` conditions.
         k_grid: the k values of the top-k curve (k larger than a class's set is skipped).
         random_draws: matched random draws per class/explicit/shared (and top-k) condition.
+        random_for_topk: also draw random controls for the top-k conditions.
         index_plus_one_control: add the authors' index+1 control for every class/explicit/shared condition.
         exclude: mask ``[L, N]`` never drawn at random (the selected neurons); the condition's own
             neurons are always excluded.
-        absent: mask ``[L, N]`` of neurons that do not exist (NaN in ``over_zero``; beyond a ragged
-            site's size is added automatically).
-        seed: base seed; draws for condition i use ``seed + 1000 * i`` (independent of other options'
-            order only through i, which is deterministic).
+        absent: mask ``[L, N]`` of neurons that do not exist (:func:`analysis.aape.absent_neurons`;
+            beyond a ragged site's size is added automatically).
+        seed: base seed of the random draws.
     """
     L, N = len(site_neurons), int(max(site_neurons))
+    class_sets = class_sets or {}
     exists = existing_mask(site_neurons, N)
     if absent is not None:
         exists = exists & ~absent.bool()
-    base_excl = torch.zeros(L, N, dtype=torch.bool) if exclude is None else exclude.bool().clone()
+    excluded = torch.zeros(L, N, dtype=torch.bool) if exclude is None else exclude.bool().clone()
     for name in classes:
-        if (class_sets or {}).get(name) is not None:
-            base_excl |= class_sets[name]
+        if class_sets.get(name) is not None:
+            excluded |= class_sets[name]
 
-    conds: list[Condition] = [Condition("baseline", "baseline", torch.zeros(L, N, dtype=torch.bool))]
-    primary: list[Condition] = []
-    if class_sets and class_conditions:
-        for c in classes:
-            m = class_sets.get(c)
-            if m is not None and m.any():
-                primary.append(Condition(f"class:{c}", "class", m.clone(), [c]))
-    for c_group in shared or ():
-        c_group = list(c_group)
-        missing = [c for c in c_group if c not in (class_sets or {})]
-        if missing:
-            raise ValueError(f"shared set {c_group}: no AAPE set for class(es) {missing}")
-        m = class_sets[c_group[0]].clone()
-        for c in c_group[1:]:
-            m &= class_sets[c]
-        primary.append(Condition("shared:" + "&".join(c_group), "shared", m, c_group))
-    for name, (m, targets) in (explicit or {}).items():
-        primary.append(Condition(name, "explicit", m.clone(), list(targets)))
-
-    topk: list[Condition] = []
-    for c, order in (ranked or {}).items():
-        for k in k_grid:
-            if k <= len(order):
-                topk.append(Condition(f"topk:{c}:{k}", "topk", topk_mask(order, k, (L, N)), [c], k=int(k)))
-
-    conds += primary + topk
+    primary = per_class_conditions(classes, class_sets) if class_sets and class_conditions else []
+    primary += shared_conditions(shared or (), class_sets) + explicit_conditions(explicit or {})
+    topk = topk_conditions(ranked or {}, k_grid, (L, N))
+    conds = [Condition("baseline", "baseline", torch.zeros(L, N, dtype=torch.bool))] + primary + topk
     names = [c.name for c in conds]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise ValueError(f"duplicate condition names {sorted(dup)}")
+    return conds + control_conditions(primary + topk, exists & ~excluded, site_neurons, random_draws=random_draws,
+                                      random_for_topk=random_for_topk,
+                                      index_plus_one_control=index_plus_one_control, seed=seed)
 
-    controls: list[Condition] = []
-    for i, cond in enumerate(primary + topk):
-        if not cond.mask.any():
-            continue
-        if cond.kind == "topk" and not random_for_topk:
-            pass
-        elif random_draws > 0:
-            avail = exists & ~base_excl & ~cond.mask
-            for d, m in enumerate(random_matched(cond.mask, avail, random_draws, seed + 1000 * (i + 1), cond.name)):
-                controls.append(
-                    Condition(f"random:{cond.name}:{d}", "random", m, list(cond.target), k=cond.k, draw=d,
-                              group=f"random:{cond.name}", parent=cond.name)
-                )
-        if index_plus_one_control and cond.kind != "topk":
-            controls.append(
-                Condition(f"index+1:{cond.name}", "index_plus_one", index_plus_one(cond.mask, site_neurons, cond.name),
-                          list(cond.target), parent=cond.name)
-            )
-    return conds + controls
+
+def describe_conditions(conditions: Sequence[Condition]) -> list[dict]:
+    """JSON-ready description of each condition: name, kind, targets, k, draw, group, parent and its
+    neurons as ``[[layer, neuron], ...]``."""
+    return [{"name": c.name, "kind": c.kind, "target": c.target, "k": c.k, "draw": c.draw, "group": c.group,
+             "parent": c.parent, "neurons": mask_to_pairs(c.mask)} for c in conditions]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -354,7 +387,7 @@ def apply_channel_affine(output: Tensor, scale: Tensor, shift: Tensor, channel_a
     return torch.addcmul(sh, output, sc)
 
 
-def dataset_means(stats: dict, source: str = "stats.pt") -> Tensor:
+def dataset_means(stats: dict, source: str = "statistics") -> Tensor:
     """Mean activation per neuron ``[L, N]`` float64 = ``act_sum / n_positions``.
 
     ``n_positions`` is taken from ``stats['n_positions']`` when present, else ``n_tokens.sum()`` (valid

@@ -1,4 +1,4 @@
-"""Exact per-class activation statistics of neuron sites (design §5), as plain tensor functions.
+"""Exact per-class activation statistics of neuron sites, as plain tensor functions.
 
 The statistics of one predict run are a dict of tensors (``new_totals``) that only grows by addition,
 so runs, ranks and batches merge exactly (integer fields bit for bit). Shapes (L sites, N = max neurons
@@ -7,7 +7,7 @@ per site, C classes, B clips in a batch, R rows / P positions of one site call):
 * ``count``       int64   ``[L, N, C]``  counted positions with activation > 0, per class
 * ``n_tokens_site`` int64 ``[L, C]``   counted positions per class and site (the conv sites of a CNN
   such as CREPE see different numbers of positions; for a ViT every row is equal)
-* ``n_tokens``    int64   ``[C]``        = ``n_tokens_site[0]`` (design §10). ``count / n_tokens`` is
+* ``n_tokens``    int64   ``[C]``        = ``n_tokens_site[0]``. ``count / n_tokens`` is
   P(act > 0 | class) only when every site sees the same positions (ViT); in general use
   :func:`over_zero` (``count / n_tokens_site[:, None, :]``).
 * ``n_clips``     int64   ``[C]``        counted clips per class
@@ -28,8 +28,6 @@ from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
-
-from lightning_modules.encoders.base import Positions
 
 TOKEN_POLICIES = ("all", "patches")
 LEVELS = ("token", "clip")
@@ -85,16 +83,15 @@ def new_batch_buffer(n_clips: int, n_neurons: int, device: torch.device | str = 
 
 
 @torch.no_grad()
-def accumulate_call(buffer: dict[str, Tensor], act: Tensor, positions: Positions, tokens: str = "all") -> None:
+def accumulate_call(buffer: dict[str, Tensor], act: Tensor, counted: Tensor, clip: Tensor) -> None:
     """Add one site call to ``buffer`` (in place).
 
     Args:
         buffer: from :func:`new_batch_buffer` (``B`` clips, ``N`` = this site's neurons).
-        act: activations viewed as ``[R, P, N]`` (:func:`~lightning_modules.encoders.base.site_view`).
-        positions: bookkeeping of this call; ``positions.clip[r]`` is the clip (in the batch) of row r.
-        tokens: ``'all'`` or ``'patches'`` (special tokens such as CLS excluded).
+        act: activations viewed as ``[R, P, N]`` (rows, positions, neurons).
+        counted: BoolTensor ``[R, P]``, the positions counted (input, not padding; under the token policy).
+        clip: LongTensor ``[R]``, the clip (index in the batch) of each row.
     """
-    counted = positions.counted(tokens)  # [R, P]
     if counted.device != act.device:
         counted = counted.to(act.device)
     R, P, _ = act.shape
@@ -114,9 +111,8 @@ def accumulate_call(buffer: dict[str, Tensor], act: Tensor, positions: Positions
     else:
         row_sum = (act.float() * counted[:, :, None]).sum(1)
     # Positive counts per row fit int16 when a row has < 32768 positions: bool -> int16 summation is the
-    # fastest reduction here (bool -> int64 is several times slower; design §5 cost note).
+    # fastest reduction here (bool -> int64 is several times slower).
     row_pos = positive.sum(1, dtype=torch.int16 if P < 32768 else torch.int32)  # [R, N]
-    clip = positions.clip
     if clip.device != act.device:
         clip = clip.to(act.device)
     buffer["pos"].index_add_(0, clip, row_pos.to(torch.int32))

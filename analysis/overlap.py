@@ -1,4 +1,4 @@
-"""Overlap between class neuron sets (design §6): Jaccard ``|A ∩ B| / |A ∪ B|`` of (layer, neuron) sets.
+"""Overlap between class neuron sets: Jaccard ``|A ∩ B| / |A ∪ B|`` of (layer, neuron) sets.
 
 Sets are boolean masks ``[C, L, N]`` (class c holds neuron (l, n)); see
 :func:`analysis.aape.neurons_to_masks`. Jaccard of two empty sets is undefined and returned as NaN.

@@ -2,7 +2,7 @@
 
 Resampling scheme (memory bounded: one ``[L, N, C]`` replicate at a time, nothing per clip)
 ---------------------------------------------------------------------------------------------
-``stats.pt`` holds only totals (``count[L, N, C]``, ``n_tokens[C]``, ``n_clips[C]``), so a clip bootstrap
+The statistics hold only totals (``count[L, N, C]``, ``n_tokens[C]``, ``n_clips[C]``), so a clip bootstrap
 (resample clips with replacement, recount) is impossible without per-clip counts. We use a
 **parametric bootstrap of the totals** instead: for every replicate, each class's probabilities are redrawn
 as ``p*[l, n, c] = Binomial(n_eff[c], p[l, n, c]) / n_eff[c]`` and the selection is rerun on ``p*`` with the
@@ -12,7 +12,8 @@ same options. Two choices of the effective sample size:
   clip bootstrap gives ``Var(mean r) = Var(r) / n_clips`` and ``Var(r) <= p (1 - p)`` for rates in [0, 1], so
   this draw has *at least* the clip bootstrap's variance per entry: a conservative (pessimistic) stability
   estimate. It is exact when every clip either fires on all its tokens or on none.
-* ``scheme="tokens"``: ``n_eff = n_tokens`` (per site ``n_tokens_site`` when ``stats.pt`` has it) treats every counted position as independent, which ignores
+* ``scheme="tokens"``: ``n_eff = n_tokens`` (per site ``n_tokens_site`` when recorded) treats every counted
+  position as independent, which ignores
   the strong correlation of tokens within a clip: an optimistic bound.
 
 The truth (clip bootstrap) lies between the two for each entry. Both draw neurons and classes
@@ -32,7 +33,6 @@ from __future__ import annotations
 import itertools
 import logging
 import warnings
-from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
@@ -40,10 +40,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from analysis import io
-from analysis.aape import Identification, Mode, default_top_rate, identify
+from analysis.aape import Identification, Mode, identify
 from analysis.overlap import jaccard, paired_jaccard
-from analysis.runs import read_run
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +49,8 @@ Scheme = Literal["clips", "tokens"]
 SWEEP_TOP_RATES = (0.005, 0.01, 0.02, 0.05)
 SWEEP_FILTER_RATES = (0.90, 0.95, 0.99)
 SWEEP_BAR_RATIOS = (0.90, 0.95, 0.99)
+#: Bootstrap replicates unless a caller asks for another number.
+REPLICATES = 100
 
 
 def resample_probabilities(p: Tensor, n_eff: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -89,7 +89,7 @@ def bootstrap_stability(
     n_eff: Tensor,
     classes: list[str],
     *,
-    replicates: int = 100,
+    replicates: int = REPLICATES,
     seed: int = 0,
     **select: Any,
 ) -> pd.DataFrame:
@@ -170,61 +170,3 @@ def threshold_sweep(
                      "jaccard_to_reference": jaccard(u, ref_all), "n_selected": r.n_selected,
                      "warnings": " | ".join(r.warnings)})
     return pd.DataFrame(rows)
-
-
-def stability_run(
-    run_dir: str | Path,
-    *,
-    scheme: Scheme = "clips",
-    replicates: int = 100,
-    seed: int = 0,
-    mode: Mode = "default",
-    top_rate: float | None = None,
-    filter_rate: float = 0.95,
-    activation_bar_ratio: float = 0.95,
-    sweep: bool = True,
-    tensorboard: str | Path | None = None,
-    overwrite: bool = False,
-) -> dict[str, Path]:
-    """Write ``stability.csv`` (and ``threshold_sweep.csv`` if ``sweep``) into the run folder.
-
-    Needs ``stats.pt`` (``n_clips``/``n_tokens``). ``stability.csv`` carries the settings in extra columns
-    ``scheme, seed, mode, top_rate, filter_rate, activation_bar_ratio``.
-    """
-    d = Path(run_dir)
-    targets = {"stability": d / "stability.csv"}
-    if sweep:
-        targets["threshold_sweep"] = d / "threshold_sweep.csv"
-    for t in targets.values():
-        io.check_writable(t, overwrite)
-    run = read_run(d, stats=True)
-    if run.stats is None:
-        raise FileNotFoundError(f"{d / 'stats.pt'}: needed for the stability resampling (n_clips, n_tokens)")
-    if scheme not in ("clips", "tokens"):
-        raise ValueError(f"scheme must be 'clips' or 'tokens', got {scheme!r}")
-    if scheme == "clips":
-        n_eff = torch.as_tensor(run.stats["n_clips"])
-    else:  # per-site position counts when recorded (CNN sites see different numbers of positions)
-        n_eff = torch.as_tensor(run.stats.get("n_tokens_site", run.stats["n_tokens"]))
-    if top_rate is None:
-        top_rate = default_top_rate(run.task)
-    ref = {"top_rate": top_rate, "filter_rate": filter_rate, "activation_bar_ratio": activation_bar_ratio}
-    st = bootstrap_stability(run.over_zero, n_eff, run.classes, replicates=replicates, seed=seed, mode=mode, **ref)
-    st = st.assign(scheme=scheme, seed=seed, mode=mode, **ref)
-    io.save_csv(st, targets["stability"], overwrite)
-    sw = None
-    if sweep:
-        sw = threshold_sweep(run.over_zero, run.classes, reference=ref, mode=mode)
-        io.save_csv(sw, targets["threshold_sweep"], overwrite)
-    if tensorboard is not None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        tag = run.path.name
-        with SummaryWriter(str(tensorboard)) as w:
-            for _, r in st.iterrows():
-                w.add_scalar(f"stability/{tag}/{r['class']}/mean_jaccard", r["mean_jaccard"])
-            w.add_text(f"stability/{tag}", st.to_csv(index=False).replace("\n", "  \n"))
-            if sw is not None:
-                w.add_text(f"threshold_sweep/{tag}", sw[sw["class"] == "__all__"].to_csv(index=False)
-                           .replace("\n", "  \n"))
-    return targets

@@ -1,6 +1,6 @@
 """Benchmark: AAPE selection on the size of M2D ViT-Base (12 sites x 3072 neurons) x 50 classes (ESC-50).
 
-Target (issue 6): ``select_neurons`` < 1 s. Prints the median of a few runs per mode and the ratio to the
+Target: ``select_neurons`` < 1 s. Prints the median of a few runs per mode and the ratio to the
 target. Run: ``.venv/bin/python benchmarks/aape_select.py``.
 """
 from __future__ import annotations

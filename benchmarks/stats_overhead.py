@@ -1,4 +1,4 @@
-"""Overhead of ActivationStatsCallback (design §5, issue 5).
+"""Overhead of ActivationStatsCallback .
 
 1. Time: M2D ViT-Base (random init) over ``--clips`` clips of ``--seconds`` s. Ratio of
    ``trainer.predict`` with the callback to a bare ``torch.inference_mode`` loop over the same DataLoader

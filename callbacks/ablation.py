@@ -20,61 +20,25 @@ clips, which would be counted twice; the callback refuses ``world_size > 1``.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 
 from analysis import ablation as A
-from analysis.aape import absent_neurons
-from analysis.runs import read_classes, read_neurons, read_over_zero, read_stats
-from analysis.io import check_writable, save_csv, save_figure, save_json
+from analysis import figures as F
+from analysis.runs.conditions import NeuronList, conditions_from_run, read_dataset_means
+from analysis.runs.read import read_classes
+from analysis.runs.write import check_ablation_writable, write_ablation
+from callbacks.hooks import SiteHooks
 
 log = logging.getLogger(__name__)
 
-OUTPUT_FILES = ("ablation.csv", "ablation_summary.csv", "ablation_matrix.pdf", "ablation_k_curve.pdf",
-                "ablation_conditions.json")
-
-
-@dataclass
-class NeuronList:
-    """An explicit neuron list (the study's format).
-
-    Attributes:
-        name: condition name (e.g. ``cremad_ang_hap``).
-        neurons: ``[[layer, neuron], ...]``, layer = index into the encoder's ``neuron_sites``.
-        targets: class names the list is meant to affect (its on-target classes).
-    """
-
-    name: str
-    neurons: list[list[int]]
-    targets: list[str] = field(default_factory=list)
-
-
-def read_class_sets(run_dir: Path, classes: list[str], site_neurons: list[int]) -> dict[str, Tensor]:
-    """``neurons.pt`` (class → layer → LongTensor, read by :func:`analysis.runs.read_neurons`, which also
-    accepts ``lape``-mode lists without their trailing empty classes) as class name → mask ``[L, N]``."""
-    p = run_dir / "neurons.pt"
-    if not p.exists():
-        raise FileNotFoundError(f"{p} not found; run `python -m analysis identify` first or set class_sets: false")
-    sets = read_neurons(run_dir, len(classes), len(site_neurons))
-    return {c: A.mask_from_layers(sets[i], site_neurons, f"{p} class {c!r}") for i, c in enumerate(classes)}
-
-
-def read_ranking(run_dir: Path) -> dict[tuple[int, int], float]:
-    """(layer, neuron) → AAPE rank from ``neurons.csv`` (column ``rank``, else ``entropy``; lower = better)."""
-    p = run_dir / "neurons.csv"
-    if not p.exists():
-        raise FileNotFoundError(f"{p} not found (needed for the top-k grid)")
-    df = pd.read_csv(p)
-    key = "rank" if "rank" in df.columns else "entropy" if "entropy" in df.columns else None
-    if key is None or not {"layer", "neuron"} <= set(df.columns):
-        raise ValueError(f"{p}: needs columns layer, neuron and rank (or entropy); has {list(df.columns)}")
-    return {(int(r.layer), int(r.neuron)): float(getattr(r, key)) for r in df.itertuples()}
+__all__ = ["AblationCallback", "NeuronList"]
 
 
 class AblationCallback(Callback):
@@ -152,7 +116,7 @@ class AblationCallback(Callback):
         self.conditions_per_pass = max(1, int(conditions_per_pass))
         self.figures = figures
         self.overwrite = overwrite
-        self._handles: list[Any] = []
+        self._hooks: Optional[SiteHooks] = None
         self._reset_state()
 
     # -- state -----------------------------------------------------------------------------------
@@ -169,9 +133,6 @@ class AblationCallback(Callback):
         self.table: Optional[pd.DataFrame] = None
         self.summary: Optional[pd.DataFrame] = None
 
-    def _alias(self, name: str) -> str:
-        return self.class_aliases.get(name, name)
-
     # -- building --------------------------------------------------------------------------------
     def build(self, encoder: Any, classes: Optional[list[str]] = None) -> list[A.Condition]:
         """Build the conditions for ``encoder`` (public so tests and the pipeline can inspect them)."""
@@ -185,67 +146,17 @@ class AblationCallback(Callback):
                 raise ValueError("AblationCallback: the model has no class names and no run_dir was given")
             classes = run_classes
         if run_classes is not None and list(run_classes) != list(classes):
-            raise ValueError(f"AblationCallback: classes of {self.run_dir / 'classes.txt'} {run_classes} differ "
+            raise ValueError(f"AblationCallback: classes of the run folder {self.run_dir} {run_classes} differ "
                              f"from the probe's classes {list(classes)}")
-        self.classes = list(classes)
-        need_run = self.class_sets or self.shared or self.k_grid or self.mode == "mean"
-        if need_run and self.run_dir is None:
+        if self.mode == "mean" and self.run_dir is None:
             raise ValueError("AblationCallback: class_sets / shared / k_grid / mode='mean' need run_dir")
-
-        def check_cls(name: str, where: str) -> str:
-            c = self._alias(name)
-            if c not in self.classes:
-                raise ValueError(f"AblationCallback {where}: unknown class {name!r}"
-                                 + (f" (alias of {c!r})" if c != name else "") + f"; classes are {self.classes}")
-            return c
-
-        sets: dict[str, Tensor] = {}
-        absent = None
-        if self.run_dir is not None and (self.class_sets or self.shared or self.k_grid):
-            sets = read_class_sets(self.run_dir, self.classes, site_neurons)
-        if self.run_dir is not None and (self.run_dir / "over_zero.pt").exists():
-            oz = read_over_zero(self.run_dir)
-            if oz.shape[0] != len(site_neurons):
-                raise ValueError(f"{self.run_dir / 'over_zero.pt'}: {oz.shape[0]} layers, encoder has {len(site_neurons)}")
-            absent = torch.zeros(len(site_neurons), max(site_neurons), dtype=torch.bool)
-            w = min(oz.shape[1], absent.shape[1])
-            absent[:, :w] = absent_neurons(oz[:, :w])
-        all_selected = torch.zeros(len(site_neurons), max(site_neurons), dtype=torch.bool)
-        for m in sets.values():
-            all_selected |= m
-        explicit = {}
-        for nl in self.neuron_lists:
-            m = A.mask_from_pairs(nl.neurons, site_neurons, f"neuron list {nl.name!r}")
-            if absent is not None and (m & absent).any():
-                raise ValueError(f"neuron list {nl.name!r}: neurons {A.mask_to_pairs(m & absent)} are absent (NaN)")
-            explicit[nl.name] = (m, [check_cls(t, f"neuron list {nl.name!r}") for t in nl.targets])
-            all_selected |= m
-        shared = [[check_cls(c, "shared") for c in grp] for grp in self.shared]
-        ranked = None
-        if self.k_grid:
-            rank = read_ranking(self.run_dir)
-            tk = [check_cls(c, "topk_classes") for c in self.topk_classes] if self.topk_classes else self.classes
-            ranked = {}
-            for c in tk:
-                pairs = A.mask_to_pairs(sets[c])
-                missing = [p for p in pairs if tuple(p) not in rank]
-                if missing:
-                    raise ValueError(f"{self.run_dir / 'neurons.csv'}: neurons {missing[:5]} of class {c!r} have no rank")
-                if pairs:
-                    ranked[c] = sorted((tuple(p) for p in pairs), key=lambda p: (rank[p], p))
-        self.conditions = A.build_conditions(
-            site_neurons, self.classes,
-            class_sets=sets, class_conditions=bool(self.class_sets), explicit=explicit, shared=shared,
-            ranked=ranked, k_grid=self.k_grid, random_draws=self.random_draws,
-            random_for_topk=self.random_for_topk, index_plus_one_control=self.index_plus_one,
-            exclude=all_selected, absent=absent, seed=self.seed,
-        )
-        means = None
-        if self.mode == "mean":
-            sp = self.run_dir / "stats.pt"
-            if not sp.exists():
-                raise FileNotFoundError(f"{sp} not found (mode='mean' needs act_sum)")
-            means = A.dataset_means(read_stats(self.run_dir), str(sp))
+        self.classes = list(classes)
+        self.conditions = conditions_from_run(
+            self.run_dir, site_neurons, self.classes, class_sets=self.class_sets, neuron_lists=self.neuron_lists,
+            shared=self.shared, k_grid=self.k_grid, topk_classes=self.topk_classes, random_draws=self.random_draws,
+            random_for_topk=self.random_for_topk, index_plus_one=self.index_plus_one, seed=self.seed,
+            class_aliases=self.class_aliases)
+        means = read_dataset_means(self.run_dir) if self.mode == "mean" else None
         self._scales, self._shifts, self._active_sites = A.site_scales(
             self.conditions, site_neurons, gain=self.gain, mode=self.mode, means=means)
         return self.conditions
@@ -271,14 +182,12 @@ class AblationCallback(Callback):
 
     def _register(self, encoder: Any) -> None:
         self._remove()
-        for l, site in enumerate(encoder.neuron_sites):
-            if self._active_sites[l]:
-                self._handles.append(encoder.get_submodule(site).register_forward_hook(self._make_hook(l, encoder)))
+        self._hooks = SiteHooks(encoder, [(site, self._make_hook(l, encoder) if self._active_sites[l] else None)
+                                          for l, site in enumerate(encoder.neuron_sites)]).attach()
 
     def _remove(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
+        if self._hooks is not None:
+            self._hooks.remove()
         self._cond = None
         self._rows = None
 
@@ -296,8 +205,7 @@ class AblationCallback(Callback):
             self.setup(trainer, pl_module, "test")
         if getattr(pl_module, "multilabel", False):
             raise ValueError("AblationCallback supports single-label tasks only (the probe is multi-label)")
-        for f in OUTPUT_FILES:
-            check_writable(self.out_dir / f, self.overwrite)
+        check_ablation_writable(self.out_dir, self.overwrite)
         self._reset_state()
         encoder = pl_module.encoder
         self.build(encoder, getattr(pl_module, "classes", None))
@@ -353,47 +261,39 @@ class AblationCallback(Callback):
             self._write(trainer)
 
     def _write(self, trainer: Trainer) -> None:
-        from analysis import ablation_figures as F
-
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        save_csv(self.table, self.out_dir / "ablation.csv", self.overwrite)
-        save_csv(self.summary, self.out_dir / "ablation_summary.csv", self.overwrite)
-        save_json(
-            {"classes": self.classes, "gain": self.gain, "mode": self.mode, "seed": self.seed,
-             "run_dir": str(self.run_dir) if self.run_dir else None,
-             "conditions": [{"name": c.name, "kind": c.kind, "target": c.target, "k": c.k, "draw": c.draw,
-                             "group": c.group, "parent": c.parent, "neurons": A.mask_to_pairs(c.mask)}
-                            for c in self.conditions]},
-            self.out_dir / "ablation_conditions.json", self.overwrite)
+        record = {"classes": self.classes, "gain": self.gain, "mode": self.mode, "seed": self.seed,
+                  "run_dir": str(self.run_dir) if self.run_dir else None,
+                  "conditions": A.describe_conditions(self.conditions)}
         figs = {}
         if self.figures:
-            figs = {"ablation_matrix": F.matrix_figure(self.table, self.classes),
-                    "ablation_k_curve": F.k_curve_figure(self.table, self.summary)}
-            for name, fig in figs.items():
-                save_figure(fig, self.out_dir / f"{name}.pdf", self.overwrite, bbox_inches="tight")
-        logger = trainer.logger
-        if logger is not None:
-            metrics = {}
-            for r in self.table.to_dict("records"):
-                if r["kind"] == "random":
-                    continue
-                if r["class"] == A.ALL_CLASSES:
-                    metrics[f"ablation/{r['condition']}/accuracy"] = r["accuracy"]
-                elif r["kind"] != "baseline" and r["class"] in str(r["target"]).split("+"):
-                    metrics[f"ablation/{r['condition']}/delta_{r['class']}"] = r["delta"]
-            for r in self.summary.to_dict("records"):
-                if r["kind"] == "random" and r["on_target"]:
-                    metrics[f"ablation/{r['group']}/delta_mean_{r['class']}"] = r["delta_mean"]
-            logger.log_metrics(metrics, step=trainer.global_step)
-            exp = getattr(logger, "experiment", None)
-            if figs and hasattr(exp, "add_figure"):
-                for name, fig in figs.items():
-                    exp.add_figure(f"ablation/{name}", fig, global_step=trainer.global_step, close=False)
-        if figs:
-            import matplotlib.pyplot as plt
-
+            figs = {"matrix": F.ablation_matrix_figure(self.table, self.classes),
+                    "k_curve": F.k_curve_figure(self.table, self.summary)}
+        try:
+            write_ablation(self.out_dir, self.table, self.summary, record, figs, self.overwrite)
+            if trainer.logger is not None:
+                self._log(trainer, figs)
+        finally:
             for fig in figs.values():
                 plt.close(fig)
+
+    def _log(self, trainer: Trainer, figs: dict[str, Any]) -> None:
+        """Scalars (per condition accuracy and on-target deltas, random-draw means) and figures."""
+        metrics = {}
+        for r in self.table.to_dict("records"):
+            if r["kind"] == "random":
+                continue
+            if r["class"] == A.ALL_CLASSES:
+                metrics[f"ablation/{r['condition']}/accuracy"] = r["accuracy"]
+            elif r["kind"] != "baseline" and r["class"] in str(r["target"]).split("+"):
+                metrics[f"ablation/{r['condition']}/delta_{r['class']}"] = r["delta"]
+        for r in self.summary.to_dict("records"):
+            if r["kind"] == "random" and r["on_target"]:
+                metrics[f"ablation/{r['group']}/delta_mean_{r['class']}"] = r["delta_mean"]
+        trainer.logger.log_metrics(metrics, step=trainer.global_step)
+        exp = getattr(trainer.logger, "experiment", None)
+        if hasattr(exp, "add_figure"):
+            for name, fig in figs.items():
+                exp.add_figure(f"ablation/ablation_{name}", fig, global_step=trainer.global_step, close=False)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         self._remove()

@@ -1,7 +1,7 @@
 """ActivationStatsCallback: exact per-class activation counts of the encoder's neuron sites during
-``trainer.predict`` (design §5), written to the run folder ``<out_dir>/<task>_<suffix>/``.
+``trainer.predict``, written to the run folder ``<out_dir>/<task>_<suffix>/``.
 
-Thin wrapper: the maths is in :mod:`analysis.activation_stats`, the files in :mod:`analysis.run_outputs`.
+Thin wrapper: the maths is in :mod:`analysis.activation_stats`, the files in :mod:`analysis.runs`.
 """
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 
 from analysis import activation_stats as S
-from analysis import run_outputs as R
-from analysis.io import sha256_file
+from analysis.runs import write as R
+from analysis.runs.atomic import sha256_file
+from analysis.runs.layout import run_folder
+from callbacks.hooks import SiteHooks
 from lightning_modules.encoders.base import site_view
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,7 @@ class ActivationStatsCallback(Callback):
         self.splits = list(splits) if splits is not None else None
         self.overwrite = overwrite
         self.log_tensorboard = log_tensorboard
-        self._handles: list[Any] = []
+        self._hooks: Optional[SiteHooks] = None
         self._reset()
 
     # -- state -----------------------------------------------------------------------------------
@@ -76,9 +78,8 @@ class ActivationStatsCallback(Callback):
         self.folder: Optional[Path] = None
 
     def _remove_hooks(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
+        if self._hooks is not None:
+            self._hooks.remove()
         self._buffers = None
 
     # -- setup -------------------------------------------------------------------------------------
@@ -97,12 +98,11 @@ class ActivationStatsCallback(Callback):
         if len(self.site_neurons) != len(self.sites):
             raise ValueError(f"encoder.site_neurons has {len(self.site_neurons)} entries for {len(self.sites)} sites")
         suffix = self.suffix or getattr(encoder, "name", None) or type(encoder).__name__.lower()
-        self.folder = R.run_folder(self.out_dir, dm.task, suffix)
+        self.folder = run_folder(self.out_dir, dm.task, suffix)
         R.check_run_folder(self.folder, self.overwrite)  # fail before the long run, not after
         self._totals = S.new_totals(self.site_neurons, len(self.classes), self.level)
         self._encoder = encoder
-        for l, site in enumerate(self.sites):
-            self._handles.append(encoder.get_submodule(site).register_forward_hook(self._make_hook(l, site)))
+        self._hooks = SiteHooks(encoder, [(site, self._make_hook(l, site)) for l, site in enumerate(self.sites)]).attach()
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         # Before the predict dataloader exists: Lightning's sampler crashes obscurely otherwise.
@@ -130,7 +130,8 @@ class ActivationStatsCallback(Callback):
             if self._buffers is None:  # forward outside a predict batch (e.g. a sanity call)
                 return
             act = site_view(output, encoder.channel_axis)
-            S.accumulate_call(self._buffers[l], act, encoder.positions(site, output), self.tokens)
+            pos = encoder.positions(site, output)
+            S.accumulate_call(self._buffers[l], act, pos.counted(self.tokens), pos.clip)
 
         return hook
 

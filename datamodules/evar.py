@@ -1,6 +1,6 @@
 """``EVARDataModule``: an EVAR-format task (metadata CSV + prepared audio) as a LightningDataModule.
 
-On-disk layout (design §3)::
+On-disk layout::
 
     <evar_root>/evar/metadata/<task>.csv          file_name, label, split | fold [, other columns]
     <evar_root>/work/<sr_dir>/<folder>/<file_name> audio at the model's sample rate (16k, 22k, 32k, ...)
@@ -201,7 +201,7 @@ class EpochShuffleSampler(Sampler):
 
 
 class EVARDataModule(pl.LightningDataModule):
-    """An EVAR-format task (design §3) as a LightningDataModule.
+    """An EVAR-format task as a LightningDataModule.
 
     Args:
         evar_root: EVAR root holding ``evar/metadata/`` and ``work/``; ``None`` reads ``$EVAR``.

@@ -16,13 +16,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import pandas as pd
 import torch
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-SPLITS = ("train", "valid", "test")
+from analysis.runs.layout import INDEX
+from analysis.runs.read import read_features
 
 
 class FeatureDataset(Dataset):
@@ -133,48 +133,11 @@ class FeatureDataModule(LightningDataModule):
 
     # -- loading ---------------------------------------------------------------------------------
     def _load(self) -> None:
-        d = self.run_dir
-        for f in ("features.pt", "gts.pt", "index.csv", "classes.txt"):
-            if not (d / f).exists():
-                raise FileNotFoundError(f"{d / f} not found (FeatureDataModule needs a predict run folder)")
-        self.classes = [l.strip() for l in (d / "classes.txt").read_text(encoding="utf-8").splitlines() if l.strip()]
-        feats = torch.load(d / "features.pt", map_location="cpu", weights_only=False)
-        gts = torch.load(d / "gts.pt", map_location="cpu", weights_only=False)
-        if not isinstance(feats, Tensor) or feats.dim() != 2:
-            raise ValueError(f"{d / 'features.pt'}: expected a float tensor [N, E], got "
-                             f"{getattr(feats, 'shape', type(feats).__name__)}")
-        if not torch.isfinite(feats).all():
-            bad = (~torch.isfinite(feats)).any(1).nonzero().flatten()[:5].tolist()
-            raise ValueError(f"{d / 'features.pt'}: non-finite values in rows {bad}")
-        N, C = feats.shape[0], len(self.classes)
-        if gts.shape[0] != N:
-            raise ValueError(f"{d / 'gts.pt'}: {gts.shape[0]} rows, features.pt has {N}")
-        if gts.dim() == 1:
-            gts = gts.long()
-            if gts.numel() and (gts.min() < 0 or gts.max() >= C):
-                raise ValueError(f"{d / 'gts.pt'}: labels outside 0..{C - 1} (classes.txt has {C} classes)")
-        elif gts.dim() == 2:
-            if gts.shape[1] != C:
-                raise ValueError(f"{d / 'gts.pt'}: multi-hot width {gts.shape[1]}, classes.txt has {C} classes")
-            gts = gts.float()
-        else:
-            raise ValueError(f"{d / 'gts.pt'}: expected [N] or [N, C], got {tuple(gts.shape)}")
-        idx = pd.read_csv(d / "index.csv")
-        missing = {"row", "split"} - set(idx.columns)
-        if missing:
-            raise ValueError(f"{d / 'index.csv'}: missing columns {sorted(missing)} (has {list(idx.columns)})")
-        rows = idx["row"].to_numpy()
-        if sorted(rows.tolist()) != list(range(N)):
-            raise ValueError(f"{d / 'index.csv'}: column row must list 0..{N - 1} once each (features.pt rows)")
-        splits = idx["split"].astype(str).to_numpy()
-        bad = sorted(set(splits) - set(SPLITS))
-        if bad:
-            i = int(next(k for k, s in enumerate(splits) if s in bad))
-            raise ValueError(f"{d / 'index.csv'}: row {i}: split {splits[i]!r} not one of {SPLITS}")
-        self.features, self.gts = feats.float(), gts
-        self.rows = {s: torch.as_tensor(sorted(rows[splits == s].tolist()), dtype=torch.long) for s in SPLITS}
+        f = read_features(self.run_dir)
+        self.features, self.gts, self.classes = f.features, f.gts, f.classes
+        self.rows = dict(f.rows)
         if self.rows["train"].numel() == 0:
-            raise ValueError(f"{d / 'index.csv'}: no train rows")
+            raise ValueError(f"{self.run_dir / INDEX}: no train rows")
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.features is not None:
@@ -197,7 +160,7 @@ class FeatureDataModule(LightningDataModule):
             self.setup()
         ds = self.datasets[split]
         if len(ds) == 0:
-            raise ValueError(f"{self.run_dir / 'index.csv'}: no {split} rows")
+            raise ValueError(f"{self.run_dir / INDEX}: no {split} rows")
         g = torch.Generator().manual_seed(self.seed) if shuffle else None
         return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, generator=g,
                           num_workers=self.num_workers)

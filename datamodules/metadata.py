@@ -1,4 +1,4 @@
-"""EVAR metadata CSV parsing — plain functions on pandas DataFrames (design §3).
+"""EVAR metadata CSV parsing — plain functions on pandas DataFrames.
 
 :func:`read_metadata` turns a metadata CSV into a table with one row per CSV data row:
 

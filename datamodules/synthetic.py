@@ -1,6 +1,6 @@
 """Synthetic EVAR-format tasks: harmonic tones labelled by octave, written from a seed.
 
-``python -m datamodules.synthetic --out <root> --task <name> [<name> ...] --seed <int>
+``python -m analysis synth --out <root> --task <name> [<name> ...] --seed <int>
 [--clips-per-class N] [--duration S] [--overwrite]`` writes
 
 * ``<root>/evar/metadata/<task>.csv`` (``file_name,label,split,f0_hz,midi,level_db``; extra columns
@@ -27,25 +27,24 @@ another seed → different files. Files are written atomically (temporary file +
 """
 from __future__ import annotations
 
-import argparse
 import io as _io
 import os
 import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Sequence, Union
 
 import numpy as np
 import pandas as pd
 import soundfile as sf
 import yaml
 
-from analysis.io import check_writable, save_csv, save_text
+from analysis.runs.atomic import check_writable, save_csv, save_text
 
 from .tasks import sr_dir
 
-__all__ = ["Family", "FAMILIES", "synth_tone", "write_task", "main"]
+__all__ = ["Family", "FAMILIES", "synth_tone", "write_task"]
 
 
 @dataclass(frozen=True)
@@ -192,26 +191,3 @@ def write_task(
     save_csv(pd.DataFrame(rows), csv_path, overwrite=overwrite)
     save_text(yaml.safe_dump(spec, sort_keys=False), yaml_path, overwrite=overwrite)
     return csv_path
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    p = argparse.ArgumentParser(
-        prog="python -m datamodules.synthetic",
-        description="Write synthetic EVAR-format tasks (harmonic tones labelled by octave).",
-    )
-    p.add_argument("--out", required=True, help="EVAR root to write into")
-    p.add_argument("--task", nargs="+", required=True, choices=sorted(FAMILIES), help="task name(s)")
-    p.add_argument("--seed", type=int, required=True, help="random seed (same seed -> identical files)")
-    p.add_argument("--clips-per-class", type=int, default=12, help="clips per octave class (default 12)")
-    p.add_argument("--duration", type=float, default=1.0, help="clip length in seconds (default 1.0)")
-    p.add_argument("--octaves", type=int, nargs="+", default=list(DEFAULT_OCTAVES), help="octaves (default 2..6)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing files")
-    a = p.parse_args(argv)
-    for task in a.task:
-        csv = write_task(a.out, task, a.seed, clips_per_class=a.clips_per_class, duration=a.duration,
-                         octaves=a.octaves, overwrite=a.overwrite)
-        print(f"wrote {csv} ({a.clips_per_class} clips x {len(a.octaves)} octaves, {a.duration} s)")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""Task table of the EVAR on-disk format (design §3) and ways to add tasks.
+"""Task table of the EVAR on-disk format and ways to add tasks.
 
 A task is described by a :class:`TaskSpec`: its clip length ``unit_sec``, how many cross-validation
 folds it has (0 = the metadata CSV carries a ``split`` column), the audio ``folder`` under
@@ -86,7 +86,7 @@ def _t(name: str, unit_sec: float, folds: int = 0, folder: Optional[str] = None,
                     description=description)
 
 
-#: The study's tasks (design §3). Clip lengths follow EVAR's task configs.
+#: The study's tasks. Clip lengths follow EVAR's task configs.
 TASKS: dict[str, TaskSpec] = {
     t.name: t
     for t in [

@@ -5,7 +5,7 @@ checkpoint carries it (:class:`~lightning_modules.audio_classifier.AudioClassifi
 Single-label: softmax cross-entropy over C logits (two classes are two logits, never one sigmoid);
 multi-label: BCE with logits, scored by macro mAP. Adam (lr 3e-5 for M2D, weight decay 1e-8).
 Early stopping (``val/score``, patience 20, ≤ 200 epochs) and best-weight checkpointing are Trainer
-callbacks in the configs (``configs/experiment/probe_*.yaml``) and in :mod:`analysis.probe_seeds`.
+callbacks in the configs (``configs/experiment/probe_*.yaml``) and in :mod:`analysis.app.probe`.
 
 Logged: ``{train,val,test}/loss``, ``{val,test}/acc`` (single-label micro accuracy), ``/mAP``
 (multi-label), ``/score`` (acc or mAP, what early stopping monitors), ``/macro_recall``, ``/macro_f1``

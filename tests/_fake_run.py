@@ -1,4 +1,4 @@
-"""Test helper: write a fake neuron-statistics run folder with the files of design §5 that analysis reads
+"""Test helper: write a fake neuron-statistics run folder with the files analysis reads
 (``over_zero.pt``, ``classes.txt``, ``stats.pt``, ``manifest.json``)."""
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from analysis import ablation as A
-from analysis.io import OutputExistsError
+from analysis.runs.atomic import OutputExistsError
 from callbacks.ablation import AblationCallback, NeuronList
 from lightning_modules.audio_classifier import AudioClassifier
 from test_ablation_toy import CLASSES, ToyAudioDataModule, ToyEncoder, make_audio, train_probe, write_run_folder
@@ -269,7 +269,7 @@ def test_class_sets_accept_lape_mode_neurons_without_trailing_empty_classes(tmp_
     import torch
 
     from _fake_run import write_fake_run
-    from callbacks.ablation import read_class_sets
+    from analysis.runs.conditions import read_class_sets
 
     count = torch.zeros(2, 4, 3, dtype=torch.long)
     run = write_fake_run(tmp_path, "t", "m", count, torch.full((3,), 10), classes=["a", "b", "c"])

@@ -1,7 +1,7 @@
 """The study's two ablation experiment configs end to end on a synthetic stand-in with a tiny M2D.
 
 Chain: ``train.py predict`` (ActivationStatsCallback) → ``python -m analysis identify`` → probe
-(``analysis.probe_seeds``) → ``train.py test --config configs/experiment/ablation_<study>.yaml``. The tiny
+(``analysis.app.probe``) → ``train.py test --config configs/experiment/ablation_<study>.yaml``. The tiny
 M2D keeps the study's geometry where the neuron lists need it (12 blocks, 3072 MLP neurons) but has width
 16, so every listed ``[layer, neuron]`` exists. The only overrides of the study configs are paths, the
 encoder size, the stand-in task, fewer random draws, no per-class sets (time) and ``class_aliases`` mapping the study's class names
@@ -47,10 +47,10 @@ def stand_in(synthetic_root, tmp_path_factory):
     (work / "predict.yaml").write_text(yaml.safe_dump(cfg))
     _train(["predict", "--config", str(work / "predict.yaml")], work, mp)
     run = work / "outputs" / "stats" / "synth_octave_sine_m2d_tiny12"
-    from analysis.cli import main as analysis_main
+    from analysis.app.cli import main as analysis_main
 
     assert analysis_main(["identify", "--run", str(run), "--top-rate", "0.05"]) in (0, None)
-    from analysis.probe_seeds import best_checkpoint, fit_seeds
+    from analysis.app.probe import best_checkpoint, fit_seeds
 
     fit_seeds(run, work / "probe", seeds=(42,), lr=1e-2, max_epochs=10, patience=5)
     classes = (run / "classes.txt").read_text().split()

@@ -130,7 +130,7 @@ class ToyAudioDataModule(LightningDataModule):
 
 
 def write_run_folder(d: Path, encoder: AudioEncoder, splits: dict, classes=CLASSES, class_sets=None) -> Path:
-    """A neuron-statistics run folder (design §5 files) computed by brute force with the toy encoder.
+    """A neuron-statistics run folder (the statistics files) computed by brute force with the toy encoder.
 
     ``splits``: split name → (audio, labels). ``class_sets``: neurons.pt content (default: the planted
     neurons, class k → [[k], [k]], noise → empty)."""

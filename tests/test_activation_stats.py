@@ -135,7 +135,8 @@ def run_core(enc: ToyEncoder, audio: Tensor, lengths: Tensor, labels: Tensor, n_
 
     def make(l: int, site: str):
         def hook(m, i, out):
-            S.accumulate_call(bufs[l], site_view(out, enc.channel_axis), enc.positions(site, out), tokens)
+            pos = enc.positions(site, out)
+            S.accumulate_call(bufs[l], site_view(out, enc.channel_axis), pos.counted(tokens), pos.clip)
         return hook
 
     hs = [enc.get_submodule(s).register_forward_hook(make(l, s)) for l, s in enumerate(enc.neuron_sites)]

@@ -1,4 +1,4 @@
-"""EVARDataModule: metadata parsing, splits, classes, labels, batches, crops (design §3)."""
+"""EVARDataModule: metadata parsing, splits, classes, labels, batches, crops."""
 from __future__ import annotations
 
 import shutil

@@ -80,7 +80,7 @@ def test_gise51_config_defines_a_task(tmp_path):
 
 
 def test_task_table_matches_design():
-    expected = {  # design §3: (unit_sec, folds, audio folder)
+    expected = {  # the EVAR task table: (unit_sec, folds, audio folder)
         "esc50": (5.0, 5, "esc50"), "us8k": (4.0, 10, "us8k"), "gtzan": (30.0, 0, "gtzan"),
         "cremad": (2.5, 0, "cremad"), "cremad_gender": (2.5, 0, "cremad"), "vc1": (8.2, 0, "vc1"),
         "voxforge": (5.8, 0, "voxforge"), "surge": (4.0, 0, "surge"), "nsynth": (4.0, 0, "nsynth"),

@@ -15,7 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fake_run import planted_counts, write_fake_run  # noqa: E402
 
-from analysis.cli import main  # noqa: E402
+from analysis.app.cli import main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FIXED = ["rank", "layer", "site", "neuron", "entropy", "normalised_entropy", "passes_filter"]
@@ -119,15 +119,10 @@ def test_bad_run_folder_errors_name_the_file(tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
 
 
-def test_pipeline_subcommand_dispatches_lazily(monkeypatch):
-    import types
-
-    import analysis
+def test_pipeline_verb_passes_its_arguments(monkeypatch):
+    import analysis.app.cli as cli
 
     seen: dict = {}
-    fake = types.ModuleType("analysis.pipeline")
-    fake.main = lambda argv: seen.setdefault("argv", list(argv)) and 0
-    monkeypatch.setitem(sys.modules, "analysis.pipeline", fake)
-    monkeypatch.setattr(analysis, "pipeline", fake, raising=False)
+    monkeypatch.setattr(cli, "run_pipeline", lambda *a: seen.setdefault("args", a) and 0)
     assert main(["pipeline", "--config", "x.yaml", "--force"]) == 0
-    assert seen["argv"] == ["--config", "x.yaml", "--force"]
+    assert seen["args"] == ("x.yaml", None, True, None)

@@ -1,4 +1,4 @@
-"""LinearProbe (EVAR protocol), probe_seeds and AudioClassifier parity with the probe on stored embeddings."""
+"""LinearProbe (EVAR protocol), the probe over seeds and AudioClassifier parity with the probe on stored embeddings."""
 from __future__ import annotations
 
 import sys
@@ -71,8 +71,9 @@ def test_mismatched_probe_arguments_are_errors(tmp_path):
 
 
 def test_probe_seeds_writes_results_and_checkpoints(tmp_path):
-    from analysis.io import OutputExistsError
-    from analysis.probe_seeds import best_checkpoint, fit_seeds, main
+    from analysis.app.cli import main
+    from analysis.app.probe import best_checkpoint, fit_seeds
+    from analysis.runs.atomic import OutputExistsError
 
     d = write_run(tmp_path / "r", {"train": 10, "test": 3})  # no valid split: carved per seed
     df = fit_seeds(d, tmp_path / "p", seeds=(42, 43), lr=0.05, max_epochs=4, patience=2)
@@ -90,7 +91,8 @@ def test_probe_seeds_writes_results_and_checkpoints(tmp_path):
     with pytest.raises(OutputExistsError):
         fit_seeds(d, tmp_path / "p", seeds=(42,), max_epochs=1)
     # the CLI
-    main(["--run-dir", str(d), "--out", str(tmp_path / "q"), "--seeds", "7", "--max-epochs", "1", "--lr", "0.01"])
+    assert main(["probe", "--run", str(d), "--out", str(tmp_path / "q"), "--seeds", "7", "--max-epochs", "1",
+                 "--lr", "0.01"]) == 0
     assert (tmp_path / "q" / "probe_results.csv").exists() and (tmp_path / "q" / "probe_seed7.ckpt").exists()
 
 

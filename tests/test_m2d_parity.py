@@ -2,7 +2,6 @@
 (outputs produced by the official runtime on a tiny random-weight model; see its README)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch

@@ -18,7 +18,8 @@ import pytest
 import torch
 import yaml
 
-from analysis.pipeline import Pipeline, load_config
+from analysis.app.config import load_config
+from analysis.app.pipeline import Pipeline
 from conftest import REPO_ROOT, STUDY_ABLATIONS
 
 PIPE = REPO_ROOT / "configs" / "pipeline"
@@ -105,7 +106,7 @@ def test_paper_pipeline_on_stand_in(name, var, suffix, synthetic_root, tmp_path,
     Pipeline(cfg).run()
 
     out = tmp_path / "out"
-    rep = out / "reports" / suffix
+    rep = out / "models" / suffix
     for f in ("cross_task-surge-nspitch.pdf", "cross_task-esc50-gise51.pdf", "cross_task-vc1-cremad_gender.pdf",
               "within_task-gtzan.pdf", "within_task-cremad.pdf", "within_task-voxforge.pdf",
               f"task_level_neuron_statistics_{suffix}.csv"):

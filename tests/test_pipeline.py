@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from analysis.pipeline import PipelineError, load_config, main
+from analysis.app.cli import main as cli_main
+from analysis.app.config import PipelineError, load_config
 
 pytest.importorskip("soundfile")
 
@@ -37,6 +38,11 @@ def _config(root: Path, out: Path, **over) -> dict:
     return cfg
 
 
+def main(argv: list[str]) -> int:
+    """``python -m analysis pipeline <argv>``."""
+    return cli_main(["pipeline", *argv])
+
+
 def _write(cfg: dict, path: Path) -> Path:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     return path
@@ -58,8 +64,8 @@ def test_pipeline_writes_every_stage_output(pipeline_run):
     for f in ("over_zero.pt", "stats.pt", "features.pt", "gts.pt", "index.csv", "manifest.json", "classes.txt",
               "neurons.csv", "neurons.pt", "stability.csv", "threshold_sweep.csv"):
         assert (run / f).is_file(), f
-    assert (out / "reports" / "crepe_tiny" / "task_level_neuron_statistics_crepe_tiny.csv").is_file()
-    assert (out / "reports" / "crepe_tiny" / "within_task-synth_octave_sine.pdf").is_file()
+    assert (out / "models" / "crepe_tiny" / "task_level_neuron_statistics_crepe_tiny.csv").is_file()
+    assert (out / "models" / "crepe_tiny" / "within_task-synth_octave_sine.pdf").is_file()
     probe = pd.read_csv(out / "probes" / "synth_octave_sine_crepe_tiny" / "probe_results.csv", dtype={"seed": str})
     assert list(probe["seed"]) == ["42", "43", "mean", "std"]
     abl = out / "ablation" / "synth_octave_sine_crepe_tiny"
@@ -140,8 +146,9 @@ def test_changed_config_is_refused_then_forced(pipeline_run, tmp_path, capsys):
 
 def test_failing_stage_names_itself_and_keeps_completed_outputs(synthetic_root, tmp_path, capsys):
     cfg = _config(synthetic_root, tmp_path / "out")
-    cfg["models"]["broken"] = {"class_path": "lightning_modules.encoders.CrepeEncoder",
-                               "init_args": {"capacity": "huge"}}
+    # a valid config whose model cannot be built when its stage runs (the checkpoint file is missing)
+    cfg["models"]["broken"] = {"class_path": "lightning_modules.encoders.M2DEncoder",
+                               "init_args": {"checkpoint": str(tmp_path / "missing" / "checkpoint.pth")}}
     path = _write(cfg, tmp_path / "p.yaml")
     assert main(["--config", str(path), "--only", "stats", "identify"]) == 1
     err = capsys.readouterr().err
@@ -188,7 +195,7 @@ def test_malformed_yaml_names_file(tmp_path):
 def test_every_pipeline_config_loads_and_builds_its_stages(path, tmp_path, monkeypatch):
     """Each shipped pipeline YAML validates; its stage list covers every (model, task); the demo's models
     (no checkpoint needed) are instantiated for real."""
-    from analysis.pipeline import Pipeline, instantiate
+    from analysis.app.pipeline import Pipeline, instantiate
 
     for var in ("EVAR", "M2D_CHECKPOINT", "VIT_CHECKPOINT"):
         monkeypatch.setenv(var, str(tmp_path / var.lower()))
@@ -247,7 +254,7 @@ def test_each_stage_is_logged_once(tmp_path, capsys):
     import io
     import logging
 
-    from analysis.pipeline import Runner, Stage
+    from analysis.app.runner import Runner, Stage
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -268,3 +275,21 @@ def test_each_stage_is_logged_once(tmp_path, capsys):
     assert len(lines) == 3, lines
     assert "running" in lines[0] and "done in" in lines[1] and "skipped" in lines[2]
     assert "demo-k" not in capsys.readouterr().out  # no second copy printed to stdout
+
+
+def test_compare_outputs_finds_a_changed_result(pipeline_run, tmp_path):
+    """tests/compare_outputs.py (the refactor check): a copy is identical, a changed CSV is reported."""
+    import shutil
+
+    from compare_outputs import compare
+
+    _, out = pipeline_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    assert compare(out, copy, {}) == []
+    csv = copy / "ablation" / "synth_octave_sine_crepe_tiny" / "ablation.csv"
+    csv.write_text(csv.read_text().replace("baseline", "baselinX", 1))
+    (copy / "runs" / "synth_octave_sine_crepe_tiny" / "neurons.pt").unlink()
+    diffs = compare(out, copy, {})
+    assert "differs: ablation/synth_octave_sine_crepe_tiny/ablation.csv" in diffs
+    assert f"only in {out}: runs/synth_octave_sine_crepe_tiny/neurons.pt" in diffs

@@ -14,8 +14,8 @@ from pypdf import PdfReader
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fake_run import planted_counts, write_fake_run  # noqa: E402
 
-from analysis.cli import main  # noqa: E402
-from analysis.report import ReportSpec, TABLE_COLUMNS, build_report  # noqa: E402
+from analysis.app.cli import main  # noqa: E402
+from analysis.app.report import ReportSpec, TABLE_COLUMNS, build_report  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 L, N = 3, 40
@@ -100,7 +100,7 @@ def test_pdfs_read_back_with_expected_axes(out):
 
 
 def test_cross_task_jaccard_matches_sets(out):
-    from analysis.report import cross_task, load_task_neurons
+    from analysis.app.report import cross_task, load_task_neurons
 
     a, b = load_task_neurons(out / "alpha_m"), load_task_neurons(out / "beta_m")
     jac, per_layer = cross_task(a, b)
@@ -180,7 +180,7 @@ def test_bad_report_config_is_a_clear_error(tmp_path):
 
 
 def test_report_rejects_absent_neurons_in_neurons_pt(tmp_path):
-    from analysis.report import load_task_neurons
+    from analysis.app.report import load_task_neurons
 
     count, n, _ = planted_counts(2, 8, 2, 100, per_class=1, seed=9)
     d = write_fake_run(tmp_path, "t", "m", count, n, site_neurons=[8, 4])

@@ -12,7 +12,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fake_run import planted_counts, write_fake_run  # noqa: E402
 
-from analysis.cli import main  # noqa: E402
+from analysis.app.cli import main  # noqa: E402
 from analysis.stability import bootstrap_stability, resample_probabilities, threshold_sweep  # noqa: E402
 
 STAB_COLS = ["class", "n_neurons", "mean_size", "size_low", "size_high", "mean_jaccard", "jaccard_low", "jaccard_high",

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from analysis.io import OutputExistsError
+from analysis.runs.atomic import OutputExistsError
 from callbacks import ActivationStatsCallback
 from test_activation_stats import ToyEncoder, brute_force, toy_data
 

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from analysis.io import OutputExistsError
+from analysis.runs.atomic import OutputExistsError
 from conftest import REPO_ROOT, SYNTHETIC_CLIPS_PER_CLASS, SYNTHETIC_DURATION, SYNTHETIC_TASKS
 from datamodules import EVARDataModule
 from datamodules.synthetic import write_task
@@ -124,7 +124,7 @@ def test_bad_arguments(tmp_path):
 
 @pytest.mark.slow
 def test_cli(tmp_path):
-    cmd = [sys.executable, "-m", "datamodules.synthetic", "--out", str(tmp_path / "cli"), "--task",
+    cmd = [sys.executable, "-m", "analysis", "synth", "--out", str(tmp_path / "cli"), "--task",
            "synth_octave_sine", "--seed", "4", "--clips-per-class", "3", "--duration", "0.2"]
     res = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr

@@ -1,6 +1,6 @@
-"""M2D (Masked Modeling Duo) audio ViT encoder, loaded from official checkpoints (design §4).
+"""M2D (Masked Modeling Duo) audio ViT encoder, loaded from official checkpoints.
 
-Written from the behavioural description in design §4 and checked against the official-code fixture
+Written from the behaviour of the official code and checked against the official-code fixture
 ``tests/fixtures/m2d_reference`` (tests/test_m2d_parity.py); no official code is copied.
 
 Pipeline for audio ``[B, S]`` at ``sample_rate``:

@@ -1,6 +1,6 @@
 """Log-mel front end of M2D-style audio ViTs, in plain torch (no torchaudio, no nnAudio).
 
-Behaviour (design §4):
+Behaviour (the official M2D front end):
 
 * periodic Hann window of ``win_length`` samples (centred in ``n_fft`` when shorter);
 * STFT as two strided ``conv1d`` with windowed cosine / sine kernels (``n_fft // 2 + 1`` bins),

@@ -1,4 +1,4 @@
-"""Generic timm ViT on the M2D log-mel front end (design §4, "Generic timm ViT").
+"""Generic timm ViT on the M2D log-mel front end.
 
 ``timm.create_model(model_name, pretrained=False, in_chans=1, img_size=(n_mels, input_frames),
 patch_size=patch_size, num_classes=0, **model_kwargs)``; nothing is downloaded, weights come only from

@@ -1,4 +1,4 @@
-"""Atomic, no-silent-overwrite output helpers shared by every stage.
+"""Atomic, no-silent-overwrite writes: the only way aape puts a result on disk.
 
 Every result file is written to a temporary file in the same folder and renamed into place, so a crash
 never leaves a half-written result. Writing over an existing result is an error unless
@@ -74,6 +74,21 @@ def save_figure(fig: "Any", path: str | os.PathLike, overwrite: bool = False, **
     """Save a matplotlib figure (format from the suffix of ``path``) atomically."""
     fmt = Path(path).suffix.lstrip(".") or "pdf"
     return _atomic(path, lambda tmp: fig.savefig(tmp, format=fmt, **kwargs), overwrite)
+
+
+def save_pdf(fig: "Any", path: str | os.PathLike, overwrite: bool = False, close: bool = True,
+             **kwargs: Any) -> Path:
+    """Write ``fig`` as a one-page PDF atomically with TrueType text (titles and labels stay searchable);
+    close it unless ``close=False``."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    try:
+        with matplotlib.rc_context({"pdf.fonttype": 42}):
+            return save_figure(fig, path, overwrite=overwrite, **kwargs)
+    finally:
+        if close:
+            plt.close(fig)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

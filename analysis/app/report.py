@@ -1,4 +1,4 @@
-"""The study's reports over all runs of one model suffix (design §7): the task statistics table and the
+"""``report``: the study's reports over all runs of one model suffix: the task statistics table and the
 cross-/within-task figures, optionally mirrored to TensorBoard.
 
 ``task_level_neuron_statistics_<suffix>.csv`` — one row per task (columns: see :data:`TABLE_COLUMNS` and
@@ -22,15 +22,17 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
-import torch
+import torch  # noqa: F401 - the doctests build masks with it
 import yaml
 from torch import Tensor
+from torch.utils.tensorboard import SummaryWriter
 
-from analysis import io
 from analysis.aape import absent_neurons, neurons_to_masks
-from analysis.figures import cross_task_figure, save_pdf, within_task_figure
+from analysis.figures import cross_task_figure, within_task_figure
 from analysis.overlap import jaccard_matrix, per_layer_counts, shared_per_layer, union_mask
-from analysis.runs import NEURONS_CSV, Run, check_same_model, find_runs, read_neurons, read_run
+from analysis.runs.atomic import check_writable, save_csv, save_pdf
+from analysis.runs.layout import NEURONS_PT, cross_task_name, model_report_folder, task_table_name, within_task_name
+from analysis.runs.read import Run, check_same_model, count_selected, find_runs, read_neurons, read_run
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +64,10 @@ def load_task_neurons(run_dir: str | Path, suffix: str | None = None) -> TaskNeu
     masks = neurons_to_masks(neurons, C, (L, N))
     absent = absent_neurons(run.over_zero)
     if bool((masks & absent).any()):
-        raise ValueError(f"{run.path / 'neurons.pt'}: contains neurons that are absent (NaN) in over_zero.pt")
-    csv = run.path / NEURONS_CSV
-    n_sel = len(pd.read_csv(csv)) if csv.is_file() else int(union_mask(masks).sum())
+        raise ValueError(f"{run.path / NEURONS_PT}: contains neurons that are absent (NaN) in the statistics")
+    n_sel = count_selected(run.path)
+    if n_sel is None:
+        n_sel = int(union_mask(masks).sum())
     return TaskNeurons(run=run, masks=masks, n_selected=n_sel)
 
 
@@ -114,6 +117,10 @@ class ReportSpec:
     cross_task: list[tuple[str, str]] = field(default_factory=list)
     within_task: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.cross_task = [(str(a), str(b)) for a, b in self.cross_task]
+        self.within_task = [str(t) for t in self.within_task]
+
     @staticmethod
     def from_yaml(paths: Iterable[str | Path]) -> "ReportSpec":
         spec = ReportSpec()
@@ -125,10 +132,10 @@ class ReportSpec:
                 raise ValueError(f"{p}: cannot read report config: {e}") from e
             if not isinstance(cfg, dict):
                 raise ValueError(f"{p}: expected a mapping with keys cross_task / within_task")
-            unknown = set(cfg) - {"cross_task", "within_task", "top_rate", "description"}
+            unknown = set(cfg) - {"cross_task", "within_task", "description"}
             if unknown:
                 raise ValueError(f"{p}: unknown keys {sorted(unknown)} (allowed: cross_task, within_task, "
-                                 f"top_rate, description)")
+                                 f"description)")
             for i, pair in enumerate(cfg.get("cross_task") or []):
                 if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
                     raise ValueError(f"{p}: cross_task[{i}] must be a pair [task_a, task_b], got {pair!r}")
@@ -176,7 +183,7 @@ def build_report(
     runs = find_runs(out, suffix)
     if not runs:
         raise FileNotFoundError(f"{out}: no run folders '<task>_{suffix}' with over_zero.pt")
-    dest = Path(dest) if dest is not None else Path(out) / f"report_{suffix}"
+    dest = Path(dest) if dest is not None else model_report_folder(out, suffix)
     if spec is None:
         spec = ReportSpec(within_task=list(runs))
     needed = {t for pair in spec.cross_task for t in pair} | set(spec.within_task)
@@ -184,14 +191,14 @@ def build_report(
     if missing:
         raise FileNotFoundError(f"{out}: no run folder for task(s) {missing} with suffix '{suffix}' "
                                 f"(found: {sorted(runs)})")
-    table_path = dest / f"task_level_neuron_statistics_{suffix}.csv"
+    table_path = dest / task_table_name(suffix)
     targets = {"table": table_path}
     for a, b in spec.cross_task:
-        targets[f"cross_task-{a}-{b}"] = dest / f"cross_task-{a}-{b}.pdf"
+        targets[f"cross_task-{a}-{b}"] = dest / cross_task_name(a, b)
     for t in spec.within_task:
-        targets[f"within_task-{t}"] = dest / f"within_task-{t}.pdf"
+        targets[f"within_task-{t}"] = dest / within_task_name(t)
     for p in targets.values():
-        io.check_writable(p, overwrite)
+        check_writable(p, overwrite)
 
     tasks = {t: load_task_neurons(d, suffix) for t, d in runs.items()}
     for t, tn in tasks.items():  # keep the folder's task name (manifest may differ in spelling)
@@ -203,13 +210,9 @@ def build_report(
     df = pd.DataFrame(rows)
     layer_cols = sorted([c for c in df.columns if c.startswith("layer_")], key=lambda c: int(c[6:]))
     df = df[TABLE_COLUMNS + layer_cols]
-    writer = None
-    if tensorboard is not None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(tensorboard))
+    writer = SummaryWriter(str(tensorboard)) if tensorboard is not None else None
     try:
-        io.save_csv(df, table_path, overwrite)
+        save_csv(df, table_path, overwrite)
         if writer is not None:
             writer.add_text(f"task_level_neuron_statistics_{suffix}", _table_markdown(df))
             for r in rows:

@@ -1,4 +1,5 @@
-"""The pipeline's headline table and human-readable report (``summary.md``, ``index.html``).
+"""``summary``: the headline tables and the human-readable report of a pipeline run (``report/summary.md``,
+``report/index.html``, ``report/headline.csv``, ``report/tasks.csv``).
 
 Every number here is computed from the stage outputs (``neurons.pt``/``classes.txt`` of the statistics
 run folder and ``ablation.csv`` of the ablation stage), never typed: :func:`headline_rows` is a plain
@@ -11,14 +12,17 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from analysis.runs import read_classes, read_neurons, read_over_zero
-
-ALL = "ALL"
+from analysis.ablation import ALL_CLASSES as ALL
+from analysis.runs.atomic import save_csv, save_text
+from analysis.runs.layout import (ABLATION_CSV, HEADLINE_CSV, INDEX_HTML, PROBE_RESULTS, SUMMARY_MD, TASKS_CSV,
+                                  OutputTree)
+from analysis.runs.read import (read_classes, read_manifest, read_neurons, read_over_zero, read_table,
+                                selection_warnings)
 
 HEADLINE_COLUMNS = [
     "model", "task", "class", "neurons", "on_target_delta", "random_delta_mean", "random_delta_lo",
@@ -48,8 +52,7 @@ def headline_rows(model: str, task: str, run_dir: str | Path, ablation_csv: str 
     95% interval over draws), and the mean change of the other classes (``off_target_delta_mean``).
     Classes without neurons get NaN deltas (nothing was ablated)."""
     counts = neurons_per_class(run_dir)
-    t = pd.read_csv(ablation_csv, keep_default_na=False, na_values=[""])
-    t["class"] = t["class"].astype(str)
+    t = read_table(ablation_csv)
     base = t[t["kind"] == "baseline"].set_index("class")["accuracy"]
     rows = []
     for c, n in counts.items():
@@ -75,8 +78,7 @@ def task_rows(headline: pd.DataFrame, ablation: dict[tuple[str, str], str | Path
     """One row per (model, task), aggregated from :func:`headline_rows`."""
     rows = []
     for (model, task), g in headline.groupby(["model", "task"], sort=False):
-        t = pd.read_csv(ablation[(model, task)], keep_default_na=False, na_values=[""])
-        t["class"] = t["class"].astype(str)
+        t = read_table(ablation[(model, task)])
         base = t[(t["kind"] == "baseline") & (t["class"] == ALL)]["accuracy"]
         covered = g[g["neurons"] > 0]
         rows.append(dict(
@@ -131,14 +133,6 @@ class ReportInputs:
     files: list[str]
     manifests: dict[str, dict]
     probe: Optional[pd.DataFrame] = None
-
-
-def selection_warnings(run_dir: str | Path) -> list[str]:
-    """Warnings the AAPE selection recorded in ``neurons.json`` (e.g. saturated quantiles)."""
-    p = Path(run_dir) / "neurons.json"
-    if not p.exists():
-        return []
-    return [str(w) for w in json.loads(p.read_text(encoding="utf-8")).get("warnings", [])]
 
 
 def findings(tasks: pd.DataFrame, warnings: Optional[dict[tuple[str, str], list[str]]] = None) -> list[str]:
@@ -205,3 +199,50 @@ def write_index_html(inp: ReportInputs) -> str:
         + "<h2>Per class</h2>" + html_table(inp.headline) + probe
         + f"<h2>Figures</h2>{figs}<h2>Files</h2><ul>{files}</ul><h2>Manifests</h2>{mani}</body></html>"
     )
+
+
+def result_files(tree: OutputTree) -> list[str]:
+    """Result files under the output root (relative, sorted), leaving out hidden folders (stage markers,
+    staging), TensorBoard logs, the synthetic audio and the report folder itself."""
+    files = []
+    for p in tree.root.rglob("*"):
+        rel = p.relative_to(tree.root)
+        if (not p.is_file() or p.parent == tree.report or any(part.startswith(".") for part in rel.parts)
+                or p.is_relative_to(tree.tensorboard) or p.is_relative_to(tree.synthetic_evar_root / "work")):
+            continue
+        files.append(rel.as_posix())
+    return sorted(files)
+
+
+def write_summary(tree: OutputTree, models: Iterable[str], tasks: Iterable[str], overwrite: bool = False) -> list[Path]:
+    """``report/summary.md``, ``report/index.html``, ``report/headline.csv`` and ``report/tasks.csv`` of
+    a pipeline run, from the stage outputs of every (model, task). Returns the files written."""
+    heads, abl, manifests, probes, notes = [], {}, {}, [], {}
+    tasks = list(tasks)
+    for model in models:
+        for task in tasks:
+            rd, csv = tree.run(task, model), tree.ablation(task, model) / ABLATION_CSV
+            abl[(model, task)] = csv
+            notes[(model, task)] = selection_warnings(rd)
+            heads.append(headline_rows(model, task, rd, csv))
+            manifests[str(rd.relative_to(tree.root))] = read_manifest(rd)
+            pr = tree.probe(task, model) / PROBE_RESULTS
+            if pr.exists():
+                df = pd.read_csv(pr)
+                df.insert(0, "task", task)
+                df.insert(0, "model", model)
+                probes.append(df)
+    headline = pd.concat(heads, ignore_index=True)
+    task_table = task_rows(headline, abl)
+    files = result_files(tree)
+    work = tree.synthetic_evar_root / "work"
+    inp = ReportInputs(tasks=task_table, headline=headline, findings=findings(task_table, notes),
+                       figures=["../" + f for f in files if f.endswith(".pdf")],
+                       files=["../" + f for f in files]
+                       + ([f"../{work.relative_to(tree.root).as_posix()}/"] if work.is_dir() else []),
+                       manifests=manifests, probe=pd.concat(probes, ignore_index=True) if probes else None)
+    dest = tree.report
+    return [save_csv(headline, dest / HEADLINE_CSV, overwrite=overwrite),
+            save_csv(task_table, dest / TASKS_CSV, overwrite=overwrite),
+            save_text(write_summary_md(inp), dest / SUMMARY_MD, overwrite=overwrite),
+            save_text(write_index_html(inp), dest / INDEX_HTML, overwrite=overwrite)]

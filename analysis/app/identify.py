@@ -1,4 +1,4 @@
-"""Folder-level AAPE identification: read a run folder, select neurons, write ``neurons.csv`` /
+"""``identify``: read a run folder, select neurons (:func:`analysis.aape.identify`), write ``neurons.csv`` /
 ``neurons.pt`` / ``neurons.json`` next to the statistics (``python -m analysis identify --run <dir>``).
 
 ``neurons.csv`` has one row per selected neuron, in rank order (lowest entropy first):
@@ -19,12 +19,13 @@ from typing import Mapping
 
 import pandas as pd
 
-from analysis import io
-from analysis.aape import Identification, Mode, default_top_rate, identify
-from analysis.runs import NEURONS_CSV, NEURONS_PT, Run, read_run
+from analysis.aape import ACTIVATION_BAR_RATIO, FILTER_RATE, Identification, Mode, identify, resolve_top_rate
+from analysis.runs.layout import NEURONS_FILES
+from analysis.runs.read import Run, read_run
+from analysis.runs.write import write_neurons
+from analysis.runs.atomic import check_writable
 
 log = logging.getLogger(__name__)
-NEURONS_JSON = "neurons.json"
 
 
 def neurons_table(result: Identification, classes: list[str], sites: list[str]) -> pd.DataFrame:
@@ -59,8 +60,8 @@ def neurons_table(result: Identification, classes: list[str], sites: list[str]) 
     return pd.DataFrame(data)
 
 
-def summary(result: Identification, run: Run) -> dict[str, object]:
-    """The ``neurons.json`` content."""
+def selection_record(result: Identification, run: Run) -> dict[str, object]:
+    """The ``neurons.json`` content: thresholds, options, counts and warnings of one selection."""
     per_class = result.class_masks().flatten(1).sum(1).tolist()
     return {
         "run": str(run.path),
@@ -86,29 +87,32 @@ def identify_run(
     *,
     mode: Mode = "default",
     top_rate: float | None = None,
-    filter_rate: float = 0.95,
-    activation_bar_ratio: float = 0.95,
+    filter_rate: float = FILTER_RATE,
+    activation_bar_ratio: float = ACTIVATION_BAR_RATIO,
     top_rate_table: Mapping[str, float] | None = None,
     overwrite: bool = False,
 ) -> tuple[Identification, Run]:
     """Select neurons for the run in ``run_dir`` and write ``neurons.csv``, ``neurons.pt``,
     ``neurons.json`` there (atomically; refused if they exist unless ``overwrite``).
 
-    ``top_rate=None`` uses :func:`analysis.aape.default_top_rate` of the run's task (``top_rate_table``
-    overrides the built-in per-task table).
+    Args:
+        run_dir: a statistics run folder.
+        mode: ``default`` (LAPE's defects fixed) or ``lape`` (LAPE's identify.py exactly).
+        top_rate: share of neurons selected by lowest entropy; None = the study's value for the run's
+            task (:func:`analysis.aape.resolve_top_rate`, ``top_rate_table`` overriding it per task).
+        filter_rate: quantile a neuron must exceed for some class to be a candidate.
+        activation_bar_ratio: quantile a selected neuron must exceed for a class to be assigned.
+        top_rate_table: task → top_rate (may hold ``default``).
+        overwrite: replace existing neurons files.
     """
     d = Path(run_dir)
-    outs = [d / NEURONS_CSV, d / NEURONS_PT, d / NEURONS_JSON]
-    for o in outs:
-        io.check_writable(o, overwrite)
+    for name in NEURONS_FILES:
+        check_writable(d / name, overwrite)
     run = read_run(d, stats=True)
-    if top_rate is None:
-        top_rate = default_top_rate(run.task, top_rate_table)
-        log.info("%s: task %s → top_rate %s", d, run.task, top_rate)
+    top_rate = resolve_top_rate(run.task, top_rate, top_rate_table)
+    log.info("%s: task %s → top_rate %s", d, run.task, top_rate)
     result = identify(run.over_zero, mode=mode, top_rate=top_rate, filter_rate=filter_rate,
                       activation_bar_ratio=activation_bar_ratio)
-    table = neurons_table(result, run.classes, run.sites)
-    io.save_torch(result.neurons, outs[1], overwrite)
-    io.save_csv(table, outs[0], overwrite)
-    io.save_json(summary(result, run), outs[2], overwrite)
+    write_neurons(d, neurons_table(result, run.classes, run.sites), result.neurons, selection_record(result, run),
+                  overwrite)
     return result, run

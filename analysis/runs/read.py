@@ -1,16 +1,8 @@
-"""Reading a neuron-statistics run folder ``<out>/<task>_<suffix>/`` (design §5).
+"""Readers of aape's outputs (file names: :mod:`analysis.runs.layout`).
 
-Files read here:
-
-* ``over_zero.pt`` — float32 ``[L, N, C]`` activation probabilities; NaN = neuron absent (ragged sites).
-* ``classes.txt`` — one class name per line, index order (``C`` lines).
-* ``stats.pt`` — dict with at least ``count`` int64 ``[L, N, C]``, ``n_tokens`` int64 ``[C]``,
-  ``n_clips`` int64 ``[C]``, ``act_sum`` float64 ``[L, N]``, ``sites`` list[str], ``classes`` list[str];
-  optionally ``site_neurons`` list[int].
-* ``manifest.json`` — provenance (config, checkpoint sha256, ...); read as a plain dict.
-* ``neurons.pt`` — written by ``python -m analysis identify`` (class → layer → LongTensor).
-
-Every reader raises ``ValueError``/``FileNotFoundError`` naming the file and the problem.
+Every ``torch.load`` of a run folder happens here, always with ``weights_only=True`` (tensors and plain
+containers only: a file cannot run code when read). Every reader raises ``ValueError`` /
+``FileNotFoundError`` naming the file and the problem.
 """
 from __future__ import annotations
 
@@ -19,17 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import Tensor
 
 from analysis.aape import absent_neurons
-
-OVER_ZERO = "over_zero.pt"
-CLASSES = "classes.txt"
-STATS = "stats.pt"
-MANIFEST = "manifest.json"
-NEURONS_PT = "neurons.pt"
-NEURONS_CSV = "neurons.csv"
+from analysis.runs.layout import (CLASSES, FEATURES, GTS, INDEX, MANIFEST, NEURONS_CSV, NEURONS_JSON, NEURONS_PT,
+                                  OVER_ZERO, PROBE_RESULTS, SPLITS, STATS)
 
 
 def _need(path: Path) -> Path:
@@ -38,7 +26,10 @@ def _need(path: Path) -> Path:
     return path
 
 
-def _load_torch(path: Path) -> Any:
+def load_tensor_file(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU; a missing file is ``FileNotFoundError``, anything
+    unreadable (corrupt, or pickled objects other than tensors and containers) a ``ValueError`` naming it."""
+    path = Path(path)
     try:
         return torch.load(_need(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -67,7 +58,7 @@ def read_classes(run_dir: str | Path) -> list[str]:
 def read_over_zero(run_dir: str | Path) -> Tensor:
     """``over_zero.pt`` as float32 ``[L, N, C]`` (checked: 3-D, values in [0, 1] or NaN)."""
     path = Path(run_dir) / OVER_ZERO
-    t = _load_torch(path)
+    t = load_tensor_file(path)
     if not isinstance(t, Tensor) or t.dim() != 3:
         raise ValueError(f"{path}: expected a tensor [L, N, C], got {type(t).__name__} "
                          f"{tuple(t.shape) if isinstance(t, Tensor) else ''}")
@@ -79,9 +70,9 @@ def read_over_zero(run_dir: str | Path) -> Tensor:
 
 
 def read_stats(run_dir: str | Path) -> dict[str, Any]:
-    """``stats.pt`` dict (checked: the keys of design §10 with consistent shapes)."""
+    """``stats.pt`` dict (checked: the required keys, with consistent shapes)."""
     path = Path(run_dir) / STATS
-    s = _load_torch(path)
+    s = load_tensor_file(path)
     if not isinstance(s, dict):
         raise ValueError(f"{path}: expected a dict, got {type(s).__name__}")
     missing = [k for k in ("count", "n_tokens", "n_clips", "sites", "classes") if k not in s]
@@ -217,7 +208,7 @@ def read_neurons(run_dir: str | Path, num_classes: int, num_layers: int) -> list
     path = Path(run_dir) / NEURONS_PT
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found; run `python -m analysis identify --run {run_dir}` first")
-    obj = _load_torch(path)
+    obj = load_tensor_file(path)
     if not isinstance(obj, list) or len(obj) > num_classes:
         raise ValueError(f"{path}: expected a list of at most {num_classes} classes")
     out: list[list[Tensor]] = []
@@ -228,6 +219,136 @@ def read_neurons(run_dir: str | Path, num_classes: int, num_layers: int) -> list
     empty = [torch.zeros(0, dtype=torch.long) for _ in range(num_layers)]
     out += [list(empty) for _ in range(num_classes - len(out))]
     return out
+
+
+@dataclass
+class Features:
+    """The embeddings of a run folder: ``features`` float32 ``[clips, E]``, ``gts`` int64 ``[clips]`` or
+    float32 multi-hot ``[clips, C]``, ``rows`` split → sorted LongTensor of feature rows, ``classes``."""
+
+    features: Tensor
+    gts: Tensor
+    rows: dict[str, Tensor]
+    classes: list[str]
+
+
+def read_features(run_dir: str | Path) -> Features:
+    """``features.pt``, ``gts.pt``, ``index.csv`` and ``classes.txt`` of a run folder, checked against
+    each other (row counts, label range, finite values, splits)."""
+    d = Path(run_dir)
+    for f in (FEATURES, GTS, INDEX, CLASSES):
+        if not (d / f).exists():
+            raise FileNotFoundError(f"{d / f} not found (a statistics run folder with embeddings is needed)")
+    classes = read_classes(d)
+    feats, gts = load_tensor_file(d / FEATURES), load_tensor_file(d / GTS)
+    if not isinstance(feats, Tensor) or feats.dim() != 2:
+        raise ValueError(f"{d / FEATURES}: expected a float tensor [N, E], got "
+                         f"{getattr(feats, 'shape', type(feats).__name__)}")
+    if not torch.isfinite(feats).all():
+        bad = (~torch.isfinite(feats)).any(1).nonzero().flatten()[:5].tolist()
+        raise ValueError(f"{d / FEATURES}: non-finite values in rows {bad}")
+    N, C = feats.shape[0], len(classes)
+    if not isinstance(gts, Tensor):
+        raise ValueError(f"{d / GTS}: expected a tensor, got {type(gts).__name__}")
+    if gts.shape[0] != N:
+        raise ValueError(f"{d / GTS}: {gts.shape[0]} rows, {FEATURES} has {N}")
+    if gts.dim() == 1:
+        gts = gts.long()
+        if gts.numel() and (gts.min() < 0 or gts.max() >= C):
+            raise ValueError(f"{d / GTS}: labels outside 0..{C - 1} ({CLASSES} has {C} classes)")
+    elif gts.dim() == 2:
+        if gts.shape[1] != C:
+            raise ValueError(f"{d / GTS}: multi-hot width {gts.shape[1]}, {CLASSES} has {C} classes")
+        gts = gts.float()
+    else:
+        raise ValueError(f"{d / GTS}: expected [N] or [N, C], got {tuple(gts.shape)}")
+    idx = pd.read_csv(d / INDEX)
+    missing = {"row", "split"} - set(idx.columns)
+    if missing:
+        raise ValueError(f"{d / INDEX}: missing columns {sorted(missing)} (has {list(idx.columns)})")
+    rows = idx["row"].to_numpy()
+    if sorted(rows.tolist()) != list(range(N)):
+        raise ValueError(f"{d / INDEX}: column row must list 0..{N - 1} once each ({FEATURES} rows)")
+    splits = idx["split"].astype(str).to_numpy()
+    bad = sorted(set(splits) - set(SPLITS))
+    if bad:
+        i = int(next(k for k, s in enumerate(splits) if s in bad))
+        raise ValueError(f"{d / INDEX}: row {i}: split {splits[i]!r} not one of {SPLITS}")
+    by_split = {s: torch.as_tensor(sorted(rows[splits == s].tolist()), dtype=torch.long) for s in SPLITS}
+    return Features(features=feats.float(), gts=gts, rows=by_split, classes=classes)
+
+
+def read_ranking(run_dir: str | Path) -> dict[tuple[int, int], float]:
+    """(layer, neuron) → AAPE rank from ``neurons.csv`` (column ``rank``, else ``entropy``; lower = better)."""
+    p = Path(run_dir) / NEURONS_CSV
+    if not p.exists():
+        raise FileNotFoundError(f"{p} not found (needed for the top-k grid)")
+    df = pd.read_csv(p)
+    key = "rank" if "rank" in df.columns else "entropy" if "entropy" in df.columns else None
+    if key is None or not {"layer", "neuron"} <= set(df.columns):
+        raise ValueError(f"{p}: needs columns layer, neuron and rank (or entropy); has {list(df.columns)}")
+    return {(int(r.layer), int(r.neuron)): float(getattr(r, key)) for r in df.itertuples()}
+
+
+def count_selected(run_dir: str | Path) -> int | None:
+    """Rows of ``neurons.csv`` (neurons selected by lowest entropy), None when the file is absent."""
+    p = Path(run_dir) / NEURONS_CSV
+    return len(pd.read_csv(p)) if p.is_file() else None
+
+
+def selection_warnings(run_dir: str | Path) -> list[str]:
+    """Warnings the AAPE selection recorded in ``neurons.json`` (e.g. saturated quantiles); [] if absent."""
+    p = Path(run_dir) / NEURONS_JSON
+    if not p.exists():
+        return []
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p}: invalid JSON: {e}") from e
+    return [str(w) for w in data.get("warnings", [])]
+
+
+def read_probe_results(probe_dir: str | Path) -> pd.DataFrame:
+    """``probe_results.csv`` (seed rows, then ``mean`` and ``std``); column ``seed`` as text."""
+    csv = Path(probe_dir) / PROBE_RESULTS
+    if not csv.exists():
+        raise FileNotFoundError(f"{csv} not found; fit the probe first (python -m analysis probe)")
+    return pd.read_csv(csv, dtype={"seed": str})
+
+
+def best_checkpoint(probe_dir: str | Path) -> Path:
+    """The checkpoint of the seed with the highest validation score in ``probe_results.csv`` (ties: the
+    first seed listed). Chosen on validation, never on test."""
+    d = Path(probe_dir)
+    df = read_probe_results(d)
+    df = df[~df["seed"].isin(["mean", "std"])]
+    if df.empty:
+        raise ValueError(f"{d / PROBE_RESULTS}: no seed rows")
+    best = df.iloc[int(df["val_score"].to_numpy().argmax())]
+    p = d / str(best["checkpoint"])
+    if not p.exists():
+        raise FileNotFoundError(f"{p} (listed in {d / PROBE_RESULTS}) not found")
+    return p
+
+
+def read_checkpoint_epoch(path: str | Path) -> int:
+    """The ``epoch`` of a Lightning checkpoint (read with ``weights_only=True``)."""
+    ckpt = load_tensor_file(path)
+    if not isinstance(ckpt, dict) or "epoch" not in ckpt:
+        raise ValueError(f"{path}: not a Lightning checkpoint (no 'epoch')")
+    return int(ckpt["epoch"])
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A result CSV whose text columns may hold class names such as ``NA`` or ``None`` (read as text; only
+    empty cells are missing values)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} not found")
+    t = pd.read_csv(p, keep_default_na=False, na_values=[""])
+    if "class" in t.columns:
+        t["class"] = t["class"].astype(str)
+    return t
 
 
 def model_identity(run: Run) -> dict[str, Any]:

@@ -1,0 +1,241 @@
+"""``python -m analysis <verb>``: every step of aape that is not a Lightning stage (those run through
+``python train.py fit|test|predict``). Each verb calls the same public function as the pipeline's stage.
+
+Existing outputs are refused (exit code 2, the message names the file) unless ``--overwrite``.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence
+
+import yaml
+
+from analysis.aape import ACTIVATION_BAR_RATIO, FILTER_RATE
+from analysis.app.config import PipelineError, load_config
+from analysis.app.identify import identify_run
+from analysis.app.pipeline import add_arguments as add_pipeline_arguments
+from analysis.app.pipeline import run_pipeline
+from analysis.app.probe import fit_seeds
+from analysis.app.report import ReportSpec, build_report
+from analysis.app.stability import stability_run
+from analysis.app.summary import write_summary
+from analysis.runs.atomic import OutputExistsError
+from analysis.runs.layout import OutputTree
+from analysis.stability import REPLICATES
+from datamodules.synthetic import FAMILIES, write_task
+
+#: verb → (one-line help, add its arguments, run it). Filled by :func:`verb` below.
+VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+
+
+def default(fn: Callable, name: str) -> object:
+    """The default of parameter ``name`` of ``fn``: the CLI shows the function's own defaults."""
+    return inspect.signature(fn).parameters[name].default
+
+
+def _print_paths(paths: Iterable[Path]) -> int:
+    for path in paths:
+        print(path)
+    return 0
+
+
+def verb(name: str, help: str, add: Callable[[argparse.ArgumentParser], None]):
+    def register(run: Callable[[argparse.Namespace], int]):
+        VERBS[name] = (help, add, run)
+        return run
+
+    return register
+
+
+# -- synth ----------------------------------------------------------------------------------------------
+def _synth_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="EVAR root to write into")
+    p.add_argument("--task", nargs="+", required=True, choices=sorted(FAMILIES), help="task name(s)")
+    p.add_argument("--seed", type=int, required=True, help="random seed (same seed -> identical files)")
+    p.add_argument("--clips-per-class", type=int, default=default(write_task, "clips_per_class"),
+                   help="clips per octave class (default %(default)s)")
+    p.add_argument("--duration", type=float, default=default(write_task, "duration"),
+                   help="clip length in seconds (default %(default)s)")
+    p.add_argument("--octaves", type=int, nargs="+", default=list(default(write_task, "octaves")),
+                   help="octaves (default %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing files")
+
+
+@verb("synth", "write synthetic EVAR-format tasks (harmonic tones labelled by octave)", _synth_args)
+def _synth(a: argparse.Namespace) -> int:
+    for task in a.task:
+        csv = write_task(a.out, task, a.seed, clips_per_class=a.clips_per_class, duration=a.duration,
+                         octaves=a.octaves, overwrite=a.overwrite)
+        print(f"wrote {csv} ({a.clips_per_class} clips x {len(a.octaves)} octaves, {a.duration} s)")
+    return 0
+
+
+# -- identify / stability ---------------------------------------------------------------------------------
+def _top_rate_table(path: Optional[str]) -> Optional[dict[str, float]]:
+    if path is None:
+        return None
+    try:
+        cfg = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: cannot read top-rate table: {e}") from e
+    table = cfg.get("top_rate", cfg) if isinstance(cfg, dict) else None
+    if not isinstance(table, dict) or not all(isinstance(v, (int, float)) for v in table.values()):
+        raise ValueError(f"{path}: expected a mapping 'top_rate: {{task: rate, default: rate}}'")
+    return {str(k): float(v) for k, v in table.items()}
+
+
+def _selection_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, help="run folder <out>/<task>_<suffix> (over_zero.pt, classes.txt, ...)")
+    p.add_argument("--mode", choices=["default", "lape"], default="default",
+                   help="'lape' reproduces LAPE identify.py exactly; 'default' fixes its defects (default)")
+    p.add_argument("--top-rate", type=float, default=None,
+                   help="share of neurons selected by lowest entropy (default: per task, 0.02 for esc50/gise51, "
+                        "else 0.01)")
+    p.add_argument("--filter-rate", type=float, default=FILTER_RATE,
+                   help=f"quantile a neuron must exceed for some class to be a candidate (default {FILTER_RATE})")
+    p.add_argument("--activation-bar-ratio", type=float, default=ACTIVATION_BAR_RATIO,
+                   help="quantile a selected neuron must exceed for a class to be assigned "
+                        f"(default {ACTIVATION_BAR_RATIO})")
+    p.add_argument("--top-rate-table", default=None,
+                   help="YAML 'top_rate: {task: rate, default: rate}' overriding the study's per-task rates")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def _selection(a: argparse.Namespace) -> dict:
+    return dict(mode=a.mode, top_rate=a.top_rate, filter_rate=a.filter_rate,
+                activation_bar_ratio=a.activation_bar_ratio, top_rate_table=_top_rate_table(a.top_rate_table))
+
+
+@verb("identify", "select class-specific neurons of one run folder (neurons.csv/.pt/.json)", _selection_args)
+def _identify(a: argparse.Namespace) -> int:
+    result, run = identify_run(a.run, overwrite=a.overwrite, **_selection(a))
+    sizes = result.class_masks().flatten(1).sum(1).tolist()
+    print(f"{run.path}: {result.n_selected} neurons selected (top_rate={result.top_rate}, mode={result.mode}); "
+          f"{sum(1 for s in sizes if s)}/{len(sizes)} classes covered; wrote neurons.csv, neurons.pt, neurons.json")
+    return 0
+
+
+def _stability_args(p: argparse.ArgumentParser) -> None:
+    _selection_args(p)
+    p.add_argument("--scheme", choices=["clips", "tokens"], default="clips",
+                   help="effective sample size of the binomial resampling: n_clips (conservative, default) "
+                        "or n_tokens (optimistic)")
+    p.add_argument("--replicates", type=int, default=REPLICATES, help=f"resampling replicates (default {REPLICATES})")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--no-sweep", action="store_true", help="skip the threshold sweep")
+    p.add_argument("--tensorboard", default=None, help="TensorBoard log dir")
+
+
+@verb("stability", "bootstrap stability of the class neuron sets + threshold sweep", _stability_args)
+def _stability(a: argparse.Namespace) -> int:
+    return _print_paths(stability_run(a.run, scheme=a.scheme, replicates=a.replicates, seed=a.seed,
+                                      sweep=not a.no_sweep, tensorboard=a.tensorboard, overwrite=a.overwrite,
+                                      **_selection(a)).values())
+
+
+# -- report ---------------------------------------------------------------------------------------------
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", required=True, help="output folder holding <task>_<suffix>/ run folders")
+    p.add_argument("--suffix", required=True, help="model suffix of the run folders (e.g. analysis, vit)")
+    p.add_argument("--config", action="append", default=[],
+                   help="report YAML (configs/report/*.yaml) naming cross_task pairs and within_task tasks; repeatable")
+    p.add_argument("--cross", nargs=2, action="append", default=[], metavar=("TASK_A", "TASK_B"),
+                   help="add a cross-task figure; repeatable")
+    p.add_argument("--within", action="append", default=[], metavar="TASK", help="add a within-task figure; repeatable")
+    p.add_argument("--dest", default=None, help="output folder (default <runs>/report_<suffix>)")
+    p.add_argument("--tensorboard", default=None, help="TensorBoard log dir for figures, table text and scalars")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+@verb("report", "task statistics table and cross/within-task figures of one model suffix", _report_args)
+def _report(a: argparse.Namespace) -> int:
+    spec = None
+    if a.config or a.cross or a.within:
+        spec = ReportSpec.from_yaml(a.config)
+        spec.cross_task += [tuple(x) for x in a.cross]
+        spec.within_task += list(a.within)
+    return _print_paths(build_report(a.runs, a.suffix, spec=spec, dest=a.dest, tensorboard=a.tensorboard,
+                                     overwrite=a.overwrite).values())
+
+
+# -- probe ------------------------------------------------------------------------------------------------
+def _probe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, help="statistics run folder (features.pt, gts.pt, index.csv)")
+    p.add_argument("--out", required=True, help="output folder (probe_results.csv, probe_seed<seed>.ckpt)")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(default(fit_seeds, "seeds")),
+                   help="one probe per seed (default %(default)s)")
+    p.add_argument("--lr", type=float, default=default(fit_seeds, "lr"), help="Adam learning rate (default %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=default(fit_seeds, "weight_decay"),
+                   help="default %(default)s")
+    p.add_argument("--max-epochs", type=int, default=default(fit_seeds, "max_epochs"), help="default %(default)s")
+    p.add_argument("--patience", type=int, default=default(fit_seeds, "patience"),
+                   help="early-stopping patience in epochs (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=None, help="default min(200, train clips)")
+    p.add_argument("--tensorboard", default=None, help="folder for TensorBoard logs (default: none)")
+    p.add_argument("--accelerator", default="cpu")
+    p.add_argument("--overwrite", action="store_true")
+
+
+@verb("probe", "fit the linear probe on a run folder's embeddings, one fit per seed", _probe_args)
+def _probe(a: argparse.Namespace) -> int:
+    df = fit_seeds(a.run, a.out, seeds=a.seeds, lr=a.lr, weight_decay=a.weight_decay, max_epochs=a.max_epochs,
+                   patience=a.patience, batch_size=a.batch_size, overwrite=a.overwrite, accelerator=a.accelerator,
+                   tensorboard=a.tensorboard)
+    print(df.to_string(index=False))
+    return 0
+
+
+# -- summary / pipeline -----------------------------------------------------------------------------------
+def _summary_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="the pipeline YAML the outputs were made with")
+    p.add_argument("--out", default=None, help="the pipeline's output folder (default: the config's 'out')")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report/")
+
+
+@verb("summary", "write report/summary.md and report/index.html of a finished pipeline run", _summary_args)
+def _summary(a: argparse.Namespace) -> int:
+    cfg = load_config(a.config, out=a.out)
+    return _print_paths(write_summary(OutputTree(cfg["out"]), cfg["models"], cfg["tasks"], overwrite=a.overwrite))
+
+
+@verb("pipeline", "run the whole study from one YAML (resumable stages)", add_pipeline_arguments)
+def _pipeline(a: argparse.Namespace) -> int:
+    return run_pipeline(a.config, a.out, a.force, a.only)
+
+
+# -- entry ------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="VERB")
+    for name, (help_, add, _) in VERBS.items():
+        add(sub.add_parser(name, help=help_, description=help_))
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "pipeline":  # logs stage by stage with its own handler
+        return VERBS["pipeline"][2](args)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            code = VERBS[args.command][2](args)
+        except (OutputExistsError, FileNotFoundError, ValueError, PipelineError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            code = 2
+    seen: set[str] = set()
+    for w in caught:  # print each distinct warning once, without source lines
+        msg = str(w.message)
+        if msg not in seen and not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning)):
+            seen.add(msg)
+            print(f"warning: {msg}", file=sys.stderr)
+    return code

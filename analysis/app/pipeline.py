@@ -1,0 +1,358 @@
+"""``python -m analysis pipeline --config <yaml> [--out DIR] [--force] [--only STAGE ...]``: the whole
+study in one command.
+
+Stages, for every (model, task) of the config, each calling the same public function as its CLI verb:
+
+1. ``data``      — synthetic EVAR tasks (only with ``data.synthetic``; verb ``synth``);
+2. ``stats``     — ``trainer.predict`` with :class:`callbacks.ActivationStatsCallback` (counts on the
+                   identification splits, embeddings of every clip) → ``runs/<task>_<model>/``
+                   (``train.py predict``; through a ``train.py`` subprocess when ``trainer.devices > 1``);
+3. ``identify``  — AAPE selection → ``neurons.csv`` / ``neurons.pt`` in the run folder (verb ``identify``);
+4. ``report``    — task statistics table, cross-/within-task figures per model → ``models/<model>/``
+                   (verb ``report``);
+5. ``stability`` — resampling stability and threshold sweep (verb ``stability``; optional);
+6. ``probe``     — linear probe on the frozen embeddings, one fit per seed → ``probes/<task>_<model>/``
+                   (verb ``probe``);
+7. ``ablation``  — ``trainer.test`` of encoder + frozen probe with :class:`callbacks.AblationCallback` on the
+                   evaluation split → ``ablation/<task>_<model>/`` (``train.py test``);
+8. ``summary``   — ``report/summary.md`` and ``report/index.html`` from the files above (verb ``summary``).
+
+Skip/resume semantics: :mod:`analysis.app.runner`. Config schema: :mod:`analysis.app.config`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import lightning.pytorch as pl
+import yaml
+from jsonargparse import ArgumentParser
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+
+from analysis.app.config import PipelineError, check_models, load_config, task_data_options
+from analysis.app.identify import identify_run
+from analysis.app.probe import fit_seeds
+from analysis.app.report import ReportSpec, build_report
+from analysis.app.runner import Runner, Stage
+from analysis.app.stability import stability_run
+from analysis.app.summary import write_summary
+from analysis.runs.atomic import save_text
+from analysis.runs.layout import (ABLATION_CSV, ABLATION_SUMMARY_CSV, FEATURES, INDEX_HTML, MANIFEST, NEURONS_CSV,
+                                  NEURONS_PT, OVER_ZERO, PROBE_RESULTS, STABILITY_CSV, STATS, SUMMARY_MD, OutputTree,
+                                  cross_task_name, run_folder, task_table_name, within_task_name)
+from analysis.runs.read import best_checkpoint
+from callbacks import AblationCallback, ActivationStatsCallback
+from datamodules import EVARDataModule
+from datamodules.evar import resolve_evar_root
+from datamodules.synthetic import write_task
+from lightning_modules import AudioClassifier, FeatureExtractor
+
+log = logging.getLogger("aape.pipeline")
+
+STAGE_NAMES = ("data", "stats", "identify", "report", "stability", "probe", "ablation", "summary")
+#: Keys of the ``ablation`` section that are not AblationCallback arguments.
+_ABLATION_PIPELINE_KEYS = ("batch_size",)
+#: Per-task options that override the ``ablation`` section's.
+_TASK_ABLATION_KEYS = ("neuron_lists", "shared", "class_aliases")
+
+__all__ = ["Pipeline", "PipelineError", "Runner", "Stage", "instantiate", "load_config", "run_pipeline"]
+
+
+def instantiate(spec: dict[str, Any], where: str) -> nn.Module:
+    """Build an encoder from ``{class_path, init_args}`` through jsonargparse (nested class specs too);
+    a failure is a ``ValueError`` naming ``where``."""
+    p = ArgumentParser(exit_on_error=False)
+    p.add_subclass_arguments(nn.Module, "encoder")
+    try:
+        ns = p.parse_object({"encoder": spec})
+    except Exception as e:
+        raise ValueError(f"{where}: {' '.join(str(e).split())}") from e
+    return p.instantiate_classes(ns).encoder
+
+
+class Pipeline:
+    """Builds the stage list from a validated config (see :func:`analysis.app.config.load_config`)."""
+
+    def __init__(self, cfg: dict[str, Any], force: bool = False) -> None:
+        self.cfg = cfg
+        self.tree = OutputTree(cfg["out"])
+        self.out = self.tree.root
+        self.runner = Runner(self.tree, force=force, seed=int(cfg["seed"]))
+        check_models(cfg)
+        d = cfg["data"]
+        if d["synthetic"] and not d["evar_root"]:
+            self.evar_root = self.tree.synthetic_evar_root
+        else:
+            try:
+                self.evar_root = resolve_evar_root(d["evar_root"])
+            except ValueError as e:
+                raise PipelineError(f"{cfg['_config_path']}: set data.evar_root (or $EVAR, or data.synthetic): {e}")
+
+    # -- paths and builders -----------------------------------------------------------------------
+    def run_dir(self, task: str, model: str) -> Path:
+        return self.tree.run(task, model)
+
+    def probe_dir(self, task: str, model: str) -> Path:
+        return self.tree.probe(task, model)
+
+    def ablation_dir(self, task: str, model: str) -> Path:
+        return self.tree.ablation(task, model)
+
+    def evar_task(self, task: str) -> str:
+        return self.cfg["tasks"][task]["evar_task"] or task
+
+    def datamodule(self, task: str, **over: Any) -> EVARDataModule:
+        kw = {**task_data_options(self.cfg, task), **over}
+        return EVARDataModule(evar_root=str(self.evar_root), task=self.evar_task(task), seed=self.cfg["seed"], **kw)
+
+    def manifest_config(self, task: str, model: str, dm: EVARDataModule) -> dict[str, Any]:
+        """What the statistics manifest records of this pipeline run."""
+        return {"pipeline_config": self.cfg["_config_path"], "task": task, "task_options": self.cfg["tasks"][task],
+                "model": model, "encoder": self.cfg["models"][model], "stats": self.cfg["stats"],
+                "trainer": self.cfg["trainer"], "seed": self.cfg["seed"], "data": dict(dm.hparams)}
+
+    def encoder(self, model: str) -> nn.Module:
+        return instantiate(self.cfg["models"][model], f"models.{model}")
+
+    def trainer(self, model: str, task: str, stage: str, callbacks: list, devices: Optional[int] = None) -> pl.Trainer:
+        t = dict(self.cfg["trainer"])
+        if devices is not None:
+            t["devices"] = devices
+            if devices == 1:
+                t["strategy"] = "auto"
+        logger = TensorBoardLogger(str(self.tree.tensorboard), name=f"{task}_{model}", version=stage)
+        return pl.Trainer(callbacks=callbacks, logger=logger, enable_checkpointing=False, enable_model_summary=False,
+                          **t)
+
+    # -- the stage list -----------------------------------------------------------------------------
+    def stages(self) -> list[Stage]:
+        cfg = self.cfg
+        st = self._data_stages()
+        data_ids = [s.id for s in st]
+        for model in cfg["models"]:
+            for task in cfg["tasks"]:
+                st += self._statistics_stages(task, model, data_ids)
+        for model in cfg["models"]:
+            st.append(self._report_stage(model))
+        for model in cfg["models"]:
+            for task in cfg["tasks"]:
+                st += self._evaluation_stages(task, model)
+        st.append(Stage("summary", "", {"v": 1}, [self.tree.report / SUMMARY_MD, self.tree.report / INDEX_HTML],
+                        self._summary, after=[s.id for s in st]))
+        return st
+
+    def _data_stages(self) -> list[Stage]:
+        syn = self.cfg["data"]["synthetic"]
+        if not syn:
+            return []
+        out = []
+        for task in self.cfg["tasks"]:
+            evar_task = self.evar_task(task)
+            csv = self.evar_root / "evar" / "metadata" / f"{evar_task}.csv"
+            out.append(Stage("data", evar_task, {"synthetic": syn, "task": evar_task}, [csv],
+                             self._bind(self._write_synthetic, evar_task)))
+        return out
+
+    def _statistics_stages(self, task: str, model: str, data_ids: list[str]) -> list[Stage]:
+        cfg, key, rd = self.cfg, f"{task}_{model}", self.run_dir(task, model)
+        common = {"model": cfg["models"][model], "task": cfg["tasks"][task], "data": cfg["data"], "seed": cfg["seed"]}
+        stats = Stage("stats", key, {**common, "stats": cfg["stats"], "trainer": cfg["trainer"]},
+                      [rd / OVER_ZERO, rd / STATS, rd / FEATURES, rd / MANIFEST],
+                      self._bind(self._statistics, task, model), after=list(data_ids))
+        ident = Stage("identify", key, {"identify": cfg["identify"], "top": cfg["tasks"][task]["top_rate"]},
+                      [rd / NEURONS_CSV, rd / NEURONS_PT], self._bind(self._identify, task, model), after=[stats.id])
+        return [stats, ident]
+
+    def _report_stage(self, model: str) -> Stage:
+        rep, dest = self.cfg["report"], self.tree.model_report(model)
+        outs = [dest / task_table_name(model)]
+        outs += [dest / cross_task_name(a, b) for a, b in rep["cross_task"]]
+        outs += [dest / within_task_name(t) for t in rep["within_task"]]
+        return Stage("report", model, {"report": rep}, outs, self._bind(self._report, model),
+                     after=[f"identify-{t}_{model}" for t in self.cfg["tasks"]])
+
+    def _evaluation_stages(self, task: str, model: str) -> list[Stage]:
+        cfg, key = self.cfg, f"{task}_{model}"
+        rd, pd_, ad = self.run_dir(task, model), self.probe_dir(task, model), self.ablation_dir(task, model)
+        out = []
+        if cfg["stability"]["enabled"]:
+            out.append(Stage("stability", key, {"stability": cfg["stability"], "identify": cfg["identify"]},
+                             [rd / STABILITY_CSV], self._bind(self._stability, task, model), after=[f"stats-{key}"]))
+        out.append(Stage("probe", key, {"probe": cfg["probe"]}, [pd_ / PROBE_RESULTS],
+                         self._bind(self._probe, task, model), after=[f"stats-{key}"]))
+        out.append(Stage("ablation", key, {"ablation": cfg["ablation"], "trainer": cfg["trainer"]},
+                         [ad / ABLATION_CSV, ad / ABLATION_SUMMARY_CSV], self._bind(self._ablation, task, model),
+                         after=[f"probe-{key}", f"identify-{key}"]))
+        return out
+
+    def run(self, only: Optional[Sequence[str]] = None) -> None:
+        """Run every stage (``only``: just the stages with those names; the others are noted, not run)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        for s in self.stages():
+            if only is not None and s.name not in only:
+                self.runner.note(s)
+                continue
+            self.runner.run(s)
+
+    # -- stage implementations ------------------------------------------------------------------------
+    @staticmethod
+    def _bind(fn: Callable[..., None], *args: Any) -> Callable[[bool], None]:
+        return lambda overwrite: fn(*args, overwrite=overwrite)
+
+    def _write_synthetic(self, task: str, overwrite: bool) -> None:
+        syn = dict(self.cfg["data"]["synthetic"])
+        seed = syn.pop("seed")
+        write_task(self.evar_root, task, seed=int(self.cfg["seed"] if seed is None else seed), overwrite=overwrite,
+                   **syn)
+
+    def _statistics_callback(self, task: str, model: str, staging: Path, dm: EVARDataModule,
+                             overwrite: bool) -> dict[str, Any]:
+        s = self.cfg["stats"]
+        return {"out_dir": str(staging), "suffix": model, "tokens": s["tokens"], "level": s["level"],
+                "splits": s["identify_splits"], "overwrite": overwrite,
+                "config": self.manifest_config(task, model, dm)}
+
+    def _statistics(self, task: str, model: str, overwrite: bool) -> None:
+        dm = self.datamodule(task)
+        staging = self._fresh_staging(task, model)
+        cb_args = self._statistics_callback(task, model, staging, dm, overwrite)
+        devices = self.cfg["trainer"]["devices"]
+        if isinstance(devices, int) and devices > 1:
+            self._statistics_subprocess(task, model, dm, cb_args)
+        else:
+            tr = self.trainer(model, task, "stats", [ActivationStatsCallback(**cb_args)])
+            tr.predict(FeatureExtractor(self.encoder(model)), datamodule=dm, return_predictions=False)
+        self._place_run(staging, task, model, dm, overwrite)
+
+    def _fresh_staging(self, task: str, model: str) -> Path:
+        """An empty private folder the statistics callback writes into."""
+        staging = self.tree.staging(task, model)
+        if staging.exists():
+            shutil.rmtree(staging)  # leftovers of an interrupted attempt, never a result
+        staging.mkdir(parents=True)
+        return staging
+
+    def _place_run(self, staging: Path, task: str, model: str, dm: EVARDataModule, overwrite: bool) -> None:
+        """Move the finished run folder (named by the callback after the EVAR task, which a pipeline task
+        may alias) to ``runs/<task>_<model>`` in one rename. An existing run folder is replaced only
+        under ``--force`` (its old neurons/stability files go with it: they belong to old counts)."""
+        src, dst = run_folder(staging, dm.task, model), self.run_dir(task, model)
+        if not src.is_dir():
+            raise PipelineError(f"stage stats-{task}_{model}: the statistics callback wrote no folder {src}")
+        if dst.exists():
+            if not overwrite:
+                raise PipelineError(f"stage stats-{task}_{model}: {dst} already exists (use --force to replace it)")
+            shutil.rmtree(dst)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+        shutil.rmtree(staging)
+        try:
+            staging.parent.rmdir()  # .staging/ when no other stage is using it
+        except OSError:
+            pass
+
+    def _statistics_subprocess(self, task: str, model: str, dm: EVARDataModule, cb_args: dict[str, Any]) -> None:
+        """devices > 1: Lightning's DDP re-launches the command line, so run ``train.py predict``."""
+        cli_cfg = {
+            "trainer": {**self.cfg["trainer"], "logger": False, "enable_checkpointing": False, "callbacks": [{
+                "class_path": "callbacks.ActivationStatsCallback", "init_args": cb_args}]},
+            "seed_everything": self.cfg["seed"],
+            "model": {"class_path": "lightning_modules.FeatureExtractor",
+                      "init_args": {"encoder": self.cfg["models"][model]}},
+            "data": {"class_path": "datamodules.EVARDataModule", "init_args": dict(dm.hparams)},
+            "return_predictions": False,
+        }
+        cfg_path = self.tree.stages / f"predict-{task}_{model}.yaml"
+        save_text(yaml.safe_dump(cli_cfg, sort_keys=False), cfg_path, overwrite=True)
+        train_py = Path(__file__).resolve().parents[2] / "train.py"
+        r = subprocess.run([sys.executable, str(train_py), "predict", "--config", str(cfg_path)],
+                           cwd=str(self.tree.stages))
+        if r.returncode != 0:
+            raise PipelineError(f"stage stats-{task}_{model}: train.py predict exited with {r.returncode} "
+                                f"(config {cfg_path})")
+
+    def _selection(self, task: str) -> dict[str, Any]:
+        """The ``identify`` section with the task's own ``top_rate`` when it has one."""
+        sel = dict(self.cfg["identify"])
+        if self.cfg["tasks"][task]["top_rate"] is not None:
+            sel["top_rate"] = self.cfg["tasks"][task]["top_rate"]
+        return sel
+
+    def _identify(self, task: str, model: str, overwrite: bool) -> None:
+        identify_run(self.run_dir(task, model), overwrite=overwrite, **self._selection(task))
+
+    def _report(self, model: str, overwrite: bool) -> None:
+        build_report(self.tree.runs, model, spec=ReportSpec(**self.cfg["report"]), dest=self.tree.model_report(model),
+                     tensorboard=self.tree.tensorboard / f"report_{model}", overwrite=overwrite)
+
+    def _stability(self, task: str, model: str, overwrite: bool) -> None:
+        opts = {k: v for k, v in self.cfg["stability"].items() if k != "enabled"}
+        stability_run(self.run_dir(task, model), seed=int(self.cfg["seed"]), overwrite=overwrite,
+                      **self._selection(task), **opts)
+
+    def _probe(self, task: str, model: str, overwrite: bool) -> None:
+        fit_seeds(self.run_dir(task, model), self.probe_dir(task, model), accelerator=self.cfg["trainer"]["accelerator"],
+                  tensorboard=str(self.tree.tensorboard), name=f"{task}_{model}", overwrite=overwrite,
+                  **self.cfg["probe"])
+
+    def _ablation(self, task: str, model: str, overwrite: bool) -> None:
+        a = {k: v for k, v in self.cfg["ablation"].items() if k not in _ABLATION_PIPELINE_KEYS}
+        opts = self.cfg["tasks"][task]
+        a.update({k: opts[k] for k in _TASK_ABLATION_KEYS if opts[k] is not None})
+        cb = AblationCallback(out_dir=str(self.ablation_dir(task, model)), run_dir=str(self.run_dir(task, model)),
+                              overwrite=overwrite, **a)
+        dm = self.datamodule(task, batch_size=self.cfg["ablation"]["batch_size"] or self.cfg["data"]["batch_size"])
+        tr = self.trainer(model, task, "ablation", [cb], devices=1)
+        model_ = AudioClassifier(self.encoder(model), probe_checkpoint=str(best_checkpoint(self.probe_dir(task, model))))
+        tr.test(model_, datamodule=dm, verbose=False)
+
+    def _summary(self, overwrite: bool) -> None:
+        write_summary(self.tree, self.cfg["models"], self.cfg["tasks"], overwrite=overwrite)
+
+
+# -- command line -----------------------------------------------------------------------------------
+def add_arguments(p: Any) -> None:
+    p.add_argument("--config", required=True, help="pipeline YAML (configs/pipeline/*.yaml)")
+    p.add_argument("--out", default=None, help="output folder (overrides the config's 'out')")
+    p.add_argument("--force", action="store_true", help="re-run every stage, replacing existing outputs")
+    p.add_argument("--only", nargs="*", default=None, choices=STAGE_NAMES, metavar="STAGE",
+                   help=f"run only these stages ({' '.join(STAGE_NAMES)}); earlier stages must be finished")
+
+
+def setup_logging() -> None:
+    """INFO messages of this project's loggers on stderr (Lightning keeps its own handler)."""
+    h = logging.StreamHandler()
+    h.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    for name in ("aape", "analysis", "callbacks", "datamodules", "lightning_modules"):
+        lg = logging.getLogger(name)
+        if not lg.handlers:
+            lg.addHandler(h)
+        lg.setLevel(logging.INFO)
+        lg.propagate = False
+
+
+def run_pipeline(config: str, out: Optional[str] = None, force: bool = False,
+                 only: Optional[Sequence[str]] = None) -> int:
+    """Load ``config``, run its stages and print the final line; 1 with the message on a PipelineError."""
+    setup_logging()
+    try:
+        pipe = Pipeline(load_config(config, out=out), force=force)
+        t0 = time.perf_counter()
+        pipe.run(only)
+        dt = time.perf_counter() - t0
+    except PipelineError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    timings = pipe.runner.timings
+    ran = sum(1 for _, how, _ in timings if how == "ran")
+    skipped = sum(1 for _, how, _ in timings if how == "skipped")
+    print(f"[aape] pipeline finished in {dt:.1f} s ({ran} stages ran, {skipped} skipped); "
+          f"report: {pipe.tree.report / INDEX_HTML}")
+    return 0

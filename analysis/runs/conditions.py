@@ -1,0 +1,135 @@
+"""Ablation conditions of a statistics run folder: the class sets of ``neurons.pt``, the AAPE ranking of
+``neurons.csv``, the absent neurons of ``over_zero.pt`` and the dataset means of ``stats.pt``, handed to
+the functional core (:func:`analysis.ablation.build_conditions`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from analysis import ablation as A
+from analysis.aape import absent_neurons
+from analysis.runs.layout import NEURONS_CSV, NEURONS_PT, OVER_ZERO, STATS
+from analysis.runs.read import read_neurons, read_over_zero, read_ranking, read_stats
+
+
+@dataclass
+class NeuronList:
+    """An explicit neuron list (the study's format).
+
+    Attributes:
+        name: condition name (e.g. ``cremad_ang_hap``).
+        neurons: ``[[layer, neuron], ...]``, layer = index into the encoder's ``neuron_sites``.
+        targets: class names the list is meant to affect (its on-target classes).
+    """
+
+    name: str
+    neurons: list[list[int]]
+    targets: list[str] = field(default_factory=list)
+
+
+def read_class_sets(run_dir: Path, classes: list[str], site_neurons: list[int]) -> dict[str, Tensor]:
+    """``neurons.pt`` (class → layer → LongTensor; a ``lape``-mode list without its trailing empty classes
+    is accepted) as class name → mask ``[L, N]``."""
+    p = Path(run_dir) / NEURONS_PT
+    if not p.exists():
+        raise FileNotFoundError(f"{p} not found; run `python -m analysis identify` first or set class_sets: false")
+    sets = read_neurons(run_dir, len(classes), len(site_neurons))
+    return {c: A.mask_from_layers(sets[i], site_neurons, f"{p} class {c!r}") for i, c in enumerate(classes)}
+
+
+def read_absent(run_dir: Path, site_neurons: list[int]) -> Optional[Tensor]:
+    """Mask ``[L, max(site_neurons)]`` of the neurons ``over_zero.pt`` marks absent; None without the file."""
+    path = Path(run_dir) / OVER_ZERO
+    if not path.exists():
+        return None
+    oz = read_over_zero(run_dir)
+    if oz.shape[0] != len(site_neurons):
+        raise ValueError(f"{path}: {oz.shape[0]} layers, the encoder has {len(site_neurons)}")
+    absent = torch.zeros(len(site_neurons), max(site_neurons), dtype=torch.bool)
+    w = min(oz.shape[1], absent.shape[1])
+    absent[:, :w] = absent_neurons(oz[:, :w])
+    return absent
+
+
+def rank_sets(run_dir: Path, sets: dict[str, Tensor], classes: Sequence[str]) -> dict[str, list[tuple[int, int]]]:
+    """Each class's neurons ordered by their AAPE rank in ``neurons.csv`` (ties by (layer, neuron));
+    classes with an empty set are left out."""
+    rank = read_ranking(run_dir)
+    ranked = {}
+    for c in classes:
+        pairs = [tuple(p) for p in A.mask_to_pairs(sets[c])]
+        missing = [p for p in pairs if p not in rank]
+        if missing:
+            raise ValueError(f"{Path(run_dir) / NEURONS_CSV}: neurons {missing[:5]} of class {c!r} have no rank")
+        if pairs:
+            ranked[c] = sorted(pairs, key=lambda p: (rank[p], p))
+    return ranked
+
+
+def read_dataset_means(run_dir: Path) -> Tensor:
+    """Mean activation per neuron ``[L, N]`` from ``stats.pt`` (for mean ablation)."""
+    sp = Path(run_dir) / STATS
+    if not sp.exists():
+        raise FileNotFoundError(f"{sp} not found (mode='mean' needs act_sum)")
+    return A.dataset_means(read_stats(run_dir), str(sp))
+
+
+def conditions_from_run(
+    run_dir: Optional[Path],
+    site_neurons: list[int],
+    classes: list[str],
+    *,
+    class_sets: bool = True,
+    neuron_lists: Sequence[NeuronList] = (),
+    shared: Sequence[Sequence[str]] = (),
+    k_grid: Sequence[int] = (),
+    topk_classes: Optional[Sequence[str]] = None,
+    random_draws: int = 10,
+    random_for_topk: bool = True,
+    index_plus_one: bool = False,
+    seed: int = 0,
+    class_aliases: Optional[dict[str, str]] = None,
+) -> list[A.Condition]:
+    """The conditions of one ablation run (arguments as :class:`callbacks.AblationCallback`'s).
+
+    Class names in ``neuron_lists`` targets, ``shared`` and ``topk_classes`` go through ``class_aliases``
+    and must be classes of the task. Random draws never take a selected neuron (any class set or list)
+    nor an absent one."""
+    aliases = dict(class_aliases or {})
+
+    def check_cls(name: str, where: str) -> str:
+        c = aliases.get(name, name)
+        if c not in classes:
+            raise ValueError(f"AblationCallback {where}: unknown class {name!r}"
+                             + (f" (alias of {c!r})" if c != name else "") + f"; classes are {list(classes)}")
+        return c
+
+    need_run = class_sets or shared or k_grid
+    if need_run and run_dir is None:
+        raise ValueError("AblationCallback: class_sets / shared / k_grid / mode='mean' need run_dir")
+    sets = read_class_sets(run_dir, classes, site_neurons) if need_run else {}
+    absent = read_absent(run_dir, site_neurons) if run_dir is not None else None
+    selected = torch.zeros(len(site_neurons), max(site_neurons), dtype=torch.bool)
+    for m in sets.values():
+        selected |= m
+    explicit = {}
+    for nl in neuron_lists:
+        m = A.mask_from_pairs(nl.neurons, site_neurons, f"neuron list {nl.name!r}")
+        if absent is not None and (m & absent).any():
+            raise ValueError(f"neuron list {nl.name!r}: neurons {A.mask_to_pairs(m & absent)} are absent (NaN)")
+        explicit[nl.name] = (m, [check_cls(t, f"neuron list {nl.name!r}") for t in nl.targets])
+        selected |= m
+    groups = [[check_cls(c, "shared") for c in grp] for grp in shared]
+    ranked = None
+    if k_grid:
+        tk = [check_cls(c, "topk_classes") for c in topk_classes] if topk_classes else list(classes)
+        ranked = rank_sets(run_dir, sets, tk)
+    return A.build_conditions(
+        site_neurons, classes, class_sets=sets, class_conditions=bool(class_sets), explicit=explicit, shared=groups,
+        ranked=ranked, k_grid=k_grid, random_draws=random_draws, random_for_topk=random_for_topk,
+        index_plus_one_control=index_plus_one, exclude=selected, absent=absent, seed=seed)

@@ -1,0 +1,140 @@
+"""The layers of docs/architecture.md, checked from the code's own imports: no module imports a layer
+above its own, no import cycles between modules, only the run-folder contract loads tensor files."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO_ROOT
+
+PACKAGES = ("analysis", "callbacks", "datamodules", "lightning_modules")
+
+#: Layer of a module (by name prefix, longest first) and what each layer may import.
+LAYERS = [
+    ("analysis.app", "app"),
+    ("analysis.__main__", "entry"),
+    ("analysis.runs", "runs"),
+    ("callbacks", "callbacks"),
+    ("datamodules", "lightning"),
+    ("lightning_modules", "lightning"),
+    ("analysis", "core"),
+]
+MAY_IMPORT = {
+    "core": {"core"},
+    "runs": {"core", "runs"},
+    "lightning": {"core", "runs", "lightning"},
+    "callbacks": {"core", "runs", "lightning", "callbacks"},
+    "app": {"core", "runs", "lightning", "callbacks", "app"},
+    "entry": {"app"},
+}
+#: Third-party packages a layer must not import.
+FORBIDDEN_THIRD_PARTY = {"core": {"lightning", "pytorch_lightning"}, "runs": {"lightning", "pytorch_lightning"}}
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for pkg in PACKAGES:
+        for f in sorted((REPO_ROOT / pkg).rglob("*.py")):
+            parts = list(f.relative_to(REPO_ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            mods[".".join(parts)] = f
+    return mods
+
+
+def _layer(module: str) -> str:
+    for prefix, layer in LAYERS:
+        if module == prefix or module.startswith(prefix + "."):
+            return layer
+    raise AssertionError(f"{module}: no layer")
+
+
+def _imports(module: str, path: Path) -> set[str]:
+    """Absolute names imported anywhere in the file (relative imports resolved)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    is_pkg = path.name == "__init__.py"
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")
+                base = base if is_pkg else base[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module
+            out.add(name)
+            out |= {f"{name}.{a.name}" for a in node.names}
+    return out
+
+
+def _project_edges() -> dict[str, set[str]]:
+    mods = _modules()
+    edges: dict[str, set[str]] = {}
+    for m, path in mods.items():
+        targets = set()
+        for name in _imports(m, path):
+            # the longest project module the imported name starts with
+            parts = name.split(".")
+            for k in range(len(parts), 0, -1):
+                cand = ".".join(parts[:k])
+                if cand in mods:
+                    if cand != m:
+                        targets.add(cand)
+                    break
+        edges[m] = targets
+    return edges
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    bad = []
+    for m, targets in _project_edges().items():
+        for t in targets:
+            if _layer(t) not in MAY_IMPORT[_layer(m)]:
+                bad.append(f"{m} ({_layer(m)}) imports {t} ({_layer(t)})")
+    assert not bad, "\n".join(bad)
+
+
+def test_core_and_run_folder_layers_import_no_lightning():
+    bad = []
+    for m, path in _modules().items():
+        banned = FORBIDDEN_THIRD_PARTY.get(_layer(m), set())
+        hits = {n for n in _imports(m, path) if n.split(".")[0] in banned}
+        if hits:
+            bad.append(f"{m} imports {sorted(hits)}")
+    assert not bad, "\n".join(bad)
+
+
+def test_no_import_cycles_between_modules():
+    edges = _project_edges()
+    # package __init__ re-exports are not cycles of their own: a package imports its submodules
+    edges = {m: {t for t in ts if not t.startswith(m + ".")} for m, ts in edges.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for t in sorted(edges.get(m, ())):
+            if state.get(t) == 1:
+                cycle = stack[stack.index(t):] + [t]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if t not in state:
+                visit(t)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(edges):
+        if m not in state:
+            visit(m)
+
+
+def test_only_the_readers_load_tensor_files():
+    """``torch.load`` appears in the run-folder readers and the encoders' checkpoint loaders only."""
+    allowed = {"analysis.runs.read", "lightning_modules.encoders.checkpoints", "lightning_modules.encoders.crepe"}
+    bad = [m for m, p in _modules().items() if "torch.load(" in p.read_text(encoding="utf-8") and m not in allowed]
+    assert not bad, bad
