@@ -16,7 +16,16 @@ A **statistics run folder** ``<out>/<task>_<suffix>/`` is written by the statist
 ``neurons.json``       thresholds, counts and warnings of the selection
 ``stability.csv``      bootstrap stability per class (``stability``)
 ``threshold_sweep.csv``  set sizes over a grid of thresholds
+``top_clips.pt``       each neuron's top-K clips (see below), written by the statistics pass
 =====================  =========================================================================
+
+``top_clips.pt`` is a dict: ``score`` float32 ``[L, N, K]`` (the clip's mean activation of neuron
+(l, n) over its counted positions, descending; -inf in empty slots), ``index`` int64 ``[L, N, K]``
+(dataset index of the clip, column ``index`` of ``index.csv``; -1 = empty slot; equal scores ordered by
+index), ``frame`` int64 ``[L, N, K]`` (first front-end frame of the clip's peak position for that
+neuron, -1 when unknown), ``band`` int64 ``[L, N, K]`` (frequency band of the peak, -1 when the site
+has none), ``k``, ``sites``, ``site_neurons``, ``frame_seconds`` (seconds per frame, or None),
+``frames_per_position`` and ``n_bands``. Only counted clips (the identification splits) are candidates.
 
 A **probe folder** holds ``probe_results.csv`` and ``probe_seed<seed>.ckpt``; an **ablation folder**
 the files of :data:`ABLATION_FILES`; a **model report folder** the task table and overlap figures of one
@@ -48,6 +57,7 @@ NEURONS_PT = "neurons.pt"
 NEURONS_JSON = "neurons.json"
 NEURONS_FILES = (NEURONS_CSV, NEURONS_PT, NEURONS_JSON)
 STABILITY_CSV = "stability.csv"
+TOP_CLIPS = "top_clips.pt"
 THRESHOLD_SWEEP_CSV = "threshold_sweep.csv"
 
 # -- probe folder ---------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from analysis.aape import absent_neurons
 from analysis.runs.layout import (CLASSES, FEATURES, GTS, INDEX, MANIFEST, NEURONS_CSV, NEURONS_JSON, NEURONS_PT,
-                                  OVER_ZERO, PROBE_RESULTS, SPLITS, STATS)
+                                  OVER_ZERO, PROBE_RESULTS, SPLITS, STATS, TOP_CLIPS)
 
 
 def _need(path: Path) -> Path:
@@ -94,6 +94,27 @@ def read_stats(run_dir: str | Path) -> dict[str, Any]:
         if len(sn) != L or max(sn) > N:
             raise ValueError(f"{path}: site_neurons {sn} inconsistent with count [L={L}, N={N}]")
     return s
+
+
+def read_top_clips(run_dir: str | Path) -> dict[str, Any]:
+    """``top_clips.pt`` (format: :mod:`analysis.runs.layout`), checked: the four ``[L, N, K]`` tensors
+    agree in shape and the site lists in length."""
+    path = Path(run_dir) / TOP_CLIPS
+    t = load_tensor_file(path)
+    if not isinstance(t, dict):
+        raise ValueError(f"{path}: expected a dict, got {type(t).__name__}")
+    missing = [k for k in ("score", "index", "frame", "band", "sites") if k not in t]
+    if missing:
+        raise ValueError(f"{path}: missing keys {missing}")
+    shape = tuple(t["score"].shape) if isinstance(t["score"], Tensor) else None
+    if shape is None or len(shape) != 3:
+        raise ValueError(f"{path}: 'score' must be a tensor [L, N, K]")
+    for k in ("index", "frame", "band"):
+        if not isinstance(t[k], Tensor) or tuple(t[k].shape) != shape:
+            raise ValueError(f"{path}: '{k}' must be a tensor of shape {shape}")
+    if len(t["sites"]) != shape[0]:
+        raise ValueError(f"{path}: {len(t['sites'])} sites for L={shape[0]}")
+    return t
 
 
 def read_manifest(run_dir: str | Path) -> dict[str, Any]:
