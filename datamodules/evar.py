@@ -12,12 +12,13 @@ raises an error naming the file and its CSV row. Batches are dicts::
     length     int64   [B]      valid samples before the padding
     label      int64   [B]      class index (single-label) | float32 [B, C] multi-hot (multi-label)
     index      int64   [B]      0-based data row of the metadata CSV
-    split      list[str]        "train" | "valid" | "test"
+    split      list[str]        "train" | "valid" | "test" | "none" (a row without a split, predict only)
     file_name  list[str]        as in the CSV
 
 Cropping: clips longer than S are randomly cropped in train and valid (seeded: the crop of clip ``i``
 depends on ``(seed, epoch, i)`` in train and on ``(seed, i)`` in valid), and head-cropped in test and in
-``predict_dataloader()`` (all splits of ``predict_splits``, train→valid→test order, no shuffle).
+``predict_dataloader()`` (all splits of ``predict_splits``, train→valid→test order, then with
+``predict_unsplit`` the rows without a split, no shuffle).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from .audio import crop_or_pad, crop_seed, load_audio
-from .metadata import SPLITS, MetadataError, read_metadata, where
+from .metadata import NO_SPLIT, SPLITS, MetadataError, read_metadata, where
 from .tasks import TaskSpec, get_task, sr_dir
 
 __all__ = ["EVARDataset", "EpochShuffleSampler", "EVARDataModule", "resolve_evar_root"]
@@ -223,6 +224,9 @@ class EVARDataModule(pl.LightningDataModule):
         seed: seed of the train shuffle and of the random crops.
         predict_splits: splits iterated by ``predict_dataloader`` in this order (default: every
             non-empty split, train→valid→test).
+        predict_unsplit: also predict the metadata rows that have no split (or no fold), after the
+            splits, with split ``none`` (e.g. GTZAN's clips outside its split lists), so that statistics
+            can count every clip of the task. Their labels must be classes of the train split.
         limit: keep only the first ``limit`` clips (CSV order) of each split (quick runs); the class
             list still comes from the whole train split.
         task_def: define or override the task: a dict of task fields (``unit_sec``, ``folds``,
@@ -246,6 +250,7 @@ class EVARDataModule(pl.LightningDataModule):
         file_sample_rate: Optional[int] = None,
         seed: int = 42,
         predict_splits: Optional[list[str]] = None,
+        predict_unsplit: bool = False,
         limit: Optional[int] = None,
         task_def: Union[dict[str, Any], str, None] = None,
         pin_memory: bool = False,
@@ -281,6 +286,7 @@ class EVARDataModule(pl.LightningDataModule):
         self.file_sample_rate = int(file_sample_rate or sample_rate)
         self.seed = seed
         self.predict_splits = predict_splits
+        self.predict_unsplit = predict_unsplit
         self.limit = limit
         self.task_def = task_def
         self.pin_memory = pin_memory
@@ -316,29 +322,31 @@ class EVARDataModule(pl.LightningDataModule):
         spec = get_task(self.task, root, self.task_def)
         csv = spec.metadata_path(root)
         df, classes, multilabel = read_metadata(
-            csv, folds=spec.folds, fold=self.fold, label_map=self.label_map, multilabel=spec.multilabel
+            csv, folds=spec.folds, fold=self.fold, label_map=self.label_map, multilabel=spec.multilabel,
+            unsplit=self.predict_unsplit,
         )
         if not classes:
             raise MetadataError(f"Metadata CSV {csv} has no train rows: no class list for task {self.task!r}")
         self.root, self.task_spec, self.metadata_path = root, spec, csv
         self.metadata, self.classes, self.multilabel = df, classes, multilabel
         n = int(self.sample_rate * (self.unit_sec or spec.unit_sec))
-        for split in SPLITS:
+        for split in SPLITS + (NO_SPLIT,):
             rows = df[df["split"] == split]
             if self.limit is not None:
                 rows = rows.head(self.limit)
             self.datasets[split] = EVARDataset(
                 rows, self.audio_dir, root, csv, classes, multilabel, self.sample_rate, n,
-                crop="head" if split == "test" else "random",
+                crop="head" if split in ("test", NO_SPLIT) else "random",
                 seed=self.seed, resample=self.resample, file_sample_rate=self.file_sample_rate,
                 epoch_in_seed=(split == "train"),
             )
 
     def check_files(self, splits: Optional[list[str]] = None) -> None:
-        """Raise FileNotFoundError listing missing audio files of ``splits`` (default: all)."""
+        """Raise FileNotFoundError listing missing audio files of ``splits`` (default: all, including the
+        rows without a split when ``predict_unsplit``)."""
         self.setup()
         missing: list[str] = []
-        for s in splits or list(SPLITS):
+        for s in splits or list(SPLITS) + [NO_SPLIT]:
             missing += self.datasets[s].check_files()
         if missing:
             head = "\n  ".join(missing[:20])
@@ -380,12 +388,15 @@ class EVARDataModule(pl.LightningDataModule):
         return self._loader(self._dataset("test"))
 
     def predict_datasets(self) -> list[EVARDataset]:
-        """Datasets iterated by :meth:`predict_dataloader` (head crop), in ``predict_splits`` order."""
+        """Datasets iterated by :meth:`predict_dataloader` (head crop), in ``predict_splits`` order, then
+        the rows without a split when ``predict_unsplit``."""
         self.setup()
         if self.predict_splits is None:
             splits = [s for s in SPLITS if len(self.datasets[s])]
         else:
             splits = list(self.predict_splits)
+        if self.predict_unsplit and len(self.datasets[NO_SPLIT]):
+            splits.append(NO_SPLIT)
         return [self._dataset(s).with_crop("head") for s in splits]
 
     def predict_dataloader(self) -> DataLoader:

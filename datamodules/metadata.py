@@ -8,11 +8,14 @@ column     meaning
 index      0-based data row of the CSV (the ``index`` of a batch)
 file_name  path relative to ``work/<sr_dir>/<folder>/``
 label      label after ``label_map`` (multi-label: comma-joined class names)
-split      ``train`` / ``valid`` / ``test``, or ``""`` for rows that are not used
+split      ``train`` / ``valid`` / ``test``; ``none`` for a row without a split when such rows are
+           asked for (``unsplit=True``); ``""`` for rows that are not used
 ========== ==================================================================================
 
 Rules: columns ``file_name`` and ``label`` are required, plus ``split`` or ``fold``; other columns are
-ignored; a leading unnamed index column (``Unnamed: 0``) is dropped; rows with an empty split are unused;
+ignored; a leading unnamed index column (``Unnamed: 0``) is dropped; rows with an empty split (or an empty
+fold) are unused, unless ``unsplit=True`` asks for them: they then get split ``none`` and are mapped and
+checked like valid/test rows (identification on every clip; the probe never uses them);
 fold tasks put fold ``k`` in test and the other folds in train (no valid split). The class list is the
 sorted unique labels of the train split (numerically sorted when every label is an integer), and a
 valid/test label outside it is an error naming the CSV row.
@@ -32,9 +35,12 @@ from typing import Callable, Mapping, Optional, Sequence, Union
 
 import pandas as pd
 
+from analysis.runs.layout import NO_SPLIT
+
 __all__ = [
     "MetadataError",
     "SPLITS",
+    "NO_SPLIT",
     "LABEL_MAPS",
     "where",
     "read_csv",
@@ -200,10 +206,11 @@ def class_list(train_labels: Sequence[str], multilabel: bool) -> list[str]:
 
 
 def check_labels(df: pd.DataFrame, classes: Sequence[str], multilabel: bool, csv: Union[str, os.PathLike]) -> None:
-    """Every used valid/test row must only carry classes of the train split (error names the row)."""
+    """Every used valid/test (and ``none``) row must only carry classes of the train split (error names
+    the row)."""
     known = set(classes)
     for i, (lab, split) in enumerate(zip(df["label"], df["split"])):
-        if split not in ("valid", "test"):
+        if split in ("", "train"):
             continue
         parts = split_labels(lab) if multilabel else [str(lab).strip()]
         bad = [p for p in parts if p not in known]
@@ -222,8 +229,12 @@ def read_metadata(
     fold: int = 1,
     label_map: Union[str, Mapping, None] = None,
     multilabel: bool = False,
+    unsplit: bool = False,
 ) -> tuple[pd.DataFrame, list[str], bool]:
     """Parse a metadata CSV (module docstring).
+
+    Args:
+        unsplit: rows without a split become split ``none`` (used) instead of unused.
 
     Returns:
         (table with columns ``index, file_name, label, split`` — all CSV rows, unused ones with
@@ -232,6 +243,8 @@ def read_metadata(
     """
     raw = read_csv(csv)
     split = assign_splits(raw, csv, folds=folds, fold=fold)
+    if unsplit:
+        split = split.where(split != "", NO_SPLIT)
     df = pd.DataFrame(
         {
             "index": range(len(raw)),

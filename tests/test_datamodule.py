@@ -93,6 +93,51 @@ def test_gtzan_acceptance(tmp_path, evar_metadata):
     assert [len(d) for d in dm.predict_datasets()] == [443, 197, 290]
 
 
+def test_gtzan_predict_unsplit_covers_every_clip(tmp_path, evar_metadata):
+    """``predict_unsplit``: the 70 GTZAN clips without a split are predicted after the splits, with split
+    ``none`` and their own labels; the train/valid/test datasets (and the class list) do not change."""
+    root = tmp_path
+    (root / "evar" / "metadata").mkdir(parents=True)
+    shutil.copy(evar_metadata / "gtzan_reconstructed.csv", root / "evar" / "metadata" / "gtzan.csv")
+    raw = pd.read_csv(root / "evar" / "metadata" / "gtzan.csv", keep_default_na=False)
+    touch_audio(root, "gtzan", raw["file_name"])
+    dm = dm_of(root, "gtzan", predict_unsplit=True)
+    assert sizes(dm) == (443, 197, 290)
+    parts = dm.predict_datasets()
+    assert [len(d) for d in parts] == [443, 197, 290, 70]
+    none = parts[-1]
+    assert set(none.rows["split"]) == {"none"} and none.crop == "head"
+    assert set(none.rows["index"]) == set(np.flatnonzero(raw["split"].to_numpy() == ""))
+    assert sorted(i for d in parts for i in d.rows["index"]) == list(range(len(raw)))
+    assert none.label_tensor().tolist() == [dm.classes.index(lab) for lab in none.rows["label"]]
+    dm.check_files()
+
+
+def test_predict_unsplit_maps_and_checks_labels_of_rows_without_a_split(tmp_path):
+    rows = [{"file_name": "a.wav", "label": "60", "split": "train"},
+            {"file_name": "b.wav", "label": "72", "split": "train"},
+            {"file_name": "c.wav", "label": "61", "split": ""},
+            {"file_name": "d.wav", "label": "62", "split": "test"}]
+    write_metadata(tmp_path, "t", rows)
+    dm = dm_of(tmp_path, "t", task_def={"unit_sec": 1.0}, label_map="midi_to_octave", predict_unsplit=True)
+    assert dm.datasets["none"].rows["label"].tolist() == ["octave_4"]
+    rows[2]["label"] = "30"  # octave_1: not a class of the train split
+    write_metadata(tmp_path, "t", rows)
+    with pytest.raises(MetadataError, match=r"of none file 'c.wav'.*row 2 \(line 4\)"):
+        dm_of(tmp_path, "t", task_def={"unit_sec": 1.0}, label_map="midi_to_octave", predict_unsplit=True)
+    # without predict_unsplit the row stays unused and unchecked
+    assert len(dm_of(tmp_path, "t", task_def={"unit_sec": 1.0}, label_map="midi_to_octave").datasets["none"]) == 0
+
+
+def test_predict_unsplit_on_a_fold_task_covers_every_fold(tmp_path):
+    rows = [{"file_name": f"{c}_{f}.wav", "label": c, "fold": f} for f in range(1, 6) for c in ("dog", "rain")]
+    rows.append({"file_name": "x.wav", "label": "dog", "fold": ""})
+    write_metadata(tmp_path, "esc50", rows)
+    dm = dm_of(tmp_path, "esc50", fold=2, predict_unsplit=True)
+    assert [len(d) for d in dm.predict_datasets()] == [8, 2, 1]
+    assert sorted(i for d in dm.predict_datasets() for i in d.rows["index"]) == list(range(len(rows)))
+
+
 # --------------------------------------------------------------------------- CSV rules
 def rows_split(labels_by_split: dict[str, list[str]], ext=".wav"):
     out = []

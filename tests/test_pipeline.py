@@ -293,3 +293,37 @@ def test_compare_outputs_finds_a_changed_result(pipeline_run, tmp_path):
     diffs = compare(out, copy, {})
     assert "differs: ablation/synth_octave_sine_crepe_tiny/ablation.csv" in diffs
     assert f"only in {out}: runs/synth_octave_sine_crepe_tiny/neurons.pt" in diffs
+
+
+def test_identify_splits_all_counts_every_clip_and_the_probe_ignores_unsplit_rows(synthetic_root, tmp_path):
+    """``stats.identify_splits: all``: every row of the CSV is predicted and counted (rows without a split
+    too, with split ``none`` in index.csv), so n_clips sums to the CSV's rows; the probe still trains on
+    train/valid and tests on test only."""
+    import os
+
+    import torch
+
+    root = tmp_path / "evar"
+    (root / "evar" / "metadata").mkdir(parents=True)
+    (root / "work" / "16k").mkdir(parents=True)
+    src = synthetic_root / "evar" / "metadata"
+    os.symlink(synthetic_root / "work" / "16k" / "synth_octave_sine", root / "work" / "16k" / "synth_octave_sine")
+    os.symlink(src / "synth_octave_sine.yaml", root / "evar" / "metadata" / "synth_octave_sine.yaml")
+    df = pd.read_csv(src / "synth_octave_sine.csv")
+    blank = df.index[df["split"] == "test"][:2].tolist() + df.index[df["split"] == "train"][:1].tolist()
+    df.loc[blank, "split"] = ""
+    df.to_csv(root / "evar" / "metadata" / "synth_octave_sine.csv", index=False)
+    cfg = _config(root, tmp_path / "out", stats={"identify_splits": "all"})
+    path = _write(cfg, tmp_path / "all.yaml")
+    assert main(["--config", str(path), "--only", "stats", "probe"]) == 0
+    run = tmp_path / "out" / "runs" / "synth_octave_sine_crepe_tiny"
+    stats = torch.load(run / "stats.pt", weights_only=True)
+    assert int(stats["n_clips"].sum()) == len(df)
+    index = pd.read_csv(run / "index.csv", keep_default_na=False)
+    assert sorted(index["index"]) == list(range(len(df)))
+    assert sorted(index.loc[index["split"] == "none", "index"]) == sorted(blank)
+    probe = pd.read_csv(tmp_path / "out" / "probes" / "synth_octave_sine_crepe_tiny" / "probe_results.csv",
+                        dtype={"seed": str})
+    seed = probe[probe["seed"] == "42"].iloc[0]
+    assert int(seed["n_test"]) == int((df["split"] == "test").sum())
+    assert int(seed["n_train"]) + int(seed["n_valid"]) == int(df["split"].isin(["train", "valid"]).sum())

@@ -12,6 +12,7 @@ so its keys, types and defaults have exactly one owner, that signature:
 ``models``     name → ``class_path`` / ``init_args`` of an encoder (checked against its signature)
 ``trainer``    :class:`TrainerOptions`
 ``stats``      :class:`~callbacks.ActivationStatsCallback` (``tokens``, ``level``) + ``identify_splits``
+               (:data:`IDENTIFY_ALL` = every clip of the task, a list of splits, or null)
 ``identify``   :func:`~analysis.app.identify.identify_run`
 ``report``     :class:`~analysis.app.report.ReportSpec`
 ``stability``  :func:`~analysis.app.stability.stability_run` + ``enabled``
@@ -29,7 +30,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Literal, Optional, Union
 
 import yaml
 from jsonargparse import ArgumentParser, Namespace
@@ -40,6 +41,7 @@ from analysis.app.probe import fit_seeds
 from analysis.app.report import ReportSpec
 from analysis.app.stability import stability_run
 from analysis.runs.conditions import NeuronList
+from analysis.runs.layout import SPLITS
 from callbacks import AblationCallback, ActivationStatsCallback
 from datamodules import EVARDataModule
 from datamodules.synthetic import write_task
@@ -78,6 +80,11 @@ class TaskOptions:
     shared: Optional[list[list[str]]] = None
     class_aliases: Optional[dict[str, str]] = None
 
+
+#: ``stats.identify_splits`` value that counts every clip of a task: every split, every fold of a fold task
+#: and the metadata rows without a split (split ``none`` in index.csv).
+IDENTIFY_ALL = "all"
+IdentifySplits = Union[Literal[IDENTIFY_ALL], list[Literal[SPLITS]], None]
 
 #: EVARDataModule arguments that differ per task (the rest of its arguments go in ``data``).
 PER_TASK_DATA = ("fold", "label_map", "unit_sec", "resample", "file_sample_rate", "predict_splits", "limit",
@@ -136,8 +143,9 @@ def _stats_parser() -> ArgumentParser:
     p = _parser()
     p.add_class_arguments(ActivationStatsCallback, skip={"out_dir", "suffix", "splits", "overwrite", "log_tensorboard",
                                                          "config"})
-    p.add_argument("--identify_splits", type=Optional[list[str]], default=["train", "valid"],
-                   help="splits whose clips are counted (null: every split)")
+    p.add_argument("--identify_splits", type=IdentifySplits, default=["train", "valid"],
+                   help="clips counted for the identification: 'all' (every clip of the task, including "
+                        "rows without a split and every fold), a list of splits, or null (every split)")
     return p
 
 

@@ -5,7 +5,8 @@ Stages, for every (model, task) of the config, each calling the same public func
 
 1. ``data``      — synthetic EVAR tasks (only with ``data.synthetic``; verb ``synth``);
 2. ``stats``     — ``trainer.predict`` with :class:`callbacks.ActivationStatsCallback` (counts on the
-                   identification splits, embeddings of every clip) → ``runs/<task>_<model>/``
+                   identification splits — ``all``: every clip, rows without a split included —,
+                   embeddings of every predicted clip) → ``runs/<task>_<model>/``
                    (``train.py predict``; through a ``train.py`` subprocess when ``trainer.devices > 1``);
 3. ``identify``  — AAPE selection → ``neurons.csv`` / ``neurons.pt`` in the run folder (verb ``identify``);
 4. ``report``    — task statistics table, cross-/within-task figures per model → ``models/<model>/``
@@ -36,7 +37,7 @@ from jsonargparse import ArgumentParser
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
-from analysis.app.config import PipelineError, check_models, load_config, task_data_options
+from analysis.app.config import IDENTIFY_ALL, PipelineError, check_models, load_config, task_data_options
 from analysis.app.identify import identify_run
 from analysis.app.probe import fit_seeds
 from analysis.app.report import ReportSpec, build_report
@@ -212,15 +213,19 @@ class Pipeline:
         write_task(self.evar_root, task, seed=int(self.cfg["seed"] if seed is None else seed), overwrite=overwrite,
                    **syn)
 
+    def _identify_all(self) -> bool:
+        """``stats.identify_splits: all``: predict and count every clip (rows without a split too)."""
+        return self.cfg["stats"]["identify_splits"] == IDENTIFY_ALL
+
     def _statistics_callback(self, task: str, model: str, staging: Path, dm: EVARDataModule,
                              overwrite: bool) -> dict[str, Any]:
         s = self.cfg["stats"]
+        splits = None if self._identify_all() else s["identify_splits"]
         return {"out_dir": str(staging), "suffix": model, "tokens": s["tokens"], "level": s["level"],
-                "splits": s["identify_splits"], "overwrite": overwrite,
-                "config": self.manifest_config(task, model, dm)}
+                "splits": splits, "overwrite": overwrite, "config": self.manifest_config(task, model, dm)}
 
     def _statistics(self, task: str, model: str, overwrite: bool) -> None:
-        dm = self.datamodule(task)
+        dm = self.datamodule(task, predict_unsplit=self._identify_all())
         staging = self._fresh_staging(task, model)
         cb_args = self._statistics_callback(task, model, staging, dm, overwrite)
         devices = self.cfg["trainer"]["devices"]

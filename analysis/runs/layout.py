@@ -9,7 +9,8 @@ A **statistics run folder** ``<out>/<task>_<suffix>/`` is written by the statist
 ``features.pt``        float32 ``[clips, E]`` clip embeddings, dataset order
 ``gts.pt``             int64 ``[clips]`` class index, or float32 multi-hot ``[clips, C]``
 ``stats.pt``           exactly mergeable counts (see :mod:`analysis.activation_stats`)
-``index.csv``          ``row,index,file_name,label,split`` (row = row of features.pt)
+``index.csv``          ``row,index,file_name,label,split`` (row = row of features.pt; split is
+                       train/valid/test, or ``none`` for a clip without a split)
 ``manifest.json``      provenance (config, checksums, world size, versions, seed, time)
 ``neurons.csv``        AAPE selection, one row per selected neuron (``identify``)
 ``neurons.pt``         class → layer → LongTensor of neuron ids (the LAPE mask list)
@@ -51,6 +52,11 @@ MANIFEST = "manifest.json"
 RUN_FILES = (OVER_ZERO, CLASSES, FEATURES, GTS, STATS, INDEX, MANIFEST)
 INDEX_COLUMNS = ["row", "index", "file_name", "label", "split"]
 SPLITS = ("train", "valid", "test")
+#: ``split`` of a clip whose metadata row has no split (predicted and counted only when the identification
+#: uses every clip, ``identify_splits: all``); never used by the probe.
+NO_SPLIT = "none"
+#: Every value the ``split`` column of ``index.csv`` may hold.
+INDEX_SPLITS = SPLITS + (NO_SPLIT,)
 
 NEURONS_CSV = "neurons.csv"
 NEURONS_PT = "neurons.pt"

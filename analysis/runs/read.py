@@ -17,7 +17,7 @@ from torch import Tensor
 
 from analysis.aape import absent_neurons
 from analysis.runs.layout import (CLASSES, FEATURES, GTS, INDEX, MANIFEST, NEURONS_CSV, NEURONS_JSON, NEURONS_PT,
-                                  OVER_ZERO, PROBE_RESULTS, SPLITS, STATS, TOP_CLIPS)
+                                  INDEX_SPLITS, OVER_ZERO, PROBE_RESULTS, STATS, TOP_CLIPS)
 
 
 def _need(path: Path) -> Path:
@@ -245,7 +245,8 @@ def read_neurons(run_dir: str | Path, num_classes: int, num_layers: int) -> list
 @dataclass
 class Features:
     """The embeddings of a run folder: ``features`` float32 ``[clips, E]``, ``gts`` int64 ``[clips]`` or
-    float32 multi-hot ``[clips, C]``, ``rows`` split → sorted LongTensor of feature rows, ``classes``."""
+    float32 multi-hot ``[clips, C]``, ``rows`` split → sorted LongTensor of feature rows (train, valid,
+    test and ``none``: clips without a split, which the probe never uses), ``classes``."""
 
     features: Tensor
     gts: Tensor
@@ -291,11 +292,11 @@ def read_features(run_dir: str | Path) -> Features:
     if sorted(rows.tolist()) != list(range(N)):
         raise ValueError(f"{d / INDEX}: column row must list 0..{N - 1} once each ({FEATURES} rows)")
     splits = idx["split"].astype(str).to_numpy()
-    bad = sorted(set(splits) - set(SPLITS))
+    bad = sorted(set(splits) - set(INDEX_SPLITS))
     if bad:
         i = int(next(k for k, s in enumerate(splits) if s in bad))
-        raise ValueError(f"{d / INDEX}: row {i}: split {splits[i]!r} not one of {SPLITS}")
-    by_split = {s: torch.as_tensor(sorted(rows[splits == s].tolist()), dtype=torch.long) for s in SPLITS}
+        raise ValueError(f"{d / INDEX}: row {i}: split {splits[i]!r} not one of {INDEX_SPLITS}")
+    by_split = {s: torch.as_tensor(sorted(rows[splits == s].tolist()), dtype=torch.long) for s in INDEX_SPLITS}
     return Features(features=feats.float(), gts=gts, rows=by_split, classes=classes)
 
 
