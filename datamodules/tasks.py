@@ -8,7 +8,8 @@ folds it has (0 = the metadata CSV carries a ``split`` column), the audio ``fold
    in a data YAML config, or the path of a YAML file holding such a dict);
 2. tasks registered at run time with :func:`register_task`;
 3. the study's task table :data:`TASKS` (esc50, us8k, gtzan, cremad, cremad_gender, vc1, voxforge,
-   surge, nsynth, nspitch, nsvelocity, spcv2, fsd50k, as20k);
+   surge, nsynth, nspitch, nsvelocity, spcv2, fsd50k, as20k, and the study's subsets vc1_gender_nationality,
+   voxforge_balanced, nspitch_subset, nsynth_subset, whose CSVs ``python -m analysis tasks build`` writes);
 4. a YAML file ``<evar_root>/evar/metadata/<task>.yaml`` next to the metadata CSV (the synthetic task
    writer writes one).
 
@@ -104,6 +105,16 @@ TASKS: dict[str, TaskSpec] = {
         _t("spcv2", 1.0, description="Speech Commands V2"),
         _t("fsd50k", 7.6358, multilabel=True, description="FSD50K, multi-label"),
         _t("as20k", 10.0, folder="as", multilabel=True, description="AudioSet balanced (20k), multi-label"),
+        # The study's subsets: metadata written by `python -m analysis tasks build <name>`
+        # (datamodules/study_tasks.py) next to the source task's CSV; audio of the source task's folder.
+        _t("vc1_gender_nationality", 8.2, folder="vc1",
+           description="VoxCeleb1 gender x nationality (study subset)"),
+        _t("voxforge_balanced", 5.8, folder="voxforge",
+           description="VoxForge, balanced over languages (study subset)"),
+        _t("nspitch_subset", 4.0, folder="nsynth",
+           description="NSynth pitch on the piano range, MIDI labels (study subset; midi_to_octave: 9 octaves)"),
+        _t("nsynth_subset", 4.0, folder="nsynth",
+           description="NSynth instrument family on the clips of nspitch_subset (study subset)"),
     ]
 }
 

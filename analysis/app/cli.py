@@ -27,6 +27,8 @@ from analysis.app.summary import write_summary
 from analysis.runs.atomic import OutputExistsError
 from analysis.runs.layout import OutputTree
 from analysis.stability import REPLICATES
+from datamodules.evar import resolve_evar_root
+from datamodules.study_tasks import STUDY_TASKS, build_study_task
 from datamodules.synthetic import FAMILIES, write_task
 
 #: verb → (one-line help, add its arguments, run it). Filled by :func:`verb` below.
@@ -72,6 +74,37 @@ def _synth(a: argparse.Namespace) -> int:
         csv = write_task(a.out, task, a.seed, clips_per_class=a.clips_per_class, duration=a.duration,
                          octaves=a.octaves, overwrite=a.overwrite)
         print(f"wrote {csv} ({a.clips_per_class} clips x {len(a.octaves)} octaves, {a.duration} s)")
+    return 0
+
+
+# -- tasks ------------------------------------------------------------------------------------------------
+def _tasks_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub.add_parser("list", help="the study's task subsets and what each reads")
+    b = sub.add_parser("build", help="write <evar_root>/evar/metadata/<name>.csv from the source task's metadata "
+                                     "(no audio is read)")
+    b.add_argument("name", choices=sorted(STUDY_TASKS), help="study task")
+    b.add_argument("--evar-root", default=None, help="EVAR root (default $EVAR)")
+    b.add_argument("--vox1-meta", default=None,
+                   help="VoxCeleb1 speaker metadata vox1_meta.csv (tab-separated; vc1_gender_nationality only)")
+    b.add_argument("--seed", type=int, default=default(build_study_task, "seed"),
+                   help="seed of the draw (default %(default)s)")
+    b.add_argument("--size", type=int, default=None,
+                   help="clips to draw (voxforge_balanced: per language); default: the study's")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
+
+
+@verb("tasks", "the study's task subsets: 'list', or 'build <name>' (VC1 gender x nationality, balanced VoxForge, "
+               "NSynth subsets) as EVAR-format CSVs", _tasks_args)
+def _tasks(a: argparse.Namespace) -> int:
+    if a.action == "list":
+        for t in STUDY_TASKS.values():
+            print(f"{t.name:24s} from {t.source}.csv, default size {t.size}: {t.description}")
+        return 0
+    path, table = build_study_task(a.name, resolve_evar_root(a.evar_root), vox1_meta=a.vox1_meta, seed=a.seed,
+                                   size=a.size, overwrite=a.overwrite)
+    splits = ", ".join(f"{k} {v}" for k, v in table["split"].value_counts().sort_index().items())
+    print(f"wrote {path}: {len(table)} clips, {table['label'].nunique()} classes ({splits})")
     return 0
 
 
