@@ -459,6 +459,46 @@ def select_neurons(
                     activation_bar_ratio=activation_bar_ratio, **options).neurons  # type: ignore[arg-type]
 
 
+def normalised_entropy(over_zero: Tensor) -> Tensor:
+    """``H(q) / ln C`` of every neuron, ``[L, N, C]`` → float32 ``[L, N]`` in [0, 1] (the quantity AAPE
+    ranks by, without any quantile bar): 0 = fires for one class only, 1 = equally for all. NaN for absent
+    neurons and for dead ones (``p = 0`` for every class: no distribution over classes to measure).
+
+    >>> normalised_entropy(torch.tensor([[[0.9, 0.0], [0.5, 0.5], [0.0, 0.0]]]))
+    tensor([[0., 1., nan]])
+    """
+    p = over_zero.float()
+    if p.dim() != 3 or p.shape[-1] < 2:
+        raise ValueError(f"over_zero must be [L, N, C] with C >= 2, got shape {tuple(p.shape)}")
+    p0 = torch.nan_to_num(p, nan=0.0)
+    h = entropy(_normalise(p0, False)).abs() / math.log(p.shape[-1])  # abs: no -0.0
+    h[absent_neurons(p) | (p0.sum(-1) == 0)] = float("nan")
+    return h
+
+
+def lowest_entropy_by_class(over_zero: Tensor, k: int) -> list[list[tuple[int, int]]]:
+    """For each class, up to ``k`` neurons ``(layer, neuron)`` that prefer it (their largest activation
+    probability is for that class; ties: the lowest class index), lowest entropy first (ties by (layer,
+    neuron)). Absent and dead neurons are left out (see :func:`normalised_entropy`). No quantile bar is
+    applied: every model has such neurons, whether or not the selection's bars select any.
+
+    >>> p = torch.tensor([[[0.9, 0.1], [0.6, 0.4], [0.2, 0.3], [0.0, 0.0]]])  # L=1, N=4, C=2
+    >>> lowest_entropy_by_class(p, 2)
+    [[(0, 0), (0, 1)], [(0, 2)]]
+    """
+    h = normalised_entropy(over_zero)
+    L, N = h.shape
+    pref = torch.nan_to_num(over_zero.float(), nan=-1.0).argmax(-1)  # first maximum
+    flat_h, flat_pref = h.flatten(), pref.flatten()
+    order = torch.sort(torch.nan_to_num(flat_h, nan=float("inf")), stable=True).indices
+    order = order[~torch.isnan(flat_h[order])]
+    out = []
+    for c in range(over_zero.shape[-1]):
+        idx = order[flat_pref[order] == c][: int(k)].tolist()
+        out.append([(i // N, i % N) for i in idx])
+    return out
+
+
 def neurons_to_masks(neurons: list[list[Tensor]], num_classes: int, shape: tuple[int, int]) -> Tensor:
     """LAPE mask list → ``[C, L, N]`` bool; classes missing from a (``lape``-truncated) list are empty.
 

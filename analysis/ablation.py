@@ -5,14 +5,18 @@ Vocabulary
 * A *neuron set* is a BoolTensor mask ``[L, N]`` over (site, neuron); ``N = max(site_neurons)`` and
   entries of neurons that do not exist at a ragged site are always False.
 * A :class:`Condition` is one way of running the encoder: a name, a kind (``baseline``, ``class``,
-  ``explicit``, ``shared``, ``random``, ``index_plus_one``, ``topk``), the class(es) it targets, its
-  ``k`` (top-k only), its random ``draw`` (random only), the ``group`` it is summarised in, and its mask.
+  ``explicit``, ``shared``, ``random``, ``index_plus_one``, ``topk``, ``lowent``), the class(es) it
+  targets, its ``k`` (top-k and lowest-entropy only), its random ``draw`` (random only), the ``group`` it
+  is summarised in, and its mask. ``lowent:<c>:<k>`` are the ``k`` lowest-entropy neurons that prefer class
+  ``c`` (:func:`analysis.aape.lowest_entropy_by_class`), whatever the selection's quantile bars select.
 * :func:`site_scales` turns conditions into per-site affine maps ``x * scale + shift`` on the channel
   axis: chosen channels get ``scale = gain, shift = 0`` (gain mode, 0 = zero ablation as the study) or
   ``scale = 0, shift = mean`` (mean mode); all other channels get exactly ``scale = 1, shift = 0``, so
   they are bit-for-bit unchanged.
-* Scoring accumulates per condition × class ``correct`` and ``n`` counts (int64); :func:`results_table`
-  turns them into the rows of ``ablation.csv`` and :func:`summarise` into ``ablation_summary.csv``.
+* Scoring accumulates per condition × class ``correct`` and ``n`` counts and per condition the confusion
+  counts ``[K, C, C]`` (all int64, so partial counts merge exactly by summation); :func:`results_table`
+  turns them into the rows of ``ablation.csv``, :func:`summarise` into ``ablation_summary.csv`` and
+  :func:`confusion_table` into ``ablation_confusion.csv``.
 """
 from __future__ import annotations
 
@@ -28,10 +32,13 @@ from torch import Tensor
 
 log = logging.getLogger(__name__)
 
-KINDS = ("baseline", "class", "explicit", "shared", "random", "index_plus_one", "topk")
+KINDS = ("baseline", "class", "explicit", "shared", "random", "index_plus_one", "topk", "lowent")
+#: Kinds ranked by k (a curve over the k-grid); they get no index+1 control.
+RANKED_KINDS = ("topk", "lowent")
 ALL_CLASSES = "ALL"  # value of the ``class`` column for the overall accuracy row
 
 ABLATION_COLUMNS = ["condition", "kind", "target", "k", "draw", "class", "n", "correct", "accuracy", "delta"]
+CONFUSION_COLUMNS = ["condition", "kind", "target", "k", "draw", "true", "predicted", "count"]
 SUMMARY_COLUMNS = [
     "group", "kind", "target", "k", "class", "on_target", "n_draws", "n", "accuracy_mean", "delta_mean",
     "delta_std", "delta_lo", "delta_hi", "random_group", "random_delta_mean", "random_delta_lo",
@@ -48,7 +55,7 @@ class Condition:
         kind: one of :data:`KINDS`.
         mask: BoolTensor ``[L, N]`` of ablated neurons (all False for the baseline).
         target: class names this condition targets (``on_target`` classes of the summary).
-        k: top-k size (``topk`` and its random controls), else None.
+        k: top-k size (``topk``, ``lowent`` and their random controls), else None.
         draw: random draw number (``random`` only), else None.
         group: summary group: the name itself, or for random draws ``random:<parent name>``.
         parent: for controls (``random``, ``index_plus_one``), the name of the condition they control.
@@ -215,10 +222,11 @@ def explicit_conditions(explicit: dict[str, tuple[Tensor, list[str]]]) -> list[C
 
 
 def topk_conditions(ranked: dict[str, list[tuple[int, int]]], k_grid: Sequence[int],
-                    shape: tuple[int, int]) -> list[Condition]:
-    """``topk:<c>:<k>``: the first k neurons of each class's ranking, for every k of the grid that the
-    class's set can fill."""
-    return [Condition(f"topk:{c}:{k}", "topk", topk_mask(order, k, shape), [c], k=int(k))
+                    shape: tuple[int, int], kind: str = "topk") -> list[Condition]:
+    """``<kind>:<c>:<k>``: the first k neurons of each class's ranking, for every k of the grid that the
+    class's ranking can fill (``topk``: the class's AAPE set by AAPE rank; ``lowent``: the neurons that
+    prefer the class, lowest entropy first)."""
+    return [Condition(f"{kind}:{c}:{k}", kind, topk_mask(order, k, shape), [c], k=int(k))
             for c, order in ranked.items() for k in k_grid if k <= len(order)]
 
 
@@ -234,8 +242,9 @@ def control_conditions(
 ) -> list[Condition]:
     """Controls of each non-empty parent: ``random_draws`` size- and layer-matched random sets drawn
     from ``available [L, N]`` minus the parent's own neurons (seed ``seed + 1000 * (i + 1)`` for parent
-    i, so a parent's draws do not depend on the other options), and the authors' index+1 control
-    (not for top-k parents)."""
+    i, so a parent's draws do not depend on the other options; top-k parents only with
+    ``random_for_topk``, lowest-entropy parents always), and the authors' index+1 control (not for top-k
+    or lowest-entropy parents)."""
     controls: list[Condition] = []
     for i, cond in enumerate(parents):
         if not cond.mask.any():
@@ -244,7 +253,7 @@ def control_conditions(
             draws = random_matched(cond.mask, available & ~cond.mask, random_draws, seed + 1000 * (i + 1), cond.name)
             controls += [Condition(f"random:{cond.name}:{d}", "random", m, list(cond.target), k=cond.k, draw=d,
                                    group=f"random:{cond.name}", parent=cond.name) for d, m in enumerate(draws)]
-        if index_plus_one_control and cond.kind != "topk":
+        if index_plus_one_control and cond.kind not in RANKED_KINDS:
             controls.append(Condition(f"index+1:{cond.name}", "index_plus_one",
                                       index_plus_one(cond.mask, site_neurons, cond.name), list(cond.target),
                                       parent=cond.name))
@@ -261,6 +270,8 @@ def build_conditions(
     shared: Optional[Sequence[Sequence[str]]] = None,
     ranked: Optional[dict[str, list[tuple[int, int]]]] = None,
     k_grid: Sequence[int] = (),
+    lowest_entropy: Optional[dict[str, list[tuple[int, int]]]] = None,
+    lowest_entropy_k: Sequence[int] = (),
     random_draws: int = 10,
     random_for_topk: bool = True,
     index_plus_one_control: bool = False,
@@ -268,8 +279,8 @@ def build_conditions(
     absent: Optional[Tensor] = None,
     seed: int = 0,
 ) -> list[Condition]:
-    """All conditions of one ablation run: baseline, then class, shared, explicit and top-k conditions,
-    then their controls.
+    """All conditions of one ablation run: baseline, then class, shared, explicit, top-k and
+    lowest-entropy conditions, then their controls.
 
     Args:
         site_neurons: neurons per site (ragged sites allowed).
@@ -282,6 +293,11 @@ def build_conditions(
         shared: groups of class names; condition ``shared:A&B`` = intersection of their class sets.
         ranked: class name → its neurons best first (AAPE rank), for the ``topk`` conditions.
         k_grid: the k values of the top-k curve (k larger than a class's set is skipped).
+        lowest_entropy: class name → the neurons preferring it, lowest entropy first
+            (:func:`analysis.aape.lowest_entropy_by_class`): a ``lowent:<c>:<k>`` condition per k of
+            ``lowest_entropy_k``, each with matched random draws (threshold-free, so defined even where
+            the selection's bars select nothing).
+        lowest_entropy_k: the k values of the lowest-entropy conditions.
         random_draws: matched random draws per class/explicit/shared (and top-k) condition.
         random_for_topk: also draw random controls for the top-k conditions.
         index_plus_one_control: add the authors' index+1 control for every class/explicit/shared condition.
@@ -304,6 +320,7 @@ def build_conditions(
     primary = per_class_conditions(classes, class_sets) if class_sets and class_conditions else []
     primary += shared_conditions(shared or (), class_sets) + explicit_conditions(explicit or {})
     topk = topk_conditions(ranked or {}, k_grid, (L, N))
+    topk += topk_conditions(lowest_entropy or {}, lowest_entropy_k, (L, N), kind="lowent")
     conds = [Condition("baseline", "baseline", torch.zeros(L, N, dtype=torch.bool))] + primary + topk
     names = [c.name for c in conds]
     dup = {n for n in names if names.count(n) > 1}
@@ -425,6 +442,56 @@ def count_correct(preds: Tensor, labels: Tensor, num_classes: int) -> tuple[Tens
     correct = torch.zeros(preds.shape[0], num_classes, dtype=torch.long, device=preds.device)
     correct.index_add_(1, labels, hit)
     return correct.cpu(), n.cpu()
+
+
+def count_confusion(preds: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    """Per condition confusion counts int64 ``[K, C, C]``: ``[k, true class, predicted class]``.
+
+    Args:
+        preds: LongTensor ``[K, B]`` predicted class per condition and clip.
+        labels: LongTensor ``[B]``.
+
+    >>> count_confusion(torch.tensor([[0, 1, 1], [1, 1, 1]]), torch.tensor([0, 1, 0]), 2).tolist()
+    [[[1, 1], [0, 1]], [[0, 2], [0, 1]]]
+    """
+    labels = labels.long().to(preds.device)
+    C = int(num_classes)
+    cell = labels[None, :] * C + preds.long()  # [K, B]
+    out = torch.zeros(preds.shape[0], C * C, dtype=torch.long, device=preds.device)
+    out.scatter_add_(1, cell, torch.ones_like(cell))
+    return out.view(-1, C, C).cpu()
+
+
+def confusion_table(conditions: Sequence[Condition], classes: Sequence[str], confusion: Tensor) -> pd.DataFrame:
+    """Rows of ``ablation_confusion.csv``: one per condition × true class × predicted class with a
+    non-zero count (absent rows are zeros, so the table gives the ``[K, C, C]`` counts back exactly)."""
+    if confusion.shape != (len(conditions), len(classes), len(classes)):
+        raise ValueError(f"confusion has shape {tuple(confusion.shape)}, expected "
+                         f"({len(conditions)}, {len(classes)}, {len(classes)})")
+    k_idx, t_idx, p_idx = confusion.nonzero(as_tuple=True)
+    counts = confusion[k_idx, t_idx, p_idx].tolist()
+    rows = []
+    for i, t, p, c in zip(k_idx.tolist(), t_idx.tolist(), p_idx.tolist(), counts):
+        cond = conditions[i]
+        rows.append(dict(condition=cond.name, kind=cond.kind, target="+".join(cond.target),
+                         k="" if cond.k is None else int(cond.k), draw="" if cond.draw is None else int(cond.draw),
+                         true=classes[t], predicted=classes[p], count=int(c)))
+    return pd.DataFrame(rows, columns=CONFUSION_COLUMNS)
+
+
+def confusion_matrix(table: pd.DataFrame, condition: str, classes: Sequence[str]) -> Tensor:
+    """The int64 ``[C, C]`` counts (true × predicted) of one condition from an ``ablation_confusion.csv``
+    table; an unknown condition is a ``ValueError`` listing the known ones."""
+    rows = table[table["condition"] == condition]
+    if rows.empty:
+        known = list(dict.fromkeys(table["condition"]))
+        raise ValueError(f"no condition {condition!r} in the confusion table; known: {known[:20]}"
+                         + (" ..." if len(known) > 20 else ""))
+    index = {c: i for i, c in enumerate(classes)}
+    m = torch.zeros(len(classes), len(classes), dtype=torch.long)
+    for t, p, c in zip(rows["true"].astype(str), rows["predicted"].astype(str), rows["count"]):
+        m[index[t], index[p]] += int(c)
+    return m
 
 
 def results_table(conditions: Sequence[Condition], classes: Sequence[str], correct: Tensor, n: Tensor) -> pd.DataFrame:

@@ -8,8 +8,16 @@ returned, never saved here (:func:`analysis.runs.atomic.save_pdf` writes them).
   (on-target effects on the diagonal).
 * :func:`k_curve_figure` — the change in a class's own recall after zeroing its k best AAPE neurons,
   with the mean and 95% interval of the matched random sets when present.
+* :func:`confusion_change_figure` — the baseline confusion (true × predicted) and, for chosen conditions,
+  the change in confusion counts vs the baseline (which errors an ablation adds or removes).
+* :func:`entropy_distribution_figure` — the distribution of normalised entropy of all neurons, one curve
+  per model (threshold-free: no quantile bar involved).
+* :func:`compare_cross_task_figure`, :func:`compare_within_task_figure` — the cross-/within-task figures
+  of several models side by side on one page.
 """
 from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
 
 import matplotlib
 
@@ -151,5 +159,147 @@ def k_curve_figure(table: pd.DataFrame, summary: pd.DataFrame):
     ax.set_ylabel("change in the class's recall")
     ax.legend(fontsize=6)
     ax.set_title("Ablation k-curve")
+    fig.tight_layout()
+    return fig
+
+
+#: At most this many conditions are drawn by default in the change-in-confusion figure.
+MAX_CONFUSION_PANELS = 6
+
+
+def default_confusion_conditions(table: pd.DataFrame, conditions: Sequence[Any]) -> list[str]:
+    """Conditions drawn in ``ablation_confusion.pdf`` unless chosen: the explicit and shared ones, else the
+    class conditions ordered by the change of their own class's recall (largest drop first); at most
+    :data:`MAX_CONFUSION_PANELS`."""
+    chosen = [c.name for c in conditions if c.kind in ("explicit", "shared")]
+    if not chosen:
+        own = table[(table["kind"] == "class") & (table["condition"] == "class:" + table["class"].astype(str))]
+        chosen = list(own.sort_values("delta", kind="stable")["condition"])
+    return chosen[:MAX_CONFUSION_PANELS]
+
+
+def _matrix_panel(ax, m: np.ndarray, classes: list[str], title: str, fig: Figure, diverging: bool) -> None:
+    C = len(classes)
+    if diverging:
+        lim = max(float(np.abs(m).max()) if m.size else 0.0, 1.0)
+        im = ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
+        label = "change in clips"
+    else:
+        im = ax.imshow(m, cmap="Greys", vmin=0, vmax=max(float(m.max()) if m.size else 0.0, 1.0), aspect="auto",
+                       interpolation="nearest")
+        label = "clips"
+    fs = _tick_fontsize(C)
+    ax.set_xticks(range(C), classes, rotation=90, fontsize=fs)
+    ax.set_yticks(range(C), classes, fontsize=fs)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=8)
+    if C <= 20:
+        for i in range(C):
+            for j in range(C):
+                v = int(m[i, j])
+                if v:
+                    ax.text(j, i, f"{v:+d}" if diverging else str(v), ha="center", va="center", fontsize=6,
+                            color="k" if diverging or v < 0.6 * m.max() else "w")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label(label)
+
+
+def confusion_change_figure(confusions: Mapping[str, Any], classes: list[str]) -> Figure:
+    """``confusions``: condition name → counts ``[C, C]`` (true × predicted), ``baseline`` first. Left: the
+    baseline's counts; then per other condition its counts minus the baseline's (red: clips gained by a
+    cell, blue: clips lost; the diagonal loses what the errors gain)."""
+    names = list(confusions)
+    if not names or names[0] != "baseline":
+        raise ValueError("confusion_change_figure: the first condition must be 'baseline'")
+    base = np.asarray(confusions["baseline"], dtype=np.int64)
+    C = len(classes)
+    side = min(12.0, 2.5 + 0.25 * C)
+    fig, axes = plt.subplots(1, len(names), figsize=(side * len(names), side), squeeze=False)
+    _matrix_panel(axes[0, 0], base, classes, "baseline confusion", fig, diverging=False)
+    for ax, name in zip(axes[0, 1:], names[1:]):
+        diff = np.asarray(confusions[name], dtype=np.int64) - base
+        _matrix_panel(ax, diff, classes, f"{name} − baseline", fig, diverging=True)
+    if len(names) == 1:
+        axes[0, 0].set_title("baseline confusion (no other condition chosen)", fontsize=8)
+    fig.suptitle("Ablation: change in confusion vs baseline")
+    fig.tight_layout()
+    return fig
+
+
+def entropy_distribution_figure(values: Mapping[str, Mapping[str, np.ndarray]]) -> Figure:
+    """``values``: task → model → normalised entropies of all (present, not dead) neurons. One panel per
+    task with the empirical cumulative distribution of each model (a low tail = class-selective neurons)."""
+    tasks = list(values)
+    n = max(len(tasks), 1)
+    cols = min(n, 3)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, task in zip(axes.flat, tasks):
+        for model, h in values[task].items():
+            h = np.sort(np.asarray(h, dtype=float))
+            if h.size:
+                ax.step(h, np.arange(1, h.size + 1) / h.size, where="post", label=f"{model} ({h.size} neurons)")
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("normalised entropy H / ln C")
+        ax.set_ylabel("share of neurons ≤ x")
+        ax.set_title(task, fontsize=9)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.set_axis_off()
+    fig.suptitle("Normalised entropy of all neurons (no threshold)")
+    fig.tight_layout()
+    return fig
+
+
+def compare_cross_task_figure(panels: Mapping[str, dict], task_a: str, task_b: str) -> Figure:
+    """The cross-task figure of several models side by side: one column per model (``panels``: model →
+    ``{"jac": [Ca, Cb], "classes_a", "classes_b", "per_layer": {"a", "b", "shared"}}``), the Jaccard heatmap
+    above the per-layer distribution of the shared neurons (same axes for every model)."""
+    models = list(panels)
+    first = panels[models[0]]
+    w, h = _size(len(first["classes_a"]), len(first["classes_b"]))
+    fig, axes = plt.subplots(2, len(models), figsize=(w * 0.7 * len(models), h * 1.4), squeeze=False)
+    top = max([float(max(np.max(p["per_layer"][k]) for k in ("a", "b", "shared"))) for p in panels.values()] + [1.0])
+    for j, m in enumerate(models):
+        p = panels[m]
+        _heatmap(axes[0, j], np.asarray(p["jac"], dtype=float), p["classes_a"], p["classes_b"],
+                 f"{m}: {task_a} x {task_b}", f"{task_b} class", f"{task_a} class", fig)
+        ax = axes[1, j]
+        L = len(p["per_layer"]["a"])
+        x = np.arange(L)
+        bw = 0.28
+        ax.bar(x - bw, p["per_layer"]["a"], bw, label=f"{task_a} (any class)")
+        ax.bar(x, p["per_layer"]["b"], bw, label=f"{task_b} (any class)")
+        ax.bar(x + bw, p["per_layer"]["shared"], bw, label="shared by both tasks")
+        ax.set_ylim(0, top * 1.05)
+        ax.set_xticks(x)
+        ax.set_xticklabels([str(l) for l in range(L)], fontsize=_tick_fontsize(L))
+        ax.set_xlabel("layer")
+        ax.set_ylabel("neurons")
+        ax.set_title(f"{m}: shared neurons per layer", fontsize=9)
+        ax.legend(fontsize=6)
+    fig.suptitle(f"cross_task-{task_a}-{task_b}: " + " | ".join(models))
+    fig.tight_layout()
+    return fig
+
+
+def compare_within_task_figure(panels: Mapping[str, dict], task: str) -> Figure:
+    """The within-task figure of several models side by side: one column per model (``panels``: model →
+    ``{"jac": [C, C], "classes", "counts": [C, L]}``), the class × class Jaccard above the neurons per class
+    per layer (one colour scale for every model)."""
+    models = list(panels)
+    first = panels[models[0]]
+    C, L = np.asarray(first["counts"]).shape
+    w, h = _size(C, C)
+    fig, axes = plt.subplots(2, len(models), figsize=(w * 0.7 * len(models), h * 2.0), squeeze=False)
+    vmax = float(max([np.max(p["counts"]) if np.size(p["counts"]) else 0 for p in panels.values()] + [1]))
+    for j, m in enumerate(models):
+        p = panels[m]
+        _heatmap(axes[0, j], np.asarray(p["jac"], dtype=float), p["classes"], p["classes"],
+                 f"{m}: Jaccard between classes", "class", "class", fig)
+        counts = np.asarray(p["counts"], dtype=float)
+        _heatmap(axes[1, j], counts, p["classes"], [str(l) for l in range(counts.shape[1])],
+                 f"{m}: neurons per class per layer", "layer", "class", fig, vmax=vmax, cbar_label="neurons")
+    fig.suptitle(f"within_task-{task}: " + " | ".join(models))
     fig.tight_layout()
     return fig

@@ -11,8 +11,10 @@ Thin wrapper around :mod:`analysis.ablation` for ``trainer.test(AudioClassifier(
   (``strategy='loop'``: one forward per condition; ``'expand'``: the batch repeated over several
   conditions along dim 0 with a per-row mask).
 * ``on_test_end``: removes the hooks and writes ``ablation.csv``, ``ablation_summary.csv``,
-  ``ablation_matrix.pdf``, ``ablation_k_curve.pdf``, ``ablation_conditions.json`` (the neuron sets) and
-  logs scalars/figures to the Trainer's logger. Hooks are also removed on exception and at teardown.
+  ``ablation_confusion.csv`` (per condition true × predicted counts), ``ablation_matrix.pdf``,
+  ``ablation_k_curve.pdf``, ``ablation_confusion.pdf`` (change in confusion vs baseline of the chosen
+  conditions), ``ablation_conditions.json`` (the neuron sets) and logs scalars/figures to the Trainer's
+  logger. Hooks are also removed on exception and at teardown.
 
 Only single-device runs are supported: under DDP ``trainer.test`` pads the last batches with duplicated
 clips, which would be counted twice; the callback refuses ``world_size > 1``.
@@ -52,7 +54,10 @@ class AblationCallback(Callback):
         neuron_lists: explicit ``[[layer, neuron], ...]`` lists (the study's format) with their targets.
         shared: groups of classes whose AAPE sets are intersected (A ∩ B), e.g. ``[[ANG, HAP]]``.
         k_grid: top-k sizes for each class's neurons ordered by AAPE rank (empty = no k-curve).
-        topk_classes: classes of the k-grid (default: every class with a set).
+        topk_classes: classes of the k-grid and of the lowest-entropy conditions (default: every class).
+        lowest_entropy_k: k values (from the k-grid) of the threshold-free ``lowent:<c>:<k>`` conditions:
+            each class's k lowest-entropy neurons among those preferring it, with matched random draws,
+            whatever the selection's bars select (empty = none).
         random_draws: size- and layer-matched random sets per condition (0 = none).
         random_for_topk: also draw matched random sets for each top-k condition.
         index_plus_one: add the study authors' control (every neuron index + 1, same layer).
@@ -66,6 +71,10 @@ class AblationCallback(Callback):
             passes on CPU) or ``loop`` (one encoder forward per condition on the same batch; 1.02 ×, and
             no extra memory). Both give identical results.
         conditions_per_pass: conditions per forward in ``expand`` mode (memory grows with it).
+        confusion_conditions: conditions whose change in confusion vs the baseline is drawn in
+            ``ablation_confusion.pdf`` (default: the explicit and shared conditions, else the class
+            conditions with the largest drops of their own class's recall, at most
+            :data:`analysis.figures.MAX_CONFUSION_PANELS`).
         figures: write the PDF figures.
         overwrite: replace existing result files.
     """
@@ -79,6 +88,7 @@ class AblationCallback(Callback):
         shared: Optional[list[list[str]]] = None,
         k_grid: Optional[list[int]] = None,
         topk_classes: Optional[list[str]] = None,
+        lowest_entropy_k: Optional[list[int]] = None,
         random_draws: int = 10,
         random_for_topk: bool = True,
         index_plus_one: bool = False,
@@ -88,6 +98,7 @@ class AblationCallback(Callback):
         class_aliases: Optional[dict[str, str]] = None,
         strategy: str = "expand",
         conditions_per_pass: int = 4,
+        confusion_conditions: Optional[list[str]] = None,
         figures: bool = True,
         overwrite: bool = False,
     ) -> None:
@@ -105,6 +116,11 @@ class AblationCallback(Callback):
         self.shared = [list(s) for s in (shared or [])]
         self.k_grid = sorted({int(k) for k in (k_grid or [])})
         self.topk_classes = topk_classes
+        self.lowest_entropy_k = sorted({int(k) for k in (lowest_entropy_k or [])})
+        bad = [k for k in self.lowest_entropy_k if k not in self.k_grid]
+        if bad:
+            raise ValueError(f"AblationCallback: lowest_entropy_k {bad} not in k_grid {self.k_grid}")
+        self.confusion_conditions = confusion_conditions
         self.random_draws = int(random_draws)
         self.random_for_topk = random_for_topk
         self.index_plus_one = index_plus_one
@@ -130,7 +146,9 @@ class AblationCallback(Callback):
         self._rows: Optional[tuple[Tensor, int]] = None  # expand: (condition ids of this pass, clips per cond)
         self.correct: Optional[Tensor] = None
         self.n: Optional[Tensor] = None
+        self.confusion: Optional[Tensor] = None
         self.table: Optional[pd.DataFrame] = None
+        self.confusion_table: Optional[pd.DataFrame] = None
         self.summary: Optional[pd.DataFrame] = None
 
     # -- building --------------------------------------------------------------------------------
@@ -153,7 +171,8 @@ class AblationCallback(Callback):
         self.classes = list(classes)
         self.conditions = conditions_from_run(
             self.run_dir, site_neurons, self.classes, class_sets=self.class_sets, neuron_lists=self.neuron_lists,
-            shared=self.shared, k_grid=self.k_grid, topk_classes=self.topk_classes, random_draws=self.random_draws,
+            shared=self.shared, k_grid=self.k_grid, topk_classes=self.topk_classes,
+            lowest_entropy_k=self.lowest_entropy_k, random_draws=self.random_draws,
             random_for_topk=self.random_for_topk, index_plus_one=self.index_plus_one, seed=self.seed,
             class_aliases=self.class_aliases)
         means = read_dataset_means(self.run_dir) if self.mode == "mean" else None
@@ -211,6 +230,8 @@ class AblationCallback(Callback):
         self.build(encoder, getattr(pl_module, "classes", None))
         self.correct = torch.zeros(len(self.conditions), len(self.classes), dtype=torch.long)
         self.n = torch.zeros(len(self.classes), dtype=torch.long)
+        self.confusion = torch.zeros(len(self.conditions), len(self.classes), len(self.classes), dtype=torch.long)
+        self._confusion_of(list(self.confusion_conditions or []))  # unknown names fail before the pass
         self._register(encoder)
         log.info("AblationCallback: %d conditions over %d sites", len(self.conditions), sum(self._active_sites))
 
@@ -250,6 +271,7 @@ class AblationCallback(Callback):
         c, n = A.count_correct(preds, labels, len(self.classes))
         self.correct += c
         self.n += n
+        self.confusion += A.count_confusion(preds, labels, len(self.classes))
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._remove()
@@ -257,6 +279,7 @@ class AblationCallback(Callback):
             return
         self.table = A.results_table(self.conditions, self.classes, self.correct, self.n)
         self.summary = A.summarise(self.table, self.conditions)
+        self.confusion_table = A.confusion_table(self.conditions, self.classes, self.confusion)
         if trainer.is_global_zero:
             self._write(trainer)
 
@@ -266,15 +289,27 @@ class AblationCallback(Callback):
                   "conditions": A.describe_conditions(self.conditions)}
         figs = {}
         if self.figures:
+            chosen = self.confusion_conditions or F.default_confusion_conditions(self.table, self.conditions)
             figs = {"matrix": F.ablation_matrix_figure(self.table, self.classes),
-                    "k_curve": F.k_curve_figure(self.table, self.summary)}
+                    "k_curve": F.k_curve_figure(self.table, self.summary),
+                    "confusion": F.confusion_change_figure(self._confusion_of(["baseline", *chosen]), self.classes)}
         try:
-            write_ablation(self.out_dir, self.table, self.summary, record, figs, self.overwrite)
+            write_ablation(self.out_dir, self.table, self.summary, record, figs, self.overwrite,
+                           confusion=self.confusion_table)
             if trainer.logger is not None:
                 self._log(trainer, figs)
         finally:
             for fig in figs.values():
                 plt.close(fig)
+
+    def _confusion_of(self, names: list[str]) -> dict[str, Tensor]:
+        """Condition name → its confusion counts ``[C, C]``; an unknown name is an error listing the known."""
+        index = {c.name: i for i, c in enumerate(self.conditions)}
+        unknown = [n for n in names if n not in index]
+        if unknown:
+            raise ValueError(f"AblationCallback: confusion_conditions {unknown} are not conditions of this run; "
+                             f"known: {list(index)[:20]}")
+        return {n: self.confusion[index[n]] for n in names}
 
     def _log(self, trainer: Trainer, figs: dict[str, Any]) -> None:
         """Scalars (per condition accuracy and on-target deltas, random-draw means) and figures."""

@@ -31,7 +31,9 @@ Common to all: :func:`seeded_sample` sorts the eligible rows by ``file_name`` (s
 does not matter) and takes the first rows of a seeded permutation (``numpy.random.default_rng(seed)``).
 Each clip keeps its EVAR split (column ``split``; the EVAR split is also kept in ``source_split``), except
 that a class whose drawn clips hold no train clip gets its first drawn clip moved to train
-(:func:`cover_train`: the class list is built from the train split). Output rows are sorted by
+(:func:`cover_train`: the class list is built from the train split). For the NSynth subsets the classes
+covered are the octaves (``midi_to_octave``) and then the instrument families, so both CSVs have the same
+splits. Output rows are sorted by
 ``file_name``; columns ``file_name, label, split, source_split`` plus the source's own label
 (``speaker``, ``family``) where it differs. Asking for more clips than are eligible is an error naming
 the file and the counts; a missing column is an error naming the file and the column.
@@ -49,7 +51,7 @@ import pandas as pd
 
 from analysis.runs.atomic import check_writable, save_csv
 
-from .metadata import MetadataError, read_csv
+from .metadata import LABEL_MAPS, MetadataError, read_csv
 
 __all__ = [
     "StudyTask",
@@ -136,9 +138,10 @@ def seeded_sample(df: pd.DataFrame, n: int, seed: int, source: str, what: str = 
     return ordered.iloc[order].reset_index(drop=True)
 
 
-def cover_train(df: pd.DataFrame) -> pd.DataFrame:
-    """Every class gets a train clip: for a class whose rows hold no ``train`` split, the first of its rows
-    (in ``df``'s order) is moved to train. Returns a copy; ``source_split`` keeps the original split.
+def cover_train(df: pd.DataFrame, by: Sequence[str] = ("label",)) -> pd.DataFrame:
+    """Every class gets a train clip: for each column of ``by`` in turn, a value whose rows hold no
+    ``train`` split gets the first of its rows (in ``df``'s order) moved to train. Returns a copy;
+    ``source_split`` keeps the original split.
 
     >>> t = pd.DataFrame({"file_name": ["a", "b", "c"], "label": ["x", "y", "y"], "split": ["train", "test", "valid"]})
     >>> cover_train(t)["split"].tolist()
@@ -147,10 +150,11 @@ def cover_train(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     if "source_split" not in out.columns:
         out["source_split"] = out["split"]
-    has_train = set(out.loc[out["split"] == "train", "label"])
-    for label in dict.fromkeys(out["label"]):
-        if label not in has_train:
-            out.loc[out.index[out["label"] == label][0], "split"] = "train"
+    for key in by:
+        has_train = set(out.loc[out["split"] == "train", key])
+        for value in dict.fromkeys(out[key]):
+            if value not in has_train:
+                out.loc[out.index[out[key] == value][0], "split"] = "train"
     return out
 
 
@@ -178,8 +182,8 @@ def nsynth_pitch(file_name: str) -> Optional[int]:
     return int(m.group(1)) if m else None
 
 
-def _finish(df: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
-    out = cover_train(df)
+def _finish(df: pd.DataFrame, extra: Sequence[str] = (), by: Sequence[str] = ("label",)) -> pd.DataFrame:
+    out = cover_train(df, by)
     return out[OUTPUT_COLUMNS + list(extra)].sort_values("file_name", kind="stable").reset_index(drop=True)
 
 
@@ -234,8 +238,11 @@ def nsynth_subset(df: pd.DataFrame, *, size: int = 22000, seed: int = 0, label: 
     eligible = df.assign(pitch=pitch.astype(int), family=df["label"].astype(str))
     eligible = eligible[(eligible["pitch"] >= lo) & (eligible["pitch"] <= hi)]
     drawn = seeded_sample(eligible, size, seed, source, f"clips with MIDI pitch {lo}-{hi}")
-    drawn = drawn.assign(label=drawn["pitch"].astype(str) if label == "pitch" else drawn["family"])
-    return _finish(drawn, ["family"] if label == "pitch" else [])
+    octave = LABEL_MAPS["midi_to_octave"]
+    drawn = drawn.assign(octave=[octave(str(p)) for p in drawn["pitch"]],
+                         label=drawn["pitch"].astype(str) if label == "pitch" else drawn["family"])
+    # the same splits for both labellings: every octave and every family gets a train clip
+    return _finish(drawn, ["family"] if label == "pitch" else [], by=("octave", "family"))
 
 
 # -- files -----------------------------------------------------------------------------------------------

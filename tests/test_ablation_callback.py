@@ -301,3 +301,54 @@ def test_a_class_without_counted_positions_does_not_make_every_neuron_absent(tmp
     assert len(rnd) == 3
     for c in rnd:
         assert c.mask.nonzero().tolist()[0][0] == 0 and int(c.mask.sum()) == 1 and not c.mask[0, 1]
+
+
+def test_confusion_counts_and_lowest_entropy_conditions(planted, tmp_path, capsys):
+    """ablation_confusion.csv holds every condition's true × predicted counts exactly (its diagonal is
+    ablation.csv's ``correct``, its rows sum to ``n``); the threshold-free lowent:<c>:<k> conditions come with
+    matched random draws and no index+1 control; ``python -m analysis confusion`` draws any condition."""
+    from analysis.app.cli import main as cli_main
+    from analysis.runs.read import read_ablation_confusion
+
+    cb = AblationCallback(out_dir=str(tmp_path / "abl"), run_dir=str(planted["run"]), random_draws=2, seed=1,
+                          k_grid=[1, 2], lowest_entropy_k=[2], index_plus_one=True,
+                          neuron_lists=[NeuronList("planted", [[0, 1]], ["t800"])])
+    _test(planted, cb)
+    t = pd.read_csv(tmp_path / "abl" / "ablation.csv", keep_default_na=False)
+    conf, classes = read_ablation_confusion(tmp_path / "abl")
+    assert classes == CLASSES and list(conf.columns) == A.CONFUSION_COLUMNS
+    for cond in cb.conditions:
+        m = A.confusion_matrix(conf, cond.name, classes)
+        assert torch.equal(m, cb.confusion[[c.name for c in cb.conditions].index(cond.name)])
+        rows = t[(t.condition == cond.name) & (t["class"] != "ALL")].set_index("class")
+        assert m.diagonal().tolist() == [int(rows.loc[c, "correct"]) for c in classes]
+        assert m.sum(1).tolist() == [int(rows.loc[c, "n"]) for c in classes]
+    # the planted neuron's clips go elsewhere: its class's row loses its diagonal
+    planted_m = A.confusion_matrix(conf, "planted", classes)
+    i = classes.index("t800")
+    assert planted_m[i, i] < cb.confusion[0][i, i] and planted_m[i].sum() == cb.confusion[0][i].sum()
+    lowent = [c for c in cb.conditions if c.kind == "lowent"]
+    assert lowent and {c.k for c in lowent} == {2} and all(c.n_neurons == 2 for c in lowent)
+    names = {c.name for c in cb.conditions}
+    for c in lowent:
+        assert {f"random:{c.name}:0", f"random:{c.name}:1"} <= names and f"index+1:{c.name}" not in names
+    assert (tmp_path / "abl" / "ablation_confusion.pdf").stat().st_size > 0
+    assert cli_main(["confusion", "--ablation", str(tmp_path / "abl"), "--condition", "planted",
+                     "--condition", "class:t800"]) == 0
+    out = tmp_path / "abl" / "ablation_confusion-planted-class_t800.pdf"
+    assert capsys.readouterr().out.strip() == str(out) and out.stat().st_size > 0
+    assert cli_main(["confusion", "--ablation", str(tmp_path / "abl"), "--condition", "nope"]) == 2
+    assert "no condition 'nope'" in capsys.readouterr().err
+
+
+def test_lowest_entropy_k_must_come_from_the_k_grid(tmp_path):
+    with pytest.raises(ValueError, match=r"lowest_entropy_k \[4\] not in k_grid \[1, 2\]"):
+        AblationCallback(out_dir=str(tmp_path), k_grid=[1, 2], lowest_entropy_k=[4])
+
+
+def test_unknown_confusion_condition_fails_before_the_pass(planted, tmp_path):
+    cb = AblationCallback(out_dir=str(tmp_path / "abl"), run_dir=str(planted["run"]), random_draws=0,
+                          confusion_conditions=["class:nope"])
+    with pytest.raises(ValueError, match="confusion_conditions \\['class:nope'\\] are not conditions"):
+        _test(planted, cb)
+    assert not (tmp_path / "abl" / "ablation.csv").exists()

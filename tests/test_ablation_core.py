@@ -1,12 +1,15 @@
 """Functional core of the ablation (analysis/ablation.py): masks, random draws, controls, scoring, summary."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from analysis import ablation as A
+from analysis.aape import identify, lowest_entropy_by_class
 
 SN = [6, 4, 5]  # ragged sites
 
@@ -131,3 +134,47 @@ def test_dataset_means():
     assert torch.equal(A.dataset_means({**stats, "n_positions": 2}), torch.tensor([[1.0, 2.0]], dtype=torch.float64))
     with pytest.raises(ValueError, match="act_sum"):
         A.dataset_means({"n_tokens": torch.tensor([1])}, "s.pt")
+
+
+def test_count_confusion_matches_brute_force_and_round_trips_through_the_table():
+    g = torch.Generator().manual_seed(0)
+    K, B, C = 4, 50, 5
+    preds = torch.randint(0, C, (K, B), generator=g)
+    labels = torch.randint(0, C, (B,), generator=g)
+    conf = A.count_confusion(preds, labels, C)
+    brute = torch.zeros(K, C, C, dtype=torch.long)
+    for k in range(K):
+        for b in range(B):
+            brute[k, labels[b], preds[k, b]] += 1
+    assert conf.dtype == torch.int64 and torch.equal(conf, brute)
+    # partial counts (e.g. of two halves of the data, or two processes) merge exactly by summation
+    assert torch.equal(A.count_confusion(preds[:, :20], labels[:20], C) + A.count_confusion(preds[:, 20:], labels[20:], C),
+                       conf)
+    correct, n = A.count_correct(preds, labels, C)
+    assert torch.equal(conf.diagonal(dim1=1, dim2=2), correct) and torch.equal(conf[0].sum(1), n)
+    conds = [A.Condition("baseline", "baseline", torch.zeros(1, 1, dtype=torch.bool))] + [
+        A.Condition(f"class:c{k}", "class", torch.ones(1, 1, dtype=torch.bool), [f"c{k}"]) for k in range(1, K)]
+    classes = [f"c{i}" for i in range(C)]
+    table = A.confusion_table(conds, classes, conf)
+    assert (table["count"] > 0).all() and int(table["count"].sum()) == K * B
+    for k, c in enumerate(conds):
+        assert torch.equal(A.confusion_matrix(table, c.name, classes), conf[k])
+
+
+def test_lowest_entropy_conditions_are_threshold_free():
+    # saturated probabilities: the quantile bars select nothing, the lowest-entropy ranking still exists
+    p = torch.ones(2, 6, 3)
+    p[0, 2] = torch.tensor([1.0, 0.2, 0.2])
+    p[1, 4] = torch.tensor([0.1, 0.1, 1.0])
+    p[1, 5] = 0.0  # dead neuron: never ranked
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert identify(p, top_rate=0.2).n_selected == 0
+    ranked = lowest_entropy_by_class(p, 2)
+    assert ranked[0][0] == (0, 2) and ranked[2] == [(1, 4)] and (1, 5) not in sum(ranked, [])
+    conds = A.build_conditions([6, 6], ["a", "b", "c"], lowest_entropy={"a": ranked[0], "c": ranked[2]},
+                               lowest_entropy_k=[1, 2], random_draws=3, index_plus_one_control=True, seed=0)
+    names = [c.name for c in conds]
+    assert {"lowent:a:1", "lowent:a:2", "lowent:c:1"} <= set(names) and "lowent:c:2" not in names
+    assert sum(n.startswith("random:lowent:a:2:") for n in names) == 3
+    assert not any(n.startswith("index+1:lowent") for n in names)

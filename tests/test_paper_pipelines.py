@@ -2,8 +2,13 @@
 synthetic stand-in with a tiny M2D and tiny limits.
 
 What is replaced, and only this: ``$EVAR`` points at a stand-in root whose tasks are synthetic
-(each study task reads a synthetic task through ``evar_task``; surge/nspitch read a MIDI-labelled copy so
-that ``label_map: midi_to_octave`` is exercised; GISE-51's user CSV is a synthetic CSV); the checkpoint
+(each EVAR task of the study reads a synthetic task through ``evar_task``; surge reads a MIDI-labelled copy so
+that ``label_map: midi_to_octave`` is exercised; GISE-51's user CSV is a synthetic CSV). The study's subsets
+(vc1_gender_nationality, voxforge_balanced, nspitch_subset, nsynth_subset) are read as the configs name
+them: the stand-in root holds fake EVAR metadata of vc1, voxforge and nsynth (plus a fake vox1_meta.csv)
+over the synthetic audio, and the subsets are built from it with ``python -m analysis tasks build``, at
+the stand-in's size and with its clip length; one voxforge clip has no split, so ``identify_splits: all``
+is seen counting it. The checkpoint
 variable points at a random-init M2D saved in the official encoder-only format, with the study's geometry
 where the published neuron lists need it (12 blocks × 3072 MLP neurons, width 16, so ``num_heads`` is
 given); the study's class names are aliased onto synthetic classes; seeds/epochs/draws are cut.
@@ -18,12 +23,16 @@ import pytest
 import torch
 import yaml
 
+from analysis.app.cli import main as cli_main
 from analysis.app.config import load_config
 from analysis.app.pipeline import Pipeline
 from conftest import REPO_ROOT, STUDY_ABLATIONS
 
 PIPE = REPO_ROOT / "configs" / "pipeline"
-STUDY_TASKS = ["esc50", "gise51", "gtzan", "cremad", "cremad_gender", "vc1", "voxforge", "surge", "nspitch"]
+STUDY_TASKS = ["esc50", "gise51", "gtzan", "cremad", "cremad_gender", "vc1", "voxforge", "surge", "nspitch", "nsynth"]
+#: pipeline task -> the study subset it reads (built by `python -m analysis tasks build`)
+SUBSETS = {"vc1": "vc1_gender_nationality", "voxforge": "voxforge_balanced", "nspitch": "nspitch_subset",
+           "nsynth": "nsynth_subset"}
 
 
 def _stand_in_root(synthetic_root: Path, root: Path) -> Path:
@@ -43,7 +52,46 @@ def _stand_in_root(synthetic_root: Path, root: Path) -> Path:
     # GISE-51: "the user's own CSV" in EVAR form
     gise = pd.read_csv(synthetic_root / "evar" / "metadata" / "synth_octave_sine.csv")
     gise.to_csv(root / "evar" / "metadata" / "gise51.csv", index=False)
+    _fake_study_sources(synthetic_root, root)
+    for name in SUBSETS.values():
+        args = ["tasks", "build", name, "--evar-root", str(root), "--size", str(_SUBSET_SIZE[name])]
+        if name == "vc1_gender_nationality":
+            args += ["--vox1-meta", str(root / "vox1_meta.csv")]
+        assert cli_main(args) == 0
     return root
+
+
+_SUBSET_SIZE = {"vc1_gender_nationality": 16, "voxforge_balanced": 4, "nspitch_subset": 18, "nsynth_subset": 18}
+
+
+def _fake_study_sources(synthetic_root: Path, root: Path) -> None:
+    """EVAR metadata of vc1, voxforge and nsynth over the synthetic audio (folders vc1 and voxforge link
+    to the synthetic tasks' folders; nsynth holds links named like NSynth notes), and a vox1_meta.csv."""
+    meta = root / "evar" / "metadata"
+    sine = pd.read_csv(synthetic_root / "evar" / "metadata" / "synth_octave_sine.csv")
+    saw = pd.read_csv(synthetic_root / "evar" / "metadata" / "synth_octave_saw.csv")
+    os.symlink(synthetic_root / "work" / "16k" / "synth_octave_sine", root / "work" / "16k" / "vc1")
+    os.symlink(synthetic_root / "work" / "16k" / "synth_octave_saw", root / "work" / "16k" / "voxforge")
+    # vc1: one speaker per octave; vox1_meta gives each a gender and nationality (one speaker has none)
+    speakers = {lab: f"id1000{i}" for i, lab in enumerate(sorted(sine["label"].unique()))}
+    sine.assign(label=sine["label"].map(speakers))[["file_name", "label", "split"]].to_csv(meta / "vc1.csv", index=False)
+    people = [("m", "USA"), ("f", "UK"), ("m", "India"), ("f", "USA"), ("m", "")]
+    lines = ["VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet"]
+    lines += [f"{spk}\tx\t{g}\t{n}\tdev" for spk, (g, n) in zip(speakers.values(), people)]
+    (root / "vox1_meta.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # voxforge: one language per octave; one clip has no split
+    vox = saw.assign(label=saw["label"].str.replace("octave_", "lang", regex=False))[["file_name", "label", "split"]]
+    vox.loc[vox.index[vox["split"] == "test"][0], "split"] = ""
+    vox.to_csv(meta / "voxforge.csv", index=False)
+    # nsynth: NSynth note names <instrument>-<pitch>-<velocity>, pitch = the tone's MIDI note
+    rows = []
+    for i, r in saw.iterrows():
+        name = f"nsynth-{r['split']}/audio/{['bass', 'organ'][i % 2]}_synthetic_00{i % 3}-{int(r['midi']):03d}-100.wav"
+        link = root / "work" / "16k" / "nsynth" / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(synthetic_root / "work" / "16k" / "synth_octave_saw" / r["file_name"], link)
+        rows.append({"file_name": name, "label": ["bass", "organ"][i % 2], "split": r["split"]})
+    pd.DataFrame(rows).to_csv(meta / "nsynth.csv")
 
 
 def _tiny_checkpoint(folder: Path) -> Path:
@@ -62,7 +110,9 @@ def _tiny_checkpoint(folder: Path) -> Path:
 def _stand_in_config(cfg: dict, classes: list[str]) -> dict:
     alias = {"ANG": classes[0], "HAP": classes[1], "jazz": classes[2], "classical": classes[3]}
     for t, opts in cfg["tasks"].items():
-        if t in ("surge", "nspitch"):
+        if t in SUBSETS:
+            opts["unit_sec"] = 0.5  # the study's subsets as built above; the synthetic clips are 0.5 s
+        elif t == "surge":
             opts["evar_task"] = "synth_midi"
             assert opts["label_map"] == "midi_to_octave"
         elif t == "gise51":
@@ -95,7 +145,11 @@ def test_paper_pipeline_on_stand_in(name, var, suffix, synthetic_root, tmp_path,
     assert list(cfg["tasks"]) == STUDY_TASKS
     assert cfg["report"]["cross_task"] == [["surge", "nspitch"], ["esc50", "gise51"], ["vc1", "cremad_gender"]]
     assert cfg["report"]["within_task"] == ["gtzan", "cremad", "voxforge"]
-    assert cfg["tasks"]["esc50"]["top_rate"] == 0.02 and cfg["tasks"]["gise51"]["top_rate"] == 0.02
+    assert {t: o["top_rate"] for t, o in cfg["tasks"].items()} == {
+        t: 0.02 if t in ("esc50", "gise51") else 0.01 for t in STUDY_TASKS}
+    assert {t: cfg["tasks"][t]["evar_task"] for t in SUBSETS} == SUBSETS
+    assert cfg["tasks"]["nspitch"]["label_map"] == cfg["tasks"]["surge"]["label_map"] == "midi_to_octave"
+    assert cfg["stats"]["identify_splits"] == "all"
     study = yaml.safe_load(STUDY_ABLATIONS.read_text())
     if name == "paper_m2d":
         assert cfg["tasks"]["cremad"]["neuron_lists"][0]["neurons"] == study["cremad_ang_hap"]["neurons"]
@@ -115,6 +169,19 @@ def test_paper_pipeline_on_stand_in(name, var, suffix, synthetic_root, tmp_path,
     assert sorted(stats["task"]) == sorted(STUDY_TASKS)
     # surge/nspitch were analysed by octave through label_map
     assert (out / "runs" / f"surge_{suffix}" / "classes.txt").read_text().split() == classes
+    octaves = (out / "runs" / f"nspitch_{suffix}" / "classes.txt").read_text().split()
+    assert octaves and all(c.startswith("octave_") for c in octaves)
+    assert (out / "runs" / f"nsynth_{suffix}" / "classes.txt").read_text().split() == ["bass", "organ"]
+    # vc1 is gender x nationality: the speaker without a nationality is left out
+    assert (out / "runs" / f"vc1_{suffix}" / "classes.txt").read_text().split() == ["f_UK", "f_USA", "m_India",
+                                                                                    "m_USA"]
+    # identification on every clip: n_clips sums to the subset's rows, the clip without a split included
+    meta = root / "evar" / "metadata"
+    for task, subset in SUBSETS.items():
+        st = torch.load(out / "runs" / f"{task}_{suffix}" / "stats.pt", weights_only=True)
+        assert int(st["n_clips"].sum()) == len(pd.read_csv(meta / f"{subset}.csv")), task
+    index = pd.read_csv(out / "runs" / f"voxforge_{suffix}" / "index.csv", keep_default_na=False)
+    assert (index["split"] == "none").sum() == 1
     abl = pd.read_csv(out / "ablation" / f"cremad_{suffix}" / "ablation.csv", keep_default_na=False)
     kinds = set(abl["kind"])
     assert {"baseline", "shared", "index_plus_one"} <= kinds

@@ -190,3 +190,16 @@ def test_class_without_a_train_clip_gets_one():
 
 def test_module_doctests():
     assert doctest.testmod(study_tasks).failed == 0
+
+
+def test_nsynth_subsets_have_the_same_splits_covering_octaves_and_families():
+    names = [f"nsynth-test/audio/{fam}_synthetic_000-{p:03d}-100.wav" for fam, p in
+             [("bass", 30), ("bass", 31), ("organ", 45), ("organ", 30), ("bass", 46)]]
+    df = pd.DataFrame({"file_name": names, "label": [n.split("/")[-1].split("_")[0] for n in names],
+                       "split": ["test"] * 4 + ["train"]})
+    a = study_tasks.nsynth_subset(df, size=5, label="pitch")
+    b = study_tasks.nsynth_subset(df, size=5, label="family")
+    assert list(a["split"]) == list(b["split"])
+    train = a[a["split"] == "train"]
+    octaves = {int(p) // 12 - 1 for p in train["label"]}
+    assert octaves == {1, 2} and set(train["family"]) == {"bass", "organ"}

@@ -17,6 +17,7 @@ import yaml
 
 from analysis.aape import ACTIVATION_BAR_RATIO, FILTER_RATE
 from analysis.app.config import PipelineError, load_config
+from analysis.app.confusion import confusion_figure
 from analysis.app.identify import identify_run
 from analysis.app.pipeline import add_arguments as add_pipeline_arguments
 from analysis.app.pipeline import run_pipeline
@@ -221,6 +222,20 @@ def _probe(a: argparse.Namespace) -> int:
                    tensorboard=a.tensorboard)
     print(df.to_string(index=False))
     return 0
+
+
+# -- confusion --------------------------------------------------------------------------------------------
+def _confusion_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ablation", required=True, help="ablation folder (ablation_confusion.csv, ablation_conditions.json)")
+    p.add_argument("--condition", action="append", required=True, metavar="NAME",
+                   help="condition of ablation.csv (e.g. 'shared:ANG&HAP', 'class:jazz'); repeatable")
+    p.add_argument("--out", default=None, help="PDF to write (default <ablation>/ablation_confusion-<conditions>.pdf)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing PDF")
+
+
+@verb("confusion", "draw the change in confusion vs baseline of chosen ablation conditions", _confusion_args)
+def _confusion(a: argparse.Namespace) -> int:
+    return _print_paths([confusion_figure(a.ablation, a.condition, a.out, a.overwrite)])
 
 
 # -- summary / pipeline -----------------------------------------------------------------------------------

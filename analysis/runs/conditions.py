@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from analysis import ablation as A
-from analysis.aape import absent_neurons
+from analysis.aape import absent_neurons, lowest_entropy_by_class
 from analysis.runs.layout import NEURONS_CSV, NEURONS_PT, OVER_ZERO, STATS
 from analysis.runs.read import read_neurons, read_over_zero, read_ranking, read_stats
 
@@ -89,6 +89,7 @@ def conditions_from_run(
     shared: Sequence[Sequence[str]] = (),
     k_grid: Sequence[int] = (),
     topk_classes: Optional[Sequence[str]] = None,
+    lowest_entropy_k: Sequence[int] = (),
     random_draws: int = 10,
     random_for_topk: bool = True,
     index_plus_one: bool = False,
@@ -99,7 +100,8 @@ def conditions_from_run(
 
     Class names in ``neuron_lists`` targets, ``shared`` and ``topk_classes`` go through ``class_aliases``
     and must be classes of the task. Random draws never take a selected neuron (any class set or list)
-    nor an absent one."""
+    nor an absent one. ``lowest_entropy_k`` adds the threshold-free ``lowent`` conditions (each class's
+    k lowest-entropy neurons, from ``over_zero.pt``) for the classes of ``topk_classes`` (default all)."""
     aliases = dict(class_aliases or {})
 
     def check_cls(name: str, where: str) -> str:
@@ -126,10 +128,17 @@ def conditions_from_run(
         selected |= m
     groups = [[check_cls(c, "shared") for c in grp] for grp in shared]
     ranked = None
+    tk = [check_cls(c, "topk_classes") for c in topk_classes] if topk_classes else list(classes)
     if k_grid:
-        tk = [check_cls(c, "topk_classes") for c in topk_classes] if topk_classes else list(classes)
         ranked = rank_sets(run_dir, sets, tk)
+    lowent = None
+    if lowest_entropy_k:
+        if run_dir is None:
+            raise ValueError("AblationCallback: lowest_entropy_k needs run_dir (over_zero.pt)")
+        by_class = lowest_entropy_by_class(read_over_zero(run_dir), max(lowest_entropy_k))
+        lowent = {c: by_class[i] for i, c in enumerate(classes) if c in tk and by_class[i]}
     return A.build_conditions(
         site_neurons, classes, class_sets=sets, class_conditions=bool(class_sets), explicit=explicit, shared=groups,
-        ranked=ranked, k_grid=k_grid, random_draws=random_draws, random_for_topk=random_for_topk,
+        ranked=ranked, k_grid=k_grid, lowest_entropy=lowent, lowest_entropy_k=lowest_entropy_k,
+        random_draws=random_draws, random_for_topk=random_for_topk,
         index_plus_one_control=index_plus_one, exclude=selected, absent=absent, seed=seed)

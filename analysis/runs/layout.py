@@ -37,6 +37,7 @@ A **pipeline output tree** (:class:`OutputTree`) arranges all of them under one 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,8 +82,23 @@ ABLATION_SUMMARY_CSV = "ablation_summary.csv"
 ABLATION_CONDITIONS_JSON = "ablation_conditions.json"
 ABLATION_MATRIX_PDF = "ablation_matrix.pdf"
 ABLATION_K_CURVE_PDF = "ablation_k_curve.pdf"
+#: per condition × true class × predicted class counts (non-zero ones), see analysis.ablation.confusion_table
+ABLATION_CONFUSION_CSV = "ablation_confusion.csv"
+#: change in confusion vs baseline of the chosen conditions
+ABLATION_CONFUSION_PDF = "ablation_confusion.pdf"
 ABLATION_FILES = (ABLATION_CSV, ABLATION_SUMMARY_CSV, ABLATION_MATRIX_PDF, ABLATION_K_CURVE_PDF,
-                  ABLATION_CONDITIONS_JSON)
+                  ABLATION_CONDITIONS_JSON, ABLATION_CONFUSION_CSV, ABLATION_CONFUSION_PDF)
+
+
+def confusion_figure_name(conditions: list[str]) -> str:
+    """The change-in-confusion figure of chosen conditions (``python -m analysis confusion``): condition
+    names with every character other than letters, digits, ``.``, ``-`` and ``_`` replaced by ``_``.
+
+    >>> confusion_figure_name(["shared:ANG&HAP", "class:jazz"])
+    'ablation_confusion-shared_ANG_HAP-class_jazz.pdf'
+    """
+    slug = "-".join(re.sub(r"[^A-Za-z0-9._-]+", "_", c) for c in conditions)
+    return f"ablation_confusion-{slug}.pdf"
 
 
 # -- model report folder --------------------------------------------------------------------------

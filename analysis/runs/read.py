@@ -16,8 +16,9 @@ import torch
 from torch import Tensor
 
 from analysis.aape import absent_neurons
-from analysis.runs.layout import (CLASSES, FEATURES, GTS, INDEX, MANIFEST, NEURONS_CSV, NEURONS_JSON, NEURONS_PT,
-                                  INDEX_SPLITS, OVER_ZERO, PROBE_RESULTS, STATS, TOP_CLIPS)
+from analysis.runs.layout import (ABLATION_CONDITIONS_JSON, ABLATION_CONFUSION_CSV, CLASSES, FEATURES, GTS, INDEX,
+                                  INDEX_SPLITS, MANIFEST, NEURONS_CSV, NEURONS_JSON, NEURONS_PT, OVER_ZERO,
+                                  PROBE_RESULTS, STATS, TOP_CLIPS)
 
 
 def _need(path: Path) -> Path:
@@ -402,3 +403,26 @@ def check_same_model(a: Run, b: Run) -> None:
 def _short(x: Any, n: int = 120) -> str:
     s = repr(x)
     return s if len(s) <= n else s[: n - 3] + "..."
+
+
+def read_ablation_confusion(ablation_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """``ablation_confusion.csv`` and the class list of ``ablation_conditions.json`` (index order) of an
+    ablation folder; columns and class names are checked."""
+    d = Path(ablation_dir)
+    csv, rec = d / ABLATION_CONFUSION_CSV, d / ABLATION_CONDITIONS_JSON
+    t = read_table(csv)
+    missing = {"condition", "true", "predicted", "count"} - set(t.columns)
+    if missing:
+        raise ValueError(f"{csv}: missing columns {sorted(missing)} (has {list(t.columns)})")
+    if not rec.is_file():
+        raise FileNotFoundError(f"{rec} not found (it holds the class list of {csv})")
+    try:
+        classes = [str(c) for c in json.loads(rec.read_text(encoding="utf-8"))["classes"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{rec}: no class list: {e}") from e
+    for col in ("true", "predicted"):
+        t[col] = t[col].astype(str)
+        bad = sorted(set(t[col]) - set(classes))
+        if bad:
+            raise ValueError(f"{csv}: column {col} holds {bad[:5]}, not classes of {rec}")
+    return t, classes

@@ -20,8 +20,9 @@ from torch import Tensor
 
 from analysis.runs.atomic import (OutputExistsError, check_writable, save_csv, save_figure, save_json, save_text,
                                   save_torch)
-from analysis.runs.layout import (ABLATION_CONDITIONS_JSON, ABLATION_CSV, ABLATION_FILES, ABLATION_K_CURVE_PDF,
-                                  ABLATION_MATRIX_PDF, ABLATION_SUMMARY_CSV, CLASSES, FEATURES, GTS, INDEX,
+from analysis.runs.layout import (ABLATION_CONDITIONS_JSON, ABLATION_CONFUSION_CSV, ABLATION_CONFUSION_PDF,
+                                  ABLATION_CSV, ABLATION_FILES, ABLATION_K_CURVE_PDF, ABLATION_MATRIX_PDF,
+                                  ABLATION_SUMMARY_CSV, CLASSES, FEATURES, GTS, INDEX,
                                   INDEX_COLUMNS, MANIFEST, NEURONS_CSV, NEURONS_JSON, NEURONS_PT, OVER_ZERO, RUN_FILES,
                                   STABILITY_CSV, STATS, THRESHOLD_SWEEP_CSV)
 
@@ -136,15 +137,19 @@ def check_ablation_writable(out_dir: str | os.PathLike, overwrite: bool = False)
 
 
 def write_ablation(out_dir: str | os.PathLike, table: pd.DataFrame, summary: pd.DataFrame,
-                   conditions: dict[str, Any], figures: dict[str, Any], overwrite: bool = False) -> None:
-    """``ablation.csv`` (``table``), ``ablation_summary.csv``, ``ablation_conditions.json`` and the
-    figures ``matrix`` / ``k_curve`` (when given) as PDFs, each atomically."""
+                   conditions: dict[str, Any], figures: dict[str, Any], overwrite: bool = False,
+                   confusion: pd.DataFrame | None = None) -> None:
+    """``ablation.csv`` (``table``), ``ablation_summary.csv``, ``ablation_conditions.json``,
+    ``ablation_confusion.csv`` (when given) and the figures ``matrix`` / ``k_curve`` / ``confusion`` (when
+    given) as PDFs, each atomically."""
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     save_csv(table, d / ABLATION_CSV, overwrite)
     save_csv(summary, d / ABLATION_SUMMARY_CSV, overwrite)
+    if confusion is not None:
+        save_csv(confusion, d / ABLATION_CONFUSION_CSV, overwrite)
     save_json(conditions, d / ABLATION_CONDITIONS_JSON, overwrite)
-    names = {"matrix": ABLATION_MATRIX_PDF, "k_curve": ABLATION_K_CURVE_PDF}
+    names = {"matrix": ABLATION_MATRIX_PDF, "k_curve": ABLATION_K_CURVE_PDF, "confusion": ABLATION_CONFUSION_PDF}
     for key, fig in figures.items():
         save_figure(fig, d / names[key], overwrite, bbox_inches="tight")
 
