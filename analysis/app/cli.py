@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Optional, Sequence
 import yaml
 
 from analysis.aape import ACTIVATION_BAR_RATIO, FILTER_RATE
+from analysis.app.compare import build_compare
 from analysis.app.config import PipelineError, load_config
 from analysis.app.confusion import confusion_figure
 from analysis.app.identify import identify_run
@@ -195,6 +196,34 @@ def _report(a: argparse.Namespace) -> int:
         spec.within_task += list(a.within)
     return _print_paths(build_report(a.runs, a.suffix, spec=spec, dest=a.dest, tensorboard=a.tensorboard,
                                      overwrite=a.overwrite).values())
+
+
+# -- compare ----------------------------------------------------------------------------------------------
+def _compare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", nargs=2, action="append", required=True, metavar=("SUFFIX", "RUNS"),
+                   help="a model: its run-folder suffix and the folder holding its <task>_<suffix>/ run folders; "
+                        "give two or more, in column order")
+    p.add_argument("--config", action="append", default=[],
+                   help="report YAML (configs/report/*.yaml) naming cross_task pairs and within_task tasks; repeatable")
+    p.add_argument("--cross", nargs=2, action="append", default=[], metavar=("TASK_A", "TASK_B"),
+                   help="add a cross-task figure; repeatable")
+    p.add_argument("--within", action="append", default=[], metavar="TASK", help="add a within-task figure; repeatable")
+    p.add_argument("--dest", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+@verb("compare", "several models side by side: one task table, cross-/within-task figures and the entropy "
+                 "distribution of all neurons", _compare_args)
+def _compare(a: argparse.Namespace) -> int:
+    models = dict(a.model)
+    if len(models) != len(a.model):
+        raise ValueError(f"--model: a suffix is given twice ({[m for m, _ in a.model]})")
+    spec = None
+    if a.config or a.cross or a.within:
+        spec = ReportSpec.from_yaml(a.config)
+        spec.cross_task += [tuple(x) for x in a.cross]
+        spec.within_task += list(a.within)
+    return _print_paths(build_compare(models, spec=spec, dest=a.dest, overwrite=a.overwrite).values())
 
 
 # -- probe ------------------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ Stages, for every (model, task) of the config, each calling the same public func
                    (``train.py predict``; through a ``train.py`` subprocess when ``trainer.devices > 1``);
 3. ``identify``  — AAPE selection → ``neurons.csv`` / ``neurons.pt`` in the run folder (verb ``identify``);
 4. ``report``    — task statistics table, cross-/within-task figures per model → ``models/<model>/``
-                   (verb ``report``);
+                   (verb ``report``); with two or more models also ``compare`` — the models side by
+                   side: one task table, the figures with one column per model, the entropy
+                   distribution of all neurons → ``compare/`` (verb ``compare``);
 5. ``stability`` — resampling stability and threshold sweep (verb ``stability``; optional);
 6. ``probe``     — linear probe on the frozen embeddings, one fit per seed → ``probes/<task>_<model>/``
                    (verb ``probe``);
@@ -37,6 +39,7 @@ from jsonargparse import ArgumentParser
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
+from analysis.app.compare import build_compare
 from analysis.app.config import IDENTIFY_ALL, PipelineError, check_models, load_config, task_data_options
 from analysis.app.identify import identify_run
 from analysis.app.probe import fit_seeds
@@ -45,8 +48,10 @@ from analysis.app.runner import Runner, Stage
 from analysis.app.stability import stability_run
 from analysis.app.summary import write_summary
 from analysis.runs.atomic import save_text
-from analysis.runs.layout import (ABLATION_CSV, ABLATION_SUMMARY_CSV, FEATURES, INDEX_HTML, MANIFEST, NEURONS_CSV,
-                                  NEURONS_PT, OVER_ZERO, PROBE_RESULTS, STABILITY_CSV, STATS, SUMMARY_MD, OutputTree,
+from analysis.runs.layout import (ABLATION_CONFUSION_CSV, ABLATION_CSV, ABLATION_SUMMARY_CSV,
+                                  ENTROPY_DISTRIBUTION_PDF, FEATURES, INDEX_HTML, MANIFEST, NEURONS_CSV, NEURONS_PT,
+                                  OVER_ZERO, PROBE_RESULTS, STABILITY_CSV, STATS, SUMMARY_MD, OutputTree,
+                                  compare_cross_task_name, compare_table_name, compare_within_task_name,
                                   cross_task_name, run_folder, task_table_name, within_task_name)
 from analysis.runs.read import best_checkpoint
 from callbacks import AblationCallback, ActivationStatsCallback
@@ -57,7 +62,7 @@ from lightning_modules import AudioClassifier, FeatureExtractor
 
 log = logging.getLogger("aape.pipeline")
 
-STAGE_NAMES = ("data", "stats", "identify", "report", "stability", "probe", "ablation", "summary")
+STAGE_NAMES = ("data", "stats", "identify", "report", "compare", "stability", "probe", "ablation", "summary")
 #: Keys of the ``ablation`` section that are not AblationCallback arguments.
 _ABLATION_PIPELINE_KEYS = ("batch_size",)
 #: Per-task options that override the ``ablation`` section's.
@@ -142,6 +147,8 @@ class Pipeline:
                 st += self._statistics_stages(task, model, data_ids)
         for model in cfg["models"]:
             st.append(self._report_stage(model))
+        if len(cfg["models"]) >= 2:
+            st.append(self._compare_stage())
         for model in cfg["models"]:
             for task in cfg["tasks"]:
                 st += self._evaluation_stages(task, model)
@@ -179,6 +186,14 @@ class Pipeline:
         return Stage("report", model, {"report": rep}, outs, self._bind(self._report, model),
                      after=[f"identify-{t}_{model}" for t in self.cfg["tasks"]])
 
+    def _compare_stage(self) -> Stage:
+        rep, dest, models = self.cfg["report"], self.tree.compare, list(self.cfg["models"])
+        outs = [dest / compare_table_name(models), dest / ENTROPY_DISTRIBUTION_PDF]
+        outs += [dest / compare_cross_task_name(a, b) for a, b in rep["cross_task"]]
+        outs += [dest / compare_within_task_name(t) for t in rep["within_task"]]
+        return Stage("compare", "", {"report": rep, "models": models}, outs, self._compare,
+                     after=[f"report-{m}" for m in models])
+
     def _evaluation_stages(self, task: str, model: str) -> list[Stage]:
         cfg, key = self.cfg, f"{task}_{model}"
         rd, pd_, ad = self.run_dir(task, model), self.probe_dir(task, model), self.ablation_dir(task, model)
@@ -189,7 +204,8 @@ class Pipeline:
         out.append(Stage("probe", key, {"probe": cfg["probe"]}, [pd_ / PROBE_RESULTS],
                          self._bind(self._probe, task, model), after=[f"stats-{key}"]))
         out.append(Stage("ablation", key, {"ablation": cfg["ablation"], "trainer": cfg["trainer"]},
-                         [ad / ABLATION_CSV, ad / ABLATION_SUMMARY_CSV], self._bind(self._ablation, task, model),
+                         [ad / ABLATION_CSV, ad / ABLATION_SUMMARY_CSV, ad / ABLATION_CONFUSION_CSV],
+                         self._bind(self._ablation, task, model),
                          after=[f"probe-{key}", f"identify-{key}"]))
         return out
 
@@ -296,6 +312,10 @@ class Pipeline:
     def _report(self, model: str, overwrite: bool) -> None:
         build_report(self.tree.runs, model, spec=ReportSpec(**self.cfg["report"]), dest=self.tree.model_report(model),
                      tensorboard=self.tree.tensorboard / f"report_{model}", overwrite=overwrite)
+
+    def _compare(self, overwrite: bool) -> None:
+        build_compare({m: self.tree.runs for m in self.cfg["models"]}, spec=ReportSpec(**self.cfg["report"]),
+                      dest=self.tree.compare, overwrite=overwrite)
 
     def _stability(self, task: str, model: str, overwrite: bool) -> None:
         opts = {k: v for k, v in self.cfg["stability"].items() if k != "enabled"}

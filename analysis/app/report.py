@@ -27,7 +27,7 @@ import yaml
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
-from analysis.aape import absent_neurons, neurons_to_masks
+from analysis.aape import absent_neurons, neurons_to_masks, normalised_entropy
 from analysis.figures import cross_task_figure, within_task_figure
 from analysis.overlap import jaccard_matrix, per_layer_counts, shared_per_layer, union_mask
 from analysis.runs.atomic import check_writable, save_csv, save_pdf
@@ -108,6 +108,33 @@ def task_statistics(task: str, classes: list[str], masks: Tensor, n_selected: in
     for l, n in enumerate(per_layer_counts(assigned).tolist()):
         row[f"layer_{l}"] = int(n)
     return row
+
+
+#: Quantiles of the normalised entropy of all neurons reported per (model, task) (``entropy_q01`` ...).
+ENTROPY_QUANTILES = (0.01, 0.05, 0.25, 0.5)
+
+
+def entropy_values(over_zero: Tensor) -> np.ndarray:
+    """Normalised entropy ``H / ln C`` of every present, not dead neuron (1-D, no threshold involved)."""
+    h = normalised_entropy(over_zero).flatten().double().numpy()
+    return h[np.isfinite(h)]
+
+
+def entropy_quantiles(over_zero: Tensor) -> dict[str, float]:
+    """``entropy_q01``, ``entropy_q05``, ``entropy_q25``, ``entropy_q50`` of :func:`entropy_values` and
+    ``dead_neurons`` (present neurons that never fire for any class).
+
+    >>> q = entropy_quantiles(torch.tensor([[[0.9, 0.0], [0.5, 0.5], [0.0, 0.0]]]))
+    >>> round(q["entropy_q01"], 6), round(q["entropy_q50"], 6), q["dead_neurons"]
+    (0.01, 0.5, 1)
+    """
+    h = entropy_values(over_zero)
+    present = ~absent_neurons(over_zero)
+    dead = int((present & (torch.nan_to_num(over_zero.float(), nan=0.0).sum(-1) == 0)).sum())
+    out = {f"entropy_q{round(100 * q):02d}": float(np.quantile(h, q)) if h.size else float("nan")
+           for q in ENTROPY_QUANTILES}
+    out["dead_neurons"] = dead
+    return out
 
 
 @dataclass

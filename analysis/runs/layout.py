@@ -30,7 +30,9 @@ has none), ``k``, ``sites``, ``site_neurons``, ``frame_seconds`` (seconds per fr
 
 A **probe folder** holds ``probe_results.csv`` and ``probe_seed<seed>.ckpt``; an **ablation folder**
 the files of :data:`ABLATION_FILES`; a **model report folder** the task table and overlap figures of one
-model (:func:`task_table_name`, :func:`cross_task_name`, :func:`within_task_name`).
+model (:func:`task_table_name`, :func:`cross_task_name`, :func:`within_task_name`); a **comparison
+folder** the same for several models side by side (:func:`compare_table_name`,
+:func:`compare_cross_task_name`, :func:`compare_within_task_name`, :data:`ENTROPY_DISTRIBUTION_PDF`).
 
 A **pipeline output tree** (:class:`OutputTree`) arranges all of them under one root.
 """
@@ -115,6 +117,23 @@ def within_task_name(task: str) -> str:
     return f"within_task-{task}.pdf"
 
 
+# -- comparison of models (python -m analysis compare) ------------------------------------------------
+ENTROPY_DISTRIBUTION_PDF = "entropy_distribution.pdf"
+
+
+def compare_table_name(models: list[str]) -> str:
+    """The task table of several models side by side, e.g. ``task_level_neuron_statistics_analysis_vs_vit.csv``."""
+    return f"task_level_neuron_statistics_{'_vs_'.join(models)}.csv"
+
+
+def compare_cross_task_name(task_a: str, task_b: str) -> str:
+    return f"compare_cross_task-{task_a}-{task_b}.pdf"
+
+
+def compare_within_task_name(task: str) -> str:
+    return f"compare_within_task-{task}.pdf"
+
+
 def model_report_folder(runs_dir: str | os.PathLike, suffix: str) -> Path:
     """``<runs_dir>/report_<suffix>``: where ``python -m analysis report`` writes by default."""
     return Path(runs_dir) / f"report_{suffix}"
@@ -125,6 +144,10 @@ SUMMARY_MD = "summary.md"
 INDEX_HTML = "index.html"
 HEADLINE_CSV = "headline.csv"
 TASKS_CSV = "tasks.csv"
+#: per model × task × class × k: the threshold-free ablation of each class's k lowest-entropy neurons
+THRESHOLD_FREE_CSV = "threshold_free.csv"
+#: our numbers next to the study's published ones
+REPRODUCTION_CSV = "reproduction.csv"
 
 
 def run_folder(out_dir: str | os.PathLike, task: str, suffix: str) -> Path:
@@ -139,9 +162,11 @@ class OutputTree:
         evar/                     synthetic EVAR root (when the config asks for synthetic data)
         runs/<task>_<model>/      statistics run folders (+ neurons.*, stability.csv, threshold_sweep.csv)
         models/<model>/           task table and cross-/within-task figures of one model
+        compare/                  the models side by side (pipelines with two or more models)
         probes/<task>_<model>/    probe_results.csv, probe_seed<seed>.ckpt
         ablation/<task>_<model>/  the ablation files
-        report/                   summary.md, index.html, headline.csv, tasks.csv
+        report/                   summary.md, index.html, headline.csv, tasks.csv, threshold_free.csv,
+                                  reproduction.csv
         tensorboard/              TensorBoard logs of every stage
         .stages/                  finished-stage markers (and configs of subprocess stages)
         .staging/                 private folders a stage writes into before one rename
@@ -167,6 +192,10 @@ class OutputTree:
 
     def model_report(self, model: str) -> Path:
         return self.root / "models" / model
+
+    @property
+    def compare(self) -> Path:
+        return self.root / "compare"
 
     @property
     def report(self) -> Path:

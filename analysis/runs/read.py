@@ -18,7 +18,7 @@ from torch import Tensor
 from analysis.aape import absent_neurons
 from analysis.runs.layout import (ABLATION_CONDITIONS_JSON, ABLATION_CONFUSION_CSV, CLASSES, FEATURES, GTS, INDEX,
                                   INDEX_SPLITS, MANIFEST, NEURONS_CSV, NEURONS_JSON, NEURONS_PT, OVER_ZERO,
-                                  PROBE_RESULTS, STATS, TOP_CLIPS)
+                                  PROBE_RESULTS, STABILITY_CSV, STATS, TOP_CLIPS)
 
 
 def _need(path: Path) -> Path:
@@ -331,6 +331,19 @@ def selection_warnings(run_dir: str | Path) -> list[str]:
     return [str(w) for w in data.get("warnings", [])]
 
 
+def read_stability(run_dir: str | Path) -> pd.DataFrame | None:
+    """``stability.csv`` of a run folder (class names as text), None when the stability step did not run;
+    the columns the report uses are checked."""
+    p = Path(run_dir) / STABILITY_CSV
+    if not p.is_file():
+        return None
+    t = read_table(p)
+    missing = {"class", "mean_jaccard", "jaccard_low", "jaccard_high", "replicates"} - set(t.columns)
+    if missing:
+        raise ValueError(f"{p}: missing columns {sorted(missing)} (has {list(t.columns)})")
+    return t
+
+
 def read_probe_results(probe_dir: str | Path) -> pd.DataFrame:
     """``probe_results.csv`` (seed rows, then ``mean`` and ``std``); column ``seed`` as text."""
     csv = Path(probe_dir) / PROBE_RESULTS
@@ -405,6 +418,20 @@ def _short(x: Any, n: int = 120) -> str:
     return s if len(s) <= n else s[: n - 3] + "..."
 
 
+def read_ablation_conditions(ablation_dir: str | Path) -> dict[str, Any]:
+    """``ablation_conditions.json`` (classes, gain, mode, seed, run_dir and per condition its neurons)."""
+    p = Path(ablation_dir) / ABLATION_CONDITIONS_JSON
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} not found (written by the ablation with ablation.csv)")
+    try:
+        rec = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p}: invalid JSON: {e}") from e
+    if not isinstance(rec, dict) or not isinstance(rec.get("conditions"), list) or "classes" not in rec:
+        raise ValueError(f"{p}: expected an object with 'classes' and a 'conditions' list")
+    return rec
+
+
 def read_ablation_confusion(ablation_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
     """``ablation_confusion.csv`` and the class list of ``ablation_conditions.json`` (index order) of an
     ablation folder; columns and class names are checked."""
@@ -414,12 +441,7 @@ def read_ablation_confusion(ablation_dir: str | Path) -> tuple[pd.DataFrame, lis
     missing = {"condition", "true", "predicted", "count"} - set(t.columns)
     if missing:
         raise ValueError(f"{csv}: missing columns {sorted(missing)} (has {list(t.columns)})")
-    if not rec.is_file():
-        raise FileNotFoundError(f"{rec} not found (it holds the class list of {csv})")
-    try:
-        classes = [str(c) for c in json.loads(rec.read_text(encoding="utf-8"))["classes"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ValueError(f"{rec}: no class list: {e}") from e
+    classes = [str(c) for c in read_ablation_conditions(d)["classes"]]
     for col in ("true", "predicted"):
         t[col] = t[col].astype(str)
         bad = sorted(set(t[col]) - set(classes))
