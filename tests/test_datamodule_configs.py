@@ -86,6 +86,9 @@ def test_task_table_matches_design():
         "voxforge": (5.8, 0, "voxforge"), "surge": (4.0, 0, "surge"), "nsynth": (4.0, 0, "nsynth"),
         "nspitch": (4.0, 0, "nsynth"), "spcv2": (1.0, 0, "spcv2"), "fsd50k": (7.6358, 0, "fsd50k"),
         "as20k": (10.0, 0, "as"), "nsvelocity": (4.0, 0, "nsynth"),
+        # the study's subsets (python -m analysis tasks build): clip length and audio of their source task
+        "vc1_gender_nationality": (8.2, 0, "vc1"), "voxforge_balanced": (5.8, 0, "voxforge"),
+        "nspitch_subset": (4.0, 0, "nsynth"), "nsynth_subset": (4.0, 0, "nsynth"),
     }
     got = {k: (v.unit_sec, v.folds, v.audio_folder) for k, v in TASKS.items()}
     assert got == expected

@@ -189,3 +189,16 @@ def test_paper_pipeline_on_stand_in(name, var, suffix, synthetic_root, tmp_path,
         assert "explicit" in kinds
         assert (abl[abl["condition"] == "cremad_ang_hap"]["target"] == "+".join([classes[0], classes[1]])).all()
     assert (out / "report" / "summary.md").is_file()
+    # the reproduction table: our numbers beside the study's (published for M2D only)
+    rep = pd.read_csv(out / "report" / "reproduction.csv")
+    if name == "paper_m2d":
+        by = rep.set_index(["task", "detail"])
+        tasks = pd.read_csv(out / "report" / "tasks.csv").set_index("task")
+        assert by.loc[("cremad", "mean over classes"), "study"] == 172.0
+        assert by.loc[("cremad", "mean over classes"), "ours"] == pytest.approx(tasks.loc["cremad", "neurons_per_class"])
+        ang = abl[(abl["condition"] == "cremad_ang_hap") & (abl["class"] == classes[0])]["delta"].item()
+        assert by.loc[("cremad", "cremad_ang_hap:ANG"), "ours"] == pytest.approx(100 * ang)
+        assert by.loc[("cremad", "cremad_ang_hap:ANG"), "study"] == -1.51
+        assert "## Reproduction: our numbers next to the study's" in (out / "report" / "summary.md").read_text()
+    else:
+        assert rep.empty

@@ -327,3 +327,55 @@ def test_identify_splits_all_counts_every_clip_and_the_probe_ignores_unsplit_row
     seed = probe[probe["seed"] == "42"].iloc[0]
     assert int(seed["n_test"]) == int((df["split"] == "test").sum())
     assert int(seed["n_train"]) + int(seed["n_valid"]) == int(df["split"].isin(["train", "valid"]).sum())
+
+
+def test_summary_claims_follow_from_the_per_class_intervals(pipeline_run):
+    """A class's set is called specific exactly when its own-recall change lies below the 95 % interval of
+    its random draws (recomputed here from ablation.csv); the sentence counts them and calls 3 draws coarse."""
+    import numpy as np
+
+    _, out = pipeline_run
+    abl = pd.read_csv(out / "ablation" / "synth_octave_sine_crepe_tiny" / "ablation.csv",
+                      keep_default_na=False, na_values=[""])
+    head = pd.read_csv(out / "report" / "headline.csv")
+    specific = []
+    for _, h in head[head["neurons"] > 0].iterrows():
+        c = h["class"]
+        on = abl[(abl["condition"] == f"class:{c}") & (abl["class"] == c)]["delta"].item()
+        draws = abl[abl["condition"].str.startswith(f"random:class:{c}:") & (abl["class"] == c)]["delta"]
+        is_specific = on < np.quantile(draws.to_numpy(dtype=float), 0.025)
+        assert bool(h["specific"]) == is_specific, c
+        specific += [c] if is_specific else []
+    covered = int((head["neurons"] > 0).sum())
+    md = (out / "report" / "summary.md").read_text(encoding="utf-8")
+    tasks = pd.read_csv(out / "report" / "tasks.csv")
+    if tasks["probe_above_chance"].item():
+        assert f"{len(specific)} of {covered} covered classes have a set called specific" in md
+        assert "the 95 % interval is coarse" in md
+        for c in specific:
+            assert f"{c} (" in md
+    else:
+        assert "the probe is at chance level: ablation effects are not interpretable" in md
+    stab = pd.read_csv(out / "runs" / "synth_octave_sine_crepe_tiny" / "stability.csv", keep_default_na=False)
+    for _, h in head[head["neurons"] > 0].iterrows():
+        row = stab[stab["class"] == h["class"]].iloc[0]
+        assert h["stability_mean_jaccard"] == pytest.approx(row["mean_jaccard"])
+
+
+def test_two_models_get_a_compare_stage(synthetic_root, tmp_path):
+    """A pipeline with two models writes compare/: one task table with both models' columns, the
+    within-task figure with the models side by side, the entropy distribution of all neurons."""
+    cfg = _config(synthetic_root, tmp_path / "out")
+    cfg["models"]["untrained"] = {"class_path": "lightning_modules.encoders.CrepeEncoder",
+                                  "init_args": {"capacity": "tiny", "pretrained": False, "hop_ms": 100.0,
+                                                "embedding_layer": 6, "name": "untrained"}}
+    path = _write(cfg, tmp_path / "two.yaml")
+    assert main(["--config", str(path), "--only", "stats", "identify", "report", "compare"]) == 0
+    cmp = tmp_path / "out" / "compare"
+    t = pd.read_csv(cmp / "task_level_neuron_statistics_crepe_tiny_vs_untrained.csv")
+    assert list(t["task"]) == ["synth_octave_sine"]
+    own = pd.read_csv(tmp_path / "out" / "models" / "crepe_tiny" / "task_level_neuron_statistics_crepe_tiny.csv")
+    assert t["mean_neurons_per_class_crepe_tiny"].item() == pytest.approx(own["mean_neurons_per_class"].item())
+    assert {"classes_covered_untrained", "entropy_q50_crepe_tiny", "entropy_q50_untrained"} <= set(t.columns)
+    for f in ("compare_within_task-synth_octave_sine.pdf", "entropy_distribution.pdf"):
+        assert (cmp / f).stat().st_size > 0
