@@ -239,18 +239,20 @@ def control_conditions(
     random_for_topk: bool,
     index_plus_one_control: bool,
     seed: int,
+    lowest_entropy_draws: Optional[int] = None,
 ) -> list[Condition]:
     """Controls of each non-empty parent: ``random_draws`` size- and layer-matched random sets drawn
     from ``available [L, N]`` minus the parent's own neurons (seed ``seed + 1000 * (i + 1)`` for parent
     i, so a parent's draws do not depend on the other options; top-k parents only with
-    ``random_for_topk``, lowest-entropy parents always), and the authors' index+1 control (not for top-k
-    or lowest-entropy parents)."""
+    ``random_for_topk``, lowest-entropy parents always, ``lowest_entropy_draws`` of them when given), and
+    the authors' index+1 control (not for top-k or lowest-entropy parents)."""
     controls: list[Condition] = []
     for i, cond in enumerate(parents):
         if not cond.mask.any():
             continue
-        if random_draws > 0 and (cond.kind != "topk" or random_for_topk):
-            draws = random_matched(cond.mask, available & ~cond.mask, random_draws, seed + 1000 * (i + 1), cond.name)
+        n_draws = lowest_entropy_draws if cond.kind == "lowent" and lowest_entropy_draws is not None else random_draws
+        if n_draws > 0 and (cond.kind != "topk" or random_for_topk):
+            draws = random_matched(cond.mask, available & ~cond.mask, n_draws, seed + 1000 * (i + 1), cond.name)
             controls += [Condition(f"random:{cond.name}:{d}", "random", m, list(cond.target), k=cond.k, draw=d,
                                    group=f"random:{cond.name}", parent=cond.name) for d, m in enumerate(draws)]
         if index_plus_one_control and cond.kind not in RANKED_KINDS:
@@ -272,6 +274,7 @@ def build_conditions(
     k_grid: Sequence[int] = (),
     lowest_entropy: Optional[dict[str, list[tuple[int, int]]]] = None,
     lowest_entropy_k: Sequence[int] = (),
+    lowest_entropy_draws: Optional[int] = None,
     random_draws: int = 10,
     random_for_topk: bool = True,
     index_plus_one_control: bool = False,
@@ -298,6 +301,7 @@ def build_conditions(
             ``lowest_entropy_k``, each with matched random draws (threshold-free, so defined even where
             the selection's bars select nothing).
         lowest_entropy_k: the k values of the lowest-entropy conditions.
+        lowest_entropy_draws: random draws per lowest-entropy condition (default ``random_draws``).
         random_draws: matched random draws per class/explicit/shared (and top-k) condition.
         random_for_topk: also draw random controls for the top-k conditions.
         index_plus_one_control: add the authors' index+1 control for every class/explicit/shared condition.
@@ -328,7 +332,8 @@ def build_conditions(
         raise ValueError(f"duplicate condition names {sorted(dup)}")
     return conds + control_conditions(primary + topk, exists & ~excluded, site_neurons, random_draws=random_draws,
                                       random_for_topk=random_for_topk,
-                                      index_plus_one_control=index_plus_one_control, seed=seed)
+                                      index_plus_one_control=index_plus_one_control, seed=seed,
+                                      lowest_entropy_draws=lowest_entropy_draws)
 
 
 def describe_conditions(conditions: Sequence[Condition]) -> list[dict]:

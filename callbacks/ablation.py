@@ -58,6 +58,7 @@ class AblationCallback(Callback):
         lowest_entropy_k: k values (from the k-grid) of the threshold-free ``lowent:<c>:<k>`` conditions:
             each class's k lowest-entropy neurons among those preferring it, with matched random draws,
             whatever the selection's bars select (empty = none).
+        lowest_entropy_draws: matched random draws per lowest-entropy condition (default: ``random_draws``).
         random_draws: size- and layer-matched random sets per condition (0 = none).
         random_for_topk: also draw matched random sets for each top-k condition.
         index_plus_one: add the study authors' control (every neuron index + 1, same layer).
@@ -89,6 +90,7 @@ class AblationCallback(Callback):
         k_grid: Optional[list[int]] = None,
         topk_classes: Optional[list[str]] = None,
         lowest_entropy_k: Optional[list[int]] = None,
+        lowest_entropy_draws: Optional[int] = None,
         random_draws: int = 10,
         random_for_topk: bool = True,
         index_plus_one: bool = False,
@@ -120,6 +122,9 @@ class AblationCallback(Callback):
         bad = [k for k in self.lowest_entropy_k if k not in self.k_grid]
         if bad:
             raise ValueError(f"AblationCallback: lowest_entropy_k {bad} not in k_grid {self.k_grid}")
+        if lowest_entropy_draws is not None and lowest_entropy_draws < 0:
+            raise ValueError(f"AblationCallback: lowest_entropy_draws must be >= 0, got {lowest_entropy_draws}")
+        self.lowest_entropy_draws = lowest_entropy_draws
         self.confusion_conditions = confusion_conditions
         self.random_draws = int(random_draws)
         self.random_for_topk = random_for_topk
@@ -172,7 +177,8 @@ class AblationCallback(Callback):
         self.conditions = conditions_from_run(
             self.run_dir, site_neurons, self.classes, class_sets=self.class_sets, neuron_lists=self.neuron_lists,
             shared=self.shared, k_grid=self.k_grid, topk_classes=self.topk_classes,
-            lowest_entropy_k=self.lowest_entropy_k, random_draws=self.random_draws,
+            lowest_entropy_k=self.lowest_entropy_k, lowest_entropy_draws=self.lowest_entropy_draws,
+            random_draws=self.random_draws,
             random_for_topk=self.random_for_topk, index_plus_one=self.index_plus_one, seed=self.seed,
             class_aliases=self.class_aliases)
         means = read_dataset_means(self.run_dir) if self.mode == "mean" else None

@@ -178,3 +178,13 @@ def test_lowest_entropy_conditions_are_threshold_free():
     assert {"lowent:a:1", "lowent:a:2", "lowent:c:1"} <= set(names) and "lowent:c:2" not in names
     assert sum(n.startswith("random:lowent:a:2:") for n in names) == 3
     assert not any(n.startswith("index+1:lowent") for n in names)
+
+
+def test_lowest_entropy_draws_only_change_the_lowest_entropy_controls():
+    sets = {"a": torch.zeros(2, 6, dtype=torch.bool)}
+    sets["a"][0, 0] = True
+    conds = A.build_conditions([6, 6], ["a", "b"], class_sets=sets, lowest_entropy={"b": [(1, 3), (1, 4)]},
+                               lowest_entropy_k=[2], lowest_entropy_draws=1, random_draws=3, seed=0)
+    names = [c.name for c in conds]
+    assert sum(n.startswith("random:class:a:") for n in names) == 3
+    assert sum(n.startswith("random:lowent:b:2:") for n in names) == 1

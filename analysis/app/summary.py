@@ -53,7 +53,7 @@ TASK_COLUMNS = ["model", "task", "classes", "classes_covered", "neurons_per_clas
                 "classes_specific", "random_draws", "mean_on_target_delta", "mean_random_delta",
                 "mean_off_target_delta", "mean_stability_jaccard", "unstable_sets", "entropy_q01", "entropy_q05",
                 "entropy_q25", "entropy_q50", "dead_neurons", "lowent_k", "lowent_classes",
-                "lowent_classes_below_random", "lowent_mean_delta", "lowent_mean_random_delta"]
+                "lowent_random_draws", "lowent_classes_below_random", "lowent_mean_delta", "lowent_mean_random_delta"]
 #: Columns of the task table shown in summary.md (tasks.csv has all).
 TASK_MD_COLUMNS = ["model", "task", "classes", "classes_covered", "neurons_per_class", "baseline_accuracy",
                    "chance_rate", "probe_p_value", "classes_specific", "random_draws", "mean_on_target_delta",
@@ -183,7 +183,9 @@ def task_rows(headline: pd.DataFrame, ablation: Mapping[tuple[str, str], str | P
             mean_stability_jaccard=_mean(jac), unstable_sets=int((jac < UNSTABLE_JACCARD).sum()),
             **{key: ent.get(key, math.nan) for key in ("entropy_q01", "entropy_q05", "entropy_q25", "entropy_q50",
                                                         "dead_neurons")},
-            lowent_k=k, lowent_classes=len(at_k), lowent_classes_below_random=int(at_k["below_random"].astype(bool).sum()),
+            lowent_k=k, lowent_classes=len(at_k),
+            lowent_random_draws=int(at_k["random_draws"].max()) if len(at_k) else 0,
+            lowent_classes_below_random=int(at_k["below_random"].astype(bool).sum()),
             lowent_mean_delta=_mean(at_k["on_target_delta"]), lowent_mean_random_delta=_mean(at_k["random_delta_mean"]),
         ))
     return pd.DataFrame(rows, columns=TASK_COLUMNS)
@@ -279,9 +281,10 @@ def _threshold_free_txt(r: pd.Series) -> str:
     if not r["lowent_classes"]:
         return ""
     return (f" Zeroing each class's k={r['lowent_k']} lowest-entropy neurons (no threshold) lowers its recall below "
-            f"the random interval for {r['lowent_classes_below_random']} of {r['lowent_classes']} classes (mean "
-            f"change {r['lowent_mean_delta']:+.3f} vs {r['lowent_mean_random_delta']:+.3f} for matched random "
-            f"sets).")
+            f"the 95 % interval of its {r['lowent_random_draws']} matched random sets for "
+            f"{r['lowent_classes_below_random']} of {r['lowent_classes']} classes (mean change "
+            f"{r['lowent_mean_delta']:+.3f} vs {r['lowent_mean_random_delta']:+.3f} for the random sets)."
+            + _coarse(int(r["lowent_random_draws"])))
 
 
 def _ablation_claims(r: pd.Series, g: pd.DataFrame) -> str:

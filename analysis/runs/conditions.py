@@ -90,6 +90,7 @@ def conditions_from_run(
     k_grid: Sequence[int] = (),
     topk_classes: Optional[Sequence[str]] = None,
     lowest_entropy_k: Sequence[int] = (),
+    lowest_entropy_draws: Optional[int] = None,
     random_draws: int = 10,
     random_for_topk: bool = True,
     index_plus_one: bool = False,
@@ -140,5 +141,6 @@ def conditions_from_run(
     return A.build_conditions(
         site_neurons, classes, class_sets=sets, class_conditions=bool(class_sets), explicit=explicit, shared=groups,
         ranked=ranked, k_grid=k_grid, lowest_entropy=lowent, lowest_entropy_k=lowest_entropy_k,
+        lowest_entropy_draws=lowest_entropy_draws,
         random_draws=random_draws, random_for_topk=random_for_topk,
         index_plus_one_control=index_plus_one, exclude=selected, absent=absent, seed=seed)
