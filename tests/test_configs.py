@@ -53,10 +53,11 @@ def walk(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def needs_missing_checkpoint(cfg: Any) -> str | None:
-    """Reason to skip when a ``*checkpoint*``/``*ckpt*`` string value names a file that is absent."""
+    """Reason to skip when a ``*checkpoint*``/``*ckpt*``/``model_path`` string value names a file or folder
+    that is absent (real weights no repository can ship)."""
     for key, value in walk(cfg):
         leaf = key.rsplit(".", 1)[-1].lower()
-        if ("checkpoint" in leaf or "ckpt" in leaf) and isinstance(value, str) and value:
+        if ("checkpoint" in leaf or "ckpt" in leaf or leaf == "model_path") and isinstance(value, str) and value:
             p = Path(value).expanduser()
             p = p if p.is_absolute() else REPO_ROOT / p
             if not p.exists():

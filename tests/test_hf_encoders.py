@@ -265,3 +265,15 @@ def test_errors_name_the_problem(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(hf_module, "transformers", None)
     with pytest.raises(ImportError, match=r'pip install -e "\.\[hf\]"'):
         HFAudioEncoder(str(tiny["ast"]))
+
+
+@pytest.mark.parametrize("family", ["whisper", "wav2vec2", "hubert", "wavlm", "ast", "clap"])
+def test_model_configs_instantiate_with_a_local_folder(tiny, family):
+    """configs/model/hf_<family>.yaml with its model_path pointed at the tiny folder of that family."""
+    from test_m2d_configs import _build
+
+    model = _build(f"hf_{family}.yaml", f"--model.init_args.encoder.init_args.model_path={tiny[family]}")
+    enc = model.encoder
+    assert isinstance(enc, HFAudioEncoder) and enc.kind == family
+    with torch.inference_mode():
+        assert model(0.1 * torch.randn(1, enc.sample_rate // 2)).shape == (1, enc.embed_dim)

@@ -141,3 +141,15 @@ def test_x_as_s_offline_predictor_is_not_an_encoder_key():
         keys = CASES[case]["checkpoint_keys"]
         assert any(k.startswith("offline_predictor.") for k in keys)
         assert not any(k.startswith("offline_predictor.") for k in load(case).state_dict())
+
+
+@pytest.mark.parametrize("config,case,name", [("m2d_as_p32k.yaml", "as32k", "m2d_as"), ("m2d_s.yaml", "s", "m2d_s"),
+                                              ("m2d_x.yaml", "x", "m2d_x"), ("m2d_clap.yaml", "clap", "m2d_clap")])
+def test_family_configs_instantiate_with_the_fixture_checkpoints(config, case, name):
+    from test_m2d_configs import _build
+
+    e = CASES[case]
+    enc = _build(config, f"--model.init_args.encoder.init_args.checkpoint={FIXTURE / e['checkpoint']}",
+                 f"--model.init_args.encoder.init_args.num_heads={e['num_heads']}").encoder
+    assert isinstance(enc, M2DEncoder) and enc.name == name and enc.sample_rate == e["sample_rate"]
+    assert enc.width == e["embed_dim"] and enc.depth == e["depth"]

@@ -55,7 +55,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Literal, Optional, get_args
 
 import numpy as np
 import torch
@@ -75,7 +75,8 @@ MODEL_TYPES: dict[str, str] = {
     "whisper": "whisper", "wav2vec2": "wav2vec2", "hubert": "hubert", "wavlm": "wavlm",
     "audio-spectrogram-transformer": "ast", "clap": "clap", "clap_audio_model": "clap",
 }
-KINDS: tuple[str, ...] = ("whisper", "wav2vec2", "hubert", "wavlm", "ast", "clap")
+Kind = Literal["whisper", "wav2vec2", "hubert", "wavlm", "ast", "clap"]
+KINDS: tuple[str, ...] = get_args(Kind)
 #: ASTFeatureExtractor's numpy fbank (used whenever torchaudio is absent): window and hop in samples.
 AST_WINDOW, AST_HOP = 400, 160
 
@@ -429,7 +430,7 @@ class HFAudioEncoder(AudioEncoder):
 
     channel_axis = -1
 
-    def __init__(self, model_path: str, kind: Optional[str] = None, embedding_layer: int = -1,
+    def __init__(self, model_path: str, kind: Optional[Kind] = None, embedding_layer: int = -1,
                  name: Optional[str] = None) -> None:
         super().__init__()
         _require_transformers()
