@@ -277,3 +277,20 @@ def test_model_configs_instantiate_with_a_local_folder(tiny, family):
     assert isinstance(enc, HFAudioEncoder) and enc.kind == family
     with torch.inference_mode():
         assert model(0.1 * torch.randn(1, enc.sample_rate // 2)).shape == (1, enc.embed_dim)
+
+
+@pytest.mark.slow
+def test_core_install_imports_without_transformers():
+    """``pip install -e .`` without the extra: the package imports; the encoder says which extra to install."""
+    import subprocess
+    import sys
+
+    # torchmetrics (imported by Lightning) imports transformers itself whenever it is installed: let it, then
+    # hide transformers from everything imported afterwards, as in an install without the extra
+    code = ("import sys, lightning.pytorch, torchmetrics; sys.modules['transformers'] = None\n"
+            "from lightning_modules.encoders import HFAudioEncoder, M2DEncoder\n"
+            "try:\n    HFAudioEncoder('anything')\nexcept ImportError as e:\n    print(e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       cwd=str(Path(__file__).resolve().parents[1]))
+    assert r.returncode == 0, r.stderr
+    assert 'pip install -e ".[hf]"' in r.stdout
