@@ -11,6 +11,8 @@ model's own ``reshape_mel2img`` applied to a frame-index ramp).
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from _hf_models import FAMILIES, save_tiny, transformers
 from lightning_modules.encoders import HFAudioEncoder, Positions
 from lightning_modules.encoders import hf as hf_module
 from test_activation_stats import brute_force, run_core
+from test_m2d_configs import _build
 
 SECONDS = {16000: 2.3, 48000: 2.6}  # Whisper: 3 chunks of 1 s, AST: 4 of 0.6 s, CLAP: 2 of 2 s
 FRACTIONS = (1.0, 0.45, 0.52, 0.87)  # valid share of each clip (the rest is zero padding)
@@ -152,6 +155,7 @@ def test_loads_offline_and_declares_the_protocol(encoders, tiny, family):
     assert enc.name == tiny[family].name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family,tokens", [(f, "all") for f in FAMILIES] + [("ast", "patches")])
 def test_counts_match_brute_force(encoders, tiny, family, tokens):
     """Counts of the production path (hooks, positions, batches of 3 padded clips) equal the brute force;
@@ -168,6 +172,7 @@ def test_counts_match_brute_force(encoders, tiny, family, tokens):
     assert int(got["n_tokens_site"].min()) > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_padding_is_never_counted(encoders, family):
     """A short clip alone, the same clip zero-padded (with its length) and the padded clip batched with a
@@ -270,8 +275,6 @@ def test_errors_name_the_problem(tiny, tmp_path, monkeypatch):
 @pytest.mark.parametrize("family", ["whisper", "wav2vec2", "hubert", "wavlm", "ast", "clap"])
 def test_model_configs_instantiate_with_a_local_folder(tiny, family):
     """configs/model/hf_<family>.yaml with its model_path pointed at the tiny folder of that family."""
-    from test_m2d_configs import _build
-
     model = _build(f"hf_{family}.yaml", f"--model.init_args.encoder.init_args.model_path={tiny[family]}")
     enc = model.encoder
     assert isinstance(enc, HFAudioEncoder) and enc.kind == family
@@ -282,9 +285,6 @@ def test_model_configs_instantiate_with_a_local_folder(tiny, family):
 @pytest.mark.slow
 def test_core_install_imports_without_transformers():
     """``pip install -e .`` without the extra: the package imports; the encoder says which extra to install."""
-    import subprocess
-    import sys
-
     # torchmetrics (imported by Lightning) imports transformers itself whenever it is installed: let it, then
     # hide transformers from everything imported afterwards, as in an install without the extra
     code = ("import sys, lightning.pytorch, torchmetrics; sys.modules['transformers'] = None\n"

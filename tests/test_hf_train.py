@@ -10,6 +10,7 @@ follows the model's sample rate.
 """
 from __future__ import annotations
 
+import json
 import math
 import sys
 
@@ -19,6 +20,10 @@ import torch
 import yaml
 
 from _hf_models import save_tiny
+from analysis.app.cli import main as analysis_main
+from analysis.app.config import load_config
+from analysis.app.pipeline import Pipeline
+from analysis.app.probe import best_checkpoint, fit_seeds
 from conftest import REPO_ROOT
 
 MODEL_CONFIGS = REPO_ROOT / "configs" / "model"
@@ -73,9 +78,6 @@ def test_whisper_predict_identify_probe_ablation(synthetic_root, tmp_path, monke
     n = torch.tensor([int((meta["label"].astype(str) == c).sum()) for c in classes])
     per_clip = math.ceil(math.ceil(0.5 * 16000 / 160) / 2)
     assert torch.equal(stats["n_tokens_site"], (per_clip * n)[None].expand(3, -1))
-    from analysis.app.cli import main as analysis_main
-    from analysis.app.probe import best_checkpoint, fit_seeds
-
     assert analysis_main(["identify", "--run", str(run), "--top-rate", "0.05"]) in (0, None)
     fit_seeds(run, tmp_path / "probe", seeds=(42,), lr=1e-2, max_epochs=5, patience=3)
     abl = {"class_path": "callbacks.ablation.AblationCallback",
@@ -105,7 +107,7 @@ def test_hubert_predict_counts_only_real_frames(synthetic_root, tmp_path, monkey
     _train(["predict", "--config", str(tmp_path / "predict.yaml"), "--return_predictions", "false"], tmp_path,
            monkeypatch)
     stats = torch.load(tmp_path / "stats" / f"{TASK}_hubert_base" / "stats.pt", weights_only=False)
-    hf_cfg = json_config(folder)
+    hf_cfg = json.loads((folder / "config.json").read_text())
     frames = 0.5 * 16000
     for k, s in zip(hf_cfg["conv_kernel"], hf_cfg["conv_stride"]):
         frames = (frames - k) // s + 1
@@ -114,16 +116,7 @@ def test_hubert_predict_counts_only_real_frames(synthetic_root, tmp_path, monkey
     assert len(stats["sites"]) == hf_cfg["num_hidden_layers"]
 
 
-def json_config(folder) -> dict:
-    import json
-
-    return json.loads((folder / "config.json").read_text())
-
-
 def test_pipeline_datamodule_follows_the_model_sample_rate(synthetic_root, tmp_path):
-    from analysis.app.config import load_config
-    from analysis.app.pipeline import Pipeline
-
     cfg = {"out": str(tmp_path / "out"), "data": {"evar_root": str(synthetic_root)}, "tasks": {TASK: {}},
            "models": {"m32k": {"class_path": "lightning_modules.encoders.M2DEncoder",
                                "init_args": {"width": 16, "depth": 1, "num_heads": 2, "input_frames": 32,

@@ -13,6 +13,7 @@ from conftest import FIXTURES
 from lightning_modules.encoders import M2DEncoder
 from lightning_modules.encoders.checkpoints import CheckpointKeyError
 from lightning_modules.encoders.m2d import NON_ENCODER_PREFIXES, resize_pos_embed
+from test_m2d_configs import _build
 
 FIXTURE = FIXTURES / "m2d_families"
 CONFIG = json.loads((FIXTURE / "config.json").read_text())
@@ -146,8 +147,6 @@ def test_x_as_s_offline_predictor_is_not_an_encoder_key():
 @pytest.mark.parametrize("config,case,name", [("m2d_as_p32k.yaml", "as32k", "m2d_as"), ("m2d_s.yaml", "s", "m2d_s"),
                                               ("m2d_x.yaml", "x", "m2d_x"), ("m2d_clap.yaml", "clap", "m2d_clap")])
 def test_family_configs_instantiate_with_the_fixture_checkpoints(config, case, name):
-    from test_m2d_configs import _build
-
     e = CASES[case]
     enc = _build(config, f"--model.init_args.encoder.init_args.checkpoint={FIXTURE / e['checkpoint']}",
                  f"--model.init_args.encoder.init_args.num_heads={e['num_heads']}").encoder

@@ -460,14 +460,15 @@ class HFAudioEncoder(AudioEncoder):
                              f"({n - 1} layers + input) of {path}")
         self.embedding_layer = embedding_layer % n
         self.embed_grid = fam.hidden_grid(self.embedding_layer)
-        self.embed_dim = self._hidden_width(config)
+        self.embed_dim = self._hidden_width()
         self.frame_seconds = fam.frame_seconds
         self.frames_per_position, self.n_bands = fam.frames_per_position, fam.n_bands
         self.name = name or path.name
         self._call_positions: Optional[list[Positions]] = None
         self.eval()
 
-    def _hidden_width(self, config: Any) -> int:
+    def _hidden_width(self) -> int:
+        """Width of hidden state ``embedding_layer`` (CLAP: the width of its Swin stage)."""
         c = self.model.config
         if self.kind == "whisper":
             return int(c.d_model)
@@ -482,7 +483,7 @@ class HFAudioEncoder(AudioEncoder):
             return super().positions(site, output)
         return self._call_positions[self._site_grid[site]]
 
-    def plan(self, lengths: Tensor, n_samples: int) -> list[_Call]:
+    def plan(self, lengths: Tensor) -> list[_Call]:
         """The backbone calls for clips of ``lengths`` valid samples (see the module docstring, step 1)."""
         fam = self.family
         longest = max(int(lengths.max()), 1) if lengths.numel() else 1
@@ -522,7 +523,7 @@ class HFAudioEncoder(AudioEncoder):
         dtype = next(self.model.parameters()).dtype
         emb = torch.zeros(b, self.embed_dim, dtype=torch.float32, device=dev)
         count = torch.zeros(b, dtype=torch.float32, device=dev)
-        for call in self.plan(lengths, s):
+        for call in self.plan(lengths):
             segs, n_in = self._segments(wave, call)
             inputs = {k: (v.to(dev, dtype) if v.is_floating_point() else v.to(dev))
                       for k, v in self.family.features(segs).items()}
