@@ -32,10 +32,16 @@ the files of :data:`ABLATION_FILES`; a **model report folder** the task table an
 model (:func:`task_table_name`, :func:`cross_task_name`, :func:`within_task_name`).
 
 A **pipeline output tree** (:class:`OutputTree`) arranges all of them under one root.
+
+**Temporary files.** Every atomic write goes through a temporary sibling named by :func:`temp_prefix`
+(``.<final name>.aape-<random>.tmp``, a file or a folder) that is renamed into place; a process killed
+mid-write leaves only such a name behind, never a half-written result under its final name.
+:func:`is_temp_name` recognises them so a later run can remove them.
 """
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +65,32 @@ NEURONS_FILES = (NEURONS_CSV, NEURONS_PT, NEURONS_JSON)
 STABILITY_CSV = "stability.csv"
 TOP_CLIPS = "top_clips.pt"
 THRESHOLD_SWEEP_CSV = "threshold_sweep.csv"
+
+# -- temporary files of atomic writes -----------------------------------------------------------
+TEMP_TAG = ".aape-"
+TEMP_SUFFIX = ".tmp"
+
+
+def temp_prefix(name: str) -> str:
+    """Prefix of the temporary sibling of ``name`` while it is being written (``.<name>.aape-``)."""
+    return f".{name}{TEMP_TAG}"
+
+
+#: Temporary names of earlier versions (``tempfile.mkstemp(prefix=".<name>.", suffix=".tmp")``).
+_LEGACY_TEMP = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def is_temp_name(name: str) -> bool:
+    """True for the temporary file/folder names of this project's atomic writes (:func:`temp_prefix`, and
+    the ``.<name>.<8 random characters>.tmp`` of earlier versions).
+
+    >>> is_temp_name(".over_zero.pt.aape-k2j4x9q1.tmp"), is_temp_name(".stats.pt.ab12cd34.tmp"), is_temp_name("x.tmp")
+    (True, True, False)
+    """
+    if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+        return False
+    return TEMP_TAG in name or _LEGACY_TEMP.fullmatch(name) is not None
+
 
 # -- probe folder ---------------------------------------------------------------------------------
 PROBE_RESULTS = "probe_results.csv"
@@ -121,8 +153,10 @@ class OutputTree:
         ablation/<task>_<model>/  the ablation files
         report/                   summary.md, index.html, headline.csv, tasks.csv
         tensorboard/              TensorBoard logs of every stage
-        .stages/                  finished-stage markers (and configs of subprocess stages)
+        .stages/                  stage markers: <stage>-<key>.json when finished, <stage>-<key>.running.json
+                                  while running (left behind by an interrupted stage); configs of subprocess stages
         .staging/                 private folders a stage writes into before one rename
+        .pipeline.lock            held (flock) by the pipeline writing into this tree
     """
 
     root: Path
@@ -163,4 +197,21 @@ class OutputTree:
         return self.root / ".stages"
 
     def staging(self, task: str, model: str) -> Path:
-        return self.root / ".staging" / f"{task}_{model}"
+        return self.staging_root / f"{task}_{model}"
+
+    @property
+    def staging_root(self) -> Path:
+        return self.root / ".staging"
+
+    @property
+    def lock(self) -> Path:
+        """The lock file a running pipeline holds (one pipeline per output tree at a time)."""
+        return self.root / ".pipeline.lock"
+
+    def stage_marker(self, stage_id: str) -> Path:
+        """Marker of a finished stage (its config hash and outputs)."""
+        return self.stages / f"{stage_id}.json"
+
+    def stage_running(self, stage_id: str) -> Path:
+        """Marker of a stage that started and has not finished (present after an interruption)."""
+        return self.stages / f"{stage_id}.running.json"

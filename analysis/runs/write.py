@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,7 +18,7 @@ import torch
 from torch import Tensor
 
 from analysis.runs.atomic import (OutputExistsError, check_writable, save_csv, save_figure, save_json, save_text,
-                                  save_torch)
+                                  save_torch, temp_dir)
 from analysis.runs.layout import (ABLATION_CONDITIONS_JSON, ABLATION_CSV, ABLATION_FILES, ABLATION_K_CURVE_PDF,
                                   ABLATION_MATRIX_PDF, ABLATION_SUMMARY_CSV, CLASSES, FEATURES, GTS, INDEX,
                                   INDEX_COLUMNS, MANIFEST, NEURONS_CSV, NEURONS_JSON, NEURONS_PT, OVER_ZERO, RUN_FILES,
@@ -86,8 +85,7 @@ def write_run_folder(
         raise ValueError(f"{final}: features ({n} rows), gts ({gts.shape[0]}) and index.csv ({len(index)}) differ")
     if list(index.columns) != INDEX_COLUMNS:
         raise ValueError(f"{final / INDEX}: expected columns {INDEX_COLUMNS}, got {list(index.columns)}")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp = temp_dir(final)
     try:
         save_torch(over_zero.float(), tmp / OVER_ZERO)
         save_text("".join(f"{c}\n" for c in classes), tmp / CLASSES)
