@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import soundfile as sf
 import torch
 import yaml
 
@@ -36,7 +35,7 @@ from _fake_run import planted_counts, write_fake_run
 from analysis.aape import identify
 from analysis.app.cli import main as cli_main
 from analysis.app.config import PipelineError, load_config
-from analysis.app.runner import OutputLock, Runner
+from analysis.app.runner import OutputLock
 from analysis.runs import layout
 from analysis.runs.atomic import copy_file, remove_stale_temp
 from analysis.runs.identity import RunMismatchError, check_run, encoder_identity, run_identity

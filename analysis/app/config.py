@@ -343,6 +343,26 @@ def validate(cfg: dict[str, Any]) -> None:
         _check_task_definition(p, where, evar_task, opts)
 
 
+def check_class_names(cfg: dict[str, Any], task: str, classes: list[str]) -> None:
+    """The class names of the ablation's ``neuron_lists`` targets, ``shared`` groups and ``topk_classes``
+    (through ``class_aliases``) must be classes of ``task``; the error names the file and key path."""
+    a, opts, where = cfg["ablation"], cfg["tasks"][task], cfg["_config_path"]
+
+    def own(key: str) -> tuple[str, Any]:  # the task's value wins over the ablation section's
+        return (f"tasks.{task}.{key}", opts[key]) if opts.get(key) is not None else (f"ablation.{key}", a[key])
+
+    aliases = own("class_aliases")[1] or {}
+    lists_key, lists = own("neuron_lists")
+    shared_key, shared = own("shared")
+    named = [(f"{lists_key}[{i}].targets", t) for i, nl in enumerate(lists or []) for t in nl["targets"]]
+    named += [(f"{shared_key}[{i}]", c) for i, grp in enumerate(shared or []) for c in grp]
+    named += [("ablation.topk_classes", c) for c in (a["topk_classes"] or [])]
+    for key, name in named:
+        if aliases.get(name, name) not in classes:
+            raise PipelineError(f"{where}: {key}: {name!r} is not a class of task {task!r} (classes: {classes}"
+                                f"{', aliases: ' + str(aliases) if aliases else ''})")
+
+
 def _check_task_definition(p: Path, where: str, evar_task: str, opts: dict[str, Any]) -> None:
     """A ``task_def`` must define a task; a fold task's ``fold`` must be one of its folds (tasks known
     without reading the EVAR root only)."""

@@ -40,7 +40,7 @@ from jsonargparse import ArgumentParser
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
-from analysis.app.config import PipelineError, check_models, load_config, task_data_options
+from analysis.app.config import PipelineError, check_class_names, check_models, load_config, task_data_options
 from analysis.app.identify import identify_run
 from analysis.app.probe import fit_seeds
 from analysis.app.report import ReportSpec, build_report
@@ -154,9 +154,9 @@ class Pipeline:
         in ``skip``: synthetic tasks the data stage has yet to write) — the metadata checks, and that the
         class names of neuron lists, shared groups and top-k classes are classes of the task. Errors name
         the file and key."""
-        cfg, where = self.cfg, self.cfg["_config_path"]
+        cfg, where, skip = self.cfg, self.cfg["_config_path"], set(skip)
         for task, opts in cfg["tasks"].items():
-            if self.evar_task(task) in set(skip):
+            if self.evar_task(task) in skip:
                 continue
             try:
                 spec = get_task(self.evar_task(task), self.evar_root, opts["task_def"])
@@ -169,21 +169,7 @@ class Pipeline:
                 dm.setup()
             except (ValueError, FileNotFoundError) as e:
                 raise PipelineError(f"{where}: tasks.{task}: {e}") from e
-            self._check_class_names(task, dm.classes)
-
-    def _check_class_names(self, task: str, classes: list[str]) -> None:
-        a, opts, where = self.cfg["ablation"], self.cfg["tasks"][task], self.cfg["_config_path"]
-        aliases = opts["class_aliases"] if opts["class_aliases"] is not None else (a["class_aliases"] or {})
-        lists = opts["neuron_lists"] if opts["neuron_lists"] is not None else (a["neuron_lists"] or [])
-        shared = opts["shared"] if opts["shared"] is not None else (a["shared"] or [])
-        sec = lambda key: f"tasks.{task}.{key}" if opts.get(key) is not None else f"ablation.{key}"  # noqa: E731
-        named = [(f"{sec('neuron_lists')}[{i}].targets", t) for i, nl in enumerate(lists) for t in nl["targets"]]
-        named += [(f"{sec('shared')}[{i}]", c) for i, grp in enumerate(shared) for c in grp]
-        named += [(f"ablation.topk_classes", c) for c in (a["topk_classes"] or [])]
-        for key, name in named:
-            if aliases.get(name, name) not in classes:
-                raise PipelineError(f"{where}: {key}: {name!r} is not a class of task {task!r} (classes: {classes}"
-                                    f"{', aliases: ' + str(aliases) if aliases else ''})")
+            check_class_names(cfg, task, dm.classes)
 
     def trainer(self, model: str, task: str, stage: str, callbacks: list, devices: Optional[int] = None) -> pl.Trainer:
         t = dict(self.cfg["trainer"])
