@@ -140,8 +140,9 @@ class Runner:
         return h
 
     def clean(self) -> list[Path]:
-        """Remove temporary files of killed writes and leftover staging folders (call under the lock)."""
-        removed = remove_stale_temp(self.out) if self.out.is_dir() else []
+        """Remove temporary files of killed writes in the tree's own folders and leftover staging folders
+        (call under the lock)."""
+        removed = [p for folder in self.tree.folders if folder.is_dir() for p in remove_stale_temp(folder)]
         if self.tree.staging_root.is_dir():
             shutil.rmtree(self.tree.staging_root)
             removed.append(self.tree.staging_root)

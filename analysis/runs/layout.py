@@ -172,13 +172,31 @@ class OutputTree:
         return run_folder(self.runs, task, model)
 
     def probe(self, task: str, model: str) -> Path:
-        return self.root / "probes" / f"{task}_{model}"
+        return self.probes / f"{task}_{model}"
 
     def ablation(self, task: str, model: str) -> Path:
-        return self.root / "ablation" / f"{task}_{model}"
+        return self.ablations / f"{task}_{model}"
 
     def model_report(self, model: str) -> Path:
-        return self.root / "models" / model
+        return self.models / model
+
+    @property
+    def probes(self) -> Path:
+        return self.root / "probes"
+
+    @property
+    def ablations(self) -> Path:
+        return self.root / "ablation"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def folders(self) -> list[Path]:
+        """Every folder the pipeline writes into (what it may clean up; nothing else under ``root``)."""
+        return [self.runs, self.models, self.probes, self.ablations, self.report, self.synthetic_evar_root,
+                self.stages, self.staging_root]
 
     @property
     def report(self) -> Path:
