@@ -344,6 +344,9 @@ CONFIG_CASES = [
     ({"trainer": {"devices": 0}}, "trainer.devices: Not of type PositiveInt"),
     ({"trainer": {"num_nodes": 0}}, "trainer.num_nodes: Not of type PositiveInt"),
     ({"seed": "abc"}, "seed must be an integer, got 'abc'"),
+    ({"out": 5}, "out must be a folder path, got 5"),
+    ({"models": {MODEL: {"class_path": "lightning_modules.encoders.CrepeEncoder", "init_args": "tiny"}}},
+     f"models.{MODEL}.init_args must be a mapping, got 'tiny'"),
     ({"models": {MODEL: {"class_path": "lightning_modules.encoders.CrepeEncoder", "init_args": {"hop": 5}}}},
      f"models.{MODEL}.init_args: unknown key 'hop'"),
     ({"models": {MODEL: {"class_path": "lightning_modules.encoders.CrepeEncoder", "init_args": {"hop_ms": "x"}}}},
@@ -377,6 +380,21 @@ def test_class_names_of_the_ablation_are_checked_before_any_stage(synthetic_root
     err = capsys.readouterr().err
     assert f"tasks.{TASK}.shared[0]: 'octave_9' is not a class of task '{TASK}'" in err
     assert not (tmp_path / "out" / "runs").exists()
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"ablation": {"neuron_lists": [{"name": "x", "neurons": [[0, 1], [9, 0]], "targets": []}]}},
+     f"ablation.neuron_lists[0].neurons: [9, 0] is not a [layer, neuron] of model '{MODEL}' (6 layers"),
+    ({"tasks": {"nowhere": {"task_def": {"unit_sec": 1.0}}}}, "tasks.nowhere: Metadata CSV not found"),
+    ({"tasks": {TASK: {"evar_task": "no_such_task"}}}, f"tasks.{TASK}: Unknown task 'no_such_task'"),
+], ids=["neuron-out-of-range", "missing-metadata", "unknown-evar-task"])
+def test_data_and_model_references_are_checked_before_any_stage(synthetic_root, tmp_path, capsys, over, message):
+    cfg = _config(synthetic_root, tmp_path / "out", **over)
+    cfg["report"] = {}
+    assert _pipeline(_write(cfg, tmp_path / "p.yaml")) == 1
+    err = capsys.readouterr().err
+    assert str(tmp_path / "p.yaml") in err and message in err
+    assert not (tmp_path / "out" / "runs").exists() and not (tmp_path / "out" / ".stages").exists()
 
 
 def test_top_rate_outside_its_range_is_refused_by_identify_itself(tmp_path, capsys):

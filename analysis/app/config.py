@@ -363,6 +363,21 @@ def check_class_names(cfg: dict[str, Any], task: str, classes: list[str]) -> Non
                                 f"{', aliases: ' + str(aliases) if aliases else ''})")
 
 
+def check_neuron_lists(cfg: dict[str, Any], model: str, site_neurons: list[int]) -> None:
+    """Every ``[layer, neuron]`` of the ablation's neuron lists (section and per task) must exist in the
+    model (``site_neurons`` per layer); the error names the file, key path and model."""
+    sections = [("ablation.neuron_lists", cfg["ablation"]["neuron_lists"])]
+    sections += [(f"tasks.{t}.neuron_lists", o["neuron_lists"]) for t, o in cfg["tasks"].items()]
+    for key, lists in sections:
+        for i, nl in enumerate(lists or []):
+            for pair in nl["neurons"]:
+                ok = len(pair) == 2 and 0 <= pair[0] < len(site_neurons) and 0 <= pair[1] < site_neurons[pair[0]]
+                if not ok:
+                    raise PipelineError(f"{cfg['_config_path']}: {key}[{i}].neurons: {pair} is not a [layer, neuron] "
+                                        f"of model '{model}' ({len(site_neurons)} layers, neurons per layer "
+                                        f"{site_neurons})")
+
+
 def _check_task_definition(p: Path, where: str, evar_task: str, opts: dict[str, Any]) -> None:
     """A ``task_def`` must define a task; a fold task's ``fold`` must be one of its folds (tasks known
     without reading the EVAR root only)."""
@@ -384,6 +399,10 @@ def _model_spec(name: str, spec: Any, path: Path) -> dict[str, Any]:
     extra = set(spec) - {"class_path", "init_args"}
     if extra:
         raise PipelineError(f"{path}: unknown key(s) {sorted(extra)} in 'models.{name}'; allowed: class_path, init_args")
+    if not isinstance(spec["class_path"], str):
+        raise PipelineError(f"{path}: models.{name}.class_path must be a string, got {spec['class_path']!r}")
+    if not isinstance(spec.get("init_args") or {}, dict):
+        raise PipelineError(f"{path}: models.{name}.init_args must be a mapping, got {spec['init_args']!r}")
     return {"class_path": spec["class_path"], "init_args": dict(spec.get("init_args") or {})}
 
 
@@ -421,6 +440,8 @@ def load_config(path: str | Path, out: Optional[str] = None) -> dict[str, Any]:
                            "seed": raw.get("seed", 0)}
     if not isinstance(cfg["seed"], int) or isinstance(cfg["seed"], bool):
         raise PipelineError(f"{p}: seed must be an integer, got {cfg['seed']!r}")
+    if not isinstance(cfg["out"], str) or not cfg["out"]:
+        raise PipelineError(f"{p}: out must be a folder path, got {cfg['out']!r}")
     tasks = raw.get("tasks") or {}
     if isinstance(tasks, list):
         tasks = {t: {} for t in tasks}

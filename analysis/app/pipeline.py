@@ -40,7 +40,8 @@ from jsonargparse import ArgumentParser
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
-from analysis.app.config import PipelineError, check_class_names, check_models, load_config, task_data_options
+from analysis.app.config import (PipelineError, check_class_names, check_models, check_neuron_lists, load_config,
+                                 task_data_options)
 from analysis.app.identify import identify_run
 from analysis.app.probe import fit_seeds
 from analysis.app.report import ReportSpec, build_report
@@ -58,7 +59,7 @@ from callbacks import AblationCallback, ActivationStatsCallback
 from datamodules import EVARDataModule
 from datamodules.evar import resolve_evar_root
 from datamodules.synthetic import write_task
-from datamodules.tasks import UnknownTaskError, get_task, sr_dir
+from datamodules.tasks import UnknownTaskError, sr_dir
 from lightning_modules import AudioClassifier, FeatureExtractor
 
 log = logging.getLogger("aape.pipeline")
@@ -129,15 +130,19 @@ class Pipeline:
     def encoder(self, model: str) -> nn.Module:
         return instantiate(self.cfg["models"][model], f"models.{model}")
 
+    def model_identity(self, model: str) -> dict[str, Any]:
+        """The model keys of :mod:`analysis.runs.identity` of ``model`` (its encoder is built once)."""
+        if model not in self._identity:
+            self._identity[model] = encoder_identity(self.encoder(model))
+        return self._identity[model]
+
     def expected_run(self, task: str, model: str) -> dict[str, Any]:
         """What the run folder of (task, model) must record (:mod:`analysis.runs.identity`): this config's
         encoder (class, name, checkpoint sha256, sites), task, classes, data list and counting settings."""
-        if model not in self._identity:
-            self._identity[model] = encoder_identity(self.encoder(model))
         dm = self.datamodule(task)
         dm.setup()
         s = self.cfg["stats"]
-        return {**self._identity[model], "task": dm.task, "classes": dm.classes,
+        return {**self.model_identity(model), "task": dm.task, "classes": dm.classes,
                 "data_list_sha256": dm.data_list_sha256(), "tokens": s["tokens"], "level": s["level"],
                 "splits": s["identify_splits"]}
 
@@ -150,26 +155,27 @@ class Pipeline:
             raise PipelineError(str(e)) from e
 
     def check_data(self, skip: Iterable[str] = ()) -> None:
-        """Before the first stage: read the metadata of every task whose CSV exists (except the EVAR tasks
-        in ``skip``: synthetic tasks the data stage has yet to write) — the metadata checks, and that the
-        class names of neuron lists, shared groups and top-k classes are classes of the task. Errors name
-        the file and key."""
+        """Before the first stage: read the metadata of every task (except the EVAR tasks in ``skip``:
+        synthetic tasks the data stage has yet to write) — the task must exist and pass the metadata
+        checks, and the class names of neuron lists, shared groups and top-k classes must be classes of
+        the task. Errors name the file and key."""
         cfg, where, skip = self.cfg, self.cfg["_config_path"], set(skip)
-        for task, opts in cfg["tasks"].items():
+        for task in cfg["tasks"]:
             if self.evar_task(task) in skip:
-                continue
-            try:
-                spec = get_task(self.evar_task(task), self.evar_root, opts["task_def"])
-            except UnknownTaskError:
-                continue  # written by the data stage
-            if not spec.metadata_path(self.evar_root).is_file():
                 continue
             dm = self.datamodule(task)
             try:
                 dm.setup()
-            except (ValueError, FileNotFoundError) as e:
+            except (ValueError, FileNotFoundError, UnknownTaskError) as e:
                 raise PipelineError(f"{where}: tasks.{task}: {e}") from e
             check_class_names(cfg, task, dm.classes)
+
+    def check_ablation_lists(self) -> None:
+        """Before the first stage, when the config lists neurons to ablate: each model is built and every
+        listed ``[layer, neuron]`` must exist in it."""
+        if self.cfg["ablation"]["neuron_lists"] or any(o["neuron_lists"] for o in self.cfg["tasks"].values()):
+            for model in self.cfg["models"]:
+                check_neuron_lists(self.cfg, model, self.model_identity(model)["site_neurons"])
 
     def trainer(self, model: str, task: str, stage: str, callbacks: list, devices: Optional[int] = None) -> pl.Trainer:
         t = dict(self.cfg["trainer"])
@@ -257,6 +263,7 @@ class Pipeline:
             for s in stages:
                 self.runner.note(s)
             self.check_data(skip={s.key for s in stages if s.name == "data" and self.runner.finished(s) is not None})
+            self.check_ablation_lists()
             chosen = {s.id for s in stages if only is None or s.name in only}
             by_id = {s.id: s for s in stages}
             for s in stages:
