@@ -117,8 +117,9 @@ class Pipeline:
     def evar_task(self, task: str) -> str:
         return self.cfg["tasks"][task]["evar_task"] or task
 
-    def datamodule(self, task: str, **over: Any) -> EVARDataModule:
-        kw = {**task_data_options(self.cfg, task), **over}
+    def datamodule(self, task: str, encoder: nn.Module, **over: Any) -> EVARDataModule:
+        """The task's datamodule at ``encoder``'s sample rate (audio from ``work/<sr>/``)."""
+        kw = {**task_data_options(self.cfg, task), "sample_rate": int(encoder.sample_rate), **over}
         return EVARDataModule(evar_root=str(self.evar_root), task=self.evar_task(task), seed=self.cfg["seed"], **kw)
 
     def manifest_config(self, task: str, model: str, dm: EVARDataModule) -> dict[str, Any]:
@@ -136,11 +137,18 @@ class Pipeline:
             self._identity[model] = encoder_identity(self.encoder(model))
         return self._identity[model]
 
+    def metadata(self, task: str) -> EVARDataModule:
+        """The task's datamodule after ``setup()`` for its metadata only (class list, the clips a
+        statistics pass predicts): the metadata checks, independent of any model's sample rate."""
+        dm = EVARDataModule(evar_root=str(self.evar_root), task=self.evar_task(task), seed=self.cfg["seed"],
+                            **task_data_options(self.cfg, task))
+        dm.setup()
+        return dm
+
     def expected_run(self, task: str, model: str) -> dict[str, Any]:
         """What the run folder of (task, model) must record (:mod:`analysis.runs.identity`): this config's
         encoder (class, name, checkpoint sha256, sites), task, classes, data list and counting settings."""
-        dm = self.datamodule(task)
-        dm.setup()
+        dm = self.metadata(task)
         s = self.cfg["stats"]
         return {**self.model_identity(model), "task": dm.task, "classes": dm.classes,
                 "data_list_sha256": dm.data_list_sha256(), "tokens": s["tokens"], "level": s["level"],
@@ -163,9 +171,8 @@ class Pipeline:
         for task in cfg["tasks"]:
             if self.evar_task(task) in skip:
                 continue
-            dm = self.datamodule(task)
             try:
-                dm.setup()
+                dm = self.metadata(task)
             except (ValueError, FileNotFoundError, UnknownTaskError) as e:
                 raise PipelineError(f"{where}: tasks.{task}: {e}") from e
             check_class_names(cfg, task, dm.classes)
@@ -294,16 +301,18 @@ class Pipeline:
                 "config": self.manifest_config(task, model, dm)}
 
     def _statistics(self, task: str, model: str, overwrite: bool) -> None:
-        dm = self.datamodule(task)
+        encoder = self.encoder(model)
+        dm = self.datamodule(task, encoder)
         staging = self._fresh_staging(task, model)
         cb_args = self._statistics_callback(task, model, staging, dm, overwrite)
         devices = self.cfg["trainer"]["devices"]
         if isinstance(devices, int) and devices > 1:
             self._check_enough_clips(task, dm, devices * int(self.cfg["trainer"]["num_nodes"]))
+            del encoder  # the train.py subprocess builds its own
             self._statistics_subprocess(task, model, dm, cb_args)
         else:
             tr = self.trainer(model, task, "stats", [ActivationStatsCallback(**cb_args)])
-            tr.predict(FeatureExtractor(self.encoder(model)), datamodule=dm, return_predictions=False)
+            tr.predict(FeatureExtractor(encoder), datamodule=dm, return_predictions=False)
         self._place_run(staging, task, model, dm, overwrite)
 
     def _check_enough_clips(self, task: str, dm: EVARDataModule, processes: int) -> None:
@@ -399,9 +408,10 @@ class Pipeline:
         a.update({k: opts[k] for k in _TASK_ABLATION_KEYS if opts[k] is not None})
         cb = AblationCallback(out_dir=str(self.ablation_dir(task, model)), run_dir=str(self.run_dir(task, model)),
                               overwrite=overwrite, **a)
-        dm = self.datamodule(task, batch_size=self.cfg["ablation"]["batch_size"] or self.cfg["data"]["batch_size"])
+        encoder = self.encoder(model)
+        dm = self.datamodule(task, encoder, batch_size=self.cfg["ablation"]["batch_size"] or self.cfg["data"]["batch_size"])
         tr = self.trainer(model, task, "ablation", [cb], devices=1)
-        model_ = AudioClassifier(self.encoder(model), probe_checkpoint=str(best_checkpoint(self.probe_dir(task, model))))
+        model_ = AudioClassifier(encoder, probe_checkpoint=str(best_checkpoint(self.probe_dir(task, model))))
         tr.test(model_, datamodule=dm, verbose=False)
 
     def _summary(self, overwrite: bool) -> None:
