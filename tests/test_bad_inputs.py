@@ -155,6 +155,30 @@ def test_planted_pickle_in_a_checkpoint_runs_nothing(tmp_path, payload, what):
     assert not Path(Payload.marker).exists()
 
 
+@pytest.mark.parametrize("kind", ["pickle", "text"])
+def test_hugging_face_pickle_weights_go_through_the_safe_loader(tmp_path, payload, kind):
+    pytest.importorskip("transformers")
+    from safetensors.torch import load_file
+
+    from _hf_models import save_tiny
+    from lightning_modules.encoders import HFAudioEncoder
+
+    folder = save_tiny("wav2vec2", tmp_path / "w2v")
+    weights = folder / "pytorch_model.bin"
+    sd = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    if kind == "pickle":
+        torch.save({**sd, "junk": payload}, weights)
+    else:
+        weights.write_text("see the shared drive\n")
+    with pytest.raises(UnsafeFileError if kind == "pickle" else UnreadableFileError) as e:
+        HFAudioEncoder(str(folder))
+    assert str(weights) in str(e.value) and ("GLOBAL" if kind == "pickle" else "not a PyTorch file") in str(e.value)
+    assert not Path(Payload.marker).exists()
+    torch.save(sd, weights)
+    assert HFAudioEncoder(str(folder)).site_neurons  # a clean .bin loads
+
+
 # ============================================================================ 6. unreadable checkpoints
 @pytest.mark.parametrize("kind", ["text", "truncated", "empty"])
 @pytest.mark.parametrize("what", sorted(CHECKPOINT_READERS))
