@@ -232,6 +232,20 @@ def test_run_folder_of_another_model_is_refused_by_the_ablation(tmp_path):
     cb.check_sources(Module())  # the right model passes
 
 
+def test_hugging_face_models_differ_by_their_weights(tmp_path):
+    """Two folders of the same family, name and sites but other weights have different identities."""
+    pytest.importorskip("transformers")
+    from _hf_models import save_tiny
+    from lightning_modules.encoders import HFAudioEncoder
+
+    a = HFAudioEncoder(str(save_tiny("wav2vec2", tmp_path / "a" / "w2v", seed=0)))
+    b = HFAudioEncoder(str(save_tiny("wav2vec2", tmp_path / "b" / "w2v", seed=1)))
+    ia, ib = encoder_identity(a), encoder_identity(b)
+    assert ia["checkpoint_sha256"] and ia["checkpoint_sha256"] != ib["checkpoint_sha256"]
+    assert {k: v for k, v in ia.items() if k != "checkpoint_sha256"} == {k: v for k, v in ib.items()
+                                                                        if k != "checkpoint_sha256"}
+
+
 def test_probe_fitted_on_other_data_is_refused_by_the_ablation(tmp_path):
     from callbacks import AblationCallback
 

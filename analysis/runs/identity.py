@@ -5,7 +5,7 @@ A run folder's ``manifest.json`` records its **identity**:
 =====================  ==========================================================================
 ``encoder``            encoder class name
 ``encoder_name``       the encoder's ``name`` (the run folder suffix by default)
-``checkpoint_sha256``  sha256 of the encoder's weight file (``null``: random init)
+``checkpoint_sha256``  sha256 of the encoder's weights (:func:`weights_sha256`; ``null``: random init)
 ``sites``              neuron sites, in order; ``site_neurons`` neurons per site
 ``task``               the EVAR task that was read
 ``classes``            the class list (``classes.txt``)
@@ -20,6 +20,7 @@ of being analysed under the wrong name.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -55,13 +56,34 @@ def file_sha256(path: str | os.PathLike | None) -> str | None:
     return _SHA_CACHE[key]
 
 
+#: Weight files of a model folder (``model_path`` of a Hugging Face encoder) that its identity hashes.
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+
+
+def weights_sha256(encoder: Any) -> str | None:
+    """sha256 of an encoder's weights: its ``checkpoint_path`` file, else the weight files of its
+    ``model_path`` folder (:data:`WEIGHT_PATTERNS`, name and sha256 of each, sorted); None = random init."""
+    path = getattr(encoder, "checkpoint_path", None)
+    if path is not None:
+        return file_sha256(path)
+    folder = getattr(encoder, "model_path", None)
+    if folder is None or not os.path.isdir(str(folder)):
+        return None
+    files = sorted({f for pattern in WEIGHT_PATTERNS for f in Path(folder).glob(pattern) if f.is_file()})
+    if not files:
+        return None
+    listing = "".join(f"{f.name} {file_sha256(f)}\n" for f in files)
+    return hashlib.sha256(listing.encode("utf-8")).hexdigest()
+
+
 def encoder_identity(encoder: Any) -> dict[str, Any]:
     """The model keys (:data:`MODEL_KEYS`) of an encoder object (duck-typed: ``name``,
-    ``checkpoint_path``, ``neuron_sites``, ``site_neurons``), as the statistics pass records them."""
+    ``checkpoint_path`` or ``model_path``, ``neuron_sites``, ``site_neurons``), as the statistics pass
+    records them."""
     return {
         "encoder": type(encoder).__name__,
         "encoder_name": getattr(encoder, "name", None),
-        "checkpoint_sha256": file_sha256(getattr(encoder, "checkpoint_path", None)),
+        "checkpoint_sha256": weights_sha256(encoder),
         "sites": [str(s) for s in encoder.neuron_sites],
         "site_neurons": [int(n) for n in encoder.site_neurons],
     }
