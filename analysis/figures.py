@@ -161,7 +161,9 @@ def k_curve_figure(table: pd.DataFrame, summary: pd.DataFrame):
 #: Colour (RGB) of a neuron's activation drawn over a spectrogram.
 OVERLAY_RGB = (1.0, 0.35, 0.0)
 #: Opacity of the overlay where the activation reaches the colour scale's maximum.
-OVERLAY_ALPHA = 0.5
+OVERLAY_ALPHA = 0.45
+#: Percentiles of a clip's log-mel values mapped to white and black (the quiet floor stays white).
+SPEC_PERCENTILES = (40.0, 99.5)
 
 
 def activation_overlay_figure(spec: np.ndarray, spec_extent: tuple[float, float], grid: np.ndarray,
@@ -177,10 +179,11 @@ def activation_overlay_figure(spec: np.ndarray, spec_extent: tuple[float, float]
     grid = np.asarray(grid, dtype=float)
     fig = plt.figure(figsize=size, dpi=dpi)
     ax = fig.add_axes((0.035, 0.33, 0.93, 0.65))
-    ax_t = fig.add_axes((0.035, 0.13, 0.93, 0.19), sharex=ax)
+    ax_t = fig.add_axes((0.035, 0.13, 0.93, 0.19))
     m = spec.shape[0]
-    ax.imshow(spec, origin="lower", aspect="auto", cmap="gray_r", interpolation="nearest",
-              extent=(spec_extent[0], spec_extent[1], 0, m))
+    lo, hi = np.percentile(spec, SPEC_PERCENTILES) if spec.size else (0.0, 1.0)
+    ax.imshow(spec, origin="lower", aspect="auto", cmap="gray_r", interpolation="nearest", vmin=lo,
+              vmax=max(hi, lo + 1e-6), extent=(spec_extent[0], spec_extent[1], 0, m))
     scale = max(float(vmax), 1e-12)
     if grid.size:
         level = np.clip(np.nan_to_num(grid, nan=0.0) / scale, 0.0, 1.0)
@@ -194,6 +197,7 @@ def activation_overlay_figure(spec: np.ndarray, spec_extent: tuple[float, float]
         edges = np.linspace(grid_extent[0], grid_extent[1], grid.shape[1] + 1)
         ax_t.stairs(np.clip(over_time, 0.0, None), edges, color=OVERLAY_RGB, fill=True, alpha=0.6)
     ax.set_xlim(*window)
+    ax_t.set_xlim(*window)
     ax.set_ylim(0, m)
     ax_t.set_ylim(0.0, scale * 1.05)
     ax.set_xticks([])

@@ -355,3 +355,20 @@ def test_report_is_a_web_page(gallery_pipeline):
     assert html.count("<div class='scroll'><table class='sortable'") >= 3
     assert "<td class='num' data-v=" in html
     assert f"id='{MODEL}--{TASK}'" in html and "class='finding" in html
+
+
+@pytest.mark.slow
+def test_gallery_of_a_spectrogram_vit_maps_bands_and_chunks(synthetic_root, tmp_path):
+    """A tiny random M2D (chunks of 32 frames: several site calls per clip, 5 frequency bands): the gallery's
+    pass attributes every chunk to its clip (its clip scores equal the oracle's) and draws band maps."""
+    m2d = {"class_path": "lightning_modules.encoders.M2DEncoder",
+           "init_args": {"checkpoint": None, "width": 16, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0,
+                         "input_frames": 32, "seed": 0, "name": MODEL}}
+    _, run_dir = make_run(synthetic_root, tmp_path, stages=("stats",), models={MODEL: m2d})
+    index = build_gallery(run_dir, neurons=["0:1", "1:5"], clips=2)
+    meta = json.loads((index.parent / "gallery.json").read_text())
+    assert meta["notes"] == [] and meta["shown"] == ["0:1", "1:5"]
+    for page in (index.parent / "neurons").glob("*.html"):
+        for src in page_links(page).images:
+            assert mimg.imread(local_target(page, src)).std() > 0.02
+    assert broken_links(index.parent) == []
