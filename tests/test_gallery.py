@@ -372,3 +372,25 @@ def test_gallery_of_a_spectrogram_vit_maps_bands_and_chunks(synthetic_root, tmp_
         for src in page_links(page).images:
             assert mimg.imread(local_target(page, src)).std() > 0.02
     assert broken_links(index.parent) == []
+
+
+@pytest.mark.slow
+def test_tensorboard_gets_the_top_clips_as_audio_and_images(gallery, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir, _ = gallery
+    build_gallery(run_dir, dest=tmp_path / "g", neurons=["0:1"], clips=2, tensorboard=tmp_path / "tb")
+    ev = EventAccumulator(str(tmp_path / "tb"), size_guidance={"audio": 0, "images": 0}).Reload()
+    task = read_run(run_dir).task
+    tags = [f"gallery/{task}/l0_n1/rank{r}" for r in range(2)]
+    assert sorted(ev.Tags()["audio"]) == tags and sorted(ev.Tags()["images"]) == tags
+    audio = ev.Audio(tags[0])[0]
+    assert audio.sample_rate == 16000 and audio.length_frames > 1000
+    image = ev.Images(tags[1])[0]
+    assert image.width > 100 and image.height > 50
+
+
+def test_bad_gallery_options_are_refused_before_any_work(tmp_path):
+    for kw, msg in (({"clips": 0}, "clips"), ({"per_class": 0}, "per_class"), ({"excerpt_seconds": 0}, "excerpt")):
+        with pytest.raises(ValueError, match=msg):
+            build_gallery(tmp_path / "nowhere", **kw)

@@ -164,6 +164,11 @@ def build_gallery(run_dir: str | Path, dest: Optional[str | Path] = None, neuron
         overwrite: replace an existing gallery.
     """
     t0 = time.perf_counter()
+    for name, value in (("per_class", per_class), ("clips", clips), ("batch_size", batch_size)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if not excerpt_seconds > 0:
+        raise ValueError(f"excerpt_seconds must be > 0, got {excerpt_seconds}")
     run = read_run(run_dir, stats=True)
     dest = Path(dest) if dest is not None else run.path / GALLERY_DIR
     check_writable(dest, overwrite)  # before the pass, not after
