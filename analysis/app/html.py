@@ -26,12 +26,13 @@ a{color:#1a5fb4}
 table{border-collapse:collapse;font-size:.88em}
 th,td{border-bottom:1px solid #e4e4e4;padding:3px 9px;text-align:left;white-space:nowrap;vertical-align:middle}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
-th{background:#f3f4f6;position:sticky;top:0;z-index:1}
+th{background:#f3f4f6;position:sticky;top:0;z-index:1;white-space:normal;min-width:3em;vertical-align:bottom}
 table.sortable th{cursor:pointer;user-select:none}
 table.sortable th:hover{background:#e6e8eb}
 th[aria-sort=ascending]::after{content:" \\25B2";font-size:.75em}
 th[aria-sort=descending]::after{content:" \\25BC";font-size:.75em}
 figure{margin:.8em 0 1.4em}figure img{max-width:100%;height:auto;border:1px solid #eee}
+.figures{display:flex;flex-wrap:wrap;gap:0 1.5em;align-items:flex-start}.figures figure{max-width:100%}
 figcaption{font-size:.85em;color:#555}
 .finding{background:#f6f8fa;border-left:4px solid #2e8b57;padding:.5em 1em;margin:.6em 0}
 .finding.negative{border-left-color:#c0392b}
@@ -98,7 +99,7 @@ def table(df: pd.DataFrame, fmt: Callable[[str, Any], str] = default_format, raw
     are right-aligned and carry their exact value in ``data-v`` (what sorting uses); ``raw`` columns hold HTML and are inserted unescaped (their sort key
     is the ``data-v`` given by a ``(html, key)`` tuple, else the text)."""
     raw = set(raw)
-    head = "".join(f"<th scope='col'>{esc(c)}</th>" for c in df.columns)
+    head = "".join(f"<th scope='col'>{esc(c).replace('_', '_<wbr>')}</th>" for c in df.columns)
     rows = []
     for rec in df.itertuples(index=False):
         cells = []
@@ -171,6 +172,8 @@ class ReportSection:
 
 
 def _figures_html(figs: Sequence[tuple[str, Optional[str]]]) -> str:
+    """Figures side by side (wrapping): each PNG preview inline with a link to its PDF; a PDF without a
+    preview as a link."""
     out = []
     for pdf, preview in figs:
         name = pdf.rsplit("/", 1)[-1]
@@ -178,7 +181,7 @@ def _figures_html(figs: Sequence[tuple[str, Optional[str]]]) -> str:
             out.append(figure(preview, name, pdf=pdf))
         else:
             out.append(f"<p><a href='{esc(pdf)}'>{esc(name)}</a> (PDF)</p>")
-    return "".join(out)
+    return f"<div class='figures'>{''.join(out)}</div>" if out else ""
 
 
 def _finding_html(text: str) -> str:
