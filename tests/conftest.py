@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # never touch a GPU, even if one appears
+os.environ["HF_HUB_OFFLINE"] = "1"  # Hugging Face models load from local folders only: never download
 
 import numpy as np
 import pytest

@@ -100,8 +100,9 @@ class Pipeline:
     def evar_task(self, task: str) -> str:
         return self.cfg["tasks"][task]["evar_task"] or task
 
-    def datamodule(self, task: str, **over: Any) -> EVARDataModule:
-        kw = {**task_data_options(self.cfg, task), **over}
+    def datamodule(self, task: str, encoder: nn.Module, **over: Any) -> EVARDataModule:
+        """The task's datamodule at ``encoder``'s sample rate (audio from ``work/<sr>/``)."""
+        kw = {**task_data_options(self.cfg, task), "sample_rate": int(encoder.sample_rate), **over}
         return EVARDataModule(evar_root=str(self.evar_root), task=self.evar_task(task), seed=self.cfg["seed"], **kw)
 
     def manifest_config(self, task: str, model: str, dm: EVARDataModule) -> dict[str, Any]:
@@ -215,15 +216,17 @@ class Pipeline:
                 "config": self.manifest_config(task, model, dm)}
 
     def _statistics(self, task: str, model: str, overwrite: bool) -> None:
-        dm = self.datamodule(task)
+        encoder = self.encoder(model)
+        dm = self.datamodule(task, encoder)
         staging = self._fresh_staging(task, model)
         cb_args = self._statistics_callback(task, model, staging, dm, overwrite)
         devices = self.cfg["trainer"]["devices"]
         if isinstance(devices, int) and devices > 1:
+            del encoder  # the train.py subprocess builds its own
             self._statistics_subprocess(task, model, dm, cb_args)
         else:
             tr = self.trainer(model, task, "stats", [ActivationStatsCallback(**cb_args)])
-            tr.predict(FeatureExtractor(self.encoder(model)), datamodule=dm, return_predictions=False)
+            tr.predict(FeatureExtractor(encoder), datamodule=dm, return_predictions=False)
         self._place_run(staging, task, model, dm, overwrite)
 
     def _fresh_staging(self, task: str, model: str) -> Path:
@@ -303,9 +306,10 @@ class Pipeline:
         a.update({k: opts[k] for k in _TASK_ABLATION_KEYS if opts[k] is not None})
         cb = AblationCallback(out_dir=str(self.ablation_dir(task, model)), run_dir=str(self.run_dir(task, model)),
                               overwrite=overwrite, **a)
-        dm = self.datamodule(task, batch_size=self.cfg["ablation"]["batch_size"] or self.cfg["data"]["batch_size"])
+        encoder = self.encoder(model)
+        dm = self.datamodule(task, encoder, batch_size=self.cfg["ablation"]["batch_size"] or self.cfg["data"]["batch_size"])
         tr = self.trainer(model, task, "ablation", [cb], devices=1)
-        model_ = AudioClassifier(self.encoder(model), probe_checkpoint=str(best_checkpoint(self.probe_dir(task, model))))
+        model_ = AudioClassifier(encoder, probe_checkpoint=str(best_checkpoint(self.probe_dir(task, model))))
         tr.test(model_, datamodule=dm, verbose=False)
 
     def _gallery(self, task: str, model: str, overwrite: bool) -> None:
