@@ -26,12 +26,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow,
 #: JavaScript: every image of the page once loaded → [src, complete, naturalWidth, rendered width].
 IMAGES = """Promise.all([...document.images].map(i => new Promise(r => {
   const done = () => r([i.src, i.complete, i.naturalWidth, i.getBoundingClientRect().width]);
-  i.loading = 'eager'; if (i.complete) done(); else { i.addEventListener('load', done); i.addEventListener('error', done); }
+  i.loading = 'eager';
+  if (i.complete) done(); else { i.addEventListener('load', done); i.addEventListener('error', done); }
 })))"""
 #: JavaScript: every <audio> once its metadata is read → [src, duration or 'error <code>'].
 AUDIO = """Promise.all([...document.querySelectorAll('audio')].map(a => new Promise(r => {
   const done = () => r([a.src, a.error ? 'error ' + a.error.code : a.duration]);
-  if (a.readyState >= 1) done(); else { a.addEventListener('loadedmetadata', done); a.addEventListener('error', done); a.load(); }
+  if (a.readyState >= 1) done();
+  else { a.addEventListener('loadedmetadata', done); a.addEventListener('error', done); a.load(); }
 })))"""
 #: JavaScript: every local link / source of the rendered DOM.
 LINKS = """[...document.querySelectorAll('a[href],img[src],audio[src],script[src]')]

@@ -193,7 +193,8 @@ def _probe(a: argparse.Namespace) -> int:
 
 # -- gallery ----------------------------------------------------------------------------------------------
 def _gallery_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", required=True, help="statistics run folder with top_clips.pt (and neurons.pt / neurons.csv)")
+    p.add_argument("--run", required=True,
+                   help="statistics run folder with top_clips.pt (and neurons.pt / neurons.csv)")
     p.add_argument("--dest", default=None, help="gallery folder (default <run>/gallery)")
     p.add_argument("--neurons", nargs="+", default=list(default(build_gallery, "neurons")),
                    metavar="|".join(NEURON_SETS) + "|L:N",

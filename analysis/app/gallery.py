@@ -35,8 +35,8 @@ from analysis.figures import activation_overlay_figure
 from analysis.gallery import (ActivationGrid, TopClip, activation_grid, excerpt_bounds, grid_time_extent,
                               label_purity, parse_neuron, peak_seconds, top_clips_of)
 from analysis.runs.atomic import check_writable, save_figure, save_json, save_text, save_wav
-from analysis.runs.layout import (GALLERY_DIR, GALLERY_JSON, GALLERY_LOOKUP_JS, INDEX_HTML, NEURONS_CSV, NEURONS_PT, gallery_audio,
-                                  gallery_image, gallery_neuron_page)
+from analysis.runs.layout import (GALLERY_DIR, GALLERY_JSON, GALLERY_LOOKUP_JS, INDEX_HTML, NEURONS_CSV, NEURONS_PT,
+                                  gallery_audio, gallery_image, gallery_neuron_page)
 from analysis.runs.read import Run, read_index, read_neurons, read_ranking, read_run, read_top_clips
 from analysis.runs.write import staged_folder
 from callbacks.activation_maps import display_spectrogram, record_neurons
@@ -85,15 +85,16 @@ def choose_neurons(run: Run, neurons: Sequence[str], per_class: Optional[int] = 
             ranks = read_ranking(run.path)
             groups.append((f"selected by entropy ({NEURONS_CSV}): {len(ranks)}", sorted(ranks, key=ranks.get)))
         else:
-            l, n = parse_neuron(spec)
+            try:
+                l, n = parse_neuron(spec)
+            except ValueError:
+                raise ValueError(f"neurons: {spec!r} is neither {' nor '.join(NEURON_SETS)} nor layer:index "
+                                 f"(e.g. 3:17)") from None
             if not (0 <= l < L and 0 <= n < run.site_neurons[l]):
                 raise ValueError(f"neuron {spec}: {run.path} has sites 0..{L - 1} with {run.site_neurons} neurons")
             explicit.append((l, n))
     if explicit:
         groups.append(("requested neurons", list(dict.fromkeys(explicit))))
-    unknown = [s for s in neurons if s not in NEURON_SETS and ":" not in s]
-    if unknown:
-        raise ValueError(f"unknown neuron set(s) {unknown}: use {' / '.join(NEURON_SETS)} or layer:index")
     seen = list(dict.fromkeys(k for _, members in groups for k in members))
     return Choice(neurons=seen, groups=groups, assigned=assigned)
 
@@ -182,8 +183,8 @@ def build_gallery(run_dir: str | Path, dest: Optional[str | Path] = None, neuron
     dm = _datamodule(data, evar_root)
     shown = _activation_pass(encoder, dm, top, choice.neurons, clips, excerpt_seconds, batch_size, _tokens(run))
     with staged_folder(dest, overwrite) as tmp:
-        pages = _write_media(tmp, encoder, shown, index, run.classes, tensorboard, run.task or run.path.name)
-        gal = _gallery_neurons(run, choice, pages, index, top, clips)
+        media = _write_media(tmp, shown, tensorboard, run.task or run.path.name)
+        gal = _gallery_neurons(run, choice, media, index)
         notes = _write_pages(tmp, run, choice, gal, top, index, neurons, per_class, dest)
         save_json({"run": str(run.path), "task": run.task, "encoder": enc_spec, "neurons": list(neurons),
                    "per_class": per_class, "clips": clips, "excerpt_seconds": excerpt_seconds,
@@ -241,9 +242,8 @@ def _activation_pass(encoder: torch.nn.Module, dm: EVARDataModule, top: dict[str
 
 
 # -- files ----------------------------------------------------------------------------------------------
-def _write_media(folder: Path, encoder: torch.nn.Module, shown: dict[int, tuple[dict[str, Any], list[_Shown]]],
-                 index: Any, classes: list[str], tensorboard: Optional[str | Path],
-                 task: str) -> dict[tuple[int, int], list[tuple[_Shown, str]]]:
+def _write_media(folder: Path, shown: dict[int, tuple[dict[str, Any], list[_Shown]]],
+                 tensorboard: Optional[str | Path], task: str) -> dict[tuple[int, int], list[tuple[_Shown, str]]]:
     """Write every audio excerpt (once per clip and window) and every image; returns neuron → [(pair, image)]
     in rank order."""
     by_neuron: dict[tuple[int, int], list[tuple[_Shown, dict[str, Any]]]] = {}
@@ -284,6 +284,8 @@ def _write_media(folder: Path, encoder: torch.nn.Module, shown: dict[int, tuple[
 
 
 def _overlay(clip: dict[str, Any], p: _Shown, vmax: float):
+    """The image of one (neuron, clip) pair: the clip's spectrogram, the neuron's map placed in seconds (spread
+    over the clip when the encoder gives no frame times), the excerpt's window."""
     spec = clip["spec"].float().numpy()
     hop = clip["spec_hop"]
     duration = clip["audio"].shape[0] / clip["sample_rate"]
@@ -294,8 +296,10 @@ def _overlay(clip: dict[str, Any], p: _Shown, vmax: float):
                                      vmax, (p.start, p.stop))
 
 
-def _gallery_neurons(run: Run, choice: Choice, media: dict[tuple[int, int], list[tuple[_Shown, str]]], index: Any,
-                     top: dict[str, Any], clips: Optional[int]) -> list[GalleryNeuron]:
+def _gallery_neurons(run: Run, choice: Choice, media: dict[tuple[int, int], list[tuple[_Shown, str]]],
+                     index: Any) -> list[GalleryNeuron]:
+    """What the pages show of each chosen neuron (its clips' file names and labels from ``index.csv``; a
+    note where the recomputed clip score differs from ``top_clips.pt``)."""
     ent = entropy(normalise(run.over_zero))
     out = []
     for key in choice.neurons:
@@ -357,7 +361,8 @@ def _write_pages(folder: Path, run: Run, choice: Choice, gal: list[GalleryNeuron
                f"--overwrite --neurons {' '.join(shlex.quote(s) for s in neurons)}")
     if per_class is not None:
         command = command.replace(" --overwrite", f" --per-class {per_class} --overwrite")
-    save_text(gallery_index_page(title, info, run.classes, groups, gal, GALLERY_LOOKUP_JS, notes[:20]), folder / INDEX_HTML)
+    save_text(gallery_index_page(title, info, run.classes, groups, gal, GALLERY_LOOKUP_JS, notes[:20]),
+              folder / INDEX_HTML)
     save_text("window.AAPE_LOOKUP=" + _json(_lookup_data(run, top, index, command)) + ";\n", folder / GALLERY_LOOKUP_JS)
     for g in gal:
         save_text(neuron_page(g, run.classes, title, f"../{INDEX_HTML}", "../"), folder / g.page)

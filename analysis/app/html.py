@@ -96,8 +96,9 @@ def default_format(column: str, value: Any) -> str:
 def table(df: pd.DataFrame, fmt: Callable[[str, Any], str] = default_format, raw: Iterable[str] = (),
           sortable: bool = True, table_id: Optional[str] = None, full_height: bool = False) -> str:
     """``df`` as a table in a scroll container (at most 34 lines high unless ``full_height``). Numeric cells
-    are right-aligned and carry their exact value in ``data-v`` (what sorting uses); ``raw`` columns hold HTML and are inserted unescaped (their sort key
-    is the ``data-v`` given by a ``(html, key)`` tuple, else the text)."""
+    are right-aligned and carry their exact value in ``data-v`` (what sorting uses); ``raw`` columns hold HTML
+    and are inserted unescaped (their sort key is the ``data-v`` given by a ``(html, key)`` tuple, else the
+    text). Header names may break after an underscore."""
     raw = set(raw)
     head = "".join(f"<th scope='col'>{esc(c).replace('_', '_<wbr>')}</th>" for c in df.columns)
     rows = []

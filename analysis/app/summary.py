@@ -245,7 +245,8 @@ def write_summary(tree: OutputTree, models: Iterable[str], tasks: Iterable[str],
     work = tree.synthetic_evar_root / "work"
     rel = lambda p: "../" + Path(p).relative_to(tree.root).as_posix()  # noqa: E731 - from report/
     figures = ["../" + f for f in files if f.endswith(".pdf")]
-    previews = {f: rel(figure_preview(tree.root / f[3:])) for f in figures if figure_preview(tree.root / f[3:]).is_file()}
+    previews = {f: rel(figure_preview(tree.root / f[3:])) for f in figures
+                if figure_preview(tree.root / f[3:]).is_file()}
     section_figures, galleries = {}, {}
     for model, task in abl:
         mine = [rel(tree.model_report(model) / within_task_name(task))] + [

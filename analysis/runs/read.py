@@ -16,8 +16,8 @@ import torch
 from torch import Tensor
 
 from analysis.aape import absent_neurons
-from analysis.runs.layout import (CLASSES, FEATURES, GTS, INDEX, INDEX_COLUMNS, MANIFEST, NEURONS_CSV, NEURONS_JSON, NEURONS_PT,
-                                  OVER_ZERO, PROBE_RESULTS, SPLITS, STATS, TOP_CLIPS)
+from analysis.runs.layout import (CLASSES, FEATURES, GTS, INDEX, INDEX_COLUMNS, MANIFEST, NEURONS_CSV, NEURONS_JSON,
+                                  NEURONS_PT, OVER_ZERO, PROBE_RESULTS, SPLITS, STATS, TOP_CLIPS)
 
 
 def _need(path: Path) -> Path:
