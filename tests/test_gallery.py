@@ -36,9 +36,9 @@ from _gallery_run import K, MODEL, TASK, make_run
 
 
 @pytest.fixture(scope="module")
-def gallery(synthetic_root, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("gallery")
-    _, run_dir = make_run(synthetic_root, tmp)
+def gallery(gallery_pipeline):
+    """The run folder of the session's pipeline run and a gallery built from it by the verb's function."""
+    _, run_dir = gallery_pipeline
     index = build_gallery(run_dir, per_class=2)
     return run_dir, index.parent
 
