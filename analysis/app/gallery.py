@@ -37,7 +37,8 @@ from analysis.gallery import (ActivationGrid, TopClip, activation_grid, excerpt_
 from analysis.runs.atomic import check_writable, save_figure, save_json, save_text, save_wav
 from analysis.runs.layout import (GALLERY_DIR, GALLERY_JSON, GALLERY_LOOKUP_JS, INDEX_HTML, NEURONS_CSV, NEURONS_PT,
                                   gallery_audio, gallery_image, gallery_neuron_page)
-from analysis.runs.read import Run, read_index, read_neurons, read_ranking, read_run, read_top_clips
+from analysis.runs.read import (Run, read_index, read_neurons, read_ranking, read_run, read_top_clips,
+                                selection_warnings)
 from analysis.runs.write import staged_folder
 from callbacks.activation_maps import display_spectrogram, record_neurons
 from datamodules import EVARDataModule
@@ -361,7 +362,11 @@ def _write_pages(folder: Path, run: Run, choice: Choice, gal: list[GalleryNeuron
                f"--overwrite --neurons {' '.join(shlex.quote(s) for s in neurons)}")
     if per_class is not None:
         command = command.replace(" --overwrite", f" --per-class {per_class} --overwrite")
-    save_text(gallery_index_page(title, info, run.classes, groups, gal, GALLERY_LOOKUP_JS, notes[:20]),
+    shown_notes = notes[:20]
+    if not gal:
+        shown_notes = ["no neuron to show: the selection assigned none to any class"] + [
+            f"selection note: {w}" for w in selection_warnings(run.path)]
+    save_text(gallery_index_page(title, info, run.classes, groups, gal, GALLERY_LOOKUP_JS, shown_notes),
               folder / INDEX_HTML)
     save_text("window.AAPE_LOOKUP=" + _json(_lookup_data(run, top, index, command)) + ";\n", folder / GALLERY_LOOKUP_JS)
     for g in gal:
