@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from _top_clips import brute_force_top_clips, write_top_clips  # noqa: E402 - the tests' oracle (--oracle)
 from analysis.app.config import load_config  # noqa: E402
 from analysis.app.gallery import build_gallery  # noqa: E402
 from analysis.app.pipeline import Pipeline  # noqa: E402
@@ -33,8 +34,6 @@ TARGET_SECONDS = 60.0
 
 
 def ensure_top_clips(run_dir: Path, k: int) -> None:
-    from _top_clips import brute_force_top_clips, write_top_clips  # the test oracle, only with --oracle
-
     run = read_run(run_dir)
     enc, data = run_sources(run.manifest, run_dir)
     dm = EVARDataModule(**{**data, "num_workers": 0})

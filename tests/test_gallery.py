@@ -14,10 +14,12 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import matplotlib.image as mimg
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
 from analysis.app.cli import main as cli_main
@@ -29,6 +31,7 @@ from analysis.runs.layout import figure_preview, gallery_neuron_page
 from analysis.runs.read import read_index, read_run, read_top_clips
 from analysis.runs.write import staged_folder
 from callbacks.activation_maps import display_spectrogram, record_neurons
+from lightning_modules.encoders import M2DEncoder
 from lightning_modules.encoders.base import AudioEncoder, Positions, patch_coordinates
 from lightning_modules.encoders.melspec import LogMelSpectrogram
 
@@ -261,8 +264,6 @@ def test_activation_map_sits_where_the_tone_is():
 
 
 def test_recorded_values_are_the_site_outputs_of_each_clip():
-    from lightning_modules.encoders import M2DEncoder
-
     enc = M2DEncoder(checkpoint=None, width=16, depth=2, num_heads=2, mlp_ratio=2.0, input_frames=32, seed=0).eval()
     audio = torch.randn(2, 8000)
     lengths = torch.tensor([8000, 3000])
@@ -308,8 +309,6 @@ def test_staged_folder_replaces_only_when_asked(tmp_path):
 
 
 def test_pdf_figures_get_a_png_preview(tmp_path):
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots()
     ax.plot([0, 1], [1, 0])
     pdf = save_pdf(fig, tmp_path / "f.pdf")
@@ -376,8 +375,6 @@ def test_gallery_of_a_spectrogram_vit_maps_bands_and_chunks(synthetic_root, tmp_
 
 @pytest.mark.slow
 def test_tensorboard_gets_the_top_clips_as_audio_and_images(gallery, tmp_path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     run_dir, _ = gallery
     build_gallery(run_dir, dest=tmp_path / "g", neurons=["0:1"], clips=2, tensorboard=tmp_path / "tb")
     ev = EventAccumulator(str(tmp_path / "tb"), size_guidance={"audio": 0, "images": 0}).Reload()
