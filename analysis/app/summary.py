@@ -113,8 +113,6 @@ def markdown_table(df: pd.DataFrame, columns: Optional[Sequence[str]] = None) ->
     return "\n".join(out)
 
 
-
-
 @dataclass
 class ReportInputs:
     """What the final report shows: tables, findings (plain sentences computed from the tables),
