@@ -17,6 +17,7 @@ so its keys, types and defaults have exactly one owner, that signature:
 ``stability``  :func:`~analysis.app.stability.stability_run` + ``enabled``
 ``probe``      :func:`~analysis.app.probe.fit_seeds`
 ``ablation``   :class:`~callbacks.AblationCallback` + ``batch_size``
+``gallery``    :func:`~analysis.app.gallery.build_gallery` + ``enabled``
 =============  ==================================================================================
 
 Validation happens in :func:`load_config`, before any stage runs, and every error names the file and the
@@ -53,6 +54,7 @@ from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch import nn
 
 from analysis.aape import check_rates
+from analysis.app.gallery import build_gallery
 from analysis.app.identify import identify_run
 from analysis.app.probe import check_seeds, fit_seeds
 from analysis.app.report import ReportSpec
@@ -177,6 +179,14 @@ def _ablation_parser() -> ArgumentParser:
     return p
 
 
+def _gallery_parser() -> ArgumentParser:
+    p = _parser()
+    p.add_argument("--enabled", type=bool, default=False,
+                   help="build the listening gallery of every run (needs top_clips.pt from the statistics pass)")
+    p.add_function_arguments(build_gallery, skip={"run_dir", "dest", "evar_root", "tensorboard", "overwrite"})
+    return p
+
+
 def _function_parser(fn: Callable, skip: set[str]) -> Callable[[], ArgumentParser]:
     def make() -> ArgumentParser:
         p = _parser()
@@ -205,6 +215,7 @@ SECTIONS: dict[str, Callable[[], ArgumentParser]] = {
     "stability": _stability_parser,
     "probe": _function_parser(fit_seeds, {"run_dir", "out_dir", "overwrite", "accelerator", "tensorboard", "name"}),
     "ablation": _ablation_parser,
+    "gallery": _gallery_parser,
 }
 TOP_KEYS = {"out", "seed", "description", "tasks", "models"} | set(SECTIONS)
 DEFAULT_OUT = "outputs/pipeline"

@@ -15,7 +15,10 @@ Stages, for every (model, task) of the config, each calling the same public func
                    (verb ``probe``);
 7. ``ablation``  — ``trainer.test`` of encoder + frozen probe with :class:`callbacks.AblationCallback` on the
                    evaluation split → ``ablation/<task>_<model>/`` (``train.py test``);
-8. ``summary``   — ``report/summary.md`` and ``report/index.html`` from the files above (verb ``summary``).
+8. ``gallery``   — the listening gallery of each run (top clips, spectrogram + activation overlay, audio)
+                   → ``gallery/<task>_<model>/`` (verb ``gallery``; only with ``gallery.enabled``);
+9. ``summary``   — ``report/summary.md`` and ``report/index.html`` from the files above, linking the
+                   galleries (verb ``summary``).
 
 Skip/resume semantics, the output lock and ``--only``: :mod:`analysis.app.runner`. Config schema:
 :mod:`analysis.app.config`. Every stage that reads a run folder first checks its ``manifest.json``
@@ -36,16 +39,17 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import lightning.pytorch as pl
 import yaml
-from jsonargparse import ArgumentParser
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 from analysis.app.config import (PipelineError, check_class_names, check_models, check_neuron_lists, load_config,
                                  task_data_options)
+from analysis.app.gallery import build_gallery
 from analysis.app.identify import identify_run
 from analysis.app.probe import fit_seeds
 from analysis.app.report import ReportSpec, build_report
 from analysis.app.runner import OutputLock, Runner, Stage
+from analysis.app.specs import instantiate
 from analysis.app.stability import stability_run
 from analysis.app.summary import write_summary
 from analysis.runs.atomic import save_text
@@ -64,25 +68,13 @@ from lightning_modules import AudioClassifier, FeatureExtractor
 
 log = logging.getLogger("aape.pipeline")
 
-STAGE_NAMES = ("data", "stats", "identify", "report", "stability", "probe", "ablation", "summary")
+STAGE_NAMES = ("data", "stats", "identify", "report", "stability", "probe", "ablation", "gallery", "summary")
 #: Keys of the ``ablation`` section that are not AblationCallback arguments.
 _ABLATION_PIPELINE_KEYS = ("batch_size",)
 #: Per-task options that override the ``ablation`` section's.
 _TASK_ABLATION_KEYS = ("neuron_lists", "shared", "class_aliases")
 
 __all__ = ["Pipeline", "PipelineError", "Runner", "Stage", "instantiate", "load_config", "run_pipeline"]
-
-
-def instantiate(spec: dict[str, Any], where: str) -> nn.Module:
-    """Build an encoder from ``{class_path, init_args}`` through jsonargparse (nested class specs too);
-    a failure is a ``ValueError`` naming ``where``."""
-    p = ArgumentParser(exit_on_error=False)
-    p.add_subclass_arguments(nn.Module, "encoder")
-    try:
-        ns = p.parse_object({"encoder": spec})
-    except Exception as e:
-        raise ValueError(f"{where}: {' '.join(str(e).split())}") from e
-    return p.instantiate_classes(ns).encoder
 
 
 class Pipeline:
@@ -257,6 +249,10 @@ class Pipeline:
         out.append(Stage("ablation", key, {"ablation": cfg["ablation"], "trainer": cfg["trainer"]},
                          [ad / ABLATION_CSV, ad / ABLATION_SUMMARY_CSV], self._bind(self._ablation, task, model),
                          after=[f"probe-{key}", f"identify-{key}"], owns=[ad]))
+        if cfg["gallery"]["enabled"]:
+            gd = self.tree.gallery(task, model)
+            out.append(Stage("gallery", key, {"gallery": cfg["gallery"]}, [gd / INDEX_HTML],
+                             self._bind(self._gallery, task, model), after=[f"identify-{key}"], owns=[gd]))
         return out
 
     def run(self, only: Optional[Sequence[str]] = None) -> None:
@@ -413,6 +409,12 @@ class Pipeline:
         tr = self.trainer(model, task, "ablation", [cb], devices=1)
         model_ = AudioClassifier(encoder, probe_checkpoint=str(best_checkpoint(self.probe_dir(task, model))))
         tr.test(model_, datamodule=dm, verbose=False)
+
+    def _gallery(self, task: str, model: str, overwrite: bool) -> None:
+        self.check_run(task, model)
+        opts = {k: v for k, v in self.cfg["gallery"].items() if k != "enabled"}
+        build_gallery(self.run_dir(task, model), dest=self.tree.gallery(task, model), evar_root=str(self.evar_root),
+                      tensorboard=self.tree.tensorboard / f"{task}_{model}" / "gallery", overwrite=overwrite, **opts)
 
     def _summary(self, overwrite: bool) -> None:
         write_summary(self.tree, self.cfg["models"], self.cfg["tasks"], overwrite=overwrite)

@@ -15,9 +15,14 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+import soundfile as sf
 import torch
 
-from analysis.runs.layout import TEMP_SUFFIX, is_temp_name, temp_prefix
+from analysis.runs.layout import TEMP_SUFFIX, figure_preview, is_temp_name, temp_prefix
+
+#: Resolution of the PNG previews written beside PDF figures (dots per inch).
+PREVIEW_DPI = 100
 
 
 class OutputExistsError(FileExistsError):
@@ -130,18 +135,34 @@ def save_figure(fig: "Any", path: str | os.PathLike, overwrite: bool = False, **
 
 
 def save_pdf(fig: "Any", path: str | os.PathLike, overwrite: bool = False, close: bool = True,
-             **kwargs: Any) -> Path:
-    """Write ``fig`` as a one-page PDF atomically with TrueType text (titles and labels stay searchable);
-    close it unless ``close=False``."""
+             preview: bool = True, **kwargs: Any) -> Path:
+    """Write ``fig`` as a one-page PDF atomically with TrueType text (titles and labels stay searchable)
+    and, with ``preview``, the same figure as a PNG beside it (:func:`~analysis.runs.layout.figure_preview`,
+    :data:`PREVIEW_DPI`) for web pages; close it unless ``close=False``. Both files are checked before
+    either is written."""
     import matplotlib
     import matplotlib.pyplot as plt
 
+    png = figure_preview(path)
+    check_writable(path, overwrite)
+    if preview:
+        check_writable(png, overwrite)
     try:
         with matplotlib.rc_context({"pdf.fonttype": 42}):
-            return save_figure(fig, path, overwrite=overwrite, **kwargs)
+            out = save_figure(fig, path, overwrite=overwrite, **kwargs)
+        if preview:
+            save_figure(fig, png, overwrite=overwrite, dpi=PREVIEW_DPI, **kwargs)
+        return out
     finally:
         if close:
             plt.close(fig)
+
+
+def save_wav(audio: "Any", sample_rate: int, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write mono audio ``[S]`` (float, -1..1; clipped) as a 16-bit PCM WAV atomically."""
+    data = np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
+    return _atomic(path, lambda tmp: sf.write(tmp, data, int(sample_rate), subtype="PCM_16", format="WAV"),
+                   overwrite)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

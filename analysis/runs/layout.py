@@ -27,6 +27,15 @@ neuron, -1 when unknown), ``band`` int64 ``[L, N, K]`` (frequency band of the pe
 has none), ``k``, ``sites``, ``site_neurons``, ``frame_seconds`` (seconds per frame, or None),
 ``frames_per_position`` and ``n_bands``. Only counted clips (the identification splits) are candidates.
 
+A **gallery folder** (``gallery/`` of a run folder, or ``gallery/<task>_<model>/`` of a pipeline output
+tree) is the static listening gallery of one run (``python -m analysis gallery``): ``index.html`` (classes →
+neurons, lookup by ``layer:index``), ``neurons/`` (one page per neuron, :func:`gallery_neuron_page`),
+``images/`` (spectrogram + activation overlay per top clip, :func:`gallery_image`), ``audio/`` (16-bit WAV
+excerpts, :func:`gallery_audio`), ``lookup.js`` (every neuron's top clips, for the lookup box) and
+``gallery.json`` (what was built, from which run).
+
+Figures written as PDF get a PNG preview beside them (:func:`figure_preview`) for web pages.
+
 A **probe folder** holds ``probe_results.csv`` and ``probe_seed<seed>.ckpt``; an **ablation folder**
 the files of :data:`ABLATION_FILES`; a **model report folder** the task table and overlap figures of one
 model (:func:`task_table_name`, :func:`cross_task_name`, :func:`within_task_name`).
@@ -92,6 +101,38 @@ def is_temp_name(name: str) -> bool:
     return TEMP_TAG in name or _LEGACY_TEMP.fullmatch(name) is not None
 
 
+# -- gallery folder -------------------------------------------------------------------------------
+GALLERY_DIR = "gallery"
+GALLERY_JSON = "gallery.json"
+GALLERY_NEURONS_DIR = "neurons"
+GALLERY_IMAGES_DIR = "images"
+GALLERY_AUDIO_DIR = "audio"
+#: Every neuron's top clips as JavaScript data, loaded by the gallery's lookup box on demand.
+GALLERY_LOOKUP_JS = "lookup.js"
+
+
+def gallery_neuron_page(layer: int, neuron: int) -> str:
+    """Path of a neuron's page, relative to the gallery folder."""
+    return f"{GALLERY_NEURONS_DIR}/l{layer}_n{neuron}.html"
+
+
+def gallery_image(layer: int, neuron: int, rank: int) -> str:
+    """Path of the spectrogram + activation image of a neuron's ``rank``-th top clip (0-based), relative to
+    the gallery folder."""
+    return f"{GALLERY_IMAGES_DIR}/l{layer}_n{neuron}_r{rank}.png"
+
+
+def gallery_audio(index: int, start_ms: int, stop_ms: int) -> str:
+    """Path of the WAV excerpt ``[start_ms, stop_ms)`` of dataset clip ``index``, relative to the gallery
+    folder (clips shared by several neurons with the same excerpt are written once)."""
+    return f"{GALLERY_AUDIO_DIR}/clip{index}_{start_ms}-{stop_ms}ms.wav"
+
+
+def figure_preview(pdf: str | os.PathLike) -> Path:
+    """The PNG preview written beside a PDF figure (same name, ``.png``)."""
+    return Path(pdf).with_suffix(".png")
+
+
 # -- probe folder ---------------------------------------------------------------------------------
 PROBE_RESULTS = "probe_results.csv"
 
@@ -151,6 +192,7 @@ class OutputTree:
         models/<model>/           task table and cross-/within-task figures of one model
         probes/<task>_<model>/    probe_results.csv, probe_seed<seed>.ckpt
         ablation/<task>_<model>/  the ablation files
+        gallery/<task>_<model>/   listening gallery of one run (index.html, neurons/, images/, audio/)
         report/                   summary.md, index.html, headline.csv, tasks.csv
         tensorboard/              TensorBoard logs of every stage
         .stages/                  stage markers: <stage>-<key>.json when finished, <stage>-<key>.running.json
@@ -177,6 +219,13 @@ class OutputTree:
     def ablation(self, task: str, model: str) -> Path:
         return self.ablations / f"{task}_{model}"
 
+    def gallery(self, task: str, model: str) -> Path:
+        return self.galleries / f"{task}_{model}"
+
+    @property
+    def galleries(self) -> Path:
+        return self.root / GALLERY_DIR
+
     def model_report(self, model: str) -> Path:
         return self.models / model
 
@@ -195,8 +244,8 @@ class OutputTree:
     @property
     def folders(self) -> list[Path]:
         """Every folder the pipeline writes into (what it may clean up; nothing else under ``root``)."""
-        return [self.runs, self.models, self.probes, self.ablations, self.report, self.synthetic_evar_root,
-                self.stages, self.staging_root]
+        return [self.runs, self.models, self.probes, self.ablations, self.galleries, self.report,
+                self.synthetic_evar_root, self.stages, self.staging_root]
 
     @property
     def report(self) -> Path:

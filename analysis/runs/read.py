@@ -23,8 +23,8 @@ import torch
 from torch import Tensor
 
 from analysis.aape import absent_neurons
-from analysis.runs.layout import (CLASSES, FEATURES, GTS, INDEX, MANIFEST, NEURONS_CSV, NEURONS_JSON, NEURONS_PT,
-                                  OVER_ZERO, PROBE_RESULTS, SPLITS, STATS, TOP_CLIPS)
+from analysis.runs.layout import (CLASSES, FEATURES, GTS, INDEX, INDEX_COLUMNS, MANIFEST, NEURONS_CSV, NEURONS_JSON,
+                                  NEURONS_PT, OVER_ZERO, PROBE_RESULTS, SPLITS, STATS, TOP_CLIPS)
 
 
 def _need(path: Path) -> Path:
@@ -192,6 +192,19 @@ def read_top_clips(run_dir: str | Path) -> dict[str, Any]:
             raise ValueError(f"{path}: '{k}' must be a tensor of shape {shape}")
     if len(t["sites"]) != shape[0]:
         raise ValueError(f"{path}: {len(t['sites'])} sites for L={shape[0]}")
+    return t
+
+
+def read_index(run_dir: str | Path) -> pd.DataFrame:
+    """``index.csv`` (``row,index,file_name,label,split``; labels and file names as text, ``index`` unique)."""
+    path = _need(Path(run_dir) / INDEX)
+    t = pd.read_csv(path, keep_default_na=False, dtype={"file_name": str, "label": str, "split": str})
+    missing = [c for c in INDEX_COLUMNS if c not in t.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing} (has {list(t.columns)})")
+    if t["index"].duplicated().any():
+        dup = t["index"][t["index"].duplicated()].tolist()[:5]
+        raise ValueError(f"{path}: dataset index listed twice: {dup}")
     return t
 
 
