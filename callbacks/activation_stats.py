@@ -19,7 +19,7 @@ from torch import Tensor
 
 from analysis import activation_stats as S
 from analysis.runs import write as R
-from analysis.runs.atomic import sha256_file
+from analysis.runs.identity import encoder_identity
 from analysis.runs.layout import run_folder
 from callbacks.hooks import SiteHooks
 from lightning_modules.encoders.base import site_view
@@ -251,14 +251,14 @@ class ActivationStatsCallback(Callback):
     def _manifest(self, trainer: Trainer, pl_module: LightningModule, table: Any) -> dict[str, Any]:
         encoder = self._encoder
         ckpt = getattr(encoder, "checkpoint_path", None)
-        ckpt_sha = sha256_file(ckpt) if ckpt and os.path.isfile(str(ckpt)) else None
+        ident = encoder_identity(encoder)
         return {
             "config": self.config if self.config is not None else _run_config(trainer, pl_module),
             "task": trainer.datamodule.task,
-            "encoder": type(encoder).__name__,
-            "encoder_name": getattr(encoder, "name", None),
+            "encoder": ident["encoder"],
+            "encoder_name": ident["encoder_name"],
             "checkpoint": str(ckpt) if ckpt else None,
-            "checkpoint_sha256": ckpt_sha,
+            "checkpoint_sha256": ident["checkpoint_sha256"],
             "data_list_sha256": R.data_list_sha256(table),
             "n_clips": len(table),
             "world_size": trainer.world_size,

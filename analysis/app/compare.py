@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import pandas as pd
 
@@ -71,12 +71,15 @@ def compare_rows(tasks: Mapping[str, Mapping[str, TaskNeurons]]) -> pd.DataFrame
 
 
 def build_compare(models: Mapping[str, str | Path], *, spec: Optional[ReportSpec] = None, dest: str | Path,
-                  overwrite: bool = False) -> dict[str, Path]:
+                  overwrite: bool = False, tasks: Optional[Sequence[str]] = None) -> dict[str, Path]:
     """Write the comparison of ``models`` (model suffix → folder holding its ``<task>_<suffix>/`` run
-    folders, each with ``neurons.pt``) into ``dest``. Returns name → path of every file written."""
+    folders, each with ``neurons.pt``) into ``dest``; ``tasks``: only these tasks (default: every run
+    folder found). Returns name → path of every file written."""
     if len(models) < 2:
         raise ValueError(f"compare needs at least two models, got {list(models)}")
     found = {m: find_runs(d, m) for m, d in models.items()}
+    if tasks is not None:
+        found = {m: {t: d for t, d in runs.items() if t in tasks} for m, runs in found.items()}
     for m, runs in found.items():
         if not runs:
             raise FileNotFoundError(f"{models[m]}: no run folders '<task>_{m}' with over_zero.pt")

@@ -10,21 +10,21 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import pandas as pd
 import torch
 from torch import Tensor
 
-from analysis.runs.atomic import (OutputExistsError, check_writable, save_csv, save_figure, save_json, save_text,
-                                  save_torch)
+from analysis.runs.atomic import (OutputExistsError, check_writable, save_csv, save_json, save_pdf, save_text,
+                                  save_torch, temp_dir)
 from analysis.runs.layout import (ABLATION_CONDITIONS_JSON, ABLATION_CONFUSION_CSV, ABLATION_CONFUSION_PDF,
                                   ABLATION_CSV, ABLATION_FILES, ABLATION_K_CURVE_PDF, ABLATION_MATRIX_PDF,
                                   ABLATION_SUMMARY_CSV, CLASSES, FEATURES, GTS, INDEX,
                                   INDEX_COLUMNS, MANIFEST, NEURONS_CSV, NEURONS_JSON, NEURONS_PT, OVER_ZERO, RUN_FILES,
-                                  STABILITY_CSV, STATS, THRESHOLD_SWEEP_CSV)
+                                  STABILITY_CSV, STATS, THRESHOLD_SWEEP_CSV, figure_preview)
 
 
 def check_run_folder(folder: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -87,8 +87,7 @@ def write_run_folder(
         raise ValueError(f"{final}: features ({n} rows), gts ({gts.shape[0]}) and index.csv ({len(index)}) differ")
     if list(index.columns) != INDEX_COLUMNS:
         raise ValueError(f"{final / INDEX}: expected columns {INDEX_COLUMNS}, got {list(index.columns)}")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp = temp_dir(final)
     try:
         save_torch(over_zero.float(), tmp / OVER_ZERO)
         save_text("".join(f"{c}\n" for c in classes), tmp / CLASSES)
@@ -131,9 +130,12 @@ def write_neurons(run_dir: str | os.PathLike, table: pd.DataFrame, neurons: list
 
 
 def check_ablation_writable(out_dir: str | os.PathLike, overwrite: bool = False) -> None:
-    """Refuse (before a long test pass) when any ablation result already exists and not ``overwrite``."""
+    """Refuse (before a long test pass) when any ablation result (or a figure's PNG preview) already exists
+    and not ``overwrite``."""
     for f in ABLATION_FILES:
         check_writable(Path(out_dir) / f, overwrite)
+        if f.endswith(".pdf"):
+            check_writable(figure_preview(Path(out_dir) / f), overwrite)
 
 
 def write_ablation(out_dir: str | os.PathLike, table: pd.DataFrame, summary: pd.DataFrame,
@@ -141,7 +143,7 @@ def write_ablation(out_dir: str | os.PathLike, table: pd.DataFrame, summary: pd.
                    confusion: pd.DataFrame | None = None) -> None:
     """``ablation.csv`` (``table``), ``ablation_summary.csv``, ``ablation_conditions.json``,
     ``ablation_confusion.csv`` (when given) and the figures ``matrix`` / ``k_curve`` / ``confusion`` (when
-    given) as PDFs, each atomically."""
+    given) as PDFs with PNG previews, each atomically."""
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     save_csv(table, d / ABLATION_CSV, overwrite)
@@ -151,7 +153,7 @@ def write_ablation(out_dir: str | os.PathLike, table: pd.DataFrame, summary: pd.
     save_json(conditions, d / ABLATION_CONDITIONS_JSON, overwrite)
     names = {"matrix": ABLATION_MATRIX_PDF, "k_curve": ABLATION_K_CURVE_PDF, "confusion": ABLATION_CONFUSION_PDF}
     for key, fig in figures.items():
-        save_figure(fig, d / names[key], overwrite, bbox_inches="tight")
+        save_pdf(fig, d / names[key], overwrite, close=False, bbox_inches="tight")
 
 
 def stability_paths(run_dir: str | os.PathLike, sweep: bool = True) -> dict[str, Path]:
@@ -171,3 +173,27 @@ def write_stability(run_dir: str | os.PathLike, stability: pd.DataFrame, sweep: 
     if sweep is not None:
         save_csv(sweep, paths["threshold_sweep"], overwrite)
     return paths
+
+
+@contextmanager
+def staged_folder(dest: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Write a whole folder at once: yields a private temporary sibling of ``dest`` to fill; when the block
+    ends without error it replaces ``dest`` (an existing ``dest`` only with ``overwrite``, else
+    :class:`OutputExistsError`, checked before and after), when it fails it is removed."""
+    final = Path(dest)
+    check_writable(final, overwrite)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_dir(final)
+    try:
+        yield tmp
+        check_writable(final, overwrite)
+        old = None
+        if final.exists():
+            old = temp_dir(final)  # a temporary name: removed by the next run if a kill leaves it
+            os.replace(final, old / final.name)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

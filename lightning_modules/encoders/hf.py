@@ -5,7 +5,11 @@ model saved with ``save_pretrained`` (``local_files_only=True``: nothing is ever
 named in the config's ``architectures`` is loaded (a task model such as ``Wav2Vec2ForCTC`` or
 ``WhisperForConditionalGeneration`` is fine), its audio encoder is kept as ``self.model`` and the rest
 (decoder, text tower, heads) is dropped. A weight of the kept part missing from the folder is an error
-(``transformers`` would only warn and initialise it at random).
+(``transformers`` would only warn and initialise it at random). Weights in pickle format
+(``pytorch_model*.bin``; safetensors hold no code) are first read through the project's one loader
+(:func:`analysis.runs.read.load_tensor_file`, ``weights_only=True``) so that a file holding other pickled
+objects, or a text/truncated file, is refused naming it; ``transformers`` then loads with
+``weights_only=True`` too.
 
 Families (``kind``; default: from the config's ``model_type``):
 
@@ -60,6 +64,8 @@ from typing import Any, Literal, Optional, get_args
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from analysis.runs.read import load_tensor_file
 
 from .base import AudioEncoder, Positions
 
@@ -390,7 +396,10 @@ def load_backbone(model_path: str | Path, kind: str, config: Any) -> nn.Module:
     cls = getattr(transformers, archs[0], None) if archs else None
     if cls is None:
         cls = transformers.ClapModel if config.model_type == "clap" else transformers.AutoModel
-    model, info = cls.from_pretrained(str(model_path), local_files_only=True, output_loading_info=True)
+    for weights in sorted(Path(model_path).glob("pytorch_model*.bin")):
+        load_tensor_file(weights)  # refuses pickled code and names an unreadable file
+    model, info = cls.from_pretrained(str(model_path), local_files_only=True, output_loading_info=True,
+                                      weights_only=True)
     backbone = _backbone_of(model, kind)
     prefix = next(n for n, m in model.named_modules() if m is backbone)
     prefix = prefix + "." if prefix else ""
