@@ -81,7 +81,8 @@ def test_run_folder_matches_brute_force(tmp_path: Path, tokens: str, level: str,
     _trainer(cb).predict(model, datamodule=dm, return_predictions=False)
     folder = tmp_path / "toy_task_toy"
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["over_zero.pt", "classes.txt", "features.pt", "gts.pt", "stats.pt", "index.csv", "manifest.json"])
+        ["over_zero.pt", "classes.txt", "features.pt", "gts.pt", "stats.pt", "index.csv", "manifest.json",
+         "top_clips.pt"])
     assert _hooks(model.encoder) == 0
 
     enc = model.encoder

@@ -109,7 +109,8 @@ def test_experiment_config_runs_from_the_cli(tmp_path: Path, synthetic_root: Pat
     _ok(p)
     folder = out / "synth_octave_sine_m2d_tiny"
     assert sorted(f.name for f in folder.iterdir()) == sorted(
-        ["over_zero.pt", "classes.txt", "features.pt", "gts.pt", "stats.pt", "index.csv", "manifest.json"])
+        ["over_zero.pt", "classes.txt", "features.pt", "gts.pt", "stats.pt", "index.csv", "manifest.json",
+         "top_clips.pt"])
     man = json.loads((folder / "manifest.json").read_text())
     assert man["precision"] == "bf16-mixed" and man["encoder_name"] == "m2d_tiny"
     n = len(pd.read_csv(folder / "index.csv"))
