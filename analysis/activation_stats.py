@@ -32,7 +32,8 @@ sums (``act_sum``, and the clip means of the top clips) are an option of the buf
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import functools
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -157,9 +158,47 @@ def counted_sums(act: Tensor, counted: Tensor) -> Tensor:
     return (act * counted[:, :, None].to(act.dtype)).sum(1, dtype=torch.float32)
 
 
+def row_statistics(act: Tensor, counted: Tensor, sums: bool, peaks: bool,
+                   workspace: Optional[T.Workspace] = None) -> dict[str, Tensor]:
+    """Per-row statistics of one site call (eager kernels): ``pos`` positive counts ``[R, N]``
+    (:func:`positive_counts`), with ``sums`` ``sum`` float32 ``[R, N]`` (:func:`counted_sums`), with
+    ``peaks`` ``peak`` ``[R, N]`` and its position ``at`` int64 ``[R, N]``
+    (:func:`analysis.top_clips.row_peaks`)."""
+    out = {"pos": positive_counts(act, counted)}
+    if sums:
+        out["sum"] = counted_sums(act, counted)
+    if peaks:
+        out["peak"], out["at"] = T.row_peaks(act, counted, workspace)
+    return out
+
+
+def fused_row_statistics(act: Tensor, counted: Tensor, sums: bool, peaks: bool) -> dict[str, Tensor]:
+    """The same as :func:`row_statistics` written as plain reductions, for ``torch.compile`` to fuse into
+    one read of ``act`` (counts are the same integers; sums may differ in the last bits)."""
+    c = counted[:, :, None]
+    out = {"pos": ((act > 0) & c).sum(1, dtype=torch.int32)}
+    if sums:
+        out["sum"] = torch.where(c, act, 0).sum(1, dtype=torch.float32)
+    if peaks:
+        out["peak"], out["at"] = torch.where(c, act, float("-inf")).max(1)
+    return out
+
+
+_COMPILED: dict[tuple[bool, bool], Any] = {}
+
+
+def compiled_row_statistics(sums: bool, peaks: bool) -> Any:
+    """``torch.compile`` (dynamic shapes) of :func:`fused_row_statistics` for these options, built once."""
+    key = (sums, peaks)
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(functools.partial(fused_row_statistics, sums=sums, peaks=peaks), dynamic=True)
+    return _COMPILED[key]
+
+
 @torch.no_grad()
 def accumulate_call(buffer: dict[str, Tensor], act: Tensor, counted: Tensor, clip: Tensor,
-                    frames: Optional[Tensor] = None, band: Optional[Tensor] = None, n_bands: int = 0) -> None:
+                    frames: Optional[Tensor] = None, band: Optional[Tensor] = None, n_bands: int = 0,
+                    workspace: Optional[T.Workspace] = None, compiled: bool = False) -> None:
     """Add one site call to ``buffer`` (in place, on the activations' device, no host sync).
 
     Args:
@@ -171,20 +210,27 @@ def accumulate_call(buffer: dict[str, Tensor], act: Tensor, counted: Tensor, cli
             needed when the buffer tracks peaks.
         band: LongTensor ``[P]`` frequency band of each position (``Positions.band``) or None.
         n_bands: frequency bands of the site (``encoder.n_bands``).
+        workspace: scratch buffer reused across calls by the peak search (None: allocate).
+        compiled: use :func:`compiled_row_statistics` (one fused kernel) instead of the eager kernels.
     """
     R, P, _ = act.shape
     if tuple(counted.shape) != (R, P):
         raise ValueError(f"Positions {tuple(counted.shape)} do not match site output [R, P] = {(R, P)}")
     counted = counted.to(act.device)
     clip = clip.to(act.device)
-    buffer["pos"].index_add_(0, clip, positive_counts(act, counted).to(torch.int32))
+    sums, peaks = "sum" in buffer, "peak" in buffer
+    if peaks and frames is None:
+        raise ValueError("accumulate_call: a buffer with peaks needs the positions' frames")
+    if compiled:
+        row = compiled_row_statistics(sums, peaks)(act, counted)
+    else:
+        row = row_statistics(act, counted, sums, peaks, workspace)
+    buffer["pos"].index_add_(0, clip, row["pos"].to(torch.int32))
     buffer["n"].index_add_(0, clip, counted.sum(1))
-    if "sum" in buffer:
-        buffer["sum"].index_add_(0, clip, counted_sums(act, counted).double())
-    if "peak" in buffer:
-        if frames is None:
-            raise ValueError("accumulate_call: a buffer with peaks needs the positions' frames")
-        T.accumulate_peaks(buffer, act, counted, clip, frames, band, n_bands)
+    if sums:
+        buffer["sum"].index_add_(0, clip, row["sum"].double())
+    if peaks:
+        T.accumulate_peaks(buffer, row["peak"], row["at"], clip, frames, band, n_bands)
 
 
 @torch.no_grad()

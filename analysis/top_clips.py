@@ -20,6 +20,7 @@ orders ties by frame, then band.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 import torch
@@ -27,8 +28,26 @@ from torch import Tensor
 
 TOP_KEYS = ("score", "index", "frame", "band")
 #: Positions per group of :func:`row_peaks` (argmax over groups, then within the winning group).
-PEAK_GROUP = 16
+PEAK_GROUP = 8
 _NO_KEY = torch.iinfo(torch.int64).max
+
+
+class Workspace:
+    """A reusable scratch buffer (grown when needed) for the masked copy of :func:`row_peaks`.
+
+    A fresh allocation of an activation-sized tensor on every site call costs page faults on CPU (several
+    ms per call for ViT-Base, more than the search itself); one buffer kept across calls does not."""
+
+    def __init__(self) -> None:
+        self._buf: Optional[Tensor] = None
+
+    def get(self, shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> Tensor:
+        """An uninitialised tensor of ``shape`` viewing the buffer."""
+        numel = math.prod(shape)
+        b = self._buf
+        if b is None or b.dtype != dtype or b.device != device or b.numel() < numel:
+            b = self._buf = torch.empty(numel, dtype=dtype, device=device)
+        return b[:numel].view(*shape)
 
 
 def new_top(n_sites: int, n_neurons: int, k: int, device: torch.device | str | None = None) -> dict[str, Tensor]:
@@ -45,6 +64,20 @@ def new_top(n_sites: int, n_neurons: int, k: int, device: torch.device | str | N
         "frame": torch.full(shape, -1, dtype=torch.int64, device=device),
         "band": torch.full(shape, -1, dtype=torch.int64, device=device),
     }
+
+
+def order_key(score: Tensor, index: Tensor) -> Tensor:
+    """int64 key whose descending order is (score descending, index ascending): the float32 score's bits
+    made monotonic in the high 32 bits, ``2**32 - 1 - index`` in the low 32 (indices in ``[0, 2**32)``).
+
+    >>> k = order_key(torch.tensor([1.0, 3.0, 3.0, -2.0, float("-inf")]), torch.tensor([5, 9, 4, 7, -1]))
+    >>> torch.argsort(k, descending=True).tolist()
+    [2, 1, 0, 3, 4]
+    """
+    bits = (score.float() + 0.0).view(torch.int32).long()  # + 0.0: -0.0 and 0.0 tie
+    high = torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)
+    low = 0xFFFFFFFF - index.long().clamp(0, 0xFFFFFFFF)
+    return (high << 32) | low
 
 
 def select_top(score: Tensor, index: Tensor, extra: Sequence[Tensor], k: int) -> tuple[Tensor, Tensor, list[Tensor]]:
@@ -67,11 +100,7 @@ def select_top(score: Tensor, index: Tensor, extra: Sequence[Tensor], k: int) ->
         score = torch.cat([score, score.new_full((*score.shape[:-1], pad), float("-inf"))], -1)
         index = torch.cat([index, index.new_full((*index.shape[:-1], pad), -1)], -1)
         extra = [torch.cat([e, e.new_full((*e.shape[:-1], pad), -1)], -1) for e in extra]
-    # Two stable sorts = one lexicographic sort (score desc, index asc). Empty slots (-inf) sort last
-    # because real scores are finite.
-    order = torch.sort(index, dim=-1, stable=True).indices
-    s1 = score.gather(-1, order)
-    order = order.gather(-1, torch.sort(s1, dim=-1, descending=True, stable=True).indices)[..., :k]
+    order = torch.topk(order_key(score, index), k, dim=-1, sorted=True).indices
     return score.gather(-1, order), index.gather(-1, order), [e.gather(-1, order) for e in extra]
 
 
@@ -104,52 +133,60 @@ def merge_gathered(parts: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 @torch.no_grad()
-def update_top(top: dict[str, Tensor], site: int, score: Tensor, index: Tensor, candidate: Tensor,
+def update_top(top: dict[str, Tensor], score: Tensor, index: Tensor, candidate: Tensor,
                peak_key: Optional[Tensor] = None, n_bands: int = 0) -> None:
-    """Offer one batch's clips to site ``site`` of ``top`` (in place, on the state's device, no host sync).
+    """Offer one batch's clips to every site of ``top`` (in place, on the state's device, no host sync).
 
     Args:
-        top: the state (:func:`new_top`).
-        score: float32 ``[B, n]`` clip means of the site's ``n`` neurons (NaN = not a candidate).
+        top: the state ``[L, N, K]`` (:func:`new_top`).
+        score: float32 ``[L, B, N]`` clip means of every site's neurons (NaN = not a candidate, e.g. the
+            padding of a site with fewer neurons; see :func:`stack_sites`).
         index: int64 ``[B]`` dataset index of each clip.
-        candidate: BoolTensor ``[B]``, clips that may enter (counted clips with counted positions).
-        peak_key: int64 ``[B, n]`` (:func:`pack_peak`) or None (peaks unknown: frame and band -1).
-        n_bands: frequency bands of the site's positions (decodes ``peak_key``).
+        candidate: BoolTensor ``[B]``, clips that may enter (counted clips).
+        peak_key: int64 ``[L, B, N]`` (:func:`pack_peak`) or None (peaks unknown: frame and band -1).
+        n_bands: frequency bands of the positions (decodes ``peak_key``).
+
+    >>> top = new_top(1, 2, 2)
+    >>> update_top(top, torch.tensor([[[1., 4.], [3., float("nan")]]]), torch.tensor([10, 11]),
+    ...            torch.tensor([True, True]))
+    >>> top["index"].tolist(), top["score"].tolist()
+    ([[[11, 10], [10, -1]]], [[[3.0, 1.0], [4.0, -inf]]])
     """
-    n = score.shape[1]
-    ok = candidate[:, None] & ~torch.isnan(score)
-    s = torch.where(ok, score.float(), float("-inf")).T  # [n, B]
-    i = torch.where(ok, index[:, None].long(), -1).T
+    ok = candidate[None, :, None] & ~torch.isnan(score)  # [L, B, N]
+    s = torch.where(ok, score.float(), float("-inf")).transpose(1, 2)  # [L, N, B]
+    i = torch.where(ok, index[None, :, None].long(), -1).transpose(1, 2)
     if peak_key is None:
-        f = torch.full_like(i, -1)
-        bd = torch.full_like(i, -1)
+        f = bd = torch.full_like(i, -1)
     else:
         f, bd = unpack_peak(peak_key, n_bands)
-        f = torch.where(ok, f, -1).T
-        bd = torch.where(ok, bd, -1).T
+        f = torch.where(ok, f, -1).transpose(1, 2)
+        bd = torch.where(ok, bd, -1).transpose(1, 2)
     k = top["score"].shape[-1]
-    cur = {key: top[key][site, :n] for key in TOP_KEYS}
-    out_s, out_i, (out_f, out_b) = select_top(torch.cat([cur["score"], s], -1), torch.cat([cur["index"], i], -1),
-                                              [torch.cat([cur["frame"], f], -1), torch.cat([cur["band"], bd], -1)], k)
-    top["score"][site, :n] = out_s
-    top["index"][site, :n] = out_i
-    top["frame"][site, :n] = out_f
-    top["band"][site, :n] = out_b
+    out_s, out_i, (out_f, out_b) = select_top(torch.cat([top["score"], s], -1), torch.cat([top["index"], i], -1),
+                                              [torch.cat([top["frame"], f], -1), torch.cat([top["band"], bd], -1)], k)
+    top.update(score=out_s, index=out_i, frame=out_f, band=out_b)
+
+
+def stack_sites(per_site: Sequence[Tensor], n_neurons: int, fill: float | int) -> Tensor:
+    """Per-site tensors ``[B, n_l]`` (ragged sites) padded with ``fill`` to ``[L, B, n_neurons]``."""
+    return torch.stack([torch.nn.functional.pad(t, (0, n_neurons - t.shape[1]), value=fill) for t in per_site])
 
 
 # -- peaks of one site call -----------------------------------------------------------------------
 @torch.no_grad()
-def row_peaks(act: Tensor, counted: Tensor) -> tuple[Tensor, Tensor]:
+def row_peaks(act: Tensor, counted: Tensor, workspace: Optional[Workspace] = None) -> tuple[Tensor, Tensor]:
     """Peak activation of every row and neuron over the counted positions, and its position.
 
     Args:
         act: ``[R, P, N]`` activations of one site call.
         counted: BoolTensor ``[R, P]``.
+        workspace: scratch buffer for the masked copy (None: allocate one).
     Returns: ``value`` ``[R, N]`` (act's dtype; ``-inf`` for rows without counted positions) and
     ``position`` int64 ``[R, N]`` (the first position holding the peak).
 
-    Positions are searched in groups of :data:`PEAK_GROUP`: ``amax`` per group, the best group, then the
-    best position within it (a ``max`` with indices over all positions is several times slower).
+    Uncounted positions are masked by adding -inf (one copy, padded to whole groups of
+    :data:`PEAK_GROUP` positions); then ``amax`` per group, the first best group, and the first best
+    position within it (a ``max`` with indices over all positions is several times slower).
 
     >>> act = torch.tensor([[[1., 5.], [7., 2.], [9., 5.]]])          # [R=1, P=3, N=2]
     >>> v, p = row_peaks(act, torch.tensor([[True, True, False]]))
@@ -157,22 +194,18 @@ def row_peaks(act: Tensor, counted: Tensor) -> tuple[Tensor, Tensor]:
     ([[7.0, 5.0]], [[1, 0]])
     """
     R, P, N = act.shape
-    counted = counted.to(act.device)
-    masked = torch.where(counted[:, :, None], act, torch.tensor(float("-inf"), dtype=act.dtype, device=act.device))
     g = PEAK_GROUP
-    full = P // g
-    parts = []
-    if full:
-        parts.append(masked[:, : full * g].unflatten(1, (full, g)).amax(2))  # [R, full, N]
-    if P % g:
-        parts.append(masked[:, full * g:].amax(1, keepdim=True))  # the remainder group
-    group_max = torch.cat(parts, 1) if len(parts) > 1 else parts[0]
-    value, group = group_max.max(1)  # [R, N]
-    offs = torch.arange(g, device=act.device)
-    pos = (group[:, None, :] * g + offs[None, :, None]).clamp_max(P - 1)  # [R, g, N] candidate positions
-    within = masked.gather(1, pos).max(1).indices  # [R, N]
-    position = pos.gather(1, within[:, None, :])[:, 0]
-    return value, position
+    G = -(-P // g)
+    ninf = torch.tensor(float("-inf"), dtype=act.dtype, device=act.device)
+    bias = torch.where(counted.to(act.device), torch.zeros((), dtype=act.dtype, device=act.device), ninf)
+    shape = (R, G * g, N)
+    masked = (workspace or Workspace()).get(shape, act.dtype, act.device)
+    torch.add(act, bias[:, :, None], out=masked[:, :P])
+    masked[:, P:] = ninf
+    value, group = masked.view(R, G, g, N).amax(2).max(1)  # [R, N]
+    start = group * g
+    within = masked.gather(1, start[:, None, :] + torch.arange(g, device=act.device)[None, :, None]).max(1).indices
+    return value, (start + within).clamp_max(P - 1)
 
 
 def pack_peak(frame: Tensor, band: Tensor, n_bands: int) -> Tensor:
@@ -202,24 +235,24 @@ def new_peaks(n_clips: int, n_neurons: int, device: torch.device | str | None = 
 
 
 @torch.no_grad()
-def accumulate_peaks(buffer: dict[str, Tensor], act: Tensor, counted: Tensor, clip: Tensor, frames: Tensor,
+def accumulate_peaks(buffer: dict[str, Tensor], value: Tensor, position: Tensor, clip: Tensor, frames: Tensor,
                      band: Optional[Tensor], n_bands: int) -> None:
     """Fold one site call's row peaks into the per-clip ``peak``/``peak_key`` of ``buffer`` (in place).
 
     Args:
         buffer: holds ``peak`` ``[B, N]`` and ``peak_key`` (:func:`new_peaks`).
-        act, counted, clip: as in :func:`analysis.activation_stats.accumulate_call`.
+        value: ``[R, N]`` each row's peak (:func:`row_peaks`; -inf: no counted position).
+        position: int64 ``[R, N]`` its position.
+        clip: int64 ``[R]`` the clip (index in the batch) of each row.
         frames: int64 ``[R, P]`` first front-end frame of each position (``Positions.frames()``).
         band: int64 ``[P]`` frequency band of each position, or None.
         n_bands: bands of the site (0 = none).
     """
-    value, position = row_peaks(act, counted)
     value = value.float()
-    frame = frames.to(act.device).long().gather(1, position)  # [R, N]
-    bd = band.to(act.device).long()[position] if band is not None else torch.full_like(frame, -1)
-    key = pack_peak(frame, bd, n_bands)
-    key = torch.where(torch.isneginf(value), _NO_KEY, key)
-    idx = clip.to(act.device)[:, None].expand_as(value)
+    frame = frames.to(value.device).long().gather(1, position)  # [R, N]
+    bd = band.to(value.device).long()[position] if band is not None else torch.full_like(frame, -1)
+    key = torch.where(torch.isneginf(value), _NO_KEY, pack_peak(frame, bd, n_bands))
+    idx = clip.to(value.device)[:, None].expand_as(value)
     old, old_key = buffer["peak"], buffer["peak_key"]
     new = old.scatter_reduce(0, idx, value, "amax", include_self=True)
     keep_old = torch.where(old == new, old_key, _NO_KEY)

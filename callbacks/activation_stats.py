@@ -65,6 +65,9 @@ class ActivationStatsCallback(Callback):
             ``top_k: 0`` and ``act_sum: false`` the counting skips them and ``stats.pt`` has no ``act_sum``.
         features: write the clip embeddings ``features.pt`` (needed by the probe); false for
             statistics-only runs.
+        compile: run each site call's counting (and top-clip peak search) as one ``torch.compile``-d
+            kernel instead of the eager kernels: same counts, about half the cost of the top clips, but a
+            one-off compilation (seconds to a minute) and a C++ compiler (CPU) or Triton (GPU).
         overwrite: replace an existing run folder's results instead of failing.
         log_tensorboard: log per-layer mean firing rates when the trainer has a TensorBoard logger.
         config: configuration to record as ``config`` in manifest.json (e.g. the pipeline's); default
@@ -81,6 +84,7 @@ class ActivationStatsCallback(Callback):
         top_k: int = 8,
         act_sum: bool = False,
         features: bool = True,
+        compile: bool = False,
         overwrite: bool = False,
         log_tensorboard: bool = True,
         config: Optional[dict[str, Any]] = None,
@@ -98,6 +102,7 @@ class ActivationStatsCallback(Callback):
         self.top_k = int(top_k)
         self.act_sum = bool(act_sum)
         self.features = bool(features)
+        self.compile = bool(compile)
         self.overwrite = overwrite
         self.log_tensorboard = log_tensorboard
         self._hooks: Optional[SiteHooks] = None
@@ -159,6 +164,7 @@ class ActivationStatsCallback(Callback):
             self._top = T.new_top(len(self.sites), max(self.site_neurons), self.top_k, self._device)
         self._encoder = encoder
         self._n_bands = int(getattr(encoder, "n_bands", 0) or 0)
+        self._workspace = T.Workspace()
         self._hooks = SiteHooks(encoder, [(site, self._make_hook(l, site)) for l, site in enumerate(self.sites)]).attach()
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -190,7 +196,8 @@ class ActivationStatsCallback(Callback):
             act = site_view(output, encoder.channel_axis)
             pos = encoder.positions(site, output)
             S.accumulate_call(self._buffers[l], act, pos.counted(self.tokens), pos.clip,
-                              pos.frames() if peaks else None, pos.band, self._n_bands)
+                              pos.frames() if peaks else None, pos.band, self._n_bands, self._workspace,
+                              self.compile)
 
         return hook
 
@@ -215,8 +222,10 @@ class ActivationStatsCallback(Callback):
         index = torch.as_tensor(batch["index"]).to(dev).long()
         if self._top is not None:
             candidate = classes.any(1) if counted is None else classes.any(1) & counted
-            for l, buf in enumerate(self._buffers):
-                T.update_top(self._top, l, S.clip_means(buf), index, candidate, buf["peak_key"], self._n_bands)
+            n_max = self._top["score"].shape[1]
+            T.update_top(self._top, T.stack_sites([S.clip_means(b) for b in self._buffers], n_max, float("nan")),
+                         index, candidate, T.stack_sites([b["peak_key"] for b in self._buffers], n_max, -1),
+                         self._n_bands)
         self._buffers = None
         emb = outputs["embedding"] if isinstance(outputs, dict) else outputs
         self._pending.append((emb.detach() if self.features else None, label.detach(), index, split,
@@ -344,6 +353,8 @@ class ActivationStatsCallback(Callback):
             "splits": self.splits,
             "top_k": self.top_k,
             "act_sum": self.sums,
+            "features": self.features,
+            "compile": self.compile,
             "sites": self.sites,
             "site_neurons": self.site_neurons,
             "versions": {
