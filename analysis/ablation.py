@@ -11,8 +11,10 @@ Vocabulary
   axis: chosen channels get ``scale = gain, shift = 0`` (gain mode, 0 = zero ablation as the study) or
   ``scale = 0, shift = mean`` (mean mode); all other channels get exactly ``scale = 1, shift = 0``, so
   they are bit-for-bit unchanged.
-* Scoring accumulates per condition × class ``correct`` and ``n`` counts (int64); :func:`results_table`
-  turns them into the rows of ``ablation.csv`` and :func:`summarise` into ``ablation_summary.csv``.
+* Scoring accumulates per condition × class ``correct`` and ``n`` counts (int64, on the device); under
+  DDP each clip is scored by one process only (:func:`owned_positions`) and the processes' counts are
+  summed in one reduce (:func:`pack_counts`); :func:`results_table` turns them into the rows of
+  ``ablation.csv`` and :func:`summarise` into ``ablation_summary.csv``.
 """
 from __future__ import annotations
 
@@ -417,14 +419,49 @@ def count_correct(preds: Tensor, labels: Tensor, num_classes: int) -> tuple[Tens
     Args:
         preds: LongTensor ``[K, B]`` predicted class per condition and clip.
         labels: LongTensor ``[B]``.
-    Returns: ``correct`` int64 ``[K, C]`` (clips of class c predicted c), ``n`` int64 ``[C]``.
+    Returns: ``correct`` int64 ``[K, C]`` (clips of class c predicted c), ``n`` int64 ``[C]``, on the
+    predictions' device (no copy back to the host).
     """
     labels = labels.long().to(preds.device)
-    n = torch.bincount(labels, minlength=num_classes)
+    n = torch.zeros(num_classes, dtype=torch.long, device=preds.device).index_add_(0, labels, torch.ones_like(labels))
     hit = (preds == labels[None, :]).long()  # [K, B]
     correct = torch.zeros(preds.shape[0], num_classes, dtype=torch.long, device=preds.device)
     correct.index_add_(1, labels, hit)
-    return correct.cpu(), n.cpu()
+    return correct, n
+
+
+def pack_counts(counts: Sequence[Tensor]) -> Tensor:
+    """Integer count tensors (any shapes) as one flat int64 tensor, so processes sum them in one reduce.
+
+    >>> flat = pack_counts([torch.ones(2, 3, dtype=torch.long), torch.arange(2)])
+    >>> [t.tolist() for t in unpack_counts(flat, [(2, 3), (2,)])]
+    [[[1, 1, 1], [1, 1, 1]], [0, 1]]
+    """
+    return torch.cat([c.long().flatten() for c in counts])
+
+
+def unpack_counts(flat: Tensor, shapes: Sequence[Sequence[int]]) -> list[Tensor]:
+    """Inverse of :func:`pack_counts` for tensors of ``shapes``."""
+    sizes = [math.prod(s) for s in shapes]
+    return [t.view(*s) for t, s in zip(torch.split(flat, sizes), shapes)]
+
+
+def owned_positions(positions: Sequence[Sequence[int]], rank: int) -> list[bool]:
+    """Which of process ``rank``'s samples it scores when processes may have received the same dataset
+    position twice (DDP pads the test data with repeated clips): each position counts once, for the first
+    process in rank order (and the first time in that process's sequence) that holds it.
+
+    Args:
+        positions: every process's dataset positions in its iteration order.
+
+    >>> owned_positions([[0, 2, 4], [1, 3, 0]], 1)
+    [True, True, False]
+    """
+    owner: dict[int, tuple[int, int]] = {}
+    for r, seq in enumerate(positions):
+        for j, p in enumerate(seq):
+            owner.setdefault(int(p), (r, j))
+    return [owner[int(p)] == (rank, j) for j, p in enumerate(positions[rank])]
 
 
 def results_table(conditions: Sequence[Condition], classes: Sequence[str], correct: Tensor, n: Tensor) -> pd.DataFrame:
