@@ -232,6 +232,27 @@ def test_ddp_statistics_stage_matches_one_device(pipeline_run, tmp_path):
     assert man["world_size"] == 2
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_ddp_ablation_stage_matches_one_device(pipeline_run, tmp_path):
+    """trainer.devices=2: the ablation stage runs ``train.py test`` under DDP on the same run folder and probe
+    as the one-device run; ablation.csv is identical (each test clip scored once, counts summed once)."""
+    import shutil
+
+    cfg_path, out = pipeline_run
+    shutil.copytree(out, tmp_path / "ddp")
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["out"] = str(tmp_path / "ddp")
+    cfg["trainer"] = {"accelerator": "cpu", "devices": 2, "strategy": "ddp"}
+    path = _write(cfg, tmp_path / "ddp.yaml")
+    assert main(["--config", str(path), "--only", "ablation", "--force"]) == 0
+    for f in ("ablation.csv", "ablation_summary.csv"):
+        a = pd.read_csv(out / "ablation" / "synth_octave_sine_crepe_tiny" / f)
+        b = pd.read_csv(tmp_path / "ddp" / "ablation" / "synth_octave_sine_crepe_tiny" / f)
+        assert a.equals(b), (f, a.compare(b))
+    assert (tmp_path / "ddp" / ".stages" / "test-synth_octave_sine_crepe_tiny.yaml").exists()
+
+
 def test_task_alias_does_not_clobber_the_task_it_reads(synthetic_root, tmp_path):
     """A pipeline task reading another EVAR task (``evar_task``) gets its own run folder, even when the
     aliased task is analysed in the same run under its own name."""
