@@ -319,7 +319,7 @@ def test_crepe_tiny_frames_match_brute_force() -> None:
 
 
 @pytest.mark.parametrize("P", [1, 7, 255, 256, 600])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_positive_counts_equal_a_plain_count_at_every_length(P: int, dtype: torch.dtype) -> None:
     """Byte sums (slices of 255 positions beyond that) give exactly (act > 0) & counted summed in int64,
     NaN never counts, and the counts do not depend on the dtype's path."""

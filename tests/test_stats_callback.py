@@ -164,7 +164,7 @@ def test_overwrite_refused_then_allowed(tmp_path: Path) -> None:
 
 def test_bf16_mixed_runs(tmp_path: Path) -> None:
     dm = ToyDataModule()
-    _trainer(ActivationStatsCallback(out_dir=str(tmp_path)), precision="bf16-mixed").predict(
+    _trainer(ActivationStatsCallback(out_dir=str(tmp_path), top_k=2), precision="bf16-mixed").predict(
         ToyExtractor(), datamodule=dm)
     stats = torch.load(tmp_path / "toy_task_toy" / "stats.pt", weights_only=False)
     _trainer(ActivationStatsCallback(out_dir=str(tmp_path), suffix="fp32")).predict(ToyExtractor(), datamodule=dm)
@@ -173,8 +173,26 @@ def test_bf16_mixed_runs(tmp_path: Path) -> None:
     assert torch.equal(stats["n_tokens"], ref["n_tokens"]) and torch.equal(stats["n_clips"], ref["n_clips"])
     diff = (stats["count"] - ref["count"]).abs().sum() / ref["count"].sum()
     assert diff < 0.05
+    assert stats["act_sum"].dtype == torch.float64 and torch.allclose(stats["act_sum"], ref["act_sum"], rtol=0.05,
+                                                                       atol=0.05)
     man = json.loads((tmp_path / "toy_task_toy" / "manifest.json").read_text())
     assert man["precision"] == "bf16-mixed"
+    # ...and they are exact for the bf16 activations themselves (a reference of the same precision)
+    enc = ToyExtractor().encoder
+    enc.record = []
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        enc(dm.audio[:3], dm.lengths[:3])
+        enc(dm.audio[3:6], dm.lengths[3:6])
+        enc(dm.audio[6:], dm.lengths[6:])
+    assert enc.record[0][1].dtype == torch.bfloat16
+    record = []
+    for j, (l, act, pos) in enumerate(enc.record):  # batches of 3 clips: clip index within the batch
+        record.append((l, act, type(pos)(clip=pos.clip + 3 * (j // 2), valid=pos.valid, special=pos.special)))
+    exact = brute_force(record, dm.labels, 3, "all", enc.site_neurons)
+    for key in ("count", "n_tokens_site", "n_clips"):
+        assert torch.equal(stats[key], exact[key]), key
+    top = torch.load(tmp_path / "toy_task_toy" / "top_clips.pt")
+    assert top["score"].dtype == torch.float32 and (top["index"][0, :, 0] >= 0).all()
 
 
 def test_tensorboard_layer_rates(tmp_path: Path) -> None:
