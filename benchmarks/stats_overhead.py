@@ -163,8 +163,6 @@ def time_batches(device: torch.device, batches: list[dict], repeats: int,
                 k += 1
                 for name in order:
                     times[name].append(run(name, batch))
-    for cb in cbs.values():
-        cb._pending = []
     return times
 
 

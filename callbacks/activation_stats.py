@@ -119,7 +119,8 @@ class ActivationStatsCallback(Callback):
         self._totals: Optional[dict[str, Tensor]] = None
         self._top: Optional[dict[str, Tensor]] = None
         self._buffers: Optional[list[dict[str, Tensor]]] = None
-        self._pending: list[tuple[Optional[Tensor], Tensor, Tensor, list[str], list[str]]] = []
+        self._pending: Optional[dict[str, Tensor]] = None  # rows waiting on the device: [FLUSH_ROWS, ...]
+        self._pending_meta: list[tuple[str, str]] = []  # (split, file_name) of the waiting rows
         self._pending_rows = 0
         self.folder: Optional[Path] = None
 
@@ -228,24 +229,39 @@ class ActivationStatsCallback(Callback):
                          self._n_bands)
         self._buffers = None
         emb = outputs["embedding"] if isinstance(outputs, dict) else outputs
-        self._pending.append((emb.detach() if self.features else None, label.detach(), index, split,
-                              list(batch["file_name"])))
-        self._pending_rows += len(split)
-        if self._pending_rows >= FLUSH_ROWS:
+        self._queue({"embedding": emb.detach(), "label": label.detach(), "index": index} if self.features else
+                    {"label": label.detach(), "index": index}, list(zip(split, batch["file_name"])))
+
+    def _queue(self, rows: dict[str, Tensor], meta: list[tuple[str, str]]) -> None:
+        """Copy a batch's rows into the device buffer of pending rows (one preallocated buffer, so no
+        per-batch tensor is kept alive); flush it to the spool when full."""
+        b = len(meta)
+        if self._pending is not None and (self._pending_rows + b > self._pending["index"].shape[0] or any(
+                self._pending[k].shape[1:] != v.shape[1:] or self._pending[k].dtype != v.dtype for k, v in rows.items())):
+            self._flush()
+        if self._pending is None or self._pending["index"].shape[0] < b or self._pending.keys() != rows.keys():
+            cap = max(FLUSH_ROWS, b)
+            self._pending = {k: v.new_empty((cap, *v.shape[1:])) for k, v in rows.items()}
+        n = self._pending_rows
+        for k, v in rows.items():
+            self._pending[k][n:n + b].copy_(v)
+        self._pending_meta += meta
+        self._pending_rows = n + b
+        if self._pending_rows == self._pending["index"].shape[0]:
             self._flush()
 
     def _flush(self) -> None:
         """Copy the pending rows to the host (one copy) and append them to this process's spool."""
-        if not self._pending:
+        n = self._pending_rows
+        if self._pending is None or n == 0:
             return
-        rows, self._pending, self._pending_rows = self._pending, [], 0
-        emb = torch.cat([r[0] for r in rows]).float().cpu() if self.features else None
-        label = torch.cat([r[1] for r in rows]).cpu()
-        index = torch.cat([r[2] for r in rows]).cpu()
-        S.check_labels(label, len(self.classes), index)
+        rows = {k: v[:n].cpu() for k, v in self._pending.items()}
+        meta, self._pending_meta, self._pending_rows = self._pending_meta, [], 0
+        S.check_labels(rows["label"], len(self.classes), rows["index"])
         if self._spool is not None:
-            self._spool.append(label=label, index=index, split=[s for r in rows for s in r[3]],
-                               file_name=[f for r in rows for f in r[4]], embedding=emb)
+            self._spool.append(label=rows["label"], index=rows["index"], split=[m[0] for m in meta],
+                               file_name=[m[1] for m in meta],
+                               embedding=rows["embedding"].float() if "embedding" in rows else None)
 
     # -- end ---------------------------------------------------------------------------------------
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -290,9 +306,10 @@ class ActivationStatsCallback(Callback):
             dist.gather_object(spool.read(order.wanted(block, rank)), parts, dst=0)
             return parts
 
+        block_rows = R.RowBlocks.block_rows(described)
         if rank == 0:
-            return R.RowBlocks.ordered(order, described, fetch)
-        for block in order.ranges():
+            return R.RowBlocks.ordered(order, described, fetch, block_rows)
+        for block in order.ranges(block_rows):
             fetch(block)
         return None
 

@@ -39,8 +39,9 @@ from analysis.runs.layout import (ABLATION_CONDITIONS_JSON, ABLATION_CSV, ABLATI
                                   ROW_SPOOL_PREFIX, RUN_FILES, SPOOL_EMBEDDING, SPOOL_INDEX, SPOOL_LABEL, SPOOL_META,
                                   SPOOL_META_OFFSETS, STABILITY_CSV, STATS, THRESHOLD_SWEEP_CSV, TOP_CLIPS)
 
-#: Rows per block when assembling features.pt / gts.pt / index.csv (memory: one block).
-BLOCK_ROWS = 4096
+#: Bytes of embeddings and labels per block when assembling features.pt / gts.pt / index.csv (the memory
+#: the assembly needs, whatever the number of clips).
+BLOCK_BYTES = 16 * 2**20
 
 
 def check_run_folder(folder: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -187,27 +188,27 @@ def _storage_record(path: Path) -> tuple[str, int, Optional[int]]:
 
 
 # -- row spools ----------------------------------------------------------------------------------------
-def _read_rows(path: Path, rows: np.ndarray, row_bytes: int) -> bytes:
-    """Bytes of fixed-size ``rows`` (any order) of a raw file, read run by run with ``pread``."""
+def _read_rows(path: Path, rows: np.ndarray, row_bytes: int) -> np.ndarray:
+    """uint8 ``[k, row_bytes]``: fixed-size ``rows`` (any order) of a raw file, read run by run with
+    ``preadv`` (no memory map, one copy of the rows)."""
+    out = np.empty((rows.size, row_bytes), dtype=np.uint8)
     if rows.size == 0 or row_bytes == 0:
-        return b""
+        return out
     order = np.argsort(rows, kind="stable")
     srt = rows[order]
-    out = bytearray(rows.size * row_bytes)
     starts = np.flatnonzero(np.diff(srt, prepend=srt[0] - 2) != 1).tolist() + [int(srt.size)]
+    buf = np.empty_like(out)  # rows in file order
     with open(path, "rb") as f:
         for a, b in zip(starts[:-1], starts[1:]):
-            data = os.pread(f.fileno(), (b - a) * row_bytes, int(srt[a]) * row_bytes)
-            if len(data) != (b - a) * row_bytes:
+            got = os.preadv(f.fileno(), [memoryview(buf[a:b]).cast("B")], int(srt[a]) * row_bytes)
+            if got != (b - a) * row_bytes:
                 raise ValueError(f"{path}: truncated (rows {int(srt[a])}..{int(srt[a]) + b - a - 1})")
-            for j in range(a, b):
-                dst = int(order[j]) * row_bytes
-                out[dst:dst + row_bytes] = data[(j - a) * row_bytes:(j - a + 1) * row_bytes]
-    return bytes(out)
+    out[order] = buf
+    return out
 
 
-def _from_bytes(data: bytes, dtype: np.dtype, shape: tuple[int, ...]) -> Tensor:
-    return torch.from_numpy(np.frombuffer(data, dtype=dtype).copy()).view(shape)
+def _from_bytes(data: np.ndarray, dtype: type, shape: tuple[int, ...]) -> Tensor:
+    return torch.from_numpy(data.view(dtype)).view(shape)
 
 
 class RowSpool:
@@ -297,8 +298,8 @@ class RowSpool:
                                 (k, self.label_width))
         index = _from_bytes(_read_rows(self.folder / SPOOL_INDEX, r, 8), np.int64, (k,))
         offs = self.folder / SPOOL_META_OFFSETS
-        start = np.frombuffer(_read_rows(offs, r, 8), dtype=np.int64).tolist()
-        stop = np.frombuffer(_read_rows(offs, r + 1, 8), dtype=np.int64).tolist()
+        start = _read_rows(offs, r, 8).view(np.int64).ravel().tolist()
+        stop = _read_rows(offs, r + 1, 8).view(np.int64).ravel().tolist()
         split, names = [], []
         with open(self.folder / SPOOL_META, "rb") as f:
             for a, b in zip(start, stop):
@@ -346,7 +347,7 @@ class RowOrder:
     def __len__(self) -> int:
         return int(self.index.numel())
 
-    def ranges(self, block_rows: int = BLOCK_ROWS) -> Iterator[slice]:
+    def ranges(self, block_rows: int) -> Iterator[slice]:
         """Consecutive output row ranges of at most ``block_rows`` rows."""
         for a in range(0, len(self), block_rows):
             yield slice(a, min(a + block_rows, len(self)))
@@ -390,27 +391,40 @@ class RowBlocks:
     label_width: Optional[int]
     blocks: Iterable[dict[str, Any]]
 
-    @classmethod
-    def ordered(cls, order: RowOrder, described: Sequence[dict[str, Optional[int]]],
-                fetch: Callable[[slice], Sequence[Optional[dict[str, Any]]]],
-                block_rows: int = BLOCK_ROWS) -> "RowBlocks":
-        """Rows in ``order``; ``fetch(block)`` returns one :meth:`RowSpool.read` per spool of the rows
-        :meth:`RowOrder.wanted` (e.g. gathered from other processes); ``described``: each spool's
-        :meth:`RowSpool.describe`."""
+    @staticmethod
+    def kind(described: Sequence[dict[str, Optional[int]]]) -> tuple[Optional[int], Optional[int]]:
+        """The (embedding dim, label width) the spools agree on (spools without rows are ignored)."""
         kinds = {(d["embed_dim"], d["label_width"]) for d in described if d["n_rows"]}
         if len(kinds) != 1:
             raise ValueError(f"row spools disagree on (embedding dim, label width): {sorted(kinds, key=str)}"
                              if kinds else "no clip was predicted")
-        embed_dim, label_width = kinds.pop()
+        return kinds.pop()
+
+    @staticmethod
+    def block_rows(described: Sequence[dict[str, Optional[int]]], block_bytes: int = BLOCK_BYTES) -> int:
+        """Rows per block so that a block's embeddings and labels take about ``block_bytes``."""
+        embed_dim, label_width = RowBlocks.kind(described)
+        row = 4 * (embed_dim or 0) + (8 if label_width is None else 4 * label_width) + 8
+        return max(1, block_bytes // row)
+
+    @classmethod
+    def ordered(cls, order: RowOrder, described: Sequence[dict[str, Optional[int]]],
+                fetch: Callable[[slice], Sequence[Optional[dict[str, Any]]]],
+                block_rows: Optional[int] = None) -> "RowBlocks":
+        """Rows in ``order``; ``fetch(block)`` returns one :meth:`RowSpool.read` per spool of the rows
+        :meth:`RowOrder.wanted` (e.g. gathered from other processes); ``described``: each spool's
+        :meth:`RowSpool.describe`; ``block_rows`` default :meth:`block_rows`."""
+        embed_dim, label_width = cls.kind(described)
+        rows = block_rows or cls.block_rows(described)
 
         def blocks() -> Iterator[dict[str, Any]]:
-            for sl in order.ranges(block_rows):
+            for sl in order.ranges(rows):
                 yield order.assemble(sl, fetch(sl))
 
         return cls(len(order), embed_dim, label_width, blocks())
 
     @classmethod
-    def from_spools(cls, spools: Sequence[RowSpool], block_rows: int = BLOCK_ROWS) -> "RowBlocks":
+    def from_spools(cls, spools: Sequence[RowSpool], block_rows: Optional[int] = None) -> "RowBlocks":
         """The rows of closed spools readable by this process, in dataset order."""
         order = RowOrder.of([s.read_index() for s in spools])
         return cls.ordered(order, [s.describe() for s in spools],
