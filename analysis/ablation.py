@@ -395,7 +395,8 @@ def dataset_means(stats: dict, source: str = "statistics") -> Tensor:
     ``n_positions`` is taken from ``stats['n_positions']`` when present, else ``n_tokens.sum()`` (valid
     for single-label tasks, where each counted position belongs to exactly one class)."""
     if "act_sum" not in stats:
-        raise ValueError(f"{source}: no 'act_sum' (needed for mode='mean')")
+        raise ValueError(f"{source}: no 'act_sum' (needed for mode='mean'; run the statistics with act_sum: true "
+                         "or top_k > 0)")
     if "n_positions" in stats:
         n_pos = torch.as_tensor(stats["n_positions"], dtype=torch.float64)
     elif "n_tokens" in stats:

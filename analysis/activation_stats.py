@@ -11,7 +11,8 @@ per site, C classes, B clips in a batch, R rows / P positions of one site call):
   P(act > 0 | class) only when every site sees the same positions (ViT); in general use
   :func:`over_zero` (``count / n_tokens_site[:, None, :]``).
 * ``n_clips``     int64   ``[C]``        counted clips per class
-* ``act_sum``     float64 ``[L, N]``     sum of activations over all counted positions (mean ablation)
+* ``act_sum``     float64 ``[L, N]``     sum of activations over all counted positions (mean ablation);
+  present when the activation sums are computed (:func:`new_totals` ``act_sum``)
 * ``n_positions`` int64   ``[L]``        counted positions (all classes), so mean = act_sum / n_positions
 * ``rate_sum``    float64 ``[L, N, C]``  (``level='clip'`` only) sum over clips of the clip's firing rate
 

@@ -370,7 +370,6 @@ class ActivationStatsCallback(Callback):
             "splits": self.splits,
             "top_k": self.top_k,
             "act_sum": self.sums,
-            "features": self.features,
             "compile": self.compile,
             "sites": self.sites,
             "site_neurons": self.site_neurons,

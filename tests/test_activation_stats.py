@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from analysis import activation_stats as S
+from analysis import top_clips as T
 from lightning_modules.encoders.base import AudioEncoder, Positions, site_view
 
 
@@ -355,8 +356,6 @@ def test_counting_never_reads_back_to_the_host() -> None:
     """The per-call and per-batch core functions run on the meta device, where any host read (``.item()``,
     ``bool()``, ``.cpu()``, ``.tolist()``, data-dependent shapes) raises: they work on any device without
     a synchronisation."""
-    from analysis import top_clips as T
-
     with pytest.raises(RuntimeError):
         torch.zeros(1, device="meta").item()  # what a host read on the meta device does
     L, B, R, P, N, C = 2, 3, 6, 300, 5, 4

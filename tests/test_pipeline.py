@@ -7,6 +7,7 @@ of selected stages, and a failing stage leaving completed outputs intact.
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -237,8 +238,6 @@ def test_ddp_statistics_stage_matches_one_device(pipeline_run, tmp_path):
 def test_ddp_ablation_stage_matches_one_device(pipeline_run, tmp_path):
     """trainer.devices=2: the ablation stage runs ``train.py test`` under DDP on the same run folder and probe
     as the one-device run; ablation.csv is identical (each test clip scored once, counts summed once)."""
-    import shutil
-
     cfg_path, out = pipeline_run
     shutil.copytree(out, tmp_path / "ddp")
     cfg = yaml.safe_load(cfg_path.read_text())

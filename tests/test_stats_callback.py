@@ -1,21 +1,29 @@
-"""ActivationStatsCallback inside ``trainer.predict`` (one device): run-folder contents against brute
-force on the toy protocol encoder, hook removal (also on exception), overwrite refusal, bf16."""
+"""ActivationStatsCallback inside ``trainer.predict`` (one device): run-folder contents (counts, top clips)
+against brute force on the toy protocol encoder, hook removal (also on exception), overwrite refusal,
+bf16, counts-only and embedding-free runs, row spooling, and no host read per batch."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Optional
 
 import lightning as L
 import pandas as pd
 import pytest
 import torch
+from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, Dataset
 
+import callbacks.activation_stats as CA
 from analysis.runs.atomic import OutputExistsError
+from analysis.runs.conditions import read_dataset_means
+from analysis.runs.read import read_top_clips
 from callbacks import ActivationStatsCallback
+from lightning_modules.encoders.base import AudioEncoder
 from test_activation_stats import ToyEncoder, brute_force, toy_data
+from test_top_clips import brute_top
 
 CLASSES = ["low", "mid", "high"]
 
@@ -213,9 +221,6 @@ def test_tensorboard_layer_rates(tmp_path: Path) -> None:
 
 # -- top clips, options, streaming, host syncs ------------------------------------------------------------
 def test_top_clips_file_matches_brute_force(tmp_path: Path) -> None:
-    from analysis.runs.read import read_top_clips
-    from test_top_clips import brute_top
-
     dm, model = ToyDataModule(n=9), ToyExtractor()
     cb = ActivationStatsCallback(out_dir=str(tmp_path), tokens="patches", splits=["train", "valid"], top_k=2)
     _trainer(cb).predict(model, datamodule=dm, return_predictions=False)
@@ -239,8 +244,6 @@ def test_top_clips_file_matches_brute_force(tmp_path: Path) -> None:
 def test_counts_only_and_no_embeddings(tmp_path: Path) -> None:
     """``top_k: 0, act_sum: false, features: false``: the same counts, no activation sums, no top clips,
     no features.pt; gts.pt and index.csv still describe every clip."""
-    from analysis.runs.conditions import read_dataset_means
-
     dm = ToyDataModule()
     _trainer(ActivationStatsCallback(out_dir=str(tmp_path), suffix="full")).predict(ToyExtractor(), datamodule=dm)
     _trainer(ActivationStatsCallback(out_dir=str(tmp_path), suffix="lean", top_k=0, act_sum=False,
@@ -274,8 +277,6 @@ def test_row_spool_is_removed_after_the_run_and_after_a_failure(tmp_path: Path) 
 
 def test_rows_reach_the_spool_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Embeddings leave the device every FLUSH_ROWS clips (one copy per chunk, not per batch)."""
-    import callbacks.activation_stats as CA
-
     monkeypatch.setattr(CA, "FLUSH_ROWS", 4)
     seen = []
 
@@ -338,11 +339,6 @@ def test_no_host_read_per_batch(tmp_path: Path, options: dict) -> None:
 def test_per_batch_work_stays_on_the_modules_device() -> None:
     """The callback's per-batch path on the meta device (an encoder and batch on 'meta'): the totals and the
     top clips live there, and any host read would raise (meta tensors hold no data)."""
-    from torch import nn
-    from types import SimpleNamespace
-
-    from lightning_modules.encoders.base import AudioEncoder
-
     class MetaToy(AudioEncoder):
         sample_rate, embed_dim, neuron_sites, channel_axis, site_neurons, name = 16000, 4, ["act"], -1, [6], "meta"
 

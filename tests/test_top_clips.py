@@ -12,6 +12,7 @@ from torch import Tensor
 
 from analysis import activation_stats as S
 from analysis import top_clips as T
+from lightning_modules.encoders import CrepeEncoder, M2DEncoder
 from lightning_modules.encoders.base import site_view
 from test_activation_stats import ToyEncoder, record_sites, toy_data
 
@@ -158,8 +159,6 @@ def test_runs_on_parts_merge_to_the_run_on_the_whole() -> None:
 def test_m2d_peaks_name_the_frame_and_band_of_the_largest_activation() -> None:
     """M2D tiny (patch tokens frequency-major, 32-frame chunks, padding chunks): the peak of a listed clip is
     the (first front-end frame, frequency band) of its largest activation, inside the clip."""
-    from lightning_modules.encoders import M2DEncoder
-
     enc = M2DEncoder(width=64, depth=2, num_heads=4, mlp_ratio=4.0, input_frames=32, n_mels=80, patch=16,
                      sample_rate=16000, seed=0).eval()
     g = torch.Generator().manual_seed(0)
@@ -178,8 +177,6 @@ def test_m2d_peaks_name_the_frame_and_band_of_the_largest_activation() -> None:
 
 
 def test_crepe_peaks_have_frames_and_no_band() -> None:
-    from lightning_modules.encoders import CrepeEncoder
-
     enc = CrepeEncoder(capacity="tiny", pretrained=True, hop_ms=40.0).eval()
     t = torch.arange(4000) / 16000
     audio = torch.stack([torch.sin(2 * math.pi * f * t) for f in (110.0, 440.0, 880.0)]) * 0.5
