@@ -159,41 +159,40 @@ def counted_sums(act: Tensor, counted: Tensor) -> Tensor:
     return (act * counted[:, :, None].to(act.dtype)).sum(1, dtype=torch.float32)
 
 
-def row_statistics(act: Tensor, counted: Tensor, sums: bool, peaks: bool,
+def row_statistics(act: Tensor, counted: Tensor, placed: Optional[Tensor], sums: bool,
                    workspace: Optional[T.Workspace] = None) -> dict[str, Tensor]:
     """Per-row statistics of one site call (eager kernels): ``pos`` positive counts ``[R, N]``
     (:func:`positive_counts`), with ``sums`` ``sum`` float32 ``[R, N]`` (:func:`counted_sums`), with
-    ``peaks`` ``peak`` ``[R, N]`` and its position ``at`` int64 ``[R, N]``
-    (:func:`analysis.top_clips.row_peaks`)."""
+    ``placed`` (BoolTensor ``[R, P]``: the positions a peak may lie at) ``peak`` ``[R, N]`` and its position
+    ``at`` int64 ``[R, N]`` (:func:`analysis.top_clips.row_peaks`)."""
     out = {"pos": positive_counts(act, counted)}
     if sums:
         out["sum"] = counted_sums(act, counted)
-    if peaks:
-        out["peak"], out["at"] = T.row_peaks(act, counted, workspace)
+    if placed is not None:
+        out["peak"], out["at"] = T.row_peaks(act, placed, workspace)
     return out
 
 
-def fused_row_statistics(act: Tensor, counted: Tensor, sums: bool, peaks: bool) -> dict[str, Tensor]:
+def fused_row_statistics(act: Tensor, counted: Tensor, placed: Optional[Tensor], sums: bool) -> dict[str, Tensor]:
     """The same as :func:`row_statistics` written as plain reductions, for ``torch.compile`` to fuse into
     one read of ``act`` (counts are the same integers; sums may differ in the last bits)."""
     c = counted[:, :, None]
     out = {"pos": ((act > 0) & c).sum(1, dtype=torch.int32)}
     if sums:
         out["sum"] = torch.where(c, act, 0).sum(1, dtype=torch.float32)
-    if peaks:
-        out["peak"], out["at"] = torch.where(c, act, float("-inf")).max(1)
+    if placed is not None:
+        out["peak"], out["at"] = torch.where(placed[:, :, None], act, float("-inf")).max(1)
     return out
 
 
-_COMPILED: dict[tuple[bool, bool], Any] = {}
+_COMPILED: dict[bool, Any] = {}
 
 
-def compiled_row_statistics(sums: bool, peaks: bool) -> Any:
-    """``torch.compile`` (dynamic shapes) of :func:`fused_row_statistics` for these options, built once."""
-    key = (sums, peaks)
-    if key not in _COMPILED:
-        _COMPILED[key] = torch.compile(functools.partial(fused_row_statistics, sums=sums, peaks=peaks), dynamic=True)
-    return _COMPILED[key]
+def compiled_row_statistics(sums: bool) -> Any:
+    """``torch.compile`` (dynamic shapes) of :func:`fused_row_statistics` (with or without sums), built once."""
+    if sums not in _COMPILED:
+        _COMPILED[sums] = torch.compile(functools.partial(fused_row_statistics, sums=sums), dynamic=True)
+    return _COMPILED[sums]
 
 
 @torch.no_grad()
@@ -208,7 +207,8 @@ def accumulate_call(buffer: dict[str, Tensor], act: Tensor, counted: Tensor, cli
         counted: BoolTensor ``[R, P]``, the positions counted (input, not padding; under the token policy).
         clip: LongTensor ``[R]``, the clip (index in the batch) of each row.
         frames: LongTensor ``[R, P]`` first front-end frame of each position (``Positions.frames()``);
-            needed when the buffer tracks peaks.
+            needed when the buffer tracks peaks, which are searched among the counted positions with a
+            place in time (frame >= 0: never a CLS token).
         band: LongTensor ``[P]`` frequency band of each position (``Positions.band``) or None.
         n_bands: frequency bands of the site (``encoder.n_bands``).
         workspace: scratch buffer reused across calls by the peak search (None: allocate).
@@ -219,18 +219,21 @@ def accumulate_call(buffer: dict[str, Tensor], act: Tensor, counted: Tensor, cli
         raise ValueError(f"Positions {tuple(counted.shape)} do not match site output [R, P] = {(R, P)}")
     counted = counted.to(act.device)
     clip = clip.to(act.device)
-    sums, peaks = "sum" in buffer, "peak" in buffer
-    if peaks and frames is None:
-        raise ValueError("accumulate_call: a buffer with peaks needs the positions' frames")
+    sums, placed = "sum" in buffer, None
+    if "peak" in buffer:
+        if frames is None:
+            raise ValueError("accumulate_call: a buffer with peaks needs the positions' frames")
+        frames = frames.to(act.device)
+        placed = counted & (frames >= 0)
     if compiled:
-        row = compiled_row_statistics(sums, peaks)(act, counted)
+        row = compiled_row_statistics(sums)(act, counted, placed)
     else:
-        row = row_statistics(act, counted, sums, peaks, workspace)
+        row = row_statistics(act, counted, placed, sums, workspace)
     buffer["pos"].index_add_(0, clip, row["pos"].to(torch.int32))
     buffer["n"].index_add_(0, clip, counted.sum(1))
     if sums:
         buffer["sum"].index_add_(0, clip, row["sum"].double())
-    if peaks:
+    if placed is not None:
         T.accumulate_peaks(buffer, row["peak"], row["at"], clip, frames, band, n_bands)
 
 

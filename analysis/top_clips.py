@@ -6,7 +6,8 @@ K slots), the format of ``top_clips.pt``:
 * ``score`` float32: the clip's mean activation of neuron (l, n) over its counted positions, descending
   along K; ``-inf`` in empty slots;
 * ``index`` int64: the clip's dataset index; ``-1`` in empty slots; equal scores are ordered by index;
-* ``frame`` int64: first front-end frame of the clip's peak position for that neuron (-1: none/unknown);
+* ``frame`` int64: first front-end frame of the clip's peak position for that neuron: the counted position
+  with a place in time (frame >= 0, so never a CLS token) holding the largest activation (-1: none);
 * ``band``  int64: frequency band of the peak (-1 when the site has none).
 
 The order (score descending, then index ascending) is a total order on clips, so the top K of a union is

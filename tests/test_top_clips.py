@@ -56,7 +56,7 @@ def run_top(enc, audio: Tensor, lengths: Tensor, labels: Tensor, tokens: str, ba
 def brute_top(record: list, n_clips: int, tokens: str, site_neurons: list[int], k: int, index: Tensor,
               candidate: Tensor) -> dict[str, Tensor]:
     """Top-K by explicit loops over every kept activation: per clip the mean over its counted positions and
-    the (frame, band) of its largest activation."""
+    the (frame, band) of its largest activation among the counted positions with a frame (>= 0)."""
     L, N = len(site_neurons), max(site_neurons)
     total = torch.zeros(L, n_clips, N, dtype=torch.float64)
     count = torch.zeros(L, n_clips, dtype=torch.float64)
@@ -73,6 +73,8 @@ def brute_top(record: list, n_clips: int, tokens: str, site_neurons: list[int], 
                 n = a.shape[0]
                 total[l, b, :n] += a
                 count[l, b] += 1
+                if int(frames[r, p]) < 0:  # no place in time (CLS): never the peak
+                    continue
                 better = a > best[l, b, :n]
                 best[l, b, :n] = torch.where(better, a, best[l, b, :n])
                 band = int(pos.band[p]) if pos.band is not None else -1
@@ -156,9 +158,11 @@ def test_runs_on_parts_merge_to_the_run_on_the_whole() -> None:
         S.merge_top_clips({**a, **meta}, {**b, **meta, "sites": ["x", "y"]})
 
 
-def test_m2d_peaks_name_the_frame_and_band_of_the_largest_activation() -> None:
+@pytest.mark.parametrize("tokens", ["patches", "all"])
+def test_m2d_peaks_name_the_frame_and_band_of_the_largest_activation(tokens: str) -> None:
     """M2D tiny (patch tokens frequency-major, 32-frame chunks, padding chunks): the peak of a listed clip is
-    the (first front-end frame, frequency band) of its largest activation, inside the clip."""
+    the (first front-end frame, frequency band) of its largest activation, inside the clip; with
+    ``tokens: all`` the CLS tokens count in the score but are never the peak (they have no frame)."""
     enc = M2DEncoder(width=64, depth=2, num_heads=4, mlp_ratio=4.0, input_frames=32, n_mels=80, patch=16,
                      sample_rate=16000, seed=0).eval()
     g = torch.Generator().manual_seed(0)
@@ -166,11 +170,11 @@ def test_m2d_peaks_name_the_frame_and_band_of_the_largest_activation() -> None:
     lengths = torch.tensor([17600, 5000, 9000, 12000])
     audio[torch.arange(17600)[None] >= lengths[:, None]] = 0
     labels = torch.tensor([0, 1, 2, 0])
-    got = run_top(enc, audio, lengths, labels, "patches", 3, 2)
-    ref = brute_top(record_sites(enc, audio, lengths), 4, "patches", enc.site_neurons, 2, torch.arange(4),
+    got = run_top(enc, audio, lengths, labels, tokens, 3, 2)
+    ref = brute_top(record_sites(enc, audio, lengths), 4, tokens, enc.site_neurons, 2, torch.arange(4),
                     torch.ones(4, dtype=torch.bool))
     _check(got, ref)
-    assert got["band"].min() >= 0 and got["band"].max() < enc.n_bands  # patches: every peak has a band
+    assert got["band"].min() >= 0 and got["band"].max() < enc.n_bands  # every peak is a patch with a band
     frames_of = 1 + lengths // enc.frontend.hop_length
     last = frames_of[got["index"].clamp_min(0)]
     assert (got["frame"] < last).all()  # never in a clip's padding
