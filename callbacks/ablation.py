@@ -24,18 +24,20 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 import torch.distributed as dist
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 
 from analysis import ablation as A
 from analysis import figures as F
 from analysis.runs.conditions import NeuronList, conditions_from_run, read_dataset_means
+from analysis.runs.identity import DATA_KEYS, MODEL_KEYS, check_run, encoder_identity
 from analysis.runs.read import read_classes
 from analysis.runs.write import check_ablation_writable, write_ablation
 from callbacks.hooks import SiteHooks
@@ -84,17 +86,17 @@ class AblationCallback(Callback):
         class_sets: bool = True,
         neuron_lists: Optional[list[NeuronList]] = None,
         shared: Optional[list[list[str]]] = None,
-        k_grid: Optional[list[int]] = None,
+        k_grid: Optional[list[PositiveInt]] = None,
         topk_classes: Optional[list[str]] = None,
-        random_draws: int = 10,
+        random_draws: NonNegativeInt = 10,
         random_for_topk: bool = True,
         index_plus_one: bool = False,
         gain: float = 0.0,
-        mode: str = "gain",
+        mode: Literal["gain", "mean"] = "gain",
         seed: int = 0,
         class_aliases: Optional[dict[str, str]] = None,
-        strategy: str = "expand",
-        conditions_per_pass: int = 4,
+        strategy: Literal["expand", "loop"] = "expand",
+        conditions_per_pass: PositiveInt = 4,
         figures: bool = True,
         overwrite: bool = False,
     ) -> None:
@@ -105,6 +107,8 @@ class AblationCallback(Callback):
             raise ValueError(f"AblationCallback: strategy must be 'loop' or 'expand', got {strategy!r}")
         if random_draws < 0:
             raise ValueError(f"AblationCallback: random_draws must be >= 0, got {random_draws}")
+        if any(int(k) < 1 for k in (k_grid or [])):
+            raise ValueError(f"AblationCallback: k_grid sizes must be >= 1, got {k_grid}")
         self.out_dir = Path(out_dir)
         self.run_dir = Path(run_dir) if run_dir else None
         self.class_sets = class_sets
@@ -169,6 +173,20 @@ class AblationCallback(Callback):
             self.conditions, site_neurons, gain=self.gain, mode=self.mode, means=means)
         return self.conditions
 
+    def check_sources(self, pl_module: Any) -> None:
+        """Refuse a run folder made by another model than ``pl_module.encoder``, and a probe fitted on
+        another model's or data list's embeddings than the run folder's (as far as ``manifest.json`` and
+        the probe checkpoint record them)."""
+        if self.run_dir is None:
+            return
+        encoder = pl_module.encoder
+        check_run(self.run_dir, encoder_identity(encoder), consumer=f"the encoder under test ({type(encoder).__name__})")
+        source = getattr(getattr(pl_module, "probe", None), "source", None) or {}
+        source = {k: v for k, v in source.items() if k in MODEL_KEYS + DATA_KEYS}
+        if source:
+            ckpt = getattr(getattr(pl_module, "hparams", None), "probe_checkpoint", None) or "of the model"
+            check_run(self.run_dir, source, consumer=f"the probe checkpoint {ckpt} (fitted on that model and data)")
+
     # -- hooks -----------------------------------------------------------------------------------
     def _make_hook(self, l: int, encoder: Any):
         axis = encoder.channel_axis
@@ -206,6 +224,7 @@ class AblationCallback(Callback):
         check_ablation_writable(self.out_dir, self.overwrite)
         self._reset_state()
         encoder = pl_module.encoder
+        self.check_sources(pl_module)
         self.build(encoder, getattr(pl_module, "classes", None))
         dev = pl_module.device
         self.correct = torch.zeros(len(self.conditions), len(self.classes), dtype=torch.long, device=dev)

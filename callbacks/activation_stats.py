@@ -19,13 +19,14 @@ from typing import Any, Optional, Sequence
 import lightning
 import torch
 import torch.distributed as dist
+from jsonargparse.typing import NonNegativeInt
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 
 from analysis import activation_stats as S
 from analysis import top_clips as T
 from analysis.runs import write as R
-from analysis.runs.atomic import sha256_file
+from analysis.runs.identity import encoder_identity
 from analysis.runs.layout import run_folder
 from callbacks.hooks import SiteHooks
 from lightning_modules.encoders.base import site_view
@@ -81,7 +82,7 @@ class ActivationStatsCallback(Callback):
         tokens: str = "all",
         level: str = "token",
         splits: Optional[list[str]] = None,
-        top_k: int = 8,
+        top_k: NonNegativeInt = 8,
         act_sum: bool = False,
         features: bool = True,
         compile: bool = False,
@@ -354,14 +355,14 @@ class ActivationStatsCallback(Callback):
         and ``features``."""
         encoder = self._encoder
         ckpt = getattr(encoder, "checkpoint_path", None)
-        ckpt_sha = sha256_file(ckpt) if ckpt and os.path.isfile(str(ckpt)) else None
+        ident = encoder_identity(encoder)
         return {
             "config": self.config if self.config is not None else _run_config(trainer, pl_module),
             "task": trainer.datamodule.task,
-            "encoder": type(encoder).__name__,
-            "encoder_name": getattr(encoder, "name", None),
+            "encoder": ident["encoder"],
+            "encoder_name": ident["encoder_name"],
             "checkpoint": str(ckpt) if ckpt else None,
-            "checkpoint_sha256": ckpt_sha,
+            "checkpoint_sha256": ident["checkpoint_sha256"],
             "world_size": trainer.world_size,
             "strategy": type(trainer.strategy).__name__,
             "precision": str(trainer.precision),

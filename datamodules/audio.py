@@ -2,7 +2,8 @@
 
 * :func:`load_audio` reads a file as mono float32 ``[S]`` (mean over channels) and raises
   :class:`AudioFileError` (or ``FileNotFoundError``) naming the file — and the metadata CSV row when
-  given — for a missing, unreadable/corrupt or zero-length file, NaN/inf samples, or a sample rate that
+  given — for a missing, unreadable/corrupt or zero-length file, a WAV file whose header promises more
+  audio than the file holds (truncated: :func:`wav_shortfall`), NaN/inf samples, or a sample rate that
   differs from the expected one (unless ``resample=True``).
 * :func:`resample` is a windowed-sinc polyphase resampler written with ``torch.nn.functional.conv1d``.
 * :func:`crop_or_pad` cuts a clip to ``n`` samples (random crop with a given generator, or head crop)
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 from typing import Optional, Union
 
 import numpy as np
@@ -20,7 +22,7 @@ import soundfile as sf
 import torch
 from torch import Tensor
 
-__all__ = ["AudioFileError", "load_audio", "resample", "crop_or_pad", "crop_seed"]
+__all__ = ["AudioFileError", "load_audio", "wav_shortfall", "resample", "crop_or_pad", "crop_seed"]
 
 
 class AudioFileError(ValueError):
@@ -29,6 +31,32 @@ class AudioFileError(ValueError):
 
 def _ctx(where: Optional[str]) -> str:
     return f" ({where})" if where else ""
+
+
+def wav_shortfall(path: Union[str, os.PathLike]) -> Optional[tuple[int, int, int]]:
+    """For a RIFF/RIFX WAV file whose ``data`` chunk declares more bytes than the file holds (a file cut
+    short while being written or copied): ``(declared bytes, available bytes, bytes per frame)``; None
+    for a complete WAV, a streamed WAV of unknown length (size 0 or 0xFFFFFFFF) or another format."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RIFX"):
+            return None
+        endian = "<" if head[:4] == b"RIFF" else ">"
+        pos, block_align = 12, 1
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk = f.read(8)
+            cid, csize = chunk[:4], struct.unpack(endian + "I", chunk[4:8])[0]
+            if cid == b"fmt " and csize >= 14:
+                block_align = max(1, struct.unpack(endian + "H", f.read(14)[12:14])[0])
+            elif cid == b"data":
+                available = size - pos - 8
+                if csize in (0, 0xFFFFFFFF) or csize <= available:
+                    return None
+                return csize, available, block_align
+            pos += 8 + csize + (csize & 1)
+    return None
 
 
 def load_audio(
@@ -50,12 +78,18 @@ def load_audio(
     Returns:
         FloatTensor ``[S]``, S >= 1.
     Raises:
-        FileNotFoundError: missing file. AudioFileError: unreadable/corrupt, empty, non-finite samples,
-        sample-rate mismatch.
+        FileNotFoundError: missing file. AudioFileError: unreadable/corrupt, truncated WAV, empty,
+        non-finite samples, sample-rate mismatch.
     """
     name = display or str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Audio file not found: {path}{_ctx(where)}")
+    short = wav_shortfall(path)
+    if short is not None:
+        declared, available, frame = short
+        raise AudioFileError(
+            f"Audio file {name}{_ctx(where)} is truncated: its WAV header promises {declared // frame} frames "
+            f"({declared} bytes of audio), the file holds {available // frame} ({available} bytes)")
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:  # soundfile raises LibsndfileError/RuntimeError/TypeError on bad files

@@ -31,8 +31,12 @@ import pandas as pd
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
+from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
+
+from analysis.runs.write import data_list_sha256, index_table
+
 from .audio import crop_or_pad, crop_seed, load_audio
-from .metadata import SPLITS, MetadataError, read_metadata, where
+from .metadata import SPLITS, MetadataError, Split, label_map_function, read_metadata, where
 from .tasks import TaskSpec, get_task, sr_dir
 
 __all__ = ["EVARDataset", "EpochShuffleSampler", "EVARDataModule", "resolve_evar_root"]
@@ -230,6 +234,8 @@ class EVARDataModule(pl.LightningDataModule):
             ``multilabel``) or the path of a YAML file holding them. A dict without ``unit_sec``
             overrides fields of a known task.
         pin_memory: DataLoader ``pin_memory``.
+        allow_duplicates: keep a file listed twice in one split (each row counts); by default that is an
+            error naming both CSV rows. A file in two splits is always an error.
     """
 
     def __init__(
@@ -237,18 +243,19 @@ class EVARDataModule(pl.LightningDataModule):
         evar_root: Optional[str] = None,
         task: str = "cremad",
         sample_rate: int = 16000,
-        fold: int = 1,
-        batch_size: int = 32,
-        num_workers: int = 0,
+        fold: PositiveInt = 1,
+        batch_size: PositiveInt = 32,
+        num_workers: NonNegativeInt = 0,
         label_map: Union[str, dict[str, Optional[str]], None] = None,
-        unit_sec: Optional[float] = None,
+        unit_sec: Optional[PositiveFloat] = None,
         resample: bool = False,
         file_sample_rate: Optional[int] = None,
         seed: int = 42,
-        predict_splits: Optional[list[str]] = None,
-        limit: Optional[int] = None,
+        predict_splits: Optional[list[Split]] = None,
+        limit: Optional[PositiveInt] = None,
         task_def: Union[dict[str, Any], str, None] = None,
         pin_memory: bool = False,
+        allow_duplicates: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -268,6 +275,8 @@ class EVARDataModule(pl.LightningDataModule):
             bad = [s for s in predict_splits if s not in SPLITS]
             if bad:
                 raise ValueError(f"predict_splits has unknown split(s) {bad}; expected some of {list(SPLITS)}")
+        if label_map is not None:
+            label_map_function(label_map)  # fail early on an unknown named mapping
         sr_dir(sample_rate)  # fail early on an unknown model rate
         self.evar_root = evar_root
         self.task = task
@@ -284,6 +293,7 @@ class EVARDataModule(pl.LightningDataModule):
         self.limit = limit
         self.task_def = task_def
         self.pin_memory = pin_memory
+        self.allow_duplicates = allow_duplicates
         self.datasets: dict[str, EVARDataset] = {}
         self.classes: list[str] = []
         self.multilabel: bool = False
@@ -316,10 +326,9 @@ class EVARDataModule(pl.LightningDataModule):
         spec = get_task(self.task, root, self.task_def)
         csv = spec.metadata_path(root)
         df, classes, multilabel = read_metadata(
-            csv, folds=spec.folds, fold=self.fold, label_map=self.label_map, multilabel=spec.multilabel
+            csv, folds=spec.folds, fold=self.fold, label_map=self.label_map, multilabel=spec.multilabel,
+            allow_duplicates=self.allow_duplicates,
         )
-        if not classes:
-            raise MetadataError(f"Metadata CSV {csv} has no train rows: no class list for task {self.task!r}")
         self.root, self.task_spec, self.metadata_path = root, spec, csv
         self.metadata, self.classes, self.multilabel = df, classes, multilabel
         n = int(self.sample_rate * (self.unit_sec or spec.unit_sec))
@@ -390,3 +399,20 @@ class EVARDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(ConcatDataset(self.predict_datasets()))
+
+    def predict_index(self) -> pd.DataFrame:
+        """The ``index.csv`` table (``row, index, file_name, label, split``) a statistics pass over
+        :meth:`predict_dataloader` records, rows in dataset-index order."""
+        parts = self.predict_datasets()
+        index = torch.as_tensor([i for ds in parts for i in ds._indices], dtype=torch.long)
+        names = [n for ds in parts for n in ds._file_names]
+        splits = [s for ds in parts for s in ds._splits]
+        labels = [ds.label_tensor() for ds in parts]
+        gts = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
+        order = torch.argsort(index, stable=True).tolist()
+        return index_table(index[order], [names[i] for i in order], gts[order], [splits[i] for i in order],
+                           self.classes)
+
+    def data_list_sha256(self) -> str:
+        """sha256 of :meth:`predict_index` as a statistics run's ``manifest.json`` records it."""
+        return data_list_sha256(self.predict_index())

@@ -14,13 +14,14 @@ Batch dict: ``embedding`` float32 ``[B, E]``, ``label`` int64 ``[B]`` or float32
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from analysis.runs.identity import run_identity
 from analysis.runs.layout import INDEX
 from analysis.runs.read import read_features
 
@@ -110,6 +111,8 @@ class FeatureDataModule(LightningDataModule):
         self.mean: Optional[Tensor] = None
         self.std: Optional[Tensor] = None
         self.carved_valid = False
+        #: identity of the run folder (model, task, classes, data list; ``manifest.json``), None before setup
+        self.source: Optional[dict[str, Any]] = None
 
     # -- facts -----------------------------------------------------------------------------------
     @property
@@ -135,6 +138,7 @@ class FeatureDataModule(LightningDataModule):
     def _load(self) -> None:
         f = read_features(self.run_dir)
         self.features, self.gts, self.classes = f.features, f.gts, f.classes
+        self.source = run_identity(self.run_dir) or None
         self.rows = dict(f.rows)
         if self.rows["train"].numel() == 0:
             raise ValueError(f"{self.run_dir / INDEX}: no train rows")

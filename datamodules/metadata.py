@@ -17,6 +17,16 @@ fold tasks put fold ``k`` in test and the other folds in train (no valid split).
 sorted unique labels of the train split (numerically sorted when every label is an integer), and a
 valid/test label outside it is an error naming the CSV row.
 
+Checks on the used rows, each an error naming the CSV row(s):
+
+* ``file_name`` must stay inside the task's audio folder: no absolute path, no ``..`` leading out of it
+  (checked on the path as written; symbolic links inside the folder are followed as usual);
+* the same file (after path normalisation) in two splits is an error (it would leak between train and
+  test); twice in one split it is an error too unless ``allow_duplicates`` (then each row counts);
+* a label containing ``,`` is only allowed in a task declared multi-label (``multilabel``), where it
+  joins class names;
+* a task without train rows has no class list.
+
 Label maps (``label_map``): a dict ``{old: new}`` (keys compared as strings; labels not in the dict are
 kept; a ``null``/``None`` value drops the row), or the name of a built-in mapping in :data:`LABEL_MAPS`:
 
@@ -28,25 +38,32 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence, Union
+from typing import Callable, Literal, Mapping, Optional, Sequence, Union, get_args
 
 import pandas as pd
 
 __all__ = [
     "MetadataError",
     "SPLITS",
+    "Split",
     "LABEL_MAPS",
     "where",
     "read_csv",
     "assign_splits",
+    "label_map_function",
     "apply_label_map",
     "split_labels",
     "class_list",
     "check_labels",
+    "check_file_names",
+    "check_duplicates",
+    "check_commas",
     "read_metadata",
 ]
 
-SPLITS = ("train", "valid", "test")
+#: A split name.
+Split = Literal["train", "valid", "test"]
+SPLITS: tuple[str, ...] = get_args(Split)
 
 
 class MetadataError(ValueError):
@@ -136,9 +153,67 @@ def assign_splits(df: pd.DataFrame, csv: Union[str, os.PathLike], folds: int = 0
     return pd.Series(out, index=df.index, name="split")
 
 
+def check_file_names(df: pd.DataFrame, csv: Union[str, os.PathLike]) -> None:
+    """Every used ``file_name`` must name a path inside the task's audio folder (relative, no ``..``
+    leading out of it); the error names the CSV row."""
+    for i, (name, split) in enumerate(zip(df["file_name"], df["split"])):
+        if split == "":
+            continue
+        norm = os.path.normpath(str(name))
+        if os.path.isabs(norm) or norm in (".", "..") or norm.startswith(".." + os.sep):
+            raise MetadataError(
+                f"file_name {name!r} in {where(csv, int(df['index'].iloc[i]))} points outside the task's audio "
+                f"folder; file names must be relative paths inside work/<sr_dir>/<folder>/")
+
+
+def check_duplicates(df: pd.DataFrame, csv: Union[str, os.PathLike], allow_duplicates: bool = False) -> None:
+    """The same file (normalised path) in two splits is an error naming both rows; twice in one split too
+    unless ``allow_duplicates``."""
+    used = df[df["split"] != ""]
+    keys = used["file_name"].map(lambda n: os.path.normpath(str(n)))
+    first: dict[str, int] = {}
+    for pos, key in enumerate(keys):
+        if key not in first:
+            first[key] = pos
+            continue
+        a, b = used.iloc[first[key]], used.iloc[pos]
+        if a["split"] != b["split"]:
+            raise MetadataError(
+                f"File {b['file_name']!r} is in the {a['split']} split ({where(csv, int(a['index']))}) and in the "
+                f"{b['split']} split ({where(csv, int(b['index']))}): a clip in two splits leaks between them")
+        if not allow_duplicates:
+            raise MetadataError(
+                f"File {b['file_name']!r} is listed twice in the {a['split']} split: {where(csv, int(a['index']))} "
+                f"and row {int(b['index'])} (line {int(b['index']) + 2}); it would be counted twice. Remove one row "
+                f"or set allow_duplicates: true")
+
+
+def check_commas(df: pd.DataFrame, csv: Union[str, os.PathLike]) -> None:
+    """In a task not declared multi-label, a used label containing ``,`` is an error naming the row."""
+    used = (df["split"] != "") & df["label"].str.contains(",", regex=False, na=False)
+    for i in used.to_numpy().nonzero()[0]:
+        raise MetadataError(
+            f"Label {df['label'].iloc[i]!r} in {where(csv, int(df['index'].iloc[i]))} contains ',' but the task is "
+            f"not declared multi-label; declare it (task_def: {{multilabel: true}} or 'multilabel: true' in its "
+            f"task YAML) if ',' joins class names, or fix the label")
+
+
 def split_labels(label: str) -> list[str]:
     """Class names of one label cell (comma-joined for multi-label)."""
     return [s.strip() for s in str(label).split(",") if s.strip()]
+
+
+def label_map_function(label_map: Union[str, Mapping]) -> tuple[Callable[[str], Optional[str]], str]:
+    """(class name → new name or None, description) of a ``label_map``; ``ValueError`` / ``TypeError`` for
+    an unknown named mapping or another type."""
+    if isinstance(label_map, str):
+        if label_map not in LABEL_MAPS:
+            raise ValueError(f"Unknown label_map {label_map!r}; named mappings: {sorted(LABEL_MAPS)} (or a dict)")
+        return LABEL_MAPS[label_map], label_map
+    if isinstance(label_map, Mapping):
+        table = {str(k).strip(): (None if v is None else str(v)) for k, v in label_map.items()}
+        return (lambda s: table.get(s, s)), "dict"
+    raise TypeError(f"label_map must be a dict or one of {sorted(LABEL_MAPS)}, got {type(label_map).__name__}")
 
 
 def apply_label_map(
@@ -154,17 +229,7 @@ def apply_label_map(
     """
     if label_map is None:
         return labels
-    if isinstance(label_map, str):
-        if label_map not in LABEL_MAPS:
-            raise ValueError(f"Unknown label_map {label_map!r}; named mappings: {sorted(LABEL_MAPS)} (or a dict)")
-        fn = LABEL_MAPS[label_map]
-        name = label_map
-    elif isinstance(label_map, Mapping):
-        table = {str(k).strip(): (None if v is None else str(v)) for k, v in label_map.items()}
-        fn = lambda s: table.get(s, s)  # noqa: E731
-        name = "dict"
-    else:
-        raise TypeError(f"label_map must be a dict or one of {sorted(LABEL_MAPS)}, got {type(label_map).__name__}")
+    fn, name = label_map_function(label_map)
     out = labels.copy().astype(object)
     for i, lab in enumerate(labels):
         if used is not None and not used.iloc[i]:
@@ -222,13 +287,19 @@ def read_metadata(
     fold: int = 1,
     label_map: Union[str, Mapping, None] = None,
     multilabel: bool = False,
+    allow_duplicates: bool = False,
 ) -> tuple[pd.DataFrame, list[str], bool]:
-    """Parse a metadata CSV (module docstring).
+    """Parse and check a metadata CSV (module docstring).
 
+    Args:
+        csv: the metadata CSV.
+        folds, fold: fold task settings (:func:`assign_splits`).
+        label_map: relabelling (:func:`apply_label_map`).
+        multilabel: the task is declared multi-label (labels may join class names with ``,``).
+        allow_duplicates: keep a file listed twice in one split (each row counts).
     Returns:
         (table with columns ``index, file_name, label, split`` — all CSV rows, unused ones with
-        split ``""`` —, class list, multilabel flag). ``multilabel`` is True when requested or when a
-        used label contains ``,``.
+        split ``""`` —, class list, multilabel flag).
     """
     raw = read_csv(csv)
     split = assign_splits(raw, csv, folds=folds, fold=fold)
@@ -248,7 +319,13 @@ def read_metadata(
     for i in (used & ((df["label"] == "") | (df["file_name"] == ""))).to_numpy().nonzero()[0]:
         what = "file_name" if df["file_name"].iloc[i] == "" else "label"
         raise MetadataError(f"Empty {what} in {where(csv, int(i))}")
-    multilabel = bool(multilabel or df.loc[used, "label"].str.contains(",", regex=False).any())
+    check_file_names(df, csv)
+    if not multilabel:
+        check_commas(df, csv)
+    check_duplicates(df, csv, allow_duplicates)
     classes = class_list(df.loc[df["split"] == "train", "label"].tolist(), multilabel)
+    if not classes:
+        raise MetadataError(f"Metadata CSV {csv} has no train rows, so there is no class list (used splits: "
+                            f"{sorted(set(df.loc[used, 'split']))})")
     check_labels(df, classes, multilabel, csv)
-    return df, classes, multilabel
+    return df, classes, bool(multilabel)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import io as _io
 import os
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,11 +39,11 @@ import pandas as pd
 import soundfile as sf
 import yaml
 
-from analysis.runs.atomic import check_writable, save_csv, save_text
+from analysis.runs.atomic import check_writable, save_bytes, save_csv, save_text
 
 from .tasks import sr_dir
 
-__all__ = ["Family", "FAMILIES", "synth_tone", "write_task"]
+__all__ = ["Family", "FAMILIES", "synth_tone", "check_task_args", "write_task"]
 
 
 @dataclass(frozen=True)
@@ -111,19 +110,26 @@ def _split_counts(n: int) -> tuple[int, int, int]:
 
 
 def _atomic_wav(path: Path, data: np.ndarray, sample_rate: int, overwrite: bool) -> None:
-    check_writable(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buf = _io.BytesIO()
     sf.write(buf, data, sample_rate, subtype="PCM_16", format="WAV")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    save_bytes(buf.getvalue(), path, overwrite)
+
+
+def check_task_args(task: str, clips_per_class: int, duration: float, octaves: Sequence[int],
+                    sample_rate: int) -> list[int]:
+    """Raise ``ValueError`` naming the argument unless :func:`write_task` can write this task; returns
+    the octaves as ints."""
+    if task not in FAMILIES:
+        raise ValueError(f"Unknown synthetic task {task!r}; available: {sorted(FAMILIES)}")
+    if clips_per_class < 3:
+        raise ValueError(f"clips_per_class must be >= 3 (train/valid/test each need a clip), got {clips_per_class}")
+    if not duration > 0:
+        raise ValueError(f"duration must be > 0 seconds, got {duration}")
+    octaves = [int(o) for o in octaves]
+    if len(set(octaves)) < 2 or any(not -1 <= o <= 9 for o in octaves):
+        raise ValueError(f"octaves must be >= 2 distinct values in -1..9, got {octaves}")
+    sr_dir(sample_rate)
+    return octaves
 
 
 def write_task(
@@ -148,15 +154,7 @@ def write_task(
         sample_rate: sample rate of the files (folder ``work/<sr_dir>/``).
         overwrite: replace existing files (otherwise an existing CSV/YAML/wav is an error).
     """
-    if task not in FAMILIES:
-        raise ValueError(f"Unknown synthetic task {task!r}; available: {sorted(FAMILIES)}")
-    if clips_per_class < 3:
-        raise ValueError(f"clips_per_class must be >= 3 (train/valid/test each need a clip), got {clips_per_class}")
-    if not duration > 0:
-        raise ValueError(f"duration must be > 0 seconds, got {duration}")
-    octaves = [int(o) for o in octaves]
-    if len(set(octaves)) < 2 or any(not -1 <= o <= 9 for o in octaves):
-        raise ValueError(f"octaves must be >= 2 distinct values in -1..9, got {octaves}")
+    octaves = check_task_args(task, clips_per_class, duration, octaves, sample_rate)
     root = Path(root)
     family = FAMILIES[task]
     n = int(round(sample_rate * duration))

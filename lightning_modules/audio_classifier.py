@@ -8,29 +8,43 @@ predict pass, these equal the probe's scores on the stored test embeddings.
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Optional
 
 from lightning.pytorch import LightningModule
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor
+
+from analysis.runs.read import read_lightning_checkpoint
 
 from lightning_modules.encoders.base import AudioEncoder
 from lightning_modules.linear_probe import LinearProbe
 
 
 def load_probe(path: str | Path) -> LinearProbe:
-    """``LinearProbe.load_from_checkpoint`` that also works while LightningCLI instantiates an enclosing
-    module: the CLI's "given hyper-parameters" context would otherwise hand the *enclosing* module's
-    arguments to the probe's ``save_hyperparameters``."""
-    try:
-        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
-    except ImportError:  # pragma: no cover - other Lightning versions
-        return LinearProbe.load_from_checkpoint(str(path), map_location="cpu")
+    """A :class:`LinearProbe` from its Lightning checkpoint, read with ``weights_only=True`` through the
+    project's one loader (:func:`analysis.runs.read.read_lightning_checkpoint`): built from the
+    checkpoint's hyper-parameters, then its ``state_dict`` loaded strictly. Errors name the file.
+
+    The probe is built outside LightningCLI's "given hyper-parameters" context, which would otherwise hand
+    the *enclosing* module's arguments to the probe's ``save_hyperparameters``."""
+    ckpt = read_lightning_checkpoint(path)
+    names = set(inspect.signature(LinearProbe.__init__).parameters) - {"self"}
+    hparams = {k: v for k, v in dict(ckpt.get("hyper_parameters") or {}).items() if k in names}
     token = _given_hyperparameters.set(None)
     try:
-        return LinearProbe.load_from_checkpoint(str(path), map_location="cpu")
+        probe = LinearProbe(**hparams)
     finally:
         _given_hyperparameters.reset(token)
+    if probe.head is None:
+        raise ValueError(f"{path}: probe checkpoint has no num_classes/embed_dim hyper-parameters")
+    try:
+        probe.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: its state_dict does not fit LinearProbe(num_classes={hparams.get('num_classes')}, "
+                         f"embed_dim={hparams.get('embed_dim')}): {' '.join(str(e).split())}") from e
+    return probe
 
 
 class AudioClassifier(LightningModule):
@@ -49,8 +63,6 @@ class AudioClassifier(LightningModule):
             raise FileNotFoundError(f"probe checkpoint {p} not found")
         self.encoder = encoder
         self.probe = load_probe(p)
-        if self.probe.head is None:
-            raise ValueError(f"{p}: probe checkpoint has no num_classes/embed_dim hyper-parameters")
         E = self.probe.head.in_features
         if getattr(encoder, "embed_dim", E) != E:
             raise ValueError(f"{p}: probe expects embeddings of size {E}, encoder "

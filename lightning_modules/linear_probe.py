@@ -13,7 +13,7 @@ and ``test/recall/<class>``.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -40,11 +40,14 @@ class LinearProbe(LightningModule):
         weight_decay: Adam weight decay.
         multilabel: multi-label task (BCE, mAP); None: taken from the datamodule.
         classes: class names (None: taken from the datamodule); stored in the checkpoint.
+        source: identity of the run folder whose embeddings the probe is fitted on (model, task, classes,
+            data list: :func:`analysis.runs.identity.run_identity`; None: taken from the datamodule);
+            stored in the checkpoint so the ablation can refuse a probe of another model or data.
     """
 
     def __init__(self, num_classes: Optional[int] = None, embed_dim: Optional[int] = None, lr: float = 3e-5,
                  weight_decay: float = 1e-8, multilabel: Optional[bool] = None,
-                 classes: Optional[list[str]] = None) -> None:
+                 classes: Optional[list[str]] = None, source: Optional[dict[str, Any]] = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.head: Optional[nn.Linear] = None
@@ -59,6 +62,10 @@ class LinearProbe(LightningModule):
     @property
     def multilabel(self) -> bool:
         return bool(self.hparams.multilabel)
+
+    @property
+    def source(self) -> Optional[dict[str, Any]]:
+        return self.hparams.get("source")
 
     def _build(self) -> None:
         C, E = int(self.hparams.num_classes), int(self.hparams.embed_dim)
@@ -92,7 +99,8 @@ class LinearProbe(LightningModule):
             for key, val in (("num_classes", getattr(dm, "num_classes", None)),
                              ("embed_dim", getattr(dm, "embed_dim", None)),
                              ("multilabel", getattr(dm, "multilabel", None)),
-                             ("classes", list(getattr(dm, "classes", []) or []) or None)):
+                             ("classes", list(getattr(dm, "classes", []) or []) or None),
+                             ("source", getattr(dm, "source", None) or None)):
                 if val is None:
                     continue
                 if self.hparams.get(key) is None:

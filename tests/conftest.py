@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # never touch a GPU, even if one appears
+os.environ["HF_HUB_OFFLINE"] = "1"  # Hugging Face models load from local folders only: never download
 
 import numpy as np
 import pytest
@@ -126,3 +127,14 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def evar_metadata() -> Path:
     """The real EVAR metadata files shipped under ``tests/fixtures/evar_metadata``."""
     return EVAR_METADATA
+
+
+@pytest.fixture(scope="session")
+def gallery_pipeline(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A whole pipeline run (pretrained CREPE tiny, the tiny synthetic task) with its listening gallery and a
+    report linking it: ``(Pipeline, run folder)`` (top_clips.pt from the oracle of tests/_top_clips.py)."""
+    from _gallery_run import make_run
+
+    pipe, run_dir = make_run(synthetic_root, tmp_path_factory.mktemp("gallery_pipeline"))
+    pipe.run(None)  # the remaining stages: report, probe, ablation, gallery, summary
+    return pipe, run_dir

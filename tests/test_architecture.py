@@ -3,6 +3,7 @@ above its own, no import cycles between modules, only the run-folder contract lo
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -134,7 +135,10 @@ def test_no_import_cycles_between_modules():
 
 
 def test_only_the_readers_load_tensor_files():
-    """``torch.load`` appears in the run-folder readers and the encoders' checkpoint loaders only."""
-    allowed = {"analysis.runs.read", "lightning_modules.encoders.checkpoints", "lightning_modules.encoders.crepe"}
-    bad = [m for m, p in _modules().items() if "torch.load(" in p.read_text(encoding="utf-8") and m not in allowed]
-    assert not bad, bad
+    """``torch.load`` appears in one module, the readers (``analysis.runs.read.load_tensor_file``), and no
+    project module asks Lightning to load a checkpoint for it (``load_from_checkpoint``, ``ckpt_path=``)."""
+    loads = [m for m, p in _modules().items() if "torch.load(" in p.read_text(encoding="utf-8")]
+    assert loads == ["analysis.runs.read"], loads
+    lightning_loads = [m for m, p in _modules().items()
+                       if re.search(r"load_from_checkpoint\(|ckpt_path=", p.read_text(encoding="utf-8"))]
+    assert not lightning_loads, lightning_loads

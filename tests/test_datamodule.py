@@ -209,9 +209,11 @@ def test_multilabel_csv(tmp_path):
     assert dm.datasets["train"].label_tensor().tolist() == [[1, 1, 0, 0], [0, 0, 1, 0], [0, 1, 1, 1]]
 
 
-def test_multilabel_detected_from_commas(tmp_path):
+def test_commas_need_a_multilabel_declaration(tmp_path):
     write_metadata(tmp_path, "ml", rows_split({"train": ["a,b", "c"], "test": ["c"]}))
-    dm = dm_of(tmp_path, "ml", task_def={"unit_sec": 1.0})
+    with pytest.raises(MetadataError, match=r"Label 'a,b' in metadata .*ml.csv row 0 \(line 2\) contains ','"):
+        dm_of(tmp_path, "ml", task_def={"unit_sec": 1.0})
+    dm = dm_of(tmp_path, "ml", task_def={"unit_sec": 1.0, "multilabel": True})
     assert dm.multilabel and dm.classes == ["a", "b", "c"]
 
 

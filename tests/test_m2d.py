@@ -96,13 +96,13 @@ def test_missing_block_is_an_error_listing_keys(tmp_path, enc_sd):
 
 
 def test_unknown_key_is_an_error_listing_it(tmp_path, enc_sd):
-    path = _save(tmp_path, dict(enc_sd, **{"blocks.0.mlp.extra_gate": torch.zeros(3), "audio_proj.0.weight": torch.zeros(2)}))
+    path = _save(tmp_path, dict(enc_sd, **{"blocks.0.mlp.extra_gate": torch.zeros(3), "speech_head.0.weight": torch.zeros(2)}))
     with pytest.raises(CheckpointKeyError) as e:
         M2DEncoder.from_checkpoint(path, num_heads=4)
-    assert "audio_proj.0.weight" in str(e.value) and str(path) in str(e.value)
+    assert "speech_head.0.weight" in str(e.value) and str(path) in str(e.value)
     # an explicit ignore prefix drops a known extra head; the nested unknown key is still listed
     with pytest.raises(CheckpointKeyError, match=r"blocks\.0\.mlp\.extra_gate"):
-        M2DEncoder.from_checkpoint(path, num_heads=4, ignore_prefixes=["audio_proj."])
+        M2DEncoder.from_checkpoint(path, num_heads=4, ignore_prefixes=["speech_head."])
 
 
 def test_target_blocks_alone_are_not_used(tmp_path):

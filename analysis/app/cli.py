@@ -17,6 +17,7 @@ import yaml
 
 from analysis.aape import ACTIVATION_BAR_RATIO, FILTER_RATE
 from analysis.app.config import PipelineError, load_config
+from analysis.app.gallery import NEURON_SETS, build_gallery
 from analysis.app.identify import identify_run
 from analysis.app.pipeline import add_arguments as add_pipeline_arguments
 from analysis.app.pipeline import run_pipeline
@@ -188,6 +189,36 @@ def _probe(a: argparse.Namespace) -> int:
                    tensorboard=a.tensorboard)
     print(df.to_string(index=False))
     return 0
+
+
+# -- gallery ----------------------------------------------------------------------------------------------
+def _gallery_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True,
+                   help="statistics run folder with top_clips.pt (and neurons.pt / neurons.csv)")
+    p.add_argument("--dest", default=None, help="gallery folder (default <run>/gallery)")
+    p.add_argument("--neurons", nargs="+", default=list(default(build_gallery, "neurons")),
+                   metavar="|".join(NEURON_SETS) + "|L:N",
+                   help="'class' (each class's neurons), 'selected' (every neuron of neurons.csv) and/or layer:index "
+                        "entries such as 3:17 (default %(default)s)")
+    p.add_argument("--per-class", type=int, default=default(build_gallery, "per_class"),
+                   help="at most this many neurons per class, lowest entropy first (default: all)")
+    p.add_argument("--clips", type=int, default=default(build_gallery, "clips"),
+                   help="top clips shown per neuron (default: all kept in top_clips.pt)")
+    p.add_argument("--excerpt-seconds", type=float, default=default(build_gallery, "excerpt_seconds"),
+                   help="length of the audio excerpt around the peak (default %(default)s; whole clip when shorter)")
+    p.add_argument("--batch-size", type=int, default=default(build_gallery, "batch_size"),
+                   help="clips per forward of the activation-map pass (default %(default)s)")
+    p.add_argument("--evar-root", default=None, help="read the audio from this EVAR root (default: the manifest's)")
+    p.add_argument("--tensorboard", default=None, help="TensorBoard log dir for audio and image summaries")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing gallery")
+
+
+@verb("gallery", "static listening gallery: each neuron's top clips with spectrogram, activation overlay and audio",
+      _gallery_args)
+def _gallery(a: argparse.Namespace) -> int:
+    return _print_paths([build_gallery(a.run, dest=a.dest, neurons=a.neurons, per_class=a.per_class, clips=a.clips,
+                                       excerpt_seconds=a.excerpt_seconds, batch_size=a.batch_size,
+                                       evar_root=a.evar_root, tensorboard=a.tensorboard, overwrite=a.overwrite)])
 
 
 # -- summary / pipeline -----------------------------------------------------------------------------------

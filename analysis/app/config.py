@@ -17,32 +17,54 @@ so its keys, types and defaults have exactly one owner, that signature:
 ``stability``  :func:`~analysis.app.stability.stability_run` + ``enabled``
 ``probe``      :func:`~analysis.app.probe.fit_seeds`
 ``ablation``   :class:`~callbacks.AblationCallback` + ``batch_size``
+``gallery``    :func:`~analysis.app.gallery.build_gallery` + ``enabled``
 =============  ==================================================================================
 
-Validation uses jsonargparse (the machinery of LightningCLI): unknown keys, wrong types and unset
-``${VAR}`` are errors naming the file and the key path (``tasks.cremad.top_rat``).
+Validation happens in :func:`load_config`, before any stage runs, and every error names the file and the
+key path (``tasks.cremad.top_rat``):
+
+1. types, from the signatures, through jsonargparse (the machinery of LightningCLI): unknown keys at every
+   level (also inside nested values such as ``neuron_lists`` entries), wrong types (a string where a list
+   is expected), counts (``PositiveInt`` / ``NonNegativeInt`` annotations), enumerations (``Literal``);
+2. the rules each owner states for its own arguments, called with the config's values
+   (:func:`analysis.aape.check_rates`: ``top_rate`` in (0, 1], ``filter_rate`` and
+   ``activation_bar_ratio`` in (0, 1); :func:`~analysis.app.probe.check_seeds`; the constructors of
+   :class:`~datamodules.EVARDataModule`, :class:`~callbacks.AblationCallback` and
+   :class:`~callbacks.ActivationStatsCallback`; :func:`~datamodules.synthetic.check_task_args`;
+   task definitions and fold ranges);
+3. references between sections (report figures name tasks of the config).
+
+Unset ``${VAR}`` is an error too. Checks that need the data (class names, the metadata checks) run in
+:meth:`analysis.app.pipeline.Pipeline.check_data` before the first stage.
 """
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import inspect
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Literal, Optional, Union
 
 import yaml
 from jsonargparse import ArgumentParser, Namespace
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch import nn
 
+from analysis.aape import check_rates
+from analysis.app.gallery import build_gallery
 from analysis.app.identify import identify_run
-from analysis.app.probe import fit_seeds
+from analysis.app.probe import check_seeds, fit_seeds
 from analysis.app.report import ReportSpec
 from analysis.app.stability import stability_run
 from analysis.runs.conditions import NeuronList
 from callbacks import AblationCallback, ActivationStatsCallback
 from datamodules import EVARDataModule
-from datamodules.synthetic import write_task
+from datamodules.metadata import Split
+from datamodules.synthetic import check_task_args, write_task
+from datamodules.tasks import UnknownTaskError, get_task
 
 
 class PipelineError(RuntimeError):
@@ -54,10 +76,10 @@ class TrainerOptions:
     """The Lightning Trainer's hardware settings used by the statistics and ablation stages."""
 
     accelerator: str = "cpu"
-    devices: Union[int, str, list[int]] = 1
+    devices: Union[PositiveInt, Literal[-1, "-1", "auto"], list[NonNegativeInt]] = 1
     strategy: str = "auto"
     precision: Union[str, int] = "32-true"
-    num_nodes: int = 1
+    num_nodes: PositiveInt = 1
 
 
 @dataclass
@@ -81,7 +103,7 @@ class TaskOptions:
 
 #: EVARDataModule arguments that differ per task (the rest of its arguments go in ``data``).
 PER_TASK_DATA = ("fold", "label_map", "unit_sec", "resample", "file_sample_rate", "predict_splits", "limit",
-                 "task_def")
+                 "task_def", "allow_duplicates")
 #: EVARDataModule arguments the pipeline sets itself.
 PIPELINE_DATA = ("task", "seed", "sample_rate")
 
@@ -136,7 +158,7 @@ def _stats_parser() -> ArgumentParser:
     p = _parser()
     p.add_class_arguments(ActivationStatsCallback, skip={"out_dir", "suffix", "splits", "overwrite", "log_tensorboard",
                                                          "config"})
-    p.add_argument("--identify_splits", type=Optional[list[str]], default=["train", "valid"],
+    p.add_argument("--identify_splits", type=Optional[list[Split]], default=["train", "valid"],
                    help="splits whose clips are counted (null: every split)")
     return p
 
@@ -153,7 +175,15 @@ def _stability_parser() -> ArgumentParser:
 def _ablation_parser() -> ArgumentParser:
     p = _parser()
     p.add_class_arguments(AblationCallback, skip={"out_dir", "run_dir", "overwrite"})
-    p.add_argument("--batch_size", type=Optional[int], default=None, help="test batch size (default: data's)")
+    p.add_argument("--batch_size", type=Optional[PositiveInt], default=None, help="test batch size (default: data's)")
+    return p
+
+
+def _gallery_parser() -> ArgumentParser:
+    p = _parser()
+    p.add_argument("--enabled", type=bool, default=False,
+                   help="build the listening gallery of every run (needs top_clips.pt from the statistics pass)")
+    p.add_function_arguments(build_gallery, skip={"run_dir", "dest", "evar_root", "tensorboard", "overwrite"})
     return p
 
 
@@ -185,6 +215,7 @@ SECTIONS: dict[str, Callable[[], ArgumentParser]] = {
     "stability": _stability_parser,
     "probe": _function_parser(fit_seeds, {"run_dir", "out_dir", "overwrite", "accelerator", "tensorboard", "name"}),
     "ablation": _ablation_parser,
+    "gallery": _gallery_parser,
 }
 TOP_KEYS = {"out", "seed", "description", "tasks", "models"} | set(SECTIONS)
 DEFAULT_OUT = "outputs/pipeline"
@@ -195,14 +226,65 @@ def _init_params(cls: type) -> list[str]:
 
 
 def _plain(x: Any) -> Any:
-    """Namespaces → dicts, tuples → lists (the config as it would be written in YAML)."""
+    """Namespaces → dicts, tuples → lists, restricted numbers → int/float (the config as it would be
+    written in YAML)."""
     if isinstance(x, Namespace):
         x = x.as_dict()
     if isinstance(x, dict):
         return {k: _plain(v) for k, v in x.items() if k != "__path__"}
     if isinstance(x, (list, tuple)):
         return [_plain(v) for v in x]
+    if isinstance(x, int) and not isinstance(x, bool):
+        return int(x)  # jsonargparse's PositiveInt & co. are int subclasses: keep plain numbers
+    if isinstance(x, float):
+        return float(x)
     return x
+
+
+def _accepted(class_path: str) -> list[str]:
+    """Argument names of the class ``class_path`` (dataclass fields or ``__init__`` parameters)."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return []
+    if dataclasses.is_dataclass(cls):
+        return [f.name for f in dataclasses.fields(cls)]
+    return _init_params(cls)
+
+
+def _jsonargparse_problem(message: str, value: dict[str, Any]) -> tuple[Optional[str], str]:
+    """(key path, problem) from a jsonargparse error: the failing key (with the list index of a nested
+    entry) and what is wrong, without the noise of ``Optional``'s NoneType alternative."""
+    msg = " ".join(message.split())
+    m = re.search(r'Parser key "([^"]+)":\s*(.*)', msg)
+    if not m:
+        return None, msg
+    key, text = m.group(1), m.group(2)
+    opt = re.search(r"class_path '([\w.]+)': Option '([^']+)' is not accepted", text)
+    if opt:
+        entry = value.get(key)
+        if isinstance(entry, list):
+            idx = next((i for i, e in enumerate(entry) if isinstance(e, dict) and opt.group(2) in e), None)
+            key = f"{key}[{idx}]" if idx is not None else key
+        elif isinstance(entry, dict) and isinstance(entry.get("init_args"), dict):
+            key = f"{key}.init_args"
+        accepted = _accepted(opt.group(1))
+        return key, (f"unknown key {opt.group(2)!r}"
+                     + (f"; {opt.group(1).rpartition('.')[2]} accepts {accepted}" if accepted else ""))
+    nested = re.search(r"class_path '[\w.]+': (Parser key \"[^\"]+\":.*)", text)
+    if nested and isinstance(value.get(key), dict):
+        sub_key, sub_text = _jsonargparse_problem(nested.group(1), dict(value[key].get("init_args") or {}))
+        return f"{key}.init_args.{sub_key}", sub_text
+    if "Errors:" in text:
+        errors = [e.strip() for e in text.split("Errors:", 1)[1].split(" - ") if e.strip()]
+        errors = [e for e in errors if "NoneType" not in e]
+        text = "; ".join(dict.fromkeys(errors)) or text
+    text = re.sub(r"\s*Given value type:.*$", "", text)
+    text = re.sub(r"\.?\s*Got value:.*?(?=;|$)", "", text)
+    if key in value:
+        text += f" (got {value[key]!r})"
+    return key, text
 
 
 def _parse(make: Callable[[], ArgumentParser], value: Any, path: Path, key: str) -> dict[str, Any]:
@@ -220,9 +302,105 @@ def _parse(make: Callable[[], ArgumentParser], value: Any, path: Path, key: str)
     try:
         ns = parser.parse_object(value)
     except Exception as e:  # jsonargparse's ArgumentError / TypeError: say where, keep its message
-        msg = " ".join(str(e).split())
-        raise PipelineError(f"{path}: {key}: {msg}") from e
+        sub, problem = _jsonargparse_problem(str(e), value)
+        raise PipelineError(f"{path}: {key}.{sub}: {problem}" if sub else f"{path}: {key}: {problem}") from e
     return _plain(ns)
+
+
+def _owner_check(path: Path, where: str, values: dict[str, Any], check: Callable[[], Any]) -> Any:
+    """Run an owner's own argument check; its ValueError/TypeError becomes a PipelineError naming the file
+    and the key path (``where`` plus the argument its message starts with, when that is a key of ``values``)."""
+    try:
+        return check()
+    except (ValueError, TypeError) as e:
+        msg = " ".join(str(e).split())
+        m = re.match(r"(?:\w+\s*:\s*)?(?:Unknown\s+(?:token policy\s+)?)?['\"]?(\w+)", msg)
+        sub = m.group(1) if m and m.group(1) in values else None
+        raise PipelineError(f"{path}: {where}.{sub}: {msg}" if sub else f"{path}: {where}: {msg}") from e
+
+
+def validate(cfg: dict[str, Any]) -> None:
+    """The owners' rules and the references between sections (module docstring, steps 2 and 3); no I/O."""
+    p = Path(cfg["_config_path"])
+    ident = cfg["identify"]
+    _owner_check(p, "identify", ident, lambda: check_rates(ident["top_rate"], ident["filter_rate"],
+                                                           ident["activation_bar_ratio"]))
+    _owner_check(p, "probe", cfg["probe"], lambda: check_seeds(cfg["probe"]["seeds"]))
+    st = cfg["stats"]
+    _owner_check(p, "stats", st, lambda: ActivationStatsCallback(out_dir=".", tokens=st["tokens"], level=st["level"]))
+    names = list(cfg["tasks"])
+    for i, t in enumerate(cfg["report"]["within_task"]):
+        if t not in names:
+            raise PipelineError(f"{p}: report.within_task[{i}]: {t!r} is not a task of this config (tasks: {names})")
+    for i, pair in enumerate(cfg["report"]["cross_task"]):
+        bad = [t for t in pair if t not in names]
+        if bad:
+            raise PipelineError(f"{p}: report.cross_task[{i}]: {bad} not a task of this config (tasks: {names})")
+    syn = cfg["data"]["synthetic"]
+    abl = {k: v for k, v in cfg["ablation"].items() if k != "batch_size"}
+    for task, opts in cfg["tasks"].items():
+        where = f"tasks.{task}"
+        evar_task = opts["evar_task"] or task
+        _owner_check(p, where, opts, lambda: check_rates(top_rate=opts["top_rate"]))
+        data = task_data_options(cfg, task)
+        _owner_check(p, where, {**cfg["data"], **opts},
+                     lambda: EVARDataModule(evar_root=cfg["data"]["evar_root"], task=evar_task, **data))
+        per_task = {**abl, **{k: opts[k] for k in ("neuron_lists", "shared", "class_aliases") if opts[k] is not None}}
+        _owner_check(p, "ablation" if per_task == abl else f"{where} / ablation", per_task,
+                     lambda: AblationCallback(out_dir=".", **per_task))
+        if syn is not None:
+            s = {k: v for k, v in syn.items() if k != "seed"}
+            _owner_check(p, "data.synthetic", s, lambda: check_task_args(evar_task, **s))
+        _check_task_definition(p, where, evar_task, opts)
+
+
+def check_class_names(cfg: dict[str, Any], task: str, classes: list[str]) -> None:
+    """The class names of the ablation's ``neuron_lists`` targets, ``shared`` groups and ``topk_classes``
+    (through ``class_aliases``) must be classes of ``task``; the error names the file and key path."""
+    a, opts, where = cfg["ablation"], cfg["tasks"][task], cfg["_config_path"]
+
+    def own(key: str) -> tuple[str, Any]:  # the task's value wins over the ablation section's
+        return (f"tasks.{task}.{key}", opts[key]) if opts.get(key) is not None else (f"ablation.{key}", a[key])
+
+    aliases = own("class_aliases")[1] or {}
+    lists_key, lists = own("neuron_lists")
+    shared_key, shared = own("shared")
+    named = [(f"{lists_key}[{i}].targets", t) for i, nl in enumerate(lists or []) for t in nl["targets"]]
+    named += [(f"{shared_key}[{i}]", c) for i, grp in enumerate(shared or []) for c in grp]
+    named += [("ablation.topk_classes", c) for c in (a["topk_classes"] or [])]
+    for key, name in named:
+        if aliases.get(name, name) not in classes:
+            raise PipelineError(f"{where}: {key}: {name!r} is not a class of task {task!r} (classes: {classes}"
+                                f"{', aliases: ' + str(aliases) if aliases else ''})")
+
+
+def check_neuron_lists(cfg: dict[str, Any], model: str, site_neurons: list[int]) -> None:
+    """Every ``[layer, neuron]`` of the ablation's neuron lists (section and per task) must exist in the
+    model (``site_neurons`` per layer); the error names the file, key path and model."""
+    sections = [("ablation.neuron_lists", cfg["ablation"]["neuron_lists"])]
+    sections += [(f"tasks.{t}.neuron_lists", o["neuron_lists"]) for t, o in cfg["tasks"].items()]
+    for key, lists in sections:
+        for i, nl in enumerate(lists or []):
+            for pair in nl["neurons"]:
+                ok = len(pair) == 2 and 0 <= pair[0] < len(site_neurons) and 0 <= pair[1] < site_neurons[pair[0]]
+                if not ok:
+                    raise PipelineError(f"{cfg['_config_path']}: {key}[{i}].neurons: {pair} is not a [layer, neuron] "
+                                        f"of model '{model}' ({len(site_neurons)} layers, neurons per layer "
+                                        f"{site_neurons})")
+
+
+def _check_task_definition(p: Path, where: str, evar_task: str, opts: dict[str, Any]) -> None:
+    """A ``task_def`` must define a task; a fold task's ``fold`` must be one of its folds (tasks known
+    without reading the EVAR root only)."""
+    try:
+        spec = get_task(evar_task, None, opts["task_def"])
+    except UnknownTaskError:
+        return  # defined by a YAML file next to its CSV: checked when the data is read
+    except (ValueError, FileNotFoundError) as e:
+        raise PipelineError(f"{p}: {where}.task_def: {' '.join(str(e).split())}") from e
+    if spec.folds and not 1 <= opts["fold"] <= spec.folds:
+        raise PipelineError(f"{p}: {where}.fold: fold {opts['fold']} is out of range: task {evar_task!r} has "
+                            f"folds 1..{spec.folds}")
 
 
 def _model_spec(name: str, spec: Any, path: Path) -> dict[str, Any]:
@@ -232,6 +410,10 @@ def _model_spec(name: str, spec: Any, path: Path) -> dict[str, Any]:
     extra = set(spec) - {"class_path", "init_args"}
     if extra:
         raise PipelineError(f"{path}: unknown key(s) {sorted(extra)} in 'models.{name}'; allowed: class_path, init_args")
+    if not isinstance(spec["class_path"], str):
+        raise PipelineError(f"{path}: models.{name}.class_path must be a string, got {spec['class_path']!r}")
+    if not isinstance(spec.get("init_args") or {}, dict):
+        raise PipelineError(f"{path}: models.{name}.init_args must be a mapping, got {spec['init_args']!r}")
     return {"class_path": spec["class_path"], "init_args": dict(spec.get("init_args") or {})}
 
 
@@ -244,7 +426,9 @@ def check_models(cfg: dict[str, Any]) -> None:
         try:
             p.parse_object({"encoder": spec})
         except Exception as e:
-            raise PipelineError(f"{cfg['_config_path']}: models.{name}: {' '.join(str(e).split())}") from e
+            key, problem = _jsonargparse_problem(str(e), {"encoder": spec})
+            where = f"models.{name}" + (key[len("encoder"):] if key and key.startswith("encoder") else "")
+            raise PipelineError(f"{cfg['_config_path']}: {where}: {problem}") from e
 
 
 def load_config(path: str | Path, out: Optional[str] = None) -> dict[str, Any]:
@@ -267,6 +451,8 @@ def load_config(path: str | Path, out: Optional[str] = None) -> dict[str, Any]:
                            "seed": raw.get("seed", 0)}
     if not isinstance(cfg["seed"], int) or isinstance(cfg["seed"], bool):
         raise PipelineError(f"{p}: seed must be an integer, got {cfg['seed']!r}")
+    if not isinstance(cfg["out"], str) or not cfg["out"]:
+        raise PipelineError(f"{p}: out must be a folder path, got {cfg['out']!r}")
     tasks = raw.get("tasks") or {}
     if isinstance(tasks, list):
         tasks = {t: {} for t in tasks}
@@ -288,6 +474,7 @@ def load_config(path: str | Path, out: Optional[str] = None) -> dict[str, Any]:
     if out is not None:
         cfg["out"] = out
     cfg["_config_path"] = str(p)
+    validate(cfg)
     return cfg
 
 

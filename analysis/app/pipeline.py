@@ -17,9 +17,16 @@ Stages, for every (model, task) of the config, each calling the same public func
 7. ``ablation``  — ``trainer.test`` of encoder + frozen probe with :class:`callbacks.AblationCallback` on the
                    evaluation split → ``ablation/<task>_<model>/`` (``train.py test``; with the configured
                    ``trainer``, through a subprocess like ``stats``; the probe fit stays on one device);
-8. ``summary``   — ``report/summary.md`` and ``report/index.html`` from the files above (verb ``summary``).
+8. ``gallery``   — the listening gallery of each run (top clips, spectrogram + activation overlay, audio)
+                   → ``gallery/<task>_<model>/`` (verb ``gallery``; only with ``gallery.enabled``);
+9. ``summary``   — ``report/summary.md`` and ``report/index.html`` from the files above, linking the
+                   galleries (verb ``summary``).
 
-Skip/resume semantics: :mod:`analysis.app.runner`. Config schema: :mod:`analysis.app.config`.
+Skip/resume semantics, the output lock and ``--only``: :mod:`analysis.app.runner`. Config schema:
+:mod:`analysis.app.config`. Every stage that reads a run folder first checks its ``manifest.json``
+against the config (:mod:`analysis.runs.identity`: model, checkpoint sha256, task, classes, data list,
+counting settings), so a folder made by another model or from other data is refused, not analysed under
+this config's name.
 """
 from __future__ import annotations
 
@@ -30,53 +37,47 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import lightning.pytorch as pl
 import yaml
-from jsonargparse import ArgumentParser
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
-from analysis.app.config import PipelineError, check_models, load_config, task_data_options
+from analysis.app.config import (PipelineError, check_class_names, check_models, check_neuron_lists, load_config,
+                                 task_data_options)
+from analysis.app.gallery import build_gallery
 from analysis.app.identify import identify_run
 from analysis.app.probe import fit_seeds
 from analysis.app.report import ReportSpec, build_report
-from analysis.app.runner import Runner, Stage
+from analysis.app.runner import OutputLock, Runner, Stage
+from analysis.app.specs import instantiate
 from analysis.app.stability import stability_run
 from analysis.app.summary import write_summary
 from analysis.runs.atomic import save_text
+from analysis.runs.identity import RunMismatchError, check_run, encoder_identity
 from analysis.runs.layout import (ABLATION_CSV, ABLATION_SUMMARY_CSV, FEATURES, INDEX_HTML, MANIFEST, NEURONS_CSV,
-                                  NEURONS_PT, OVER_ZERO, PROBE_RESULTS, STABILITY_CSV, STATS, SUMMARY_MD, TOP_CLIPS,
-                                  OutputTree, cross_task_name, run_folder, task_table_name, within_task_name)
+                                  NEURONS_FILES, NEURONS_PT, OVER_ZERO, PROBE_RESULTS, STABILITY_CSV, STATS, SUMMARY_MD,
+                                  TOP_CLIPS, OutputTree, cross_task_name, run_folder, task_table_name,
+                                  within_task_name)
 from analysis.runs.read import best_checkpoint
+from analysis.runs.write import stability_paths
 from callbacks import AblationCallback, ActivationStatsCallback
 from datamodules import EVARDataModule
 from datamodules.evar import resolve_evar_root
 from datamodules.synthetic import write_task
+from datamodules.tasks import UnknownTaskError, sr_dir
 from lightning_modules import AudioClassifier, FeatureExtractor
 
 log = logging.getLogger("aape.pipeline")
 
-STAGE_NAMES = ("data", "stats", "identify", "report", "stability", "probe", "ablation", "summary")
+STAGE_NAMES = ("data", "stats", "identify", "report", "stability", "probe", "ablation", "gallery", "summary")
 #: Keys of the ``ablation`` section that are not AblationCallback arguments.
 _ABLATION_PIPELINE_KEYS = ("batch_size",)
 #: Per-task options that override the ``ablation`` section's.
 _TASK_ABLATION_KEYS = ("neuron_lists", "shared", "class_aliases")
 
 __all__ = ["Pipeline", "PipelineError", "Runner", "Stage", "instantiate", "load_config", "run_pipeline"]
-
-
-def instantiate(spec: dict[str, Any], where: str) -> nn.Module:
-    """Build an encoder from ``{class_path, init_args}`` through jsonargparse (nested class specs too);
-    a failure is a ``ValueError`` naming ``where``."""
-    p = ArgumentParser(exit_on_error=False)
-    p.add_subclass_arguments(nn.Module, "encoder")
-    try:
-        ns = p.parse_object({"encoder": spec})
-    except Exception as e:
-        raise ValueError(f"{where}: {' '.join(str(e).split())}") from e
-    return p.instantiate_classes(ns).encoder
 
 
 class Pipeline:
@@ -87,6 +88,7 @@ class Pipeline:
         self.tree = OutputTree(cfg["out"])
         self.out = self.tree.root
         self.runner = Runner(self.tree, force=force, seed=int(cfg["seed"]))
+        self._identity: dict[str, dict[str, Any]] = {}
         check_models(cfg)
         d = cfg["data"]
         if d["synthetic"] and not d["evar_root"]:
@@ -110,8 +112,9 @@ class Pipeline:
     def evar_task(self, task: str) -> str:
         return self.cfg["tasks"][task]["evar_task"] or task
 
-    def datamodule(self, task: str, **over: Any) -> EVARDataModule:
-        kw = {**task_data_options(self.cfg, task), **over}
+    def datamodule(self, task: str, encoder: nn.Module, **over: Any) -> EVARDataModule:
+        """The task's datamodule at ``encoder``'s sample rate (audio from ``work/<sr>/``)."""
+        kw = {**task_data_options(self.cfg, task), "sample_rate": int(encoder.sample_rate), **over}
         return EVARDataModule(evar_root=str(self.evar_root), task=self.evar_task(task), seed=self.cfg["seed"], **kw)
 
     def manifest_config(self, task: str, model: str, dm: EVARDataModule) -> dict[str, Any]:
@@ -123,11 +126,79 @@ class Pipeline:
     def encoder(self, model: str) -> nn.Module:
         return instantiate(self.cfg["models"][model], f"models.{model}")
 
+    def model_identity(self, model: str) -> dict[str, Any]:
+        """The model keys of :mod:`analysis.runs.identity` of ``model`` (its encoder is built once)."""
+        if model not in self._identity:
+            self._identity[model] = encoder_identity(self.encoder(model))
+        return self._identity[model]
+
+    def metadata(self, task: str) -> EVARDataModule:
+        """The task's datamodule after ``setup()`` for its metadata only (class list, the clips a
+        statistics pass predicts): the metadata checks, independent of any model's sample rate."""
+        dm = EVARDataModule(evar_root=str(self.evar_root), task=self.evar_task(task), seed=self.cfg["seed"],
+                            **task_data_options(self.cfg, task))
+        dm.setup()
+        return dm
+
+    def expected_run(self, task: str, model: str) -> dict[str, Any]:
+        """What the run folder of (task, model) must record (:mod:`analysis.runs.identity`): this config's
+        encoder (class, name, checkpoint sha256, sites), task, classes, data list and counting settings."""
+        dm = self.metadata(task)
+        s = self.cfg["stats"]
+        return {**self.model_identity(model), "task": dm.task, "classes": dm.classes,
+                "data_list_sha256": dm.data_list_sha256(), "tokens": s["tokens"], "level": s["level"],
+                "splits": s["identify_splits"]}
+
+    def check_run(self, task: str, model: str) -> None:
+        """Refuse a run folder that this config's model and data did not make (names both values)."""
+        try:
+            check_run(self.run_dir(task, model), self.expected_run(task, model), require=True,
+                      consumer=f"model '{model}' and task '{task}' of {self.cfg['_config_path']}")
+        except RunMismatchError as e:
+            raise PipelineError(str(e)) from e
+
+    def check_data(self, skip: Iterable[str] = ()) -> None:
+        """Before the first stage: read the metadata of every task (except the EVAR tasks in ``skip``:
+        synthetic tasks the data stage has yet to write) — the task must exist and pass the metadata
+        checks, and the class names of neuron lists, shared groups and top-k classes must be classes of
+        the task. Errors name the file and key."""
+        cfg, where, skip = self.cfg, self.cfg["_config_path"], set(skip)
+        for task in cfg["tasks"]:
+            if self.evar_task(task) in skip:
+                continue
+            try:
+                dm = self.metadata(task)
+            except (ValueError, FileNotFoundError, UnknownTaskError) as e:
+                raise PipelineError(f"{where}: tasks.{task}: {e}") from e
+            check_class_names(cfg, task, dm.classes)
+
+    def check_ablation_lists(self) -> None:
+        """Before the first stage, when the config lists neurons to ablate: each model is built and every
+        listed ``[layer, neuron]`` must exist in it."""
+        if self.cfg["ablation"]["neuron_lists"] or any(o["neuron_lists"] for o in self.cfg["tasks"].values()):
+            for model in self.cfg["models"]:
+                check_neuron_lists(self.cfg, model, self.model_identity(model)["site_neurons"])
+
     def trainer(self, model: str, task: str, stage: str, callbacks: list) -> pl.Trainer:
         """A Trainer with the ``trainer`` section (one process; see :meth:`multi_process`)."""
         logger = TensorBoardLogger(str(self.tree.tensorboard), name=f"{task}_{model}", version=stage)
         return pl.Trainer(callbacks=callbacks, logger=logger, enable_checkpointing=False, enable_model_summary=False,
                           **self.cfg["trainer"])
+
+    def multi_process(self) -> bool:
+        """Whether the ``trainer`` section runs several processes (then the Lightning stages run through a
+        ``train.py`` subprocess: Lightning's DDP launcher re-runs the command line)."""
+        t = self.cfg["trainer"]
+        d = t["devices"]
+        one = d in (1, "1") or (isinstance(d, list) and len(d) == 1) or (d == "auto" and t["accelerator"] == "cpu")
+        return int(t.get("num_nodes", 1)) > 1 or not one
+
+    def processes(self) -> Optional[int]:
+        """The number of processes the ``trainer`` section asks for, when it says (None: ``auto``, -1)."""
+        t = self.cfg["trainer"]
+        d = t["devices"]
+        per_node = len(d) if isinstance(d, list) else int(d) if str(d).lstrip("-").isdigit() else -1
+        return per_node * int(t.get("num_nodes", 1)) if per_node > 0 else None
 
     # -- the stage list -----------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
@@ -143,7 +214,7 @@ class Pipeline:
             for task in cfg["tasks"]:
                 st += self._evaluation_stages(task, model)
         st.append(Stage("summary", "", {"v": 1}, [self.tree.report / SUMMARY_MD, self.tree.report / INDEX_HTML],
-                        self._summary, after=[s.id for s in st]))
+                        self._summary, after=[s.id for s in st], owns=[self.tree.report]))
         return st
 
     def _data_stages(self) -> list[Stage]:
@@ -154,8 +225,10 @@ class Pipeline:
         for task in self.cfg["tasks"]:
             evar_task = self.evar_task(task)
             csv = self.evar_root / "evar" / "metadata" / f"{evar_task}.csv"
+            audio = self.evar_root / "work" / sr_dir(syn["sample_rate"]) / evar_task
             out.append(Stage("data", evar_task, {"synthetic": syn, "task": evar_task}, [csv],
-                             self._bind(self._write_synthetic, evar_task)))
+                             self._bind(self._write_synthetic, evar_task),
+                             owns=[csv, csv.with_suffix(".yaml"), audio]))
         return out
 
     def _statistics_stages(self, task: str, model: str, data_ids: list[str]) -> list[Stage]:
@@ -166,9 +239,10 @@ class Pipeline:
         outs += [rd / TOP_CLIPS] if cfg["stats"].get("top_k", 0) else []
         stats = Stage("stats", key, {**common, "stats": cfg["stats"], "trainer": cfg["trainer"],
                                      "act_sum": self._act_sum()},
-                      outs, self._bind(self._statistics, task, model), after=list(data_ids))
+                      outs, self._bind(self._statistics, task, model), after=list(data_ids), owns=[rd])
         ident = Stage("identify", key, {"identify": cfg["identify"], "top": cfg["tasks"][task]["top_rate"]},
-                      [rd / NEURONS_CSV, rd / NEURONS_PT], self._bind(self._identify, task, model), after=[stats.id])
+                      [rd / NEURONS_CSV, rd / NEURONS_PT], self._bind(self._identify, task, model), after=[stats.id],
+                      owns=[rd / f for f in NEURONS_FILES])
         return [stats, ident]
 
     def _report_stage(self, model: str) -> Stage:
@@ -177,7 +251,7 @@ class Pipeline:
         outs += [dest / cross_task_name(a, b) for a, b in rep["cross_task"]]
         outs += [dest / within_task_name(t) for t in rep["within_task"]]
         return Stage("report", model, {"report": rep}, outs, self._bind(self._report, model),
-                     after=[f"identify-{t}_{model}" for t in self.cfg["tasks"]])
+                     after=[f"identify-{t}_{model}" for t in self.cfg["tasks"]], owns=[dest])
 
     def _evaluation_stages(self, task: str, model: str) -> list[Stage]:
         cfg, key = self.cfg, f"{task}_{model}"
@@ -185,22 +259,41 @@ class Pipeline:
         out = []
         if cfg["stability"]["enabled"]:
             out.append(Stage("stability", key, {"stability": cfg["stability"], "identify": cfg["identify"]},
-                             [rd / STABILITY_CSV], self._bind(self._stability, task, model), after=[f"stats-{key}"]))
+                             [rd / STABILITY_CSV], self._bind(self._stability, task, model), after=[f"stats-{key}"],
+                             owns=list(stability_paths(rd).values())))
         out.append(Stage("probe", key, {"probe": cfg["probe"]}, [pd_ / PROBE_RESULTS],
-                         self._bind(self._probe, task, model), after=[f"stats-{key}"]))
+                         self._bind(self._probe, task, model), after=[f"stats-{key}"], owns=[pd_]))
         out.append(Stage("ablation", key, {"ablation": cfg["ablation"], "trainer": cfg["trainer"]},
                          [ad / ABLATION_CSV, ad / ABLATION_SUMMARY_CSV], self._bind(self._ablation, task, model),
-                         after=[f"probe-{key}", f"identify-{key}"]))
+                         after=[f"probe-{key}", f"identify-{key}"], owns=[ad]))
+        if cfg["gallery"]["enabled"]:
+            gd = self.tree.gallery(task, model)
+            out.append(Stage("gallery", key, {"gallery": cfg["gallery"]}, [gd / INDEX_HTML],
+                             self._bind(self._gallery, task, model), after=[f"identify-{key}"], owns=[gd]))
         return out
 
     def run(self, only: Optional[Sequence[str]] = None) -> None:
-        """Run every stage (``only``: just the stages with those names; the others are noted, not run)."""
+        """Run every stage (``only``: just the stages with those names; the stages they build on must have
+        finished with this config). Holds the output lock throughout; first removes what killed writes
+        left behind and checks the data."""
         self.out.mkdir(parents=True, exist_ok=True)
-        for s in self.stages():
-            if only is not None and s.name not in only:
+        with OutputLock(self.tree, note=str(self.cfg["_config_path"])):
+            self.runner.clean()
+            stages = self.stages()
+            for s in stages:
                 self.runner.note(s)
-                continue
-            self.runner.run(s)
+            self.check_data(skip={s.key for s in stages if s.name == "data" and self.runner.finished(s) is not None})
+            self.check_ablation_lists()
+            chosen = {s.id for s in stages if only is None or s.name in only}
+            by_id = {s.id: s for s in stages}
+            for s in stages:
+                if s.id in chosen:
+                    for dep in s.after:
+                        if dep not in chosen and dep in by_id:
+                            self.runner.require_finished(by_id[dep], s.id)
+            for s in stages:
+                if s.id in chosen:
+                    self.runner.run(s)
 
     # -- stage implementations ------------------------------------------------------------------------
     @staticmethod
@@ -217,14 +310,6 @@ class Pipeline:
         """Activation sums are computed when asked for or when the ablation replaces neurons by their mean."""
         return bool(self.cfg["stats"].get("act_sum", False)) or self.cfg["ablation"].get("mode") == "mean"
 
-    def multi_process(self) -> bool:
-        """Whether the ``trainer`` section runs several processes (then the Lightning stages run through a
-        ``train.py`` subprocess: Lightning's DDP launcher re-runs the command line)."""
-        t = self.cfg["trainer"]
-        d = t["devices"]
-        one = d in (1, "1") or (isinstance(d, list) and len(d) == 1) or (d == "auto" and t["accelerator"] == "cpu")
-        return int(t.get("num_nodes", 1)) > 1 or not one
-
     def _statistics_callback(self, task: str, model: str, staging: Path, dm: EVARDataModule,
                              overwrite: bool) -> dict[str, Any]:
         s = {k: v for k, v in self.cfg["stats"].items() if k != "identify_splits"}
@@ -232,15 +317,28 @@ class Pipeline:
                 "act_sum": self._act_sum(), "overwrite": overwrite, "config": self.manifest_config(task, model, dm)}
 
     def _statistics(self, task: str, model: str, overwrite: bool) -> None:
-        dm = self.datamodule(task)
+        encoder = self.encoder(model)
+        dm = self.datamodule(task, encoder)
         staging = self._fresh_staging(task, model)
         cb_args = self._statistics_callback(task, model, staging, dm, overwrite)
         if self.multi_process():
+            if self.processes() is not None:
+                self._check_enough_clips(task, dm, self.processes())
+            del encoder  # the train.py subprocess builds its own
             self._statistics_subprocess(task, model, dm, cb_args)
         else:
             tr = self.trainer(model, task, "stats", [ActivationStatsCallback(**cb_args)])
-            tr.predict(FeatureExtractor(self.encoder(model)), datamodule=dm, return_predictions=False)
+            tr.predict(FeatureExtractor(encoder), datamodule=dm, return_predictions=False)
         self._place_run(staging, task, model, dm, overwrite)
+
+    def _check_enough_clips(self, task: str, dm: EVARDataModule, processes: int) -> None:
+        """Every DDP process needs at least one clip: say so before launching them."""
+        dm.setup()
+        n = sum(len(ds) for ds in dm.predict_datasets())
+        if n < processes:
+            raise PipelineError(
+                f"{self.cfg['_config_path']}: trainer.devices: task {task!r} has {n} clip{'s' if n != 1 else ''} to "
+                f"predict but the statistics stage would run {processes} processes; use trainer.devices <= {n}")
 
     def _fresh_staging(self, task: str, model: str) -> Path:
         """An empty private folder the statistics callback writes into."""
@@ -303,31 +401,40 @@ class Pipeline:
         return sel
 
     def _identify(self, task: str, model: str, overwrite: bool) -> None:
+        self.check_run(task, model)
         identify_run(self.run_dir(task, model), overwrite=overwrite, **self._selection(task))
 
     def _report(self, model: str, overwrite: bool) -> None:
+        for task in self.cfg["tasks"]:
+            self.check_run(task, model)
         build_report(self.tree.runs, model, spec=ReportSpec(**self.cfg["report"]), dest=self.tree.model_report(model),
-                     tensorboard=self.tree.tensorboard / f"report_{model}", overwrite=overwrite)
+                     tensorboard=self.tree.tensorboard / f"report_{model}", overwrite=overwrite,
+                     tasks=list(self.cfg["tasks"]))
 
     def _stability(self, task: str, model: str, overwrite: bool) -> None:
+        self.check_run(task, model)
         opts = {k: v for k, v in self.cfg["stability"].items() if k != "enabled"}
         stability_run(self.run_dir(task, model), seed=int(self.cfg["seed"]), overwrite=overwrite,
                       **self._selection(task), **opts)
 
     def _probe(self, task: str, model: str, overwrite: bool) -> None:
+        self.check_run(task, model)
         fit_seeds(self.run_dir(task, model), self.probe_dir(task, model), accelerator=self.cfg["trainer"]["accelerator"],
                   tensorboard=str(self.tree.tensorboard), name=f"{task}_{model}", overwrite=overwrite,
                   **self.cfg["probe"])
 
     def _ablation(self, task: str, model: str, overwrite: bool) -> None:
+        self.check_run(task, model)
         a = {k: v for k, v in self.cfg["ablation"].items() if k not in _ABLATION_PIPELINE_KEYS}
         opts = self.cfg["tasks"][task]
         a.update({k: opts[k] for k in _TASK_ABLATION_KEYS if opts[k] is not None})
         cb_args = {**a, "out_dir": str(self.ablation_dir(task, model)), "run_dir": str(self.run_dir(task, model)),
                    "overwrite": overwrite}
-        dm = self.datamodule(task, batch_size=self.cfg["ablation"]["batch_size"] or self.cfg["data"]["batch_size"])
+        encoder = self.encoder(model)
+        dm = self.datamodule(task, encoder, batch_size=self.cfg["ablation"]["batch_size"] or self.cfg["data"]["batch_size"])
         probe = str(best_checkpoint(self.probe_dir(task, model)))
         if self.multi_process():
+            del encoder  # the train.py subprocess builds its own
             self._train_py("test", "ablation", task, model, {
                 "trainer": self._cli_trainer("callbacks.AblationCallback", cb_args),
                 "model": {"class_path": "lightning_modules.AudioClassifier",
@@ -337,7 +444,13 @@ class Pipeline:
             })
             return
         tr = self.trainer(model, task, "ablation", [AblationCallback(**cb_args)])
-        tr.test(AudioClassifier(self.encoder(model), probe_checkpoint=probe), datamodule=dm, verbose=False)
+        tr.test(AudioClassifier(encoder, probe_checkpoint=probe), datamodule=dm, verbose=False)
+
+    def _gallery(self, task: str, model: str, overwrite: bool) -> None:
+        self.check_run(task, model)
+        opts = {k: v for k, v in self.cfg["gallery"].items() if k != "enabled"}
+        build_gallery(self.run_dir(task, model), dest=self.tree.gallery(task, model), evar_root=str(self.evar_root),
+                      tensorboard=self.tree.tensorboard / f"{task}_{model}" / "gallery", overwrite=overwrite, **opts)
 
     def _summary(self, overwrite: bool) -> None:
         write_summary(self.tree, self.cfg["models"], self.cfg["tasks"], overwrite=overwrite)
@@ -352,9 +465,22 @@ def add_arguments(p: Any) -> None:
                    help=f"run only these stages ({' '.join(STAGE_NAMES)}); earlier stages must be finished")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is when a record is emitted (callers and tests may
+    replace it between pipeline runs in one process)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging() -> None:
     """INFO messages of this project's loggers on stderr (Lightning keeps its own handler)."""
-    h = logging.StreamHandler()
+    h = _StderrHandler()
     h.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     for name in ("aape", "analysis", "callbacks", "datamodules", "lightning_modules"):
         lg = logging.getLogger(name)

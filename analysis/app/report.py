@@ -174,13 +174,21 @@ def build_report(
     dest: str | Path | None = None,
     tensorboard: str | Path | None = None,
     overwrite: bool = False,
+    tasks: Iterable[str] | None = None,
 ) -> dict[str, Path]:
-    """Write the task table and the figures of ``spec`` for all runs ``<out>/<task>_<suffix>/``.
+    """Write the task table and the figures of ``spec`` for all runs ``<out>/<task>_<suffix>/`` (only
+    those of ``tasks`` when given; each of them must exist).
 
     Outputs go to ``dest`` (default ``<out>/report_<suffix>/``). Returns name → path of every file written.
     Each run must already have ``neurons.pt`` (``python -m analysis identify``).
     """
     runs = find_runs(out, suffix)
+    if tasks is not None:
+        tasks = list(tasks)
+        absent = [t for t in tasks if t not in runs]
+        if absent:
+            raise FileNotFoundError(f"{out}: no run folder for task(s) {absent} with suffix '{suffix}'")
+        runs = {t: d for t, d in runs.items() if t in tasks}
     if not runs:
         raise FileNotFoundError(f"{out}: no run folders '<task>_{suffix}' with over_zero.pt")
     dest = Path(dest) if dest is not None else model_report_folder(out, suffix)
@@ -200,13 +208,13 @@ def build_report(
     for p in targets.values():
         check_writable(p, overwrite)
 
-    tasks = {t: load_task_neurons(d, suffix) for t, d in runs.items()}
-    for t, tn in tasks.items():  # keep the folder's task name (manifest may differ in spelling)
+    loaded = {t: load_task_neurons(d, suffix) for t, d in runs.items()}
+    for t, tn in loaded.items():  # keep the folder's task name (manifest may differ in spelling)
         tn.run.task = t
     # validate every requested cross pair before writing anything
-    cross = {(a, b): cross_task(tasks[a], tasks[b]) for a, b in spec.cross_task}
+    cross = {(a, b): cross_task(loaded[a], loaded[b]) for a, b in spec.cross_task}
 
-    rows = [task_statistics(t, tn.run.classes, tn.masks, tn.n_selected) for t, tn in tasks.items()]
+    rows = [task_statistics(t, tn.run.classes, tn.masks, tn.n_selected) for t, tn in loaded.items()]
     df = pd.DataFrame(rows)
     layer_cols = sorted([c for c in df.columns if c.startswith("layer_")], key=lambda c: int(c[6:]))
     df = df[TABLE_COLUMNS + layer_cols]
@@ -219,16 +227,16 @@ def build_report(
                 for key in ("coverage", "mean_neurons_per_class", "share_multiclass", "assigned_neurons"):
                     writer.add_scalar(f"aape_{suffix}/{r['task']}/{key}", r[key])
         for (a, b), (jac, per_layer) in cross.items():
-            fig = cross_task_figure(jac, tasks[a].run.classes, tasks[b].run.classes, a, b, per_layer,
-                                    tasks[a].run.sites)
+            fig = cross_task_figure(jac, loaded[a].run.classes, loaded[b].run.classes, a, b, per_layer,
+                                    loaded[a].run.sites)
             save_pdf(fig, targets[f"cross_task-{a}-{b}"], overwrite, close=writer is None)
             if writer is not None:
                 writer.add_figure(f"aape_{suffix}/cross_task-{a}-{b}", fig)
                 writer.add_scalar(f"aape_{suffix}/cross_task-{a}-{b}/mean_jaccard", float(np.nanmean(jac))
                                   if np.isfinite(jac).any() else float("nan"))
         for t in spec.within_task:
-            jac, counts = within_task(tasks[t])
-            fig = within_task_figure(jac, tasks[t].run.classes, counts, t)
+            jac, counts = within_task(loaded[t])
+            fig = within_task_figure(jac, loaded[t].run.classes, counts, t)
             save_pdf(fig, targets[f"within_task-{t}"], overwrite, close=writer is None)
             if writer is not None:
                 writer.add_figure(f"aape_{suffix}/within_task-{t}", fig)

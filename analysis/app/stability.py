@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
+from jsonargparse.typing import PositiveInt
 from torch.utils.tensorboard import SummaryWriter
 
 from analysis.aape import ACTIVATION_BAR_RATIO, FILTER_RATE, Mode, resolve_top_rate
@@ -20,7 +21,7 @@ def stability_run(
     run_dir: str | Path,
     *,
     scheme: Scheme = "clips",
-    replicates: int = REPLICATES,
+    replicates: PositiveInt = REPLICATES,
     seed: int = 0,
     mode: Mode = "default",
     top_rate: float | None = None,

@@ -7,10 +7,9 @@ function of those files, and the tests recompute it from them.
 """
 from __future__ import annotations
 
-import html
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -18,9 +17,11 @@ import numpy as np
 import pandas as pd
 
 from analysis.ablation import ALL_CLASSES as ALL
+from analysis.app.html import ReportSection, report_page
+from analysis.app.html import table as html_table
 from analysis.runs.atomic import save_csv, save_text
-from analysis.runs.layout import (ABLATION_CSV, HEADLINE_CSV, INDEX_HTML, PROBE_RESULTS, SUMMARY_MD, TASKS_CSV,
-                                  OutputTree)
+from analysis.runs.layout import (ABLATION_CSV, GALLERY_DIR, HEADLINE_CSV, INDEX_HTML, PROBE_RESULTS, SUMMARY_MD,
+                                  TASKS_CSV, OutputTree, figure_preview, within_task_name)
 from analysis.runs.read import (read_classes, read_manifest, read_neurons, read_over_zero, read_table,
                                 selection_warnings)
 
@@ -112,19 +113,12 @@ def markdown_table(df: pd.DataFrame, columns: Optional[Sequence[str]] = None) ->
     return "\n".join(out)
 
 
-def html_table(df: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(r[c], _signed(c)))}</td>" for c in df.columns) + "</tr>"
-        for _, r in df.iterrows()
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 @dataclass
 class ReportInputs:
     """What the final report shows: tables, findings (plain sentences computed from the tables),
-    figures and files (paths relative to the output root), manifests (run folder → manifest dict)."""
+    figures and files (paths relative to the report folder), manifests (run folder → manifest dict), the
+    selection's notes per (model, task), PNG previews of the PDF figures, the figures of each (model, task)
+    and its gallery's index page."""
 
     tasks: pd.DataFrame
     headline: pd.DataFrame
@@ -133,6 +127,10 @@ class ReportInputs:
     files: list[str]
     manifests: dict[str, dict]
     probe: Optional[pd.DataFrame] = None
+    notes: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    previews: dict[str, str] = field(default_factory=dict)
+    section_figures: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    galleries: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 def findings(tasks: pd.DataFrame, warnings: Optional[dict[tuple[str, str], list[str]]] = None) -> list[str]:
@@ -168,6 +166,9 @@ def write_summary_md(inp: ReportInputs) -> str:
               markdown_table(inp.headline), ""]
     if inp.probe is not None and len(inp.probe):
         parts += ["## Linear probe (test accuracy, clean features)", "", markdown_table(inp.probe), ""]
+    if inp.galleries:
+        parts += ["## Listening galleries", ""] + [f"- {m} on {t}: [{g}]({g})" for (m, t), g in inp.galleries.items()]
+        parts += [""]
     parts += ["## Figures", ""] + [f"- [{f}]({f})" for f in inp.figures] + [""]
     parts += ["## Files", ""] + [f"- `{f}`" for f in inp.files] + [""]
     parts += ["## Manifests", ""]
@@ -177,38 +178,42 @@ def write_summary_md(inp: ReportInputs) -> str:
 
 
 def write_index_html(inp: ReportInputs) -> str:
-    figs = "".join(
-        f'<figure><embed src="{html.escape(f)}" type="application/pdf" width="900" height="600">'
-        f'<figcaption><a href="{html.escape(f)}">{html.escape(f)}</a></figcaption></figure>'
-        if f.endswith(".pdf") else f'<figure><img src="{html.escape(f)}"><figcaption>{html.escape(f)}</figcaption></figure>'
-        for f in inp.figures
-    )
-    files = "".join(f'<li><a href="{html.escape(f)}">{html.escape(f)}</a></li>' for f in inp.files)
-    mani = "".join(
-        f"<h3>{html.escape(k)}</h3><pre>{html.escape(json.dumps(m, indent=1, default=str))}</pre>"
-        for k, m in inp.manifests.items()
-    )
-    probe = f"<h2>Linear probe</h2>{html_table(inp.probe)}" if inp.probe is not None and len(inp.probe) else ""
-    find = "".join(f"<li>{html.escape(s)}</li>" for s in inp.findings)
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>aape report</title>"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}</style></head><body>"
-        "<h1>aape pipeline report</h1><h2>Headline per model and task</h2>" + html_table(inp.tasks)
-        + f"<h2>Findings</h2><ul>{find}</ul>"
-        + "<h2>Per class</h2>" + html_table(inp.headline) + probe
-        + f"<h2>Figures</h2>{figs}<h2>Files</h2><ul>{files}</ul><h2>Manifests</h2>{mani}</body></html>"
-    )
+    """``report/index.html`` (rendered by :func:`analysis.app.html.report_page`): the overview table, one
+    section per model × task (its finding, per-class table, probe, figures inline, gallery link), figures
+    spanning tasks, the files and the manifests."""
+    fmt = lambda c, v: _fmt(v, _signed(c))  # noqa: E731
+    placed = {f for figs in inp.section_figures.values() for f in figs}
+    sections = []
+    for i, (_, r) in enumerate(inp.tasks.iterrows()):
+        key = (r["model"], r["task"])
+        sec = ReportSection(model=str(key[0]), task=str(key[1]), findings=findings(inp.tasks.iloc[[i]], inp.notes))
+        rows = inp.headline[(inp.headline["model"] == key[0]) & (inp.headline["task"] == key[1])]
+        sec.tables.append(("Per class (recall change when the class's AAPE set is zeroed)",
+                           html_table(rows.drop(columns=["model", "task"]), fmt)))
+        if inp.probe is not None and len(inp.probe):
+            pr = inp.probe[(inp.probe["model"] == key[0]) & (inp.probe["task"] == key[1])]
+            if len(pr):
+                sec.tables.append(("Linear probe", html_table(pr.drop(columns=["model", "task"]), fmt)))
+        sec.figures = [(f, inp.previews.get(f)) for f in inp.section_figures.get(key, [])]
+        if key in inp.galleries:
+            sec.links.append((inp.galleries[key], f"listening gallery: what the neurons of {key[0]} listen to on "
+                                                  f"{key[1]}"))
+        sections.append(sec)
+    other = [(f, inp.previews.get(f)) for f in inp.figures if f not in placed]
+    return report_page(html_table(inp.tasks, fmt), sections, other, [], inp.files, inp.manifests)
 
 
 def result_files(tree: OutputTree) -> list[str]:
     """Result files under the output root (relative, sorted), leaving out hidden folders (stage markers,
-    staging), TensorBoard logs, the synthetic audio and the report folder itself."""
+    staging), TensorBoard logs, the synthetic audio, the report folder itself and the galleries' media (their
+    index pages are listed)."""
     files = []
+    galleries = tree.root / GALLERY_DIR
     for p in tree.root.rglob("*"):
         rel = p.relative_to(tree.root)
         if (not p.is_file() or p.parent == tree.report or any(part.startswith(".") for part in rel.parts)
-                or p.is_relative_to(tree.tensorboard) or p.is_relative_to(tree.synthetic_evar_root / "work")):
+                or p.is_relative_to(tree.tensorboard) or p.is_relative_to(tree.synthetic_evar_root / "work")
+                or (p.is_relative_to(galleries) and p.name != INDEX_HTML)):
             continue
         files.append(rel.as_posix())
     return sorted(files)
@@ -236,11 +241,23 @@ def write_summary(tree: OutputTree, models: Iterable[str], tasks: Iterable[str],
     task_table = task_rows(headline, abl)
     files = result_files(tree)
     work = tree.synthetic_evar_root / "work"
+    rel = lambda p: "../" + Path(p).relative_to(tree.root).as_posix()  # noqa: E731 - from report/
+    figures = ["../" + f for f in files if f.endswith(".pdf")]
+    previews = {f: rel(figure_preview(tree.root / f[3:])) for f in figures
+                if figure_preview(tree.root / f[3:]).is_file()}
+    section_figures, galleries = {}, {}
+    for model, task in abl:
+        mine = [rel(tree.model_report(model) / within_task_name(task))] + [
+            f for f in figures if f.startswith(rel(tree.ablation(task, model)) + "/")]
+        section_figures[(model, task)] = [f for f in mine if f in figures]
+        if (tree.gallery(task, model) / INDEX_HTML).is_file():
+            galleries[(model, task)] = rel(tree.gallery(task, model) / INDEX_HTML)
     inp = ReportInputs(tasks=task_table, headline=headline, findings=findings(task_table, notes),
-                       figures=["../" + f for f in files if f.endswith(".pdf")],
+                       figures=figures,
                        files=["../" + f for f in files]
                        + ([f"../{work.relative_to(tree.root).as_posix()}/"] if work.is_dir() else []),
-                       manifests=manifests, probe=pd.concat(probes, ignore_index=True) if probes else None)
+                       manifests=manifests, probe=pd.concat(probes, ignore_index=True) if probes else None,
+                       notes=notes, previews=previews, section_figures=section_figures, galleries=galleries)
     dest = tree.report
     return [save_csv(headline, dest / HEADLINE_CSV, overwrite=overwrite),
             save_csv(task_table, dest / TASKS_CSV, overwrite=overwrite),

@@ -1,6 +1,7 @@
 """The run-folder contract: every file name (:mod:`.layout`), every reader (:mod:`.read`, always
-``weights_only=True``), every writer (:mod:`.write`, atomic through :mod:`.atomic`), and the ablation
-conditions a run folder defines (:mod:`.conditions`). Imports the functional core only; no Lightning.
+``weights_only=True``), every writer (:mod:`.write`, atomic through :mod:`.atomic`), what a run folder was
+made from and the check against its consumer (:mod:`.identity`), and the ablation conditions a run folder
+defines (:mod:`.conditions`). Imports the functional core only; no Lightning.
 """
 from analysis.runs.atomic import OutputExistsError, check_writable
 from analysis.runs.layout import OutputTree, run_folder

@@ -1,19 +1,28 @@
 """Atomic, no-silent-overwrite writes: the only way aape puts a result on disk.
 
-Every result file is written to a temporary file in the same folder and renamed into place, so a crash
-never leaves a half-written result. Writing over an existing result is an error unless
-``overwrite=True``.
+Every result file is written to a temporary file in the same folder (named by
+:func:`analysis.runs.layout.temp_prefix`), flushed to disk and renamed into place, so a crash or a kill
+never leaves a half-written result under its final name. Writing over an existing result is an error
+unless ``overwrite=True``. :func:`remove_stale_temp` deletes what a killed write left behind.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+import soundfile as sf
 import torch
+
+from analysis.runs.layout import TEMP_SUFFIX, figure_preview, is_temp_name, temp_prefix
+
+#: Resolution of the PNG previews written beside PDF figures (dots per inch).
+PREVIEW_DPI = 100
 
 
 class OutputExistsError(FileExistsError):
@@ -30,13 +39,23 @@ def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
     return p
 
 
+def _fsync(path: str | os.PathLike) -> None:
+    """Flush a written file's data to disk (so a rename never exposes an empty file after a crash)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _atomic(path: str | os.PathLike, write: Callable[[str], None], overwrite: bool) -> Path:
     p = check_writable(path, overwrite)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(p.name), suffix=TEMP_SUFFIX, dir=p.parent)
     os.close(fd)
     try:
         write(tmp)
+        _fsync(tmp)
         os.replace(tmp, p)
     except BaseException:
         if os.path.exists(tmp):
@@ -45,9 +64,48 @@ def _atomic(path: str | os.PathLike, write: Callable[[str], None], overwrite: bo
     return p
 
 
+def temp_dir(final: str | os.PathLike) -> Path:
+    """A new empty temporary folder next to ``final`` (to be renamed onto it when complete)."""
+    p = Path(final)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=temp_prefix(p.name), suffix=TEMP_SUFFIX, dir=p.parent))
+
+
+def remove_stale_temp(root: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files and folders that killed atomic writes left anywhere under ``root``
+    (names of :func:`analysis.runs.layout.is_temp_name`); returns what was removed. Call it only while no
+    other process writes under ``root`` (the pipeline holds its lock)."""
+    removed: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [d for d in dirnames if is_temp_name(d)]:
+            shutil.rmtree(Path(dirpath) / name, ignore_errors=True)
+            dirnames.remove(name)
+            removed.append(Path(dirpath) / name)
+        for name in filenames:
+            if is_temp_name(name):
+                (Path(dirpath) / name).unlink(missing_ok=True)
+                removed.append(Path(dirpath) / name)
+    return removed
+
+
 def save_torch(obj: Any, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """``torch.save`` atomically."""
     return _atomic(path, lambda tmp: torch.save(obj, tmp), overwrite)
+
+
+def save_bytes(data: bytes, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write ``data`` atomically."""
+
+    def w(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    return _atomic(path, w, overwrite)
+
+
+def copy_file(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Copy the file ``src`` to ``dst`` atomically (``dst`` never holds part of ``src``)."""
+    return _atomic(dst, lambda tmp: shutil.copyfile(src, tmp), overwrite)
 
 
 def save_text(text: str, path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -77,18 +135,34 @@ def save_figure(fig: "Any", path: str | os.PathLike, overwrite: bool = False, **
 
 
 def save_pdf(fig: "Any", path: str | os.PathLike, overwrite: bool = False, close: bool = True,
-             **kwargs: Any) -> Path:
-    """Write ``fig`` as a one-page PDF atomically with TrueType text (titles and labels stay searchable);
-    close it unless ``close=False``."""
+             preview: bool = True, **kwargs: Any) -> Path:
+    """Write ``fig`` as a one-page PDF atomically with TrueType text (titles and labels stay searchable)
+    and, with ``preview``, the same figure as a PNG beside it (:func:`~analysis.runs.layout.figure_preview`,
+    :data:`PREVIEW_DPI`) for web pages; close it unless ``close=False``. Both files are checked before
+    either is written."""
     import matplotlib
     import matplotlib.pyplot as plt
 
+    png = figure_preview(path)
+    check_writable(path, overwrite)
+    if preview:
+        check_writable(png, overwrite)
     try:
         with matplotlib.rc_context({"pdf.fonttype": 42}):
-            return save_figure(fig, path, overwrite=overwrite, **kwargs)
+            out = save_figure(fig, path, overwrite=overwrite, **kwargs)
+        if preview:
+            save_figure(fig, png, overwrite=overwrite, dpi=PREVIEW_DPI, **kwargs)
+        return out
     finally:
         if close:
             plt.close(fig)
+
+
+def save_wav(audio: "Any", sample_rate: int, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write mono audio ``[S]`` (float, -1..1; clipped) as a 16-bit PCM WAV atomically."""
+    data = np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
+    return _atomic(path, lambda tmp: sf.write(tmp, data, int(sample_rate), subtype="PCM_16", format="WAV"),
+                   overwrite)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

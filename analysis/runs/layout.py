@@ -31,15 +31,30 @@ neuron, -1 when unknown), ``band`` int64 ``[L, N, K]`` (frequency band of the pe
 has none), ``k``, ``sites``, ``site_neurons``, ``frame_seconds`` (seconds per frame, or None),
 ``frames_per_position`` and ``n_bands``. Only counted clips (the identification splits) are candidates.
 
+A **gallery folder** (``gallery/`` of a run folder, or ``gallery/<task>_<model>/`` of a pipeline output
+tree) is the static listening gallery of one run (``python -m analysis gallery``): ``index.html`` (classes →
+neurons, lookup by ``layer:index``), ``neurons/`` (one page per neuron, :func:`gallery_neuron_page`),
+``images/`` (spectrogram + activation overlay per top clip, :func:`gallery_image`), ``audio/`` (16-bit WAV
+excerpts, :func:`gallery_audio`), ``lookup.js`` (every neuron's top clips, for the lookup box) and
+``gallery.json`` (what was built, from which run).
+
+Figures written as PDF get a PNG preview beside them (:func:`figure_preview`) for web pages.
+
 A **probe folder** holds ``probe_results.csv`` and ``probe_seed<seed>.ckpt``; an **ablation folder**
 the files of :data:`ABLATION_FILES`; a **model report folder** the task table and overlap figures of one
 model (:func:`task_table_name`, :func:`cross_task_name`, :func:`within_task_name`).
 
 A **pipeline output tree** (:class:`OutputTree`) arranges all of them under one root.
+
+**Temporary files.** Every atomic write goes through a temporary sibling named by :func:`temp_prefix`
+(``.<final name>.aape-<random>.tmp``, a file or a folder) that is renamed into place; a process killed
+mid-write leaves only such a name behind, never a half-written result under its final name.
+:func:`is_temp_name` recognises them so a later run can remove them.
 """
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,12 +81,70 @@ STABILITY_CSV = "stability.csv"
 
 #: Private folder (beside the run folder) where one process of the statistics pass spools its rows
 #: (embeddings, labels, dataset indices, split and file name) while predicting; removed at the end.
-ROW_SPOOL_PREFIX = ".rows-"
+ROW_SPOOL_PREFIX = "rows-"
 #: Files of a row spool: raw float32 embeddings, raw labels, raw int64 dataset indices, JSON lines of
 #: ``[split, file_name]`` and their int64 byte offsets.
 SPOOL_EMBEDDING, SPOOL_LABEL, SPOOL_INDEX, SPOOL_META, SPOOL_META_OFFSETS = (
     "embedding.f32", "label.bin", "index.i64", "meta.jsonl", "meta.offsets.i64")
 THRESHOLD_SWEEP_CSV = "threshold_sweep.csv"
+
+# -- temporary files of atomic writes -----------------------------------------------------------
+TEMP_TAG = ".aape-"
+TEMP_SUFFIX = ".tmp"
+
+
+def temp_prefix(name: str) -> str:
+    """Prefix of the temporary sibling of ``name`` while it is being written (``.<name>.aape-``)."""
+    return f".{name}{TEMP_TAG}"
+
+
+#: Temporary names of earlier versions (``tempfile.mkstemp(prefix=".<name>.", suffix=".tmp")``).
+_LEGACY_TEMP = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def is_temp_name(name: str) -> bool:
+    """True for the temporary file/folder names of this project's atomic writes (:func:`temp_prefix`, and
+    the ``.<name>.<8 random characters>.tmp`` of earlier versions).
+
+    >>> is_temp_name(".over_zero.pt.aape-k2j4x9q1.tmp"), is_temp_name(".stats.pt.ab12cd34.tmp"), is_temp_name("x.tmp")
+    (True, True, False)
+    """
+    if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+        return False
+    return TEMP_TAG in name or _LEGACY_TEMP.fullmatch(name) is not None
+
+
+# -- gallery folder -------------------------------------------------------------------------------
+GALLERY_DIR = "gallery"
+GALLERY_JSON = "gallery.json"
+GALLERY_NEURONS_DIR = "neurons"
+GALLERY_IMAGES_DIR = "images"
+GALLERY_AUDIO_DIR = "audio"
+#: Every neuron's top clips as JavaScript data, loaded by the gallery's lookup box on demand.
+GALLERY_LOOKUP_JS = "lookup.js"
+
+
+def gallery_neuron_page(layer: int, neuron: int) -> str:
+    """Path of a neuron's page, relative to the gallery folder."""
+    return f"{GALLERY_NEURONS_DIR}/l{layer}_n{neuron}.html"
+
+
+def gallery_image(layer: int, neuron: int, rank: int) -> str:
+    """Path of the spectrogram + activation image of a neuron's ``rank``-th top clip (0-based), relative to
+    the gallery folder."""
+    return f"{GALLERY_IMAGES_DIR}/l{layer}_n{neuron}_r{rank}.png"
+
+
+def gallery_audio(index: int, start_ms: int, stop_ms: int) -> str:
+    """Path of the WAV excerpt ``[start_ms, stop_ms)`` of dataset clip ``index``, relative to the gallery
+    folder (clips shared by several neurons with the same excerpt are written once)."""
+    return f"{GALLERY_AUDIO_DIR}/clip{index}_{start_ms}-{stop_ms}ms.wav"
+
+
+def figure_preview(pdf: str | os.PathLike) -> Path:
+    """The PNG preview written beside a PDF figure (same name, ``.png``)."""
+    return Path(pdf).with_suffix(".png")
+
 
 # -- probe folder ---------------------------------------------------------------------------------
 PROBE_RESULTS = "probe_results.csv"
@@ -132,10 +205,13 @@ class OutputTree:
         models/<model>/           task table and cross-/within-task figures of one model
         probes/<task>_<model>/    probe_results.csv, probe_seed<seed>.ckpt
         ablation/<task>_<model>/  the ablation files
+        gallery/<task>_<model>/   listening gallery of one run (index.html, neurons/, images/, audio/)
         report/                   summary.md, index.html, headline.csv, tasks.csv
         tensorboard/              TensorBoard logs of every stage
-        .stages/                  finished-stage markers (and configs of subprocess stages)
+        .stages/                  stage markers: <stage>-<key>.json when finished, <stage>-<key>.running.json
+                                  while running (left behind by an interrupted stage); configs of subprocess stages
         .staging/                 private folders a stage writes into before one rename
+        .pipeline.lock            held (flock) by the pipeline writing into this tree
     """
 
     root: Path
@@ -151,13 +227,38 @@ class OutputTree:
         return run_folder(self.runs, task, model)
 
     def probe(self, task: str, model: str) -> Path:
-        return self.root / "probes" / f"{task}_{model}"
+        return self.probes / f"{task}_{model}"
 
     def ablation(self, task: str, model: str) -> Path:
-        return self.root / "ablation" / f"{task}_{model}"
+        return self.ablations / f"{task}_{model}"
+
+    def gallery(self, task: str, model: str) -> Path:
+        return self.galleries / f"{task}_{model}"
+
+    @property
+    def galleries(self) -> Path:
+        return self.root / GALLERY_DIR
 
     def model_report(self, model: str) -> Path:
-        return self.root / "models" / model
+        return self.models / model
+
+    @property
+    def probes(self) -> Path:
+        return self.root / "probes"
+
+    @property
+    def ablations(self) -> Path:
+        return self.root / "ablation"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def folders(self) -> list[Path]:
+        """Every folder the pipeline writes into (what it may clean up; nothing else under ``root``)."""
+        return [self.runs, self.models, self.probes, self.ablations, self.galleries, self.report,
+                self.synthetic_evar_root, self.stages, self.staging_root]
 
     @property
     def report(self) -> Path:
@@ -176,4 +277,21 @@ class OutputTree:
         return self.root / ".stages"
 
     def staging(self, task: str, model: str) -> Path:
-        return self.root / ".staging" / f"{task}_{model}"
+        return self.staging_root / f"{task}_{model}"
+
+    @property
+    def staging_root(self) -> Path:
+        return self.root / ".staging"
+
+    @property
+    def lock(self) -> Path:
+        """The lock file a running pipeline holds (one pipeline per output tree at a time)."""
+        return self.root / ".pipeline.lock"
+
+    def stage_marker(self, stage_id: str) -> Path:
+        """Marker of a finished stage (its config hash and outputs)."""
+        return self.stages / f"{stage_id}.json"
+
+    def stage_running(self, stage_id: str) -> Path:
+        """Marker of a stage that started and has not finished (present after an interruption)."""
+        return self.stages / f"{stage_id}.running.json"

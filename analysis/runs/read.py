@@ -1,23 +1,30 @@
 """Readers of aape's outputs (file names: :mod:`analysis.runs.layout`).
 
-Every ``torch.load`` of a run folder happens here, always with ``weights_only=True`` (tensors and plain
-containers only: a file cannot run code when read). Every reader raises ``ValueError`` /
-``FileNotFoundError`` naming the file and the problem.
+Every ``torch.load`` of the project happens here, in :func:`load_tensor_file`: run-folder files, probe
+and Lightning checkpoints and the encoders' weight files. It always uses ``weights_only=True`` (tensors
+and plain containers only, plus the explicit allow-list a format needs, e.g. ``argparse.Namespace`` for
+M2D training checkpoints), so a file cannot run code when read. Every reader raises ``ValueError`` /
+``FileNotFoundError`` naming the file and the problem (:class:`UnreadableFileError` for a file that is
+not a readable PyTorch file: text, truncated, corrupt; :class:`UnsafeFileError` for one holding other
+pickled objects).
 """
 from __future__ import annotations
 
 import json
+import pickle
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 import torch
 from torch import Tensor
 
 from analysis.aape import absent_neurons
-from analysis.runs.layout import (CLASSES, FEATURES, GTS, INDEX, MANIFEST, NEURONS_CSV, NEURONS_JSON, NEURONS_PT,
-                                  OVER_ZERO, PROBE_RESULTS, SPLITS, STATS, TOP_CLIPS)
+from analysis.runs.layout import (CLASSES, FEATURES, GTS, INDEX, INDEX_COLUMNS, MANIFEST, NEURONS_CSV, NEURONS_JSON,
+                                  NEURONS_PT, OVER_ZERO, PROBE_RESULTS, SPLITS, STATS, TOP_CLIPS)
 
 
 def _need(path: Path) -> Path:
@@ -26,16 +33,87 @@ def _need(path: Path) -> Path:
     return path
 
 
-def load_tensor_file(path: str | Path) -> Any:
-    """``torch.load(path, weights_only=True)`` on CPU; a missing file is ``FileNotFoundError``, anything
-    unreadable (corrupt, or pickled objects other than tensors and containers) a ``ValueError`` naming it."""
-    path = Path(path)
+class UnreadableFileError(ValueError):
+    """A file that is not a readable PyTorch file (text, empty, truncated, corrupt); the message names it."""
+
+
+class UnsafeFileError(UnreadableFileError):
+    """A PyTorch file holding pickled objects other than tensors, plain containers and the allow-list:
+    loading it could run code, so it is refused. ``detail`` names the offending global."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _unpickler_complaint(message: str) -> str | None:
+    """What torch's weights-only unpickler refused (``GLOBAL module.name`` or its own words), or None
+    when the failure did not come from it."""
+    m = re.search(r"Unsupported global: (GLOBAL [\w.]+)", message)
+    if m:
+        return m.group(1)
+    m = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", message, flags=re.S)
+    return " ".join(m.group(1).split())[:160] if m else None
+
+
+def _diagnose(path: Path, error: BaseException) -> str:
+    """What is wrong with a file torch.load could not read, in words (from its first bytes and the error)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(64)
+    first = " ".join(str(error).split(". This is an internal")[0].split())[:200]
+    if size == 0:
+        return "empty file (0 bytes)"
+    if head.startswith(_ZIP_MAGIC):
+        return f"truncated or corrupt PyTorch zip archive ({size} bytes): {first}"
+    if head[:1] == b"\x80":
+        return f"truncated or corrupt pickle/legacy PyTorch file ({size} bytes): {first}"
     try:
-        return torch.load(_need(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # corrupt file or unexpected pickled objects
-        raise ValueError(f"{path}: cannot be read with torch.load(weights_only=True): {e}") from e
+        text = head.decode("utf-8")
+        if text.isprintable() or all(c.isprintable() or c in "\r\n\t" for c in text):
+            return f"not a PyTorch file: it holds text ({text[:40]!r}...)"
+    except UnicodeDecodeError:
+        pass
+    return f"not a PyTorch file (starts with bytes {head[:8].hex()}): {first}"
+
+
+def load_tensor_file(path: str | Path, *, allow: Sequence[type] = (), trust: bool = False) -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU: the one loader of every tensor file and checkpoint.
+
+    Args:
+        path: the file.
+        allow: extra classes the file's format needs (passed to ``torch.serialization.safe_globals``).
+        trust: load with ``weights_only=False`` (arbitrary code can run; only for a file the user
+            explicitly trusts, e.g. an encoder's ``trust_checkpoint: true``); warns.
+    Raises:
+        FileNotFoundError: no such file. UnsafeFileError: pickled objects outside tensors, containers
+        and ``allow``. UnreadableFileError: anything else that cannot be read (text, empty, truncated,
+        corrupt); the message names the file and the problem.
+    """
+    path = Path(path)
+    _need(path)
+    if trust:
+        warnings.warn(f"Loading {path} with weights_only=False (trusted): it may run arbitrary code", stacklevel=2)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:
+            raise UnreadableFileError(f"{path}: cannot be read: {_diagnose(path, e)}") from e
+    try:
+        with torch.serialization.safe_globals(list(allow)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        detail = _unpickler_complaint(str(e))
+        if detail is not None and not _diagnose(path, e).startswith("not a PyTorch file"):
+            what = ("pickled objects other than tensors and plain containers" if detail.startswith("GLOBAL")
+                    else "pickle content outside tensors and plain containers, or is corrupt")
+            raise UnsafeFileError(f"{path}: refusing to load it: it holds {what} ({detail}); loading it could "
+                                  "run code", detail) from e
+        raise UnreadableFileError(f"{path}: cannot be read: {_diagnose(path, e)}") from e
+    except Exception as e:  # corrupt zip, text, truncated pickle, ...
+        raise UnreadableFileError(f"{path}: cannot be read: {_diagnose(path, e)}") from e
 
 
 def read_classes(run_dir: str | Path) -> list[str]:
@@ -114,6 +192,19 @@ def read_top_clips(run_dir: str | Path) -> dict[str, Any]:
             raise ValueError(f"{path}: '{k}' must be a tensor of shape {shape}")
     if len(t["sites"]) != shape[0]:
         raise ValueError(f"{path}: {len(t['sites'])} sites for L={shape[0]}")
+    return t
+
+
+def read_index(run_dir: str | Path) -> pd.DataFrame:
+    """``index.csv`` (``row,index,file_name,label,split``; labels and file names as text, ``index`` unique)."""
+    path = _need(Path(run_dir) / INDEX)
+    t = pd.read_csv(path, keep_default_na=False, dtype={"file_name": str, "label": str, "split": str})
+    missing = [c for c in INDEX_COLUMNS if c not in t.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing} (has {list(t.columns)})")
+    if t["index"].duplicated().any():
+        dup = t["index"][t["index"].duplicated()].tolist()[:5]
+        raise ValueError(f"{path}: dataset index listed twice: {dup}")
     return t
 
 
@@ -354,10 +445,25 @@ def best_checkpoint(probe_dir: str | Path) -> Path:
 
 def read_checkpoint_epoch(path: str | Path) -> int:
     """The ``epoch`` of a Lightning checkpoint (read with ``weights_only=True``)."""
+    return int(read_lightning_checkpoint(path)["epoch"])
+
+
+def read_lightning_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A Lightning checkpoint (``weights_only=True``), checked: a dict with ``state_dict`` (name →
+    tensor), ``epoch`` and, if present, ``hyper_parameters`` as a dict."""
     ckpt = load_tensor_file(path)
-    if not isinstance(ckpt, dict) or "epoch" not in ckpt:
-        raise ValueError(f"{path}: not a Lightning checkpoint (no 'epoch')")
-    return int(ckpt["epoch"])
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path}: not a Lightning checkpoint (holds a {type(ckpt).__name__}, not a dict)")
+    missing = [k for k in ("state_dict", "epoch") if k not in ckpt]
+    if missing:
+        raise ValueError(f"{path}: not a Lightning checkpoint (no {', '.join(map(repr, missing))}; "
+                         f"keys: {sorted(map(str, ckpt))[:10]})")
+    sd = ckpt["state_dict"]
+    if not isinstance(sd, Mapping) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in sd.items()):
+        raise ValueError(f"{path}: 'state_dict' must map parameter names to tensors")
+    if not isinstance(ckpt.get("hyper_parameters", {}), Mapping):
+        raise ValueError(f"{path}: 'hyper_parameters' must be a mapping")
+    return ckpt
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

@@ -22,6 +22,7 @@ import struct
 import tempfile
 import zipfile
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
@@ -31,13 +32,14 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from analysis.runs.atomic import (OutputExistsError, check_writable, save_csv, save_figure, save_json, save_text,
-                                  save_torch)
+from analysis.runs.atomic import (OutputExistsError, check_writable, save_csv, save_json, save_pdf, save_text,
+                                  save_torch, temp_dir)
 from analysis.runs.layout import (ABLATION_CONDITIONS_JSON, ABLATION_CSV, ABLATION_FILES, ABLATION_K_CURVE_PDF,
                                   ABLATION_MATRIX_PDF, ABLATION_SUMMARY_CSV, CLASSES, FEATURES, GTS, INDEX,
                                   INDEX_COLUMNS, MANIFEST, NEURONS_CSV, NEURONS_JSON, NEURONS_PT, OVER_ZERO,
                                   ROW_SPOOL_PREFIX, RUN_FILES, SPOOL_EMBEDDING, SPOOL_INDEX, SPOOL_LABEL, SPOOL_META,
-                                  SPOOL_META_OFFSETS, STABILITY_CSV, STATS, THRESHOLD_SWEEP_CSV, TOP_CLIPS)
+                                  SPOOL_META_OFFSETS, STABILITY_CSV, STATS, TEMP_SUFFIX, THRESHOLD_SWEEP_CSV, TOP_CLIPS,
+                                  figure_preview, temp_prefix)
 
 #: Bytes of embeddings and labels per block when assembling features.pt / gts.pt / index.csv (the memory
 #: the assembly needs, whatever the number of clips).
@@ -109,7 +111,7 @@ class TensorFileWriter:
         if numel == 0:
             torch.save(torch.zeros(self.rows, *self.row_shape, dtype=dtype), self.path)
             return
-        fd, holder = tempfile.mkstemp(prefix=".placeholder.", dir=self.path.parent)
+        fd, holder = tempfile.mkstemp(prefix=temp_prefix(self.path.name), suffix=TEMP_SUFFIX, dir=self.path.parent)
         os.close(fd)
         try:
             placeholder = torch.from_file(holder, shared=True, size=numel, dtype=dtype)
@@ -164,6 +166,8 @@ class TensorFileWriter:
                 pos += 46 + n + e + c
             else:
                 raise ValueError(f"{self.path}: record {self._record} not in the central directory")
+            f.flush()
+            os.fsync(f.fileno())
         finally:
             f.close()
 
@@ -233,9 +237,10 @@ class RowSpool:
 
     @classmethod
     def create(cls, parent: str | os.PathLike, name: str) -> "RowSpool":
-        """A new spool in a fresh folder ``<parent>/.rows-<name>-<random>``."""
+        """A new spool in a fresh folder ``<parent>/.rows-<name>.aape-<random>.tmp`` (a temporary name: what a
+        killed run leaves behind is removed by :func:`analysis.runs.atomic.remove_stale_temp`)."""
         Path(parent).mkdir(parents=True, exist_ok=True)
-        return cls(tempfile.mkdtemp(prefix=f"{ROW_SPOOL_PREFIX}{name}-", dir=parent))
+        return cls(tempfile.mkdtemp(prefix=temp_prefix(f"{ROW_SPOOL_PREFIX}{name}"), suffix=TEMP_SUFFIX, dir=parent))
 
     def append(self, *, label: Tensor, index: Tensor, split: Sequence[str], file_name: Sequence[str],
                embedding: Optional[Tensor] = None) -> None:
@@ -460,8 +465,7 @@ def write_run_folder(
     block; ``manifest`` is completed with ``n_clips``, ``data_list_sha256`` (:func:`data_list_sha256` of
     index.csv) and ``features`` (embeddings written). ``top_clips`` (when given) goes to ``top_clips.pt``."""
     final = check_run_folder(folder, overwrite)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp = temp_dir(final)
     try:
         save_torch(over_zero.float(), tmp / OVER_ZERO)
         save_text("".join(f"{c}\n" for c in classes), tmp / CLASSES)
@@ -499,6 +503,8 @@ def _write_rows(tmp: Path, rows: RowBlocks, classes: Sequence[str]) -> tuple[int
             csv.write(table.to_csv(index=False, header=False))
             sha.update(table[INDEX_COLUMNS[1:]].to_csv(index=False, header=False).encode("utf-8"))
             done += k
+        csv.flush()
+        os.fsync(csv.fileno())
     if done != n:
         raise ValueError(f"{tmp}: {done} rows written, {n} announced")
     if feats is not None:
@@ -538,15 +544,18 @@ def write_neurons(run_dir: str | os.PathLike, table: pd.DataFrame, neurons: list
 
 
 def check_ablation_writable(out_dir: str | os.PathLike, overwrite: bool = False) -> None:
-    """Refuse (before a long test pass) when any ablation result already exists and not ``overwrite``."""
+    """Refuse (before a long test pass) when any ablation result (or a figure's PNG preview) already exists
+    and not ``overwrite``."""
     for f in ABLATION_FILES:
         check_writable(Path(out_dir) / f, overwrite)
+        if f.endswith(".pdf"):
+            check_writable(figure_preview(Path(out_dir) / f), overwrite)
 
 
 def write_ablation(out_dir: str | os.PathLike, table: pd.DataFrame, summary: pd.DataFrame,
                    conditions: dict[str, Any], figures: dict[str, Any], overwrite: bool = False) -> None:
     """``ablation.csv`` (``table``), ``ablation_summary.csv``, ``ablation_conditions.json`` and the
-    figures ``matrix`` / ``k_curve`` (when given) as PDFs, each atomically."""
+    figures ``matrix`` / ``k_curve`` (when given) as PDFs with PNG previews, each atomically."""
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     save_csv(table, d / ABLATION_CSV, overwrite)
@@ -554,7 +563,7 @@ def write_ablation(out_dir: str | os.PathLike, table: pd.DataFrame, summary: pd.
     save_json(conditions, d / ABLATION_CONDITIONS_JSON, overwrite)
     names = {"matrix": ABLATION_MATRIX_PDF, "k_curve": ABLATION_K_CURVE_PDF}
     for key, fig in figures.items():
-        save_figure(fig, d / names[key], overwrite, bbox_inches="tight")
+        save_pdf(fig, d / names[key], overwrite, close=False, bbox_inches="tight")
 
 
 def stability_paths(run_dir: str | os.PathLike, sweep: bool = True) -> dict[str, Path]:
@@ -574,3 +583,27 @@ def write_stability(run_dir: str | os.PathLike, stability: pd.DataFrame, sweep: 
     if sweep is not None:
         save_csv(sweep, paths["threshold_sweep"], overwrite)
     return paths
+
+
+@contextmanager
+def staged_folder(dest: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Write a whole folder at once: yields a private temporary sibling of ``dest`` to fill; when the block
+    ends without error it replaces ``dest`` (an existing ``dest`` only with ``overwrite``, else
+    :class:`OutputExistsError`, checked before and after), when it fails it is removed."""
+    final = Path(dest)
+    check_writable(final, overwrite)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_dir(final)
+    try:
+        yield tmp
+        check_writable(final, overwrite)
+        old = None
+        if final.exists():
+            old = temp_dir(final)  # a temporary name: removed by the next run if a kill leaves it
+            os.replace(final, old / final.name)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

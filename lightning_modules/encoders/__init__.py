@@ -1,7 +1,8 @@
 """Encoder adapters behind one protocol (:mod:`lightning_modules.encoders.base`)."""
 from .base import AudioEncoder, Positions, site_view
 from .crepe import CrepeEncoder
+from .hf import HFAudioEncoder
 from .m2d import M2DEncoder
 from .timm_vit import TimmViTEncoder
 
-__all__ = ["AudioEncoder", "CrepeEncoder", "M2DEncoder", "Positions", "TimmViTEncoder", "site_view"]
+__all__ = ["AudioEncoder", "CrepeEncoder", "HFAudioEncoder", "M2DEncoder", "Positions", "TimmViTEncoder", "site_view"]

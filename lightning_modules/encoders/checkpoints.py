@@ -1,9 +1,12 @@
 """Safe checkpoint loading shared by the encoders.
 
-* :func:`load_checkpoint_file` reads a file with ``torch.load(weights_only=True)``, allowing only
+* :func:`load_checkpoint_file` reads a file through the project's one loader
+  (:func:`analysis.runs.read.load_tensor_file`: ``weights_only=True``), allowing only
   ``argparse.Namespace`` as an extra global (the ``args`` of full M2D/MAE training checkpoints). A file
   holding any other pickled object is refused with :class:`UnsafeCheckpointError` unless
-  ``trust_checkpoint=True`` (then it is loaded with ``weights_only=False``: arbitrary code can run).
+  ``trust_checkpoint=True`` (then it is loaded with ``weights_only=False``: arbitrary code can run). A
+  file that is not a readable PyTorch file (text, truncated, corrupt) is an
+  :class:`~analysis.runs.read.UnreadableFileError` naming it and the problem.
 * :func:`extract_state_dict` finds the flat ``{name: Tensor}`` state dict in a loaded object.
 * :func:`check_keys` raises :class:`CheckpointKeyError` listing missing / unexpected keys and naming
   the file.
@@ -11,8 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import pickle
-import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Optional
@@ -20,11 +21,13 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+from analysis.runs.read import UnsafeFileError, load_tensor_file
+
 #: Globals allowed while unpickling with ``weights_only=True``.
 SAFE_GLOBALS: tuple[type, ...] = (argparse.Namespace,)
 
 
-class UnsafeCheckpointError(RuntimeError):
+class UnsafeCheckpointError(UnsafeFileError, RuntimeError):
     """The file holds pickled objects that ``weights_only=True`` loading does not allow."""
 
 
@@ -41,21 +44,15 @@ def load_checkpoint_file(path: str | Path, trust_checkpoint: bool = False) -> An
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint file not found: {path}")
     try:
-        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
+        return load_tensor_file(path, allow=SAFE_GLOBALS)
+    except UnsafeFileError as e:
         if not trust_checkpoint:
-            reason = str(e).strip().splitlines()
-            detail = next((line for line in reason if "GLOBAL" in line or "Unsupported" in line), reason[0] if reason else "")
-            detail = detail.split(". Please")[0].replace("WeightsUnpickler error: ", "")
             raise UnsafeCheckpointError(
                 f"Refusing to load checkpoint {path}: it holds pickled objects other than tensors, "
-                f"containers and argparse.Namespace ({detail.strip()}). Loading it would run arbitrary "
-                f"code; pass trust_checkpoint=True only if you trust where the file comes from."
+                f"containers and argparse.Namespace ({e.detail}). Loading it would run arbitrary "
+                f"code; pass trust_checkpoint=True only if you trust where the file comes from.", e.detail
             ) from e
-    warnings.warn(f"Loading {path} with weights_only=False (trust_checkpoint=True): it may run arbitrary code",
-                  stacklevel=2)
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return load_tensor_file(path, trust=True)
 
 
 def extract_state_dict(obj: Any, path: str | Path, container_keys: Iterable[str] = ("model", "state_dict")) -> dict[str, Tensor]:

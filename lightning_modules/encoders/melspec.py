@@ -16,6 +16,8 @@ Normalisation ``(x - mean) / std`` is applied by the encoders (their ``norm_stat
 
 Presets (:data:`M2D_FRONTENDS`): 16 kHz: n_fft = window = 400, hop 160, 80 mels, 50-8000 Hz;
 32 kHz: n_fft = window = 800, hop 320, 80 mels, 50-16000 Hz (the official M2D ``p32k`` setting).
+:meth:`LogMelSpectrogram.for_display` (:data:`DISPLAY_FRONTEND`): the spectrogram drawn for models without a
+log-mel front end of their own (e.g. CREPE): 64 ms windows every 10 ms, 96 mels from 30 Hz to Nyquist.
 """
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ M2D_FRONTENDS: dict[int, dict[str, float]] = {
     16000: dict(n_fft=400, win_length=400, hop_length=160, f_min=50.0, f_max=8000.0),
     32000: dict(n_fft=800, win_length=800, hop_length=320, f_min=50.0, f_max=16000.0),
 }
+
+#: Display front end (seconds; mel bands, Hz) for models without a log-mel of their own.
+DISPLAY_FRONTEND: dict[str, float] = dict(window_seconds=0.064, hop_seconds=0.01, n_mels=96, f_min=30.0)
 
 
 def _linspace64(start: float, stop: float, num: int) -> Tensor:
@@ -152,6 +157,16 @@ class LogMelSpectrogram(nn.Module):
             raise ValueError(f"No M2D front end for sample rate {sample_rate}; "
                              f"supported: {sorted(M2D_FRONTENDS)}")
         return cls(sample_rate=sample_rate, n_mels=n_mels, **M2D_FRONTENDS[sample_rate])
+
+    @classmethod
+    def for_display(cls, sample_rate: int) -> "LogMelSpectrogram":
+        """The display front end (:data:`DISPLAY_FRONTEND`) at ``sample_rate``: frames every
+        ``hop_seconds``, windows of ``window_seconds`` (n_fft = window), up to ``sample_rate / 2``."""
+        d = DISPLAY_FRONTEND
+        win = int(round(d["window_seconds"] * sample_rate))
+        return cls(sample_rate=sample_rate, n_fft=win, win_length=win,
+                   hop_length=max(1, int(round(d["hop_seconds"] * sample_rate))), n_mels=int(d["n_mels"]),
+                   f_min=d["f_min"], f_max=sample_rate / 2)
 
     def num_frames(self, num_samples: Tensor | int) -> Tensor | int:
         """Frames produced for ``num_samples`` samples: ``1 + num_samples // hop_length``."""
