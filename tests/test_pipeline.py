@@ -16,6 +16,7 @@ import yaml
 
 from analysis.app.cli import main as cli_main
 from analysis.app.config import PipelineError, load_config
+from analysis.app.pipeline import Pipeline
 
 pytest.importorskip("soundfile")
 
@@ -236,15 +237,18 @@ def test_ddp_statistics_stage_matches_one_device(pipeline_run, tmp_path):
 @pytest.mark.ddp
 @pytest.mark.slow
 def test_ddp_ablation_stage_matches_one_device(pipeline_run, tmp_path):
-    """trainer.devices=2: the ablation stage runs ``train.py test`` under DDP on the same run folder and probe
-    as the one-device run; ablation.csv is identical (each test clip scored once, counts summed once)."""
+    """trainer.devices=2: the ablation stage's function runs ``train.py test`` under DDP on the same run folder
+    and probe as the one-device run (a copy of its outputs; the runner itself would re-run the statistics,
+    whose stage depends on the trainer section); ablation.csv is identical (each test clip scored once,
+    counts summed once)."""
     cfg_path, out = pipeline_run
     shutil.copytree(out, tmp_path / "ddp")
     cfg = yaml.safe_load(cfg_path.read_text())
     cfg["out"] = str(tmp_path / "ddp")
     cfg["trainer"] = {"accelerator": "cpu", "devices": 2, "strategy": "ddp"}
-    path = _write(cfg, tmp_path / "ddp.yaml")
-    assert main(["--config", str(path), "--only", "ablation", "--force"]) == 0
+    pipe = Pipeline(load_config(_write(cfg, tmp_path / "ddp.yaml")))
+    assert pipe.multi_process() and pipe.processes() == 2
+    pipe._ablation("synth_octave_sine", "crepe_tiny", overwrite=True)
     for f in ("ablation.csv", "ablation_summary.csv"):
         a = pd.read_csv(out / "ablation" / "synth_octave_sine_crepe_tiny" / f)
         b = pd.read_csv(tmp_path / "ddp" / "ablation" / "synth_octave_sine_crepe_tiny" / f)
