@@ -14,9 +14,11 @@ Vocabulary
   ``scale = 0, shift = mean`` (mean mode); all other channels get exactly ``scale = 1, shift = 0``, so
   they are bit-for-bit unchanged.
 * Scoring accumulates per condition × class ``correct`` and ``n`` counts and per condition the confusion
-  counts ``[K, C, C]`` (all int64, so partial counts merge exactly by summation); :func:`results_table`
-  turns them into the rows of ``ablation.csv``, :func:`summarise` into ``ablation_summary.csv`` and
-  :func:`confusion_table` into ``ablation_confusion.csv``.
+  counts ``[K, C, C]`` (all int64, on the device, so partial counts merge exactly by summation); under
+  DDP each clip is scored by one process only (:func:`owned_positions`) and the processes' counts are
+  summed in one reduce (:func:`pack_counts`); :func:`results_table` turns them into the rows of
+  ``ablation.csv``, :func:`summarise` into ``ablation_summary.csv`` and :func:`confusion_table` into
+  ``ablation_confusion.csv``.
 """
 from __future__ import annotations
 
@@ -415,7 +417,8 @@ def dataset_means(stats: dict, source: str = "statistics") -> Tensor:
     ``n_positions`` is taken from ``stats['n_positions']`` when present, else ``n_tokens.sum()`` (valid
     for single-label tasks, where each counted position belongs to exactly one class)."""
     if "act_sum" not in stats:
-        raise ValueError(f"{source}: no 'act_sum' (needed for mode='mean')")
+        raise ValueError(f"{source}: no 'act_sum' (needed for mode='mean'; run the statistics with act_sum: true "
+                         "or top_k > 0)")
     if "n_positions" in stats:
         n_pos = torch.as_tensor(stats["n_positions"], dtype=torch.float64)
     elif "n_tokens" in stats:
@@ -439,14 +442,49 @@ def count_correct(preds: Tensor, labels: Tensor, num_classes: int) -> tuple[Tens
     Args:
         preds: LongTensor ``[K, B]`` predicted class per condition and clip.
         labels: LongTensor ``[B]``.
-    Returns: ``correct`` int64 ``[K, C]`` (clips of class c predicted c), ``n`` int64 ``[C]``.
+    Returns: ``correct`` int64 ``[K, C]`` (clips of class c predicted c), ``n`` int64 ``[C]``, on the
+    predictions' device (no copy back to the host).
     """
     labels = labels.long().to(preds.device)
-    n = torch.bincount(labels, minlength=num_classes)
+    n = torch.zeros(num_classes, dtype=torch.long, device=preds.device).index_add_(0, labels, torch.ones_like(labels))
     hit = (preds == labels[None, :]).long()  # [K, B]
     correct = torch.zeros(preds.shape[0], num_classes, dtype=torch.long, device=preds.device)
     correct.index_add_(1, labels, hit)
-    return correct.cpu(), n.cpu()
+    return correct, n
+
+
+def pack_counts(counts: Sequence[Tensor]) -> Tensor:
+    """Integer count tensors (any shapes) as one flat int64 tensor, so processes sum them in one reduce.
+
+    >>> flat = pack_counts([torch.ones(2, 3, dtype=torch.long), torch.arange(2)])
+    >>> [t.tolist() for t in unpack_counts(flat, [(2, 3), (2,)])]
+    [[[1, 1, 1], [1, 1, 1]], [0, 1]]
+    """
+    return torch.cat([c.long().flatten() for c in counts])
+
+
+def unpack_counts(flat: Tensor, shapes: Sequence[Sequence[int]]) -> list[Tensor]:
+    """Inverse of :func:`pack_counts` for tensors of ``shapes``."""
+    sizes = [math.prod(s) for s in shapes]
+    return [t.view(*s) for t, s in zip(torch.split(flat, sizes), shapes)]
+
+
+def owned_positions(positions: Sequence[Sequence[int]], rank: int) -> list[bool]:
+    """Which of process ``rank``'s samples it scores when processes may have received the same dataset
+    position twice (DDP pads the test data with repeated clips): each position counts once, for the first
+    process in rank order (and the first time in that process's sequence) that holds it.
+
+    Args:
+        positions: every process's dataset positions in its iteration order.
+
+    >>> owned_positions([[0, 2, 4], [1, 3, 0]], 1)
+    [True, True, False]
+    """
+    owner: dict[int, tuple[int, int]] = {}
+    for r, seq in enumerate(positions):
+        for j, p in enumerate(seq):
+            owner.setdefault(int(p), (r, j))
+    return [owner[int(p)] == (rank, j) for j, p in enumerate(positions[rank])]
 
 
 def count_confusion(preds: Tensor, labels: Tensor, num_classes: int) -> Tensor:
@@ -464,7 +502,7 @@ def count_confusion(preds: Tensor, labels: Tensor, num_classes: int) -> Tensor:
     cell = labels[None, :] * C + preds.long()  # [K, B]
     out = torch.zeros(preds.shape[0], C * C, dtype=torch.long, device=preds.device)
     out.scatter_add_(1, cell, torch.ones_like(cell))
-    return out.view(-1, C, C).cpu()
+    return out.view(-1, C, C)
 
 
 def confusion_table(conditions: Sequence[Condition], classes: Sequence[str], confusion: Tensor) -> pd.DataFrame:

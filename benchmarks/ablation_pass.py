@@ -4,19 +4,29 @@ Runs the AblationCallback's two strategies (``loop``: one encoder forward per co
 decoded batch; ``expand``: the batch repeated over several conditions with per-row masks) against a bare
 forward loop over the same batches, on a random-init M2D (default: 4 blocks of ViT-Base width, 2 s clips)
 with hooks at every MLP activation. Audio decoding is excluded (the batches are in memory), so the ratio
-measures exactly the overhead of hooks + bookkeeping. Target ≤ 1.05.
+measures exactly the overhead of hooks + bookkeeping. Target ≤ 1.05 (P3).
+
+``--processes 2`` runs the same measurement in 2 processes of a gloo process group (one torch thread
+each, each on its share of the batches), ending with the callback's one sum-reduce of the counts as under
+DDP; the printed ratios are the medians over processes and repeats.
 
     python benchmarks/ablation_pass.py [--depth 4] [--width 768] [--clips 16] [--batch 8] [--seconds 2]
-                                       [--conditions 8] [--repeats 3]
+                                       [--conditions 8] [--repeats 3] [--processes 1|2]
 """
 from __future__ import annotations
 
 import argparse
+import os
+import socket
+import statistics
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -36,7 +46,7 @@ class _Module(torch.nn.Module):
         return self.head(self.encoder(audio, lengths))
 
 
-def main() -> None:
+def parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--depth", type=int, default=4)
     ap.add_argument("--width", type=int, default=768)
@@ -46,7 +56,13 @@ def main() -> None:
     ap.add_argument("--conditions", type=int, default=8, help="C, incl. the baseline")
     ap.add_argument("--neurons", type=int, default=20, help="neurons per ablated set")
     ap.add_argument("--repeats", type=int, default=3)
-    a = ap.parse_args()
+    ap.add_argument("--processes", type=int, default=1, help="1, or 2 processes of a gloo group")
+    return ap.parse_args()
+
+
+def measure_all(a: argparse.Namespace, rank: int = 0, world: int = 1) -> dict[str, list[float]]:
+    """Ratios (one pass of C conditions) / (C bare passes) per strategy and repeat, on this process's share
+    of the batches."""
     torch.manual_seed(0)
     enc = M2DEncoder(checkpoint=None, width=a.width, depth=a.depth, num_heads=max(1, a.width // 64),
                      mlp_ratio=4.0, seed=0, name="bench").eval()
@@ -54,6 +70,7 @@ def main() -> None:
     S = int(16000 * a.seconds)
     batches = [torch.randn(a.batch, S) * 0.1 for _ in range(max(1, a.clips // a.batch))]
     labels = [torch.randint(0, 10, (a.batch,)) for _ in batches]
+    batches, labels = batches[rank::world], labels[rank::world]
     sn = list(enc.site_neurons)
     g = torch.Generator().manual_seed(1)
     lists = []
@@ -62,6 +79,8 @@ def main() -> None:
                  for _ in range(a.neurons)}
         lists.append(NeuronList(f"set{i}", [list(p) for p in sorted(pairs)], []))
     C = a.conditions
+    trainer = SimpleNamespace(world_size=world, strategy=SimpleNamespace(
+        reduce=lambda t, reduce_op: (dist.all_reduce(t), t)[1]))
 
     def make_cb(strategy: str, per_pass: int) -> AblationCallback:
         cb = AblationCallback(out_dir="unused", neuron_lists=lists, class_sets=False, random_draws=0,
@@ -91,21 +110,57 @@ def main() -> None:
                     t_abl += time.perf_counter() - t0
                 finally:
                     cb._remove()
+            t0 = time.perf_counter()
+            cb._reduce_counts(trainer)  # the end of a pass: one sum-reduce of the counts
+            t_abl += time.perf_counter() - t0
         return t_abl, t_bare
 
-    print(f"M2D random init depth {a.depth} width {a.width}: {len(batches)} batches x {a.batch} clips x "
-          f"{a.seconds} s, C = {C} conditions ({a.neurons} neurons each), torch threads {torch.get_num_threads()}")
     measure("loop", 1)  # warm-up
+    out: dict[str, list[float]] = {}
     for strategy, per in (("loop", 1), ("expand", 2), ("expand", 4)):
-        ratios = []
+        name = strategy if strategy == "loop" else f"expand x{per}"
+        out[name] = []
         for _ in range(a.repeats):
             t_abl, t_bare = measure(strategy, per)
-            ratios.append(t_abl / t_bare)
-        name = strategy if strategy == "loop" else f"expand x{per}"
-        ratios.sort()
-        print(f"{name:>10}: one pass of C = {C} conditions / (C x bare pass) = {ratios[len(ratios) // 2]:.3f} "
-              f"(median of {a.repeats}; all {', '.join(f'{r:.3f}' for r in ratios)}); last bare pass "
-              f"{t_bare / C:.3f} s")
+            out[name].append(t_abl / t_bare)
+    return out
+
+
+def _worker(rank: int, world: int, port: int, a: argparse.Namespace, queue) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        queue.put((rank, measure_all(a, rank, world)))
+    finally:
+        dist.destroy_process_group()
+
+
+def main() -> None:
+    a = parse()
+    C = a.conditions
+    print(f"M2D random init depth {a.depth} width {a.width}: {max(1, a.clips // a.batch)} batches x {a.batch} "
+          f"clips x {a.seconds} s, C = {C} conditions ({a.neurons} neurons each), {a.processes} process(es), "
+          f"torch threads {torch.get_num_threads() if a.processes == 1 else 1} per process")
+    if a.processes == 1:
+        ratios = measure_all(a)
+    else:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        ctx = mp.get_context("spawn")
+        queue = ctx.Queue()
+        procs = [ctx.Process(target=_worker, args=(r, a.processes, port, a, queue)) for r in range(a.processes)]
+        for p in procs:
+            p.start()
+        parts = [queue.get() for _ in procs]
+        for p in procs:
+            p.join()
+        ratios = {k: [r for _, part in parts for r in part[k]] for k in parts[0][1]}
+    for name, rs in ratios.items():
+        rs = sorted(rs)
+        print(f"{name:>10}: one pass of C = {C} conditions / (C x bare pass) = {statistics.median(rs):.3f} "
+              f"(median of {len(rs)}; all {', '.join(f'{r:.3f}' for r in rs)}) (P3, target <= 1.05)")
 
 
 if __name__ == "__main__":

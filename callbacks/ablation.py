@@ -10,14 +10,16 @@ Thin wrapper around :mod:`analysis.ablation` for ``trainer.test(AudioClassifier(
   re-runs the encoder + probe on the same, already decoded batch with its channels ablated
   (``strategy='loop'``: one forward per condition; ``'expand'``: the batch repeated over several
   conditions along dim 0 with a per-row mask).
-* ``on_test_end``: removes the hooks and writes ``ablation.csv``, ``ablation_summary.csv``,
-  ``ablation_confusion.csv`` (per condition true × predicted counts), ``ablation_matrix.pdf``,
-  ``ablation_k_curve.pdf``, ``ablation_confusion.pdf`` (change in confusion vs baseline of the chosen
-  conditions), ``ablation_conditions.json`` (the neuron sets) and logs scalars/figures to the Trainer's
-  logger. Hooks are also removed on exception and at teardown.
+* ``on_test_end``: removes the hooks, sums the count tensors of all processes (one reduce) and writes
+  ``ablation.csv``, ``ablation_summary.csv``, ``ablation_confusion.csv`` (per condition true × predicted
+  counts), ``ablation_matrix.pdf``, ``ablation_k_curve.pdf``, ``ablation_confusion.pdf`` (change in
+  confusion vs baseline of the chosen conditions), ``ablation_conditions.json`` (the neuron sets) and logs
+  scalars/figures to the Trainer's logger (process 0). Hooks are also removed on exception and at teardown.
 
-Only single-device runs are supported: under DDP ``trainer.test`` pads the last batches with duplicated
-clips, which would be counted twice; the callback refuses ``world_size > 1``.
+Under DDP ``trainer.test``'s distributed sampler pads the data with repeated clips so that every process
+gets as many; at ``on_test_start`` the processes exchange the dataset positions of their batches and each
+clip is scored by exactly one of them (:func:`analysis.ablation.owned_positions`; repeats are dropped
+before the encoder runs). The counts stay on the device until the end (no per-batch host sync).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from typing import Any, Literal, Optional
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+import torch.distributed as dist
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
@@ -81,6 +84,9 @@ class AblationCallback(Callback):
         figures: write the PDF figures.
         overwrite: replace existing result files.
     """
+
+    #: The per-process count tensors (attributes) summed over processes at the end, in one reduce.
+    COUNTS = ("correct", "n", "confusion")
 
     def __init__(
         self,
@@ -156,6 +162,7 @@ class AblationCallback(Callback):
         self.correct: Optional[Tensor] = None
         self.n: Optional[Tensor] = None
         self.confusion: Optional[Tensor] = None
+        self._owned: Optional[dict[int, list[Optional[Tensor]]]] = None  # DDP: batch → rows this process scores
         self.table: Optional[pd.DataFrame] = None
         self.confusion_table: Optional[pd.DataFrame] = None
         self.summary: Optional[pd.DataFrame] = None
@@ -235,17 +242,7 @@ class AblationCallback(Callback):
         self._rows = None
 
     # -- Lightning hooks -------------------------------------------------------------------------
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if stage == "test" and trainer.world_size > 1:
-            raise RuntimeError(
-                f"AblationCallback runs on one device only (world_size is {trainer.world_size}): under DDP "
-                "trainer.test pads the data with duplicated clips that would be counted twice. "
-                "Run the ablation with trainer.devices=1."
-            )
-
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.world_size > 1:  # also when setup was bypassed
-            self.setup(trainer, pl_module, "test")
         if getattr(pl_module, "multilabel", False):
             raise ValueError("AblationCallback supports single-label tasks only (the probe is multi-label)")
         check_ablation_writable(self.out_dir, self.overwrite)
@@ -253,10 +250,13 @@ class AblationCallback(Callback):
         encoder = pl_module.encoder
         self.check_sources(pl_module)
         self.build(encoder, getattr(pl_module, "classes", None))
-        self.correct = torch.zeros(len(self.conditions), len(self.classes), dtype=torch.long)
-        self.n = torch.zeros(len(self.classes), dtype=torch.long)
-        self.confusion = torch.zeros(len(self.conditions), len(self.classes), len(self.classes), dtype=torch.long)
+        dev = pl_module.device
+        self.correct = torch.zeros(len(self.conditions), len(self.classes), dtype=torch.long, device=dev)
+        self.n = torch.zeros(len(self.classes), dtype=torch.long, device=dev)
+        self.confusion = torch.zeros(len(self.conditions), len(self.classes), len(self.classes), dtype=torch.long,
+                                     device=dev)
         self._confusion_of(list(self.confusion_conditions or []))  # unknown names fail before the pass
+        self._owned = self._owned_rows(trainer)
         self._register(encoder)
         log.info("AblationCallback: %d conditions over %d sites", len(self.conditions), sum(self._active_sites))
 
@@ -272,11 +272,18 @@ class AblationCallback(Callback):
         labels = batch["label"]
         if labels.dim() != 1:
             raise ValueError("AblationCallback supports single-label batches only (label must be [B])")
-        audio, lengths = batch["audio"], batch.get("length")
+        audio, lengths, logits = batch["audio"], batch.get("length"), outputs["logits"]
+        rows = self._rows_of(batch_idx, dataloader_idx, audio.shape[0])
+        if rows is not None:  # DDP: drop the clips another process scores
+            if rows.numel() == 0:
+                return
+            rows = rows.to(audio.device)
+            audio, labels, logits = audio[rows], labels[rows], logits[rows]
+            lengths = None if lengths is None else lengths[rows]
         B = audio.shape[0]
         K = len(self.conditions)
         preds = torch.empty(K, B, dtype=torch.long, device=labels.device)
-        preds[0] = outputs["logits"].argmax(-1)
+        preds[0] = logits.argmax(-1)
         others = list(range(1, K))
         try:
             if self.strategy == "loop":
@@ -302,11 +309,61 @@ class AblationCallback(Callback):
         self._remove()
         if self.correct is None:
             return
+        self._reduce_counts(trainer)
         self.table = A.results_table(self.conditions, self.classes, self.correct, self.n)
         self.summary = A.summarise(self.table, self.conditions)
         self.confusion_table = A.confusion_table(self.conditions, self.classes, self.confusion)
         if trainer.is_global_zero:
             self._write(trainer)
+
+    # -- DDP -------------------------------------------------------------------------------------
+    def _owned_rows(self, trainer: Trainer) -> Optional[dict[int, list[Optional[Tensor]]]]:
+        """Under DDP: per test dataloader, per batch, the rows this process scores (None: all of them), from
+        every process's batch sampler (the dataset positions of its batches, exchanged once)."""
+        if trainer.world_size <= 1 or not (dist.is_available() and dist.is_initialized()):
+            return None
+        loaders = trainer.test_dataloaders
+        loaders = list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
+        owned = {}
+        for d, loader in enumerate(loaders):
+            sampler = getattr(loader, "batch_sampler", None)
+            if sampler is None:
+                raise RuntimeError("AblationCallback under DDP needs test dataloaders with a batch sampler (a "
+                                   "map-style dataset and a batch_size), to score every clip exactly once")
+            batches = [[int(p) for p in b] for b in sampler]
+            everyone: list = [None] * trainer.world_size
+            dist.all_gather_object(everyone, [p for b in batches for p in b])
+            keep = A.owned_positions(everyone, trainer.global_rank)
+            per_batch, j = [], 0
+            for b in batches:
+                k = keep[j:j + len(b)]
+                j += len(b)
+                per_batch.append(None if all(k) else torch.tensor([i for i, x in enumerate(k) if x], dtype=torch.long))
+            owned[d] = per_batch
+        return owned
+
+    def _rows_of(self, batch_idx: int, dataloader_idx: int, size: int) -> Optional[Tensor]:
+        """Rows of this batch that this process scores (None: all)."""
+        if self._owned is None:
+            return None
+        per_batch = self._owned.get(dataloader_idx)
+        if per_batch is None or batch_idx >= len(per_batch):
+            raise RuntimeError(f"AblationCallback: batch {batch_idx} of test dataloader {dataloader_idx} is not "
+                               "in the batch sampler seen at the start")
+        rows = per_batch[batch_idx]
+        if rows is not None and rows.numel() and int(rows.max()) >= size:
+            raise RuntimeError(f"AblationCallback: batch {batch_idx} has {size} clips, fewer than its sampler said")
+        return rows
+
+    def _reduce_counts(self, trainer: Trainer) -> None:
+        """Sum the :attr:`COUNTS` tensors over processes (one reduce of them packed together) and move
+        them to the host."""
+        counts = [getattr(self, name) for name in self.COUNTS]
+        flat = A.pack_counts(counts)
+        if trainer.world_size > 1:
+            flat = trainer.strategy.reduce(flat, reduce_op="sum")
+        for name, t in zip(self.COUNTS, A.unpack_counts(flat.cpu(), [c.shape for c in counts])):
+            setattr(self, name, t)
 
     def _write(self, trainer: Trainer) -> None:
         record = {"classes": self.classes, "gain": self.gain, "mode": self.mode, "seed": self.seed,

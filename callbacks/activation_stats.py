@@ -1,7 +1,11 @@
 """ActivationStatsCallback: exact per-class activation counts of the encoder's neuron sites during
-``trainer.predict``, written to the run folder ``<out_dir>/<task>_<suffix>/``.
+``trainer.predict``, each neuron's top clips, and the clips' embeddings, written to the run folder
+``<out_dir>/<task>_<suffix>/``.
 
-Thin wrapper: the maths is in :mod:`analysis.activation_stats`, the files in :mod:`analysis.runs`.
+Thin wrapper: the maths is in :mod:`analysis.activation_stats` and :mod:`analysis.top_clips`, the files in
+:mod:`analysis.runs`. Per batch everything stays on the module's device (no host sync); each process
+spools its clips' rows to disk in chunks; at the end every count tensor is sum-reduced once, the top
+clips are gathered and merged, and process 0 writes the run folder, streaming the rows in dataset order.
 """
 from __future__ import annotations
 
@@ -10,14 +14,17 @@ import logging
 import os
 import platform
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import lightning
 import torch
+import torch.distributed as dist
+from jsonargparse.typing import NonNegativeInt
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 
 from analysis import activation_stats as S
+from analysis import top_clips as T
 from analysis.runs import write as R
 from analysis.runs.identity import encoder_identity
 from analysis.runs.layout import run_folder
@@ -26,10 +33,22 @@ from lightning_modules.encoders.base import site_view
 
 log = logging.getLogger(__name__)
 
+#: Rows kept on the device before they are copied to the host and appended to the spool (one copy, and
+#: so one host sync, per this many clips rather than per batch).
+FLUSH_ROWS = 1024
+
+
+def to_device(t: Tensor, device: torch.device) -> Tensor:
+    """A host tensor on ``device`` without blocking the host (pinned, non-blocking copy to a GPU)."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
 
 class ActivationStatsCallback(Callback):
     """Count, for every neuron of every site of ``pl_module.encoder`` and every class, the counted
-    positions with activation > 0 (``trainer.predict`` only), and write the run folder.
+    positions with activation > 0 (``trainer.predict`` only), keep each neuron's top clips, and write the
+    run folder.
 
     Args:
         out_dir: parent folder of the run folder ``<out_dir>/<task>_<suffix>/``.
@@ -40,6 +59,16 @@ class ActivationStatsCallback(Callback):
             clips of each clip's firing rate, so long clips do not dominate).
         splits: splits whose clips are counted (e.g. ``[train]``); default all predicted splits.
             Embeddings (features.pt) are written for every predicted clip.
+        top_k: clips kept per neuron in ``top_clips.pt`` (highest mean activation over the clip's counted
+            positions, with the place of the clip's peak); candidates are the counted clips; 0 = none.
+        act_sum: compute the activation sums ``act_sum`` of ``stats.pt`` (dataset means, needed by mean
+            ablation). They come free with the top clips (``top_k > 0``), which need them anyway; with
+            ``top_k: 0`` and ``act_sum: false`` the counting skips them and ``stats.pt`` has no ``act_sum``.
+        features: write the clip embeddings ``features.pt`` (needed by the probe); false for
+            statistics-only runs.
+        compile: run each site call's counting (and top-clip peak search) as one ``torch.compile``-d
+            kernel instead of the eager kernels: same counts, about half the cost of the top clips, but a
+            one-off compilation (seconds to a minute) and a C++ compiler (CPU) or Triton (GPU).
         overwrite: replace an existing run folder's results instead of failing.
         log_tensorboard: log per-layer mean firing rates when the trainer has a TensorBoard logger.
         config: configuration to record as ``config`` in manifest.json (e.g. the pipeline's); default
@@ -53,34 +82,58 @@ class ActivationStatsCallback(Callback):
         tokens: str = "all",
         level: str = "token",
         splits: Optional[list[str]] = None,
+        top_k: NonNegativeInt = 8,
+        act_sum: bool = False,
+        features: bool = True,
+        compile: bool = False,
         overwrite: bool = False,
         log_tensorboard: bool = True,
         config: Optional[dict[str, Any]] = None,
     ) -> None:
         super().__init__()
         S.check_policy(tokens, level)
+        if top_k < 0:
+            raise ValueError(f"ActivationStatsCallback: top_k must be >= 0, got {top_k}")
         self.config = config
         self.out_dir = out_dir
         self.suffix = suffix
         self.tokens = tokens
         self.level = level
         self.splits = list(splits) if splits is not None else None
+        self.top_k = int(top_k)
+        self.act_sum = bool(act_sum)
+        self.features = bool(features)
+        self.compile = bool(compile)
         self.overwrite = overwrite
         self.log_tensorboard = log_tensorboard
         self._hooks: Optional[SiteHooks] = None
+        self._spool: Optional[R.RowSpool] = None
         self._reset()
+
+    @property
+    def sums(self) -> bool:
+        """Whether activation sums are computed (``act_sum`` asked for, or needed by the top clips)."""
+        return self.act_sum or self.top_k > 0
 
     # -- state -----------------------------------------------------------------------------------
     def _reset(self) -> None:
         self._totals: Optional[dict[str, Tensor]] = None
+        self._top: Optional[dict[str, Tensor]] = None
         self._buffers: Optional[list[dict[str, Tensor]]] = None
-        self._rows: list[dict[str, Any]] = []
+        self._pending: Optional[dict[str, Tensor]] = None  # rows waiting on the device: [FLUSH_ROWS, ...]
+        self._pending_meta: list[tuple[str, str]] = []  # (split, file_name) of the waiting rows
+        self._pending_rows = 0
         self.folder: Optional[Path] = None
 
     def _remove_hooks(self) -> None:
         if self._hooks is not None:
             self._hooks.remove()
         self._buffers = None
+
+    def _remove_spool(self) -> None:
+        if self._spool is not None:
+            self._spool.remove()
+            self._spool = None
 
     # -- setup -------------------------------------------------------------------------------------
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -90,18 +143,30 @@ class ActivationStatsCallback(Callback):
         dm = trainer.datamodule
         if dm is None or not hasattr(dm, "classes") or not hasattr(dm, "task"):
             raise TypeError("ActivationStatsCallback needs a datamodule with .classes and .task (EVARDataModule)")
+        suffix = self.suffix or getattr(encoder, "name", None) or type(encoder).__name__.lower()
+        self.begin(encoder, list(dm.classes), pl_module.device)
+        self.folder = run_folder(self.out_dir, dm.task, suffix)
+        R.check_run_folder(self.folder, self.overwrite)  # fail before the long run, not after
+        self._spool = R.RowSpool.create(self.out_dir, f"{self.folder.name}-rank{trainer.global_rank}")
+
+    def begin(self, encoder: Any, classes: Sequence[str], device: torch.device | str) -> None:
+        """Zero the totals on ``device`` and hook ``encoder``'s sites (``on_predict_start`` without the
+        run folder; public for benchmarks that drive the per-batch hooks themselves)."""
         self._reset()
         self._remove_hooks()
-        self.classes = list(dm.classes)
+        self._remove_spool()
+        self.classes = list(classes)
         self.sites = list(encoder.neuron_sites)
         self.site_neurons = [int(n) for n in encoder.site_neurons]
         if len(self.site_neurons) != len(self.sites):
             raise ValueError(f"encoder.site_neurons has {len(self.site_neurons)} entries for {len(self.sites)} sites")
-        suffix = self.suffix or getattr(encoder, "name", None) or type(encoder).__name__.lower()
-        self.folder = run_folder(self.out_dir, dm.task, suffix)
-        R.check_run_folder(self.folder, self.overwrite)  # fail before the long run, not after
-        self._totals = S.new_totals(self.site_neurons, len(self.classes), self.level)
+        self._device = torch.device(device)
+        self._totals = S.new_totals(self.site_neurons, len(self.classes), self.level, self.sums, self._device)
+        if self.top_k:
+            self._top = T.new_top(len(self.sites), max(self.site_neurons), self.top_k, self._device)
         self._encoder = encoder
+        self._n_bands = int(getattr(encoder, "n_bands", 0) or 0)
+        self._workspace = T.Workspace()
         self._hooks = SiteHooks(encoder, [(site, self._make_hook(l, site)) for l, site in enumerate(self.sites)]).attach()
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -125,13 +190,16 @@ class ActivationStatsCallback(Callback):
 
     def _make_hook(self, l: int, site: str):
         encoder = self._encoder
+        peaks = self.top_k > 0
 
         def hook(module: torch.nn.Module, inputs: Any, output: Tensor) -> None:
             if self._buffers is None:  # forward outside a predict batch (e.g. a sanity call)
                 return
             act = site_view(output, encoder.channel_axis)
             pos = encoder.positions(site, output)
-            S.accumulate_call(self._buffers[l], act, pos.counted(self.tokens), pos.clip)
+            S.accumulate_call(self._buffers[l], act, pos.counted(self.tokens), pos.clip,
+                              pos.frames() if peaks else None, pos.band, self._n_bands, self._workspace,
+                              self.compile)
 
         return hook
 
@@ -139,91 +207,118 @@ class ActivationStatsCallback(Callback):
     def on_predict_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
                                dataloader_idx: int = 0) -> None:
         b = int(batch["audio"].shape[0])
-        dev = batch["audio"].device
-        self._buffers = [S.new_batch_buffer(b, n, dev) for n in self.site_neurons]
+        self._buffers = [S.new_batch_buffer(b, n, self._device, sums=self.sums, peaks=self.top_k > 0)
+                         for n in self.site_neurons]
 
     def on_predict_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                              batch_idx: int, dataloader_idx: int = 0) -> None:
         assert self._totals is not None and self._buffers is not None
-        label = batch["label"]
+        dev = self._device
+        label = batch["label"].to(dev)
         classes = S.labels_to_multihot(label, len(self.classes))
         split = list(batch["split"])
         counted = None
         if self.splits is not None:
-            counted = torch.tensor([s in self.splits for s in split], dtype=torch.bool)
+            counted = to_device(torch.tensor([s in self.splits for s in split], dtype=torch.bool), dev)
         S.fold_batch(self._totals, self._buffers, classes, counted)
+        index = torch.as_tensor(batch["index"]).to(dev).long()
+        if self._top is not None:
+            candidate = classes.any(1) if counted is None else classes.any(1) & counted
+            n_max = self._top["score"].shape[1]
+            T.update_top(self._top, T.stack_sites([S.clip_means(b) for b in self._buffers], n_max, float("nan")),
+                         index, candidate, T.stack_sites([b["peak_key"] for b in self._buffers], n_max, -1),
+                         self._n_bands)
         self._buffers = None
         emb = outputs["embedding"] if isinstance(outputs, dict) else outputs
-        # Clone: on one device predict runs under inference mode.
-        self._rows.append(
-            {
-                "embedding": emb.detach().float().cpu().clone(),
-                "label": label.detach().cpu().clone(),
-                "index": batch["index"].detach().cpu().long().clone(),
-                "split": split,
-                "file_name": list(batch["file_name"]),
-            }
-        )
+        self._queue({"embedding": emb.detach(), "label": label.detach(), "index": index} if self.features else
+                    {"label": label.detach(), "index": index}, list(zip(split, batch["file_name"])))
+
+    def _queue(self, rows: dict[str, Tensor], meta: list[tuple[str, str]]) -> None:
+        """Copy a batch's rows into the device buffer of pending rows (one preallocated buffer, so no
+        per-batch tensor is kept alive); flush it to the spool when full."""
+        b = len(meta)
+        if self._pending is not None and (self._pending_rows + b > self._pending["index"].shape[0] or any(
+                self._pending[k].shape[1:] != v.shape[1:] or self._pending[k].dtype != v.dtype for k, v in rows.items())):
+            self._flush()
+        if self._pending is None or self._pending["index"].shape[0] < b or self._pending.keys() != rows.keys():
+            cap = max(FLUSH_ROWS, b)
+            self._pending = {k: v.new_empty((cap, *v.shape[1:])) for k, v in rows.items()}
+        n = self._pending_rows
+        for k, v in rows.items():
+            self._pending[k][n:n + b].copy_(v)
+        self._pending_meta += meta
+        self._pending_rows = n + b
+        if self._pending_rows == self._pending["index"].shape[0]:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Copy the pending rows to the host (one copy) and append them to this process's spool."""
+        n = self._pending_rows
+        if self._pending is None or n == 0:
+            return
+        rows = {k: v[:n].cpu() for k, v in self._pending.items()}
+        meta, self._pending_meta, self._pending_rows = self._pending_meta, [], 0
+        S.check_labels(rows["label"], len(self.classes), rows["index"])
+        if self._spool is not None:
+            self._spool.append(label=rows["label"], index=rows["index"], split=[m[0] for m in meta],
+                               file_name=[m[1] for m in meta],
+                               embedding=rows["embedding"].float() if "embedding" in rows else None)
 
     # -- end ---------------------------------------------------------------------------------------
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        assert self._totals is not None
+        assert self._totals is not None and self._spool is not None
         self._buffers = None
+        self._flush()
+        self._spool.close()
         # Exactly one all-reduce per tensor (sum; Lightning's default is mean, and it works in place).
         for key in list(self._totals):
             self._totals[key] = trainer.strategy.reduce(self._totals[key], reduce_op="sum")
-        rows = self._gather_rows(trainer)
+        if self._top is not None and trainer.world_size > 1:
+            self._top = T.merge_gathered({k: trainer.strategy.all_gather(v) for k, v in self._top.items()})
+        rows = self._row_blocks(trainer)
         if trainer.is_global_zero:
             self._write(trainer, pl_module, rows)
         trainer.strategy.barrier("activation_stats_written")
+        self._remove_spool()
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._remove_hooks()
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         self._remove_hooks()
+        self._remove_spool()
 
-    def _gather_rows(self, trainer: Trainer) -> dict[str, Any]:
-        local = {
-            "embedding": torch.cat([r["embedding"] for r in self._rows]) if self._rows else torch.zeros(0, 0),
-            "label": torch.cat([r["label"] for r in self._rows]) if self._rows else torch.zeros(0, dtype=torch.long),
-            "index": torch.cat([r["index"] for r in self._rows]) if self._rows else torch.zeros(0, dtype=torch.long),
-            "split": [s for r in self._rows for s in r["split"]],
-            "file_name": [f for r in self._rows for f in r["file_name"]],
-        }
-        self._rows = []
-        parts = [local]
-        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-            parts = [None] * trainer.world_size
-            # Ranks hold different numbers of clips: gather Python objects (CPU tensors), not padded tensors.
-            torch.distributed.all_gather_object(parts, local)
-        parts = [p for p in parts if p is not None and len(p["index"])]
-        if not parts:
-            raise RuntimeError("ActivationStatsCallback: no clip was predicted")
-        index = torch.cat([p["index"] for p in parts])
-        order = torch.argsort(index, stable=True)
-        index = index[order]
-        if len(index) > 1 and bool((index[1:] == index[:-1]).any()):
-            dup = index[1:][index[1:] == index[:-1]].unique().tolist()
-            raise RuntimeError(f"ActivationStatsCallback: clips predicted twice (dataset index {dup[:10]})")
-        split = [s for p in parts for s in p["split"]]
-        names = [f for p in parts for f in p["file_name"]]
-        return {
-            "embedding": torch.cat([p["embedding"] for p in parts])[order],
-            "label": torch.cat([p["label"] for p in parts])[order],
-            "index": index,
-            "split": [split[i] for i in order.tolist()],
-            "file_name": [names[i] for i in order.tolist()],
-        }
+    def _row_blocks(self, trainer: Trainer) -> Optional[R.RowBlocks]:
+        """Every process's rows in dataset order, block by block (process 0); the other processes send
+        their part of each block to process 0 (one ``gather_object`` per block) and return None."""
+        spool = self._spool
+        assert spool is not None
+        world, rank = trainer.world_size, trainer.global_rank
+        if world <= 1 or not (dist.is_available() and dist.is_initialized()):
+            return R.RowBlocks.from_spools([spool])
+        described: list = [None] * world
+        dist.all_gather_object(described, spool.describe())
+        indices: list = [None] * world
+        dist.all_gather_object(indices, spool.read_index())
+        order = R.RowOrder.of(indices)
 
-    def _write(self, trainer: Trainer, pl_module: LightningModule, rows: dict[str, Any]) -> None:
-        assert self._totals is not None and self.folder is not None
-        totals = self._totals
+        def fetch(block: slice) -> Optional[list]:
+            parts = [None] * world if rank == 0 else None
+            dist.gather_object(spool.read(order.wanted(block, rank)), parts, dst=0)
+            return parts
+
+        block_rows = R.RowBlocks.block_rows(described)
+        if rank == 0:
+            return R.RowBlocks.ordered(order, described, fetch, block_rows)
+        for block in order.ranges(block_rows):
+            fetch(block)
+        return None
+
+    def _write(self, trainer: Trainer, pl_module: LightningModule, rows: Optional[R.RowBlocks]) -> None:
+        assert self._totals is not None and self.folder is not None and rows is not None
+        totals = {k: v.cpu() for k, v in self._totals.items()}
         oz = S.over_zero(totals, self.site_neurons, self.level)
-        gts = rows["label"]
-        gts = gts.long() if gts.dim() == 1 else gts.float()
-        table = R.index_table(rows["index"], rows["file_name"], gts, rows["split"], self.classes)
-        stats = {k: v.cpu() for k, v in totals.items()}
+        stats = dict(totals)
         stats.update(
             sites=self.sites,
             site_neurons=self.site_neurons,
@@ -232,23 +327,32 @@ class ActivationStatsCallback(Callback):
             level=self.level,
             splits=self.splits,
         )
-        manifest = self._manifest(trainer, pl_module, table)
         R.write_run_folder(
             self.folder,
             over_zero=oz,
             classes=self.classes,
-            features=rows["embedding"],
-            gts=gts,
             stats=stats,
-            index=table,
-            manifest=manifest,
+            rows=rows,
+            manifest=self._manifest(trainer, pl_module),
+            top_clips=self._top_clips_file(),
             overwrite=self.overwrite,
         )
         log.info("ActivationStatsCallback wrote %s", self.folder)
         if self.log_tensorboard:
             self._log_tensorboard(trainer, oz)
 
-    def _manifest(self, trainer: Trainer, pl_module: LightningModule, table: Any) -> dict[str, Any]:
+    def _top_clips_file(self) -> Optional[dict[str, Any]]:
+        """The ``top_clips.pt`` dict (format: :mod:`analysis.runs.layout`), None without top clips."""
+        if self._top is None:
+            return None
+        enc = self._encoder
+        return {**{k: v.cpu() for k, v in self._top.items()}, "k": self.top_k, "sites": self.sites,
+                "site_neurons": self.site_neurons, "frame_seconds": getattr(enc, "frame_seconds", None),
+                "frames_per_position": int(getattr(enc, "frames_per_position", 1)), "n_bands": self._n_bands}
+
+    def _manifest(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+        """Provenance; :func:`analysis.runs.write.write_run_folder` adds ``n_clips``, ``data_list_sha256``
+        and ``features``."""
         encoder = self._encoder
         ckpt = getattr(encoder, "checkpoint_path", None)
         ident = encoder_identity(encoder)
@@ -259,14 +363,15 @@ class ActivationStatsCallback(Callback):
             "encoder_name": ident["encoder_name"],
             "checkpoint": str(ckpt) if ckpt else None,
             "checkpoint_sha256": ident["checkpoint_sha256"],
-            "data_list_sha256": R.data_list_sha256(table),
-            "n_clips": len(table),
             "world_size": trainer.world_size,
             "strategy": type(trainer.strategy).__name__,
             "precision": str(trainer.precision),
             "tokens": self.tokens,
             "level": self.level,
             "splits": self.splits,
+            "top_k": self.top_k,
+            "act_sum": self.sums,
+            "compile": self.compile,
             "sites": self.sites,
             "site_neurons": self.site_neurons,
             "versions": {

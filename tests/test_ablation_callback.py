@@ -207,16 +207,6 @@ def test_mean_mode_uses_stats_means(planted, tmp_path):
     assert 0 < means[0, 4] < 1
 
 
-def test_refuses_multiple_devices(planted, tmp_path):
-    cb = AblationCallback(out_dir=str(tmp_path / "d"), run_dir=str(planted["run"]))
-
-    class _T:
-        world_size = 2
-
-    with pytest.raises(RuntimeError, match="one device"):
-        cb.setup(_T(), None, "test")
-
-
 def test_bad_neuron_list_is_a_clear_error(planted, tmp_path):
     cb = AblationCallback(out_dir=str(tmp_path / "e"), neuron_lists=[NeuronList("bad", [[1, 7]], [])],
                           class_sets=False, run_dir=str(planted["run"]))

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from analysis import activation_stats as S
+from analysis import top_clips as T
 from lightning_modules.encoders.base import AudioEncoder, Positions, site_view
 
 
@@ -248,8 +249,12 @@ def test_merge_is_exact_sum_and_checks_metadata() -> None:
 def test_labels_to_multihot_and_bad_policy() -> None:
     assert S.labels_to_multihot(torch.tensor([2, 0]), 3).tolist() == [[False, False, True], [True, False, False]]
     assert S.labels_to_multihot(torch.tensor([[1.0, 0.0, 1.0]]), 3).tolist() == [[True, False, True]]
-    with pytest.raises(ValueError, match="out of range"):
-        S.labels_to_multihot(torch.tensor([3]), 3)
+    # no read-back on the device: an index out of range is an empty row there, and check_labels (run on
+    # the host copies of the rows) names the clip
+    assert S.labels_to_multihot(torch.tensor([3, 1]), 3).tolist() == [[False, False, False], [False, True, False]]
+    with pytest.raises(ValueError, match=r"out of range \[0, 3\): 3 \(clip with dataset index 17\)"):
+        S.check_labels(torch.tensor([1, 3]), 3, torch.tensor([16, 17]))
+    S.check_labels(torch.tensor([0, 2]), 3)
     with pytest.raises(ValueError, match="token policy"):
         S.check_policy("cls", "token")
     with pytest.raises(ValueError, match="level"):
@@ -312,3 +317,87 @@ def test_crepe_tiny_frames_match_brute_force() -> None:
     got = _real_encoder_check(enc, audio, lengths, torch.tensor([0, 1, 2]), "all")
     # ragged sites: 128 neurons in site 0, 16 in site 1 -> rows past 16 stay zero; different positions
     assert got["count"][1, 16:].sum() == 0 and got["n_tokens_site"][0, 0] != got["n_tokens_site"][1, 0]
+
+
+@pytest.mark.parametrize("P", [1, 7, 255, 256, 600])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_positive_counts_equal_a_plain_count_at_every_length(P: int, dtype: torch.dtype) -> None:
+    """Byte sums (slices of 255 positions beyond that) give exactly (act > 0) & counted summed in int64,
+    NaN never counts, and the counts do not depend on the dtype's path."""
+    g = torch.Generator().manual_seed(P)
+    act = torch.randn(3, P, 5, generator=g).to(dtype)
+    act[0, 0, 0] = float("nan")
+    act[1, :, 2] = 1.0  # a neuron positive everywhere: the largest count a row can have
+    counted = torch.rand(3, P, generator=g) > 0.3
+    counted[1] = True
+    got = S.positive_counts(act, counted)
+    ref = ((act > 0) & counted[:, :, None]).sum(1)
+    assert torch.equal(got.long(), ref)
+    assert got[1, 2] == P
+
+
+def test_sums_are_optional_and_fold_without_act_sum() -> None:
+    enc = ToyEncoder().eval()
+    audio, lengths, labels = toy_data()
+    record = record_sites(enc, audio, lengths)
+    totals = S.new_totals(enc.site_neurons, 3, "token", act_sum=False)
+    assert "act_sum" not in totals
+    bufs = [S.new_batch_buffer(7, n, sums=False) for n in enc.site_neurons]
+    assert all("sum" not in b for b in bufs)
+    for l, act, pos in record:
+        S.accumulate_call(bufs[l], act, pos.counted("all"), pos.clip)
+    S.fold_batch(totals, bufs, S.labels_to_multihot(labels, 3))
+    ref = brute_force(record, labels, 3, "all", enc.site_neurons)
+    for key in ("count", "n_tokens_site", "n_tokens", "n_clips", "n_positions"):
+        assert torch.equal(totals[key], ref[key]), key
+
+
+def test_counting_never_reads_back_to_the_host() -> None:
+    """The per-call and per-batch core functions run on the meta device, where any host read (``.item()``,
+    ``bool()``, ``.cpu()``, ``.tolist()``, data-dependent shapes) raises: they work on any device without
+    a synchronisation."""
+    with pytest.raises(RuntimeError):
+        torch.zeros(1, device="meta").item()  # what a host read on the meta device does
+    L, B, R, P, N, C = 2, 3, 6, 300, 5, 4
+    act = torch.empty(R, P, N, device="meta")
+    counted = torch.empty(R, P, dtype=torch.bool, device="meta")
+    clip = torch.empty(R, dtype=torch.long, device="meta")
+    frames = torch.empty(R, P, dtype=torch.long, device="meta")
+    band = torch.empty(P, dtype=torch.long, device="meta")
+    totals = S.new_totals([N, N - 1], C, "clip", device="meta")
+    bufs = [S.new_batch_buffer(B, n, "meta", sums=True, peaks=True) for n in (N, N - 1)]
+    for l, buf in enumerate(bufs):
+        S.accumulate_call(buf, act[..., : buf["pos"].shape[1]], counted, clip, frames, band, 5, T.Workspace())
+    labels = torch.empty(B, dtype=torch.long, device="meta")
+    classes = S.labels_to_multihot(labels, C)
+    keep = torch.empty(B, dtype=torch.bool, device="meta")
+    S.fold_batch(totals, bufs, classes, keep)
+    top = T.new_top(L, N, 4, "meta")
+    T.update_top(top, T.stack_sites([S.clip_means(b) for b in bufs], N, float("nan")),
+                 torch.empty(B, dtype=torch.long, device="meta"), classes.any(1) & keep,
+                 T.stack_sites([b["peak_key"] for b in bufs], N, -1), 5)
+    assert all(t.device.type == "meta" for t in list(totals.values()) + list(top.values()))
+
+
+@pytest.mark.slow
+def test_compiled_kernel_counts_exactly_like_the_eager_ones() -> None:
+    """``compile: true``: one torch.compile-d kernel per site call; the same integer counts, the same
+    peaks, sums to round-off (M2D tiny with padding chunks and CLS, both token policies)."""
+    from lightning_modules.encoders import M2DEncoder
+
+    enc = M2DEncoder(width=64, depth=2, num_heads=4, mlp_ratio=4.0, input_frames=32, n_mels=80, patch=16,
+                     sample_rate=16000, seed=0).eval()
+    g = torch.Generator().manual_seed(0)
+    audio = torch.randn(3, 17600, generator=g) * 0.1
+    lengths = torch.tensor([17600, 5000, 9000])
+    for l, act, pos in record_sites(enc, audio, lengths):
+        for tokens in ("all", "patches"):
+            out = {}
+            for compiled in (False, True):
+                buf = S.new_batch_buffer(3, act.shape[-1], sums=True, peaks=True)
+                S.accumulate_call(buf, act, pos.counted(tokens), pos.clip, pos.frames(), pos.band, enc.n_bands,
+                                  compiled=compiled)
+                out[compiled] = buf
+            for key in ("pos", "n", "peak", "peak_key"):
+                assert torch.equal(out[False][key], out[True][key]), key
+            assert torch.allclose(out[False]["sum"], out[True]["sum"], rtol=1e-5, atol=1e-5)

@@ -7,6 +7,7 @@ of selected stages, and a failing stage leaving completed outputs intact.
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ import yaml
 
 from analysis.app.cli import main as cli_main
 from analysis.app.config import PipelineError, load_config
+from analysis.app.pipeline import Pipeline
 
 pytest.importorskip("soundfile")
 
@@ -230,6 +232,28 @@ def test_ddp_statistics_stage_matches_one_device(pipeline_run, tmp_path):
         assert torch.equal(one[k], two[k]), k
     man = yaml.safe_load((tmp_path / "ddp" / "runs" / "synth_octave_sine_crepe_tiny" / "manifest.json").read_text())
     assert man["world_size"] == 2
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_ddp_ablation_stage_matches_one_device(pipeline_run, tmp_path):
+    """trainer.devices=2: the ablation stage's function runs ``train.py test`` under DDP on the same run folder
+    and probe as the one-device run (a copy of its outputs; the runner itself would re-run the statistics,
+    whose stage depends on the trainer section); ablation.csv is identical (each test clip scored once,
+    counts summed once)."""
+    cfg_path, out = pipeline_run
+    shutil.copytree(out, tmp_path / "ddp")
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["out"] = str(tmp_path / "ddp")
+    cfg["trainer"] = {"accelerator": "cpu", "devices": 2, "strategy": "ddp"}
+    pipe = Pipeline(load_config(_write(cfg, tmp_path / "ddp.yaml")))
+    assert pipe.multi_process() and pipe.processes() == 2
+    pipe._ablation("synth_octave_sine", "crepe_tiny", overwrite=True)
+    for f in ("ablation.csv", "ablation_summary.csv"):
+        a = pd.read_csv(out / "ablation" / "synth_octave_sine_crepe_tiny" / f)
+        b = pd.read_csv(tmp_path / "ddp" / "ablation" / "synth_octave_sine_crepe_tiny" / f)
+        assert a.equals(b), (f, a.compare(b))
+    assert (tmp_path / "ddp" / ".stages" / "test-synth_octave_sine_crepe_tiny.yaml").exists()
 
 
 def test_task_alias_does_not_clobber_the_task_it_reads(synthetic_root, tmp_path):

@@ -3,7 +3,8 @@
 ``strategy=ddp`` re-launches the command line, so DDP runs only in a subprocess of train.py. The data:
 7 clips (odd: ranks hold 4 and 3), batch size 2 (ranks run different batch counts), class 2 only on
 clip 6, which only rank 0 sees. The 2-process run must equal the 1-process run: counts bit for bit,
-features/gts row for row. Float results (embeddings, act_sum) match to round-off only: the
+features/gts row for row (each rank spools its rows; rank 0 assembles them in dataset order), the top
+clips exactly (the ranks' top K merged). Float results (embeddings, act_sum) match to round-off only: the
 ranks run other batch compositions, and CPU matmuls of another batch size differ in the last bits
 (measured here: 1.2e-7 on embeddings, 6e-8 on act_sum).
 """
@@ -35,7 +36,8 @@ def _predict(tmp: Path, name: str, devices: int, n: int = 7, timeout: float = 12
             "enable_progress_bar": False,
             "enable_model_summary": False,
             "callbacks": [{"class_path": "callbacks.ActivationStatsCallback",
-                           "init_args": {"out_dir": str(work / "out"), "tokens": "patches", "level": "clip"}}],
+                           "init_args": {"out_dir": str(work / "out"), "tokens": "patches", "level": "clip",
+                                         "top_k": 3}}],
         },
         "model": {"class_path": "test_stats_callback.ToyExtractor"},
         "data": {"class_path": "test_stats_callback.ToyDataModule",
@@ -80,6 +82,13 @@ def test_ddp_two_processes_equal_one(tmp_path: Path) -> None:
     assert ia["index"].tolist() == list(range(7)) and ia.equals(ib)
     oa, ob = torch.load(a / "over_zero.pt"), torch.load(b / "over_zero.pt")
     assert torch.allclose(oa, ob, equal_nan=True)
+    # top clips: the merge of the ranks' top 3 is the top 3 of all clips (indices exact, peaks exact)
+    ta, tb = torch.load(a / "top_clips.pt"), torch.load(b / "top_clips.pt")
+    for key in ("index", "frame", "band"):
+        assert torch.equal(ta[key], tb[key]), key
+    assert torch.allclose(ta["score"], tb["score"], rtol=1e-5, atol=1e-6)
+    assert (ta["index"][0, :, 0] >= 0).all() and ta["k"] == tb["k"] == 3
+    assert not [p for p in (tmp_path / "two/out").iterdir() if p.name.startswith(".")]  # spools removed
     ma, mb = json.loads((a / "manifest.json").read_text()), json.loads((b / "manifest.json").read_text())
     assert ma["world_size"] == 1 and mb["world_size"] == 2
     assert ma["data_list_sha256"] == mb["data_list_sha256"]
@@ -109,7 +118,8 @@ def test_experiment_config_runs_from_the_cli(tmp_path: Path, synthetic_root: Pat
     _ok(p)
     folder = out / "synth_octave_sine_m2d_tiny"
     assert sorted(f.name for f in folder.iterdir()) == sorted(
-        ["over_zero.pt", "classes.txt", "features.pt", "gts.pt", "stats.pt", "index.csv", "manifest.json"])
+        ["over_zero.pt", "classes.txt", "features.pt", "gts.pt", "stats.pt", "index.csv", "manifest.json",
+         "top_clips.pt"])
     man = json.loads((folder / "manifest.json").read_text())
     assert man["precision"] == "bf16-mixed" and man["encoder_name"] == "m2d_tiny"
     n = len(pd.read_csv(folder / "index.csv"))

@@ -5,9 +5,10 @@ Stages, for every (model, task) of the config, each calling the same public func
 
 1. ``data``      — synthetic EVAR tasks (only with ``data.synthetic``; verb ``synth``);
 2. ``stats``     — ``trainer.predict`` with :class:`callbacks.ActivationStatsCallback` (counts on the
-                   identification splits — ``all``: every clip, rows without a split included —,
-                   embeddings of every predicted clip) → ``runs/<task>_<model>/``
-                   (``train.py predict``; through a ``train.py`` subprocess when ``trainer.devices > 1``);
+                   identification splits — ``all``: every clip, rows without a split included —, top
+                   clips, embeddings of every predicted clip) → ``runs/<task>_<model>/``
+                   (``train.py predict``; through a ``train.py`` subprocess when the ``trainer`` section
+                   asks for several processes, as Lightning's DDP re-launches the command line);
 3. ``identify``  — AAPE selection → ``neurons.csv`` / ``neurons.pt`` in the run folder (verb ``identify``);
 4. ``report``    — task statistics table, cross-/within-task figures per model → ``models/<model>/``
                    (verb ``report``); with two or more models also ``compare`` — the models side by
@@ -17,7 +18,8 @@ Stages, for every (model, task) of the config, each calling the same public func
 6. ``probe``     — linear probe on the frozen embeddings, one fit per seed → ``probes/<task>_<model>/``
                    (verb ``probe``);
 7. ``ablation``  — ``trainer.test`` of encoder + frozen probe with :class:`callbacks.AblationCallback` on the
-                   evaluation split → ``ablation/<task>_<model>/`` (``train.py test``);
+                   evaluation split → ``ablation/<task>_<model>/`` (``train.py test``; with the configured
+                   ``trainer``, through a subprocess like ``stats``; the probe fit stays on one device);
 8. ``gallery``   — the listening gallery of each run (top clips, spectrogram + activation overlay, audio)
                    → ``gallery/<task>_<model>/`` (verb ``gallery``; only with ``gallery.enabled``);
 9. ``summary``   — ``report/summary.md`` and ``report/index.html`` from the files above, linking the
@@ -60,8 +62,8 @@ from analysis.runs.atomic import save_text
 from analysis.runs.identity import RunMismatchError, check_run, encoder_identity
 from analysis.runs.layout import (ABLATION_CONFUSION_CSV, ABLATION_CSV, ABLATION_SUMMARY_CSV,
                                   ENTROPY_DISTRIBUTION_PDF, FEATURES, INDEX_HTML, MANIFEST, NEURONS_CSV, NEURONS_FILES,
-                                  NEURONS_PT, OVER_ZERO, PROBE_RESULTS, STABILITY_CSV, STATS, SUMMARY_MD, OutputTree,
-                                  compare_cross_task_name, compare_table_name, compare_within_task_name,
+                                  NEURONS_PT, OVER_ZERO, PROBE_RESULTS, STABILITY_CSV, STATS, SUMMARY_MD, TOP_CLIPS,
+                                  OutputTree, compare_cross_task_name, compare_table_name, compare_within_task_name,
                                   cross_task_name, run_folder, task_table_name, within_task_name)
 from analysis.runs.read import best_checkpoint
 from analysis.runs.write import stability_paths
@@ -183,15 +185,26 @@ class Pipeline:
             for model in self.cfg["models"]:
                 check_neuron_lists(self.cfg, model, self.model_identity(model)["site_neurons"])
 
-    def trainer(self, model: str, task: str, stage: str, callbacks: list, devices: Optional[int] = None) -> pl.Trainer:
-        t = dict(self.cfg["trainer"])
-        if devices is not None:
-            t["devices"] = devices
-            if devices == 1:
-                t["strategy"] = "auto"
+    def trainer(self, model: str, task: str, stage: str, callbacks: list) -> pl.Trainer:
+        """A Trainer with the ``trainer`` section (one process; see :meth:`multi_process`)."""
         logger = TensorBoardLogger(str(self.tree.tensorboard), name=f"{task}_{model}", version=stage)
         return pl.Trainer(callbacks=callbacks, logger=logger, enable_checkpointing=False, enable_model_summary=False,
-                          **t)
+                          **self.cfg["trainer"])
+
+    def multi_process(self) -> bool:
+        """Whether the ``trainer`` section runs several processes (then the Lightning stages run through a
+        ``train.py`` subprocess: Lightning's DDP launcher re-runs the command line)."""
+        t = self.cfg["trainer"]
+        d = t["devices"]
+        one = d in (1, "1") or (isinstance(d, list) and len(d) == 1) or (d == "auto" and t["accelerator"] == "cpu")
+        return int(t.get("num_nodes", 1)) > 1 or not one
+
+    def processes(self) -> Optional[int]:
+        """The number of processes the ``trainer`` section asks for, when it says (None: ``auto``, -1)."""
+        t = self.cfg["trainer"]
+        d = t["devices"]
+        per_node = len(d) if isinstance(d, list) else int(d) if str(d).lstrip("-").isdigit() else -1
+        return per_node * int(t.get("num_nodes", 1)) if per_node > 0 else None
 
     # -- the stage list -----------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
@@ -229,9 +242,12 @@ class Pipeline:
     def _statistics_stages(self, task: str, model: str, data_ids: list[str]) -> list[Stage]:
         cfg, key, rd = self.cfg, f"{task}_{model}", self.run_dir(task, model)
         common = {"model": cfg["models"][model], "task": cfg["tasks"][task], "data": cfg["data"], "seed": cfg["seed"]}
-        stats = Stage("stats", key, {**common, "stats": cfg["stats"], "trainer": cfg["trainer"]},
-                      [rd / OVER_ZERO, rd / STATS, rd / FEATURES, rd / MANIFEST],
-                      self._bind(self._statistics, task, model), after=list(data_ids), owns=[rd])
+        outs = [rd / OVER_ZERO, rd / STATS, rd / MANIFEST]
+        outs += [rd / FEATURES] if cfg["stats"].get("features", True) else []
+        outs += [rd / TOP_CLIPS] if cfg["stats"].get("top_k", 0) else []
+        stats = Stage("stats", key, {**common, "stats": cfg["stats"], "trainer": cfg["trainer"],
+                                     "act_sum": self._act_sum()},
+                      outs, self._bind(self._statistics, task, model), after=list(data_ids), owns=[rd])
         ident = Stage("identify", key, {"identify": cfg["identify"], "top": cfg["tasks"][task]["top_rate"]},
                       [rd / NEURONS_CSV, rd / NEURONS_PT], self._bind(self._identify, task, model), after=[stats.id],
                       owns=[rd / f for f in NEURONS_FILES])
@@ -315,20 +331,24 @@ class Pipeline:
         """The statistics callback's ``splits``: None (every predicted clip) under ``all``."""
         return None if self._identify_all() else self.cfg["stats"]["identify_splits"]
 
+    def _act_sum(self) -> bool:
+        """Activation sums are computed when asked for or when the ablation replaces neurons by their mean."""
+        return bool(self.cfg["stats"].get("act_sum", False)) or self.cfg["ablation"].get("mode") == "mean"
+
     def _statistics_callback(self, task: str, model: str, staging: Path, dm: EVARDataModule,
                              overwrite: bool) -> dict[str, Any]:
-        s = self.cfg["stats"]
-        return {"out_dir": str(staging), "suffix": model, "tokens": s["tokens"], "level": s["level"],
-                "splits": self._counted_splits(), "overwrite": overwrite, "config": self.manifest_config(task, model, dm)}
+        s = {k: v for k, v in self.cfg["stats"].items() if k != "identify_splits"}
+        return {**s, "out_dir": str(staging), "suffix": model, "splits": self._counted_splits(),
+                "act_sum": self._act_sum(), "overwrite": overwrite, "config": self.manifest_config(task, model, dm)}
 
     def _statistics(self, task: str, model: str, overwrite: bool) -> None:
         encoder = self.encoder(model)
         dm = self.datamodule(task, encoder, predict_unsplit=self._identify_all())
         staging = self._fresh_staging(task, model)
         cb_args = self._statistics_callback(task, model, staging, dm, overwrite)
-        devices = self.cfg["trainer"]["devices"]
-        if isinstance(devices, int) and devices > 1:
-            self._check_enough_clips(task, dm, devices * int(self.cfg["trainer"]["num_nodes"]))
+        if self.multi_process():
+            if self.processes() is not None:
+                self._check_enough_clips(task, dm, self.processes())
             del encoder  # the train.py subprocess builds its own
             self._statistics_subprocess(task, model, dm, cb_args)
         else:
@@ -373,23 +393,29 @@ class Pipeline:
             pass
 
     def _statistics_subprocess(self, task: str, model: str, dm: EVARDataModule, cb_args: dict[str, Any]) -> None:
-        """devices > 1: Lightning's DDP re-launches the command line, so run ``train.py predict``."""
-        cli_cfg = {
-            "trainer": {**self.cfg["trainer"], "logger": False, "enable_checkpointing": False, "callbacks": [{
-                "class_path": "callbacks.ActivationStatsCallback", "init_args": cb_args}]},
-            "seed_everything": self.cfg["seed"],
+        """Several processes: Lightning's DDP re-launches the command line, so run ``train.py predict``."""
+        self._train_py("predict", "stats", task, model, {
+            "trainer": self._cli_trainer("callbacks.ActivationStatsCallback", cb_args),
             "model": {"class_path": "lightning_modules.FeatureExtractor",
                       "init_args": {"encoder": self.cfg["models"][model]}},
             "data": {"class_path": "datamodules.EVARDataModule", "init_args": dict(dm.hparams)},
             "return_predictions": False,
-        }
-        cfg_path = self.tree.stages / f"predict-{task}_{model}.yaml"
+        })
+
+    def _cli_trainer(self, callback: str, args: dict[str, Any]) -> dict[str, Any]:
+        return {**self.cfg["trainer"], "logger": False, "enable_checkpointing": False,
+                "callbacks": [{"class_path": callback, "init_args": args}]}
+
+    def _train_py(self, verb: str, stage: str, task: str, model: str, cli_cfg: dict[str, Any]) -> None:
+        """Run ``train.py <verb>`` with ``cli_cfg`` (written to ``.stages/<verb>-<task>_<model>.yaml``)."""
+        cli_cfg = {**cli_cfg, "seed_everything": self.cfg["seed"]}
+        cfg_path = self.tree.stages / f"{verb}-{task}_{model}.yaml"
         save_text(yaml.safe_dump(cli_cfg, sort_keys=False), cfg_path, overwrite=True)
         train_py = Path(__file__).resolve().parents[2] / "train.py"
-        r = subprocess.run([sys.executable, str(train_py), "predict", "--config", str(cfg_path)],
+        r = subprocess.run([sys.executable, str(train_py), verb, "--config", str(cfg_path)],
                            cwd=str(self.tree.stages))
         if r.returncode != 0:
-            raise PipelineError(f"stage stats-{task}_{model}: train.py predict exited with {r.returncode} "
+            raise PipelineError(f"stage {stage}-{task}_{model}: train.py {verb} exited with {r.returncode} "
                                 f"(config {cfg_path})")
 
     def _selection(self, task: str) -> dict[str, Any]:
@@ -434,13 +460,23 @@ class Pipeline:
         a = {k: v for k, v in self.cfg["ablation"].items() if k not in _ABLATION_PIPELINE_KEYS}
         opts = self.cfg["tasks"][task]
         a.update({k: opts[k] for k in _TASK_ABLATION_KEYS if opts[k] is not None})
-        cb = AblationCallback(out_dir=str(self.ablation_dir(task, model)), run_dir=str(self.run_dir(task, model)),
-                              overwrite=overwrite, **a)
+        cb_args = {**a, "out_dir": str(self.ablation_dir(task, model)), "run_dir": str(self.run_dir(task, model)),
+                   "overwrite": overwrite}
         encoder = self.encoder(model)
         dm = self.datamodule(task, encoder, batch_size=self.cfg["ablation"]["batch_size"] or self.cfg["data"]["batch_size"])
-        tr = self.trainer(model, task, "ablation", [cb], devices=1)
-        model_ = AudioClassifier(encoder, probe_checkpoint=str(best_checkpoint(self.probe_dir(task, model))))
-        tr.test(model_, datamodule=dm, verbose=False)
+        probe = str(best_checkpoint(self.probe_dir(task, model)))
+        if self.multi_process():
+            del encoder  # the train.py subprocess builds its own
+            self._train_py("test", "ablation", task, model, {
+                "trainer": self._cli_trainer("callbacks.AblationCallback", cb_args),
+                "model": {"class_path": "lightning_modules.AudioClassifier",
+                          "init_args": {"encoder": self.cfg["models"][model], "probe_checkpoint": probe}},
+                "data": {"class_path": "datamodules.EVARDataModule", "init_args": dict(dm.hparams)},
+                "verbose": False,
+            })
+            return
+        tr = self.trainer(model, task, "ablation", [AblationCallback(**cb_args)])
+        tr.test(AudioClassifier(encoder, probe_checkpoint=probe), datamodule=dm, verbose=False)
 
     def _gallery(self, task: str, model: str, overwrite: bool) -> None:
         self.check_run(task, model)

@@ -20,6 +20,10 @@ A **statistics run folder** ``<out>/<task>_<suffix>/`` is written by the statist
 ``top_clips.pt``       each neuron's top-K clips (see below), written by the statistics pass
 =====================  =========================================================================
 
+``features.pt`` and ``gts.pt`` are written row block by row block in dataset order (the processes of a
+DDP run spool their rows to disk while predicting; no process ever holds all embeddings), as ordinary
+``torch.save`` files (readable with ``torch.load``, also with ``mmap=True``).
+
 ``top_clips.pt`` is a dict: ``score`` float32 ``[L, N, K]`` (the clip's mean activation of neuron
 (l, n) over its counted positions, descending; -inf in empty slots), ``index`` int64 ``[L, N, K]``
 (dataset index of the clip, column ``index`` of ``index.csv``; -1 = empty slot; equal scores ordered by
@@ -65,8 +69,10 @@ GTS = "gts.pt"
 STATS = "stats.pt"
 INDEX = "index.csv"
 MANIFEST = "manifest.json"
-#: The files the statistics pass writes together (one folder rename).
-RUN_FILES = (OVER_ZERO, CLASSES, FEATURES, GTS, STATS, INDEX, MANIFEST)
+TOP_CLIPS = "top_clips.pt"
+#: The files the statistics pass writes together (one folder rename); ``features.pt`` is absent when the
+#: pass ran with ``features: false``, ``top_clips.pt`` when it ran with ``top_k: 0``.
+RUN_FILES = (OVER_ZERO, CLASSES, FEATURES, GTS, STATS, INDEX, MANIFEST, TOP_CLIPS)
 INDEX_COLUMNS = ["row", "index", "file_name", "label", "split"]
 SPLITS = ("train", "valid", "test")
 #: ``split`` of a clip whose metadata row has no split (predicted and counted only when the identification
@@ -80,7 +86,14 @@ NEURONS_PT = "neurons.pt"
 NEURONS_JSON = "neurons.json"
 NEURONS_FILES = (NEURONS_CSV, NEURONS_PT, NEURONS_JSON)
 STABILITY_CSV = "stability.csv"
-TOP_CLIPS = "top_clips.pt"
+
+#: Private folder (beside the run folder) where one process of the statistics pass spools its rows
+#: (embeddings, labels, dataset indices, split and file name) while predicting; removed at the end.
+ROW_SPOOL_PREFIX = "rows-"
+#: Files of a row spool: raw float32 embeddings, raw labels, raw int64 dataset indices, JSON lines of
+#: ``[split, file_name]`` and their int64 byte offsets.
+SPOOL_EMBEDDING, SPOOL_LABEL, SPOOL_INDEX, SPOOL_META, SPOOL_META_OFFSETS = (
+    "embedding.f32", "label.bin", "index.i64", "meta.jsonl", "meta.offsets.i64")
 THRESHOLD_SWEEP_CSV = "threshold_sweep.csv"
 
 # -- temporary files of atomic writes -----------------------------------------------------------

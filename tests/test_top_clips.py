@@ -1,0 +1,194 @@
+"""Each neuron's top-K clips (analysis/top_clips.py) against brute force: scores, the order (score
+descending, ties by dataset index), the peak's frame and band, exact merging of parts, and the file-level
+merge beside the statistics merge."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import pytest
+import torch
+from torch import Tensor
+
+from analysis import activation_stats as S
+from analysis import top_clips as T
+from lightning_modules.encoders import CrepeEncoder, M2DEncoder
+from lightning_modules.encoders.base import site_view
+from test_activation_stats import ToyEncoder, record_sites, toy_data
+
+
+def run_top(enc, audio: Tensor, lengths: Tensor, labels: Tensor, tokens: str, batch_size: int, k: int,
+            index: Optional[Tensor] = None, counted_clips: Optional[Tensor] = None) -> dict[str, Tensor]:
+    """The production path: hooks -> accumulate_call (peaks) -> update_top, batch by batch."""
+    index = torch.arange(audio.shape[0]) if index is None else index
+    top = T.new_top(len(enc.site_neurons), max(enc.site_neurons), k)
+    n_bands = int(getattr(enc, "n_bands", 0) or 0)
+    bufs: list = []
+    ws = T.Workspace()
+
+    def make(l: int, site: str):
+        def hook(m, i, out):
+            pos = enc.positions(site, out)
+            S.accumulate_call(bufs[l], site_view(out, enc.channel_axis), pos.counted(tokens), pos.clip,
+                              pos.frames(), pos.band, n_bands, ws)
+        return hook
+
+    hs = [enc.get_submodule(s).register_forward_hook(make(l, s)) for l, s in enumerate(enc.neuron_sites)]
+    try:
+        for a in range(0, audio.shape[0], batch_size):
+            sl = slice(a, a + batch_size)
+            nb = audio[sl].shape[0]
+            bufs[:] = [S.new_batch_buffer(nb, n, peaks=True) for n in enc.site_neurons]
+            with torch.inference_mode():
+                enc(audio[sl], lengths[sl])
+            cand = S.labels_to_multihot(labels[sl], 3).any(1)
+            if counted_clips is not None:
+                cand &= counted_clips[sl]
+            n_max = max(enc.site_neurons)
+            T.update_top(top, T.stack_sites([S.clip_means(b) for b in bufs], n_max, float("nan")), index[sl], cand,
+                         T.stack_sites([b["peak_key"] for b in bufs], n_max, -1), n_bands)
+    finally:
+        for h in hs:
+            h.remove()
+    return top
+
+
+def brute_top(record: list, n_clips: int, tokens: str, site_neurons: list[int], k: int, index: Tensor,
+              candidate: Tensor) -> dict[str, Tensor]:
+    """Top-K by explicit loops over every kept activation: per clip the mean over its counted positions and
+    the (frame, band) of its largest activation among the counted positions with a frame (>= 0)."""
+    L, N = len(site_neurons), max(site_neurons)
+    total = torch.zeros(L, n_clips, N, dtype=torch.float64)
+    count = torch.zeros(L, n_clips, dtype=torch.float64)
+    best = torch.full((L, n_clips, N), -math.inf, dtype=torch.float64)
+    where = torch.full((L, n_clips, N, 2), -1, dtype=torch.long)
+    for l, act, pos in record:
+        frames = pos.frames()
+        for r in range(act.shape[0]):
+            b = int(pos.clip[r])
+            for p in range(act.shape[1]):
+                if not bool(pos.counted(tokens)[r, p]):
+                    continue
+                a = act[r, p].double()
+                n = a.shape[0]
+                total[l, b, :n] += a
+                count[l, b] += 1
+                if int(frames[r, p]) < 0:  # no place in time (CLS): never the peak
+                    continue
+                better = a > best[l, b, :n]
+                best[l, b, :n] = torch.where(better, a, best[l, b, :n])
+                band = int(pos.band[p]) if pos.band is not None else -1
+                where[l, b, :n][better] = torch.tensor([int(frames[r, p]), band])
+    out = T.new_top(L, N, k)
+    for l in range(L):
+        for n in range(site_neurons[l]):
+            rows = [(float((total[l, b, n] / count[l, b]).float()), int(index[b]), b) for b in range(n_clips)
+                    if bool(candidate[b]) and count[l, b] > 0]
+            rows.sort(key=lambda r: (-r[0], r[1]))
+            for j, (s, i, b) in enumerate(rows[:k]):
+                out["score"][l, n, j], out["index"][l, n, j] = s, i
+                out["frame"][l, n, j], out["band"][l, n, j] = where[l, b, n]
+    return out
+
+
+def _check(got: dict, ref: dict) -> None:
+    assert torch.equal(got["index"], ref["index"])
+    assert torch.allclose(got["score"], ref["score"], rtol=1e-5, atol=1e-6)
+    assert torch.equal(got["frame"], ref["frame"]) and torch.equal(got["band"], ref["band"])
+
+
+@pytest.mark.parametrize("stack_chunks", [True, False])
+@pytest.mark.parametrize("tokens", ["all", "patches"])
+def test_top_clips_match_brute_force(stack_chunks: bool, tokens: str) -> None:
+    """Clips cut into chunks (several rows of one call, or one call per chunk), padding and CLS; K = 3 of 9
+    clips; batching is irrelevant."""
+    enc = ToyEncoder(stack_chunks=stack_chunks).eval()
+    audio, lengths, labels = toy_data(n=9)
+    index = torch.tensor([40, 3, 17, 8, 99, 1, 23, 5, 60])
+    ref = brute_top(record_sites(enc, audio, lengths), 9, tokens, enc.site_neurons, 3, index,
+                    torch.ones(9, dtype=torch.bool))
+    for bs in (2, 9):
+        _check(run_top(enc, audio, lengths, labels, tokens, bs, 3, index), ref)
+    got = run_top(enc, audio, lengths, labels, tokens, 4, 3, index)
+    assert (got["score"][1, 4:] == -math.inf).all() and (got["index"][1, 4:] == -1).all()  # ragged site
+    assert (got["score"][:, :, :-1] >= got["score"][:, :, 1:]).all()  # descending
+
+
+def test_candidates_are_the_counted_clips_and_short_lists_stay_empty() -> None:
+    enc = ToyEncoder().eval()
+    audio, lengths, labels = toy_data(n=6)
+    counted = torch.tensor([True, False, True, False, False, True])
+    got = run_top(enc, audio, lengths, labels, "all", 4, 5, counted_clips=counted)
+    ref = brute_top(record_sites(enc, audio, lengths), 6, "all", enc.site_neurons, 5, torch.arange(6), counted)
+    _check(got, ref)
+    assert set(got["index"][0, 0].tolist()) == {0, 2, 5, -1}  # 3 candidates, 2 empty slots
+    assert (got["frame"][0, 0, 3:] == -1).all()
+
+
+def test_ties_go_to_the_lower_dataset_index_and_merging_parts_is_exact() -> None:
+    """The order is total, so the top K of the whole is the merge of the parts' top K (any partition)."""
+    score = torch.tensor([[2.0, 5.0, 5.0, 1.0, 5.0, 3.0]])
+    index = torch.tensor([7, 9, 2, 4, 6, 0])
+    whole = T.new_top(1, 1, 3)
+    T.update_top(whole, score[:, :, None], index, torch.ones(6, dtype=torch.bool))
+    assert whole["index"][0, 0].tolist() == [2, 6, 9]
+    parts = []
+    for sl in (slice(0, 2), slice(2, 5), slice(5, 6)):
+        t = T.new_top(1, 1, 3)
+        T.update_top(t, score[:, sl, None], index[sl], torch.ones(sl.stop - sl.start, dtype=torch.bool))
+        parts.append(t)
+    merged = T.merge_top(T.merge_top(parts[2], parts[0]), parts[1])
+    assert torch.equal(merged["index"], whole["index"]) and torch.equal(merged["score"], whole["score"])
+    stacked = {k: torch.stack([p[k] for p in parts]) for k in T.TOP_KEYS}  # as strategy.all_gather gives
+    assert torch.equal(T.merge_gathered(stacked)["index"], whole["index"])
+
+
+def test_runs_on_parts_merge_to_the_run_on_the_whole() -> None:
+    enc = ToyEncoder().eval()
+    audio, lengths, labels = toy_data(n=8)
+    whole = run_top(enc, audio, lengths, labels, "all", 4, 3)
+    a = run_top(enc, audio[:5], lengths[:5], labels[:5], "all", 4, 3)
+    b = run_top(enc, audio[5:], lengths[5:], labels[5:], "all", 4, 3, index=torch.arange(5, 8))
+    meta = dict(sites=enc.neuron_sites, site_neurons=enc.site_neurons, k=3, frame_seconds=None,
+                frames_per_position=1, n_bands=0)
+    m = S.merge_top_clips({**a, **meta}, {**b, **meta})
+    assert torch.equal(m["index"], whole["index"]) and torch.equal(m["frame"], whole["frame"])
+    assert torch.allclose(m["score"], whole["score"]) and m["k"] == 3
+    with pytest.raises(ValueError, match="sites"):
+        S.merge_top_clips({**a, **meta}, {**b, **meta, "sites": ["x", "y"]})
+
+
+@pytest.mark.parametrize("tokens", ["patches", "all"])
+def test_m2d_peaks_name_the_frame_and_band_of_the_largest_activation(tokens: str) -> None:
+    """M2D tiny (patch tokens frequency-major, 32-frame chunks, padding chunks): the peak of a listed clip is
+    the (first front-end frame, frequency band) of its largest activation, inside the clip; with
+    ``tokens: all`` the CLS tokens count in the score but are never the peak (they have no frame)."""
+    enc = M2DEncoder(width=64, depth=2, num_heads=4, mlp_ratio=4.0, input_frames=32, n_mels=80, patch=16,
+                     sample_rate=16000, seed=0).eval()
+    g = torch.Generator().manual_seed(0)
+    audio = torch.randn(4, 17600, generator=g) * 0.1
+    lengths = torch.tensor([17600, 5000, 9000, 12000])
+    audio[torch.arange(17600)[None] >= lengths[:, None]] = 0
+    labels = torch.tensor([0, 1, 2, 0])
+    got = run_top(enc, audio, lengths, labels, tokens, 3, 2)
+    ref = brute_top(record_sites(enc, audio, lengths), 4, tokens, enc.site_neurons, 2, torch.arange(4),
+                    torch.ones(4, dtype=torch.bool))
+    _check(got, ref)
+    assert got["band"].min() >= 0 and got["band"].max() < enc.n_bands  # every peak is a patch with a band
+    frames_of = 1 + lengths // enc.frontend.hop_length
+    last = frames_of[got["index"].clamp_min(0)]
+    assert (got["frame"] < last).all()  # never in a clip's padding
+
+
+def test_crepe_peaks_have_frames_and_no_band() -> None:
+    enc = CrepeEncoder(capacity="tiny", pretrained=True, hop_ms=40.0).eval()
+    t = torch.arange(4000) / 16000
+    audio = torch.stack([torch.sin(2 * math.pi * f * t) for f in (110.0, 440.0, 880.0)]) * 0.5
+    lengths = torch.tensor([4000, 2500, 4000])
+    audio[1, 2500:] = 0
+    got = run_top(enc, audio, lengths, torch.tensor([0, 1, 2]), "all", 2, 2)
+    ref = brute_top(record_sites(enc, audio, lengths), 3, "all", list(enc.site_neurons), 2, torch.arange(3),
+                    torch.ones(3, dtype=torch.bool))
+    _check(got, ref)
+    listed = got["index"] >= 0
+    assert (got["band"] == -1).all() and (got["frame"][listed] >= 0).all()
