@@ -89,6 +89,7 @@ def measure_all(a: argparse.Namespace, rank: int = 0, world: int = 1) -> dict[st
         assert len(cb.conditions) == C
         cb.correct = torch.zeros(C, 10, dtype=torch.long)
         cb.n = torch.zeros(10, dtype=torch.long)
+        cb.confusion = torch.zeros(C, 10, 10, dtype=torch.long)
         return cb
 
     def measure(strategy: str, per_pass: int) -> tuple[float, float]:
