@@ -112,6 +112,50 @@ def test_train_py_fit_with_probe_experiment_config(tmp_path, monkeypatch):
     assert p.head.in_features == 5 and p.classes == ["a", "b", "c"]
 
 
+class _Payload:
+    """Unpickling it creates ``marker``: the file exists iff loading ran code."""
+
+    marker = ""
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_train_py_ckpt_path_is_read_safely(tmp_path, monkeypatch):
+    """``train.py test --ckpt_path``: a checkpoint written by ``fit`` is restored; the same checkpoint with a
+    pickled object planted in it is refused before Lightning loads it, naming the file, and runs nothing;
+    a text file given as a checkpoint names the file and the problem."""
+    import train
+    from analysis.runs.read import UnreadableFileError, UnsafeFileError
+    from conftest import REPO_ROOT
+
+    d = write_run(tmp_path / "r", {"train": 6, "valid": 2, "test": 2})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    cfg = REPO_ROOT / "configs" / "experiment" / "probe_m2d_tiny_synth_octave_sine.yaml"
+    base = ["--config", str(cfg), "--data.init_args.run_dir", str(d)]
+    train.main(["fit", *base, "--trainer.max_epochs", "1"])
+    best = tmp_path / "outputs" / "probes" / "synth_octave_sine_m2d_tiny" / "best.ckpt"
+    train.main(["test", *base, "--ckpt_path", str(best)])  # a real checkpoint passes the check
+
+    _Payload.marker = str(tmp_path / "CODE_RAN")
+    ckpt = torch.load(best, weights_only=True)
+    ckpt["callbacks"] = {"x": _Payload()}
+    evil = tmp_path / "evil.ckpt"
+    torch.save(ckpt, evil)
+    with pytest.raises(UnsafeFileError) as e:
+        train.main(["test", *base, "--ckpt_path", str(evil)])
+    assert str(evil) in str(e.value) and "GLOBAL" in str(e.value)
+    assert not (tmp_path / "CODE_RAN").exists()
+
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not a checkpoint")
+    with pytest.raises(UnreadableFileError, match="notes.ckpt"):
+        train.main(["test", *base, "--ckpt_path", str(text)])
+    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+        train.main(["test", *base, "--ckpt_path", str(tmp_path / "missing.ckpt")])
+
+
 def test_audio_classifier_equals_probe_on_stored_embeddings(tmp_path):
     """Accuracy computed from audio (same encoder, same crop) == the probe's accuracy on the stored
     test embeddings, and the logits agree."""
