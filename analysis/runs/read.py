@@ -148,15 +148,21 @@ def read_over_zero(run_dir: str | Path) -> Tensor:
     return t
 
 
+def _load_dict(path: Path, required: Sequence[str]) -> dict[str, Any]:
+    """A tensor file holding a dict with (at least) the ``required`` keys; errors name the file."""
+    d = load_tensor_file(path)
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: expected a dict, got {type(d).__name__}")
+    missing = [k for k in required if k not in d]
+    if missing:
+        raise ValueError(f"{path}: missing keys {missing}")
+    return d
+
+
 def read_stats(run_dir: str | Path) -> dict[str, Any]:
     """``stats.pt`` dict (checked: the required keys, with consistent shapes)."""
     path = Path(run_dir) / STATS
-    s = load_tensor_file(path)
-    if not isinstance(s, dict):
-        raise ValueError(f"{path}: expected a dict, got {type(s).__name__}")
-    missing = [k for k in ("count", "n_tokens", "n_clips", "sites", "classes") if k not in s]
-    if missing:
-        raise ValueError(f"{path}: missing keys {missing}")
+    s = _load_dict(path, ("count", "n_tokens", "n_clips", "sites", "classes"))
     count = s["count"]
     if not isinstance(count, Tensor) or count.dim() != 3:
         raise ValueError(f"{path}: 'count' must be a tensor [L, N, C]")
@@ -179,12 +185,7 @@ def read_top_clips(run_dir: str | Path) -> dict[str, Any]:
     """``top_clips.pt`` (format: :mod:`analysis.runs.layout`), checked: the four ``[L, N, K]`` tensors
     agree in shape and the site lists in length."""
     path = Path(run_dir) / TOP_CLIPS
-    t = load_tensor_file(path)
-    if not isinstance(t, dict):
-        raise ValueError(f"{path}: expected a dict, got {type(t).__name__}")
-    missing = [k for k in ("score", "index", "frame", "band", "sites") if k not in t]
-    if missing:
-        raise ValueError(f"{path}: missing keys {missing}")
+    t = _load_dict(path, ("score", "index", "frame", "band", "sites"))
     shape = tuple(t["score"].shape) if isinstance(t["score"], Tensor) else None
     if shape is None or len(shape) != 3:
         raise ValueError(f"{path}: 'score' must be a tensor [L, N, K]")
