@@ -175,14 +175,29 @@ def _stability(a: argparse.Namespace) -> int:
 
 
 # -- report ---------------------------------------------------------------------------------------------
-def _report_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runs", required=True, help="output folder holding <task>_<suffix>/ run folders")
-    p.add_argument("--suffix", required=True, help="model suffix of the run folders (e.g. analysis, vit)")
+def _figure_spec_args(p: argparse.ArgumentParser) -> None:
+    """The figure options shared by ``report`` and ``compare``."""
     p.add_argument("--config", action="append", default=[],
                    help="report YAML (configs/report/*.yaml) naming cross_task pairs and within_task tasks; repeatable")
     p.add_argument("--cross", nargs=2, action="append", default=[], metavar=("TASK_A", "TASK_B"),
                    help="add a cross-task figure; repeatable")
     p.add_argument("--within", action="append", default=[], metavar="TASK", help="add a within-task figure; repeatable")
+
+
+def _figure_spec(a: argparse.Namespace) -> Optional[ReportSpec]:
+    """The figures asked for by :func:`_figure_spec_args` (None: the defaults)."""
+    if not (a.config or a.cross or a.within):
+        return None
+    spec = ReportSpec.from_yaml(a.config)
+    spec.cross_task += [tuple(x) for x in a.cross]
+    spec.within_task += list(a.within)
+    return spec
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", required=True, help="output folder holding <task>_<suffix>/ run folders")
+    p.add_argument("--suffix", required=True, help="model suffix of the run folders (e.g. analysis, vit)")
+    _figure_spec_args(p)
     p.add_argument("--dest", default=None, help="output folder (default <runs>/report_<suffix>)")
     p.add_argument("--tensorboard", default=None, help="TensorBoard log dir for figures, table text and scalars")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -190,11 +205,7 @@ def _report_args(p: argparse.ArgumentParser) -> None:
 
 @verb("report", "task statistics table and cross/within-task figures of one model suffix", _report_args)
 def _report(a: argparse.Namespace) -> int:
-    spec = None
-    if a.config or a.cross or a.within:
-        spec = ReportSpec.from_yaml(a.config)
-        spec.cross_task += [tuple(x) for x in a.cross]
-        spec.within_task += list(a.within)
+    spec = _figure_spec(a)
     return _print_paths(build_report(a.runs, a.suffix, spec=spec, dest=a.dest, tensorboard=a.tensorboard,
                                      overwrite=a.overwrite).values())
 
@@ -204,11 +215,7 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", nargs=2, action="append", required=True, metavar=("SUFFIX", "RUNS"),
                    help="a model: its run-folder suffix and the folder holding its <task>_<suffix>/ run folders; "
                         "give two or more, in column order")
-    p.add_argument("--config", action="append", default=[],
-                   help="report YAML (configs/report/*.yaml) naming cross_task pairs and within_task tasks; repeatable")
-    p.add_argument("--cross", nargs=2, action="append", default=[], metavar=("TASK_A", "TASK_B"),
-                   help="add a cross-task figure; repeatable")
-    p.add_argument("--within", action="append", default=[], metavar="TASK", help="add a within-task figure; repeatable")
+    _figure_spec_args(p)
     p.add_argument("--dest", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
@@ -219,11 +226,7 @@ def _compare(a: argparse.Namespace) -> int:
     models = dict(a.model)
     if len(models) != len(a.model):
         raise ValueError(f"--model: a suffix is given twice ({[m for m, _ in a.model]})")
-    spec = None
-    if a.config or a.cross or a.within:
-        spec = ReportSpec.from_yaml(a.config)
-        spec.cross_task += [tuple(x) for x in a.cross]
-        spec.within_task += list(a.within)
+    spec = _figure_spec(a)
     return _print_paths(build_compare(models, spec=spec, dest=a.dest, overwrite=a.overwrite).values())
 
 
