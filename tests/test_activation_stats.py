@@ -7,7 +7,7 @@ and records every activation it produces so the counts can be recomputed by brut
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Iterator, Optional
 
 import pytest
 import torch
@@ -128,16 +128,19 @@ def brute_force(record: list, labels: Tensor, n_classes: int, tokens: str, site_
                 act_sum=act_sum, n_positions=n_positions, rate_sum=rate_sum)
 
 
-def run_core(enc: ToyEncoder, audio: Tensor, lengths: Tensor, labels: Tensor, n_classes: int, tokens: str,
-             level: str, batch_size: int, counted_clips: Optional[Tensor] = None) -> dict[str, Tensor]:
-    """The production path: hooks → accumulate_call → fold_batch, batch by batch."""
-    totals = S.new_totals(enc.site_neurons, n_classes, level)
+def hooked_batches(enc, audio: Tensor, lengths: Tensor, tokens: str, batch_size: int, peaks: bool = False
+                   ) -> Iterator[tuple[slice, list[dict[str, Tensor]]]]:
+    """The production hot path: hooks on every site call ``accumulate_call`` (with the peak search when
+    ``peaks``); yields each batch's slice and its per-site buffers after the forward. Hooks removed at the end."""
+    n_bands = int(getattr(enc, "n_bands", 0) or 0)
     bufs: list = []
+    ws = T.Workspace()
 
     def make(l: int, site: str):
         def hook(m, i, out):
             pos = enc.positions(site, out)
-            S.accumulate_call(bufs[l], site_view(out, enc.channel_axis), pos.counted(tokens), pos.clip)
+            S.accumulate_call(bufs[l], site_view(out, enc.channel_axis), pos.counted(tokens), pos.clip,
+                              *((pos.frames(), pos.band, n_bands, ws) if peaks else ()))
         return hook
 
     hs = [enc.get_submodule(s).register_forward_hook(make(l, s)) for l, s in enumerate(enc.neuron_sites)]
@@ -145,14 +148,22 @@ def run_core(enc: ToyEncoder, audio: Tensor, lengths: Tensor, labels: Tensor, n_
         for i in range(0, audio.shape[0], batch_size):
             sl = slice(i, i + batch_size)
             nb = audio[sl].shape[0]
-            bufs[:] = [S.new_batch_buffer(nb, n) for n in enc.site_neurons]
+            bufs[:] = [S.new_batch_buffer(nb, n, peaks=peaks) for n in enc.site_neurons]
             with torch.inference_mode():
                 enc(audio[sl], lengths[sl])
-            S.fold_batch(totals, bufs, S.labels_to_multihot(labels[sl], n_classes),
-                         None if counted_clips is None else counted_clips[sl])
+            yield sl, bufs
     finally:
         for h in hs:
             h.remove()
+
+
+def run_core(enc: ToyEncoder, audio: Tensor, lengths: Tensor, labels: Tensor, n_classes: int, tokens: str,
+             level: str, batch_size: int, counted_clips: Optional[Tensor] = None) -> dict[str, Tensor]:
+    """The production path: hooks → accumulate_call → fold_batch, batch by batch."""
+    totals = S.new_totals(enc.site_neurons, n_classes, level)
+    for sl, bufs in hooked_batches(enc, audio, lengths, tokens, batch_size):
+        S.fold_batch(totals, bufs, S.labels_to_multihot(labels[sl], n_classes),
+                     None if counted_clips is None else counted_clips[sl])
     return totals
 
 

@@ -13,8 +13,7 @@ from torch import Tensor
 from analysis import activation_stats as S
 from analysis import top_clips as T
 from lightning_modules.encoders import CrepeEncoder, M2DEncoder
-from lightning_modules.encoders.base import site_view
-from test_activation_stats import ToyEncoder, record_sites, toy_data
+from test_activation_stats import ToyEncoder, hooked_batches, record_sites, toy_data
 
 
 def run_top(enc, audio: Tensor, lengths: Tensor, labels: Tensor, tokens: str, batch_size: int, k: int,
@@ -23,33 +22,13 @@ def run_top(enc, audio: Tensor, lengths: Tensor, labels: Tensor, tokens: str, ba
     index = torch.arange(audio.shape[0]) if index is None else index
     top = T.new_top(len(enc.site_neurons), max(enc.site_neurons), k)
     n_bands = int(getattr(enc, "n_bands", 0) or 0)
-    bufs: list = []
-    ws = T.Workspace()
-
-    def make(l: int, site: str):
-        def hook(m, i, out):
-            pos = enc.positions(site, out)
-            S.accumulate_call(bufs[l], site_view(out, enc.channel_axis), pos.counted(tokens), pos.clip,
-                              pos.frames(), pos.band, n_bands, ws)
-        return hook
-
-    hs = [enc.get_submodule(s).register_forward_hook(make(l, s)) for l, s in enumerate(enc.neuron_sites)]
-    try:
-        for a in range(0, audio.shape[0], batch_size):
-            sl = slice(a, a + batch_size)
-            nb = audio[sl].shape[0]
-            bufs[:] = [S.new_batch_buffer(nb, n, peaks=True) for n in enc.site_neurons]
-            with torch.inference_mode():
-                enc(audio[sl], lengths[sl])
-            cand = S.labels_to_multihot(labels[sl], 3).any(1)
-            if counted_clips is not None:
-                cand &= counted_clips[sl]
-            n_max = max(enc.site_neurons)
-            T.update_top(top, T.stack_sites([S.clip_means(b) for b in bufs], n_max, float("nan")), index[sl], cand,
-                         T.stack_sites([b["peak_key"] for b in bufs], n_max, -1), n_bands)
-    finally:
-        for h in hs:
-            h.remove()
+    n_max = max(enc.site_neurons)
+    for sl, bufs in hooked_batches(enc, audio, lengths, tokens, batch_size, peaks=True):
+        cand = S.labels_to_multihot(labels[sl], 3).any(1)
+        if counted_clips is not None:
+            cand &= counted_clips[sl]
+        T.update_top(top, T.stack_sites([S.clip_means(b) for b in bufs], n_max, float("nan")), index[sl], cand,
+                     T.stack_sites([b["peak_key"] for b in bufs], n_max, -1), n_bands)
     return top
 
 
