@@ -6,14 +6,17 @@ Thin wrapper around :mod:`analysis.ablation` for ``trainer.test(AudioClassifier(
   ``over_zero.pt``, ``stats.pt``), builds the conditions, checks the outputs are writable, registers one
   forward hook per neuron site that touches at least one condition.
 * ``on_test_batch_end``: the baseline predictions are the ``logits`` the module's ``test_step`` just
-  computed (so the baseline equals plain ``trainer.test`` accuracy exactly); every other condition
-  re-runs the encoder + probe on the same, already decoded batch with its channels ablated
+  computed (so the baseline equals plain ``trainer.test`` accuracy exactly); every other condition of the
+  round re-runs the encoder + probe on the same, already decoded batch with its channels ablated
   (``strategy='loop'``: one forward per condition; ``'expand'``: the batch repeated over several
   conditions along dim 0 with a per-row mask).
-* ``on_test_end``: removes the hooks, sums the count tensors of all processes (one reduce) and writes
-  ``ablation.csv``, ``ablation_summary.csv``, ``ablation_confusion.csv`` (per condition true × predicted
-  counts), ``ablation_matrix.pdf``, ``ablation_k_curve.pdf``, ``ablation_confusion.pdf`` (change in
-  confusion vs baseline of the chosen conditions), ``ablation_conditions.json`` (the neuron sets) and logs
+* ``on_test_end``: sums the round's counts over processes (one reduce), then runs the further rounds of
+  matched random draws over the same test batches (:class:`callbacks.draw_rounds.DrawRounds`: sets of the
+  same neurons per site share their draws; a set stops drawing once ``draws_stop_after`` draws beat it),
+  removes the hooks and writes ``ablation.csv``, ``ablation_summary.csv``, ``ablation_confusion.csv`` (per
+  condition true × predicted counts), ``ablation_matrix.pdf``, ``ablation_k_curve.pdf``,
+  ``ablation_confusion.pdf`` (change in confusion vs baseline of the chosen conditions),
+  ``ablation_conditions.json`` (the neuron sets, each set's draw profile and ``draws_used``) and logs
   scalars/figures to the Trainer's logger (process 0). Hooks are also removed on exception and at teardown.
 
 Under DDP ``trainer.test``'s distributed sampler pads the data with repeated clips so that every process
@@ -30,7 +33,6 @@ from typing import Any, Literal, Optional, Union
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-import torch.distributed as dist
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import move_data_to_device
@@ -45,6 +47,7 @@ from analysis.runs.identity import DATA_KEYS, MODEL_KEYS, check_run, encoder_ide
 from analysis.runs.read import read_classes
 from analysis.runs.write import check_ablation_writable, write_ablation
 from callbacks.draw_rounds import DrawRounds
+from callbacks.owned_rows import owned_rows, reduce_counts, rows_of
 from callbacks.hooks import SiteHooks
 
 log = logging.getLogger(__name__)
@@ -297,7 +300,7 @@ class AblationCallback(Callback):
         self.check_sources(pl_module)
         every = self.build(encoder, getattr(pl_module, "classes", None))
         self._confusion_of(list(self.confusion_conditions or []))  # unknown names fail before the pass
-        self._owned = self._owned_rows(trainer)
+        self._owned = owned_rows(trainer)
         self._register(encoder)  # the sites of every condition that may run
         self._rounds = DrawRounds(every, self.classes, self.draws_stop_after, self._max_draws)
         self._start_round(self._rounds.next_round(), encoder, pl_module.device)
@@ -330,7 +333,7 @@ class AblationCallback(Callback):
         if labels.dim() != 1:
             raise ValueError("AblationCallback supports single-label batches only (label must be [B])")
         audio, lengths = batch["audio"], batch.get("length")
-        rows = self._rows_of(batch_idx, dataloader_idx, audio.shape[0])
+        rows = rows_of(self._owned, batch_idx, dataloader_idx, audio.shape[0])
         if rows is not None:  # DDP: drop the clips another process scores
             if rows.numel() == 0:
                 return
@@ -382,7 +385,7 @@ class AblationCallback(Callback):
                         self._score(pl_module, move_data_to_device(batch, pl_module.device), i, d, None)
         finally:
             pl_module.train(was_training)
-        correct, confusion = self._reduce_counts(trainer, [self.correct, self.confusion])
+        correct, confusion = reduce_counts(trainer, [self.correct, self.confusion])
         return correct, confusion, None
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -390,7 +393,7 @@ class AblationCallback(Callback):
             self._remove()
             return
         try:
-            self._rounds.finish_round(*self._reduce_counts(trainer, [self.correct, self.confusion, self.n]))
+            self._rounds.finish_round(*reduce_counts(trainer, [self.correct, self.confusion, self.n]))
             self._rounds.run(lambda conds: self._later_round(trainer, pl_module, conds))
         finally:
             self._remove()
@@ -400,52 +403,6 @@ class AblationCallback(Callback):
         self.confusion_table = A.confusion_table(self.conditions, self.classes, self.confusion)
         if trainer.is_global_zero:
             self._write(trainer)
-
-    # -- DDP -------------------------------------------------------------------------------------
-    def _owned_rows(self, trainer: Trainer) -> Optional[dict[int, list[Optional[Tensor]]]]:
-        """Under DDP: per test dataloader, per batch, the rows this process scores (None: all of them), from
-        every process's batch sampler (the dataset positions of its batches, exchanged once)."""
-        if trainer.world_size <= 1 or not (dist.is_available() and dist.is_initialized()):
-            return None
-        loaders = trainer.test_dataloaders
-        loaders = list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
-        owned = {}
-        for d, loader in enumerate(loaders):
-            sampler = getattr(loader, "batch_sampler", None)
-            if sampler is None:
-                raise RuntimeError("AblationCallback under DDP needs test dataloaders with a batch sampler (a "
-                                   "map-style dataset and a batch_size), to score every clip exactly once")
-            batches = [[int(p) for p in b] for b in sampler]
-            everyone: list = [None] * trainer.world_size
-            dist.all_gather_object(everyone, [p for b in batches for p in b])
-            keep = A.owned_positions(everyone, trainer.global_rank)
-            per_batch, j = [], 0
-            for b in batches:
-                k = keep[j:j + len(b)]
-                j += len(b)
-                per_batch.append(None if all(k) else torch.tensor([i for i, x in enumerate(k) if x], dtype=torch.long))
-            owned[d] = per_batch
-        return owned
-
-    def _rows_of(self, batch_idx: int, dataloader_idx: int, size: int) -> Optional[Tensor]:
-        """Rows of this batch that this process scores (None: all)."""
-        if self._owned is None:
-            return None
-        per_batch = self._owned.get(dataloader_idx)
-        if per_batch is None or batch_idx >= len(per_batch):
-            raise RuntimeError(f"AblationCallback: batch {batch_idx} of test dataloader {dataloader_idx} is not "
-                               "in the batch sampler seen at the start")
-        rows = per_batch[batch_idx]
-        if rows is not None and rows.numel() and int(rows.max()) >= size:
-            raise RuntimeError(f"AblationCallback: batch {batch_idx} has {size} clips, fewer than its sampler said")
-        return rows
-
-    def _reduce_counts(self, trainer: Trainer, counts: list[Tensor]) -> list[Tensor]:
-        """The integer ``counts`` summed over processes (one reduce of them packed together), on the host."""
-        flat = A.pack_counts(counts)
-        if trainer.world_size > 1:
-            flat = trainer.strategy.reduce(flat, reduce_op="sum")
-        return A.unpack_counts(flat.cpu(), [c.shape for c in counts])
 
     def _write(self, trainer: Trainer) -> None:
         record = {"classes": self.classes, "gain": self.gain, "mode": self.mode, "seed": self.seed,

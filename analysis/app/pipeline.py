@@ -155,6 +155,10 @@ class Pipeline:
                 "data_list_sha256": dm.data_list_sha256(), "tokens": s["tokens"], "level": s["level"],
                 "splits": self._counted_splits()}
 
+    def corrected_tests(self) -> int:
+        """The tests of this run that one correction covers: every (task, model, class)."""
+        return len(self.cfg["models"]) * sum(len(self.metadata(t).classes) for t in self.cfg["tasks"])
+
     def check_run(self, task: str, model: str) -> None:
         """Refuse a run folder that this config's model and data did not make (names both values)."""
         try:
@@ -460,6 +464,8 @@ class Pipeline:
         a = {k: v for k, v in self.cfg["ablation"].items() if k not in _ABLATION_PIPELINE_KEYS}
         opts = self.cfg["tasks"][task]
         a.update({k: opts[k] for k in _TASK_ABLATION_KEYS if opts[k] is not None})
+        if a.get("random_draws") == "auto" and a.get("corrected_tests") is None:
+            a["corrected_tests"] = self.corrected_tests()
         cb_args = {**a, "out_dir": str(self.ablation_dir(task, model)), "run_dir": str(self.run_dir(task, model)),
                    "overwrite": overwrite}
         encoder = self.encoder(model)
