@@ -162,39 +162,6 @@ def index_plus_one(mask: Tensor, site_neurons: Sequence[int], source: str = "neu
     return out
 
 
-def random_matched(
-    mask: Tensor, available: Tensor, n_draws: int, seed: int, source: str = "neurons"
-) -> list[Tensor]:
-    """Size- and layer-matched random sets: each draw has, in every layer, as many neurons as ``mask``,
-    drawn uniformly without replacement from ``available[l]`` (which the caller builds to exclude the
-    selected neurons and absent/NaN neurons). Deterministic in ``seed``.
-
-    Args:
-        mask: BoolTensor ``[L, N]`` of the set to match.
-        available: BoolTensor ``[L, N]`` of neurons that may be drawn.
-    Returns: ``n_draws`` masks ``[L, N]``.
-    """
-    g = torch.Generator().manual_seed(int(seed))
-    need = mask.sum(1)
-    pools = [available[l].nonzero().flatten() for l in range(mask.shape[0])]
-    for l in range(mask.shape[0]):
-        if int(need[l]) > pools[l].numel():
-            raise ValueError(
-                f"{source}: layer {l} needs {int(need[l])} random neurons but only {pools[l].numel()} are "
-                "available after excluding selected and absent neurons"
-            )
-    draws = []
-    for _ in range(n_draws):
-        m = torch.zeros_like(mask)
-        for l in range(mask.shape[0]):
-            k = int(need[l])
-            if k:
-                pick = pools[l][torch.randperm(pools[l].numel(), generator=g)[:k]]
-                m[l, pick] = True
-        draws.append(m)
-    return draws
-
-
 def topk_mask(ranked: Sequence[tuple[int, int]], k: int, shape: tuple[int, int]) -> Tensor:
     """Mask of the first ``k`` (layer, neuron) pairs of ``ranked`` (best first)."""
     m = torch.zeros(shape, dtype=torch.bool)
@@ -593,8 +560,8 @@ def summarise(table: pd.DataFrame, conditions: Sequence[Condition], level: float
     For a group of random draws: mean, std and the central ``level`` interval (empirical quantiles)
     of the delta over draws. For a single condition: its delta (std 0, interval = the value) and, when
     it has matched random draws (:func:`analysis.draws.matched_draws`), their mean/interval and
-    ``p_random`` = share of draws whose delta is ≤ the condition's delta (small = the targeted set hurts more than random sets of the same size
-    and layers). ``on_target``: the evaluated class is one of the condition's targets."""
+    ``p_random`` = share of draws whose delta is ≤ the condition's delta (small = the targeted set hurts
+    more than random sets of the same size and layers). ``on_target``: the evaluated class is one of the condition's targets."""
     by_name = {c.name: c for c in conditions}
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
     rows = []

@@ -35,7 +35,6 @@ import pandas as pd
 import torch
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities import move_data_to_device
 from torch import Tensor
 
 from analysis import ablation as A
@@ -46,7 +45,7 @@ from analysis.runs.conditions import NeuronList, conditions_from_run, read_datas
 from analysis.runs.identity import DATA_KEYS, MODEL_KEYS, check_run, encoder_identity
 from analysis.runs.read import read_classes
 from analysis.runs.write import check_ablation_writable, write_ablation
-from callbacks.draw_rounds import DrawRounds
+from callbacks.draw_rounds import DrawRounds, replay_batches
 from callbacks.owned_rows import owned_rows, reduce_counts, rows_of
 from callbacks.hooks import SiteHooks
 
@@ -372,19 +371,7 @@ class AblationCallback(Callback):
                      conds: list[A.Condition]) -> tuple[Tensor, Tensor, None]:
         """Run ``conds`` over the batches of round 1 again; their counts summed over processes."""
         self._start_round(conds, pl_module.encoder, pl_module.device)
-        loaders = trainer.test_dataloaders
-        loaders = list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
-        was_training = pl_module.training
-        pl_module.eval()
-        try:
-            with torch.no_grad():
-                for d, loader in enumerate(loaders):
-                    for i, batch in enumerate(loader):
-                        if i >= self._seen.get(d, 0):
-                            break
-                        self._score(pl_module, move_data_to_device(batch, pl_module.device), i, d, None)
-        finally:
-            pl_module.train(was_training)
+        replay_batches(trainer, pl_module, self._seen, lambda b, i, d: self._score(pl_module, b, i, d, None))
         correct, confusion = reduce_counts(trainer, [self.correct, self.confusion])
         return correct, confusion, None
 

@@ -8,9 +8,10 @@ fixed order (fixed conditions, then each profile's draws by draw number), indepe
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
+from lightning.pytorch.utilities import move_data_to_device
 from torch import Tensor
 
 from analysis import ablation as A
@@ -47,6 +48,7 @@ class DrawRounds:
         self.correct: list[Tensor] = []  # per round, host, [K_round, C] summed over processes
         self.confusion: list[Tensor] = []
         self.n: Optional[Tensor] = None
+        self.history: list[list[str]] = []  # the condition names of each round, in run order
 
     def next_round(self) -> list[A.Condition]:
         """The conditions of the next round (round 1: the fixed ones first, baseline at 0); [] when done."""
@@ -60,6 +62,7 @@ class DrawRounds:
         """Record the round's counts (summed over processes, on the host) and update the plan."""
         if n is not None:
             self.n = n
+        self.history.append([c.name for c in self.round])
         self.ran += self.round
         self.correct.append(correct)
         self.confusion.append(confusion)
@@ -88,3 +91,21 @@ class DrawRounds:
         final = list(self.fixed) + [c for ds in self.draws.values() for c in ds if c.name in ran]
         idx = torch.tensor([order[c.name] for c in final], dtype=torch.long)
         return final, torch.cat(self.correct)[idx], self.n, torch.cat(self.confusion)[idx]
+
+
+def replay_batches(trainer: Any, pl_module: Any, seen: dict[int, int], score: Callable[[Any, int, int], None]) -> None:
+    """Call ``score(batch, batch_idx, dataloader_idx)`` on the test batches of round 1 again (the first
+    ``seen[d]`` batches of each test dataloader ``d``, on the module's device), in eval mode without grad."""
+    loaders = trainer.test_dataloaders
+    loaders = list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
+    was_training = pl_module.training
+    pl_module.eval()
+    try:
+        with torch.no_grad():
+            for d, loader in enumerate(loaders):
+                for i, batch in enumerate(loader):
+                    if i >= seen.get(d, 0):
+                        break
+                    score(move_data_to_device(batch, pl_module.device), i, d)
+    finally:
+        pl_module.train(was_training)

@@ -28,14 +28,15 @@ def test_masks_from_pairs_and_layers_validate():
     assert torch.equal(A.existing_mask(SN)[1], torch.tensor([1, 1, 1, 1, 0, 0], dtype=torch.bool))
 
 
-def test_random_matched_is_layer_matched_seeded_and_avoids_excluded():
+def test_profile_draws_are_layer_matched_seeded_and_avoid_excluded():
     m = A.mask_from_pairs([[0, 0], [0, 1], [2, 3]], SN)
     avail = A.existing_mask(SN) & ~m
     avail[0, 5] = False  # e.g. a NaN neuron
-    d1 = A.random_matched(m, avail, 50, seed=7)
-    d2 = A.random_matched(m, avail, 50, seed=7)
+    prof = D.size_profile(m)
+    d1 = [D.profile_draw(prof, avail, 7, d) for d in range(50)]
+    d2 = [D.profile_draw(prof, avail, 7, d) for d in range(50)]
     assert all(torch.equal(a, b) for a, b in zip(d1, d2))
-    assert not all(torch.equal(a, b) for a, b in zip(d1, A.random_matched(m, avail, 50, seed=8)))
+    assert not all(torch.equal(a, D.profile_draw(prof, avail, 8, d)) for d, a in enumerate(d1))
     seen = torch.zeros_like(m)
     for d in d1:
         assert torch.equal(d.sum(1), m.sum(1))
@@ -43,7 +44,7 @@ def test_random_matched_is_layer_matched_seeded_and_avoids_excluded():
         seen |= d
     assert torch.equal(seen[0], avail[0]) and torch.equal(seen[2], avail[2])  # every available one drawn
     with pytest.raises(ValueError, match="layer 0 needs 6 random neurons but only 3 are available"):
-        A.random_matched(torch.ones(3, 6, dtype=torch.bool) & A.existing_mask(SN), avail, 1, 0)
+        D.profile_draw(D.size_profile(torch.ones(3, 6, dtype=torch.bool) & A.existing_mask(SN)), avail, 0, 0)
 
 
 def test_index_plus_one_control():
