@@ -12,6 +12,10 @@ cost per test (seconds per set tested against draws, summed over the pairs). Aud
 
     python benchmarks/ablation_draws.py --run /tmp/draws_demo [--config configs/pipeline/demo.yaml]
                                         [--pairs synth_octave_sine_crepe_tiny ...] [--batches 0] [--repeats 2]
+
+``--count-from TODAY_RUN`` instead compares the conditions that finished ablation stages ran (today's run
+folder vs ``--run``, from ``ablation_conditions.json``): every condition goes through every test clip, so
+their ratio is the stage's cost ratio up to the later rounds' re-reading of the test split.
 """
 from __future__ import annotations
 
@@ -28,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.app.config import load_config  # noqa: E402
 from analysis.app.pipeline import _ABLATION_PIPELINE_KEYS, Pipeline  # noqa: E402
-from analysis.runs.read import best_checkpoint  # noqa: E402
+from analysis.runs.layout import OutputTree  # noqa: E402
+from analysis.runs.read import best_checkpoint, read_ablation_conditions  # noqa: E402
 from callbacks.ablation import AblationCallback  # noqa: E402
 from callbacks.draw_rounds import DrawRounds  # noqa: E402
 from callbacks.owned_rows import reduce_counts  # noqa: E402
@@ -45,7 +50,23 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--pairs", nargs="*", default=None, help="<task>_<model> (default: every pair)")
     ap.add_argument("--batches", type=int, default=0, help="test batches per pair (0: all)")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--count-from", default=None, help="a finished run folder of today's ablation: count only")
     return ap.parse_args()
+
+
+def count_conditions(p: Pipeline, today: Path, pairs: list[tuple[str, str]]) -> None:
+    """Conditions run by the finished ablation stages of ``today`` and of ``p``'s folder, per pair."""
+    tot = [0, 0]
+    for t, m in pairs:
+        ran = []
+        for root in (today, p.out):
+            rec = read_ablation_conditions(OutputTree(root).ablation(t, m))
+            ran.append(len(rec["conditions"]))
+        tests = sum(c["kind"] in ("class", "explicit", "shared") and c.get("profile") is not None
+                    for c in read_ablation_conditions(p.ablation_dir(t, m))["conditions"])
+        tot = [tot[0] + ran[0], tot[1] + ran[1]]
+        print(f"{t}_{m}: conditions {ran[0]} today vs {ran[1]} ({ran[1] / ran[0]:.2f} x), {tests} tested sets")
+    print(f"ALL: conditions {tot[0]} today vs {tot[1]} ({tot[1] / tot[0]:.2f} x) (target <= 2)")
 
 
 def callback(p: Pipeline, task: str, model: str, **over) -> AblationCallback:
@@ -134,6 +155,9 @@ def main() -> None:
     print(f"{a.config} on {a.run}: today R = 8 (lowest-entropy 4, own draws, one pass) vs the default "
           f"(random_draws {cfg['ablation']['random_draws']}, draws_stop_after {cfg['ablation']['draws_stop_after']}, "
           f"shared); torch threads {torch.get_num_threads()}")
+    if a.count_from:
+        count_conditions(p, Path(a.count_from), pairs)
+        return
     results = []
     for t, m in pairs:
         res = bench_pair(p, t, m, a)
