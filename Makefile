@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= outputs/demo
 
-.PHONY: install test test-fast demo clean
+.PHONY: install test test-fast demo lint docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ test-fast: install
 
 demo: install
 	$(PY) -m analysis pipeline --config configs/pipeline/demo.yaml --out $(DEMO_OUT)
+
+# ruff: the lint rules and the formatting of pyproject.toml ([tool.ruff]); the same as .ci/run and pre-commit.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# Regenerate the pages of docs/ written from the code (tests/test_docs.py checks they are up to date).
+docs: install
+	$(PY) -m analysis.app.config_reference docs/configs.md
 
 clean:
 	rm -rf $(VENV) outputs
