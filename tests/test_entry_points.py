@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from conftest import REPO_ROOT
 
 
 def _scripts() -> dict[str, str]:
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
 
 
