@@ -139,8 +139,13 @@ def test_top_clips_and_players_come_from_the_files_and_the_audio(notebook_run):
     assert len(half.clips) == 1 and len(half.clips[0].audio) == 4000
 
     page = run.gallery(task=TASK, model=MODEL)
-    assert Path(page).is_file() and page.shown
-    assert Path(run.gallery(page.shown[0], task=TASK, model=MODEL)).is_file()
+    gallery = notebook_run / "gallery" / f"{TASK}_{MODEL}"
+    shown = json.loads((gallery / "gallery.json").read_text())["shown"]
+    assert Path(page) == gallery / "index.html" and page.pages == len(shown) > 0
+    assert Path(run.gallery(shown[0], task=TASK, model=MODEL)) == gallery / "neurons" / f"l{shown[0].replace(':', '_n')}.html"
+    hidden = next(u for u in run.neurons(TASK, MODEL)["unit"] if u not in shown)
+    with pytest.raises(KeyError, match=f"unit {hidden} has no page"):
+        run.gallery(hidden, task=TASK, model=MODEL)
 
 
 @pytest.mark.slow

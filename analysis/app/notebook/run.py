@@ -5,7 +5,6 @@ neurons' top clips as audio players and the listening gallery. Everything is rea
 from __future__ import annotations
 
 import html
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,8 @@ from analysis.app.notebook import plots
 from analysis.app.notebook.audio import Listening, read_clips
 from analysis.app.notebook.folders import RunFolders, discover
 from analysis.app.notebook.tables import class_sets_frame, neurons_frame, parse_unit, top_clips_frame
-from analysis.runs.layout import ABLATION_CSV, GALLERY_JSON, HEADLINE_CSV, INDEX_HTML, TASKS_CSV, gallery_neuron_page
+from analysis.runs.layout import (ABLATION_CSV, GALLERY_NEURONS_DIR, HEADLINE_CSV, INDEX_HTML, TASKS_CSV,
+                                  gallery_neuron_page)
 from analysis.runs.read import read_probe_results, read_run, read_table
 
 
@@ -28,14 +28,14 @@ class GalleryLink:
     """A page of a listening gallery (its ``index.html``, or one neuron's page); shown as a link in Jupyter."""
 
     path: Path
-    shown: tuple[str, ...] = ()
+    pages: int = 0
 
     def __fspath__(self) -> str:
         return str(self.path)
 
     def _repr_html_(self) -> str:
-        units = f" ({len(self.shown)} neurons: {html.escape(', '.join(self.shown))})" if self.shown else ""
-        return f'<a href="{self.path.as_uri()}" target="_blank">{html.escape(str(self.path))}</a>{units}'
+        more = f" ({self.pages} neuron pages)" if self.pages else ""
+        return f'<a href="{self.path.as_uri()}" target="_blank">{html.escape(str(self.path))}</a>{more}'
 
 
 def _shown(fig: Figure) -> Figure:
@@ -136,13 +136,14 @@ class Run:
         if f.gallery is None:
             raise FileNotFoundError(f"{self.path}: no listening gallery for model {f.model!r} on task {f.task!r} "
                                     f"(gallery.enabled: true in the pipeline config builds one)")
-        shown = tuple(json.loads((f.gallery / GALLERY_JSON).read_text(encoding="utf-8")).get("shown", ()))
         if unit is None:
-            return GalleryLink(f.gallery / INDEX_HTML, shown)
+            return GalleryLink(f.gallery / INDEX_HTML, len(list((f.gallery / GALLERY_NEURONS_DIR).glob("*.html"))))
         _, _, l, n = parse_unit(unit)
-        if f"{l}:{n}" not in shown:
-            raise KeyError(f"{f.gallery}: unit {l}:{n} has no page (the gallery shows {list(shown)})")
-        return GalleryLink(f.gallery / gallery_neuron_page(l, n))
+        page = f.gallery / gallery_neuron_page(l, n)
+        if not page.is_file():
+            raise KeyError(f"{f.gallery}: unit {l}:{n} has no page in the gallery (it shows the neurons chosen when "
+                           f"it was built: python -m analysis gallery --neurons {l}:{n} builds one)")
+        return GalleryLink(page)
 
     def _unit(self, unit: Any, task: Optional[str], model: Optional[str]) -> tuple[RunFolders, int, int]:
         t, m, l, n = parse_unit(unit)
