@@ -76,7 +76,7 @@ def test_probe_seeds_writes_results_and_checkpoints(tmp_path):
     from analysis.runs.atomic import OutputExistsError
 
     d = write_run(tmp_path / "r", {"train": 10, "test": 3})  # no valid split: carved per seed
-    fit_seeds(d, tmp_path / "p", seeds=(42, 43), lr=0.05, max_epochs=4, patience=2)
+    df = fit_seeds(d, tmp_path / "p", seeds=(42, 43), lr=0.05, max_epochs=4, patience=2)
     csv = pd.read_csv(tmp_path / "p" / "probe_results.csv", dtype={"seed": str})
     assert list(csv["seed"]) == ["42", "43", "mean", "std"]
     vals = csv["test_score"].to_numpy()

@@ -313,14 +313,7 @@ def _summary(a: argparse.Namespace) -> int:
     return _print_paths(write_summary(OutputTree(cfg["out"]), cfg["models"], cfg["tasks"], overwrite=a.overwrite))
 
 
-def _pipeline_args(p: argparse.ArgumentParser) -> None:
-    add_pipeline_arguments(p)
-    p.add_argument("--print_config", action="store_true",
-                   help="print the config with every default filled in and exit (without --config: the defaults of "
-                        "every section)")
-
-
-@verb("pipeline", "run the whole study from one YAML (resumable stages)", _pipeline_args)
+@verb("pipeline", "run the whole study from one YAML (resumable stages)", add_pipeline_arguments)
 def _pipeline(a: argparse.Namespace) -> int:
     if a.print_config:
         try:
