@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= outputs/demo
 
-.PHONY: install test test-fast demo lint docs clean
+.PHONY: install test test-fast demo clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,8 @@ test-fast: install
 
 demo: install
 	$(PY) -m analysis pipeline --config configs/pipeline/demo.yaml --out $(DEMO_OUT)
+
+.PHONY: lint docs
 
 # ruff: the lint rules and the formatting of pyproject.toml ([tool.ruff]); the same as .ci/run and pre-commit.
 lint: install
