@@ -37,7 +37,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# Regenerate the pages of docs/ written from the code (tests/test_docs.py checks they are up to date).
+# Regenerate the pages of docs/ written from the code (tests/test_print_config.py checks docs/configs.md is current).
 docs: install
 	$(PY) -m analysis.app.config_reference docs/configs.md
 
