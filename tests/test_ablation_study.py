@@ -13,7 +13,6 @@ import sys
 
 import pandas as pd
 import pytest
-import torch
 import yaml
 
 from analysis.draws import matched_draws
