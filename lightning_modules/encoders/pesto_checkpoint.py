@@ -1,7 +1,7 @@
 """Reading PESTO's checkpoint (``pesto-pitch`` wheel, ``pesto/weights/mir-1k_g7.ckpt``) without pickled code.
 
 The file is a Lightning checkpoint whose ``hparams`` hold omegaconf containers (``DictConfig``,
-``ListConfig``, their ``Metadata`` and ``AnyNode`` leaves). It is read with ``torch.load(weights_only=True)``
+``ListConfig``, their ``Metadata`` and ``AnyNode`` leaves). It is read with ``weights_only=True`` loading
 (through :func:`analysis.runs.read.load_tensor_file`) with an allow-list of inert stand-in classes
 registered under omegaconf's names: the unpickler may only create these plain objects (their state is
 stored in ``__dict__``, no method of omegaconf runs), ``typing.Any`` and ``collections.defaultdict``
