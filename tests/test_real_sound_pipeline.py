@@ -3,7 +3,6 @@ whole pipeline with PESTO and CREPE — data, stats, identify, report, compare, 
 summary — from a config alone."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -66,5 +65,4 @@ def test_another_soundfont_through_the_whole_pipeline(tmp_path):
     assert all(f"selected_neurons_{m}" in table.columns for m in MODELS)  # the models side by side
     html = (out / "report" / "index.html").read_text(encoding="utf-8")
     assert all(m in html for m in MODELS) and all(t in html for t in TASKS)
-    markers = json.loads((out / ".stages" / "data-mysf_family.json").read_text())
-    assert markers  # the data stage ran and recorded what it depends on (the .sf2's sha256 among it)
+    assert (out / ".stages" / "data-mysf_family.json").is_file()

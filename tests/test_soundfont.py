@@ -173,3 +173,20 @@ def test_pipeline_section_is_checked(tmp_path, tiny_sf2):
         load_config(_cfg(tmp_path, {"soundfont": {}, "synthetic": {}}))
     with pytest.raises(PipelineError, match=r"data\.soundfont.*velocity"):
         load_config(_cfg(tmp_path, {"soundfont": {"velocity": [100, 20]}}))
+
+
+def test_data_stage_depends_on_the_soundfont_file(tmp_path, tiny_sf2):
+    """Another .sf2 under the same path changes what the data stage depends on (so it re-renders)."""
+    import hashlib
+
+    from analysis.app.task_data import data_tasks
+
+    small = {"families": FAMS, "clips_per_class": 3, "duration": 0.2}
+    cfg = load_config(_cfg(tmp_path, {"soundfont": {"sf2": str(tiny_sf2), **small}}))
+    (task,) = data_tasks(cfg, tmp_path / "evar", ["gm_family"])
+    assert task.depends["sf2_sha256"] == hashlib.sha256(tiny_sf2.read_bytes()).hexdigest()
+    other = write_sf2(tmp_path / "other.sf2", {0: "sine", 73: "square"})
+    cfg2 = load_config(_cfg(tmp_path, {"soundfont": {"sf2": str(other), **small}}))
+    assert data_tasks(cfg2, tmp_path / "evar", ["gm_family"])[0].depends["sf2_sha256"] != task.depends["sf2_sha256"]
+    task.write(False)  # the writer renders the task into the EVAR root
+    assert (tmp_path / "evar" / "evar" / "metadata" / "gm_family.csv").is_file()
