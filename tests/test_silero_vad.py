@@ -51,7 +51,7 @@ def test_architecture_matches_the_torchscript_model_with_its_weights():
     assert prob.shape == (2, 16)
     assert (prob - ref["prob"]).abs().max() <= 1e-4
     assert (act - ref["hidden"].relu()).abs().max() <= 1e-4
-    assert prob[0].mean() > 0.2 > prob[1].max()  # the voiced clip scores above the noise
+    assert prob[0].mean() > 2 * prob[1].mean()  # the voiced clip scores above the noise
 
 
 def test_protocol_facts():
@@ -81,7 +81,9 @@ def test_positions_rows_are_chunks_then_clips():
     rec = {}
 
     def hook(site):
-        return lambda m, i, out: rec.setdefault(site, (site_view(out, 1).shape, enc.positions(site, out)))
+        def keep(m, i, out) -> None:  # a forward hook returning a value would replace the output
+            rec.setdefault(site, (site_view(out, 1).shape, enc.positions(site, out)))
+        return keep
 
     hs = [enc.get_submodule(s).register_forward_hook(hook(s)) for s in enc.neuron_sites]
     with torch.no_grad():

@@ -46,7 +46,7 @@ def utterance(f0: float, scale: float, vowels, rate: float, seconds: float, seed
 
 
 def speech_root(root, seconds: float = 1.0):
-    """12 clips: 2 genders x 2 speakers x 2 languages x ... one clip per split per (gender, language)."""
+    """16 clips: per (gender, language) one clip of each speaker in train, then one each in valid and test."""
     rows = []
     i = 0
     for gender, (f0s, scale) in VOICES.items():

@@ -249,7 +249,6 @@ class ResemblyzerEncoder(AudioEncoder):
     def _run(self, audio: Tensor, lengths: Optional[Tensor]) -> tuple[Tensor, Tensor]:
         """Returns (partial embeddings ``[R, 256]`` (L2-normalised), clip of each partial ``[R]``)."""
         mels, clip, start, inside = self.partial_mels(audio, lengths)
-        r = mels.shape[0]
         frame = start[:, None] + torch.arange(PARTIAL_FRAMES, device=audio.device)[None, :]
         self._call = {
             "frames": Positions(clip=clip, valid=frame < inside[clip][:, None],
