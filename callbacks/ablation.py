@@ -46,6 +46,7 @@ from analysis.runs.identity import DATA_KEYS, MODEL_KEYS, check_run, encoder_ide
 from analysis.runs.read import read_classes
 from analysis.runs.write import check_ablation_writable, write_ablation
 from callbacks.draw_rounds import DrawRounds, replay_batches
+from callbacks.prefix_pass import expand_predictions
 from callbacks.owned_rows import owned_rows, reduce_counts, rows_of
 from callbacks.hooks import SiteHooks
 
@@ -92,6 +93,9 @@ class AblationCallback(Callback):
             passes on CPU) or ``loop`` (one encoder forward per condition on the same batch; 1.02 ×, and
             no extra memory). Both give identical results.
         conditions_per_pass: conditions per forward in ``expand`` mode (memory grows with it).
+        share_prefix: in ``expand`` mode, run each batch once up to the earliest ablated site of each pass
+            and only the rest per condition (:mod:`callbacks.prefix_pass`; used when the encoder supports
+            resuming, ``encoder.supports_resume``, and the module has a ``probe``); same predictions.
         confusion_conditions: conditions whose change in confusion vs the baseline is drawn in
             ``ablation_confusion.pdf`` (default: the explicit and shared conditions, else the class
             conditions with the largest drops of their own class's recall, at most
@@ -123,6 +127,7 @@ class AblationCallback(Callback):
         class_aliases: Optional[dict[str, str]] = None,
         strategy: Literal["expand", "loop"] = "expand",
         conditions_per_pass: PositiveInt = 4,
+        share_prefix: bool = True,
         confusion_conditions: Optional[list[str]] = None,
         figures: bool = True,
         overwrite: bool = False,
@@ -165,6 +170,7 @@ class AblationCallback(Callback):
         self.class_aliases = dict(class_aliases or {})
         self.strategy = strategy
         self.conditions_per_pass = max(1, int(conditions_per_pass))
+        self.share_prefix = bool(share_prefix)
         self.figures = figures
         self.overwrite = overwrite
         self._hooks: Optional[SiteHooks] = None
@@ -313,9 +319,6 @@ class AblationCallback(Callback):
         self.n = torch.zeros(C, dtype=torch.long, device=device)
         self.confusion = torch.zeros(K, C, C, dtype=torch.long, device=device)
 
-    def _logits(self, pl_module: LightningModule, audio: Tensor, lengths: Optional[Tensor]) -> Tensor:
-        return pl_module(audio, lengths)
-
     def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                           batch_idx: int, dataloader_idx: int = 0) -> None:
         if self.correct is None:
@@ -351,14 +354,13 @@ class AblationCallback(Callback):
             if self.strategy == "loop":
                 for i in others:
                     self._cond = i
-                    preds[i] = self._logits(pl_module, audio, lengths).argmax(-1)
+                    preds[i] = pl_module(audio, lengths).argmax(-1)
             else:
-                for s in range(0, len(others), self.conditions_per_pass):
-                    ids = others[s:s + self.conditions_per_pass]
-                    self._rows = (torch.as_tensor(ids), B)
-                    a = audio.repeat(len(ids), *([1] * (audio.dim() - 1)))
-                    ln = None if lengths is None else lengths.repeat(len(ids))
-                    preds[ids] = self._logits(pl_module, a, ln).argmax(-1).view(len(ids), B)
+                share = self.share_prefix and getattr(pl_module.encoder, "supports_resume", False) \
+                    and hasattr(pl_module, "probe")
+                for i, p in expand_predictions(self._round, others, self.conditions_per_pass, pl_module, audio,
+                                               lengths, lambda rows: setattr(self, "_rows", rows), share).items():
+                    preds[i] = p
         finally:
             self._cond = None
             self._rows = None

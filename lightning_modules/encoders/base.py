@@ -17,6 +17,16 @@ An encoder is an ``nn.Module`` that
 Hooks (statistics, ablation) are registered on ``encoder.get_submodule(site)``; they call
 :func:`site_view` to get activations as ``[R, P, N]`` (rows, positions, neurons) and
 ``encoder.positions(site, output)`` to get the bookkeeping for that call.
+
+Optional: resuming the forward at a site (``supports_resume = True``; CREPE and PESTO, through
+:class:`.resume.FramedResume`). ``forward_to(audio, lengths, sites)`` runs a batch up to the input of the
+site modules ``neuron_sites[s]`` for ``s`` in ``sites`` and returns a state per site (that input, i.e. the
+site's output before any hook, plus what the rest of the forward needs: residual input, frame layout,
+lengths); ``forward_from(state, repeats)`` returns the embeddings ``[repeats * B, E]`` of the batch
+repeated ``repeats`` times along dim 0 (clip ``k * B + b`` = copy ``k`` of clip ``b``), running the site
+module itself (so its forward hooks, e.g. an ablation mask, apply to the resumed activation) and every
+later layer. The ablation callback uses it to share the forward before a pass's earliest ablated site;
+encoders without it run the full forward.
 """
 from __future__ import annotations
 
@@ -132,6 +142,17 @@ class AudioEncoder(nn.Module):
             valid=torch.ones(r, p, dtype=torch.bool, device=dev),
             special=torch.zeros(p, dtype=torch.bool, device=dev),
         )
+
+    #: True when :meth:`forward_to` / :meth:`forward_from` are implemented (module docstring).
+    supports_resume: bool = False
+
+    def forward_to(self, audio: Tensor, lengths: Optional[Tensor], sites: list[int]) -> dict:  # pragma: no cover
+        """{site index: state} of the forward stopped at the input of each site module (optional)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot resume its forward at a site")
+
+    def forward_from(self, state, repeats: int = 1) -> Tensor:  # pragma: no cover
+        """Embeddings ``[repeats * B, E]`` of the state's batch repeated ``repeats`` times (optional)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot resume its forward at a site")
 
     def site_module(self, site: str) -> nn.Module:
         return self.get_submodule(site)

@@ -53,6 +53,7 @@ from torch import Tensor, nn
 from analysis.runs.read import load_tensor_file
 
 from .base import AudioEncoder, Positions, site_view
+from .resume import FramedResume
 
 SAMPLE_RATE = 16000
 WINDOW_SIZE = 1024
@@ -232,7 +233,7 @@ class CrepeBlock(nn.Module):
         return self.pool(self.bn(self.relu(self.conv(x))))
 
 
-class CrepeEncoder(AudioEncoder):
+class CrepeEncoder(FramedResume, AudioEncoder):
     """CREPE (tiny or full) as an :class:`AudioEncoder` (see the module docstring for the maths).
 
     Args:
@@ -372,6 +373,23 @@ class CrepeEncoder(AudioEncoder):
         valid, emb_sum, _ = self._run(audio, lengths, self.embedding_layer, classify=False)
         count = valid.sum(1, keepdim=True).clamp(min=1).to(emb_sum.dtype)
         return emb_sum / count
+
+    # -- resuming at a site (lightning_modules/encoders/resume.py) -------------------------------------
+    def _frame_rows(self, audio: Tensor, lengths: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        frames = self.frames(audio)
+        b, n_frames, _ = frames.shape
+        valid = frame_validity(lengths, b, n_frames, self.hop, device=audio.device)
+        return frames.reshape(b * n_frames, 1, WINDOW_SIZE, 1), valid
+
+    def _chunk_input(self, x: Tensor) -> Tensor:
+        return x
+
+    def _layer_pre(self, i: int, x: Tensor) -> tuple[Tensor, None]:
+        block = self.blocks[i]
+        return block.conv(F.pad(x, (0, 0, block.padding[0], block.padding[1]))), None
+
+    def _layer_post(self, i: int, a: Tensor, carry: None) -> Tensor:
+        return self.blocks[i].pool(self.blocks[i].bn(a))
 
     def pitch_logits(self, audio: Tensor) -> Tensor:
         """audio ``[B, S]`` -> pre-sigmoid pitch logits ``[B, F, 360]`` (F = 1 + S // hop)."""

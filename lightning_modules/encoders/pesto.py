@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import AudioEncoder, Positions, site_view
+from .resume import FramedResume
 from .pesto_checkpoint import convert_state_dict, pesto_weights_path, read_pesto_checkpoint
 
 SAMPLE_RATE = 16000
@@ -138,7 +139,7 @@ class PestoLayer(nn.Module):
         return y + x if self.residual else y
 
 
-class PestoEncoder(AudioEncoder):
+class PestoEncoder(FramedResume, AudioEncoder):
     """PESTO as an :class:`AudioEncoder` (see the module docstring for the maths).
 
     Args:
@@ -270,6 +271,22 @@ class PestoEncoder(AudioEncoder):
         ``embedding_layer``'s output; a clip without valid frames gets zeros)."""
         valid, emb, _ = self._run(audio, lengths, self.embedding_layer, classify=False)
         return emb / valid.sum(1, keepdim=True).clamp(min=1).to(emb.dtype)
+
+    # -- resuming at a site (lightning_modules/encoders/resume.py) -------------------------------------
+    def _frame_rows(self, audio: Tensor, lengths: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        spec = self.cqt(audio)  # [B, T, 219]
+        b, t, _ = spec.shape
+        return spec.reshape(b * t, 1, N_BINS_IN), self.frame_validity(lengths, b, t, audio.device)
+
+    def _chunk_input(self, x: Tensor) -> Tensor:
+        return self.layernorm(x)
+
+    def _layer_pre(self, i: int, x: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        layer = self.layers[i]
+        return layer.conv(x), (x if layer.residual else None)
+
+    def _layer_post(self, i: int, a: Tensor, carry: Optional[Tensor]) -> Tensor:
+        return a + carry if carry is not None else a
 
     def activations(self, audio: Tensor) -> Tensor:
         """audio ``[B, S]`` → pitch activations ``[B, T, 384]`` (softmax; bin ``k`` = MIDI ``k / 3``)."""
