@@ -117,7 +117,7 @@ def test_target_blocks_alone_are_not_used(tmp_path):
 
 def test_arbitrary_pickled_object_refused_unless_trusted(tmp_path, enc_sd, wav):
     path = _save(tmp_path, {"model": enc_sd, "epoch": 0, "extra": Arbitrary()})
-    with pytest.raises(UnsafeCheckpointError, match=r"Refusing.*trust_checkpoint") as e:
+    with pytest.raises(UnsafeCheckpointError, match=r"refusing to load.*GLOBAL.*trust_checkpoint") as e:
         M2DEncoder.from_checkpoint(path, num_heads=4)
     assert str(path) in str(e.value) and "Arbitrary" in str(e.value)
     with pytest.warns(UserWarning, match="weights_only=False"):

@@ -50,14 +50,47 @@ class UnsafeFileError(UnreadableFileError):
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
+#: How torch's weights-only unpickler words a refused global, across the supported torch versions (2.4 ..
+#: 2.14 at least): "Unsupported global: GLOBAL builtins.eval was not an allowed global by default" (every
+#: version), "Trying to load unsupported GLOBAL posix.system whose module posix is blocked" (2.5+, the
+#: block-listed modules os/posix/nt/subprocess/sys/builtins...), and "Unsupported class posix.system" (the
+#: oldest). Group 1 is the dotted name.
+_REFUSED_GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL|Unsupported class)\s+([\w.<>]+)")
+
+
+def refused_global(message: str) -> str | None:
+    """``"GLOBAL module.name"`` when ``message`` (of torch's weights-only unpickler) says it refused that
+    global, else None.
+
+    >>> refused_global("Trying to load unsupported GLOBAL posix.system whose module posix is blocked.")
+    'GLOBAL posix.system'
+    >>> refused_global("Unsupported global: GLOBAL eval was not an allowed global by default. Please use")
+    'GLOBAL eval'
+    >>> refused_global("Unsupported class nt.system") , refused_global("invalid load key, 'x'.")
+    ('GLOBAL nt.system', None)
+    """
+    m = _REFUSED_GLOBAL.search(message)
+    return f"GLOBAL {m.group(1).rstrip('.')}" if m else None
+
+
 def _unpickler_complaint(message: str) -> str | None:
     """What torch's weights-only unpickler refused (``GLOBAL module.name`` or its own words), or None
     when the failure did not come from it."""
-    m = re.search(r"Unsupported global: (GLOBAL [\w.]+)", message)
-    if m:
-        return m.group(1)
+    detail = refused_global(message)
+    if detail:
+        return detail
     m = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", message, flags=re.S)
     return " ".join(m.group(1).split())[:160] if m else None
+
+
+def refusal_message(path: str | Path, detail: str, allowed: str = "tensors and plain containers",
+                    hint: str = "") -> str:
+    """The one wording of every refused file: ``<path>: refusing to load it: it holds pickled objects
+    other than <allowed> (GLOBAL ...); loading it could run code[; hint]``."""
+    what = (f"pickled objects other than {allowed}" if detail.startswith("GLOBAL")
+            else f"pickle content outside {allowed}, or is corrupt")
+    return f"{path}: refusing to load it: it holds {what} ({detail}); loading it could run code" + (
+        f"; {hint}" if hint else "")
 
 
 def _diagnose(path: Path, error: BaseException) -> str:
@@ -108,10 +141,7 @@ def load_tensor_file(path: str | Path, *, allow: Sequence[type] = (), trust: boo
     except pickle.UnpicklingError as e:
         detail = _unpickler_complaint(str(e))
         if detail is not None and not _diagnose(path, e).startswith("not a PyTorch file"):
-            what = ("pickled objects other than tensors and plain containers" if detail.startswith("GLOBAL")
-                    else "pickle content outside tensors and plain containers, or is corrupt")
-            raise UnsafeFileError(f"{path}: refusing to load it: it holds {what} ({detail}); loading it could "
-                                  "run code", detail) from e
+            raise UnsafeFileError(refusal_message(path, detail), detail) from e
         raise UnreadableFileError(f"{path}: cannot be read: {_diagnose(path, e)}") from e
     except Exception as e:  # corrupt zip, text, truncated pickle, ...
         raise UnreadableFileError(f"{path}: cannot be read: {_diagnose(path, e)}") from e

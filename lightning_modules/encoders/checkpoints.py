@@ -21,7 +21,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from analysis.runs.read import UnsafeFileError, load_tensor_file
+from analysis.runs.read import UnsafeFileError, load_tensor_file, refusal_message
 
 #: Globals allowed while unpickling with ``weights_only=True``.
 SAFE_GLOBALS: tuple[type, ...] = (argparse.Namespace,)
@@ -47,11 +47,9 @@ def load_checkpoint_file(path: str | Path, trust_checkpoint: bool = False) -> An
         return load_tensor_file(path, allow=SAFE_GLOBALS)
     except UnsafeFileError as e:
         if not trust_checkpoint:
-            raise UnsafeCheckpointError(
-                f"Refusing to load checkpoint {path}: it holds pickled objects other than tensors, "
-                f"containers and argparse.Namespace ({e.detail}). Loading it would run arbitrary "
-                f"code; pass trust_checkpoint=True only if you trust where the file comes from.", e.detail
-            ) from e
+            raise UnsafeCheckpointError(refusal_message(
+                path, e.detail, allowed="tensors, containers and argparse.Namespace",
+                hint="pass trust_checkpoint=True only if you trust where the file comes from"), e.detail) from e
     return load_tensor_file(path, trust=True)
 
 
