@@ -14,7 +14,6 @@ folder). The encoder and the data are the ones recorded in the run's ``manifest.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shlex
@@ -29,7 +28,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from analysis.aape import entropy, neurons_to_masks, normalise
-from analysis.app.html import GalleryClip, GalleryNeuron, gallery_index_page, neuron_page
+from analysis.app.html import GalleryClip, GalleryNeuron, gallery_index_page, lookup_js, neuron_page
 from analysis.app.specs import instantiate, run_sources
 from analysis.figures import activation_overlay_figure
 from analysis.gallery import (ActivationGrid, TopClip, activation_grid, excerpt_bounds, grid_time_extent,
@@ -368,11 +367,7 @@ def _write_pages(folder: Path, run: Run, choice: Choice, gal: list[GalleryNeuron
             f"selection note: {w}" for w in selection_warnings(run.path)]
     save_text(gallery_index_page(title, info, run.classes, groups, gal, GALLERY_LOOKUP_JS, shown_notes),
               folder / INDEX_HTML)
-    save_text("window.AAPE_LOOKUP=" + _json(_lookup_data(run, top, index, command)) + ";\n", folder / GALLERY_LOOKUP_JS)
+    save_text(lookup_js(_lookup_data(run, top, index, command)), folder / GALLERY_LOOKUP_JS)
     for g in gal:
         save_text(neuron_page(g, run.classes, title, f"../{INDEX_HTML}", "../"), folder / g.page)
     return notes
-
-
-def _json(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))

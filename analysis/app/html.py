@@ -2,12 +2,17 @@
 (``gallery/index.html``, one page per neuron).
 
 Everything is plain HTML with a little inline CSS and JavaScript: no server, no CDN, no framework, so the
-folders open from ``file://`` anywhere. Tables sit in scroll containers, numbers are right-aligned and every
+folders open from ``file://`` anywhere. Every page carries a Content-Security-Policy (:func:`csp`): scripts
+run only from the page's own inline block (allowed by its sha256) and from files next to it (``lookup.js``),
+never from an event-handler attribute or an injected element; the scripts build DOM from data with
+``textContent`` and element creation, never by assigning HTML strings. Tables sit in scroll containers, numbers are right-aligned and every
 table header sorts its column on click (:data:`SORT_SCRIPT`). Figures are shown inline as PNG (a PDF stays a
 link); P(active | class) is drawn as a small inline SVG bar chart (:func:`bar_chart`).
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 import math
@@ -72,12 +77,35 @@ def esc(x: Any) -> str:
     return html.escape(str(x), quote=True)
 
 
+def js_value(obj: Any) -> str:
+    """``obj`` as a JavaScript literal safe inside an inline ``<script>``: JSON with ``<``, ``>`` and ``&``
+    written as ``\\u`` escapes, so no data can close the script element.
+
+    >>> js_value({"a": "</script><b>"})
+    '{"a": "\\\\u003c/script\\\\u003e\\\\u003cb\\\\u003e"}'
+    """
+    return json.dumps(obj).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def csp(script: str) -> str:
+    """The Content-Security-Policy of a page whose one inline script is ``script``: that script (by its
+    sha256) and script files of the page's own folder tree (``'self'``, which Chromium grants ``file://``
+    pages too); inline event handlers, ``javascript:`` URLs, plugins and ``<base>`` are refused; styles may
+    be inline, images and audio only local."""
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
+    return (f"default-src 'self'; script-src 'self' 'sha256-{digest}'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; media-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'")
+
+
 def page(title: str, body: str, script: str = "") -> str:
-    """A complete HTML page: ``title``, ``body`` (HTML), the style sheet, the sorting script and ``script``."""
+    """A complete HTML page: ``title``, ``body`` (HTML), the style sheet, the sorting script and ``script``,
+    under the page's Content-Security-Policy (:func:`csp`)."""
+    code = SORT_SCRIPT + script
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            f"<meta http-equiv='Content-Security-Policy' content=\"{csp(code)}\">"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>{body}"
-            f"<script>{SORT_SCRIPT}{script}</script></body></html>")
+            f"<script>{code}</script></body></html>")
 
 
 def is_number(x: Any) -> bool:
@@ -267,6 +295,12 @@ function aapeFind(q){
   if(AAPE_PAGES[key])return {key:key,page:AAPE_PAGES[key]};
   return {key:key,layer:+m[1],neuron:+m[2]};
 }
+function aapeEl(tag,text,cls){
+  const e=document.createElement(tag);
+  if(text!==undefined)e.textContent=String(text);
+  if(cls)e.className=cls;
+  return e;
+}
 function aapeShow(r){
   const out=document.getElementById('lookup-result');
   if(r.error){out.textContent=r.error;return;}
@@ -274,13 +308,15 @@ function aapeShow(r){
   if(!L){out.textContent='no lookup data';return;}
   if(r.layer>=L.sites.length||r.neuron>=L.site_neurons[r.layer]){
     out.textContent='no neuron '+r.key+' (sites 0..'+(L.sites.length-1)+')';return;}
-  const rows=L.top[r.layer][r.neuron];
-  let h='<p>'+r.key+' ('+L.sites[r.layer]+') has no page in this gallery; its top clips:</p><table><thead><tr>'+
-    '<th>rank</th><th>score</th><th>label</th><th>file</th></tr></thead><tbody>';
-  rows.forEach((x,i)=>{const c=L.clips[x[0]];h+='<tr><td class=num>'+(i+1)+'</td><td class=num>'+x[1]+
-    '</td><td>'+c[1]+'</td><td>'+c[0]+'</td></tr>';});
-  out.innerHTML=h+'</tbody></table><p class=note>Build its page with <code>'+L.command+' '+r.key+
-    '</code></p>';
+  out.replaceChildren(aapeEl('p',r.key+' ('+L.sites[r.layer]+') has no page in this gallery; its top clips:'));
+  const t=aapeEl('table'),hr=t.createTHead().insertRow(),body=t.createTBody();
+  ['rank','score','label','file'].forEach(h=>hr.appendChild(aapeEl('th',h)));
+  L.top[r.layer][r.neuron].forEach((x,i)=>{const c=L.clips[x[0]],tr=body.insertRow();
+    [[i+1,'num'],[x[1],'num'],[c[1]],[c[0]]].forEach(v=>tr.appendChild(aapeEl('td',v[0],v[1])));});
+  out.appendChild(t);
+  const note=aapeEl('p','Build its page with ','note');
+  note.appendChild(aapeEl('code',L.command+' '+r.key));
+  out.appendChild(note);
 }
 function aapeLookup(ev){
   if(ev)ev.preventDefault();
@@ -293,6 +329,12 @@ function aapeLookup(ev){
 }
 document.getElementById('lookup').addEventListener('submit',aapeLookup);
 """
+
+
+def lookup_js(data: dict[str, Any]) -> str:
+    """The text of ``lookup.js``: ``data`` (sites, site_neurons, top, clips, command) as
+    ``window.AAPE_LOOKUP``, read by :data:`LOOKUP_SCRIPT` (every value reaches the page as text)."""
+    return "window.AAPE_LOOKUP=" + js_value(data) + ";\n"
 
 
 def _neuron_link(n: GalleryNeuron, prefix: str = "") -> tuple[str, str]:
@@ -339,7 +381,7 @@ def gallery_index_page(title: str, info: Sequence[tuple[str, str]], class_names:
             body.append("<p class='note'>no neuron</p>")
     body.append("<h2 id='all'>All neurons of this gallery</h2>")
     body.append(table(_neuron_rows(neurons, class_names), raw=("neuron", "P(active | class)"), table_id="all-neurons"))
-    script = (f"const AAPE_PAGES={json.dumps(pages)};const AAPE_LOOKUP_SRC={json.dumps(lookup_src)};"
+    script = (f"const AAPE_PAGES={js_value(pages)};const AAPE_LOOKUP_SRC={js_value(lookup_src)};"
               + LOOKUP_SCRIPT)
     return page(title, "".join(body), script)
 

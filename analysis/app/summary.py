@@ -26,11 +26,13 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence
+from urllib.parse import quote
 
 import pandas as pd
 
 from analysis.ablation import ALL_CLASSES as ALL
 from analysis.app.html import ReportSection, esc, report_page
+from analysis.app.markdown import md_escape, md_fence
 from analysis.app.html import table as html_table
 from analysis.app.report import entropy_quantiles
 from analysis.app.reproduction import reproduction_table
@@ -211,9 +213,9 @@ def _signed(col: str) -> bool:
 
 def markdown_table(df: pd.DataFrame, columns: Optional[Sequence[str]] = None) -> str:
     cols = list(columns or df.columns)
-    out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    out = ["| " + " | ".join(md_escape(c) for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for _, r in df.iterrows():
-        out.append("| " + " | ".join(_fmt(r[c], _signed(c), c) for c in cols) + " |")
+        out.append("| " + " | ".join(md_escape(_fmt(r[c], _signed(c), c)) for c in cols) + " |")
     return "\n".join(out)
 
 
@@ -377,7 +379,7 @@ def write_summary_md(inp: ReportInputs) -> str:
     parts = ["# aape pipeline report", "", "## Headline per model and task", "",
              markdown_table(inp.tasks, [c for c in TASK_MD_COLUMNS if c in inp.tasks.columns]), "",
              "(all columns: `tasks.csv`)", ""]
-    parts += ["## Findings", ""] + [f"- {s}" for s in inp.findings] + [""]
+    parts += ["## Findings", ""] + [f"- {md_escape(s)}" for s in inp.findings] + [""]
     parts += ["## Per class (recall change when the class's AAPE set is zeroed)", "",
               markdown_table(inp.headline), ""]
     if inp.threshold_free is not None and len(inp.threshold_free):
@@ -392,13 +394,14 @@ def write_summary_md(inp: ReportInputs) -> str:
     if inp.probe is not None and len(inp.probe):
         parts += ["## Linear probe (test accuracy, clean features)", "", markdown_table(inp.probe), ""]
     if inp.galleries:
-        parts += ["## Listening galleries", ""] + [f"- {m} on {t}: [{g}]({g})" for (m, t), g in inp.galleries.items()]
+        parts += ["## Listening galleries", ""] + [f"- {md_escape(m)} on {md_escape(t)}: [{md_escape(g)}]({quote(g)})"
+                                                 for (m, t), g in inp.galleries.items()]
         parts += [""]
-    parts += ["## Figures", ""] + [f"- [{f}]({f})" for f in inp.figures] + [""]
-    parts += ["## Files", ""] + [f"- `{f}`" for f in inp.files] + [""]
+    parts += ["## Figures", ""] + [f"- [{md_escape(f)}]({quote(f)})" for f in inp.figures] + [""]
+    parts += ["## Files", ""] + [f"- {md_escape(f)}" for f in inp.files] + [""]
     parts += ["## Manifests", ""]
     for k, m in inp.manifests.items():
-        parts += [f"### {k}", "", "```json", json.dumps(m, indent=1, default=str), "```", ""]
+        parts += [f"### {md_escape(k)}", "", md_fence(json.dumps(m, indent=1, default=str), "json"), ""]
     return "\n".join(parts)
 
 
