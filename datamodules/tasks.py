@@ -30,6 +30,8 @@ from typing import Any, Mapping, Optional, Union
 
 import yaml
 
+from analysis.runs import strict_yaml
+
 __all__ = [
     "TaskSpec",
     "TASKS",
@@ -188,7 +190,7 @@ def load_task_yaml(path: Union[str, os.PathLike], name: Optional[str] = None) ->
     p = Path(path)
     try:
         with open(p, encoding="utf-8") as f:
-            d = yaml.safe_load(f)
+            d = strict_yaml.safe_load(f.read(), str(p))
     except FileNotFoundError:
         raise FileNotFoundError(f"Task definition file not found: {p}") from None
     except yaml.YAMLError as e:

@@ -27,6 +27,7 @@ from analysis.app.probe import fit_seeds
 from analysis.app.report import ReportSpec, build_report
 from analysis.app.stability import stability_run
 from analysis.app.summary import write_summary
+from analysis.runs import strict_yaml
 from analysis.runs.atomic import OutputExistsError
 from analysis.runs.layout import OutputTree
 from analysis.stability import REPLICATES
@@ -116,7 +117,7 @@ def _top_rate_table(path: Optional[str]) -> Optional[dict[str, float]]:
     if path is None:
         return None
     try:
-        cfg = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        cfg = strict_yaml.safe_load(Path(path).read_text(encoding="utf-8"), str(path)) or {}
     except (OSError, yaml.YAMLError) as e:
         raise ValueError(f"{path}: cannot read top-rate table: {e}") from e
     table = cfg.get("top_rate", cfg) if isinstance(cfg, dict) else None

@@ -60,6 +60,7 @@ from analysis.app.identify import identify_run
 from analysis.app.probe import check_seeds, fit_seeds
 from analysis.app.report import ReportSpec
 from analysis.app.stability import stability_run
+from analysis.runs import strict_yaml
 from analysis.runs.conditions import NeuronList
 from callbacks import AblationCallback, ActivationStatsCallback
 from datamodules import EVARDataModule
@@ -443,7 +444,7 @@ def load_config(path: str | Path, out: Optional[str] = None) -> dict[str, Any]:
     every default filled in (plus ``_config_path``)."""
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = strict_yaml.safe_load(p.read_text(encoding="utf-8"), str(p))
     except OSError as e:
         raise PipelineError(f"{p}: cannot read pipeline config: {e}") from e
     except yaml.YAMLError as e:

@@ -30,6 +30,7 @@ from torch.utils.tensorboard import SummaryWriter
 from analysis.aape import absent_neurons, neurons_to_masks, normalised_entropy
 from analysis.figures import cross_task_figure, within_task_figure
 from analysis.overlap import jaccard_matrix, per_layer_counts, shared_per_layer, union_mask
+from analysis.runs import strict_yaml
 from analysis.runs.atomic import check_writable, save_csv, save_pdf
 from analysis.runs.layout import NEURONS_PT, cross_task_name, model_report_folder, task_table_name, within_task_name
 from analysis.runs.read import Run, check_same_model, count_selected, find_runs, read_neurons, read_run
@@ -154,7 +155,7 @@ class ReportSpec:
         for p in paths:
             p = Path(p)
             try:
-                cfg = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+                cfg = strict_yaml.safe_load(p.read_text(encoding="utf-8"), str(p)) or {}
             except (OSError, yaml.YAMLError) as e:
                 raise ValueError(f"{p}: cannot read report config: {e}") from e
             if not isinstance(cfg, dict):
