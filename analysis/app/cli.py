@@ -27,6 +27,7 @@ from analysis.app.probe import fit_seeds
 from analysis.app.report import ReportSpec, build_report
 from analysis.app.stability import stability_run
 from analysis.app.summary import write_summary
+from analysis.app.verify import verify
 from analysis.runs import strict_yaml
 from analysis.runs.atomic import OutputExistsError
 from analysis.runs.layout import OutputTree
@@ -316,6 +317,18 @@ def _summary(a: argparse.Namespace) -> int:
 @verb("pipeline", "run the whole study from one YAML (resumable stages)", add_pipeline_arguments)
 def _pipeline(a: argparse.Namespace) -> int:
     return run_pipeline(a.config, a.out, a.force, a.only)
+
+
+@verb("verify", "check that every file the pipeline's stages wrote under OUT is unchanged (sha256, size)",
+      lambda p: p.add_argument("out", help="a pipeline output folder, or a folder inside it (e.g. a run folder)"))
+def _verify(a: argparse.Namespace) -> int:
+    checks = verify(a.out)
+    for c in checks:
+        print(c)
+    bad = [c for c in checks if c.damaged]
+    print(f"{len(bad)} of {len(checks)} stage(s) damaged" if bad else f"all {len(checks)} stage(s) intact",
+          file=sys.stderr if bad else sys.stdout)
+    return 1 if bad else 0
 
 
 # -- entry ------------------------------------------------------------------------------------------------

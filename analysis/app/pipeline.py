@@ -58,7 +58,7 @@ from analysis.app.runner import OutputLock, Runner, Stage
 from analysis.app.specs import instantiate
 from analysis.app.stability import stability_run
 from analysis.app.summary import write_summary
-from analysis.runs.atomic import save_text
+from analysis.runs.atomic import record_move, save_text
 from analysis.runs.identity import RunMismatchError, check_run, encoder_identity
 from analysis.runs.layout import (ABLATION_CONFUSION_CSV, ABLATION_CSV, ABLATION_SUMMARY_CSV,
                                   ENTROPY_DISTRIBUTION_PDF, FEATURES, INDEX_HTML, MANIFEST, NEURONS_CSV, NEURONS_FILES,
@@ -386,6 +386,7 @@ class Pipeline:
             shutil.rmtree(dst)
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dst)
+        record_move(src, dst)
         shutil.rmtree(staging)
         try:
             staging.parent.rmdir()  # .staging/ when no other stage is using it

@@ -7,6 +7,10 @@ hash of the part of the config it depends on (and of the stages it builds on).
   finished. A run that finds that marker (the stage was killed or failed) discards the stage's partial
   outputs (the paths it ``owns``) and runs it again, with no ``--force`` needed.
 * Outputs that exist with no marker at all were made by something else: an error unless ``force``.
+* Content: a finished stage's marker records the sha256, size and modification time of every file it
+  wrote (:mod:`analysis.runs.integrity`; hashed while writing). Before skipping a stage the runner checks
+  them; a file that is missing, truncated or edited is named in a warning, the stage's outputs are
+  discarded and the stage runs again — and so does every stage that builds on a stage that ran.
 * A failing stage stops the run with a message naming it; outputs of completed stages stay intact.
 * :meth:`Runner.require_finished`: ``--only`` refuses to run a stage whose earlier stages have not
   finished with this config.
@@ -31,7 +35,8 @@ from typing import Any, Callable, Optional
 from lightning.pytorch import seed_everything
 
 from analysis.app.config import PipelineError
-from analysis.runs.atomic import remove_stale_temp, save_json
+from analysis.runs.atomic import recording, remove_stale_temp, save_json
+from analysis.runs.integrity import Damage, damage, snapshot
 from analysis.runs.layout import OutputTree
 
 log = logging.getLogger("aape.pipeline")
@@ -129,6 +134,7 @@ class Runner:
         self.marks = tree.stages
         self.hashes: dict[str, str] = {}
         self.timings: list[tuple[str, str, float]] = []
+        self.ran: set[str] = set()
 
     def _marker(self, st: Stage) -> Path:
         return self.tree.stage_marker(st.id)
@@ -163,7 +169,16 @@ class Runner:
         missing = [str(o) for o in st.outputs if not Path(o).exists()]
         if missing:
             return f"its output {missing[0]} is missing"
+        bad = self.damaged(st)
+        if bad:
+            return f"its output {bad[0]}"
         return None
+
+    def damaged(self, st: Stage, full: bool = False) -> list[Damage]:
+        """The files ``st``'s marker records that are missing or changed (:func:`analysis.runs.integrity.damage`;
+        ``[]`` for a marker without records)."""
+        mk = self._marker(st)
+        return damage(_read_json(mk).get("files") or {}, self.out, full=full) if mk.exists() else []
 
     def require_finished(self, st: Stage, needed_by: str) -> None:
         """Raise :class:`PipelineError` unless ``st`` finished with the current config."""
@@ -172,12 +187,16 @@ class Runner:
             raise PipelineError(f"--only: stage {needed_by} builds on stage {st.id}, which has not finished with "
                                 f"this config: {why}. Run it first (add '{st.name}' to --only, or drop --only)")
 
-    def _discard(self, st: Stage) -> None:
-        """Delete what an interrupted attempt of ``st`` left (its owned paths and markers)."""
+    def _discard(self, st: Stage, why: str = "") -> None:
+        """Delete what an interrupted (or damaged, ``why``) attempt of ``st`` left (its owned paths and
+        markers)."""
         running = self.tree.stage_running(st.id)
         info = _read_json(running) if running.exists() else {}
-        log.warning("stage %s was interrupted (started %s by pid %s): discarding its partial outputs and "
-                    "running it again", st.id, info.get("started", "?"), info.get("pid", "?"))
+        if why:
+            log.warning("stage %s: %s: discarding its outputs and running it again", st.id, why)
+        else:
+            log.warning("stage %s was interrupted (started %s by pid %s): discarding its partial outputs and "
+                        "running it again", st.id, info.get("started", "?"), info.get("pid", "?"))
         for p in st.owns or st.outputs:
             _remove(Path(p))
         self._marker(st).unlink(missing_ok=True)
@@ -192,9 +211,16 @@ class Runner:
         elif mk.exists() and not self.force:
             old = _read_json(mk)
             if old.get("hash") == h and all(Path(o).exists() for o in st.outputs):
-                log.info("stage %s: outputs exist and match the config, skipped", st.id)
-                self.timings.append((st.id, "skipped", 0.0))
-                return
+                bad = damage(old.get("files") or {}, self.out)
+                rebuilt = [a for a in st.after if a in self.ran]
+                if bad:
+                    self._discard(st, f"{bad[0]}" + (f" (and {len(bad) - 1} more file(s))" if len(bad) > 1 else ""))
+                elif rebuilt:
+                    self._discard(st, f"stage {rebuilt[0]}, which it builds on, ran again")
+                else:
+                    log.info("stage %s: outputs exist, match the config and are intact, skipped", st.id)
+                    self.timings.append((st.id, "skipped", 0.0))
+                    return
             if old.get("hash") != h:
                 raise PipelineError(
                     f"stage {st.id}: outputs in {self.out} were made with a different config "
@@ -211,7 +237,8 @@ class Runner:
         try:
             if self.seed is not None:
                 seed_everything(self.seed, verbose=False)
-            st.run(self.force or mk.exists())
+            with recording() as written:
+                st.run(self.force or mk.exists())
         except PipelineError:
             raise
         except Exception as e:  # noqa: BLE001 - re-raised with the stage name
@@ -221,9 +248,11 @@ class Runner:
         missing = [str(o) for o in st.outputs if not Path(o).exists()]
         if missing:
             raise PipelineError(f"stage {st.id} finished but did not produce {missing}")
+        files = snapshot(st.owns or st.outputs, written, self.out)
         dt = time.perf_counter() - t0
         self.timings.append((st.id, "ran", dt))
+        self.ran.add(st.id)
         save_json({"stage": st.id, "hash": h, "outputs": [str(o) for o in st.outputs], "seconds": round(dt, 2),
-                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}, mk, overwrite=True)
+                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": files}, mk, overwrite=True)
         self.tree.stage_running(st.id).unlink(missing_ok=True)
         log.info("stage %s: done in %.1f s", st.id, dt)

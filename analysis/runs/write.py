@@ -32,8 +32,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from analysis.runs.atomic import (OutputExistsError, check_writable, save_csv, save_json, save_pdf, save_text,
-                                  save_torch, temp_dir)
+from analysis.runs.atomic import (HashingFile, OutputExistsError, check_writable, record, record_move, save_csv,
+                                  save_json, save_pdf, save_text, save_torch, sha256_file, temp_dir)
 from analysis.runs.layout import (ABLATION_CONDITIONS_JSON, ABLATION_CONFUSION_CSV, ABLATION_CONFUSION_PDF,
                                   ABLATION_CSV, ABLATION_FILES, ABLATION_K_CURVE_PDF, ABLATION_MATRIX_PDF,
                                   ABLATION_SUMMARY_CSV, CLASSES, FEATURES, GTS, INDEX, INDEX_COLUMNS, MANIFEST,
@@ -96,7 +96,9 @@ class TensorFileWriter:
     ``torch.save`` writes the file's structure with an unpopulated storage (``torch.serialization.skip_data``
     on a placeholder mapped from an empty sparse file, so nothing is allocated); the rows are then written at
     the storage's offset in the zip archive and the record's CRC-32 is set at :meth:`close`, so the result
-    is a valid zip and an ordinary ``torch.load`` file (``mmap=True`` works too).
+    is a valid zip and an ordinary ``torch.load`` file (``mmap=True`` works too). The file's sha256 is
+    computed on the way (the structure before the rows, the rows as written, the small tail after them) and
+    :func:`~analysis.runs.atomic.record`-ed at :meth:`close`: the rows are never read back.
     """
 
     _DTYPES = {torch.float32: np.float32, torch.int64: np.int64}
@@ -109,6 +111,7 @@ class TensorFileWriter:
         self._crc = 0
         self._file = None
         numel = self.rows * math.prod(self.row_shape)
+        self._sha = hashlib.sha256()
         if numel == 0:
             torch.save(torch.zeros(self.rows, *self.row_shape, dtype=dtype), self.path)
             return
@@ -123,6 +126,7 @@ class TensorFileWriter:
         del placeholder
         self._record, offset, self._descriptor = _storage_record(self.path)
         self._file = open(self.path, "r+b")
+        self._sha.update(self._file.read(offset))  # the structure before the rows (never patched)
         self._file.seek(offset)
 
     def write(self, block: Tensor) -> None:
@@ -136,6 +140,7 @@ class TensorFileWriter:
             data = memoryview(np.ascontiguousarray(block.detach().cpu().numpy())).cast("B")
             self._file.write(data)
             self._crc = zlib.crc32(data, self._crc)
+            self._sha.update(data)
         self.written += int(block.shape[0])
 
     def close(self) -> None:
@@ -143,9 +148,12 @@ class TensorFileWriter:
         if self.written != self.rows:
             raise ValueError(f"{self.path}: {self.written} rows written, {self.rows} expected")
         if self._file is None:
+            if self.path.exists():
+                record(self.path, sha256_file(self.path), self.path.stat().st_size)  # empty tensor: tiny
             return
         f, self._file = self._file, None
         try:
+            data_end = f.tell()
             crc = struct.pack("<I", self._crc)
             if self._descriptor is not None:
                 f.seek(self._descriptor)
@@ -169,6 +177,9 @@ class TensorFileWriter:
                 raise ValueError(f"{self.path}: record {self._record} not in the central directory")
             f.flush()
             os.fsync(f.fileno())
+            f.seek(data_end)
+            self._sha.update(f.read())  # descriptor and central directory, as patched
+            record(self.path, self._sha.hexdigest(), end)
         finally:
             f.close()
 
@@ -492,8 +503,9 @@ def _write_rows(tmp: Path, rows: RowBlocks, classes: Sequence[str]) -> tuple[int
            else TensorFileWriter(tmp / GTS, n, (rows.label_width,), torch.float32))
     sha = hashlib.sha256((",".join(INDEX_COLUMNS[1:]) + "\n").encode("utf-8"))
     done = 0
-    with open(tmp / INDEX, "w", encoding="utf-8", newline="") as csv:
-        csv.write(",".join(INDEX_COLUMNS) + "\n")
+    with open(tmp / INDEX, "wb") as raw:
+        csv = HashingFile(raw)
+        csv.write((",".join(INDEX_COLUMNS) + "\n").encode("utf-8"))
         for block in rows.blocks:
             k = int(block["index"].shape[0])
             if feats is not None:
@@ -501,11 +513,12 @@ def _write_rows(tmp: Path, rows: RowBlocks, classes: Sequence[str]) -> tuple[int
             gts.write(block["label"].long() if rows.label_width is None else block["label"].float())
             table = index_table(block["index"], block["file_name"], block["label"], block["split"], classes)
             table["row"] = range(done, done + k)
-            csv.write(table.to_csv(index=False, header=False))
+            csv.write(table.to_csv(index=False, header=False).encode("utf-8"))
             sha.update(table[INDEX_COLUMNS[1:]].to_csv(index=False, header=False).encode("utf-8"))
             done += k
         csv.flush()
-        os.fsync(csv.fileno())
+        os.fsync(raw.fileno())
+    record(tmp / INDEX, csv.sha.hexdigest(), csv.size)
     if done != n:
         raise ValueError(f"{tmp}: {done} rows written, {n} announced")
     if feats is not None:
@@ -520,11 +533,13 @@ def _replace_dir(src: Path, dst: Path, overwrite: bool) -> None:
     the new run did not write, e.g. ``features.pt`` of a run now made without embeddings, are removed)."""
     if not dst.exists():
         os.replace(src, dst)
+        record_move(src, dst)
         return
     check_run_folder(dst, overwrite)  # again: another process may have written meanwhile
     for f in RUN_FILES:
         if (src / f).exists():
             os.replace(src / f, dst / f)
+            record_move(src / f, dst / f)
         elif (dst / f).exists():
             os.unlink(dst / f)
     src.rmdir()
@@ -607,6 +622,7 @@ def staged_folder(dest: str | os.PathLike, overwrite: bool = False) -> Iterator[
             old = temp_dir(final)  # a temporary name: removed by the next run if a kill leaves it
             os.replace(final, old / final.name)
         os.replace(tmp, final)
+        record_move(tmp, final)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
