@@ -361,6 +361,16 @@ class EVARDataModule(pl.LightningDataModule):
             more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
             raise FileNotFoundError(f"{len(missing)} audio file(s) missing for task {self.task!r}:\n  {head}{more}")
 
+    def require_splits(self, needs: dict[str, str]) -> None:
+        """Raise :class:`MetadataError` naming the metadata CSV (and how many rows each split has) when a
+        split of ``needs`` (split → what needs it) has no rows."""
+        self.setup()
+        for split, why in needs.items():
+            if len(self.datasets[split]) == 0:
+                sizes = ", ".join(f"{s} {len(self.datasets[s])}" for s in SPLITS)
+                raise MetadataError(f"metadata {self.metadata_path}: split {split!r} of task {self.task!r} has no rows "
+                                    f"({why}); rows per split: {sizes}")
+
     def _dataset(self, split: str) -> EVARDataset:
         self.setup()
         ds = self.datasets[split]

@@ -166,7 +166,7 @@ class Pipeline:
     def check_data(self, skip: Iterable[str] = ()) -> None:
         """Before the first stage: read the metadata of every task (except the EVAR tasks in ``skip``:
         synthetic tasks the data stage has yet to write) — the task must exist and pass the metadata
-        checks, and the class names of neuron lists, shared groups and top-k classes must be classes of
+        checks, the splits the stages use must have rows (:meth:`_needed_splits`), and the class names of neuron lists, shared groups and top-k classes must be classes of
         the task. Errors name the file and key."""
         cfg, where, skip = self.cfg, self.cfg["_config_path"], set(skip)
         for task in cfg["tasks"]:
@@ -174,9 +174,20 @@ class Pipeline:
                 continue
             try:
                 dm = self.metadata(task)
+                dm.require_splits(self._needed_splits())
             except (ValueError, FileNotFoundError, UnknownTaskError) as e:
                 raise PipelineError(f"{where}: tasks.{task}: {e}") from e
             check_class_names(cfg, task, dm.classes)
+
+    def _needed_splits(self) -> dict[str, str]:
+        """Splits every task must have rows in (split → the stage that needs it): train and test (the probe
+        fits on train and is tested on test, the ablation tests on test) and each listed identification
+        split."""
+        needs = {"train": "the probe fits on it", "test": "the probe and the ablation are tested on it"}
+        splits = self._counted_splits()
+        for s in splits or ():
+            needs.setdefault(s, "stats.identify_splits counts it")
+        return needs
 
     def check_ablation_lists(self) -> None:
         """Before the first stage, when the config lists neurons to ablate: each model is built and every
