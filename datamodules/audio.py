@@ -48,8 +48,9 @@ def wav_shortfall(path: Union[str, os.PathLike]) -> Optional[tuple[int, int, int
             f.seek(pos)
             chunk = f.read(8)
             cid, csize = chunk[:4], struct.unpack(endian + "I", chunk[4:8])[0]
-            if cid == b"fmt " and csize >= 14:
-                block_align = max(1, struct.unpack(endian + "H", f.read(14)[12:14])[0])
+            fmt = f.read(14) if cid == b"fmt " and csize >= 14 else b""
+            if len(fmt) == 14:  # a fmt chunk cut short is left to the decoder to refuse
+                block_align = max(1, struct.unpack(endian + "H", fmt[12:14])[0])
             elif cid == b"data":
                 available = size - pos - 8
                 if csize in (0, 0xFFFFFFFF) or csize <= available:

@@ -147,10 +147,18 @@ def load_tensor_file(path: str | Path, *, allow: Sequence[type] = (), trust: boo
         raise UnreadableFileError(f"{path}: cannot be read: {_diagnose(path, e)}") from e
 
 
+def _read_text(path: Path) -> str:
+    """The UTF-8 text of ``path`` (which must exist); ``ValueError`` naming it when it is not UTF-8."""
+    try:
+        return _need(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e})") from e
+
+
 def read_classes(run_dir: str | Path) -> list[str]:
     """Class names from ``classes.txt`` (trailing empty lines ignored; empty or duplicate names refused)."""
     path = Path(run_dir) / CLASSES
-    lines = _need(path).read_text(encoding="utf-8").splitlines()
+    lines = _read_text(path).splitlines()
     while lines and lines[-1] == "":
         lines.pop()
     for i, name in enumerate(lines, 1):
@@ -230,7 +238,10 @@ def read_top_clips(run_dir: str | Path) -> dict[str, Any]:
 def read_index(run_dir: str | Path) -> pd.DataFrame:
     """``index.csv`` (``row,index,file_name,label,split``; labels and file names as text, ``index`` unique)."""
     path = _need(Path(run_dir) / INDEX)
-    t = pd.read_csv(path, keep_default_na=False, dtype={"file_name": str, "label": str, "split": str})
+    try:
+        t = pd.read_csv(path, keep_default_na=False, dtype={"file_name": str, "label": str, "split": str})
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:  # UnicodeDecodeError too
+        raise ValueError(f"{path}: not a readable CSV ({type(e).__name__}: {e})") from e
     missing = [c for c in INDEX_COLUMNS if c not in t.columns]
     if missing:
         raise ValueError(f"{path}: missing columns {missing} (has {list(t.columns)})")
@@ -246,7 +257,7 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        m = json.loads(path.read_text(encoding="utf-8"))
+        m = json.loads(_read_text(path))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: invalid JSON: {e}") from e
     if not isinstance(m, dict):
