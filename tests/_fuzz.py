@@ -13,7 +13,7 @@ from typing import Any, Callable
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-FAST, SLOW = 60, 3000
+FAST, SLOW = 150, 3000
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                                      HealthCheck.data_too_large, HealthCheck.filter_too_much])
 settings.register_profile("default", max_examples=FAST, **_common)
