@@ -166,8 +166,9 @@ class Pipeline:
     def check_data(self, skip: Iterable[str] = ()) -> None:
         """Before the first stage: read the metadata of every task (except the EVAR tasks in ``skip``:
         synthetic tasks the data stage has yet to write) — the task must exist and pass the metadata
-        checks, the splits the stages use must have rows (:meth:`_needed_splits`), and the class names of neuron lists, shared groups and top-k classes must be classes of
-        the task. Errors name the file and key."""
+        checks, the splits the stages use must have rows (:meth:`_needed_splits`), and the class names
+        of neuron lists, shared groups and top-k classes must be classes of the task. Errors name the file
+        and key."""
         cfg, where, skip = self.cfg, self.cfg["_config_path"], set(skip)
         for task in cfg["tasks"]:
             if self.evar_task(task) in skip:
