@@ -6,8 +6,8 @@ folders open from ``file://`` anywhere. Every page carries a Content-Security-Po
 run only from the page's own inline block (allowed by its sha256) and from files next to it (``lookup.js``),
 never from an event-handler attribute or an injected element; the scripts build DOM from data with
 ``textContent`` and element creation, never by assigning HTML strings. Tables sit in scroll containers,
-numbers are right-aligned and every table header sorts its column on click (:data:`SORT_SCRIPT`). Figures are shown inline as PNG (a PDF stays a
-link); P(active | class) is drawn as a small inline SVG bar chart (:func:`bar_chart`).
+numbers are right-aligned and every table header sorts its column on click (:data:`SORT_SCRIPT`). Figures
+are shown inline as PNG (a PDF stays a link); P(active | class) is drawn as a small inline SVG bar chart (:func:`bar_chart`).
 """
 from __future__ import annotations
 
