@@ -41,6 +41,7 @@ def test_every_writer_records_the_digest_of_what_it_wrote(tmp_path):
                  save_json({"x": "é"}, tmp_path / "m.json"),
                  save_csv(pd.DataFrame({"a": [1, 2]}), tmp_path / "c.csv"),
                  save_wav(np.zeros(800), 16000, tmp_path / "a.wav")]
+        files.append(atomic.copy_file(files[0], tmp_path / "copy.pt"))
         w = TensorFileWriter(tmp_path / "f.pt", 40, (6,), torch.float32)
         for _ in range(4):
             w.write(torch.randn(10, 6))

@@ -107,6 +107,8 @@ def _atomic(path: str | os.PathLike, write: Callable[[str], Optional[str]], over
     os.close(fd)
     try:
         digest = write(tmp)
+        if not (isinstance(digest, str) and len(digest) == 64):  # writers that compute none return None
+            digest = None
         _fsync(tmp)
         size = os.path.getsize(tmp)
         if digest is None and _RECORDINGS:
@@ -170,7 +172,10 @@ def save_bytes(data: bytes, path: str | os.PathLike, overwrite: bool = False) ->
 
 def copy_file(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False) -> Path:
     """Copy the file ``src`` to ``dst`` atomically (``dst`` never holds part of ``src``)."""
-    return _atomic(dst, lambda tmp: shutil.copyfile(src, tmp), overwrite)
+    def w(tmp: str) -> None:
+        shutil.copyfile(src, tmp)  # (returns tmp: not a digest)
+
+    return _atomic(dst, w, overwrite)
 
 
 def save_text(text: str, path: str | os.PathLike, overwrite: bool = False) -> Path:
