@@ -197,3 +197,35 @@ def test_a_damaged_marker_stops_the_run_naming_it(finished, tmp_path):
     with pytest.raises(PipelineError, match=str(mk)):
         Pipeline(load_config(path, out=str(out))).run(STAGES)
     assert any(c.note and str(mk) in c.note for c in verify(out))
+
+
+def _toy_stages(out: Path, log: list[str]) -> list:
+    from analysis.app.runner import Stage
+
+    def write(name: str):
+        def run(overwrite: bool) -> None:
+            log.append(name)
+            save_json({"n": len(log)}, out / f"{name}.json", overwrite=overwrite)
+        return run
+
+    a = Stage("a", "", {"v": 1}, [out / "a.json"], write("a"))
+    b = Stage("b", "", {"v": 1}, [out / "b.json"], write("b"), after=[a.id])
+    return [a, b]
+
+
+def test_a_stage_built_on_one_that_ran_again_earlier_runs_again(tmp_path):
+    """``--force --only a`` in one invocation, a plain run later: b, made from the old a, runs again."""
+    from analysis.app.runner import Runner
+
+    log: list[str] = []
+    a, b = _toy_stages(tmp_path, log)
+    r = Runner(tmp_path)
+    r.run(a), r.run(b)
+    forced = Runner(tmp_path, force=True)
+    forced.run(a)
+    later = Runner(tmp_path)
+    later.run(a), later.run(b)
+    assert log == ["a", "b", "a", "b"]
+    again = Runner(tmp_path)
+    again.run(a), again.run(b)
+    assert log == ["a", "b", "a", "b"] and [h for _, h, _ in again.timings] == ["skipped", "skipped"]

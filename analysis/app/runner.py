@@ -10,7 +10,8 @@ hash of the part of the config it depends on (and of the stages it builds on).
 * Content: a finished stage's marker records the sha256, size and modification time of every file it
   wrote (:mod:`analysis.runs.integrity`; hashed while writing). Before skipping a stage the runner checks
   them; a file that is missing, truncated or edited is named in a warning, the stage's outputs are
-  discarded and the stage runs again — and so does every stage that builds on a stage that ran.
+  discarded and the stage runs again — and so does every stage that builds on a stage that ran (in
+  this invocation, or since the dependent stage finished: its marker keeps a digest of their records).
 * A failing stage stops the run with a message naming it; outputs of completed stages stay intact.
 * :meth:`Runner.require_finished`: ``--only`` refuses to run a stage whose earlier stages have not
   finished with this config.
@@ -174,6 +175,12 @@ class Runner:
             return f"its output {bad[0]}"
         return None
 
+    def inputs(self, st: Stage) -> str:
+        """Digest of the content records of the stages ``st`` builds on (their markers' ``files``): it
+        changes when one of them ran again, even in an earlier invocation (``--force --only``)."""
+        marks = [self.tree.stage_marker(a) for a in st.after]
+        return config_hash([_read_json(m).get("files") if m.exists() else None for m in marks])
+
     def damaged(self, st: Stage, full: bool = False) -> list[Damage]:
         """The files ``st``'s marker records that are missing or changed (:func:`analysis.runs.integrity.damage`;
         ``[]`` for a marker without records)."""
@@ -213,6 +220,8 @@ class Runner:
             if old.get("hash") == h and all(Path(o).exists() for o in st.outputs):
                 bad = damage(old.get("files") or {}, self.out)
                 rebuilt = [a for a in st.after if a in self.ran]
+                if not rebuilt and old.get("inputs") not in (None, self.inputs(st)):
+                    rebuilt = ["(one of " + ", ".join(st.after) + ")"]
                 if bad:
                     self._discard(st, f"{bad[0]}" + (f" (and {len(bad) - 1} more file(s))" if len(bad) > 1 else ""))
                 elif rebuilt:
@@ -253,6 +262,7 @@ class Runner:
         self.timings.append((st.id, "ran", dt))
         self.ran.add(st.id)
         save_json({"stage": st.id, "hash": h, "outputs": [str(o) for o in st.outputs], "seconds": round(dt, 2),
-                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": files}, mk, overwrite=True)
+                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": files, "inputs": self.inputs(st)},
+                  mk, overwrite=True)
         self.tree.stage_running(st.id).unlink(missing_ok=True)
         log.info("stage %s: done in %.1f s", st.id, dt)
