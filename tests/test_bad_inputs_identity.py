@@ -14,7 +14,7 @@ from lightning_modules.audio_classifier import load_probe
 from lightning_modules.encoders import CrepeEncoder
 from lightning_modules.linear_probe import LinearProbe
 
-from _bad_inputs import KEY, MODEL, TASK, fake_run, pipeline_config, run_pipeline, write_config
+from _bad_inputs import KEY, MODEL, fake_run, pipeline_config, run_pipeline, write_config
 
 
 # ============================================================================ 2. run folder vs consumer
