@@ -10,15 +10,17 @@ DEMO_OUT ?= outputs/demo
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# Re-installs only when pyproject.toml changed (idempotent, fast when already installed). The tests need the
+# Re-installs only when pyproject.toml or this Makefile changed (idempotent, fast when already installed). The tests need the
 # optional extras (hf: transformers for HFAudioEncoder); the core install `pip install -e .` does not.
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml Makefile | $(PY)
 	$(PY) -m pip install --upgrade pip >/dev/null
 	$(PY) -m pip install -e ".[dev,hf]"
 	$(PY) -m pip install --no-deps torchcrepe==0.0.24
 	# Real sound, all --no-deps (each pulls torchaudio or pyaudio, never used): PESTO's weights (read as files, the
 	# package is never imported), the TinySoundFont renderer, pretty_midi for its TimGM6mb.sf2 (only the file is read).
 	$(PY) -m pip install --no-deps pesto-pitch==2.0.1 tinysoundfont==0.3.7 pretty_midi==0.2.11.post0
+	# weights of FCPE, Resemblyzer and Silero VAD (read by path, never imported: --no-deps keeps torchaudio out)
+	$(PY) -m pip install --no-deps torchfcpe==0.0.4 resemblyzer==0.1.4 silero-vad==6.2.3
 	touch $(STAMP)
 
 install: $(STAMP)
