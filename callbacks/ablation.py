@@ -86,7 +86,7 @@ class AblationCallback(Callback):
     """
 
     #: The per-process count tensors (attributes) summed over processes at the end, in one reduce.
-    COUNTS = ("correct", "n", "confusion")
+    COUNTS = ("correct", "n", "confusion", "flips")
 
     def __init__(
         self,
@@ -162,6 +162,7 @@ class AblationCallback(Callback):
         self.correct: Optional[Tensor] = None
         self.n: Optional[Tensor] = None
         self.confusion: Optional[Tensor] = None
+        self.flips: Optional[Tensor] = None  # [2, K, C] clips lost / gained against the baseline
         self._owned: Optional[dict[int, list[Optional[Tensor]]]] = None  # DDP: batch → rows this process scores
         self.table: Optional[pd.DataFrame] = None
         self.confusion_table: Optional[pd.DataFrame] = None
@@ -255,6 +256,7 @@ class AblationCallback(Callback):
         self.n = torch.zeros(len(self.classes), dtype=torch.long, device=dev)
         self.confusion = torch.zeros(len(self.conditions), len(self.classes), len(self.classes), dtype=torch.long,
                                      device=dev)
+        self.flips = torch.zeros(2, len(self.conditions), len(self.classes), dtype=torch.long, device=dev)
         self._confusion_of(list(self.confusion_conditions or []))  # unknown names fail before the pass
         self._owned = self._owned_rows(trainer)
         self._register(encoder)
@@ -304,13 +306,14 @@ class AblationCallback(Callback):
         self.correct += c
         self.n += n
         self.confusion += A.count_confusion(preds, labels, len(self.classes))
+        self.flips += A.count_flips(preds, labels, len(self.classes))
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._remove()
         if self.correct is None:
             return
         self._reduce_counts(trainer)
-        self.table = A.results_table(self.conditions, self.classes, self.correct, self.n)
+        self.table = A.results_table(self.conditions, self.classes, self.correct, self.n, self.flips)
         self.summary = A.summarise(self.table, self.conditions)
         self.confusion_table = A.confusion_table(self.conditions, self.classes, self.confusion)
         if trainer.is_global_zero:

@@ -148,3 +148,44 @@ def test_specific_rule(p_adj, delta, lo, chance):
     assert ok == (failed_criteria(p_adj, delta, lo, chance) == [])
     if ok:
         assert p_adj < 0.05
+
+
+# -- the counts behind the paired bootstrap and the p-value of ablation_summary.csv -------------------
+def test_count_flips_matches_per_clip_loop():
+    import torch
+
+    from analysis.ablation import count_flips
+    g = torch.Generator().manual_seed(0)
+    K, B, C = 4, 30, 3
+    preds, labels = torch.randint(0, C, (K, B), generator=g), torch.randint(0, C, (B,), generator=g)
+    out = count_flips(preds, labels, C)
+    for k in range(K):
+        for c in range(C):
+            clips = [b for b in range(B) if labels[b] == c]
+            lost = sum(preds[0, b] == c and preds[k, b] != c for b in clips)
+            gained = sum(preds[0, b] != c and preds[k, b] == c for b in clips)
+            assert (int(out[0, k, c]), int(out[1, k, c])) == (lost, gained)
+    # the net change of recall is (gained - lost) / n, as ablation.csv's delta
+    from analysis.ablation import count_correct
+    correct, n = count_correct(preds, labels, C)
+    assert torch.equal((correct - correct[:1]), out[1] - out[0])
+
+
+def test_summarise_p_value_counts_ties():
+    import pandas as pd
+
+    from analysis.ablation import Condition, summarise
+    import torch
+    m = torch.zeros(1, 2, dtype=torch.bool)
+    conds = [Condition("baseline", "baseline", m), Condition("class:a", "class", m, ["a"])]
+    conds += [Condition(f"random:class:a:{d}", "random", m, ["a"], draw=d, group="random:class:a", parent="class:a")
+              for d in range(4)]
+    deltas = {"baseline": 0.0, "class:a": -0.5, "random:class:a:0": -0.5, "random:class:a:1": 0.0,
+              "random:class:a:2": -0.25, "random:class:a:3": 0.0}
+    rows = [dict(condition=c.name, kind=c.kind, target="a", k="", draw="" if c.draw is None else c.draw,
+                 **{"class": "a"}, n=4, correct=0, accuracy=0.5 + deltas[c.name], delta=deltas[c.name],
+                 lost=2 if c.name == "class:a" else 0, gained=0) for c in conds]
+    s = summarise(pd.DataFrame(rows), conds)
+    row = s[(s["group"] == "class:a")].iloc[0]
+    assert row["p_value"] == pytest.approx((1 + 1) / (1 + 4))  # the tie at -0.5 counts against the set
+    assert row["change_lo"] <= -0.5 <= row["change_hi"]
