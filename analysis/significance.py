@@ -39,6 +39,17 @@ Correction = Literal["holm", "bh"]
 BOOTSTRAP_REPS = 2000
 
 
+def check_alpha(alpha: float) -> float:
+    """``alpha`` as a float; ``ValueError`` unless ``0 < alpha < 1``.
+
+    >>> check_alpha(0.05)
+    0.05
+    """
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < float(alpha) < 1:
+        raise ValueError(f"alpha must be a level in (0, 1), got {alpha!r}")
+    return float(alpha)
+
+
 def log_binomial_pmf(k: int, n: int, p: float) -> float:
     """``log P(X = k)`` for ``X ~ Binomial(n, p)``, ``0 < p < 1``.
 
