@@ -36,7 +36,7 @@ from analysis.significance import BOOTSTRAP_REPS, monte_carlo_p, paired_bootstra
 
 log = logging.getLogger(__name__)
 
-KINDS = ("baseline", "class", "explicit", "shared", "random", "index_plus_one", "topk", "lowent")
+KINDS = ("baseline", "class", "explicit", "shared", "random", "index_plus_one", "topk", "lowent", "selector")
 #: Kinds ranked by k (a curve over the k-grid); they get no index+1 control.
 RANKED_KINDS = ("topk", "lowent")
 ALL_CLASSES = "ALL"  # value of the ``class`` column for the overall accuracy row
@@ -221,6 +221,12 @@ def shared_conditions(groups: Sequence[Sequence[str]], class_sets: dict[str, Ten
     return out
 
 
+def selector_conditions(classes: Sequence[str], selector_sets: dict[str, dict[str, Tensor]]) -> list[Condition]:
+    """``<selector>:<c>``: each baseline selector's set of class c (:mod:`analysis.selectors`), non-empty only."""
+    return [Condition(f"{sel}:{c}", "selector", sets[c].clone(), [c])
+            for sel, sets in selector_sets.items() for c in classes if c in sets and bool(sets[c].any())]
+
+
 def explicit_conditions(explicit: dict[str, tuple[Tensor, list[str]]]) -> list[Condition]:
     """One condition per explicit list: name → (mask, target class names)."""
     return [Condition(name, "explicit", m.clone(), list(targets)) for name, (m, targets) in explicit.items()]
@@ -286,6 +292,7 @@ def build_conditions(
     exclude: Optional[Tensor] = None,
     absent: Optional[Tensor] = None,
     seed: int = 0,
+    selector_sets: Optional[dict[str, dict[str, Tensor]]] = None,
 ) -> list[Condition]:
     """All conditions of one ablation run: baseline, then class, shared, explicit, top-k and
     lowest-entropy conditions, then their controls.
@@ -315,6 +322,9 @@ def build_conditions(
         absent: mask ``[L, N]`` of neurons that do not exist (:func:`analysis.aape.absent_neurons`;
             beyond a ragged site's size is added automatically).
         seed: base seed of the random draws.
+        selector_sets: selector name → class name → mask ``[L, N]``: the baseline selectors' sets
+            (:mod:`analysis.selectors`, the AAPE sets' per-layer sizes), a ``selector`` condition
+            ``<selector>:<c>`` each, with matched random draws like the class sets.
     """
     L, N = len(site_neurons), int(max(site_neurons))
     class_sets = class_sets or {}
@@ -328,6 +338,7 @@ def build_conditions(
 
     primary = per_class_conditions(classes, class_sets) if class_sets and class_conditions else []
     primary += shared_conditions(shared or (), class_sets) + explicit_conditions(explicit or {})
+    primary += selector_conditions(classes, selector_sets or {})
     topk = topk_conditions(ranked or {}, k_grid, (L, N))
     topk += topk_conditions(lowest_entropy or {}, lowest_entropy_k, (L, N), kind="lowent")
     conds = [Condition("baseline", "baseline", torch.zeros(L, N, dtype=torch.bool))] + primary + topk

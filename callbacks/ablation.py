@@ -81,6 +81,9 @@ class AblationCallback(Callback):
             ``ablation_confusion.pdf`` (default: the explicit and shared conditions, else the class
             conditions with the largest drops of their own class's recall, at most
             :data:`analysis.figures.MAX_CONFUSION_PANELS`).
+        selectors: baseline selectors beside AAPE (:mod:`analysis.selectors`: ``contrast``, ``magnitude``):
+            each class's set of each selector, with the AAPE set's per-layer sizes, ablated and tested
+            against matched random draws like the class sets (needs ``run_dir``).
         figures: write the PDF figures.
         overwrite: replace existing result files.
     """
@@ -109,6 +112,7 @@ class AblationCallback(Callback):
         strategy: Literal["expand", "loop"] = "expand",
         conditions_per_pass: PositiveInt = 4,
         confusion_conditions: Optional[list[str]] = None,
+        selectors: Optional[list[Literal["contrast", "magnitude"]]] = None,
         figures: bool = True,
         overwrite: bool = False,
     ) -> None:
@@ -136,6 +140,7 @@ class AblationCallback(Callback):
             raise ValueError(f"AblationCallback: lowest_entropy_draws must be >= 0, got {lowest_entropy_draws}")
         self.lowest_entropy_draws = lowest_entropy_draws
         self.confusion_conditions = confusion_conditions
+        self.selectors = list(dict.fromkeys(selectors or []))
         self.random_draws = int(random_draws)
         self.random_for_topk = random_for_topk
         self.index_plus_one = index_plus_one
@@ -192,7 +197,7 @@ class AblationCallback(Callback):
             lowest_entropy_k=self.lowest_entropy_k, lowest_entropy_draws=self.lowest_entropy_draws,
             random_draws=self.random_draws,
             random_for_topk=self.random_for_topk, index_plus_one=self.index_plus_one, seed=self.seed,
-            class_aliases=self.class_aliases)
+            class_aliases=self.class_aliases, selectors=self.selectors)
         means = read_dataset_means(self.run_dir) if self.mode == "mean" else None
         self._scales, self._shifts, self._active_sites = A.site_scales(
             self.conditions, site_neurons, gain=self.gain, mode=self.mode, means=means)

@@ -85,7 +85,8 @@ def verdict_table(tasks: pd.DataFrame, verdicts: pd.DataFrame, escape=md_escape)
     """One row per (task, model) with :data:`VERDICT_HEADERS` (text cells; labels through ``escape``)."""
     rows = []
     for _, r in tasks.iterrows():
-        own = verdicts[(verdicts["model"] == r["model"]) & (verdicts["task"] == r["task"])]
+        own = verdicts[(verdicts["model"] == r["model"]) & (verdicts["task"] == r["task"])
+                       & (verdicts["selector"] == "aape")]
         rows.append([escape(r["task"]), escape(r["model"]), probe_cell(r),
                      "–" if math.isnan(float(r["chance_rate"])) else f"{r['chance_rate']:.3f}",
                      _specific_cell(r, own, escape), stability_cell(r)])
@@ -134,6 +135,14 @@ def _stability_txt(r: pd.Series, own: pd.DataFrame, escape) -> str:
                                                if unstable else "none is unstable."))
 
 
+def _selector_txt(r: pd.Series) -> str:
+    """The selectors side by side (``specific_by_selector`` / ``best_selector`` of ``tasks.csv``)."""
+    cell = str(r.get("specific_by_selector", "") or "")
+    if cell.count(":") < 2:
+        return ""
+    return (f" Specific sets by selector (same sizes, same test): {cell}; most: {r['best_selector']}.")
+
+
 def _threshold_free_txt(r: pd.Series) -> str:
     if not r["lowent_classes"]:
         return ""
@@ -158,7 +167,7 @@ def findings(tasks: pd.DataFrame, verdicts: pd.DataFrame, notes: Optional[dict[t
     out, notes = [], notes or {}
     for _, r in tasks.iterrows():
         key = (r["model"], r["task"])
-        own = verdicts[(verdicts["model"] == key[0]) & (verdicts["task"] == key[1])]
+        own = verdicts[(verdicts["model"] == key[0]) & (verdicts["task"] == key[1]) & (verdicts["selector"] == "aape")]
         txt = f"{escape(key[0])} on {escape(key[1])}: "
         if r["test_clips"]:
             seeds = "" if math.isnan(float(r.get("probe_seed_sd", math.nan))) else (
@@ -177,7 +186,7 @@ def findings(tasks: pd.DataFrame, verdicts: pd.DataFrame, notes: Optional[dict[t
             why = _reasons(own, escape)
             txt += f" Not specific ({why})." if why else ""
             txt += f" Off-target classes change by {r['mean_off_target_delta']:+.3f} on average."
-        out.append(txt + _stability_txt(r, own, escape) + _threshold_free_txt(r))
+        out.append(txt + _stability_txt(r, own, escape) + _selector_txt(r) + _threshold_free_txt(r))
     return out
 
 

@@ -24,7 +24,7 @@ from typing import Mapping, Optional
 import numpy as np
 import pandas as pd
 
-from analysis.aape import neurons_to_masks
+from analysis.aape import inactive_neurons, neurons_to_masks
 from analysis.ablation import ALL_CLASSES as ALL
 from analysis.ablation import matched_draws, set_change_interval
 from analysis.app.report import entropy_quantiles
@@ -49,7 +49,7 @@ THRESHOLD_FREE_COLUMNS = ["model", "task", "class", "k", "on_target_delta", "cha
 TASK_COLUMNS = ["model", "task", "classes", "classes_covered", "neurons_per_class", "selected_neurons",
                 "class_assignments", "probe_accuracy", "probe_accuracy_lo", "probe_accuracy_hi", "test_clips",
                 "chance_rate", "probe_p_value", "probe_above_chance", "probe_seeds", "probe_seed_mean", "probe_seed_sd",
-                "classes_specific", "random_draws",
+                "classes_specific", "specific_by_selector", "best_selector", "inactive_neurons", "random_draws",
                 "smallest_p", "tests_in_run", "attainable", "mean_on_target_delta", "mean_random_delta",
                 "mean_off_target_delta", "mean_stability_jaccard", "unstable_sets", "entropy_q01", "entropy_q05",
                 "entropy_q25", "entropy_q50", "dead_neurons", "lowent_k", "lowent_classes", "lowent_random_draws",
@@ -105,34 +105,42 @@ def _set_test(t: pd.DataFrame, condition: str, cls: str) -> dict[str, float]:
                 p_value=monte_carlo_p(on, d) if len(own) else math.nan)
 
 
+def _selectors(t: pd.DataFrame) -> list[str]:
+    """The baseline selectors whose sets ``ablation.csv`` holds (``selector`` conditions ``<name>:<class>``)."""
+    names = t.loc[t["kind"] == "selector", "condition"].astype(str)
+    return list(dict.fromkeys(n.split(":", 1)[0] for n in names))
+
+
 def verdict_rows(model: str, task: str, run_dir: str | Path, ablation_csv: str | Path) -> pd.DataFrame:
-    """One row per ablated AAPE class set of (model, task) (:data:`VERDICT_COLUMNS`), before the correction
-    (``p_adjusted`` / ``specific`` / ``failed`` are filled by :func:`apply_verdicts`)."""
+    """One row per ablated class set of (model, task) (:data:`VERDICT_COLUMNS`): the AAPE sets
+    (``class:<c>``), then each baseline selector's (``<selector>:<c>``, same sizes), before the
+    correction (``p_adjusted`` / ``specific`` / ``failed`` are filled by :func:`apply_verdicts`)."""
     classes, sizes, _, _ = class_sets(run_dir)
     stability = _stability(run_dir)
     t = read_table(ablation_csv)
     probe = probe_test(t)
     base = t[t["kind"] == "baseline"].set_index("class")
     rows = []
-    for c, n in zip(classes, sizes):
-        cond = f"class:{c}"
-        if n == 0 or not (t["condition"] == cond).any():
-            continue
-        own = t[t["condition"] == cond]
-        off = own[(own["class"] != c) & (own["class"] != ALL)]["delta"]
-        jac = stability.get(c, (math.nan, math.nan, math.nan))
-        b_n, b_ok = (int(base.loc[c, "n"]), int(base.loc[c, "correct"])) if c in base.index else (0, 0)
-        b_lo, b_hi = wilson_interval(b_ok, b_n)
-        rows.append(dict(
-            task=task, model=model, selector=AAPE, **{"class": c}, neurons=n, **_set_test(t, cond, c),
-            p_adjusted=math.nan, correction="", alpha=math.nan, specific=False, failed="",
-            probe_accuracy=probe["probe_accuracy"], probe_accuracy_lo=probe["probe_accuracy_lo"],
-            probe_accuracy_hi=probe["probe_accuracy_hi"], chance_rate=probe["chance_rate"],
-            baseline_recall=b_ok / b_n if b_n else math.nan, baseline_recall_lo=b_lo, baseline_recall_hi=b_hi,
-            off_target_delta_mean=float(off.mean()) if len(off) else math.nan,
-            stability_mean_jaccard=jac[0], stability_jaccard_lo=jac[1], stability_jaccard_hi=jac[2],
-            unstable=bool(np.isfinite(jac[0]) and jac[0] < UNSTABLE_JACCARD),
-        ))
+    for selector in [AAPE, *_selectors(t)]:
+        for c, n in zip(classes, sizes):
+            cond = f"class:{c}" if selector == AAPE else f"{selector}:{c}"
+            if n == 0 or not (t["condition"] == cond).any():
+                continue
+            own = t[t["condition"] == cond]
+            off = own[(own["class"] != c) & (own["class"] != ALL)]["delta"]
+            jac = stability.get(c, (math.nan, math.nan, math.nan)) if selector == AAPE else (math.nan,) * 3
+            b_n, b_ok = (int(base.loc[c, "n"]), int(base.loc[c, "correct"])) if c in base.index else (0, 0)
+            b_lo, b_hi = wilson_interval(b_ok, b_n)
+            rows.append(dict(
+                task=task, model=model, selector=selector, **{"class": c}, neurons=n, **_set_test(t, cond, c),
+                p_adjusted=math.nan, correction="", alpha=math.nan, specific=False, failed="",
+                probe_accuracy=probe["probe_accuracy"], probe_accuracy_lo=probe["probe_accuracy_lo"],
+                probe_accuracy_hi=probe["probe_accuracy_hi"], chance_rate=probe["chance_rate"],
+                baseline_recall=b_ok / b_n if b_n else math.nan, baseline_recall_lo=b_lo, baseline_recall_hi=b_hi,
+                off_target_delta_mean=float(off.mean()) if len(off) else math.nan,
+                stability_mean_jaccard=jac[0], stability_jaccard_lo=jac[1], stability_jaccard_hi=jac[2],
+                unstable=bool(np.isfinite(jac[0]) and jac[0] < UNSTABLE_JACCARD),
+            ))
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
 
 
@@ -163,6 +171,17 @@ def threshold_free_rows(model: str, task: str, ablation_csv: str | Path) -> pd.D
     return pd.DataFrame(rows, columns=THRESHOLD_FREE_COLUMNS)
 
 
+def best_selector(specific: Mapping[str, int]) -> str:
+    """The selector with the most specific sets (``aape`` first among equals; ``none`` when no set is
+    specific; ties named together).
+
+    >>> best_selector({"aape": 1, "contrast": 3, "magnitude": 3}), best_selector({"aape": 0}), best_selector({})
+    ('contrast, magnitude', 'none', 'none')
+    """
+    top = max(specific.values(), default=0)
+    return "none" if top == 0 else ", ".join(k for k, v in specific.items() if v == top)
+
+
 def _mean(x: pd.Series) -> float:
     x = pd.to_numeric(x, errors="coerce").dropna()
     return float(x.mean()) if len(x) else math.nan
@@ -190,9 +209,12 @@ def task_rows(verdicts: pd.DataFrame, ablation: Mapping[tuple[str, str], str | P
     tests = int(verdicts["p_value"].notna().sum()) if len(verdicts) else 0
     rows = []
     for (model, task), csv in ablation.items():
-        g = verdicts[(verdicts["model"] == model) & (verdicts["task"] == task)]
+        mine = verdicts[(verdicts["model"] == model) & (verdicts["task"] == task)]
+        g = mine[mine["selector"] == AAPE]
+        by_sel = {s: int(x["specific"].astype(bool).sum()) for s, x in mine.groupby("selector", sort=False)}
         classes, sizes, selected, assignments = class_sets(runs[(model, task)])
-        ent = entropy_quantiles(read_over_zero(runs[(model, task)]))
+        over = read_over_zero(runs[(model, task)])
+        ent = entropy_quantiles(over)
         own = tf[(tf["model"] == model) & (tf["task"] == task)]
         k = int(own["k"].max()) if len(own) else math.nan
         at_k = own[own["k"] == k]
@@ -202,7 +224,10 @@ def task_rows(verdicts: pd.DataFrame, ablation: Mapping[tuple[str, str], str | P
             model=model, task=task, classes=len(classes), classes_covered=sum(1 for s in sizes if s),
             neurons_per_class=float(np.mean(sizes)) if sizes else math.nan, selected_neurons=selected,
             class_assignments=assignments, **probe_test(read_table(csv)), **probe_seeds((probes or {}).get((model, task))),
-            classes_specific=int(g["specific"].astype(bool).sum()), random_draws=draws, smallest_p=smallest_p(draws),
+            classes_specific=int(g["specific"].astype(bool).sum()),
+            specific_by_selector="; ".join(f"{k}: {v}" for k, v in by_sel.items()),
+            best_selector=best_selector(by_sel), inactive_neurons=int(inactive_neurons(over).sum()),
+            random_draws=draws, smallest_p=smallest_p(draws),
             tests_in_run=tests, attainable=attainable(draws, tests, alpha, correction),
             mean_on_target_delta=_mean(g["on_target_delta"]), mean_random_delta=_mean(g["random_delta_mean"]),
             mean_off_target_delta=_mean(g["off_target_delta_mean"]),
