@@ -32,7 +32,7 @@ def _config(root: Path, out: Path, **over) -> dict:
         "stats": {"identify_splits": ["train", "valid"]},
         "report": {"within_task": ["synth_octave_sine"]},
         "stability": {"replicates": 3},
-        "probe": {"seeds": [42, 43], "max_epochs": 4, "patience": 2, "lr": 1e-2},
+        "probe": {"seeds": [42, 43], "max_epochs": 4, "patience": 2, "lr": 1e-2, "min_steps": 8},
         "ablation": {"random_draws": 3, "k_grid": [1], "random_for_topk": False},
     }
     for k, v in over.items():

@@ -174,6 +174,10 @@ def findings(tasks: pd.DataFrame, verdicts: pd.DataFrame, notes: Optional[dict[t
                 f", {r['probe_seeds']} probe seeds {r['probe_seed_mean']:.3f} ± {r['probe_seed_sd']:.3f}")
             txt += (f"probe accuracy {probe_cell(r)} on {r['test_clips']} test clips vs chance "
                     f"{r['chance_rate']:.3f}{seeds}.")
+            unsettled = r.get("probe_seeds_unsettled", math.nan)
+            if isinstance(unsettled, (int, float)) and not math.isnan(unsettled) and unsettled > 0:
+                txt += (f" Probe training stopped before the loss settled for {int(unsettled)} of {r['probe_seeds']} "
+                        f"seeds (fewest steps {r['probe_steps_min']}; probe_results.csv).")
         if r["classes_covered"] == 0:
             txt += _empty_txt(notes.get(key, []))
         elif r["test_clips"] and not r["probe_above_chance"]:

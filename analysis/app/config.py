@@ -177,7 +177,7 @@ def _stability_parser() -> ArgumentParser:
     p = _parser()
     p.add_argument("--enabled", type=bool, default=True)
     p.add_function_arguments(stability_run, skip={"run_dir", "seed", "mode", "top_rate", "filter_rate",
-                                                  "activation_bar_ratio", "top_rate_table", "tensorboard",
+                                                  "activation_bar_ratio", "top_rate_table", "min_activity", "tensorboard",
                                                   "overwrite"})
     return p
 

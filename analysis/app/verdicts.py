@@ -48,7 +48,7 @@ THRESHOLD_FREE_COLUMNS = ["model", "task", "class", "k", "on_target_delta", "cha
                           "below_random"]
 TASK_COLUMNS = ["model", "task", "classes", "classes_covered", "neurons_per_class", "selected_neurons",
                 "class_assignments", "probe_accuracy", "probe_accuracy_lo", "probe_accuracy_hi", "test_clips",
-                "chance_rate", "probe_p_value", "probe_above_chance", "probe_seeds", "probe_seed_mean", "probe_seed_sd",
+                "chance_rate", "probe_p_value", "probe_above_chance", "probe_seeds", "probe_seed_mean", "probe_seed_sd", "probe_steps_min", "probe_seeds_unsettled",
                 "classes_specific", "specific_by_selector", "best_selector", "inactive_neurons", "random_draws",
                 "smallest_p", "tests_in_run", "attainable", "mean_on_target_delta", "mean_random_delta",
                 "mean_off_target_delta", "mean_stability_jaccard", "unstable_sets", "entropy_q01", "entropy_q05",
@@ -188,13 +188,20 @@ def _mean(x: pd.Series) -> float:
 
 
 def probe_seeds(results: Optional[pd.DataFrame]) -> dict[str, float]:
-    """Number of seeds and the mean ± sample sd of their test scores (``probe_results.csv``; NaN without)."""
+    """Number of seeds, the mean ± sample sd of their test scores, the fewest optimizer steps of a seed and
+    the seeds whose training loss had not settled (``probe_results.csv``; NaN without, or without the
+    columns of an older probe stage)."""
     if results is None or results.empty:
-        return dict(probe_seeds=0, probe_seed_mean=math.nan, probe_seed_sd=math.nan)
+        return dict(probe_seeds=0, probe_seed_mean=math.nan, probe_seed_sd=math.nan, probe_steps_min=math.nan,
+                    probe_seeds_unsettled=math.nan)
     seeds = results[~results["seed"].astype(str).isin(["mean", "std"])]
     x = pd.to_numeric(seeds["test_score"], errors="coerce").dropna()
+    steps = pd.to_numeric(seeds["steps"], errors="coerce").dropna() if "steps" in seeds else pd.Series(dtype=float)
+    settled = seeds["loss_settled"].astype(str).str.lower() if "loss_settled" in seeds else None
     return dict(probe_seeds=len(x), probe_seed_mean=float(x.mean()) if len(x) else math.nan,
-                probe_seed_sd=float(x.std(ddof=1)) if len(x) > 1 else math.nan)
+                probe_seed_sd=float(x.std(ddof=1)) if len(x) > 1 else math.nan,
+                probe_steps_min=int(steps.min()) if len(steps) else math.nan,
+                probe_seeds_unsettled=int((settled != "true").sum()) if settled is not None else math.nan)
 
 
 def task_rows(verdicts: pd.DataFrame, ablation: Mapping[tuple[str, str], str | Path],
