@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Optional, Sequence
 
 import pandas as pd
@@ -32,10 +33,13 @@ def md_escape(text: object) -> str:
 
     >>> md_escape("a|b *c* <x>")
     'a\\\\|b \\\\*c\\\\* &lt;x&gt;'
+    >>> md_escape("synth_octave _x_")
+    'synth_octave \\\\_x\\\\_'
     """
     s = str(text).replace("\\", "\\\\").replace("\r", " ").replace("\n", " ")
-    for ch in "|*_`[]#":
+    for ch in "|*`[]#":
         s = s.replace(ch, "\\" + ch)
+    s = re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", s)  # intraword _ is literal already
     return s.replace("<", "&lt;").replace(">", "&gt;")
 
 

@@ -26,9 +26,10 @@ from analysis.app.html import table as html_table
 from analysis.app.reproduction import reproduction_table
 from analysis.app.verdicts import (TASK_COLUMNS, THRESHOLD_FREE_COLUMNS, VERDICT_COLUMNS, apply_verdicts,  # noqa: F401
                                    task_rows, threshold_free_rows, verdict_rows)
-from analysis.runs.atomic import save_csv, save_text
+from analysis.figures import verdict_figure
+from analysis.runs.atomic import save_csv, save_pdf, save_text
 from analysis.runs.layout import (ABLATION_CSV, ABLATION_SUMMARY_CSV, GALLERY_DIR, INDEX_HTML, PROBE_RESULTS,
-                                  REPRODUCTION_CSV, SUMMARY_MD, TASKS_CSV, THRESHOLD_FREE_CSV, OutputTree,
+                                  REPRODUCTION_CSV, SUMMARY_MD, TASKS_CSV, THRESHOLD_FREE_CSV, VERDICTS_PDF, OutputTree,
                                   compare_table_name, figure_preview, within_task_name)
 from analysis.runs.read import read_manifest, read_table, selection_warnings
 from analysis.significance import ALPHA, Correction
@@ -109,6 +110,8 @@ def write_summary_md(inp: ReportInputs, max_lines: int = MAX_SUMMARY_LINES) -> s
              "- [index.html](index.html): the web report (per-set tables, figures, probe, manifests)",
              f"- [{ABLATION_SUMMARY_CSV}]({ABLATION_SUMMARY_CSV}): every ablated set with its test and verdict",
              f"- [{TASKS_CSV}]({TASKS_CSV}): every model × task ({len(TASK_COLUMNS)} columns)",
+             f"- [{VERDICTS_PDF}]({VERDICTS_PDF}): every set's change with its interval, specific and unstable "
+             "sets marked",
              f"- [{THRESHOLD_FREE_CSV}]({THRESHOLD_FREE_CSV}): the threshold-free lowest-entropy control"]
     if inp.reproduction is not None and len(inp.reproduction):
         links.append(f"- [{REPRODUCTION_CSV}]({REPRODUCTION_CSV}): our numbers next to the study's")
@@ -223,6 +226,12 @@ def write_summary(tree: OutputTree, models: Iterable[str], tasks: Iterable[str] 
         section_figures[(model, task)] = [f for f in mine if f in figures]
         if (tree.gallery(task, model) / INDEX_HTML).is_file():
             galleries[(model, task)] = rel(tree.gallery(task, model) / INDEX_HTML)
+    dest = tree.report
+    aape_sets = verdicts[verdicts["selector"] == "aape"]
+    written = [save_pdf(verdict_figure(aape_sets), dest / VERDICTS_PDF, overwrite=overwrite)] if len(aape_sets) else []
+    if written:
+        figures = [VERDICTS_PDF, *figures]
+        previews[VERDICTS_PDF] = figure_preview(written[0]).name
     probe_table = None
     if probes:
         probe_table = pd.concat([df.assign(model=m, task=t)[["model", "task", *df.columns]]
@@ -236,8 +245,7 @@ def write_summary(tree: OutputTree, models: Iterable[str], tasks: Iterable[str] 
                        section_figures=section_figures, galleries=galleries, threshold_free=threshold_free,
                        comparison=read_table(compare_csv) if len(models) >= 2 and compare_csv.is_file() else None,
                        reproduction=reproduction)
-    dest = tree.report
-    return [save_csv(verdicts, dest / ABLATION_SUMMARY_CSV, overwrite=overwrite),
+    return written + [save_csv(verdicts, dest / ABLATION_SUMMARY_CSV, overwrite=overwrite),
             save_csv(task_table, dest / TASKS_CSV, overwrite=overwrite),
             save_csv(threshold_free, dest / THRESHOLD_FREE_CSV, overwrite=overwrite),
             save_csv(reproduction, dest / REPRODUCTION_CSV, overwrite=overwrite),

@@ -228,6 +228,8 @@ def model_report_folder(runs_dir: str | os.PathLike, suffix: str) -> Path:
 SUMMARY_MD = "summary.md"
 INDEX_HTML = "index.html"
 TASKS_CSV = "tasks.csv"
+#: every ablated set of the run: change [interval] vs random draws, specific and unstable sets marked
+VERDICTS_PDF = "verdicts.pdf"
 #: per model × task × class × k: the threshold-free ablation of each class's k lowest-entropy neurons
 THRESHOLD_FREE_CSV = "threshold_free.csv"
 #: our numbers next to the study's published ones
