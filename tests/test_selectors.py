@@ -52,3 +52,27 @@ def test_minimum_activity_filter_excludes_near_dead_neurons():
     r = identify(p, top_rate=0.05, filter_rate=0.9, activation_bar_ratio=0.9)
     assert r.n_inactive == 1 and [0, 7] not in r.selected.tolist()
     assert identify(p, mode="lape", top_rate=0.05, filter_rate=0.9, activation_bar_ratio=0.9).n_inactive == 0
+
+
+def test_selector_conditions_from_a_run_folder(tmp_path):
+    """``ablation.selectors`` adds ``<selector>:<class>`` conditions with the AAPE sets' per-layer sizes and
+    their own matched random draws."""
+    from _fake_run import write_fake_run
+    from analysis.runs.conditions import conditions_from_run
+
+    count = (_planted() * 100).round()
+    d = write_fake_run(tmp_path, "t", "m", count, torch.full((3,), 100), classes=["a", "b", "c"])
+    torch.save([[torch.tensor([5]), torch.tensor([2])], [torch.tensor([], dtype=torch.long), torch.tensor([8])],
+                [torch.tensor([], dtype=torch.long)] * 2], d / "neurons.pt")
+    conds = conditions_from_run(d, [20, 20], ["a", "b", "c"], selectors=["contrast", "magnitude"], random_draws=2)
+    by = {c.name: c for c in conds}
+    aape = {c: by[f"class:{c}"].mask for c in ("a", "b")}
+    for sel in ("contrast", "magnitude"):
+        for c in ("a", "b"):
+            m = by[f"{sel}:{c}"].mask
+            assert by[f"{sel}:{c}"].kind == "selector" and torch.equal(m.sum(1), aape[c].sum(1))
+            draws = [by[f"random:{sel}:{c}:{i}"].mask for i in range(2)]
+            assert all(torch.equal(x.sum(1), m.sum(1)) and not (x & m).any() for x in draws)
+        assert f"{sel}:c" not in by  # c has no AAPE set: nothing to match
+    assert by["contrast:a"].mask[0].nonzero().flatten().tolist() == [5]
+    assert by["magnitude:a"].mask[1].nonzero().flatten().tolist() == [3]
