@@ -106,6 +106,8 @@ def write_summary_md(inp: ReportInputs, max_lines: int = MAX_SUMMARY_LINES) -> s
             "Specific = adjusted p < alpha, on-target change < 0 and the probe's interval above chance "
             "([how findings are tested](../docs/findings.md) if the repository is next to the outputs).", ""]
     body = ["## Findings", ""] + [f"- {s}" for s in run_findings(inp.tasks, inp.verdicts) + inp.findings] + [""]
+    if inp.reproduction is not None and len(inp.reproduction):
+        body += ["## Reproduction: our numbers next to the study's", "", markdown_table(inp.reproduction), ""]
     links = ["## Details", "",
              "- [index.html](index.html): the web report (per-set tables, figures, probe, manifests)",
              f"- [{ABLATION_SUMMARY_CSV}]({ABLATION_SUMMARY_CSV}): every ablated set with its test and verdict",
@@ -145,7 +147,13 @@ def write_index_html(inp: ReportInputs) -> str:
         sec = ReportSection(model=str(key[0]), task=str(key[1]),
                             findings=findings(inp.tasks.iloc[[i]], inp.verdicts, inp.notes, escape=str))
         rows = inp.verdicts[(inp.verdicts["model"] == key[0]) & (inp.verdicts["task"] == key[1])]
-        sec.tables.append(("Ablated sets: change of the class's recall when its set is zeroed", _set_tables(rows, fmt)))
+        aape = rows[rows["selector"] == "aape"]
+        sec.tables.append(("AAPE sets: change of the class's recall when its set is zeroed", _set_tables(aape, fmt)))
+        others = rows[rows["selector"] != "aape"]
+        if len(others):
+            sec.tables.append(("Baseline selectors (same set sizes, same ablation, same test)",
+                               html_table(others[["selector", *[c for c in SET_COLUMNS if c != "stability_mean_jaccard"]]],
+                                          fmt)))
         if inp.probe is not None and len(inp.probe):
             pr = inp.probe[(inp.probe["model"] == key[0]) & (inp.probe["task"] == key[1])]
             if len(pr):
