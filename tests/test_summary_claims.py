@@ -191,3 +191,17 @@ def test_compare_two_models_side_by_side(tmp_path, capsys):
     assert cli_main(["compare", "--model", "ssl", str(tmp_path / "a"), "--model", "sl", str(tmp_path / "b"),
                      "--within", "v", "--dest", str(tmp_path / "cmp2")]) == 2
     assert "has no run folder for task(s) ['v']" in capsys.readouterr().err
+
+
+def test_summary_md_starts_with_the_verdict_table_and_stays_short(tmp_path):
+    sets, tasks = _tables(tmp_path, {c: 36 for c in CLASSES}, [0.0, -0.025, 0.025] * 20, [0.0, -0.05, -0.1] * 20,
+                          {"a": 0.9, "b": 0.3})
+    inp = S.ReportInputs(tasks=tasks, verdicts=sets, findings=S.findings(tasks, sets) * 300, figures=[], files=[],
+                         manifests={})
+    md = S.write_summary_md(inp)
+    lines = md.splitlines()
+    assert lines[:4] == ["# aape pipeline report", "", "## Verdicts", ""] and lines[4].startswith("| Task | Model |")
+    assert lines[6].startswith("| t | m | 0.900 [") and "a -0.500 [" in lines[6] and "(p 0.033)" in lines[6]
+    assert lines[6].endswith("| 0.60, 1 of 2 sets unstable |")
+    assert len(lines) <= S.MAX_SUMMARY_LINES and "(cut to fit; every finding is in index.html)" in md
+    assert "[ablation_summary.csv](ablation_summary.csv)" in md  # the details stay linked after the cut

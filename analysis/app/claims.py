@@ -81,7 +81,8 @@ def _specific_cell(r: pd.Series, own: pd.DataFrame, escape) -> str:
         return "none: no set selected"
     spec = own[own["specific"].astype(bool)]
     if spec.empty:
-        return f"none of {len(own)}"
+        blocked = "" if bool(r["attainable"]) else f" ({r['random_draws']} draws cannot pass the corrected level)"
+        return f"none of {len(own)}{blocked}"
     return f"{len(spec)} of {len(own)}: " + "; ".join(set_cell(v, escape) for _, v in spec.iterrows())
 
 
@@ -153,7 +154,8 @@ def _threshold_free_txt(r: pd.Series) -> str:
     return (f" Threshold-free control: each class's k={r['lowent_k']} lowest-entropy neurons beat their "
             f"{r['lowent_random_draws']} matched random sets (p < 0.05, uncorrected) for "
             f"{r['lowent_classes_below_random']} of {r['lowent_classes']} classes (mean change "
-            f"{r['lowent_mean_delta']:+.3f} vs {r['lowent_mean_random_delta']:+.3f}; threshold_free.csv).")
+            f"{r['lowent_mean_delta']:+.3f} vs {r['lowent_mean_random_delta']:+.3f}; threshold_free.csv)."
+            + (f" With {r['lowent_random_draws']} draws no p can be below 0.05." if r["lowent_random_draws"] < 20 else ""))
 
 
 def _empty_txt(notes: Sequence[str]) -> str:
@@ -161,7 +163,7 @@ def _empty_txt(notes: Sequence[str]) -> str:
         return (" No neuron was selected because the activation probabilities saturate at 1: the selection's "
                 "quantile bar equals the largest probability, so no neuron can exceed it. This is an artefact of "
                 "the quantile bars, not evidence that the model has no class-specific neurons; the threshold-free "
-                "control below does not depend on it.")
+                "control does not depend on it.")
     return " No class-specific neuron was selected, so no class set was ablated."
 
 

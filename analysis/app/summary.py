@@ -119,7 +119,7 @@ def write_summary_md(inp: ReportInputs, max_lines: int = MAX_SUMMARY_LINES) -> s
         links.append(f"- [{REPRODUCTION_CSV}]({REPRODUCTION_CSV}): our numbers next to the study's")
     links += [f"- listening gallery, {md_escape(m)} on {md_escape(t)}: [{g}]({g})" for (m, t), g in inp.galleries.items()]
     links += [""]
-    room = max_lines - len("\n".join(head).splitlines()) - len(links) - 2
+    room = max_lines - len("\n".join(head).splitlines()) - len(links) - 3  # the cut note (2) and a blank line
     lines = "\n".join(body).splitlines()
     if len(lines) > room:
         lines = lines[:room] + ["", "(cut to fit; every finding is in index.html)"]
