@@ -45,26 +45,33 @@ RESULT_COLUMNS = ["seed", "metric", "test_score", "test_macro_recall", "test_mac
                   "best_epoch", "epochs", "steps", "train_loss", "valid_loss", "loss_settled", "protocol",
                   "n_train", "n_valid", "n_test", "checkpoint"]
 #: Optimizer steps the ``converge`` protocol guarantees.
-MIN_STEPS = 500
-#: The training loss has settled when it changed by less than this share over the last epochs.
+MIN_STEPS = 300
+#: The training loss has settled when it changed by less than this share over the last epochs ...
 SETTLED_CHANGE = 0.02
+#: ... or by less than this much (nats): on separable data the loss creeps towards 0 without end.
+SETTLED_ABS = 0.005
 
 log = logging.getLogger(__name__)
 
 
-def loss_settled(losses: Sequence[float], window: int = 10, tolerance: float = SETTLED_CHANGE) -> bool:
+def loss_settled(losses: Sequence[float], window: int = 10, tolerance: float = SETTLED_CHANGE,
+                 absolute: float = SETTLED_ABS) -> bool:
     """Did the per-epoch training loss settle: over the last ``window`` epochs (at least 10 % of them) it
-    changed by less than ``tolerance`` of its last value? False with fewer than ``window + 1`` epochs.
+    changed by less than ``tolerance`` of its last value or by less than ``absolute``? False with fewer
+    than ``window + 1`` epochs.
 
     >>> loss_settled([1.0 / (e + 1) for e in range(30)]), loss_settled([1.0] * 5 + [0.5] * 30)
     (False, True)
+    >>> loss_settled([0.02 - 0.0001 * e for e in range(40)]), loss_settled([2.0 - 0.01 * e for e in range(40)])
+    (True, False)
     """
     x = [float(v) for v in losses if math.isfinite(float(v))]
     w = max(int(window), len(x) // 10)
     if len(x) <= w:
         return False
     tail = x[-(w + 1):]
-    return (max(tail) - min(tail)) <= tolerance * max(abs(tail[-1]), 1e-12)
+    change = max(tail) - min(tail)
+    return change <= tolerance * abs(tail[-1]) or change <= absolute
 
 
 class _LossHistory(Callback):

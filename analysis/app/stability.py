@@ -9,7 +9,7 @@ import torch
 from jsonargparse.typing import PositiveInt
 from torch.utils.tensorboard import SummaryWriter
 
-from analysis.aape import ACTIVATION_BAR_RATIO, FILTER_RATE, Mode, resolve_top_rate
+from analysis.aape import ACTIVATION_BAR_RATIO, FILTER_RATE, MIN_ACTIVITY, Mode, resolve_top_rate
 from analysis.runs.atomic import check_writable
 from analysis.runs.layout import STATS
 from analysis.runs.read import read_run
@@ -47,7 +47,7 @@ def stability_run(
         overwrite: replace existing files.
 
     ``stability.csv`` carries the settings in extra columns ``scheme, seed, mode, top_rate, filter_rate,
-    activation_bar_ratio``.
+    activation_bar_ratio, min_activity``.
     """
     d = Path(run_dir)
     targets = stability_paths(d, sweep)
@@ -63,7 +63,8 @@ def stability_run(
     else:  # per-site position counts when recorded (CNN sites see different numbers of positions)
         n_eff = torch.as_tensor(run.stats.get("n_tokens_site", run.stats["n_tokens"]))
     ref = {"top_rate": resolve_top_rate(run.task, top_rate, top_rate_table), "filter_rate": filter_rate,
-           "activation_bar_ratio": activation_bar_ratio, "min_activity": min_activity}
+           "activation_bar_ratio": activation_bar_ratio,
+           "min_activity": (0.0 if mode == "lape" else MIN_ACTIVITY) if min_activity is None else float(min_activity)}
     st = bootstrap_stability(run.over_zero, n_eff, run.classes, replicates=replicates, seed=seed, mode=mode, **ref)
     st = st.assign(scheme=scheme, seed=seed, mode=mode, **ref)
     sw = threshold_sweep(run.over_zero, run.classes, reference=ref, mode=mode) if sweep else None
