@@ -29,6 +29,7 @@ from analysis.ablation import ALL_CLASSES as ALL
 from analysis.ablation import matched_draws, set_change_interval
 from analysis.app.report import entropy_quantiles
 from analysis.overlap import union_mask
+from analysis.runs.layout import ABLATION_SUMMARY_CSV
 from analysis.runs.read import count_selected, read_classes, read_neurons, read_over_zero, read_stability, read_table
 from analysis.significance import (ALPHA, LEVEL, UNSTABLE_JACCARD, Correction, adjust_p, attainable, chance_rate,
                                    empirical_interval, failed_criteria, monte_carlo_p, probe_above_chance, smallest_p,
@@ -93,8 +94,24 @@ def probe_test(t: pd.DataFrame) -> dict[str, object]:
                 probe_above_chance=bool(lo > chance))
 
 
-def _set_test(t: pd.DataFrame, condition: str, cls: str) -> dict[str, float]:
-    """The change of ``cls`` under ``condition``, its bootstrap interval, its matched draws and exact p."""
+def stage_p_values(ablation_csv: str | Path) -> dict[tuple[str, str], float]:
+    """(condition, class) → ``p_value`` of the ablation stage's own ``ablation_summary.csv`` (next to
+    ``ablation.csv``; the stage knows whether drawing stopped early, so its p is the sequential form
+    then); empty when the file or the column is missing (an older ablation stage)."""
+    p = Path(ablation_csv).with_name(ABLATION_SUMMARY_CSV)
+    if not p.is_file():
+        return {}
+    s = read_table(p)
+    if "p_value" not in s.columns:
+        return {}
+    s = s[s["p_value"].notna()]
+    return {(str(g), str(c)): float(v) for g, c, v in zip(s["group"], s["class"], s["p_value"])}
+
+
+def _set_test(t: pd.DataFrame, condition: str, cls: str,
+              stage_p: Optional[Mapping[tuple[str, str], float]] = None) -> dict[str, float]:
+    """The change of ``cls`` under ``condition``, its bootstrap interval, its matched draws and exact p
+    (the ablation stage's, ``stage_p``, when it wrote one; else :func:`monte_carlo_p` over the draws)."""
     own = t[(t["condition"] == condition) & (t["class"] == cls)]
     on = float(own["delta"].iloc[0]) if len(own) else math.nan
     lo, hi = set_change_interval(own)
@@ -102,7 +119,7 @@ def _set_test(t: pd.DataFrame, condition: str, cls: str) -> dict[str, float]:
     rlo, rhi = empirical_interval(d, LEVEL)
     return dict(on_target_delta=on, change_lo=lo, change_hi=hi, random_draws=len(d),
                 random_delta_mean=float(np.mean(d)) if len(d) else math.nan, random_delta_lo=rlo, random_delta_hi=rhi,
-                p_value=monte_carlo_p(on, d) if len(own) else math.nan)
+                p_value=(stage_p or {}).get((condition, cls), monte_carlo_p(on, d)) if len(own) else math.nan)
 
 
 def _selectors(t: pd.DataFrame) -> list[str]:
@@ -118,6 +135,7 @@ def verdict_rows(model: str, task: str, run_dir: str | Path, ablation_csv: str |
     classes, sizes, _, _ = class_sets(run_dir)
     stability = _stability(run_dir)
     t = read_table(ablation_csv)
+    stage_p = stage_p_values(ablation_csv)
     probe = probe_test(t)
     base = t[t["kind"] == "baseline"].set_index("class")
     rows = []
@@ -132,7 +150,7 @@ def verdict_rows(model: str, task: str, run_dir: str | Path, ablation_csv: str |
             b_n, b_ok = (int(base.loc[c, "n"]), int(base.loc[c, "correct"])) if c in base.index else (0, 0)
             b_lo, b_hi = wilson_interval(b_ok, b_n)
             rows.append(dict(
-                task=task, model=model, selector=selector, **{"class": c}, neurons=n, **_set_test(t, cond, c),
+                task=task, model=model, selector=selector, **{"class": c}, neurons=n, **_set_test(t, cond, c, stage_p),
                 p_adjusted=math.nan, correction="", alpha=math.nan, specific=False, failed="",
                 probe_accuracy=probe["probe_accuracy"], probe_accuracy_lo=probe["probe_accuracy_lo"],
                 probe_accuracy_hi=probe["probe_accuracy_hi"], chance_rate=probe["chance_rate"],
@@ -165,7 +183,7 @@ def threshold_free_rows(model: str, task: str, ablation_csv: str | Path) -> pd.D
     rows = []
     for cond in dict.fromkeys(t.loc[t["kind"] == "lowent", "condition"]):
         _, c, k = cond.rsplit(":", 2)
-        test = _set_test(t, cond, c)
+        test = _set_test(t, cond, c, stage_p_values(ablation_csv))
         rows.append(dict(model=model, task=task, **{"class": c}, k=int(k), **test,
                          below_random=bool(test["p_value"] < ALPHA)))
     return pd.DataFrame(rows, columns=THRESHOLD_FREE_COLUMNS)
