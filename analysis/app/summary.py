@@ -24,8 +24,9 @@ from analysis.app.claims import (AT_CHANCE, comparison_findings, findings, md_es
 from analysis.app.html import ReportSection, esc, report_page
 from analysis.app.html import table as html_table
 from analysis.app.reproduction import reproduction_table
-from analysis.app.verdicts import (TASK_COLUMNS, THRESHOLD_FREE_COLUMNS, VERDICT_COLUMNS, apply_verdicts,  # noqa: F401
-                                   task_rows, threshold_free_rows, verdict_rows)
+from analysis.app.verdicts import (HEADLINE_COLUMNS, TASK_COLUMNS, THRESHOLD_FREE_COLUMNS,  # noqa: F401
+                                   VERDICT_COLUMNS, apply_verdicts, headline_rows, neurons_per_class, task_rows,
+                                   threshold_free_rows, verdict_rows)
 from analysis.figures import verdict_figure
 from analysis.runs.atomic import save_csv, save_pdf, save_text
 from analysis.runs.layout import (ABLATION_CSV, ABLATION_SUMMARY_CSV, GALLERY_DIR, INDEX_HTML, PROBE_RESULTS,

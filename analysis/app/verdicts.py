@@ -265,3 +265,34 @@ def task_rows(verdicts: pd.DataFrame, ablation: Mapping[tuple[str, str], str | P
             lowent_mean_delta=_mean(at_k["on_target_delta"]), lowent_mean_random_delta=_mean(at_k["random_delta_mean"]),
         ))
     return pd.DataFrame(rows, columns=TASK_COLUMNS)
+
+
+#: Columns of :func:`headline_rows` (the notebook API's per-class table).
+HEADLINE_COLUMNS = ["model", "task", "class", "neurons", "on_target_delta", "change_lo", "change_hi",
+                    "random_delta_mean", "random_delta_lo", "random_delta_hi", "random_draws", "p_value", "p_adjusted",
+                    "specific", "failed", "off_target_delta_mean", "baseline_recall", "stability_mean_jaccard",
+                    "stability_jaccard_lo", "stability_jaccard_hi"]
+
+
+def neurons_per_class(run_dir: str | Path) -> dict[str, int]:
+    """Class name → number of (layer, neuron) pairs assigned to it in ``neurons.pt``."""
+    classes, sizes, _, _ = class_sets(run_dir)
+    return dict(zip(classes, sizes))
+
+
+def headline_rows(model: str, task: str, run_dir: str | Path, ablation_csv: str | Path, alpha: float = ALPHA,
+                  correction: Correction = "holm") -> pd.DataFrame:
+    """One row per class of one (model, task) (:data:`HEADLINE_COLUMNS`; classes without a set get NaN
+    changes): its AAPE set's verdict with the correction over this model × task's sets only. The report's
+    ``ablation_summary.csv`` corrects over every test of the run, so its ``p_adjusted`` can be larger."""
+    sets = apply_verdicts(verdict_rows(model, task, run_dir, ablation_csv), alpha, correction)
+    sets = sets[sets["selector"] == AAPE].set_index("class")
+    rows = []
+    for c, n in neurons_per_class(run_dir).items():
+        row = {k: math.nan for k in HEADLINE_COLUMNS}
+        row.update(model=model, task=task, neurons=n, random_draws=0, specific=False, failed="")
+        row["class"] = c
+        if c in sets.index:
+            row.update({k: sets.loc[c, k] for k in HEADLINE_COLUMNS if k in sets.columns and k != "class"})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=HEADLINE_COLUMNS)
