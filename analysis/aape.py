@@ -27,6 +27,8 @@ The reference semantics is LAPE's ``identify.py`` (Tang et al., ACL 2024), which
 * ``exclude_filtered=True`` — neurons that never exceed the filter bar (entropy +inf) are never selected;
   LAPE's ``topk`` takes them when fewer than ``k`` neurons pass the filter.
 * ``warn_saturation=True`` — a warning when a bar equals the largest probability (nothing can exceed it).
+* ``min_activity`` (:data:`MIN_ACTIVITY`) — neurons below it in every class (:func:`inactive_neurons`)
+  are never selected; their number is ``Identification.n_inactive``.
 
 NaN (absent) neurons are handled identically in both modes, because this is a data convention and not a
 LAPE defect: they are excluded from the quantiles and from the ``L * N`` count, and never selected. On data
@@ -55,6 +57,11 @@ DEFAULT_TOP_RATE = 0.01
 FILTER_RATE = 0.95
 #: Quantile of all probabilities a selected neuron must exceed for a class to be assigned to it.
 ACTIVATION_BAR_RATIO = 0.95
+#: Minimum activity: a neuron whose activation probability is below this in *every* class (active on fewer
+#: than 1 % of the counted positions — clips at ``level: clip`` — of each class) is never selected nor
+#: ranked lowest-entropy (``default`` mode; ``lape`` mode uses 0, no filter). Near-dead units have a low
+#: entropy for no reason but their silence.
+MIN_ACTIVITY = 0.01
 
 
 class SaturationWarning(UserWarning):
@@ -159,6 +166,17 @@ def activation_probability(count: Tensor, n_tokens: Tensor, site_neurons: list[i
     return p
 
 
+def inactive_neurons(over_zero: Tensor, min_activity: float = MIN_ACTIVITY) -> Tensor:
+    """``[L, N, C]`` → bool ``[L, N]``: present neurons whose activation probability is below
+    ``min_activity`` in every class (absent neurons are not counted; ``min_activity = 0``: none).
+
+    >>> inactive_neurons(torch.tensor([[[0.005, 0.0], [0.5, 0.0], [float("nan")] * 2]])).tolist()
+    [[True, False, False]]
+    """
+    p = torch.nan_to_num(over_zero.float(), nan=0.0)
+    return (p.amax(-1) < float(min_activity)) & ~absent_neurons(over_zero)
+
+
 def normalise(p: Tensor) -> Tensor:
     """Normalise over classes: ``q = p / p.sum(-1)``; NaN (absent entries, all-zero rows) become 0.
 
@@ -236,6 +254,7 @@ class Identification:
             mode trailing classes without neurons are dropped, exactly as LAPE.
         filter_bar, activation_bar: the two quantile values used.
         n_requested: ``round(n_present * top_rate)``.
+        n_inactive: present neurons below ``min_activity`` in every class (never selected).
         warnings: human-readable warnings (also emitted through :mod:`warnings`).
     """
 
@@ -255,6 +274,8 @@ class Identification:
     activation_bar_ratio: float
     options: SelectionOptions
     warnings: list[str] = field(default_factory=list)
+    min_activity: float = 0.0
+    n_inactive: int = 0
 
     @property
     def n_selected(self) -> int:
@@ -393,6 +414,7 @@ def identify(
     tie_break: Literal["topk", "index"] | None = None,
     exclude_filtered: bool | None = None,
     warn_saturation: bool | None = None,
+    min_activity: float | None = None,
 ) -> Identification:
     """AAPE selection with full diagnostics: validate → entropy → filter bar → select → assign.
 
@@ -405,6 +427,8 @@ def identify(
             be assigned to it.
         drop_empty_classes, tie_break, exclude_filtered, warn_saturation: override one option of the mode
             (see :class:`SelectionOptions`); ``None`` keeps the mode's value.
+        min_activity: neurons below it in every class are never selected (None: :data:`MIN_ACTIVITY` in
+            ``default`` mode, 0 in ``lape`` mode).
 
     Returns:
         :class:`Identification`.
@@ -432,6 +456,11 @@ def identify(
     ent = entropy(_normalise(probs.p, probs.has_nan))  # LAPE's exact float ops
     ent_out = ent.clone()  # raw entropy for reporting; ``ent`` gets +inf for filtered neurons
     filter_bar, top_position = _filter(probs, ent, filter_rate)
+    min_activity = (0.0 if mode == "lape" else MIN_ACTIVITY) if min_activity is None else float(min_activity)
+    inactive = inactive_neurons(probs.p, min_activity)
+    ent[inactive] = torch.inf  # like a neuron failing the filter bar
+    if int(inactive.sum()):
+        log.info("%d neurons active below %s in every class are never selected", int(inactive.sum()), min_activity)
     k = round(probs.n_present * top_rate)
     selected = _select(probs, ent, k, opts, filter_bar, top_rate, warn)
     activation_bar, assignments = _assign(probs, selected, filter_rate, filter_bar, activation_bar_ratio)
@@ -454,7 +483,7 @@ def identify(
         passes_filter=(top_position > 0) & ~probs.absent, selected=selected, assignments=assignments,
         neurons=neurons, filter_bar=filter_bar, activation_bar=activation_bar, n_requested=k, mode=mode,
         top_rate=top_rate, filter_rate=filter_rate, activation_bar_ratio=activation_bar_ratio, options=opts,
-        warnings=list(warn),
+        warnings=list(warn), min_activity=min_activity, n_inactive=int(inactive.sum()),
     )
 
 
@@ -499,17 +528,19 @@ def normalised_entropy(over_zero: Tensor) -> Tensor:
     return h
 
 
-def lowest_entropy_by_class(over_zero: Tensor, k: int) -> list[list[tuple[int, int]]]:
+def lowest_entropy_by_class(over_zero: Tensor, k: int, min_activity: float = MIN_ACTIVITY) -> list[list[tuple[int, int]]]:
     """For each class, up to ``k`` neurons ``(layer, neuron)`` that prefer it (their largest activation
     probability is for that class; ties: the lowest class index), lowest entropy first (ties by (layer,
-    neuron)). Absent and dead neurons are left out (see :func:`normalised_entropy`). No quantile bar is
-    applied: every model has such neurons, whether or not the selection's bars select any.
+    neuron)). Absent and dead neurons are left out (see :func:`normalised_entropy`), and so are the
+    neurons below ``min_activity`` in every class (:func:`inactive_neurons`). No quantile bar is applied:
+    every model has such neurons, whether or not the selection's bars select any.
 
     >>> p = torch.tensor([[[0.9, 0.1], [0.6, 0.4], [0.2, 0.3], [0.0, 0.0]]])  # L=1, N=4, C=2
     >>> lowest_entropy_by_class(p, 2)
     [[(0, 0), (0, 1)], [(0, 2)]]
     """
     h = normalised_entropy(over_zero)
+    h[inactive_neurons(over_zero, min_activity)] = float("nan")
     L, N = h.shape
     pref = torch.nan_to_num(over_zero.float(), nan=-1.0).argmax(-1)  # first maximum
     flat_h, flat_pref = h.flatten(), pref.flatten()

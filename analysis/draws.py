@@ -92,6 +92,7 @@ def auto_random_draws(tests: int, alpha: float) -> int:
 
 
 def _get(c: Any, key: str) -> Any:
+    """``key`` of a condition: a :class:`analysis.ablation.Condition` or its JSON description."""
     return c.get(key) if isinstance(c, dict) else getattr(c, key, None)
 
 

@@ -14,6 +14,8 @@ returned, never saved here (:func:`analysis.runs.atomic.save_pdf` writes them).
   per model (threshold-free: no quantile bar involved).
 * :func:`compare_cross_task_figure`, :func:`compare_within_task_figure` — the cross-/within-task figures
   of several models side by side on one page.
+* :func:`verdict_figure` — every ablated set of a run, task by task: its change with the bootstrap
+  interval, its random draws' interval, specific and unstable sets marked.
 * :func:`activation_overlay_figure` — a clip's log-mel spectrogram with one neuron's activation laid over
   it where the neuron fires, and the activation over time below (the listening gallery's images).
 """
@@ -356,4 +358,44 @@ def activation_overlay_figure(spec: np.ndarray, spec_extent: tuple[float, float]
     ax_t.set_yticks([])
     ax_t.xaxis.set_major_locator(MaxNLocator(6))
     ax_t.tick_params(labelsize=6, length=2, pad=1)
+    return fig
+
+
+def verdict_figure(sets: pd.DataFrame, unstable_below: float = 0.5) -> Figure:
+    """Every ablated set of a run side by side, one panel per (task, model) (rows of
+    ``report/ablation_summary.csv``): the on-target change with its paired bootstrap interval (error bar),
+    the central interval of its matched random draws (grey bar), filled markers for the sets called
+    specific, and sets whose mean Jaccard over replicates is below ``unstable_below`` drawn hollow with
+    their class label marked ``(unstable)``."""
+    keys = list(dict.fromkeys(zip(sets["task"], sets["model"])))
+    n = max(len(keys), 1)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), squeeze=False)
+    for ax, (task, model) in zip(axes.flat, keys):
+        g = sets[(sets["task"] == task) & (sets["model"] == model)].reset_index(drop=True)
+        x = np.arange(len(g))
+        d = g["on_target_delta"].to_numpy(dtype=float)
+        lo, hi = g["change_lo"].to_numpy(dtype=float), g["change_hi"].to_numpy(dtype=float)
+        rlo, rhi = g["random_delta_lo"].to_numpy(dtype=float), g["random_delta_hi"].to_numpy(dtype=float)
+        ax.bar(x, np.nan_to_num(rhi - rlo), bottom=np.nan_to_num(rlo), width=0.6, color="lightgrey",
+               label="random draws (95 %)")
+        ax.errorbar(x, d, yerr=[np.nan_to_num(d - lo), np.nan_to_num(hi - d)], fmt="none", ecolor="k", capsize=3)
+        jac = pd.to_numeric(g.get("stability_mean_jaccard", pd.Series(np.nan, index=g.index)), errors="coerce")
+        unstable = (jac < unstable_below).to_numpy()
+        specific = g["specific"].astype(bool).to_numpy()
+        for i in range(len(g)):
+            ax.plot(x[i], d[i], "o", color="tab:red" if specific[i] else "tab:blue",
+                    markerfacecolor="none" if unstable[i] else None, markersize=6)
+        ax.axhline(0.0, color="k", linewidth=0.5)
+        ax.set_xticks(x)
+        ax.set_xticklabels([f"{c} (unstable)" if u else str(c) for c, u in zip(g["class"], unstable)],
+                           rotation=90, fontsize=_tick_fontsize(len(g)))
+        ax.set_title(f"{task} · {model}", fontsize=9)
+        ax.set_ylabel("change of own recall")
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.suptitle("Ablated sets: change [bootstrap 95 %] vs random draws; red = specific, hollow = unstable",
+                 fontsize=9)
+    fig.tight_layout()
     return fig

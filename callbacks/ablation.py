@@ -96,6 +96,9 @@ class AblationCallback(Callback):
             ``ablation_confusion.pdf`` (default: the explicit and shared conditions, else the class
             conditions with the largest drops of their own class's recall, at most
             :data:`analysis.figures.MAX_CONFUSION_PANELS`).
+        selectors: baseline selectors beside AAPE (:mod:`analysis.selectors`: ``contrast``, ``magnitude``):
+            each class's set of each selector, with the AAPE set's per-layer sizes, ablated and tested
+            against matched random draws like the class sets (needs ``run_dir``).
         figures: write the PDF figures.
         overwrite: replace existing result files.
     """
@@ -124,6 +127,7 @@ class AblationCallback(Callback):
         strategy: Literal["expand", "loop"] = "expand",
         conditions_per_pass: PositiveInt = 4,
         confusion_conditions: Optional[list[str]] = None,
+        selectors: Optional[list[Literal["contrast", "magnitude"]]] = None,
         figures: bool = True,
         overwrite: bool = False,
     ) -> None:
@@ -157,6 +161,7 @@ class AblationCallback(Callback):
         self.corrected_tests = None if corrected_tests is None else int(corrected_tests)
         self.draws_stop_after = None if draws_stop_after is None else int(draws_stop_after)
         self.share_draws = bool(share_draws)
+        self.selectors = list(dict.fromkeys(selectors or []))
         self.random_for_topk = random_for_topk
         self.index_plus_one = index_plus_one
         self.gain = float(gain)
@@ -188,6 +193,7 @@ class AblationCallback(Callback):
         self.correct: Optional[Tensor] = None
         self.n: Optional[Tensor] = None
         self.confusion: Optional[Tensor] = None
+        self.flips: Optional[Tensor] = None  # [2, K, C] clips lost / gained against the baseline
         self._owned: Optional[dict[int, list[Optional[Tensor]]]] = None  # DDP: batch → rows this process scores
         self.table: Optional[pd.DataFrame] = None
         self.confusion_table: Optional[pd.DataFrame] = None
@@ -200,7 +206,8 @@ class AblationCallback(Callback):
             shared=self.shared, k_grid=self.k_grid, topk_classes=self.topk_classes,
             lowest_entropy_k=self.lowest_entropy_k, lowest_entropy_draws=self.lowest_entropy_draws,
             random_draws=random_draws, random_for_topk=self.random_for_topk, index_plus_one=self.index_plus_one,
-            seed=self.seed, class_aliases=self.class_aliases, share_draws=self.share_draws)
+            seed=self.seed, class_aliases=self.class_aliases, share_draws=self.share_draws,
+            selectors=self.selectors)
 
     def _resolve_draws(self, site_neurons: list[int]) -> int:
         """``random_draws``, or for ``auto`` the fewest draws that can pass the corrected level."""
@@ -312,6 +319,8 @@ class AblationCallback(Callback):
         self.correct = torch.zeros(K, C, dtype=torch.long, device=device)
         self.n = torch.zeros(C, dtype=torch.long, device=device)
         self.confusion = torch.zeros(K, C, C, dtype=torch.long, device=device)
+        # clips lost / gained against the baseline, [2, K, C]: round 1 only (later rounds run without it)
+        self.flips = torch.zeros(2, K, C, dtype=torch.long, device=device) if not self._rounds.ran else None
 
     def _logits(self, pl_module: LightningModule, audio: Tensor, lengths: Optional[Tensor]) -> Tensor:
         return pl_module(audio, lengths)
@@ -366,6 +375,9 @@ class AblationCallback(Callback):
         self.correct += c
         self.n += n
         self.confusion += A.count_confusion(preds, labels, len(self.classes))
+        if self.flips is not None and logits is not None:
+            self.flips += A.count_flips(preds, labels, len(self.classes))
+        self.flips += A.count_flips(preds, labels, len(self.classes))
 
     def _later_round(self, trainer: Trainer, pl_module: LightningModule,
                      conds: list[A.Condition]) -> tuple[Tensor, Tensor, None]:
@@ -380,13 +392,16 @@ class AblationCallback(Callback):
             self._remove()
             return
         try:
-            self._rounds.finish_round(*reduce_counts(trainer, [self.correct, self.confusion, self.n]))
+            correct, confusion, n, flips = reduce_counts(trainer, [self.correct, self.confusion, self.n, self.flips])
+            first = list(self._round)  # the conditions of round 1 (the only round run beside the baseline)
+            self._rounds.finish_round(correct, confusion, n)
             self._rounds.run(lambda conds: self._later_round(trainer, pl_module, conds))
         finally:
             self._remove()
         self.conditions, self.correct, self.n, self.confusion = self._rounds.result()
-        self.table = A.results_table(self.conditions, self.classes, self.correct, self.n)
-        self.summary = A.summarise(self.table, self.conditions)
+        self.flips = A.flips_in_order(first, flips, self.conditions)
+        self.table = A.results_table(self.conditions, self.classes, self.correct, self.n, self.flips)
+        self.summary = A.summarise(self.table, self.conditions, h=self.draws_stop_after, max_draws=self._max_draws)
         self.confusion_table = A.confusion_table(self.conditions, self.classes, self.confusion)
         if trainer.is_global_zero:
             self._write(trainer)

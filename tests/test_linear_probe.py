@@ -76,8 +76,15 @@ def test_probe_seeds_writes_results_and_checkpoints(tmp_path):
     from analysis.runs.atomic import OutputExistsError
 
     d = write_run(tmp_path / "r", {"train": 10, "test": 3})  # no valid split: carved per seed
-    df = fit_seeds(d, tmp_path / "p", seeds=(42, 43), lr=0.05, max_epochs=4, patience=2)
+    df = fit_seeds(d, tmp_path / "p", seeds=(42, 43), lr=0.05, max_epochs=4, patience=2, min_steps=30)
     csv = pd.read_csv(tmp_path / "p" / "probe_results.csv", dtype={"seed": str})
+    # converge protocol: at least min_steps optimizer steps although max_epochs=4 (one batch per epoch)
+    seeds_rows = csv.iloc[:2]
+    assert (seeds_rows["steps"] >= 30).all() and (seeds_rows["protocol"] == "converge").all()
+    assert seeds_rows["train_loss"].notna().all() and seeds_rows["valid_loss"].notna().all()
+    assert set(seeds_rows["loss_settled"].astype(str)) <= {"True", "False"}
+    evar = fit_seeds(d, tmp_path / "e", seeds=(42,), lr=0.05, max_epochs=4, patience=2, protocol="evar")
+    assert int(evar.iloc[0]["steps"]) <= 4 and int(evar.iloc[0]["epochs"]) <= 4
     assert list(csv["seed"]) == ["42", "43", "mean", "std"]
     vals = csv["test_score"].to_numpy()
     assert vals[2] == pytest.approx(vals[:2].mean()) and vals[3] == pytest.approx(pd.Series(vals[:2]).std())

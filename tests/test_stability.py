@@ -12,7 +12,8 @@ from analysis.app.cli import main
 from analysis.stability import bootstrap_stability, resample_probabilities, threshold_sweep
 
 STAB_COLS = ["class", "n_neurons", "mean_size", "size_low", "size_high", "mean_jaccard", "jaccard_low", "jaccard_high",
-             "n_undefined", "replicates", "scheme", "seed", "mode", "top_rate", "filter_rate", "activation_bar_ratio"]
+             "n_undefined", "replicates", "scheme", "seed", "mode", "top_rate", "filter_rate", "activation_bar_ratio",
+             "min_activity"]
 SWEEP_COLS = ["top_rate", "filter_rate", "activation_bar_ratio", "is_reference", "class", "n_neurons",
               "reference_n_neurons", "jaccard_to_reference", "n_selected", "warnings"]
 

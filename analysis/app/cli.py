@@ -354,7 +354,8 @@ def _summary_args(p: argparse.ArgumentParser) -> None:
 @verb("summary", "write report/summary.md and report/index.html of a finished pipeline run", _summary_args)
 def _summary(a: argparse.Namespace) -> int:
     cfg = load_config(a.config, out=a.out)
-    return _print_paths(write_summary(OutputTree(cfg["out"]), cfg["models"], cfg["tasks"], overwrite=a.overwrite))
+    return _print_paths(write_summary(OutputTree(cfg["out"]), cfg["models"], cfg["tasks"], overwrite=a.overwrite,
+                                      **cfg["summary"]))
 
 
 @verb("pipeline", "run the whole study from one YAML (resumable stages)", add_pipeline_arguments)

@@ -20,6 +20,7 @@ so its keys, types and defaults have exactly one owner, that signature:
 ``probe``      :func:`~analysis.app.probe.fit_seeds`
 ``ablation``   :class:`~callbacks.AblationCallback` + ``batch_size``
 ``gallery``    :func:`~analysis.app.gallery.build_gallery` + ``enabled``
+``summary``    :func:`~analysis.app.summary.write_summary` (``alpha``, ``correction``)
 =============  ==================================================================================
 
 Validation happens in :func:`load_config`, before any stage runs, and every error names the file and the
@@ -56,12 +57,14 @@ from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch import nn
 
 from analysis.aape import check_rates
+from analysis.significance import check_alpha
 from analysis.app.gallery import build_gallery
 from analysis.app.identify import identify_run
 from analysis.app.probe import check_seeds, fit_seeds
 from analysis.app.report import ReportSpec
 from analysis.app.stability import stability_run
 from analysis.runs import strict_yaml
+from analysis.app.summary import write_summary
 from analysis.runs.conditions import NeuronList
 from callbacks import AblationCallback, ActivationStatsCallback
 from datamodules import EVARDataModule
@@ -186,7 +189,7 @@ def _stability_parser() -> ArgumentParser:
     p = _parser()
     p.add_argument("--enabled", type=bool, default=True)
     p.add_function_arguments(stability_run, skip={"run_dir", "seed", "mode", "top_rate", "filter_rate",
-                                                  "activation_bar_ratio", "top_rate_table", "tensorboard",
+                                                  "activation_bar_ratio", "top_rate_table", "min_activity", "tensorboard",
                                                   "overwrite"})
     return p
 
@@ -235,6 +238,7 @@ SECTIONS: dict[str, Callable[[], ArgumentParser]] = {
     "probe": _function_parser(fit_seeds, {"run_dir", "out_dir", "overwrite", "accelerator", "tensorboard", "name"}),
     "ablation": _ablation_parser,
     "gallery": _gallery_parser,
+    "summary": _function_parser(write_summary, {"tree", "models", "tasks", "overwrite"}),
 }
 TOP_KEYS = {"out", "seed", "description", "tasks", "models"} | set(SECTIONS)
 DEFAULT_OUT = "outputs/pipeline"
@@ -345,6 +349,7 @@ def validate(cfg: dict[str, Any]) -> None:
     _owner_check(p, "identify", ident, lambda: check_rates(ident["top_rate"], ident["filter_rate"],
                                                            ident["activation_bar_ratio"]))
     _owner_check(p, "probe", cfg["probe"], lambda: check_seeds(cfg["probe"]["seeds"]))
+    _owner_check(p, "summary", cfg["summary"], lambda: check_alpha(cfg["summary"]["alpha"]))
     st = cfg["stats"]
     _owner_check(p, "stats", st, lambda: ActivationStatsCallback(out_dir=".", tokens=st["tokens"], level=st["level"]))
     names = list(cfg["tasks"])

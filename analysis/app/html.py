@@ -223,7 +223,7 @@ def report_page(overview: str, sections: Sequence[ReportSection], other_figures:
     """``report/index.html``: the overview table (HTML), one section per model × task, figures spanning tasks,
     ``extra`` (title, HTML) sections, then the result files and manifests (folded)."""
     nav = "".join(f"<a href='#{esc(s.anchor)}'>{esc(s.model)} · {esc(s.task)}</a>" for s in sections)
-    body = [f"<h1>aape pipeline report</h1><nav>{nav}</nav>", "<h2>Headline per model and task</h2>", overview]
+    body = [f"<h1>aape pipeline report</h1><nav>{nav}</nav>", "<h2>Verdicts per task and model</h2>", overview]
     for s in sections:
         body.append(f"<h2 id='{esc(s.anchor)}'>{esc(s.model)} on {esc(s.task)}</h2>")
         body += [_finding_html(f) for f in s.findings]

@@ -78,6 +78,8 @@ def selection_record(result: Identification, run: Run) -> dict[str, object]:
         "neurons_per_class": dict(zip(run.classes, per_class)),
         "classes_in_neurons_pt": len(result.neurons),
         "options": asdict(result.options),
+        "min_activity": result.min_activity,
+        "n_inactive": result.n_inactive,
         "warnings": result.warnings,
     }
 
@@ -90,6 +92,7 @@ def identify_run(
     filter_rate: float = FILTER_RATE,
     activation_bar_ratio: float = ACTIVATION_BAR_RATIO,
     top_rate_table: Mapping[str, float] | None = None,
+    min_activity: float | None = None,
     overwrite: bool = False,
 ) -> tuple[Identification, Run]:
     """Select neurons for the run in ``run_dir`` and write ``neurons.csv``, ``neurons.pt``,
@@ -103,6 +106,9 @@ def identify_run(
         filter_rate: quantile a neuron must exceed for some class to be a candidate.
         activation_bar_ratio: quantile a selected neuron must exceed for a class to be assigned.
         top_rate_table: task → top_rate (may hold ``default``).
+        min_activity: neurons whose activation probability is below it in every class are never selected
+            (None: :data:`analysis.aape.MIN_ACTIVITY` in ``default`` mode, 0 in ``lape`` mode); their count
+            is ``n_inactive`` of ``neurons.json``.
         overwrite: replace existing neurons files.
     """
     d = Path(run_dir)
@@ -112,7 +118,7 @@ def identify_run(
     top_rate = resolve_top_rate(run.task, top_rate, top_rate_table)
     log.info("%s: task %s → top_rate %s", d, run.task, top_rate)
     result = identify(run.over_zero, mode=mode, top_rate=top_rate, filter_rate=filter_rate,
-                      activation_bar_ratio=activation_bar_ratio)
+                      activation_bar_ratio=activation_bar_ratio, min_activity=min_activity)
     write_neurons(d, neurons_table(result, run.classes, run.sites), result.neurons, selection_record(result, run),
                   overwrite)
     return result, run

@@ -240,7 +240,7 @@ class Pipeline:
         for model in cfg["models"]:
             for task in cfg["tasks"]:
                 st += self._evaluation_stages(task, model)
-        st.append(Stage("summary", "", {"v": 1}, [self.tree.report / SUMMARY_MD, self.tree.report / INDEX_HTML],
+        st.append(Stage("summary", "", {"v": 2, "summary": self.cfg["summary"]}, [self.tree.report / SUMMARY_MD, self.tree.report / INDEX_HTML],
                         self._summary, after=[s.id for s in st], owns=[self.tree.report]))
         return st
 
@@ -492,7 +492,7 @@ class Pipeline:
                       tensorboard=self.tree.tensorboard / f"{task}_{model}" / "gallery", overwrite=overwrite, **opts)
 
     def _summary(self, overwrite: bool) -> None:
-        write_summary(self.tree, self.cfg["models"], self.cfg["tasks"], overwrite=overwrite)
+        write_summary(self.tree, self.cfg["models"], self.cfg["tasks"], overwrite=overwrite, **self.cfg["summary"])
 
 
 # -- command line -----------------------------------------------------------------------------------

@@ -227,8 +227,9 @@ def model_report_folder(runs_dir: str | os.PathLike, suffix: str) -> Path:
 # -- the pipeline's report ------------------------------------------------------------------------
 SUMMARY_MD = "summary.md"
 INDEX_HTML = "index.html"
-HEADLINE_CSV = "headline.csv"
 TASKS_CSV = "tasks.csv"
+#: every ablated set of the run: change [interval] vs random draws, specific and unstable sets marked
+VERDICTS_PDF = "verdicts.pdf"
 #: per model × task × class × k: the threshold-free ablation of each class's k lowest-entropy neurons
 THRESHOLD_FREE_CSV = "threshold_free.csv"
 #: our numbers next to the study's published ones
@@ -251,7 +252,8 @@ class OutputTree:
         probes/<task>_<model>/    probe_results.csv, probe_seed<seed>.ckpt
         ablation/<task>_<model>/  the ablation files
         gallery/<task>_<model>/   listening gallery of one run (index.html, neurons/, images/, audio/)
-        report/                   summary.md, index.html, headline.csv, tasks.csv, threshold_free.csv,
+        report/                   summary.md, index.html, ablation_summary.csv (every ablated set's verdict),
+                                  tasks.csv, threshold_free.csv,
                                   reproduction.csv
         tensorboard/              TensorBoard logs of every stage
         .stages/                  stage markers: <stage>-<key>.json when finished, <stage>-<key>.running.json

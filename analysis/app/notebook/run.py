@@ -18,7 +18,7 @@ from analysis.app.notebook import plots
 from analysis.app.notebook.audio import Listening, read_clips
 from analysis.app.notebook.folders import RunFolders, discover
 from analysis.app.notebook.tables import class_sets_frame, neurons_frame, parse_unit, top_clips_frame
-from analysis.runs.layout import (ABLATION_CSV, GALLERY_NEURONS_DIR, HEADLINE_CSV, INDEX_HTML, TASKS_CSV,
+from analysis.runs.layout import (ABLATION_CSV, ABLATION_SUMMARY_CSV, GALLERY_NEURONS_DIR, INDEX_HTML, TASKS_CSV,
                                   gallery_neuron_page)
 from analysis.runs.read import read_probe_results, read_run, read_table
 
@@ -107,8 +107,9 @@ class Run:
         return read_probe_results(f.probe)
 
     def report(self, table: str = "tasks") -> pd.DataFrame:
-        """A table of the pipeline's report: ``tasks`` (one row per model × task) or ``headline`` (per class)."""
-        names = {"tasks": TASKS_CSV, "headline": HEADLINE_CSV}
+        """A table of the pipeline's report: ``tasks`` (one row per model × task) or ``ablation_summary`` (one
+        row per ablated set with its test and verdict; ``headline`` is the same table)."""
+        names = {"tasks": TASKS_CSV, "ablation_summary": ABLATION_SUMMARY_CSV, "headline": ABLATION_SUMMARY_CSV}
         if table not in names:
             raise ValueError(f"table must be one of {sorted(names)}, got {table!r}")
         if self.tree is None:
