@@ -129,19 +129,27 @@ class SAETrainer(pl.LightningModule):
 
     # -- training --------------------------------------------------------------------------------
     def _init_b_dec(self, x: Tensor) -> None:
-        """``b_dec`` = the mean row of the first batch (averaged over processes), once."""
-        m = x.mean(0) if x.shape[0] else x.new_zeros(self.sae.d_in)
+        """Once, from the first batch (averaged over processes): ``input_scale`` (mean squared norm of the
+        scaled rows = d_in) and ``b_dec`` = the mean scaled row."""
+        sums = torch.stack([x.double().pow(2).sum(), x.new_tensor(float(x.shape[0]), dtype=torch.float64)])
+        row_sum = x.double().sum(0)
         if self.trainer.world_size > 1:
-            m = self.trainer.strategy.reduce(m.clone(), reduce_op="mean")
+            sums = self.trainer.strategy.reduce(sums.clone(), reduce_op="sum")
+            row_sum = self.trainer.strategy.reduce(row_sum.clone(), reduce_op="sum")
+        n = float(sums[1])
         with torch.no_grad():
-            self.sae.b_dec.copy_(m)
+            ms = float(sums[0]) / n if n else 0.0
+            scale = (self.sae.d_in / ms) ** 0.5 if ms > 0 else 1.0
+            self.sae.input_scale.fill_(scale)
+            self.sae.b_dec.copy_((row_sum / max(n, 1.0) * scale).to(self.sae.b_dec.dtype))
         self._b_dec_ready = True
 
     def loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Training loss of rows ``x [M, d_in]`` and its parts; updates the dead-latent clock."""
         sae = self.sae
+        s = sae.input_scale
         x_hat, z, pre = sae(x)
-        mse = A.reconstruction_mse(x, x_hat)
+        mse = A.reconstruction_mse(x * s, x_hat * s)  # in the scaled units (learning rate independent of scale)
         parts = {"mse": mse}
         total = mse
         if sae.architecture == "standard":
@@ -149,7 +157,7 @@ class SAETrainer(pl.LightningModule):
             total = total + self.hparams.l1_coefficient * parts["l1"]
         dead = self.steps_since_fired >= self.hparams.dead_feature_window
         if sae.architecture == "topk" and self.aux_k > 0:
-            parts["aux"] = A.auxk_loss(pre, (x - x_hat).detach(), dead, self.aux_k, sae.W_dec)
+            parts["aux"] = A.auxk_loss(pre, ((x - x_hat) * s).detach(), dead, self.aux_k, sae.W_dec)
             total = total + self.hparams.aux_loss_coefficient * parts["aux"]
         fired = (z > 0).any(0)
         if self.trainer.world_size > 1:

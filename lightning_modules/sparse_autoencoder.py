@@ -2,7 +2,9 @@
 
 The file (``sae.pt``, written by :func:`analysis.runs.write.write_sae`, read by
 :func:`analysis.runs.read.read_sae` with ``weights_only=True``) is a plain dict: ``W_enc``, ``b_enc``,
-``W_dec``, ``b_dec`` (float32) and ``config`` (``site``, ``d_in``, ``d_sae``, ``architecture``, ``k``,
+``W_dec``, ``b_dec``, ``input_scale`` (float32; the scalar the site's activations are multiplied by before
+the SAE sees them, so that their mean squared norm is ``d_in`` during training, as SAELens'
+``normalize_activations``) and ``config`` (``site``, ``d_in``, ``d_sae``, ``architecture``, ``k``,
 ``l1_coefficient``, ``encoder``: the identity of the encoder it was trained on, ``channel_axis``).
 """
 from __future__ import annotations
@@ -38,18 +40,24 @@ class SparseAutoencoder(nn.Module):
         g = torch.Generator().manual_seed(int(seed))
         for name, value in A.init_weights(self.d_in, self.d_sae, g).items():
             setattr(self, name, nn.Parameter(value))
+        self.register_buffer("input_scale", torch.ones(()))
 
     def pre(self, x: Tensor) -> Tensor:
-        """``[R, d_in]`` -> pre-activations ``[R, d_sae]``."""
-        return A.pre_activations(x, self.W_enc, self.b_enc, self.b_dec)
+        """``[R, d_in]`` (site units) -> pre-activations ``[R, d_sae]``."""
+        return A.pre_activations(x * self.input_scale, self.W_enc, self.b_enc, self.b_dec)
 
     def encode(self, x: Tensor) -> Tensor:
         """``[R, d_in]`` -> latents ``[R, d_sae]`` (non-negative; exactly <= k non-zero per row for topk)."""
         return A.activate(self.pre(x), self.architecture, self.k)
 
     def decode(self, z: Tensor) -> Tensor:
-        """``[R, d_sae]`` -> reconstruction ``[R, d_in]``."""
-        return A.decode(z, self.W_dec, self.b_dec)
+        """``[R, d_sae]`` -> reconstruction ``[R, d_in]`` (site units)."""
+        return A.decode(z, self.W_dec, self.b_dec) / self.input_scale
+
+    def decode_delta(self, dz: Tensor) -> Tensor:
+        """The change of the reconstruction ``[R, d_in]`` (site units) for a change ``dz`` of the latents
+        (linear: exactly 0 where ``dz`` is 0)."""
+        return (dz @ self.W_dec) / self.input_scale
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``x [R, d_in]`` -> (reconstruction ``[R, d_in]``, latents ``[R, d_sae]``, pre-activations)."""
@@ -75,7 +83,9 @@ class SparseAutoencoder(nn.Module):
         cfg = d["config"]
         sae = cls(int(cfg["d_in"]), int(cfg["d_sae"]), str(cfg["architecture"]), int(cfg["k"]))
         try:
-            sae.load_state_dict({k: d[k] for k in ("W_enc", "b_enc", "W_dec", "b_dec")}, strict=True)
+            weights = {k: d[k] for k in ("W_enc", "b_enc", "W_dec", "b_dec")}
+            weights["input_scale"] = torch.as_tensor(d.get("input_scale", 1.0), dtype=torch.float32).reshape(())
+            sae.load_state_dict(weights, strict=True)
         except RuntimeError as e:
             raise ValueError(f"{path}: weights do not fit the SAE of its config {cfg}: {' '.join(str(e).split())}")
         return sae.eval().requires_grad_(False), cfg

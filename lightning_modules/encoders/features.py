@@ -11,12 +11,13 @@ The splice at a site with output ``y`` (neurons on ``channel_axis``)::
 
     z   = sae.encode(rows of y)            latents, laid out like y with d_sae channels
     z'  = latents(z)                       forward hooks observe z (counting) or replace it (ablation)
-    out = y + (z' - z) @ W_dec             = decode(z') + (y - decode(z)): the reconstruction of the
+    out = y + (z' - z) @ W_dec / s         = decode(z') + (y - decode(z)): the reconstruction of the
                                              edited latents plus the SAE's error term
 
 When no hook replaces ``z`` the output *is* ``y`` (the same tensor object); when a hook returns latents
 equal to ``z`` the added term is exactly zero. Either way the encoder's forward is the original one bit for
-bit, and a zeroed latent removes exactly its decoder direction times its activation from the site output.
+bit, and a zeroed latent removes exactly its decoder direction times its activation from the site output
+(``s`` is the SAE's ``input_scale``).
 """
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ class SAESplice(nn.Module):
         if edited is z:
             return y
         dz = site_view(edited, self.channel_axis) - site_view(z, self.channel_axis)  # [R, P, d_sae]
-        delta = (dz.reshape(r * p, -1) @ self.sae.W_dec).reshape(r, p, n)
+        delta = self.sae.decode_delta(dz.reshape(r * p, -1)).reshape(r, p, n)
         return y + unview(delta, y, self.channel_axis).to(y.dtype)
 
 
