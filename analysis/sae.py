@@ -55,8 +55,8 @@ def init_weights(d_in: int, d_sae: int, generator: Optional[torch.Generator] = N
 def normalize_decoder(w_dec: Tensor) -> Tensor:
     """``W_dec [d_sae, d_in]`` with every row scaled to unit L2 norm (zero rows stay zero).
 
-    >>> normalize_decoder(torch.tensor([[3.0, 4.0], [0.0, 0.0]])).tolist()
-    [[0.6000000238418558, 0.800000011920929], [0.0, 0.0]]
+    >>> normalize_decoder(torch.tensor([[3.0, 4.0], [0.0, 0.0]])).mul(10).round().tolist()
+    [[6.0, 8.0], [0.0, 0.0]]
     """
     return w_dec / w_dec.norm(dim=1, keepdim=True).clamp(min=1e-12)
 

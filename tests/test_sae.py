@@ -10,6 +10,8 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
+from test_activation_stats import ToyEncoder, brute_force
+from test_stats_callback import CLASSES, ToyDataModule, _Clips
 from torch.utils.data import DataLoader
 
 from analysis import sae as A
@@ -19,9 +21,6 @@ from callbacks import ActivationStatsCallback
 from callbacks.hooks import SiteHooks
 from lightning_modules import SAETrainer, SparseAutoencoder
 from lightning_modules.encoders import CrepeEncoder, FeatureEncoder
-from lightning_modules.encoders.base import site_view
-from test_activation_stats import ToyEncoder, brute_force
-from test_stats_callback import CLASSES, ToyDataModule, _Clips
 
 
 def test_topk_keeps_exactly_the_k_largest_per_row() -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from test_sae import _sae_file
 
 from analysis.runs.read import read_stats
-from test_sae import _sae_file
 
 ROOT = Path(__file__).resolve().parents[1]
 

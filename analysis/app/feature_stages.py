@@ -14,22 +14,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 import pandas as pd
 
 from analysis.app.runner import Stage
 from analysis.app.sae import train_sae
 from analysis.neurons_vs_features import comparison_row
-from analysis.runs.layout import (ABLATION_SUMMARY_CSV, NEURONS_VS_FEATURES_COLUMNS, NEURONS_VS_FEATURES_CSV, SAE_FILE,
-                                  SAE_METRICS_CSV, site_slug)
-from analysis.runs.read import read_classes, read_neurons, read_over_zero, read_stability, read_table
+from analysis.runs.layout import (
+    ABLATION_SUMMARY_CSV,
+    NEURONS_VS_FEATURES_COLUMNS,
+    NEURONS_VS_FEATURES_CSV,
+    SAE_FILE,
+    SAE_METRICS_CSV,
+    site_slug,
+)
+from analysis.runs.read import (
+    read_classes,
+    read_neurons,
+    read_over_zero,
+    read_stability,
+    read_table,
+)
 from analysis.runs.write import write_neurons_vs_features
 from datamodules.sae_audio import MixedAudioDataModule
 
-if TYPE_CHECKING:  # pragma: no cover
-    from analysis.app.pipeline import Pipeline
-
+#: ``pipe`` below is the :class:`analysis.app.pipeline.Pipeline` (not imported: it imports this module).
+Pipeline = Any
 FEATURE_ENCODER = "lightning_modules.encoders.FeatureEncoder"
 #: Keys of the ``sae`` section that are not :func:`train_sae` arguments.
 PIPELINE_KEYS = ("enabled", "models", "sites", "load", "train_tasks", "suffix")
@@ -51,7 +62,7 @@ class FeatureModel:
                 "init_args": {"encoder": base_spec, "saes": [str(p) for p in self.paths], "name": self.name}}
 
 
-def plan(pipe: "Pipeline") -> dict[str, FeatureModel]:
+def plan(pipe: Pipeline) -> dict[str, FeatureModel]:
     """The feature models of the config (none unless ``sae.enabled``); adds their specs to ``models``."""
     cfg, sae = pipe.cfg, pipe.cfg["sae"]
     if not sae["enabled"]:
@@ -80,7 +91,7 @@ def sae_stage_id(base: str, site: str) -> str:
     return f"sae-{base}-{site_slug(site)}"
 
 
-def sae_stages(pipe: "Pipeline", data_ids: list[str]) -> list[Stage]:
+def sae_stages(pipe: Pipeline, data_ids: list[str]) -> list[Stage]:
     """One ``sae`` stage per SAE this pipeline trains."""
     cfg, st = pipe.cfg, []
     tasks = cfg["sae"]["train_tasks"] or list(cfg["tasks"])
@@ -96,13 +107,13 @@ def sae_stages(pipe: "Pipeline", data_ids: list[str]) -> list[Stage]:
     return st
 
 
-def stats_after(pipe: "Pipeline", model: str) -> list[str]:
+def stats_after(pipe: Pipeline, model: str) -> list[str]:
     """The ``sae`` stages a feature model's statistics build on."""
     fm = pipe.feature_models.get(model)
     return [] if fm is None else [sae_stage_id(fm.base, s) for s, t in zip(fm.sites, fm.trained) if t]
 
 
-def run_sae(pipe: "Pipeline", base: str, site: str, tasks: list[str], overwrite: bool) -> None:
+def run_sae(pipe: Pipeline, base: str, site: str, tasks: list[str], overwrite: bool) -> None:
     cfg = pipe.cfg
     encoder = pipe.encoder(base)
     dms = [pipe.datamodule(t, encoder) for t in tasks]
@@ -114,7 +125,7 @@ def run_sae(pipe: "Pipeline", base: str, site: str, tasks: list[str], overwrite:
               name=f"sae_{base}_{site_slug(site)}", overwrite=overwrite)
 
 
-def features_stage(pipe: "Pipeline") -> Optional[Stage]:
+def features_stage(pipe: Pipeline) -> Optional[Stage]:
     """The ``features`` stage (None without feature models)."""
     if not pipe.feature_models:
         return None
@@ -131,7 +142,7 @@ def features_stage(pipe: "Pipeline") -> Optional[Stage]:
     return Stage("features", "", conf, [out], pipe._bind(run_features, pipe), after=after, owns=[out])
 
 
-def neurons_vs_features(pipe: "Pipeline") -> pd.DataFrame:
+def neurons_vs_features(pipe: Pipeline) -> pd.DataFrame:
     """Rows of ``neurons_vs_features.csv`` for every feature model, task and site."""
     rows = []
     for fm in pipe.feature_models.values():
@@ -153,5 +164,5 @@ def neurons_vs_features(pipe: "Pipeline") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=NEURONS_VS_FEATURES_COLUMNS)
 
 
-def run_features(pipe: "Pipeline", overwrite: bool) -> None:
+def run_features(pipe: Pipeline, overwrite: bool) -> None:
     write_neurons_vs_features(pipe.tree.compare, neurons_vs_features(pipe), overwrite=overwrite)
