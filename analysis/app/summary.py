@@ -38,6 +38,7 @@ from analysis.runs.atomic import save_csv, save_text
 from analysis.runs.layout import (ABLATION_CSV, GALLERY_DIR, HEADLINE_CSV, INDEX_HTML, PROBE_RESULTS, REPRODUCTION_CSV,
                                   SUMMARY_MD, TASKS_CSV, THRESHOLD_FREE_CSV, OutputTree, compare_table_name,
                                   figure_preview, within_task_name)
+from analysis.runs.layout import NEURONS_VS_FEATURES_CSV
 from analysis.runs.read import (read_classes, read_manifest, read_neurons, read_over_zero, read_stability,
                                 read_table, selection_warnings)
 from analysis.significance import (COARSE_DRAWS, LEVEL, UNSTABLE_JACCARD, below_interval, chance_rate,
@@ -240,6 +241,16 @@ class ReportInputs:
     threshold_free: Optional[pd.DataFrame] = None
     comparison: Optional[pd.DataFrame] = None
     reproduction: Optional[pd.DataFrame] = None
+    neurons_vs_features: Optional[pd.DataFrame] = None
+
+
+#: Heading and caption of the neurons-vs-features table (``compare/neurons_vs_features.csv``).
+FEATURES_HEADING = "Neurons vs SAE features (per task and site)"
+FEATURES_NOTE = ("One row per task, site and unit kind (`compare/neurons_vs_features.csv`): units of the site, "
+                 "units assigned to a class (specific_units), mean bootstrap Jaccard of the class sets "
+                 "(mean_jaccard), mean change of the targeted class's recall when its set is zeroed "
+                 "(mean_on_target_delta) and that change per unit ablated, on and off target. Neuron class sets "
+                 "come from the neuron model's selection over all its sites; see docs/features.md.")
 
 
 def _interval(lo: float, hi: float) -> str:
@@ -385,6 +396,8 @@ def write_summary_md(inp: ReportInputs) -> str:
                   markdown_table(inp.threshold_free), ""]
     if inp.comparison is not None and len(inp.comparison):
         parts += ["## Models side by side", "", markdown_table(inp.comparison), ""]
+    if inp.neurons_vs_features is not None and len(inp.neurons_vs_features):
+        parts += [f"## {FEATURES_HEADING}", "", FEATURES_NOTE, "", markdown_table(inp.neurons_vs_features), ""]
     if inp.reproduction is not None and len(inp.reproduction):
         parts += ["## Reproduction: our numbers next to the study's", "", markdown_table(inp.reproduction), "",
                   "(`ablation_delta_pt`: change of the class's recall in percentage points when the published "
@@ -432,6 +445,8 @@ def write_index_html(inp: ReportInputs) -> str:
     if inp.comparison is not None and len(inp.comparison):
         sentences = "".join(f"<p>{esc(f)}</p>" for f in comparison_findings(inp.tasks))
         extra.append(("Models side by side", sentences + html_table(inp.comparison, fmt)))
+    if inp.neurons_vs_features is not None and len(inp.neurons_vs_features):
+        extra.append((FEATURES_HEADING, f"<p>{esc(FEATURES_NOTE)}</p>" + html_table(inp.neurons_vs_features, fmt)))
     if inp.reproduction is not None and len(inp.reproduction):
         extra.append(("Reproduction: our numbers next to the study's", html_table(inp.reproduction, fmt)))
     overview = inp.tasks[[c for c in TASK_MD_COLUMNS if c in inp.tasks.columns]]
@@ -505,7 +520,9 @@ def write_summary(tree: OutputTree, models: Iterable[str], tasks: Iterable[str] 
                        notes=notes, previews=previews, section_figures=section_figures, galleries=galleries,
                        threshold_free=threshold_free,
                        comparison=read_table(compare_csv) if len(models) >= 2 and compare_csv.is_file() else None,
-                       reproduction=reproduction)
+                       reproduction=reproduction,
+                       neurons_vs_features=read_table(tree.compare / NEURONS_VS_FEATURES_CSV)
+                       if (tree.compare / NEURONS_VS_FEATURES_CSV).is_file() else None)
     dest = tree.report
     return [save_csv(headline, dest / HEADLINE_CSV, overwrite=overwrite),
             save_csv(task_table, dest / TASKS_CSV, overwrite=overwrite),

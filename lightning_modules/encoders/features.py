@@ -33,6 +33,15 @@ from .base import AudioEncoder, Positions, site_view
 LATENTS = "latents"
 
 
+def unit_kind(sites: list[str]) -> str:
+    """``"feature"`` when every site is a latents site of a splice, else ``"neuron"``.
+
+    >>> unit_kind(["encoder.blocks.5.relu.latents"]), unit_kind(["blocks.5.relu"])
+    ('feature', 'neuron')
+    """
+    return "feature" if sites and all(str(s).endswith(f".{LATENTS}") for s in sites) else "neuron"
+
+
 def unview(rows: Tensor, like: Tensor, channel_axis: int) -> Tensor:
     """Inverse of :func:`site_view` for ``[R, P, D]`` rows: the layout of ``like`` with D channels.
 
