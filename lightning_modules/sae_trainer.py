@@ -23,6 +23,7 @@ from torch import Tensor
 
 from analysis import sae as A
 from analysis.runs.atomic import save_torch
+from analysis.runs.identity import weights_sha256
 from analysis.runs.layout import sae_cache_file
 from analysis.runs.read import load_tensor_file
 
@@ -227,4 +228,5 @@ class SAETrainer(pl.LightningModule):
         h = dict(self.hparams)
         return {"site": self.site, "channel_axis": int(self.encoder.channel_axis), "tokens": h["tokens"],
                 "l1_coefficient": float(h["l1_coefficient"]), "encoder_name": getattr(self.encoder, "name", None),
-                "encoder": type(self.encoder).__name__, "options": {k: h[k] for k in sorted(h)}}
+                "encoder": type(self.encoder).__name__, "encoder_sha256": weights_sha256(self.encoder),
+                "options": {k: h[k] for k in sorted(h)}}

@@ -93,13 +93,14 @@ def test_standard_architecture_trains(tmp_path: Path) -> None:
     assert module.sae.architecture == "standard" and module.metrics["fve"] == module.metrics["fve"]
 
 
-def _sae_file(tmp_path: Path, site: str, d_in: int, d_sae: int, k: int, name: str, seed: int = 3) -> Path:
+def _sae_file(tmp_path: Path, site: str, d_in: int, d_sae: int, k: int, name: str, seed: int = 3,
+              sha: str | None = None) -> Path:
     sae = SparseAutoencoder(d_in, d_sae, "topk", k, seed=seed)
     with torch.no_grad():
         sae.b_enc.add_(0.3)  # some latents fire on every row
     metrics = {"site": site, "d_sae": d_sae, "k": k, "fve": 0.0, "l0": 0.0, "dead_fraction": 0.0, "mse": 0.0,
                "architecture": "topk", "rows": 0, "train_rows": 0, "steps": 0, "seconds": 0.0}
-    write_sae(tmp_path / "sae", sae.file_dict({"site": site, "encoder_name": name}), metrics)
+    write_sae(tmp_path / "sae", sae.file_dict({"site": site, "encoder_name": name, "encoder_sha256": sha}), metrics)
     return tmp_path / "sae"
 
 
@@ -184,5 +185,8 @@ def test_bad_sae_files_are_refused(tmp_path: Path) -> None:
         FeatureEncoder(ToyEncoder(), [str(_sae_file(tmp_path / "x", "blocks.9.act", 6, 10, 3, "toy"))])
     with pytest.raises(ValueError, match="trained on encoder 'other'"):
         FeatureEncoder(ToyEncoder(), [str(_sae_file(tmp_path / "y", "blocks.0.act", 6, 10, 3, "other"))])
+    cp = CrepeEncoder("tiny", pretrained=True)
+    with pytest.raises(ValueError, match="encoder weights with sha256 0000"):
+        FeatureEncoder(cp, [str(_sae_file(tmp_path / "z", "blocks.0.relu", 128, 10, 3, cp.name, sha="0" * 64))])
     with pytest.raises(ValueError, match="k=11"):
         SparseAutoencoder(6, 10, "topk", 11)

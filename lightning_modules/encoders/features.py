@@ -26,6 +26,8 @@ from typing import Optional
 
 from torch import Tensor, nn
 
+from analysis.runs.identity import weights_sha256
+
 from ..sparse_autoencoder import SparseAutoencoder
 from .base import AudioEncoder, Positions, site_view
 
@@ -129,6 +131,10 @@ class FeatureEncoder(AudioEncoder):
         want = cfg.get("encoder_name")
         if want is not None and want != enc.name:
             raise ValueError(f"{path}: SAE was trained on encoder {want!r}, not on {enc.name!r}")
+        sha = cfg.get("encoder_sha256")
+        if sha is not None and sha != weights_sha256(enc):
+            raise ValueError(f"{path}: SAE was trained on encoder weights with sha256 {sha}, but {enc.name!r} has "
+                             f"{weights_sha256(enc)}")
 
     def base_site(self, site: str) -> str:
         """The neuron site a feature site is spliced at (``encoder.<s>.latents`` -> ``s``)."""
