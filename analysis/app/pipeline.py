@@ -4,6 +4,9 @@ study in one command.
 Stages, for every (model, task) of the config, each calling the same public function as its CLI verb:
 
 1. ``data``      — synthetic EVAR tasks (only with ``data.synthetic``; verb ``synth``);
+   ``sae``       — with ``sae.enabled``: a sparse autoencoder per (model, site) → ``saes/<model>/<site>/``
+                   (verb ``sae``); the feature model ``<model>_sae`` (its latents as units) then runs every
+                   later stage like any model (:mod:`analysis.app.feature_stages`);
 2. ``stats``     — ``trainer.predict`` with :class:`callbacks.ActivationStatsCallback` (counts on the
                    identification splits — ``all``: every clip, rows without a split included —, top
                    clips, embeddings of every predicted clip) → ``runs/<task>_<model>/``
@@ -22,6 +25,8 @@ Stages, for every (model, task) of the config, each calling the same public func
                    ``trainer``, through a subprocess like ``stats``; the probe fit stays on one device);
 8. ``gallery``   — the listening gallery of each run (top clips, spectrogram + activation overlay, audio)
                    → ``gallery/<task>_<model>/`` (verb ``gallery``; only with ``gallery.enabled``);
+   ``features``  — with feature models: ``compare/neurons_vs_features.csv`` (neurons vs features per task
+                   and site);
 9. ``summary``   — ``report/summary.md`` and ``report/index.html`` from the files above, linking the
                    galleries (verb ``summary``).
 
