@@ -76,9 +76,36 @@ def train_sae(
 ) -> dict[str, Any]:
     """Fit an SAE on ``site`` of ``encoder`` (activations streamed from ``datamodule``'s train batches),
     measure it on the held-out ``valid`` batches and write ``dest/sae.pt`` and ``dest/metrics.csv``.
-    Returns the metrics row. Options: :class:`~lightning_modules.SAETrainer` (SAELens names);
-    ``activation_cache``: keep the first epoch's activation rows in ``dest/activation_cache/`` for the
-    later epochs (removed at the end)."""
+    Returns the metrics row.
+
+    Args:
+        encoder: the frozen encoder.
+        site: the neuron site the SAE reads.
+        datamodule: train batches (activations) and valid batches (held-out metrics).
+        dest: the SAE folder.
+        d_sae: latents of the SAE; 0 = expansion_factor * the site's neurons.
+        expansion_factor: d_sae / neurons of the site when d_sae is 0.
+        architecture: topk (the k largest pre-activations kept) or standard (ReLU, trained with an L1 penalty).
+        k: latents kept per position (topk).
+        l1_coefficient: weight of the L1 penalty (standard).
+        aux_k: latents of the auxiliary-k loss that revives dead latents (topk); 0 = off; default 2 * k.
+        aux_loss_coefficient: weight of the auxiliary-k loss.
+        dead_feature_window: training steps without firing after which a latent counts as dead.
+        lr: Adam learning rate.
+        steps_per_batch: optimiser steps per batch of audio (its positions split in this many chunks).
+        max_epochs: passes over the training clips.
+        activation_cache: keep the first epoch's activations on disk (dest/activation_cache/, removed at the
+            end) and read them in later epochs instead of running the encoder.
+        tokens: positions the SAE trains on: all, or patches (no CLS/special tokens).
+        seed: seed of the initial weights and of the shuffles.
+        accelerator: the Trainer's accelerator.
+        devices: the Trainer's devices.
+        precision: the Trainer's precision.
+        strategy: the Trainer's strategy.
+        tensorboard: TensorBoard folder (None: no logger).
+        name: TensorBoard run name.
+        overwrite: replace an existing sae.pt / metrics.csv.
+    """
     dest = Path(dest)
     for f in (SAE_FILE, SAE_METRICS_CSV):
         if (dest / f).exists() and not overwrite:

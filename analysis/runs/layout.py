@@ -111,7 +111,6 @@ NEURONS_VS_FEATURES_CSV = "neurons_vs_features.csv"
 NEURONS_VS_FEATURES_COLUMNS = ["task", "model", "site", "unit_kind", "units", "specific_units", "mean_jaccard",
                                "mean_on_target_delta", "on_target_delta_per_unit", "off_target_delta_per_unit",
                                "median_normalized_entropy", "feature_model"]
-NEURONS_VS_FEATURES_PDF = "neurons_vs_features.pdf"
 
 
 def sae_cache_file(rank: int, batch: int) -> str:
