@@ -4,6 +4,8 @@ from .crepe import CrepeEncoder
 from .features import FeatureEncoder, SAESplice
 from .hf import HFAudioEncoder
 from .m2d import M2DEncoder
+from .pesto import PestoEncoder
 from .timm_vit import TimmViTEncoder
 
-__all__ = ["AudioEncoder", "CrepeEncoder", "FeatureEncoder", "SAESplice", "HFAudioEncoder", "M2DEncoder", "Positions", "TimmViTEncoder", "site_view"]
+__all__ = ["AudioEncoder", "CrepeEncoder", "FeatureEncoder", "HFAudioEncoder", "M2DEncoder", "PestoEncoder", "Positions",
+           "SAESplice", "TimmViTEncoder", "site_view"]
