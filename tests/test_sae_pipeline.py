@@ -45,8 +45,9 @@ def test_feature_model_joins_the_models(tmp_path: Path) -> None:
     assert spec["class_path"] == "lightning_modules.encoders.FeatureEncoder"
     assert spec["init_args"]["saes"] == [str((tmp_path / "out/saes/crepe_tiny/blocks.5.relu/sae.pt").resolve())]
     stages = {s.id: s for s in pipe.stages()}
-    assert "sae-crepe_tiny-blocks.5.relu" in stages["stats-synth_octave_sine_crepe_tiny_sae"].after
-    assert "ablation-synth_octave_saw_crepe_tiny_sae" in stages["features"].after
+    first, last = list(pipe.cfg["tasks"])[0], list(pipe.cfg["tasks"])[-1]
+    assert "sae-crepe_tiny-blocks.5.relu" in stages[f"stats-{first}_crepe_tiny_sae"].after
+    assert f"ablation-{last}_crepe_tiny_sae" in stages["features"].after
     assert "features" in stages["summary"].after
     with pytest.raises(PipelineError, match="sae.sites: \\['blocks.9.relu'\\]"):
         Pipeline(load_config(_cfg(tmp_path, sites=["blocks.9.relu"])))
