@@ -377,7 +377,6 @@ class AblationCallback(Callback):
         self.confusion += A.count_confusion(preds, labels, len(self.classes))
         if self.flips is not None and logits is not None:
             self.flips += A.count_flips(preds, labels, len(self.classes))
-        self.flips += A.count_flips(preds, labels, len(self.classes))
 
     def _later_round(self, trainer: Trainer, pl_module: LightningModule,
                      conds: list[A.Condition]) -> tuple[Tensor, Tensor, None]:

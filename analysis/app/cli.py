@@ -23,9 +23,10 @@ from analysis.app.confusion import confusion_figure
 from analysis.app.gallery import NEURON_SETS, build_gallery
 from analysis.app.identify import identify_run
 from analysis.app.pipeline import add_arguments as add_pipeline_arguments
-from analysis.app.pipeline import run_pipeline
+from analysis.app.pipeline import Pipeline, run_pipeline
 from analysis.app.probe import fit_seeds
 from analysis.app.report import ReportSpec, build_report
+from analysis.app.sae_config import sae_from_config
 from analysis.app.stability import stability_run
 from analysis.app.summary import write_summary
 from analysis.app.verify import verify
@@ -353,9 +354,23 @@ def _summary_args(p: argparse.ArgumentParser) -> None:
 
 @verb("summary", "write report/summary.md and report/index.html of a finished pipeline run", _summary_args)
 def _summary(a: argparse.Namespace) -> int:
-    cfg = load_config(a.config, out=a.out)
+    cfg = Pipeline(load_config(a.config, out=a.out)).cfg  # with the feature models of an sae section
     return _print_paths(write_summary(OutputTree(cfg["out"]), cfg["models"], cfg["tasks"], overwrite=a.overwrite,
                                       **cfg["summary"]))
+
+
+# -- sae ----------------------------------------------------------------------------------------------------
+def _sae_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="SAE YAML (configs/sae/*.yaml)")
+    p.add_argument("--out", default=None, help="output folder (default: the config's 'out')")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing sae.pt / metrics.csv")
+
+
+@verb("sae", "train a sparse autoencoder on one site of an encoder (sae.pt + metrics.csv)", _sae_args)
+def _sae(a: argparse.Namespace) -> int:
+    row = sae_from_config(a.config, out=a.out, overwrite=a.overwrite)
+    print(", ".join(f"{k}={v}" for k, v in row.items()))
+    return 0
 
 
 @verb("pipeline", "run the whole study from one YAML (resumable stages)", add_pipeline_arguments)

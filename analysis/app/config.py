@@ -21,6 +21,7 @@ so its keys, types and defaults have exactly one owner, that signature:
 ``ablation``   :class:`~callbacks.AblationCallback` + ``batch_size``
 ``gallery``    :func:`~analysis.app.gallery.build_gallery` + ``enabled``
 ``summary``    :func:`~analysis.app.summary.write_summary` (``alpha``, ``correction``)
+``sae``        :class:`~analysis.app.sae.SAEPipelineOptions` + :func:`~analysis.app.sae.train_sae`
 =============  ==================================================================================
 
 Validation happens in :func:`load_config`, before any stage runs, and every error names the file and the
@@ -62,6 +63,7 @@ from analysis.app.gallery import build_gallery
 from analysis.app.identify import identify_run
 from analysis.app.probe import check_seeds, fit_seeds
 from analysis.app.report import ReportSpec
+from analysis.app.sae import SAEPipelineOptions, train_sae
 from analysis.app.stability import stability_run
 from analysis.runs import strict_yaml
 from analysis.app.summary import write_summary
@@ -209,6 +211,18 @@ def _gallery_parser() -> ArgumentParser:
     return p
 
 
+#: Arguments of :func:`~analysis.app.sae.train_sae` the pipeline sets itself (the trainer's from ``trainer``).
+SAE_PIPELINE_ARGS = {"encoder", "site", "datamodule", "dest", "accelerator", "devices", "precision", "strategy",
+                     "tensorboard", "name", "overwrite", "seed"}
+
+
+def _sae_parser() -> ArgumentParser:
+    p = _parser()
+    p.add_class_arguments(SAEPipelineOptions)
+    p.add_function_arguments(train_sae, skip=SAE_PIPELINE_ARGS)
+    return p
+
+
 def _function_parser(fn: Callable, skip: set[str]) -> Callable[[], ArgumentParser]:
     def make() -> ArgumentParser:
         p = _parser()
@@ -239,6 +253,7 @@ SECTIONS: dict[str, Callable[[], ArgumentParser]] = {
     "ablation": _ablation_parser,
     "gallery": _gallery_parser,
     "summary": _function_parser(write_summary, {"tree", "models", "tasks", "overwrite"}),
+    "sae": _sae_parser,
 }
 TOP_KEYS = {"out", "seed", "description", "tasks", "models"} | set(SECTIONS)
 DEFAULT_OUT = "outputs/pipeline"
@@ -384,6 +399,33 @@ def validate(cfg: dict[str, Any]) -> None:
             f["note_ranges_"] = f.pop("note_ranges")
             _owner_check(p, "data.soundfont", f, lambda: check_soundfont_args(evar_task, **f))
         _check_task_definition(p, where, evar_task, opts)
+    _check_sae(p, cfg)
+
+
+def _check_sae(p: Path, cfg: dict[str, Any]) -> None:
+    """The ``sae`` section names models and tasks of the config, and trained SAEs that exist."""
+    sae = cfg["sae"]
+    for key, names in (("models", list(cfg["models"])), ("train_tasks", list(cfg["tasks"]))):
+        for i, name in enumerate(sae[key] or []):
+            if name not in names:
+                raise PipelineError(f"{p}: sae.{key}[{i}]: {name!r} is not in '{key.replace('train_', '')}' "
+                                    f"of this config ({names})")
+    for model, sites in (sae["load"] or {}).items():
+        if model not in cfg["models"]:
+            raise PipelineError(f"{p}: sae.load.{model}: not a model of this config ({list(cfg['models'])})")
+        for site, path in sites.items():
+            if not Path(path).exists():
+                raise PipelineError(f"{p}: sae.load.{model}.{site}: {path} does not exist")
+    if sae["enabled"]:
+        clash = [f"{m}{sae['suffix']}" for m in (sae["models"] or cfg["models"]) if f"{m}{sae['suffix']}" in cfg["models"]]
+        if clash:
+            raise PipelineError(f"{p}: sae.suffix: the feature models {clash} would replace models of the same name")
+    try:
+        SAEPipelineOptions(**{k: sae[k] for k in ("enabled", "models", "sites", "load", "train_tasks", "suffix")})
+        if sae["architecture"] == "topk" and sae["d_sae"] and not 1 <= sae["k"] <= sae["d_sae"]:
+            raise ValueError(f"k={sae['k']} must be in 1..d_sae={sae['d_sae']}")
+    except (ValueError, TypeError) as e:
+        raise PipelineError(f"{p}: sae: {e}") from e
 
 
 def check_class_names(cfg: dict[str, Any], task: str, classes: list[str]) -> None:

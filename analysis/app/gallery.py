@@ -41,6 +41,7 @@ from analysis.runs.read import (Run, read_index, read_neurons, read_ranking, rea
 from analysis.runs.write import staged_folder
 from callbacks.activation_maps import display_spectrogram, record_neurons
 from datamodules import EVARDataModule
+from lightning_modules.encoders.features import unit_kind
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +353,10 @@ def _write_pages(folder: Path, run: Run, choice: Choice, gal: list[GalleryNeuron
     groups = [(t, [by_key[f"{l}:{n}"] for l, n in members]) for t, members in choice.groups]
     notes = [f"{g.key}: {w}" for g in gal for w in g.notes]
     k = int(top["score"].shape[-1])
+    unit = unit_kind(list(run.sites))
     info = [("run folder", str(run.path)), ("task", task), ("model", str(model)),
+            ("units", "SAE features (latents of the SAE spliced at each site; docs/features.md)" if unit == "feature"
+             else "neurons"),
             ("classes", str(len(run.classes))), ("neurons shown", str(len(gal))),
             ("top clips per neuron", f"{k} kept by the statistics pass (clip mean activation over its counted "
                                      f"positions; identification splits)"),
@@ -369,5 +373,5 @@ def _write_pages(folder: Path, run: Run, choice: Choice, gal: list[GalleryNeuron
               folder / INDEX_HTML)
     save_text(lookup_js(_lookup_data(run, top, index, command)), folder / GALLERY_LOOKUP_JS)
     for g in gal:
-        save_text(neuron_page(g, run.classes, title, f"../{INDEX_HTML}", "../"), folder / g.page)
+        save_text(neuron_page(g, run.classes, title, f"../{INDEX_HTML}", "../", unit), folder / g.page)
     return notes

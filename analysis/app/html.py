@@ -386,7 +386,8 @@ def gallery_index_page(title: str, info: Sequence[tuple[str, str]], class_names:
     return page(title, "".join(body), script)
 
 
-def neuron_page(n: GalleryNeuron, class_names: Sequence[str], title: str, index_href: str, root: str) -> str:
+def neuron_page(n: GalleryNeuron, class_names: Sequence[str], title: str, index_href: str, root: str,
+                unit: str = "neuron") -> str:
     """A neuron's page: its facts, P(active | class) over every class and its top clips (label, file,
     spectrogram with the activation overlaid, audio player). ``root``: path from the page to the gallery
     folder (``"../"``)."""
@@ -409,7 +410,7 @@ def neuron_page(n: GalleryNeuron, class_names: Sequence[str], title: str, index_
         })
     df = pd.DataFrame(rows, columns=["rank", "score", "clip", "peak (s)", "spectrogram + activation", "listen"])
     body = [f"<nav><a href='{esc(index_href)}'>← gallery</a></nav>",
-            f"<h1>{esc(title)}: neuron {esc(n.key)}</h1>",
+            f"<h1>{esc(title)}: {esc(unit)} {esc(n.key)}</h1>",
             "<ul>" + "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in facts) + "</ul>",
             "".join(f"<p class='warn'>{esc(w)}</p>" for w in n.notes),
             "<h2>P(active | class)</h2>", bar_chart(n.p, class_names, hit, width=max(240, 22 * len(class_names)),

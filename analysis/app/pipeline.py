@@ -6,6 +6,9 @@ Stages, for every (model, task) of the config, each calling the same public func
 1. ``data``      — tasks the pipeline writes: synthetic tones (``data.synthetic``; verb ``synth``) or
                    notes rendered from a SoundFont (``data.soundfont``; verb ``soundfont``);
                    :mod:`analysis.app.task_data`;
+   ``sae``       — with ``sae.enabled``: a sparse autoencoder per (model, site) → ``saes/<model>/<site>/``
+                   (verb ``sae``); the feature model ``<model>_sae`` (its latents as units) then runs every
+                   later stage like any model (:mod:`analysis.app.feature_stages`);
 2. ``stats``     — ``trainer.predict`` with :class:`callbacks.ActivationStatsCallback` (counts on the
                    identification splits — ``all``: every clip, rows without a split included —, top
                    clips, embeddings of every predicted clip) → ``runs/<task>_<model>/``
@@ -24,6 +27,8 @@ Stages, for every (model, task) of the config, each calling the same public func
                    ``trainer``, through a subprocess like ``stats``; the probe fit stays on one device);
 8. ``gallery``   — the listening gallery of each run (top clips, spectrogram + activation overlay, audio)
                    → ``gallery/<task>_<model>/`` (verb ``gallery``; only with ``gallery.enabled``);
+   ``features``  — with feature models: ``compare/neurons_vs_features.csv`` (neurons vs features per task
+                   and site);
 9. ``summary``   — ``report/summary.md`` and ``report/index.html`` from the files above, linking the
                    galleries (verb ``summary``).
 
@@ -49,6 +54,7 @@ import yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
+from analysis.app import feature_stages
 from analysis.app.compare import build_compare
 from analysis.app.config import (IDENTIFY_ALL, PipelineError, check_class_names, check_models, check_neuron_lists,
                                  load_config, task_data_options)
@@ -78,8 +84,8 @@ from lightning_modules import AudioClassifier, FeatureExtractor
 
 log = logging.getLogger("aape.pipeline")
 
-STAGE_NAMES = ("data", "stats", "identify", "report", "compare", "stability", "probe", "ablation", "gallery",
-               "summary")
+STAGE_NAMES = ("data", "sae", "stats", "identify", "report", "compare", "stability", "probe", "ablation", "gallery",
+               "features", "summary")
 #: Keys of the ``ablation`` section that are not AblationCallback arguments.
 _ABLATION_PIPELINE_KEYS = ("batch_size",)
 #: Per-task options that override the ``ablation`` section's.
@@ -98,6 +104,11 @@ class Pipeline:
         self.runner = Runner(self.tree, force=force, seed=int(cfg["seed"]))
         self._identity: dict[str, dict[str, Any]] = {}
         check_models(cfg)
+        #: feature models (SAE latents as units, :mod:`analysis.app.feature_stages`), added to cfg["models"]
+        try:
+            self.feature_models = feature_stages.plan(self)
+        except ValueError as e:
+            raise PipelineError(str(e)) from e
         d = cfg["data"]
         if writer_section(cfg) and not d["evar_root"]:
             self.evar_root = self.tree.synthetic_evar_root
@@ -201,7 +212,7 @@ class Pipeline:
         """Before the first stage, when the config lists neurons to ablate: each model is built and every
         listed ``[layer, neuron]`` must exist in it."""
         if self.cfg["ablation"]["neuron_lists"] or any(o["neuron_lists"] for o in self.cfg["tasks"].values()):
-            for model in self.cfg["models"]:
+            for model in [m for m in self.cfg["models"] if m not in self.feature_models]:
                 check_neuron_lists(self.cfg, model, self.model_identity(model)["site_neurons"])
 
     def trainer(self, model: str, task: str, stage: str, callbacks: list) -> pl.Trainer:
@@ -230,6 +241,7 @@ class Pipeline:
         cfg = self.cfg
         st = self._data_stages()
         data_ids = [s.id for s in st]
+        st += feature_stages.sae_stages(self, data_ids)
         for model in cfg["models"]:
             for task in cfg["tasks"]:
                 st += self._statistics_stages(task, model, data_ids)
@@ -240,6 +252,8 @@ class Pipeline:
         for model in cfg["models"]:
             for task in cfg["tasks"]:
                 st += self._evaluation_stages(task, model)
+        features = feature_stages.features_stage(self)
+        st += [features] if features is not None else []
         st.append(Stage("summary", "", {"v": 2, "summary": self.cfg["summary"]}, [self.tree.report / SUMMARY_MD, self.tree.report / INDEX_HTML],
                         self._summary, after=[s.id for s in st], owns=[self.tree.report]))
         return st
@@ -257,7 +271,8 @@ class Pipeline:
         outs += [rd / TOP_CLIPS] if cfg["stats"].get("top_k", 0) else []
         stats = Stage("stats", key, {**common, "stats": cfg["stats"], "trainer": cfg["trainer"],
                                      "act_sum": self._act_sum()},
-                      outs, self._bind(self._statistics, task, model), after=list(data_ids), owns=[rd])
+                      outs, self._bind(self._statistics, task, model),
+                      after=list(data_ids) + feature_stages.stats_after(self, model), owns=[rd])
         ident = Stage("identify", key, {"identify": cfg["identify"], "top": cfg["tasks"][task]["top_rate"]},
                       [rd / NEURONS_CSV, rd / NEURONS_PT], self._bind(self._identify, task, model), after=[stats.id],
                       owns=[rd / f for f in NEURONS_FILES])

@@ -33,6 +33,7 @@ from analysis.runs.atomic import save_csv, save_pdf, save_text
 from analysis.runs.layout import (ABLATION_CSV, ABLATION_SUMMARY_CSV, GALLERY_DIR, INDEX_HTML, PROBE_RESULTS,
                                   REPRODUCTION_CSV, SUMMARY_MD, TASKS_CSV, THRESHOLD_FREE_CSV, VERDICTS_PDF, OutputTree,
                                   compare_table_name, figure_preview, within_task_name)
+from analysis.runs.layout import NEURONS_VS_FEATURES_CSV
 from analysis.runs.read import read_manifest, read_table, selection_warnings
 from analysis.significance import ALPHA, Correction
 
@@ -91,6 +92,16 @@ class ReportInputs:
     threshold_free: Optional[pd.DataFrame] = None
     comparison: Optional[pd.DataFrame] = None
     reproduction: Optional[pd.DataFrame] = None
+    neurons_vs_features: Optional[pd.DataFrame] = None
+
+
+#: Heading and caption of the neurons-vs-features table (``compare/neurons_vs_features.csv``).
+FEATURES_HEADING = "Neurons vs SAE features (per task and site)"
+FEATURES_NOTE = ("One row per task, site and unit kind (`compare/neurons_vs_features.csv`): units of the site, "
+                 "units assigned to a class (specific_units), mean bootstrap Jaccard of the class sets "
+                 "(mean_jaccard), mean change of the targeted class's recall when its set is zeroed "
+                 "(mean_on_target_delta) and that change per unit ablated, on and off target. Neuron class sets "
+                 "come from the neuron model's selection over all its sites; see docs/features.md.")
 
 
 def _verdict_md(df: pd.DataFrame) -> str:
@@ -108,6 +119,10 @@ def write_summary_md(inp: ReportInputs, max_lines: int = MAX_SUMMARY_LINES) -> s
             "Specific = adjusted p < alpha, on-target change < 0 and the probe's interval above chance "
             "([how findings are tested](../docs/findings.md) if the repository is next to the outputs).", ""]
     body = ["## Findings", ""] + [f"- {s}" for s in run_findings(inp.tasks, inp.verdicts) + inp.findings] + [""]
+    if inp.neurons_vs_features is not None and len(inp.neurons_vs_features):
+        cols = [c for c in ("task", "model", "site", "unit_kind", "units", "specific_units", "mean_jaccard",
+                            "mean_on_target_delta") if c in inp.neurons_vs_features.columns]
+        body += [f"## {FEATURES_HEADING}", "", FEATURES_NOTE, "", markdown_table(inp.neurons_vs_features, cols), ""]
     if inp.reproduction is not None and len(inp.reproduction):
         body += ["## Reproduction: our numbers next to the study's", "", markdown_table(inp.reproduction), ""]
     links = ["## Details", "",
@@ -172,6 +187,8 @@ def write_index_html(inp: ReportInputs) -> str:
     if inp.comparison is not None and len(inp.comparison):
         sentences = "".join(f"<p>{esc(f)}</p>" for f in comparison_findings(inp.tasks, escape=str))
         extra.append(("Models side by side", sentences + html_table(inp.comparison, fmt)))
+    if inp.neurons_vs_features is not None and len(inp.neurons_vs_features):
+        extra.append((FEATURES_HEADING, f"<p>{esc(FEATURES_NOTE)}</p>" + html_table(inp.neurons_vs_features, fmt)))
     if inp.reproduction is not None and len(inp.reproduction):
         extra.append(("Reproduction: our numbers next to the study's", html_table(inp.reproduction, fmt)))
     overview = (html_table(verdict_table(inp.tasks, inp.verdicts, escape=str), sortable=False)
@@ -254,7 +271,9 @@ def write_summary(tree: OutputTree, models: Iterable[str], tasks: Iterable[str] 
                        manifests=manifests, probe=probe_table, notes=notes, previews=previews,
                        section_figures=section_figures, galleries=galleries, threshold_free=threshold_free,
                        comparison=read_table(compare_csv) if len(models) >= 2 and compare_csv.is_file() else None,
-                       reproduction=reproduction)
+                       reproduction=reproduction,
+                       neurons_vs_features=read_table(tree.compare / NEURONS_VS_FEATURES_CSV)
+                       if (tree.compare / NEURONS_VS_FEATURES_CSV).is_file() else None)
     return written + [save_csv(verdicts, dest / ABLATION_SUMMARY_CSV, overwrite=overwrite),
             save_csv(task_table, dest / TASKS_CSV, overwrite=overwrite),
             save_csv(threshold_free, dest / THRESHOLD_FREE_CSV, overwrite=overwrite),

@@ -96,6 +96,39 @@ SPOOL_EMBEDDING, SPOOL_LABEL, SPOOL_INDEX, SPOOL_META, SPOOL_META_OFFSETS = (
     "embedding.f32", "label.bin", "index.i64", "meta.jsonl", "meta.offsets.i64")
 THRESHOLD_SWEEP_CSV = "threshold_sweep.csv"
 
+# -- sparse-autoencoder folder ------------------------------------------------------------------------
+#: An **SAE folder** (``saes/<model>/<site>/`` of a pipeline output tree, :meth:`OutputTree.sae`) holds one
+#: trained sparse autoencoder: ``sae.pt`` (weights + config, :mod:`lightning_modules.sparse_autoencoder`)
+#: and ``metrics.csv`` (one row, :data:`SAE_METRICS_COLUMNS`, measured on held-out clips).
+SAE_FILE = "sae.pt"
+SAE_METRICS_CSV = "metrics.csv"
+SAE_METRICS_COLUMNS = ["site", "d_sae", "k", "fve", "l0", "dead_fraction", "mse", "architecture", "rows",
+                       "train_rows", "steps", "seconds"]
+#: Activation rows cached on disk by an SAE training run (one file per process and batch).
+SAE_CACHE_DIR = "activation_cache"
+#: The neurons-vs-features table of a comparison folder (``compare/``).
+NEURONS_VS_FEATURES_CSV = "neurons_vs_features.csv"
+NEURONS_VS_FEATURES_COLUMNS = ["task", "model", "site", "unit_kind", "units", "specific_units", "mean_jaccard",
+                               "mean_on_target_delta", "on_target_delta_per_unit", "off_target_delta_per_unit",
+                               "median_normalized_entropy", "feature_model"]
+
+
+def sae_cache_file(rank: int, batch: int) -> str:
+    """A cached batch of activation rows, relative to the cache folder."""
+    return f"rank{rank}/batch{batch:06d}.pt"
+
+
+def site_slug(site: str) -> str:
+    """A site's module path as a folder name.
+
+    >>> site_slug("blocks.5.relu")
+    'blocks.5.relu'
+    >>> site_slug("encoder/blocks 5")
+    'encoder_blocks_5'
+    """
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", site)
+
+
 # -- temporary files of atomic writes -----------------------------------------------------------
 TEMP_TAG = ".aape-"
 TEMP_SUFFIX = ".tmp"
@@ -252,6 +285,7 @@ class OutputTree:
         probes/<task>_<model>/    probe_results.csv, probe_seed<seed>.ckpt
         ablation/<task>_<model>/  the ablation files
         gallery/<task>_<model>/   listening gallery of one run (index.html, neurons/, images/, audio/)
+        saes/<model>/<site>/      a trained sparse autoencoder (sae.pt, metrics.csv, activation_cache/)
         report/                   summary.md, index.html, ablation_summary.csv (every ablated set's verdict),
                                   tasks.csv, threshold_free.csv,
                                   reproduction.csv
@@ -284,6 +318,14 @@ class OutputTree:
         return self.galleries / f"{task}_{model}"
 
     @property
+    def saes(self) -> Path:
+        return self.root / "saes"
+
+    def sae(self, model: str, site: str) -> Path:
+        """The SAE folder of ``model``'s site ``site``."""
+        return self.saes / model / site_slug(site)
+
+    @property
     def galleries(self) -> Path:
         return self.root / GALLERY_DIR
 
@@ -305,7 +347,7 @@ class OutputTree:
     @property
     def folders(self) -> list[Path]:
         """Every folder the pipeline writes into (what it may clean up; nothing else under ``root``)."""
-        return [self.runs, self.models, self.compare, self.probes, self.ablations, self.galleries, self.report,
+        return [self.runs, self.models, self.compare, self.probes, self.ablations, self.galleries, self.report, self.saes,
                 self.synthetic_evar_root, self.stages, self.staging_root]
 
     @property

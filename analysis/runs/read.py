@@ -26,6 +26,7 @@ from analysis.aape import absent_neurons
 from analysis.runs.layout import (ABLATION_CONDITIONS_JSON, ABLATION_CONFUSION_CSV, CLASSES, FEATURES, GTS, INDEX,
                                   INDEX_COLUMNS, INDEX_SPLITS, MANIFEST, NEURONS_CSV, NEURONS_JSON, NEURONS_PT,
                                   OVER_ZERO, PROBE_RESULTS, STABILITY_CSV, STATS, TOP_CLIPS)
+from analysis.runs.layout import SAE_FILE, SAE_METRICS_COLUMNS, SAE_METRICS_CSV
 
 
 def _need(path: Path) -> Path:
@@ -596,3 +597,35 @@ def read_ablation_confusion(ablation_dir: str | Path) -> tuple[pd.DataFrame, lis
         if bad:
             raise ValueError(f"{csv}: column {col} holds {bad[:5]}, not classes of {rec}")
     return t, classes
+
+
+# -- SAE folders -------------------------------------------------------------------------------------
+_SAE_WEIGHTS = ("W_enc", "b_enc", "W_dec", "b_dec")
+
+
+def read_sae(path: str | Path) -> dict[str, Any]:
+    """An ``sae.pt`` file (a path to the file or to its SAE folder): the four weight tensors and ``config``
+    (checked: shapes agree with ``config.d_in`` / ``config.d_sae``). Errors name the file."""
+    p = Path(path)
+    p = p / SAE_FILE if p.is_dir() else p
+    d = _load_dict(p, _SAE_WEIGHTS + ("config",))
+    cfg = d["config"]
+    if not isinstance(cfg, dict) or not {"d_in", "d_sae", "architecture", "k", "site"} <= set(cfg):
+        raise ValueError(f"{p}: 'config' must be a dict with d_in, d_sae, architecture, k and site")
+    d_in, d_sae = int(cfg["d_in"]), int(cfg["d_sae"])
+    want = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
+    for k, shape in want.items():
+        if not isinstance(d[k], Tensor) or tuple(d[k].shape) != shape:
+            got = tuple(d[k].shape) if isinstance(d[k], Tensor) else type(d[k]).__name__
+            raise ValueError(f"{p}: '{k}' has shape {got}, expected {shape} (d_in={d_in}, d_sae={d_sae})")
+    return d
+
+
+def read_sae_metrics(sae_dir: str | Path) -> pd.DataFrame:
+    """``metrics.csv`` of an SAE folder (checked: the contract's columns)."""
+    p = Path(sae_dir) / SAE_METRICS_CSV
+    t = read_table(p)
+    missing = [c for c in SAE_METRICS_COLUMNS if c not in t.columns]
+    if missing:
+        raise ValueError(f"{p}: missing columns {missing}")
+    return t
