@@ -16,8 +16,8 @@ Class labels are ``<dimension>_<value>`` (:func:`value_label`, read back by :fun
 Dimensions (:data:`DIMENSIONS`): ``pitch`` (MIDI note), ``loudness`` (RMS dBFS), ``centroid`` (spectral
 centroid, Hz), ``noise_bandwidth`` (octaves), ``onset_rate`` (onsets per second), ``inharmonicity``
 (partial jitter, 0 = harmonic), ``instrument`` (General MIDI program at MIDI 60; categorical). ``source``
-``tone`` (synthesised) or ``soundfont`` (:func:`datamodules.soundfont.render_note`) applies to pitch and
-loudness. Only a ``numpy.random.Generator`` seeded from (seed, dimension) is used: the same seed gives
+``tone`` (synthesised harmonic tone), ``sine`` (pure tone) or ``soundfont``
+(:func:`datamodules.soundfont.render_note`) applies to pitch and loudness. Only a ``numpy.random.Generator`` seeded from (seed, dimension) is used: the same seed gives
 byte-identical files.
 """
 from __future__ import annotations
@@ -133,7 +133,7 @@ def write_stimuli(
         values: the parameter values (classes); default the dimension's.
         clips_per_value: clips per value, each with fresh random nuisance parameters.
         duration: clip length in seconds (the task's ``unit_sec``).
-        source: ``tone`` or ``soundfont`` (pitch and loudness; instrument always uses the SoundFont).
+        source: ``tone``, ``sine`` or ``soundfont`` (pitch and loudness; instrument always uses the SoundFont).
         sample_rate: sample rate of the files (folder ``work/<sr_dir>/``).
         overwrite: replace existing files (otherwise an existing CSV/YAML/wav is an error).
     """

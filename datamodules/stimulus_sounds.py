@@ -16,7 +16,7 @@ from .soundfont import render_note
 
 #: General MIDI programs drawn as the instrument of a SoundFont pitch clip (pitched, sustained or plucked).
 PITCHED_PROGRAMS = (0, 4, 11, 19, 24, 32, 40, 42, 48, 56, 60, 65, 68, 71, 73, 80)
-SOURCES = ("tone", "soundfont")
+SOURCES = ("tone", "sine", "soundfont")
 #: Partials of a tone beyond the loudest this many (by order) are skipped (speed; low notes stay rich).
 MAX_PARTIALS = 80
 
@@ -79,12 +79,16 @@ def _tone(rng: np.random.Generator, midi: float, n: int, sr: int, jitter: float 
 
 
 def pitch(rng: np.random.Generator, value: float, n: int, sr: int, source: str = "tone") -> np.ndarray:
-    """MIDI note ``value``: a harmonic tone of random timbre, or (``soundfont``) a random pitched GM
-    instrument at a random velocity."""
+    """MIDI note ``value``: a harmonic tone of random timbre, (``sine``) a pure tone, or (``soundfont``) a
+    random pitched GM instrument at a random velocity."""
     if source == "soundfont":
         program = int(rng.choice(PITCHED_PROGRAMS))
         x = render_note(program, int(round(value)), n, sr, velocity=int(rng.integers(60, 128)),
                         hold=rng.uniform(0.5, 0.9))
+        return finish(rng, x)
+    if source == "sine":
+        ph = rng.uniform(0.0, 2 * np.pi)
+        x = np.sin(2 * np.pi * midi_to_hz(value) * np.arange(n) / sr + ph) * envelope(rng, n, sr)
         return finish(rng, x)
     return finish(rng, _tone(rng, value, n, sr))
 

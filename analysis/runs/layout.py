@@ -188,6 +188,28 @@ def confusion_figure_name(conditions: list[str]) -> str:
     return f"ablation_confusion-{slug}.pdf"
 
 
+# -- tuning folder (``models/<model>/tuning/`` of a pipeline output tree) ---------------------------
+TUNING_DIR = "tuning"
+#: Steering curves of one model (every task's class sets × gains), beside its tuning folder.
+STEERING_CSV = "steering.csv"
+STEERING_PDF = "steering.pdf"
+
+
+def tuning_csv(dimension: str) -> str:
+    """The tuning table of one stimulus dimension (one row per unit: preferred value, bandwidth, selectivity)."""
+    return f"{dimension}.csv"
+
+
+def tuning_pt(dimension: str) -> str:
+    """The tuning curves of one stimulus dimension (``values`` [V], ``p_active`` / ``mean`` [L, N, V], ...)."""
+    return f"{dimension}.pt"
+
+
+def tuning_figure_name(dimension: str, task: str) -> str:
+    """Curves of each class's selected units of ``task`` along ``dimension``."""
+    return f"{dimension}-{task}.pdf"
+
+
 # -- model report folder --------------------------------------------------------------------------
 def task_table_name(suffix: str) -> str:
     """The task-level neuron statistics table of one model suffix."""
@@ -233,6 +255,9 @@ TASKS_CSV = "tasks.csv"
 THRESHOLD_FREE_CSV = "threshold_free.csv"
 #: our numbers next to the study's published ones
 REPRODUCTION_CSV = "reproduction.csv"
+#: per model × dimension × task × class: the share of the class's units whose preferred value lies in the
+#: class's own range (e.g. octave sets and pitch), with its interval and the random-unit comparison
+TUNING_RANGES_CSV = "tuning_ranges.csv"
 
 
 def run_folder(out_dir: str | os.PathLike, task: str, suffix: str) -> Path:
@@ -247,6 +272,9 @@ class OutputTree:
         evar/                     synthetic EVAR root (when the config asks for synthetic data)
         runs/<task>_<model>/      statistics run folders (+ neurons.*, stability.csv, threshold_sweep.csv)
         models/<model>/           task table and cross-/within-task figures of one model
+        models/<model>/tuning/    tuning curves per stimulus dimension (<dimension>.pt/.csv, figures)
+        models/<model>/steering.csv  steering curves (gain grid) of every task's class sets
+        stimuli/                  EVAR root of the tuning stimulus sets (tuning_<dimension>)
         compare/                  the models side by side (pipelines with two or more models)
         probes/<task>_<model>/    probe_results.csv, probe_seed<seed>.ckpt
         ablation/<task>_<model>/  the ablation files
@@ -288,6 +316,19 @@ class OutputTree:
     def model_report(self, model: str) -> Path:
         return self.models / model
 
+    def tuning(self, model: str) -> Path:
+        """``models/<model>/tuning/``: the tuning tables, curves and figures of one model."""
+        return self.models / model / TUNING_DIR
+
+    def steering(self, model: str) -> Path:
+        """``models/<model>/steering.csv``."""
+        return self.models / model / STEERING_CSV
+
+    @property
+    def stimuli(self) -> Path:
+        """The EVAR root of the tuning stimulus sets (never the user's EVAR root)."""
+        return self.root / "stimuli"
+
     @property
     def probes(self) -> Path:
         return self.root / "probes"
@@ -304,7 +345,7 @@ class OutputTree:
     def folders(self) -> list[Path]:
         """Every folder the pipeline writes into (what it may clean up; nothing else under ``root``)."""
         return [self.runs, self.models, self.compare, self.probes, self.ablations, self.galleries, self.report,
-                self.synthetic_evar_root, self.stages, self.staging_root]
+                self.synthetic_evar_root, self.stimuli, self.stages, self.staging_root]
 
     @property
     def compare(self) -> Path:
