@@ -19,6 +19,7 @@ so its keys, types and defaults have exactly one owner, that signature:
 ``probe``      :func:`~analysis.app.probe.fit_seeds`
 ``ablation``   :class:`~callbacks.AblationCallback` + ``batch_size``
 ``gallery``    :func:`~analysis.app.gallery.build_gallery` + ``enabled``
+``tuning``     :class:`~analysis.app.tuning.TuningOptions` (stimulus dimensions of the tuning curves)
 =============  ==================================================================================
 
 Validation happens in :func:`load_config`, before any stage runs, and every error names the file and the
@@ -60,10 +61,12 @@ from analysis.app.identify import identify_run
 from analysis.app.probe import check_seeds, fit_seeds
 from analysis.app.report import ReportSpec
 from analysis.app.stability import stability_run
+from analysis.app.tuning import TuningOptions
 from analysis.runs.conditions import NeuronList
 from callbacks import AblationCallback, ActivationStatsCallback
 from datamodules import EVARDataModule
 from datamodules.metadata import Split
+from datamodules.stimuli import check_stimuli_args
 from datamodules.synthetic import check_task_args, write_task
 from datamodules.tasks import UnknownTaskError, get_task
 
@@ -223,6 +226,7 @@ SECTIONS: dict[str, Callable[[], ArgumentParser]] = {
     "probe": _function_parser(fit_seeds, {"run_dir", "out_dir", "overwrite", "accelerator", "tensorboard", "name"}),
     "ablation": _ablation_parser,
     "gallery": _gallery_parser,
+    "tuning": _class_parser(TuningOptions),
 }
 TOP_KEYS = {"out", "seed", "description", "tasks", "models"} | set(SECTIONS)
 DEFAULT_OUT = "outputs/pipeline"
@@ -343,6 +347,11 @@ def validate(cfg: dict[str, Any]) -> None:
         bad = [t for t in pair if t not in names]
         if bad:
             raise PipelineError(f"{p}: report.cross_task[{i}]: {bad} not a task of this config (tasks: {names})")
+    tu = cfg["tuning"]
+    _owner_check(p, "tuning", tu, lambda: TuningOptions(**tu))
+    for d in tu["dimensions"]:
+        _owner_check(p, f"tuning.{d}", tu, lambda: check_stimuli_args(
+            d, (tu["values"] or {}).get(d), tu["clips_per_value"], tu["duration"], tu["source"], 16000))
     syn = cfg["data"]["synthetic"]
     abl = {k: v for k, v in cfg["ablation"].items() if k != "batch_size"}
     for task, opts in cfg["tasks"].items():

@@ -22,6 +22,8 @@ Stages, for every (model, task) of the config, each calling the same public func
                    ``trainer``, through a subprocess like ``stats``; the probe fit stays on one device);
 8. ``gallery``   — the listening gallery of each run (top clips, spectrogram + activation overlay, audio)
                    → ``gallery/<task>_<model>/`` (verb ``gallery``; only with ``gallery.enabled``);
+   ``stimuli``, ``tuning``, ``tuning_report`` — tuning curves along stimulus dimensions (only with
+                   ``tuning.dimensions``; :mod:`analysis.app.pipeline_tuning`);
 9. ``summary``   — ``report/summary.md`` and ``report/index.html`` from the files above, linking the
                    galleries (verb ``summary``).
 
@@ -52,6 +54,7 @@ from analysis.app.config import (IDENTIFY_ALL, PipelineError, check_class_names,
                                  load_config, task_data_options)
 from analysis.app.gallery import build_gallery
 from analysis.app.identify import identify_run
+from analysis.app.pipeline_tuning import TuningStages
 from analysis.app.probe import fit_seeds
 from analysis.app.report import ReportSpec, build_report
 from analysis.app.runner import OutputLock, Runner, Stage
@@ -77,7 +80,7 @@ from lightning_modules import AudioClassifier, FeatureExtractor
 log = logging.getLogger("aape.pipeline")
 
 STAGE_NAMES = ("data", "stats", "identify", "report", "compare", "stability", "probe", "ablation", "gallery",
-               "summary")
+               "stimuli", "tuning", "tuning_report", "summary")
 #: Keys of the ``ablation`` section that are not AblationCallback arguments.
 _ABLATION_PIPELINE_KEYS = ("batch_size",)
 #: Per-task options that override the ``ablation`` section's.
@@ -86,7 +89,7 @@ _TASK_ABLATION_KEYS = ("neuron_lists", "shared", "class_aliases")
 __all__ = ["Pipeline", "PipelineError", "Runner", "Stage", "instantiate", "load_config", "run_pipeline"]
 
 
-class Pipeline:
+class Pipeline(TuningStages):
     """Builds the stage list from a validated config (see :func:`analysis.app.config.load_config`)."""
 
     def __init__(self, cfg: dict[str, Any], force: bool = False) -> None:
@@ -221,6 +224,7 @@ class Pipeline:
         for model in cfg["models"]:
             for task in cfg["tasks"]:
                 st += self._evaluation_stages(task, model)
+        st += self._tuning_stages()
         st.append(Stage("summary", "", {"v": 1}, [self.tree.report / SUMMARY_MD, self.tree.report / INDEX_HTML],
                         self._summary, after=[s.id for s in st], owns=[self.tree.report]))
         return st

@@ -34,10 +34,12 @@ from analysis.app.html import ReportSection, esc, report_page
 from analysis.app.html import table as html_table
 from analysis.app.report import entropy_quantiles
 from analysis.app.reproduction import reproduction_table
+from analysis.app.tuning_report import tuning_section
 from analysis.runs.atomic import save_csv, save_text
 from analysis.runs.layout import (ABLATION_CSV, GALLERY_DIR, HEADLINE_CSV, INDEX_HTML, PROBE_RESULTS, REPRODUCTION_CSV,
                                   SUMMARY_MD, TASKS_CSV, THRESHOLD_FREE_CSV, OutputTree, compare_table_name,
                                   figure_preview, within_task_name)
+from analysis.runs.layout import TUNING_RANGES_CSV
 from analysis.runs.read import (read_classes, read_manifest, read_neurons, read_over_zero, read_stability,
                                 read_table, selection_warnings)
 from analysis.significance import (COARSE_DRAWS, LEVEL, UNSTABLE_JACCARD, below_interval, chance_rate,
@@ -240,6 +242,8 @@ class ReportInputs:
     threshold_free: Optional[pd.DataFrame] = None
     comparison: Optional[pd.DataFrame] = None
     reproduction: Optional[pd.DataFrame] = None
+    #: further sections (title, markdown, HTML), e.g. the tuning curves' claims
+    extra_sections: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def _interval(lo: float, hi: float) -> str:
@@ -394,6 +398,8 @@ def write_summary_md(inp: ReportInputs) -> str:
     if inp.galleries:
         parts += ["## Listening galleries", ""] + [f"- {m} on {t}: [{g}]({g})" for (m, t), g in inp.galleries.items()]
         parts += [""]
+    for title, md, _ in inp.extra_sections:
+        parts += [f"## {title}", "", md, ""]
     parts += ["## Figures", ""] + [f"- [{f}]({f})" for f in inp.figures] + [""]
     parts += ["## Files", ""] + [f"- `{f}`" for f in inp.files] + [""]
     parts += ["## Manifests", ""]
@@ -434,6 +440,7 @@ def write_index_html(inp: ReportInputs) -> str:
         extra.append(("Models side by side", sentences + html_table(inp.comparison, fmt)))
     if inp.reproduction is not None and len(inp.reproduction):
         extra.append(("Reproduction: our numbers next to the study's", html_table(inp.reproduction, fmt)))
+    extra += [(title, content) for title, _, content in inp.extra_sections]
     overview = inp.tasks[[c for c in TASK_MD_COLUMNS if c in inp.tasks.columns]]
     return report_page(html_table(overview, fmt), sections, other, extra, inp.files, inp.manifests)
 
@@ -448,6 +455,7 @@ def result_files(tree: OutputTree) -> list[str]:
         rel = p.relative_to(tree.root)
         if (not p.is_file() or p.parent == tree.report or any(part.startswith(".") for part in rel.parts)
                 or p.is_relative_to(tree.tensorboard) or p.is_relative_to(tree.synthetic_evar_root / "work")
+                or p.is_relative_to(tree.stimuli / "work")
                 or (p.is_relative_to(galleries) and p.name != INDEX_HTML)):
             continue
         files.append(rel.as_posix())
@@ -507,7 +515,12 @@ def write_summary(tree: OutputTree, models: Iterable[str], tasks: Iterable[str] 
                        comparison=read_table(compare_csv) if len(models) >= 2 and compare_csv.is_file() else None,
                        reproduction=reproduction)
     dest = tree.report
-    return [save_csv(headline, dest / HEADLINE_CSV, overwrite=overwrite),
+    written = []
+    tuning = tuning_section(tree, models)
+    if tuning is not None:
+        inp.extra_sections.append(("Tuning curves: preferred values of each class's units", tuning[1], tuning[2]))
+        written.append(save_csv(tuning[0], dest / TUNING_RANGES_CSV, overwrite=overwrite))
+    return written + [save_csv(headline, dest / HEADLINE_CSV, overwrite=overwrite),
             save_csv(task_table, dest / TASKS_CSV, overwrite=overwrite),
             save_csv(threshold_free, dest / THRESHOLD_FREE_CSV, overwrite=overwrite),
             save_csv(reproduction, dest / REPRODUCTION_CSV, overwrite=overwrite),
