@@ -40,7 +40,7 @@ from analysis.runs.layout import (ABLATION_CONDITIONS_JSON, ABLATION_CONFUSION_C
                                   NEURONS_CSV, NEURONS_JSON, NEURONS_PT, OVER_ZERO, ROW_SPOOL_PREFIX, RUN_FILES,
                                   SPOOL_EMBEDDING, SPOOL_INDEX, SPOOL_LABEL, SPOOL_META, SPOOL_META_OFFSETS,
                                   STABILITY_CSV, STATS, TEMP_SUFFIX, THRESHOLD_SWEEP_CSV, TOP_CLIPS, figure_preview,
-                                  temp_prefix, tuning_csv, tuning_pt)
+                                  STEERING_CSV, STEERING_PDF, temp_prefix, tuning_csv, tuning_pt)
 
 #: Bytes of embeddings and labels per block when assembling features.pt / gts.pt / index.csv (the memory
 #: the assembly needs, whatever the number of clips).
@@ -587,6 +587,23 @@ def write_tuning(dest: str | os.PathLike, dimension: str, curves: dict[str, Any]
     save_torch(curves, pt, overwrite)
     save_csv(table, csv, overwrite)
     return pt, csv
+
+
+def check_steering_writable(out_dir: str | os.PathLike, overwrite: bool = False) -> None:
+    """Refuse (before the test pass) when ``steering.csv`` / ``steering.pdf`` (or its preview) exist."""
+    for f in (STEERING_CSV, STEERING_PDF):
+        check_writable(Path(out_dir) / f, overwrite)
+    check_writable(figure_preview(Path(out_dir) / STEERING_PDF), overwrite)
+
+
+def write_steering(out_dir: str | os.PathLike, table: pd.DataFrame, figure: Any = None,
+                   overwrite: bool = False) -> Path:
+    """``steering.csv`` (and ``steering.pdf`` + PNG when ``figure``) atomically; returns the CSV path."""
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    if figure is not None:
+        save_pdf(figure, d / STEERING_PDF, overwrite, close=False, bbox_inches="tight")
+    return save_csv(table, d / STEERING_CSV, overwrite)
 
 
 def stability_paths(run_dir: str | os.PathLike, sweep: bool = True) -> dict[str, Path]:
