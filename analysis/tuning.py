@@ -96,7 +96,8 @@ def _edge(x: np.ndarray, r: np.ndarray, h: np.ndarray, inside: np.ndarray, outsi
     return xi + t * (xo - xi)
 
 
-def curve_summary(curves: np.ndarray | Tensor, values: Sequence[float], categorical: bool = False) -> dict[str, np.ndarray]:
+def curve_summary(curves: np.ndarray | Tensor, values: Sequence[float],
+                  categorical: bool = False) -> dict[str, np.ndarray]:
     """Preferred value, bandwidth, selectivity, peak, trough and ``bounded`` of each curve (module doc).
 
     ``curves`` ``[U, V]`` over ascending ``values`` ``[V]``; each output is ``[U]``.

@@ -102,7 +102,8 @@ class SteeringCallback(Callback):
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         check_steering_writable(self.out_dir, self.overwrite)
         encoder = pl_module.encoder
-        check_run(self.run_dir, encoder_identity(encoder), consumer=f"the encoder under test ({type(encoder).__name__})")
+        check_run(self.run_dir, encoder_identity(encoder),
+                  consumer=f"the encoder under test ({type(encoder).__name__})")
         self.build(encoder, list(getattr(pl_module, "classes", None) or read_classes(self.run_dir)))
         K, C, dev = 1 + len(self.pairs), len(self.classes), pl_module.device
         self.correct = torch.zeros(K, C, dtype=torch.long, device=dev)

@@ -20,6 +20,7 @@ so its keys, types and defaults have exactly one owner, that signature:
 ``ablation``   :class:`~callbacks.AblationCallback` + ``batch_size``
 ``gallery``    :func:`~analysis.app.gallery.build_gallery` + ``enabled``
 ``tuning``     :class:`~analysis.app.tuning.TuningOptions` (stimulus dimensions of the tuning curves)
+``steering``   :class:`~analysis.app.tuning.SteeringOptions` (gain grid on each class set)
 =============  ==================================================================================
 
 Validation happens in :func:`load_config`, before any stage runs, and every error names the file and the
@@ -61,7 +62,7 @@ from analysis.app.identify import identify_run
 from analysis.app.probe import check_seeds, fit_seeds
 from analysis.app.report import ReportSpec
 from analysis.app.stability import stability_run
-from analysis.app.tuning import TuningOptions
+from analysis.app.tuning import SteeringOptions, TuningOptions
 from analysis.runs.conditions import NeuronList
 from callbacks import AblationCallback, ActivationStatsCallback
 from datamodules import EVARDataModule
@@ -227,6 +228,7 @@ SECTIONS: dict[str, Callable[[], ArgumentParser]] = {
     "ablation": _ablation_parser,
     "gallery": _gallery_parser,
     "tuning": _class_parser(TuningOptions),
+    "steering": _class_parser(SteeringOptions),
 }
 TOP_KEYS = {"out", "seed", "description", "tasks", "models"} | set(SECTIONS)
 DEFAULT_OUT = "outputs/pipeline"
@@ -349,6 +351,7 @@ def validate(cfg: dict[str, Any]) -> None:
             raise PipelineError(f"{p}: report.cross_task[{i}]: {bad} not a task of this config (tasks: {names})")
     tu = cfg["tuning"]
     _owner_check(p, "tuning", tu, lambda: TuningOptions(**tu))
+    _owner_check(p, "steering", cfg["steering"], lambda: SteeringOptions(**cfg["steering"]))
     for d in tu["dimensions"]:
         _owner_check(p, f"tuning.{d}", tu, lambda: check_stimuli_args(
             d, (tu["values"] or {}).get(d), tu["clips_per_value"], tu["duration"], tu["source"], 16000))

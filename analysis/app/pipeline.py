@@ -23,7 +23,8 @@ Stages, for every (model, task) of the config, each calling the same public func
 8. ``gallery``   — the listening gallery of each run (top clips, spectrogram + activation overlay, audio)
                    → ``gallery/<task>_<model>/`` (verb ``gallery``; only with ``gallery.enabled``);
    ``stimuli``, ``tuning``, ``tuning_report`` — tuning curves along stimulus dimensions (only with
-                   ``tuning.dimensions``; :mod:`analysis.app.pipeline_tuning`);
+                   ``tuning.dimensions``), ``steering``, ``steering_report`` — class sets scaled by a gain
+                   grid (only with ``steering.enabled``; both in :mod:`analysis.app.pipeline_tuning`);
 9. ``summary``   — ``report/summary.md`` and ``report/index.html`` from the files above, linking the
                    galleries (verb ``summary``).
 
@@ -80,7 +81,7 @@ from lightning_modules import AudioClassifier, FeatureExtractor
 log = logging.getLogger("aape.pipeline")
 
 STAGE_NAMES = ("data", "stats", "identify", "report", "compare", "stability", "probe", "ablation", "gallery",
-               "stimuli", "tuning", "tuning_report", "summary")
+               "stimuli", "tuning", "tuning_report", "steering", "steering_report", "summary")
 #: Keys of the ``ablation`` section that are not AblationCallback arguments.
 _ABLATION_PIPELINE_KEYS = ("batch_size",)
 #: Per-task options that override the ``ablation`` section's.
@@ -224,7 +225,7 @@ class Pipeline(TuningStages):
         for model in cfg["models"]:
             for task in cfg["tasks"]:
                 st += self._evaluation_stages(task, model)
-        st += self._tuning_stages()
+        st += self._tuning_stages() + self._steering_stages()
         st.append(Stage("summary", "", {"v": 1}, [self.tree.report / SUMMARY_MD, self.tree.report / INDEX_HTML],
                         self._summary, after=[s.id for s in st], owns=[self.tree.report]))
         return st

@@ -9,23 +9,34 @@
   top clips; through ``train.py`` for several processes like ``stats``) → ``runs/tuning_<dimension>_<model>/``,
   then the curves and table → ``models/<model>/tuning/<dimension>.pt`` + ``.csv`` (verb ``tuning``);
 * ``tuning_report-<model>``      — figures of each task's class units along every dimension, the range
-  claims ``tuning_ranges.csv`` and the tuning page ``index.html`` in ``models/<model>/tuning/``.
+  claims ``tuning_ranges.csv`` and the tuning page ``index.html`` in ``models/<model>/tuning/``;
+
+and with ``steering.enabled`` (:class:`analysis.app.tuning.SteeringOptions`):
+
+* ``steering-<task>_<model>``    — ``trainer.test`` of encoder + frozen probe with
+  :class:`callbacks.SteeringCallback` (every class set and its random sets at every gain, one pass; through
+  ``train.py test`` for several processes like ``ablation``) → ``steering/<task>_<model>/``;
+* ``steering_report-<model>``    — every task's rows in one ``models/<model>/steering.csv``.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from analysis.app.runner import Stage
 from analysis.app.tuning import tuning_from_run
 from analysis.app.tuning_report import build_tuning_report
-from analysis.runs.layout import (INDEX_HTML, STATS, TUNING_RANGES_CSV, figure_preview, tuning_csv,
+from analysis.runs.atomic import save_csv
+from analysis.runs.layout import (INDEX_HTML, STATS, STEERING_CSV, TUNING_RANGES_CSV, figure_preview, tuning_csv,
                                   tuning_figure_name, tuning_pt)
-from callbacks import ActivationStatsCallback
+from analysis.runs.read import best_checkpoint, read_table
+from callbacks import ActivationStatsCallback, SteeringCallback
 from datamodules import EVARDataModule
 from datamodules.stimuli import stimulus_task, write_stimuli
 from datamodules.tasks import sr_dir
-from lightning_modules import FeatureExtractor
+from lightning_modules import AudioClassifier, FeatureExtractor
 
 #: Sample rate of the stimulus files.
 STIMULUS_RATE = 16000
@@ -102,7 +113,8 @@ class TuningStages:
             tr = self.trainer(model, task, "tuning", [ActivationStatsCallback(**cb_args)])
             tr.predict(FeatureExtractor(encoder), datamodule=dm, return_predictions=False)
         self._place_run(staging, task, model, dm, overwrite)
-        tuning_from_run(self.run_dir(task, model), dimension, self.tree.tuning(model), curve=self.cfg["tuning"]["curve"],
+        tuning_from_run(self.run_dir(task, model), dimension, self.tree.tuning(model),
+                        curve=self.cfg["tuning"]["curve"],
                         overwrite=overwrite)
 
     def _tuning_report(self, model: str, overwrite: bool) -> None:
@@ -112,3 +124,48 @@ class TuningStages:
         build_tuning_report(model, list(self.cfg["tuning"]["dimensions"]), runs, self.tree.tuning(model),
                             overwrite=overwrite, tensorboard=self.tree.tensorboard / f"tuning_{model}")
 
+
+    # -- steering ----------------------------------------------------------------------------------
+    def _steering_stages(self) -> list[Stage]:
+        so, tree = self.cfg["steering"], self.tree
+        if not so["enabled"]:
+            return []
+        out = []
+        for model in self.cfg["models"]:
+            keys = [f"{t}_{model}" for t in self.cfg["tasks"]]
+            for task, key in zip(self.cfg["tasks"], keys):
+                sd = tree.steering_run(task, model)
+                out.append(Stage("steering", key, {"steering": so, "seed": self.cfg["ablation"]["seed"],
+                                                   "trainer": self.cfg["trainer"]},
+                                 [sd / STEERING_CSV], self._bind(self._steering, task, model),
+                                 after=[f"probe-{key}", f"identify-{key}"], owns=[sd]))
+            out.append(Stage("steering_report", model, {"tasks": list(self.cfg["tasks"])}, [tree.steering(model)],
+                             self._bind(self._steering_report, model), after=[f"steering-{k}" for k in keys]))
+        return out
+
+    def _steering(self, task: str, model: str, overwrite: bool) -> None:
+        self.check_run(task, model)
+        so = self.cfg["steering"]
+        cb_args = {"out_dir": str(self.tree.steering_run(task, model)), "run_dir": str(self.run_dir(task, model)),
+                   "gains": so["gains"], "random_draws": so["random_draws"], "seed": self.cfg["ablation"]["seed"],
+                   "conditions_per_pass": so["conditions_per_pass"], "task": task, "overwrite": overwrite}
+        encoder = self.encoder(model)
+        batch = so["batch_size"] or self.cfg["ablation"]["batch_size"] or self.cfg["data"]["batch_size"]
+        dm = self.datamodule(task, encoder, batch_size=batch)
+        probe = str(best_checkpoint(self.probe_dir(task, model)))
+        if self.multi_process():
+            del encoder  # the train.py subprocess builds its own
+            self._train_py("test", "steering", task, model, {
+                "trainer": self._cli_trainer("callbacks.SteeringCallback", cb_args),
+                "model": {"class_path": "lightning_modules.AudioClassifier",
+                          "init_args": {"encoder": self.cfg["models"][model], "probe_checkpoint": probe}},
+                "data": {"class_path": "datamodules.EVARDataModule", "init_args": dict(dm.hparams)},
+                "verbose": False,
+            })
+            return
+        tr = self.trainer(model, task, "steering", [SteeringCallback(**cb_args)])
+        tr.test(AudioClassifier(encoder, probe_checkpoint=probe), datamodule=dm, verbose=False)
+
+    def _steering_report(self, model: str, overwrite: bool) -> None:
+        parts = [read_table(self.tree.steering_run(t, model) / STEERING_CSV) for t in self.cfg["tasks"]]
+        save_csv(pd.concat(parts, ignore_index=True), self.tree.steering(model), overwrite=overwrite)

@@ -34,7 +34,7 @@ from analysis.app.html import ReportSection, esc, report_page
 from analysis.app.html import table as html_table
 from analysis.app.report import entropy_quantiles
 from analysis.app.reproduction import reproduction_table
-from analysis.app.tuning_report import tuning_section
+from analysis.app.tuning_report import steering_section, tuning_section
 from analysis.runs.atomic import save_csv, save_text
 from analysis.runs.layout import (ABLATION_CSV, GALLERY_DIR, HEADLINE_CSV, INDEX_HTML, PROBE_RESULTS, REPRODUCTION_CSV,
                                   SUMMARY_MD, TASKS_CSV, THRESHOLD_FREE_CSV, OutputTree, compare_table_name,
@@ -520,6 +520,9 @@ def write_summary(tree: OutputTree, models: Iterable[str], tasks: Iterable[str] 
     if tuning is not None:
         inp.extra_sections.append(("Tuning curves: preferred values of each class's units", tuning[1], tuning[2]))
         written.append(save_csv(tuning[0], dest / TUNING_RANGES_CSV, overwrite=overwrite))
+    steering = steering_section(tree, models)
+    if steering is not None:
+        inp.extra_sections.append(("Steering: each class set scaled by a gain", *steering))
     return written + [save_csv(headline, dest / HEADLINE_CSV, overwrite=overwrite),
             save_csv(task_table, dest / TASKS_CSV, overwrite=overwrite),
             save_csv(threshold_free, dest / THRESHOLD_FREE_CSV, overwrite=overwrite),

@@ -20,10 +20,11 @@ from typing import Any, Literal, Optional
 import numpy as np
 import pandas as pd
 import torch
-from jsonargparse.typing import PositiveInt
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch.utils.tensorboard import SummaryWriter
 
 from analysis import tuning as TU
+from analysis.steering import check_gains
 from analysis.runs.atomic import save_pdf
 from analysis.runs.layout import tuning_figure_name
 from analysis.runs.read import read_classes, read_neurons, read_stats, read_tuning_curves, read_tuning_table
@@ -68,6 +69,28 @@ class TuningOptions:
             raise ValueError(f"values: {extra} not among the dimensions {self.dimensions}")
 
 
+@dataclass
+class SteeringOptions:
+    """The pipeline's ``steering`` section (:class:`callbacks.SteeringCallback` on every task's class sets).
+
+    Attributes:
+        enabled: run the steering stages.
+        gains: the gain grid (1 = the unablated model, read from the baseline pass).
+        random_draws: matched random sets per class set, the same at every gain.
+        conditions_per_pass: (set, gain) conditions per forward.
+        batch_size: test batch size (default: the ablation's, else ``data.batch_size``).
+    """
+
+    enabled: bool = False
+    gains: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 4.0])
+    random_draws: NonNegativeInt = 8
+    conditions_per_pass: PositiveInt = 8
+    batch_size: Optional[PositiveInt] = None
+
+    def __post_init__(self) -> None:
+        check_gains(self.gains)
+
+
 def tuning_from_run(run_dir: str | Path, dimension: str, dest: str | Path, curve: str = "p_active",
                     overwrite: bool = False) -> pd.DataFrame:
     """Curves and table of every unit of the stimulus run folder ``run_dir`` along ``dimension``, written to
@@ -107,7 +130,8 @@ def _class_curves(curves: dict[str, Any], units: dict[str, list[tuple[int, int]]
 
 def class_figure(tuning_dir: str | Path, dimension: str, task: str, task_run: str | Path, overwrite: bool = False,
                  tensorboard: Optional[str | Path] = None) -> Path:
-    """The curves of each class's units of ``task_run`` along ``dimension`` → ``<tuning_dir>/<dimension>-<task>.pdf``."""
+    """The curves of each class's units of ``task_run`` along ``dimension``
+    → ``<tuning_dir>/<dimension>-<task>.pdf`` (+ PNG; and TensorBoard when ``tensorboard``)."""
     cur = read_tuning_curves(tuning_dir, dimension)
     curve = cur.get("curve", "p_active")
     units = class_units(task_run)

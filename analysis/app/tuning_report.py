@@ -112,5 +112,33 @@ def tuning_section(tree: OutputTree, models: Iterable[str]) -> Optional[tuple[pd
     ranges = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=RANGE_COLUMNS)
     sentences = range_sentences(ranges)
     md = [f"- tuning page of {m}: [{p}]({p})" for m, p in pages] + [f"- {s}" for s in sentences]
-    html = H.link_list([(p, f"tuning page of {m}") for m, p in pages]) + "".join(f"<p>{H.esc(s)}</p>" for s in sentences)
+    html = (H.link_list([(p, f"tuning page of {m}") for m, p in pages])
+            + "".join(f"<p>{H.esc(s)}</p>" for s in sentences))
     return ranges, "\n".join(md), html
+
+
+def steering_sentences(table: pd.DataFrame, model: str) -> list[str]:
+    """Per task and class of a model's ``steering.csv``: the class's probability at the smallest and the
+    largest gain, against the unablated value and the random sets' band, with the exact test."""
+    out = []
+    t = table[table["metric"] == "probability"]
+    for (task, cls), rows in t.groupby(["task", "class"], sort=False):
+        for g in sorted({float(rows["gain"].min()), float(rows["gain"].max())} - {1.0}):
+            r = rows[rows["gain"] == g].iloc[0]
+            out.append(f"{model} on {task}, {cls}: its {int(r.set_size)} units ×{g:g} move P({cls}) on its clips "
+                       f"from {r.baseline:.3f} to {r.on_target:.3f}; {int(r.random_draws)} matched random sets: "
+                       f"[{r.random_lo:.3f}, {r.random_hi:.3f}], exact p = {r.p_value:.2g}.")
+    return out
+
+
+def steering_section(tree: OutputTree, models: Iterable[str]) -> Optional[tuple[str, str]]:
+    """The summary's steering section (markdown, HTML) from every model's ``steering.csv``, when one exists."""
+    md, html = [], []
+    for m in models:
+        if tree.steering(m).is_file():
+            rel = "../" + tree.steering(m).relative_to(tree.root).as_posix()
+            sentences = steering_sentences(read_table(tree.steering(m)), m)
+            md += [f"- {m}: [{rel}]({rel})"] + [f"  - {s}" for s in sentences]
+            html.append(f"<h3>{H.esc(m)} (<a href='{H.esc(rel)}'>steering.csv</a>)</h3>"
+                        + "".join(f"<p>{H.esc(s)}</p>" for s in sentences))
+    return ("\n".join(md), "".join(html)) if md else None

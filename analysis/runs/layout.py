@@ -275,6 +275,7 @@ class OutputTree:
         models/<model>/tuning/    tuning curves per stimulus dimension (<dimension>.pt/.csv, figures)
         models/<model>/steering.csv  steering curves (gain grid) of every task's class sets
         stimuli/                  EVAR root of the tuning stimulus sets (tuning_<dimension>)
+        steering/<task>_<model>/  steering.csv, steering.pdf of one task (gain grid on each class set)
         compare/                  the models side by side (pipelines with two or more models)
         probes/<task>_<model>/    probe_results.csv, probe_seed<seed>.ckpt
         ablation/<task>_<model>/  the ablation files
@@ -324,6 +325,10 @@ class OutputTree:
         """``models/<model>/steering.csv``."""
         return self.models / model / STEERING_CSV
 
+    def steering_run(self, task: str, model: str) -> Path:
+        """``steering/<task>_<model>/``: the steering pass of one task (``steering.csv``, ``steering.pdf``)."""
+        return self.root / "steering" / f"{task}_{model}"
+
     @property
     def stimuli(self) -> Path:
         """The EVAR root of the tuning stimulus sets (never the user's EVAR root)."""
@@ -345,7 +350,7 @@ class OutputTree:
     def folders(self) -> list[Path]:
         """Every folder the pipeline writes into (what it may clean up; nothing else under ``root``)."""
         return [self.runs, self.models, self.compare, self.probes, self.ablations, self.galleries, self.report,
-                self.synthetic_evar_root, self.stimuli, self.stages, self.staging_root]
+                self.synthetic_evar_root, self.stimuli, self.root / "steering", self.stages, self.staging_root]
 
     @property
     def compare(self) -> Path:
