@@ -85,16 +85,17 @@ def range_sentences(ranges: pd.DataFrame) -> list[str]:
     """One claim per row of ``tuning_ranges.csv``: the share with its Wilson interval, the random units'
     share and interval, and the exact test."""
     out = []
-    for r in ranges.itertuples(index=False):
-        if not r.n_units or (isinstance(r.fraction, float) and math.isnan(r.fraction)):
-            out.append(f"{r.model} on {r.task}: none of the {r.set_size} {r.__getattribute__('class')} units has a "
-                       f"preferred {r.dimension} (no curve with a peak).")
+    for r in ranges.to_dict("records"):
+        who = f"{r['model']} on {r['task']}"
+        if not r["n_units"] or math.isnan(float(r["fraction"])):
+            out.append(f"{who}: none of the {r['set_size']} {r['class']} units has a preferred {r['dimension']} "
+                       "(no curve with a peak).")
             continue
         out.append(
-            f"{r.model} on {r.task}: {r.in_range} of {r.n_units} {r.__getattribute__('class')} units "
-            f"({r.fraction:.0%}, 95% Wilson [{r.ci_lo:.0%}, {r.ci_hi:.0%}]) prefer a {r.dimension} in "
-            f"[{r.range_lo:g}, {r.range_hi:g}); random sets of the same size: {r.random_mean:.0%} "
-            f"(95% of draws in [{r.random_lo:.0%}, {r.random_hi:.0%}]), exact p = {r.p_value:.2g}.")
+            f"{who}: {r['in_range']} of {r['n_units']} {r['class']} units ({r['fraction']:.0%}, 95% Wilson "
+            f"[{r['ci_lo']:.0%}, {r['ci_hi']:.0%}]) prefer a {r['dimension']} in [{r['range_lo']:g}, "
+            f"{r['range_hi']:g}); random sets of the same size: {r['random_mean']:.0%} (95% of draws in "
+            f"[{r['random_lo']:.0%}, {r['random_hi']:.0%}]), exact p = {r['p_value']:.2g}.")
     return out
 
 
