@@ -351,7 +351,12 @@ def validate(cfg: dict[str, Any]) -> None:
             raise PipelineError(f"{p}: report.cross_task[{i}]: {bad} not a task of this config (tasks: {names})")
     tu = cfg["tuning"]
     _owner_check(p, "tuning", tu, lambda: TuningOptions(**tu))
-    _owner_check(p, "steering", cfg["steering"], lambda: SteeringOptions(**cfg["steering"]))
+    steer = cfg["steering"]
+    _owner_check(p, "steering", steer, lambda: SteeringOptions(**steer))
+    for key, known in (("models", list(cfg["models"])), ("tasks", names)):
+        bad = [x for x in steer[key] or [] if x not in known]
+        if bad:
+            raise PipelineError(f"{p}: steering.{key}: {bad} not among the config's {key} {known}")
     for d in tu["dimensions"]:
         _owner_check(p, f"tuning.{d}", tu, lambda: check_stimuli_args(
             d, (tu["values"] or {}).get(d), tu["clips_per_value"], tu["duration"], tu["source"], 16000))

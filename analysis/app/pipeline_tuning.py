@@ -131,17 +131,21 @@ class TuningStages:
         if not so["enabled"]:
             return []
         out = []
-        for model in self.cfg["models"]:
-            keys = [f"{t}_{model}" for t in self.cfg["tasks"]]
-            for task, key in zip(self.cfg["tasks"], keys):
+        for model in self._steered("models"):
+            keys = [f"{t}_{model}" for t in self._steered("tasks")]
+            for task, key in zip(self._steered("tasks"), keys):
                 sd = tree.steering_run(task, model)
                 out.append(Stage("steering", key, {"steering": so, "seed": self.cfg["ablation"]["seed"],
                                                    "trainer": self.cfg["trainer"]},
                                  [sd / STEERING_CSV], self._bind(self._steering, task, model),
                                  after=[f"probe-{key}", f"identify-{key}"], owns=[sd]))
-            out.append(Stage("steering_report", model, {"tasks": list(self.cfg["tasks"])}, [tree.steering(model)],
+            out.append(Stage("steering_report", model, {"tasks": self._steered("tasks")}, [tree.steering(model)],
                              self._bind(self._steering_report, model), after=[f"steering-{k}" for k in keys]))
         return out
+
+    def _steered(self, key: str) -> list[str]:
+        """The config's models or tasks that the steering stages cover (``steering.models`` / ``.tasks``)."""
+        return list(self.cfg["steering"][key] or self.cfg[key])
 
     def _steering(self, task: str, model: str, overwrite: bool) -> None:
         self.check_run(task, model)
@@ -167,5 +171,5 @@ class TuningStages:
         tr.test(AudioClassifier(encoder, probe_checkpoint=probe), datamodule=dm, verbose=False)
 
     def _steering_report(self, model: str, overwrite: bool) -> None:
-        parts = [read_table(self.tree.steering_run(t, model) / STEERING_CSV) for t in self.cfg["tasks"]]
+        parts = [read_table(self.tree.steering_run(t, model) / STEERING_CSV) for t in self._steered("tasks")]
         save_csv(pd.concat(parts, ignore_index=True), self.tree.steering(model), overwrite=overwrite)

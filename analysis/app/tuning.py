@@ -79,6 +79,8 @@ class SteeringOptions:
         random_draws: matched random sets per class set, the same at every gain.
         conditions_per_pass: (set, gain) conditions per forward.
         batch_size: test batch size (default: the ablation's, else ``data.batch_size``).
+        models: steer only these models of the config (default: every model).
+        tasks: steer only on these tasks of the config (default: every task).
     """
 
     enabled: bool = False
@@ -86,6 +88,8 @@ class SteeringOptions:
     random_draws: NonNegativeInt = 8
     conditions_per_pass: PositiveInt = 8
     batch_size: Optional[PositiveInt] = None
+    models: Optional[list[str]] = None
+    tasks: Optional[list[str]] = None
 
     def __post_init__(self) -> None:
         check_gains(self.gains)
