@@ -30,5 +30,16 @@ test-fast: install
 demo: install
 	$(PY) -m analysis pipeline --config configs/pipeline/demo.yaml --out $(DEMO_OUT)
 
+.PHONY: lint docs
+
+# ruff: the lint rules and the formatting of pyproject.toml ([tool.ruff]); the same as .ci/run and pre-commit.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# Regenerate the pages of docs/ written from the code (tests/test_print_config.py checks docs/configs.md is current).
+docs: install
+	$(PY) -m analysis.app.config_reference docs/configs.md
+
 clean:
 	rm -rf $(VENV) outputs

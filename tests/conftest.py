@@ -138,3 +138,17 @@ def gallery_pipeline(synthetic_root: Path, tmp_path_factory: pytest.TempPathFact
     pipe, run_dir = make_run(synthetic_root, tmp_path_factory.mktemp("gallery_pipeline"))
     pipe.run(None)  # the remaining stages: report, probe, ablation, gallery, summary
     return pipe, run_dir
+
+
+@pytest.fixture(scope="session")
+def notebook_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small complete pipeline output (two synthetic tasks × pretrained and untrained CREPE tiny, every
+    stage; tests/_notebook_run.py) for the notebook API and the example notebooks. Read-only."""
+    from _notebook_run import make_notebook_run
+    from datamodules.synthetic import write_task
+
+    tmp = tmp_path_factory.mktemp("notebook_run")
+    for task in SYNTHETIC_TASKS:
+        write_task(tmp / "evar", task, SYNTHETIC_SEED, clips_per_class=SYNTHETIC_CLIPS_PER_CLASS,
+                   duration=SYNTHETIC_DURATION)
+    return make_notebook_run(tmp / "evar", tmp)

@@ -13,7 +13,6 @@ import sys
 
 import pandas as pd
 import pytest
-import torch
 import yaml
 
 from conftest import REPO_ROOT, STUDY_ABLATIONS

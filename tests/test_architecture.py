@@ -3,7 +3,11 @@ above its own, no import cycles between modules, only the run-folder contract lo
 from __future__ import annotations
 
 import ast
+import functools
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,8 @@ PACKAGES = ("analysis", "callbacks", "datamodules", "lightning_modules")
 #: Layer of a module (by name prefix, longest first) and what each layer may import.
 LAYERS = [
     ("analysis.app", "app"),
+    # the package's __init__ hands on the notebook API (``from analysis import open_run``), lazily
+    ("=analysis", "entry"),
     ("analysis.__main__", "entry"),
     ("analysis.runs", "runs"),
     ("callbacks", "callbacks"),
@@ -34,6 +40,7 @@ MAY_IMPORT = {
 FORBIDDEN_THIRD_PARTY = {"core": {"lightning", "pytorch_lightning"}, "runs": {"lightning", "pytorch_lightning"}}
 
 
+@functools.cache
 def _modules() -> dict[str, Path]:
     mods = {}
     for pkg in PACKAGES:
@@ -47,7 +54,10 @@ def _modules() -> dict[str, Path]:
 
 def _layer(module: str) -> str:
     for prefix, layer in LAYERS:
-        if module == prefix or module.startswith(prefix + "."):
+        if prefix.startswith("="):
+            if module == prefix[1:]:
+                return layer
+        elif module == prefix or module.startswith(prefix + "."):
             return layer
     raise AssertionError(f"{module}: no layer")
 
@@ -68,8 +78,10 @@ def _imports(module: str, path: Path) -> set[str]:
                 name = ".".join(base + ([node.module] if node.module else []))
             else:
                 name = node.module
-            out.add(name)
-            out |= {f"{name}.{a.name}" for a in node.names}
+            # ``from pkg import submodule`` imports the submodule (and runs pkg/__init__, which only re-exports)
+            subs = {f"{name}.{a.name}" for a in node.names}
+            known = subs & set(_modules())
+            out |= known if known == subs else subs | {name}
     return out
 
 
@@ -142,3 +154,21 @@ def test_only_the_readers_load_tensor_files():
     lightning_loads = [m for m, p in _modules().items()
                        if re.search(r"load_from_checkpoint\(|ckpt_path=", p.read_text(encoding="utf-8"))]
     assert not lightning_loads, lightning_loads
+
+
+def test_the_package_hands_on_the_application_only_lazily():
+    """``analysis/__init__.py`` imports nothing of the application at import time (only inside its module
+    ``__getattr__``), so importing the core never loads ``analysis.app``; ``from analysis import open_run``
+    still works."""
+    tree = ast.parse((REPO_ROOT / "analysis" / "__init__.py").read_text(encoding="utf-8"))
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = {a.name for n in top if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module or "" for n in top if isinstance(n, ast.ImportFrom)}
+    assert not {n for n in names if n.startswith("analysis")}, names
+    code = ("import sys, analysis.aape, analysis.runs.read, analysis.figures\n"
+            "assert not [m for m in sys.modules if m.startswith('analysis.app')], sorted(sys.modules)\n"
+            "from analysis import open_run\n"
+            "assert open_run.__module__ == 'analysis.app.notebook.run'\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert r.returncode == 0, r.stderr[-2000:]

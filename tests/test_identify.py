@@ -12,10 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _fake_run import planted_counts, write_fake_run  # noqa: E402
+from _fake_run import planted_counts, write_fake_run
 
-from analysis.app.cli import main  # noqa: E402
+from analysis.app.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 FIXED = ["rank", "layer", "site", "neuron", "entropy", "normalised_entropy", "passes_filter"]

@@ -2,7 +2,6 @@
 runs from different models/sites, TensorBoard output, the study's report configs."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +10,10 @@ import pytest
 import torch
 from pypdf import PdfReader
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _fake_run import planted_counts, write_fake_run  # noqa: E402
+from _fake_run import planted_counts, write_fake_run
 
-from analysis.app.cli import main  # noqa: E402
-from analysis.app.report import ReportSpec, TABLE_COLUMNS, build_report  # noqa: E402
+from analysis.app.cli import main
+from analysis.app.report import ReportSpec, TABLE_COLUMNS, build_report
 
 REPO = Path(__file__).resolve().parents[1]
 L, N = 3, 40

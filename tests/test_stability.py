@@ -2,18 +2,14 @@
 ``python -m analysis stability`` outputs."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _fake_run import planted_counts, write_fake_run  # noqa: E402
+from _fake_run import planted_counts, write_fake_run
 
-from analysis.app.cli import main  # noqa: E402
-from analysis.stability import bootstrap_stability, resample_probabilities, threshold_sweep  # noqa: E402
+from analysis.app.cli import main
+from analysis.stability import bootstrap_stability, resample_probabilities, threshold_sweep
 
 STAB_COLS = ["class", "n_neurons", "mean_size", "size_low", "size_high", "mean_jaccard", "jaccard_low", "jaccard_high",
              "n_undefined", "replicates", "scheme", "seed", "mode", "top_rate", "filter_rate", "activation_bar_ratio"]

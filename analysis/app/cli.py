@@ -18,6 +18,7 @@ import yaml
 from analysis.aape import ACTIVATION_BAR_RATIO, FILTER_RATE
 from analysis.app.compare import build_compare
 from analysis.app.config import PipelineError, load_config
+from analysis.app.config_reference import config_yaml
 from analysis.app.confusion import confusion_figure
 from analysis.app.gallery import NEURON_SETS, build_gallery
 from analysis.app.identify import identify_run
@@ -370,6 +371,16 @@ def _summary(a: argparse.Namespace) -> int:
 
 @verb("pipeline", "run the whole study from one YAML (resumable stages)", add_pipeline_arguments)
 def _pipeline(a: argparse.Namespace) -> int:
+    if a.print_config:
+        try:
+            print(config_yaml(a.config, a.out), end="")
+        except PipelineError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        return 0
+    if a.config is None:
+        print("error: pipeline needs --config FILE (configs/pipeline/*.yaml)", file=sys.stderr)
+        return 2
     return run_pipeline(a.config, a.out, a.force, a.only)
 
 

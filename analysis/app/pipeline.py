@@ -495,7 +495,9 @@ class Pipeline(TuningStages):
 
 # -- command line -----------------------------------------------------------------------------------
 def add_arguments(p: Any) -> None:
-    p.add_argument("--config", required=True, help="pipeline YAML (configs/pipeline/*.yaml)")
+    p.add_argument("--config", default=None, help="pipeline YAML (configs/pipeline/*.yaml); required")
+    p.add_argument("--print_config", action="store_true", help="print the config with every default filled in and "
+                   "exit (without --config: the defaults of every section)")
     p.add_argument("--out", default=None, help="output folder (overrides the config's 'out')")
     p.add_argument("--force", action="store_true", help="re-run every stage, replacing existing outputs")
     p.add_argument("--only", nargs="*", default=None, choices=STAGE_NAMES, metavar="STAGE",
