@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --upgrade pip >/dev/null
 	$(PY) -m pip install -e ".[dev,hf]"
 	$(PY) -m pip install --no-deps torchcrepe==0.0.24
+	# Real sound, all --no-deps (each pulls torchaudio or pyaudio, never used): PESTO's weights (read as files, the
+	# package is never imported), the TinySoundFont renderer, pretty_midi for its TimGM6mb.sf2 (only the file is read).
+	$(PY) -m pip install --no-deps pesto-pitch==2.0.1 tinysoundfont==0.3.7 pretty_midi==0.2.11.post0
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -32,6 +32,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from analysis import draws as D
+
 log = logging.getLogger(__name__)
 
 KINDS = ("baseline", "class", "explicit", "shared", "random", "index_plus_one", "topk", "lowent")
@@ -60,7 +62,12 @@ class Condition:
         k: top-k size (``topk``, ``lowent`` and their random controls), else None.
         draw: random draw number (``random`` only), else None.
         group: summary group: the name itself, or for random draws ``random:<parent name>``.
-        parent: for controls (``random``, ``index_plus_one``), the name of the condition they control.
+        parent: for controls (``random``, ``index_plus_one``), the name of the condition they control
+            (None for a random draw shared by several sets).
+        profile: the draw profile (:mod:`analysis.draws`) of a set tested against matched draws and of
+            each of those draws; None otherwise.
+        draws_used: for a set with draws, how many of its profile's draws are its matched draws (where the
+            sequential stop ended its drawing; None: all of them).
     """
 
     name: str
@@ -71,6 +78,8 @@ class Condition:
     draw: Optional[int] = None
     group: str = ""
     parent: Optional[str] = None
+    profile: Optional[str] = None
+    draws_used: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -153,39 +162,6 @@ def index_plus_one(mask: Tensor, site_neurons: Sequence[int], source: str = "neu
     return out
 
 
-def random_matched(
-    mask: Tensor, available: Tensor, n_draws: int, seed: int, source: str = "neurons"
-) -> list[Tensor]:
-    """Size- and layer-matched random sets: each draw has, in every layer, as many neurons as ``mask``,
-    drawn uniformly without replacement from ``available[l]`` (which the caller builds to exclude the
-    selected neurons and absent/NaN neurons). Deterministic in ``seed``.
-
-    Args:
-        mask: BoolTensor ``[L, N]`` of the set to match.
-        available: BoolTensor ``[L, N]`` of neurons that may be drawn.
-    Returns: ``n_draws`` masks ``[L, N]``.
-    """
-    g = torch.Generator().manual_seed(int(seed))
-    need = mask.sum(1)
-    pools = [available[l].nonzero().flatten() for l in range(mask.shape[0])]
-    for l in range(mask.shape[0]):
-        if int(need[l]) > pools[l].numel():
-            raise ValueError(
-                f"{source}: layer {l} needs {int(need[l])} random neurons but only {pools[l].numel()} are "
-                "available after excluding selected and absent neurons"
-            )
-    draws = []
-    for _ in range(n_draws):
-        m = torch.zeros_like(mask)
-        for l in range(mask.shape[0]):
-            k = int(need[l])
-            if k:
-                pick = pools[l][torch.randperm(pools[l].numel(), generator=g)[:k]]
-                m[l, pick] = True
-        draws.append(m)
-    return draws
-
-
 def topk_mask(ranked: Sequence[tuple[int, int]], k: int, shape: tuple[int, int]) -> Tensor:
     """Mask of the first ``k`` (layer, neuron) pairs of ``ranked`` (best first)."""
     m = torch.zeros(shape, dtype=torch.bool)
@@ -242,21 +218,33 @@ def control_conditions(
     index_plus_one_control: bool,
     seed: int,
     lowest_entropy_draws: Optional[int] = None,
+    share_draws: bool = True,
 ) -> list[Condition]:
-    """Controls of each non-empty parent: ``random_draws`` size- and layer-matched random sets drawn
-    from ``available [L, N]`` minus the parent's own neurons (seed ``seed + 1000 * (i + 1)`` for parent
-    i, so a parent's draws do not depend on the other options; top-k parents only with
-    ``random_for_topk``, lowest-entropy parents always, ``lowest_entropy_draws`` of them when given), and
-    the authors' index+1 control (not for top-k or lowest-entropy parents)."""
+    """Controls of each non-empty parent: ``random_draws`` size- and layer-matched random sets drawn from
+    ``available [L, N]`` (top-k parents only with ``random_for_topk``, lowest-entropy parents always,
+    ``lowest_entropy_draws`` of them when given), and the authors' index+1 control (not for top-k or
+    lowest-entropy parents).
+
+    Draw ``d`` of a parent depends only on (``seed``, the parent's neurons per site, ``d``)
+    (:func:`analysis.draws.profile_draw`). ``share_draws``: parents with the same neurons per site share
+    one sequence of draws ``random:<profile>:<d>`` (each parent's ``profile`` names it); otherwise each
+    parent gets its own copies ``random:<parent>:<d>`` (the same masks). Sets the parents' ``profile``."""
     controls: list[Condition] = []
-    for i, cond in enumerate(parents):
+    made: dict[str, int] = {}
+    for cond in parents:
         if not cond.mask.any():
             continue
         n_draws = lowest_entropy_draws if cond.kind == "lowent" and lowest_entropy_draws is not None else random_draws
         if n_draws > 0 and (cond.kind != "topk" or random_for_topk):
-            draws = random_matched(cond.mask, available & ~cond.mask, n_draws, seed + 1000 * (i + 1), cond.name)
-            controls += [Condition(f"random:{cond.name}:{d}", "random", m, list(cond.target), k=cond.k, draw=d,
-                                   group=f"random:{cond.name}", parent=cond.name) for d, m in enumerate(draws)]
+            prof = D.size_profile(cond.mask)
+            key = D.profile_name(prof) if share_draws else cond.name
+            cond.profile = key
+            for d in range(made.get(key, 0), n_draws):
+                m = D.profile_draw(prof, available, seed, d, cond.name)
+                controls.append(Condition(f"random:{key}:{d}", "random", m, [] if share_draws else list(cond.target),
+                                          k=None if share_draws else cond.k, draw=d, group=f"random:{key}",
+                                          parent=None if share_draws else cond.name, profile=key))
+            made[key] = max(made.get(key, 0), n_draws)
         if index_plus_one_control and cond.kind not in RANKED_KINDS:
             controls.append(Condition(f"index+1:{cond.name}", "index_plus_one",
                                       index_plus_one(cond.mask, site_neurons, cond.name), list(cond.target),
@@ -283,6 +271,7 @@ def build_conditions(
     exclude: Optional[Tensor] = None,
     absent: Optional[Tensor] = None,
     seed: int = 0,
+    share_draws: bool = True,
 ) -> list[Condition]:
     """All conditions of one ablation run: baseline, then class, shared, explicit, top-k and
     lowest-entropy conditions, then their controls.
@@ -312,6 +301,8 @@ def build_conditions(
         absent: mask ``[L, N]`` of neurons that do not exist (:func:`analysis.aape.absent_neurons`;
             beyond a ragged site's size is added automatically).
         seed: base seed of the random draws.
+        share_draws: sets with the same neurons per site share their matched draws
+            (:func:`control_conditions`). Random draws never take a neuron of any tested set.
     """
     L, N = len(site_neurons), int(max(site_neurons))
     class_sets = class_sets or {}
@@ -332,17 +323,20 @@ def build_conditions(
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise ValueError(f"duplicate condition names {sorted(dup)}")
+    for c in primary + topk:
+        excluded |= c.mask
     return conds + control_conditions(primary + topk, exists & ~excluded, site_neurons, random_draws=random_draws,
                                       random_for_topk=random_for_topk,
                                       index_plus_one_control=index_plus_one_control, seed=seed,
-                                      lowest_entropy_draws=lowest_entropy_draws)
+                                      lowest_entropy_draws=lowest_entropy_draws, share_draws=share_draws)
 
 
 def describe_conditions(conditions: Sequence[Condition]) -> list[dict]:
     """JSON-ready description of each condition: name, kind, targets, k, draw, group, parent and its
     neurons as ``[[layer, neuron], ...]``."""
     return [{"name": c.name, "kind": c.kind, "target": c.target, "k": c.k, "draw": c.draw, "group": c.group,
-             "parent": c.parent, "neurons": mask_to_pairs(c.mask)} for c in conditions]
+             "parent": c.parent, "profile": c.profile, "draws_used": c.draws_used, "neurons": mask_to_pairs(c.mask)}
+            for c in conditions]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -565,13 +559,12 @@ def summarise(table: pd.DataFrame, conditions: Sequence[Condition], level: float
 
     For a group of random draws: mean, std and the central ``level`` interval (empirical quantiles)
     of the delta over draws. For a single condition: its delta (std 0, interval = the value) and, when
-    it has matched random draws, their mean/interval and ``p_random`` = share of draws whose delta is
-    ≤ the condition's delta (small = the targeted set hurts more than random sets of the same size
-    and layers). ``on_target``: the evaluated class is one of the condition's targets."""
+    it has matched random draws (:func:`analysis.draws.matched_draws`), their mean/interval and
+    ``p_random`` = share of draws whose delta is ≤ the condition's delta (small = the targeted set hurts
+    more than random sets of the same size and layers). ``on_target``: the evaluated class is one of the condition's targets."""
     by_name = {c.name: c for c in conditions}
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
     rows = []
-    rand_stats: dict[tuple[str, str], tuple[float, float, float, np.ndarray]] = {}
     t = table.copy()
     t["group"] = [by_name[c].group for c in t["condition"]]
     for (group, cls), g in t.groupby(["group", "class"], sort=False):
@@ -585,13 +578,14 @@ def summarise(table: pd.DataFrame, conditions: Sequence[Condition], level: float
                    delta_mean=float(np.nanmean(d)), delta_std=float(np.nanstd(d, ddof=1)) if len(d) > 1 else 0.0,
                    delta_lo=float(lo), delta_hi=float(hi), random_group="", random_delta_mean=math.nan,
                    random_delta_lo=math.nan, random_delta_hi=math.nan, p_random=math.nan)
-        if first.kind == "random":
-            rand_stats[(group, cls)] = (row["delta_mean"], row["delta_lo"], row["delta_hi"], d)
         rows.append(row)
+    delta = {(c, k): float(v) for c, k, v in zip(t["condition"], t["class"], t["delta"])}
     for row in rows:
-        rg = f"random:{row['group']}"
-        if row["kind"] != "random" and (rg, row["class"]) in rand_stats:
-            m, lo, hi, d = rand_stats[(rg, row["class"])]
-            row.update(random_group=rg, random_delta_mean=m, random_delta_lo=lo, random_delta_hi=hi,
-                       p_random=float(np.mean(d <= row["delta_mean"] + 1e-12)))
+        mine = [] if row["kind"] == "random" else D.matched_draws(conditions, row["group"])
+        mine = [c for c in mine if (c.name, row["class"]) in delta]
+        if mine:
+            d = np.array([delta[(c.name, row["class"])] for c in mine])
+            lo, hi = (np.nanquantile(d, lo_q), np.nanquantile(d, hi_q)) if len(d) > 1 else (d[0], d[0])
+            row.update(random_group=mine[0].group, random_delta_mean=float(np.nanmean(d)), random_delta_lo=float(lo),
+                       random_delta_hi=float(hi), p_random=float(np.mean(d <= row["delta_mean"] + 1e-12)))
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

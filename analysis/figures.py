@@ -150,13 +150,14 @@ def k_curve_figure(table: pd.DataFrame, summary: pd.DataFrame):
         g = g.sort_values("k")
         ks = g["k"].astype(int).to_numpy()
         line, = ax.plot(ks, g["delta"].to_numpy(), marker="o", label=f"{cls} (top-k)")
-        rs = summary[(summary["kind"] == "random") & (summary["class"] == cls)
-                     & summary["group"].isin([f"random:topk:{cls}:{k}" for k in ks])]
-        if not rs.empty:
+        rs = summary[(summary["kind"] == "topk") & (summary["class"] == cls)
+                     & summary["group"].isin([f"topk:{cls}:{k}" for k in ks])
+                     & pd.to_numeric(summary["random_delta_mean"], errors="coerce").notna()]
+        if not rs.empty:  # each top-k set's matched random draws (mean and interval)
             rs = rs.assign(k=rs["k"].astype(int)).sort_values("k")
-            ax.plot(rs["k"], rs["delta_mean"], ls="--", color=line.get_color(), label=f"{cls} (random)")
-            ax.fill_between(rs["k"].to_numpy(), rs["delta_lo"].to_numpy(dtype=float),
-                            rs["delta_hi"].to_numpy(dtype=float), color=line.get_color(), alpha=0.15)
+            ax.plot(rs["k"], rs["random_delta_mean"], ls="--", color=line.get_color(), label=f"{cls} (random)")
+            ax.fill_between(rs["k"].to_numpy(), rs["random_delta_lo"].to_numpy(dtype=float),
+                            rs["random_delta_hi"].to_numpy(dtype=float), color=line.get_color(), alpha=0.15)
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("k (top-k neurons by AAPE rank)")
     ax.set_ylabel("change in the class's recall")

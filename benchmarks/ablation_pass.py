@@ -31,6 +31,7 @@ import torch.multiprocessing as mp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from callbacks.ablation import AblationCallback, NeuronList  # noqa: E402
+from callbacks.owned_rows import reduce_counts  # noqa: E402
 from lightning_modules.encoders import M2DEncoder  # noqa: E402
 
 
@@ -124,7 +125,7 @@ def measure_all(a: argparse.Namespace, rank: int = 0, world: int = 1) -> dict[st
                     t_bare = bare(x)
                 pairs.append((t_abl, t_bare))
             t0 = time.perf_counter()
-            cb._reduce_counts(trainer)  # the end of a pass: one sum-reduce of the counts
+            reduce_counts(trainer, [cb.correct, cb.n, cb.confusion])  # the end of a pass: one sum-reduce
             t_reduce = (time.perf_counter() - t0) / len(pairs)
         return [(t_abl + t_reduce) / t_bare for t_abl, t_bare in pairs]
 

@@ -6,14 +6,17 @@ Thin wrapper around :mod:`analysis.ablation` for ``trainer.test(AudioClassifier(
   ``over_zero.pt``, ``stats.pt``), builds the conditions, checks the outputs are writable, registers one
   forward hook per neuron site that touches at least one condition.
 * ``on_test_batch_end``: the baseline predictions are the ``logits`` the module's ``test_step`` just
-  computed (so the baseline equals plain ``trainer.test`` accuracy exactly); every other condition
-  re-runs the encoder + probe on the same, already decoded batch with its channels ablated
+  computed (so the baseline equals plain ``trainer.test`` accuracy exactly); every other condition of the
+  round re-runs the encoder + probe on the same, already decoded batch with its channels ablated
   (``strategy='loop'``: one forward per condition; ``'expand'``: the batch repeated over several
   conditions along dim 0 with a per-row mask).
-* ``on_test_end``: removes the hooks, sums the count tensors of all processes (one reduce) and writes
-  ``ablation.csv``, ``ablation_summary.csv``, ``ablation_confusion.csv`` (per condition true × predicted
-  counts), ``ablation_matrix.pdf``, ``ablation_k_curve.pdf``, ``ablation_confusion.pdf`` (change in
-  confusion vs baseline of the chosen conditions), ``ablation_conditions.json`` (the neuron sets) and logs
+* ``on_test_end``: sums the round's counts over processes (one reduce), then runs the further rounds of
+  matched random draws over the same test batches (:class:`callbacks.draw_rounds.DrawRounds`: sets of the
+  same neurons per site share their draws; a set stops drawing once ``draws_stop_after`` draws beat it),
+  removes the hooks and writes ``ablation.csv``, ``ablation_summary.csv``, ``ablation_confusion.csv`` (per
+  condition true × predicted counts), ``ablation_matrix.pdf``, ``ablation_k_curve.pdf``,
+  ``ablation_confusion.pdf`` (change in confusion vs baseline of the chosen conditions),
+  ``ablation_conditions.json`` (the neuron sets, each set's draw profile and ``draws_used``) and logs
   scalars/figures to the Trainer's logger (process 0). Hooks are also removed on exception and at teardown.
 
 Under DDP ``trainer.test``'s distributed sampler pads the data with repeated clips so that every process
@@ -25,22 +28,25 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-import torch.distributed as dist
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 
 from analysis import ablation as A
+from analysis import draws as D
 from analysis import figures as F
+from analysis.significance import ALPHA
 from analysis.runs.conditions import NeuronList, conditions_from_run, read_dataset_means
 from analysis.runs.identity import DATA_KEYS, MODEL_KEYS, check_run, encoder_identity
 from analysis.runs.read import read_classes
 from analysis.runs.write import check_ablation_writable, write_ablation
+from callbacks.draw_rounds import DrawRounds, replay_batches
+from callbacks.owned_rows import owned_rows, reduce_counts, rows_of
 from callbacks.hooks import SiteHooks
 
 log = logging.getLogger(__name__)
@@ -64,7 +70,16 @@ class AblationCallback(Callback):
             each class's k lowest-entropy neurons among those preferring it, with matched random draws,
             whatever the selection's bars select (empty = none).
         lowest_entropy_draws: matched random draws per lowest-entropy condition (default: ``random_draws``).
-        random_draws: size- and layer-matched random sets per condition (0 = none).
+        random_draws: size- and layer-matched random sets per condition at most (0 = none); ``auto``: the
+            fewest whose smallest attainable p, 1 / (1 + R), passes Holm over ``corrected_tests`` tests at
+            level :data:`analysis.significance.ALPHA` (:func:`analysis.draws.auto_random_draws`).
+        corrected_tests: the number of tests the run's correction divides by, for ``random_draws: auto``
+            (the pipeline sets every (task, model, class) of the run; default: this run's sets with draws).
+        draws_stop_after: the sequential stop (Besag–Clifford ``h``): stop drawing for a set once this many
+            of its draws changed its class's recall at least as much as the set (ties count against it);
+            the set's p is then ``h / L`` after ``L`` draws. None: every set gets all its draws.
+        share_draws: sets with the same neurons per site share their matched draws (one random condition
+            yields the change of every class at once); False: one copy per set (the same masks).
         random_for_topk: also draw matched random sets for each top-k condition.
         index_plus_one: add the study authors' control (every neuron index + 1, same layer).
         gain: multiplier of the ablated channels in ``gain`` mode (0 = zero ablation, as the study).
@@ -85,9 +100,6 @@ class AblationCallback(Callback):
         overwrite: replace existing result files.
     """
 
-    #: The per-process count tensors (attributes) summed over processes at the end, in one reduce.
-    COUNTS = ("correct", "n", "confusion")
-
     def __init__(
         self,
         out_dir: str,
@@ -99,7 +111,10 @@ class AblationCallback(Callback):
         topk_classes: Optional[list[str]] = None,
         lowest_entropy_k: Optional[list[PositiveInt]] = None,
         lowest_entropy_draws: Optional[NonNegativeInt] = None,
-        random_draws: NonNegativeInt = 10,
+        random_draws: Union[NonNegativeInt, Literal["auto"]] = "auto",
+        corrected_tests: Optional[PositiveInt] = None,
+        draws_stop_after: Optional[PositiveInt] = 10,
+        share_draws: bool = True,
         random_for_topk: bool = True,
         index_plus_one: bool = False,
         gain: float = 0.0,
@@ -117,8 +132,10 @@ class AblationCallback(Callback):
             raise ValueError(f"AblationCallback: mode must be 'gain' or 'mean', got {mode!r}")
         if strategy not in ("loop", "expand"):
             raise ValueError(f"AblationCallback: strategy must be 'loop' or 'expand', got {strategy!r}")
-        if random_draws < 0:
-            raise ValueError(f"AblationCallback: random_draws must be >= 0, got {random_draws}")
+        if random_draws != "auto" and (isinstance(random_draws, str) or int(random_draws) < 0):
+            raise ValueError(f"AblationCallback: random_draws must be >= 0 or 'auto', got {random_draws!r}")
+        if draws_stop_after is not None and int(draws_stop_after) < 1:
+            raise ValueError(f"AblationCallback: draws_stop_after must be >= 1 or None, got {draws_stop_after}")
         if any(int(k) < 1 for k in (k_grid or [])):
             raise ValueError(f"AblationCallback: k_grid sizes must be >= 1, got {k_grid}")
         self.out_dir = Path(out_dir)
@@ -136,7 +153,10 @@ class AblationCallback(Callback):
             raise ValueError(f"AblationCallback: lowest_entropy_draws must be >= 0, got {lowest_entropy_draws}")
         self.lowest_entropy_draws = lowest_entropy_draws
         self.confusion_conditions = confusion_conditions
-        self.random_draws = int(random_draws)
+        self.random_draws = random_draws if random_draws == "auto" else int(random_draws)
+        self.corrected_tests = None if corrected_tests is None else int(corrected_tests)
+        self.draws_stop_after = None if draws_stop_after is None else int(draws_stop_after)
+        self.share_draws = bool(share_draws)
         self.random_for_topk = random_for_topk
         self.index_plus_one = index_plus_one
         self.gain = float(gain)
@@ -154,10 +174,16 @@ class AblationCallback(Callback):
     def _reset_state(self) -> None:
         self.conditions: list[A.Condition] = []
         self.classes: list[str] = []
+        self.resolved_draws: Optional[int] = None
+        self._max_draws: dict[str, int] = {}
+        self._means: Optional[Tensor] = None
+        self._rounds: Optional[DrawRounds] = None
+        self._round: list[A.Condition] = []  # the conditions of the round being run (hooks index them)
+        self._seen: dict[int, int] = {}  # dataloader → batches of round 1
         self._scales: list[Tensor] = []
         self._shifts: list[Tensor] = []
         self._active_sites: list[bool] = []
-        self._cond: Optional[int] = None  # loop: index of the condition being run
+        self._cond: Optional[int] = None  # loop: index (in the round) of the condition being run
         self._rows: Optional[tuple[Tensor, int]] = None  # expand: (condition ids of this pass, clips per cond)
         self.correct: Optional[Tensor] = None
         self.n: Optional[Tensor] = None
@@ -168,8 +194,27 @@ class AblationCallback(Callback):
         self.summary: Optional[pd.DataFrame] = None
 
     # -- building --------------------------------------------------------------------------------
+    def _conditions(self, site_neurons: list[int], random_draws: int) -> list[A.Condition]:
+        return conditions_from_run(
+            self.run_dir, site_neurons, self.classes, class_sets=self.class_sets, neuron_lists=self.neuron_lists,
+            shared=self.shared, k_grid=self.k_grid, topk_classes=self.topk_classes,
+            lowest_entropy_k=self.lowest_entropy_k, lowest_entropy_draws=self.lowest_entropy_draws,
+            random_draws=random_draws, random_for_topk=self.random_for_topk, index_plus_one=self.index_plus_one,
+            seed=self.seed, class_aliases=self.class_aliases, share_draws=self.share_draws)
+
+    def _resolve_draws(self, site_neurons: list[int]) -> int:
+        """``random_draws``, or for ``auto`` the fewest draws that can pass the corrected level."""
+        if self.random_draws != "auto":
+            return int(self.random_draws)
+        tests = self.corrected_tests
+        if tests is None:
+            tests = sum(c.kind in ("class", "explicit", "shared") and bool(c.mask.any())
+                        for c in self._conditions(site_neurons, 0))
+        return D.auto_random_draws(max(1, tests), ALPHA)
+
     def build(self, encoder: Any, classes: Optional[list[str]] = None) -> list[A.Condition]:
-        """Build the conditions for ``encoder`` (public so tests and the pipeline can inspect them)."""
+        """Build every condition that may run for ``encoder`` (each profile's draws up to its most; public
+        so tests and the pipeline can inspect them)."""
         site_neurons = [int(n) for n in encoder.site_neurons]
         if len(site_neurons) != len(encoder.neuron_sites):
             raise ValueError(f"encoder {type(encoder).__name__}: {len(encoder.neuron_sites)} neuron_sites but "
@@ -185,17 +230,20 @@ class AblationCallback(Callback):
         if self.mode == "mean" and self.run_dir is None:
             raise ValueError("AblationCallback: class_sets / shared / k_grid / mode='mean' need run_dir")
         self.classes = list(classes)
-        self.conditions = conditions_from_run(
-            self.run_dir, site_neurons, self.classes, class_sets=self.class_sets, neuron_lists=self.neuron_lists,
-            shared=self.shared, k_grid=self.k_grid, topk_classes=self.topk_classes,
-            lowest_entropy_k=self.lowest_entropy_k, lowest_entropy_draws=self.lowest_entropy_draws,
-            random_draws=self.random_draws,
-            random_for_topk=self.random_for_topk, index_plus_one=self.index_plus_one, seed=self.seed,
-            class_aliases=self.class_aliases)
-        means = read_dataset_means(self.run_dir) if self.mode == "mean" else None
-        self._scales, self._shifts, self._active_sites = A.site_scales(
-            self.conditions, site_neurons, gain=self.gain, mode=self.mode, means=means)
+        self.resolved_draws = self._resolve_draws(site_neurons)
+        self.conditions = self._conditions(site_neurons, self.resolved_draws)
+        le = self.lowest_entropy_draws
+        self._max_draws = {c.name: int(le if c.kind == "lowent" and le is not None else self.resolved_draws)
+                           for c in self.conditions if c.profile is not None and c.kind != "random"}
+        self._means = read_dataset_means(self.run_dir) if self.mode == "mean" else None
+        self._set_round(self.conditions, site_neurons)
         return self.conditions
+
+    def _set_round(self, conds: list[A.Condition], site_neurons: list[int]) -> None:
+        """Make ``conds`` the conditions the hooks apply (their per-site affine maps)."""
+        self._round = list(conds)
+        self._scales, self._shifts, self._active_sites = A.site_scales(
+            self._round, site_neurons, gain=self.gain, mode=self.mode, means=self._means)
 
     def check_sources(self, pl_module: Any) -> None:
         """Refuse a run folder made by another model than ``pl_module.encoder``, and a probe fitted on
@@ -218,7 +266,7 @@ class AblationCallback(Callback):
         def hook(module, inputs, output):
             if self._cond is not None:
                 i = self._cond
-                if i == 0 or not self.conditions[i].mask[l].any():
+                if not self._round[i].mask[l].any():
                     return None
                 return A.apply_channel_affine(output, self._scales[l][i], self._shifts[l][i], axis)
             if self._rows is not None:
@@ -249,16 +297,21 @@ class AblationCallback(Callback):
         self._reset_state()
         encoder = pl_module.encoder
         self.check_sources(pl_module)
-        self.build(encoder, getattr(pl_module, "classes", None))
-        dev = pl_module.device
-        self.correct = torch.zeros(len(self.conditions), len(self.classes), dtype=torch.long, device=dev)
-        self.n = torch.zeros(len(self.classes), dtype=torch.long, device=dev)
-        self.confusion = torch.zeros(len(self.conditions), len(self.classes), len(self.classes), dtype=torch.long,
-                                     device=dev)
+        every = self.build(encoder, getattr(pl_module, "classes", None))
         self._confusion_of(list(self.confusion_conditions or []))  # unknown names fail before the pass
-        self._owned = self._owned_rows(trainer)
-        self._register(encoder)
-        log.info("AblationCallback: %d conditions over %d sites", len(self.conditions), sum(self._active_sites))
+        self._owned = owned_rows(trainer)
+        self._register(encoder)  # the sites of every condition that may run
+        self._rounds = DrawRounds(every, self.classes, self.draws_stop_after, self._max_draws)
+        self._start_round(self._rounds.next_round(), encoder, pl_module.device)
+        log.info("AblationCallback: %d fixed conditions, up to %d matched draws per set (%d profiles), over %d sites",
+                 len(self._rounds.fixed), self.resolved_draws, len(self._rounds.draws), sum(self._active_sites))
+
+    def _start_round(self, conds: list[A.Condition], encoder: Any, device: Any) -> None:
+        self._set_round(conds, [int(n) for n in encoder.site_neurons])
+        K, C = len(conds), len(self.classes)
+        self.correct = torch.zeros(K, C, dtype=torch.long, device=device)
+        self.n = torch.zeros(C, dtype=torch.long, device=device)
+        self.confusion = torch.zeros(K, C, C, dtype=torch.long, device=device)
 
     def _logits(self, pl_module: LightningModule, audio: Tensor, lengths: Optional[Tensor]) -> Tensor:
         return pl_module(audio, lengths)
@@ -269,22 +322,31 @@ class AblationCallback(Callback):
             return
         if not isinstance(outputs, dict) or "logits" not in outputs:
             raise ValueError("AblationCallback needs test_step to return a dict with 'logits' (use AudioClassifier)")
+        self._seen[dataloader_idx] = max(self._seen.get(dataloader_idx, 0), batch_idx + 1)
+        self._score(pl_module, batch, batch_idx, dataloader_idx, outputs["logits"])
+
+    def _score(self, pl_module: LightningModule, batch: Any, batch_idx: int, dataloader_idx: int,
+               logits: Optional[Tensor]) -> None:
+        """Add the counts of the round's conditions on one batch (``logits``: the baseline's, round 1)."""
         labels = batch["label"]
         if labels.dim() != 1:
             raise ValueError("AblationCallback supports single-label batches only (label must be [B])")
-        audio, lengths, logits = batch["audio"], batch.get("length"), outputs["logits"]
-        rows = self._rows_of(batch_idx, dataloader_idx, audio.shape[0])
+        audio, lengths = batch["audio"], batch.get("length")
+        rows = rows_of(self._owned, batch_idx, dataloader_idx, audio.shape[0])
         if rows is not None:  # DDP: drop the clips another process scores
             if rows.numel() == 0:
                 return
             rows = rows.to(audio.device)
-            audio, labels, logits = audio[rows], labels[rows], logits[rows]
+            audio, labels = audio[rows], labels[rows]
+            logits = None if logits is None else logits[rows]
             lengths = None if lengths is None else lengths[rows]
         B = audio.shape[0]
-        K = len(self.conditions)
+        K = len(self._round)
         preds = torch.empty(K, B, dtype=torch.long, device=labels.device)
-        preds[0] = logits.argmax(-1)
-        others = list(range(1, K))
+        others = list(range(K))
+        if logits is not None:
+            preds[0] = logits.argmax(-1)
+            others = others[1:]
         try:
             if self.strategy == "loop":
                 for i in others:
@@ -305,68 +367,34 @@ class AblationCallback(Callback):
         self.n += n
         self.confusion += A.count_confusion(preds, labels, len(self.classes))
 
+    def _later_round(self, trainer: Trainer, pl_module: LightningModule,
+                     conds: list[A.Condition]) -> tuple[Tensor, Tensor, None]:
+        """Run ``conds`` over the batches of round 1 again; their counts summed over processes."""
+        self._start_round(conds, pl_module.encoder, pl_module.device)
+        replay_batches(trainer, pl_module, self._seen, lambda b, i, d: self._score(pl_module, b, i, d, None))
+        correct, confusion = reduce_counts(trainer, [self.correct, self.confusion])
+        return correct, confusion, None
+
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._remove()
-        if self.correct is None:
+        if self.correct is None or self._rounds is None:
+            self._remove()
             return
-        self._reduce_counts(trainer)
+        try:
+            self._rounds.finish_round(*reduce_counts(trainer, [self.correct, self.confusion, self.n]))
+            self._rounds.run(lambda conds: self._later_round(trainer, pl_module, conds))
+        finally:
+            self._remove()
+        self.conditions, self.correct, self.n, self.confusion = self._rounds.result()
         self.table = A.results_table(self.conditions, self.classes, self.correct, self.n)
         self.summary = A.summarise(self.table, self.conditions)
         self.confusion_table = A.confusion_table(self.conditions, self.classes, self.confusion)
         if trainer.is_global_zero:
             self._write(trainer)
 
-    # -- DDP -------------------------------------------------------------------------------------
-    def _owned_rows(self, trainer: Trainer) -> Optional[dict[int, list[Optional[Tensor]]]]:
-        """Under DDP: per test dataloader, per batch, the rows this process scores (None: all of them), from
-        every process's batch sampler (the dataset positions of its batches, exchanged once)."""
-        if trainer.world_size <= 1 or not (dist.is_available() and dist.is_initialized()):
-            return None
-        loaders = trainer.test_dataloaders
-        loaders = list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
-        owned = {}
-        for d, loader in enumerate(loaders):
-            sampler = getattr(loader, "batch_sampler", None)
-            if sampler is None:
-                raise RuntimeError("AblationCallback under DDP needs test dataloaders with a batch sampler (a "
-                                   "map-style dataset and a batch_size), to score every clip exactly once")
-            batches = [[int(p) for p in b] for b in sampler]
-            everyone: list = [None] * trainer.world_size
-            dist.all_gather_object(everyone, [p for b in batches for p in b])
-            keep = A.owned_positions(everyone, trainer.global_rank)
-            per_batch, j = [], 0
-            for b in batches:
-                k = keep[j:j + len(b)]
-                j += len(b)
-                per_batch.append(None if all(k) else torch.tensor([i for i, x in enumerate(k) if x], dtype=torch.long))
-            owned[d] = per_batch
-        return owned
-
-    def _rows_of(self, batch_idx: int, dataloader_idx: int, size: int) -> Optional[Tensor]:
-        """Rows of this batch that this process scores (None: all)."""
-        if self._owned is None:
-            return None
-        per_batch = self._owned.get(dataloader_idx)
-        if per_batch is None or batch_idx >= len(per_batch):
-            raise RuntimeError(f"AblationCallback: batch {batch_idx} of test dataloader {dataloader_idx} is not "
-                               "in the batch sampler seen at the start")
-        rows = per_batch[batch_idx]
-        if rows is not None and rows.numel() and int(rows.max()) >= size:
-            raise RuntimeError(f"AblationCallback: batch {batch_idx} has {size} clips, fewer than its sampler said")
-        return rows
-
-    def _reduce_counts(self, trainer: Trainer) -> None:
-        """Sum the :attr:`COUNTS` tensors over processes (one reduce of them packed together) and move
-        them to the host."""
-        counts = [getattr(self, name) for name in self.COUNTS]
-        flat = A.pack_counts(counts)
-        if trainer.world_size > 1:
-            flat = trainer.strategy.reduce(flat, reduce_op="sum")
-        for name, t in zip(self.COUNTS, A.unpack_counts(flat.cpu(), [c.shape for c in counts])):
-            setattr(self, name, t)
-
     def _write(self, trainer: Trainer) -> None:
         record = {"classes": self.classes, "gain": self.gain, "mode": self.mode, "seed": self.seed,
+                  "random_draws": self.resolved_draws, "draws_stop_after": self.draws_stop_after,
+                  "share_draws": self.share_draws,
                   "run_dir": str(self.run_dir) if self.run_dir else None,
                   "conditions": A.describe_conditions(self.conditions)}
         figs = {}

@@ -27,7 +27,7 @@ from analysis.runs.identity import check_run, encoder_identity
 from analysis.runs.read import read_classes
 from analysis.runs.write import check_steering_writable, write_steering
 from analysis.tuning_figures import steering_figure
-from callbacks.ablation import AblationCallback
+from callbacks.owned_rows import owned_rows, rows_of
 from callbacks.hooks import SiteHooks
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,6 @@ class SteeringCallback(Callback):
     """
 
     COUNTS = ("correct", "n", "prob")
-    _owned_rows = AblationCallback._owned_rows  # the ablation's DDP ownership of clips, unchanged
-    _rows_of = AblationCallback._rows_of
 
     def __init__(self, out_dir: str, run_dir: str, gains: Optional[list[float]] = None,
                  random_draws: NonNegativeInt = 8, seed: int = 0, conditions_per_pass: PositiveInt = 8,
@@ -109,7 +107,7 @@ class SteeringCallback(Callback):
         self.correct = torch.zeros(K, C, dtype=torch.long, device=dev)
         self.n = torch.zeros(C, dtype=torch.long, device=dev)
         self.prob = torch.zeros(K, C, C, dtype=torch.float64, device=dev)
-        self._owned = self._owned_rows(trainer)
+        self._owned = owned_rows(trainer)  # the ablation's DDP ownership of clips
         self._remove()
         self._hooks = SiteHooks(encoder, [(s, self._make_hook(l, encoder) if self._active[l] else None)
                                           for l, s in enumerate(encoder.neuron_sites)]).attach()
@@ -121,7 +119,7 @@ class SteeringCallback(Callback):
         if not isinstance(outputs, dict) or "logits" not in outputs:
             raise ValueError("SteeringCallback needs test_step to return a dict with 'logits' (use AudioClassifier)")
         audio, lengths, labels, logits = batch["audio"], batch.get("length"), batch["label"], outputs["logits"]
-        rows = self._rows_of(batch_idx, dataloader_idx, audio.shape[0])
+        rows = rows_of(self._owned, batch_idx, dataloader_idx, audio.shape[0])
         if rows is not None:
             if rows.numel() == 0:
                 return

@@ -17,7 +17,7 @@ Dimensions (:data:`DIMENSIONS`): ``pitch`` (MIDI note), ``loudness`` (RMS dBFS),
 centroid, Hz), ``noise_bandwidth`` (octaves), ``onset_rate`` (onsets per second), ``inharmonicity``
 (partial jitter, 0 = harmonic), ``instrument`` (General MIDI program at MIDI 60; categorical). ``source``
 ``tone`` (synthesised harmonic tone), ``sine`` (pure tone) or ``soundfont``
-(:func:`datamodules.soundfont.render_note`) applies to pitch and loudness. Only a
+(:func:`datamodules.note_render.render_note`) applies to pitch and loudness. Only a
 ``numpy.random.Generator`` seeded from (seed, dimension) is used: the same seed gives byte-identical files.
 """
 from __future__ import annotations

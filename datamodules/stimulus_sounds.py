@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from .soundfont import render_note
+from .note_render import render_note
 
 #: General MIDI programs drawn as the instrument of a SoundFont pitch clip (pitched, sustained or plucked).
 PITCHED_PROGRAMS = (0, 4, 11, 19, 24, 32, 40, 42, 48, 56, 60, 65, 68, 71, 73, 80)

@@ -8,6 +8,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from analysis import ablation as A
+from analysis import draws as D
 from analysis.runs.atomic import OutputExistsError
 from callbacks.ablation import AblationCallback, NeuronList
 from lightning_modules.audio_classifier import AudioClassifier
@@ -58,17 +59,21 @@ def test_planted_neuron_drops_its_class_random_sets_do_not(planted, tmp_path):
         assert r.loc[target, "accuracy"] <= chance
         others = [c for c in CLASSES if c != target]
         assert (r.loc[others, "delta"] == 0).all()
-    rnd = t[(t.kind == "random") & (t.target == target)]
-    # 5 draws each for class:t800, planted, topk:t800:1, topk:t800:2
-    assert len(rnd[rnd["class"] == "ALL"]) == 20
-    assert (rnd["delta"] == 0).all(), rnd[rnd.delta != 0]
-    # the random sets really were matched and avoided the selected neurons
+    # 5 matched draws each for class:t800, planted, topk:t800:1, topk:t800:2 (sets of the same neurons per
+    # layer share theirs), and under every draw the target class keeps its recall
     conds = {c.name: c for c in cb.conditions}
+    matched = {name: D.matched_draws(cb.conditions, name)
+               for name in ("planted", f"class:{target}", f"topk:{target}:1", f"topk:{target}:2")}
+    assert all(len(m) == 5 for m in matched.values())
+    names = {c.name for m in matched.values() for c in m}
+    rnd = t[t.condition.isin(names) & (t["class"] == target)]
+    assert len(rnd) == len(names) and (rnd["delta"] == 0).all(), rnd[rnd.delta != 0]
+    # the random sets really were matched and avoided the selected neurons
     for d in range(5):
-        m = conds[f"random:planted:{d}"].mask
+        m = matched["planted"][d].mask
         assert m.sum() == 1 and m[0].sum() == 1
         assert not m[0, :4].any()  # selected (planted) neurons are excluded
-        m2 = conds[f"random:class:{target}:{d}"].mask  # layer-matched: one neuron per layer
+        m2 = matched[f"class:{target}"][d].mask  # layer-matched: one neuron per layer
         assert m2[0].sum() == 1 and m2[1].sum() == 1
         assert not m2[0, :4].any() and not m2[1, :4].any()
         assert not m2[1, 6:].any()  # site 1 has 6 neurons: padding never drawn
@@ -79,7 +84,7 @@ def test_planted_neuron_drops_its_class_random_sets_do_not(planted, tmp_path):
     row = s[(s.group == "planted") & (s["class"] == target)].iloc[0]
     assert bool(row.on_target) and row.delta_mean <= chance - 1
     assert row.random_delta_lo == 0 and row.random_delta_hi == 0 and row.p_random == 0
-    rg = s[(s.group == "random:planted") & (s["class"] == target)].iloc[0]
+    rg = s[(s.group == row.random_group) & (s["class"] == target)].iloc[0]
     assert rg.n_draws == 5 and rg.delta_mean == 0 and rg.delta_lo == 0 and rg.delta_hi == 0
     # top-k grid: t800 has 2 ranked neurons, both k present
     assert {"topk:t800:1", "topk:t800:2"} <= set(t.condition)
@@ -321,7 +326,7 @@ def test_confusion_counts_and_lowest_entropy_conditions(planted, tmp_path, capsy
     assert lowent and {c.k for c in lowent} == {2} and all(c.n_neurons == 2 for c in lowent)
     names = {c.name for c in cb.conditions}
     for c in lowent:
-        assert {f"random:{c.name}:0", f"random:{c.name}:1"} <= names and f"index+1:{c.name}" not in names
+        assert len(D.matched_draws(cb.conditions, c.name)) == 2 and f"index+1:{c.name}" not in names
     assert (tmp_path / "abl" / "ablation_confusion.pdf").stat().st_size > 0
     assert cli_main(["confusion", "--ablation", str(tmp_path / "abl"), "--condition", "planted",
                      "--condition", "class:t800"]) == 0

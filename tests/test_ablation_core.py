@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from analysis import ablation as A
+from analysis import draws as D
 from analysis.aape import identify, lowest_entropy_by_class
 
 SN = [6, 4, 5]  # ragged sites
@@ -26,14 +27,15 @@ def test_masks_from_pairs_and_layers_validate():
     assert torch.equal(A.existing_mask(SN)[1], torch.tensor([1, 1, 1, 1, 0, 0], dtype=torch.bool))
 
 
-def test_random_matched_is_layer_matched_seeded_and_avoids_excluded():
+def test_profile_draws_are_layer_matched_seeded_and_avoid_excluded():
     m = A.mask_from_pairs([[0, 0], [0, 1], [2, 3]], SN)
     avail = A.existing_mask(SN) & ~m
     avail[0, 5] = False  # e.g. a NaN neuron
-    d1 = A.random_matched(m, avail, 50, seed=7)
-    d2 = A.random_matched(m, avail, 50, seed=7)
+    prof = D.size_profile(m)
+    d1 = [D.profile_draw(prof, avail, 7, d) for d in range(50)]
+    d2 = [D.profile_draw(prof, avail, 7, d) for d in range(50)]
     assert all(torch.equal(a, b) for a, b in zip(d1, d2))
-    assert not all(torch.equal(a, b) for a, b in zip(d1, A.random_matched(m, avail, 50, seed=8)))
+    assert not all(torch.equal(a, D.profile_draw(prof, avail, 8, d)) for d, a in enumerate(d1))
     seen = torch.zeros_like(m)
     for d in d1:
         assert torch.equal(d.sum(1), m.sum(1))
@@ -41,7 +43,7 @@ def test_random_matched_is_layer_matched_seeded_and_avoids_excluded():
         seen |= d
     assert torch.equal(seen[0], avail[0]) and torch.equal(seen[2], avail[2])  # every available one drawn
     with pytest.raises(ValueError, match="layer 0 needs 6 random neurons but only 3 are available"):
-        A.random_matched(torch.ones(3, 6, dtype=torch.bool) & A.existing_mask(SN), avail, 1, 0)
+        D.profile_draw(D.size_profile(torch.ones(3, 6, dtype=torch.bool) & A.existing_mask(SN)), avail, 0, 0)
 
 
 def test_index_plus_one_control():
@@ -59,7 +61,7 @@ def test_build_conditions_kinds_names_and_exclusion():
     absent[2, 1] = True
     conds = A.build_conditions(SN, ["a", "b", "c"], class_sets=sets, explicit=expl, shared=[["a", "b"]],
                                ranked=ranked, k_grid=[1, 2, 5], random_draws=4, index_plus_one_control=True,
-                               absent=absent, seed=0)
+                               absent=absent, seed=0, share_draws=False)
     names = [c.name for c in conds]
     assert names[0] == "baseline" and "class:c" not in names  # empty set: no condition
     for n in ("class:a", "class:b", "shared:a&b", "study", "topk:a:1", "topk:a:2", "index+1:study"):
@@ -77,8 +79,19 @@ def test_build_conditions_kinds_names_and_exclusion():
     assert sum(c.kind == "random" for c in conds) == 4 * 6  # class a, class b, shared, study, topk 1, 2
     again = A.build_conditions(SN, ["a", "b", "c"], class_sets=sets, explicit=expl, shared=[["a", "b"]],
                                ranked=ranked, k_grid=[1, 2, 5], random_draws=4, index_plus_one_control=True,
-                               absent=absent, seed=0)
+                               absent=absent, seed=0, share_draws=False)
     assert all(torch.equal(x.mask, y.mask) for x, y in zip(conds, again))
+    # shared: one sequence of draws per neurons-per-layer profile, the same masks as each set's own copies
+    shared = A.build_conditions(SN, ["a", "b", "c"], class_sets=sets, explicit=expl, shared=[["a", "b"]],
+                                ranked=ranked, k_grid=[1, 2, 5], random_draws=4, index_plus_one_control=True,
+                                absent=absent, seed=0)
+    profiles = {tuple(c.mask.sum(1).tolist()) for c in conds if c.kind not in ("random", "baseline", "index_plus_one")}
+    assert sum(c.kind == "random" for c in shared) == 4 * len(profiles) < 4 * 6
+    for c in conds:
+        if c.kind not in ("random", "baseline", "index_plus_one"):
+            own = D.matched_draws(conds, c.name)
+            assert [x.name for x in own] == [f"random:{c.name}:{d}" for d in range(4)]
+            assert all(torch.equal(x.mask, y.mask) for x, y in zip(own, D.matched_draws(shared, c.name)))
 
 
 def test_apply_channel_affine_per_row_conditions():
@@ -172,7 +185,8 @@ def test_lowest_entropy_conditions_are_threshold_free():
     ranked = lowest_entropy_by_class(p, 2)
     assert ranked[0][0] == (0, 2) and ranked[2] == [(1, 4)] and (1, 5) not in sum(ranked, [])
     conds = A.build_conditions([6, 6], ["a", "b", "c"], lowest_entropy={"a": ranked[0], "c": ranked[2]},
-                               lowest_entropy_k=[1, 2], random_draws=3, index_plus_one_control=True, seed=0)
+                               lowest_entropy_k=[1, 2], random_draws=3, index_plus_one_control=True, seed=0,
+                               share_draws=False)
     names = [c.name for c in conds]
     assert {"lowent:a:1", "lowent:a:2", "lowent:c:1"} <= set(names) and "lowent:c:2" not in names
     assert sum(n.startswith("random:lowent:a:2:") for n in names) == 3
@@ -183,7 +197,8 @@ def test_lowest_entropy_draws_only_change_the_lowest_entropy_controls():
     sets = {"a": torch.zeros(2, 6, dtype=torch.bool)}
     sets["a"][0, 0] = True
     conds = A.build_conditions([6, 6], ["a", "b"], class_sets=sets, lowest_entropy={"b": [(1, 3), (1, 4)]},
-                               lowest_entropy_k=[2], lowest_entropy_draws=1, random_draws=3, seed=0)
+                               lowest_entropy_k=[2], lowest_entropy_draws=1, random_draws=3, seed=0,
+                               share_draws=False)
     names = [c.name for c in conds]
     assert sum(n.startswith("random:class:a:") for n in names) == 3
     assert sum(n.startswith("random:lowent:b:2:") for n in names) == 1

@@ -6,6 +6,7 @@ and ``ablation_summary.csv`` must equal the 1-process ones exactly (integer coun
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -56,7 +57,7 @@ def _callback_args(planted, out: Path) -> dict:
             "neuron_lists": [{"name": "two", "neurons": [[0, 1], [0, 3]], "targets": ["t800", "t1600"]}]}
 
 
-def _test(tmp: Path, planted, name: str, devices: int, strategy: str = "expand") -> Path:
+def _test(tmp: Path, planted, name: str, devices: int, strategy: str = "expand", **extra) -> Path:
     work = tmp / name
     work.mkdir()
     out = work / "abl"
@@ -64,7 +65,8 @@ def _test(tmp: Path, planted, name: str, devices: int, strategy: str = "expand")
         "trainer": {"accelerator": "cpu", "devices": 1, "logger": False, "enable_progress_bar": False,
                     "enable_model_summary": False,
                     "callbacks": [{"class_path": "callbacks.ablation.AblationCallback",
-                                   "init_args": {**_callback_args(planted, out), "strategy": strategy}}]},
+                                   "init_args": {**_callback_args(planted, out), "strategy": strategy,
+                                                 **extra}}]},
         "model": {"class_path": "lightning_modules.audio_classifier.AudioClassifier",
                   "init_args": {"encoder": {"class_path": "test_ablation_toy.ToyEncoder"},
                                 "probe_checkpoint": str(planted["ckpt"])}},
@@ -96,6 +98,25 @@ def test_two_processes_give_the_ablation_of_one(tmp_path: Path, planted) -> None
     assert float(hit.accuracy.iloc[0]) < 1.0  # the planted neuron of the rank-0-only class matters
     sa, sb = pd.read_csv(one / "ablation_summary.csv"), pd.read_csv(two / "ablation_summary.csv")
     assert sa.equals(sb)
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_two_processes_give_the_sequential_shared_draws_of_one(tmp_path: Path, planted) -> None:
+    """Several rounds of shared draws (12 at most, stop after 2 beats): every round's counts are summed over
+    the processes before the next round is chosen, so both runs choose, run and count the same draws."""
+    lists = [{"name": "two", "neurons": [[0, 1], [0, 3]], "targets": ["t800", "t1600"]},
+             {"name": "inert", "neurons": [[0, 6]], "targets": ["t400"]}]
+    extra = dict(random_draws=12, draws_stop_after=2, neuron_lists=lists)
+    one = _test(tmp_path, planted, "one", 1, **extra)
+    two = _test(tmp_path, planted, "two", 2, **extra)
+    a, b = pd.read_csv(one / "ablation.csv"), pd.read_csv(two / "ablation.csv")
+    assert a.equals(b), a.compare(b)
+    assert pd.read_csv(one / "ablation_summary.csv").equals(pd.read_csv(two / "ablation_summary.csv"))
+    ca, cb = (json.loads((d / "ablation_conditions.json").read_text())["conditions"] for d in (one, two))
+    assert ca == cb
+    used = {c["name"]: c["draws_used"] for c in ca if c["kind"] != "random" and c["profile"]}
+    assert used["inert"] == 2 and used["two"] == 12  # one set stopped in round 1, one ran every round
 
 
 def test_bf16_ablation_baseline_equals_plain_test(tmp_path: Path, planted) -> None:

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from analysis.draws import matched_draws
 from conftest import REPO_ROOT, STUDY_ABLATIONS
 
 EXP = REPO_ROOT / "configs" / "experiment"
@@ -86,13 +87,15 @@ def test_study_config_runs_on_stand_in(stand_in, study, monkeypatch):
     by = {c["name"]: c for c in conds}
     assert by[study]["neurons"] == sorted(shared["neurons"])
     assert by[f"index+1:{study}"]["neurons"] == sorted([l, n + 1] for l, n in shared["neurons"])
-    for d in range(3):
-        r = by[f"random:{study}:{d}"]["neurons"]
+    matched = matched_draws(conds, study)
+    assert [c["draw"] for c in matched] == [0, 1, 2]
+    for c in matched:
+        r = c["neurons"]
         per_layer = lambda ns: sorted(pd.Series([l for l, _ in ns]).value_counts().items())  # noqa: E731
         assert per_layer(r) == per_layer(shared["neurons"])  # layer-matched
         assert not set(map(tuple, r)) & set(map(tuple, shared["neurons"]))
     assert set(t[t.condition == study]["target"]) == {"+".join(classes[: len(targets)])}
     s = pd.read_csv(out / "ablation_summary.csv")
-    assert (s[s.group == study]["random_group"] == f"random:{study}").all()
+    assert (s[s.group == study]["random_group"] == matched[0]["group"]).all()
     for f in ("ablation_matrix.pdf", "ablation_k_curve.pdf"):
         assert (out / f).stat().st_size > 0

@@ -17,6 +17,8 @@ import yaml
 from analysis.app.cli import main as cli_main
 from analysis.app.config import PipelineError, load_config
 from analysis.app.pipeline import Pipeline
+from analysis.draws import matched_draws
+from analysis.runs.read import read_ablation_conditions
 
 pytest.importorskip("soundfile")
 
@@ -86,6 +88,7 @@ def test_headline_matches_ablation_and_neurons_csv(pipeline_run):
     run = out / "runs" / "synth_octave_sine_crepe_tiny"
     abl = pd.read_csv(out / "ablation" / "synth_octave_sine_crepe_tiny" / "ablation.csv",
                       keep_default_na=False, na_values=[""])
+    conds = read_ablation_conditions(out / "ablation" / "synth_octave_sine_crepe_tiny")["conditions"]
     neurons = pd.read_csv(run / "neurons.csv", keep_default_na=False)
     classes = (run / "classes.txt").read_text().split()
     head = pd.read_csv(out / "report" / "headline.csv")
@@ -108,8 +111,8 @@ def test_headline_matches_ablation_and_neurons_csv(pipeline_run):
         assert h["on_target_delta"] == pytest.approx(own - base, abs=1e-12)
         others = rows[(rows["class"] != c) & (rows["class"] != "ALL")]["delta"]
         assert h["off_target_delta_mean"] == pytest.approx(others.mean(), abs=1e-12)
-        draws = [abl[(abl["condition"] == f"random:class:{c}:{d}") & (abl["class"] == c)]["delta"].item()
-                 for d in range(3)]
+        names = [m["name"] for m in matched_draws(conds, f"class:{c}")]
+        draws = [abl[(abl["condition"] == n) & (abl["class"] == c)]["delta"].item() for n in names]
         assert h["random_draws"] == 3
         assert h["random_delta_mean"] == pytest.approx(sum(draws) / 3, abs=1e-12)
         assert min(draws) - 1e-12 <= h["random_delta_lo"] <= h["random_delta_hi"] <= max(draws) + 1e-12
@@ -361,12 +364,14 @@ def test_summary_claims_follow_from_the_per_class_intervals(pipeline_run):
     _, out = pipeline_run
     abl = pd.read_csv(out / "ablation" / "synth_octave_sine_crepe_tiny" / "ablation.csv",
                       keep_default_na=False, na_values=[""])
+    conds = read_ablation_conditions(out / "ablation" / "synth_octave_sine_crepe_tiny")["conditions"]
     head = pd.read_csv(out / "report" / "headline.csv")
     specific = []
     for _, h in head[head["neurons"] > 0].iterrows():
         c = h["class"]
         on = abl[(abl["condition"] == f"class:{c}") & (abl["class"] == c)]["delta"].item()
-        draws = abl[abl["condition"].str.startswith(f"random:class:{c}:") & (abl["class"] == c)]["delta"]
+        names = [m["name"] for m in matched_draws(conds, f"class:{c}")]
+        draws = abl[abl["condition"].isin(names) & (abl["class"] == c)]["delta"]
         is_specific = on < np.quantile(draws.to_numpy(dtype=float), 0.025)
         assert bool(h["specific"]) == is_specific, c
         specific += [c] if is_specific else []

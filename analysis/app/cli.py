@@ -37,6 +37,8 @@ from datamodules.evar import resolve_evar_root
 from datamodules.study_tasks import STUDY_TASKS, build_study_task
 from datamodules.stimuli import DIMENSIONS, write_stimuli
 from datamodules.stimulus_sounds import SOURCES
+from datamodules.gm_families import GM_FAMILIES
+from datamodules.soundfont import KINDS, write_soundfont_task
 from datamodules.synthetic import FAMILIES, write_task
 
 #: verb → (one-line help, add its arguments, run it). Filled by :func:`verb` below.
@@ -82,6 +84,46 @@ def _synth(a: argparse.Namespace) -> int:
         csv = write_task(a.out, task, a.seed, clips_per_class=a.clips_per_class, duration=a.duration,
                          octaves=a.octaves, overwrite=a.overwrite)
         print(f"wrote {csv} ({a.clips_per_class} clips x {len(a.octaves)} octaves, {a.duration} s)")
+    return 0
+
+
+# -- soundfont ------------------------------------------------------------------------------------------
+def _soundfont_args(p: argparse.ArgumentParser) -> None:
+    fn = write_soundfont_task
+    p.add_argument("--out", required=True, help="EVAR root to write into")
+    p.add_argument("--kind", nargs="+", required=True, choices=KINDS,
+                   help="task kind(s): instrument family, octave (midi // 12 - 1) or pitch class")
+    p.add_argument("--prefix", default="gm", help="task names are <prefix>_<kind> (default %(default)s)")
+    p.add_argument("--sf2", default=None, help="a General MIDI .sf2 file (default: pretty_midi's TimGM6mb.sf2)")
+    p.add_argument("--seed", type=int, required=True, help="random seed (same seed and .sf2 -> identical files)")
+    p.add_argument("--clips-per-class", type=int, default=default(fn, "clips_per_class"), help="default %(default)s")
+    p.add_argument("--duration", type=float, default=default(fn, "duration"), help="seconds (default %(default)s)")
+    p.add_argument("--hold", type=float, default=default(fn, "hold"),
+                   help="share of the clip the key is held before its release (default %(default)s)")
+    p.add_argument("--velocity", type=int, nargs=2, default=list(default(fn, "velocity")), metavar=("LOW", "HIGH"),
+                   help="MIDI velocity range (default %(default)s)")
+    p.add_argument("--splits", type=float, nargs=3, default=list(default(fn, "splits")),
+                   metavar=("TRAIN", "VALID", "TEST"), help="split ratios per class (default %(default)s)")
+    p.add_argument("--octaves", type=int, nargs="+", default=list(default(fn, "octaves")),
+                   help="octave classes of the octave task (default %(default)s)")
+    p.add_argument("--families", nargs="+", default=None, choices=list(GM_FAMILIES),
+                   help="instrument families used (default: all eleven)")
+    p.add_argument("--note-range", nargs=3, action="append", default=[], metavar=("FAMILY", "LOW", "HIGH"),
+                   help="playable MIDI notes of a family (overrides its default); repeatable")
+    p.add_argument("--gain-db", type=float, default=default(fn, "gain_db"), help="synth gain (default %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing files")
+
+
+@verb("soundfont", "render NSynth-like EVAR-format tasks (instrument family, octave, pitch class) from a GM "
+                   "SoundFont", _soundfont_args)
+def _soundfont(a: argparse.Namespace) -> int:
+    ranges = {f: [int(lo), int(hi)] for f, lo, hi in a.note_range} or None
+    for kind in a.kind:
+        csv = write_soundfont_task(a.out, f"{a.prefix}_{kind}", a.seed, sf2=a.sf2, clips_per_class=a.clips_per_class,
+                                   duration=a.duration, splits=a.splits, velocity=a.velocity, hold=a.hold,
+                                   octaves=a.octaves, families=a.families, note_ranges=ranges, gain_db=a.gain_db,
+                                   overwrite=a.overwrite)
+        print(f"wrote {csv} ({a.clips_per_class} clips per class, {a.duration} s)")
     return 0
 
 

@@ -6,7 +6,8 @@ so its keys, types and defaults have exactly one owner, that signature:
 
 =============  ==================================================================================
 ``data``       shared :class:`~datamodules.EVARDataModule` arguments (``evar_root``, ``batch_size``,
-               ``num_workers``, ...) and ``synthetic`` (:func:`~datamodules.synthetic.write_task`)
+               ``num_workers``, ...), ``synthetic`` (:func:`~datamodules.synthetic.write_task`) or
+               ``soundfont`` (:func:`~datamodules.soundfont.write_soundfont_task`)
 ``tasks``      task → per-task :class:`~datamodules.EVARDataModule` arguments (``fold``, ``label_map``,
                ``task_def``, ...) and :class:`TaskOptions` (``top_rate``, ``evar_task``, ablation lists)
 ``models``     name → ``class_path`` / ``init_args`` of an encoder (checked against its signature)
@@ -67,6 +68,7 @@ from analysis.runs.conditions import NeuronList
 from callbacks import AblationCallback, ActivationStatsCallback
 from datamodules import EVARDataModule
 from datamodules.metadata import Split
+from datamodules.soundfont import check_soundfont_args, write_soundfont_task
 from datamodules.stimuli import check_stimuli_args
 from datamodules.synthetic import check_task_args, write_task
 from datamodules.tasks import UnknownTaskError, get_task
@@ -146,6 +148,8 @@ def _data_parser() -> ArgumentParser:
     p.add_class_arguments(EVARDataModule, skip=set(PER_TASK_DATA) | set(PIPELINE_DATA))
     p.add_argument("--synthetic", type=Optional[dict[str, Any]], default=None,
                    help="write synthetic EVAR tasks (write_task arguments)")
+    p.add_argument("--soundfont", type=Optional[dict[str, Any]], default=None,
+                   help="render EVAR tasks from a GM SoundFont (write_soundfont_task arguments)")
     return p
 
 
@@ -153,6 +157,13 @@ def _synthetic_parser() -> ArgumentParser:
     p = _parser()
     p.add_function_arguments(write_task, skip={"root", "task", "seed", "overwrite"})
     p.add_argument("--seed", type=Optional[int], default=None, help="seed of the synthetic audio (default: seed)")
+    return p
+
+
+def _soundfont_parser() -> ArgumentParser:
+    p = _parser()
+    p.add_function_arguments(write_soundfont_task, skip={"root", "task", "seed", "overwrite"})
+    p.add_argument("--seed", type=Optional[int], default=None, help="seed of the rendered notes (default: seed)")
     return p
 
 
@@ -360,7 +371,11 @@ def validate(cfg: dict[str, Any]) -> None:
     for d in tu["dimensions"]:
         _owner_check(p, f"tuning.{d}", tu, lambda: check_stimuli_args(
             d, (tu["values"] or {}).get(d), tu["clips_per_value"], tu["duration"], tu["source"], 16000))
-    syn = cfg["data"]["synthetic"]
+    syn, sfont = cfg["data"]["synthetic"], cfg["data"]["soundfont"]
+    if syn is not None and sfont is not None:
+        raise PipelineError(f"{p}: data: give either 'synthetic' or 'soundfont', not both (they write every task)")
+    if sfont is not None and sfont["sf2"] and not Path(sfont["sf2"]).is_file():
+        raise PipelineError(f"{p}: data.soundfont.sf2: SoundFont not found: {sfont['sf2']}")
     abl = {k: v for k, v in cfg["ablation"].items() if k != "batch_size"}
     for task, opts in cfg["tasks"].items():
         where = f"tasks.{task}"
@@ -375,6 +390,10 @@ def validate(cfg: dict[str, Any]) -> None:
         if syn is not None:
             s = {k: v for k, v in syn.items() if k != "seed"}
             _owner_check(p, "data.synthetic", s, lambda: check_task_args(evar_task, **s))
+        if sfont is not None:
+            f = {k: v for k, v in sfont.items() if k not in ("seed", "sf2", "gain_db")}
+            f["note_ranges_"] = f.pop("note_ranges")
+            _owner_check(p, "data.soundfont", f, lambda: check_soundfont_args(evar_task, **f))
         _check_task_definition(p, where, evar_task, opts)
 
 
@@ -493,6 +512,8 @@ def load_config(path: str | Path, out: Optional[str] = None) -> dict[str, Any]:
         cfg[section] = _parse(make, raw.get(section), p, section)
     if cfg["data"]["synthetic"] is not None:
         cfg["data"]["synthetic"] = _parse(_synthetic_parser, cfg["data"]["synthetic"], p, "data.synthetic")
+    if cfg["data"]["soundfont"] is not None:
+        cfg["data"]["soundfont"] = _parse(_soundfont_parser, cfg["data"]["soundfont"], p, "data.soundfont")
     cfg["tasks"] = {str(t): _parse(_task_parser, spec, p, f"tasks.{t}") for t, spec in tasks.items()}
     cfg["models"] = {str(m): _model_spec(m, spec, p) for m, spec in models.items()}
     if out is not None:
@@ -504,7 +525,7 @@ def load_config(path: str | Path, out: Optional[str] = None) -> dict[str, Any]:
 
 def task_data_options(cfg: dict[str, Any], task: str) -> dict[str, Any]:
     """The :class:`~datamodules.EVARDataModule` arguments of ``task``: the ``data`` section (without
-    ``synthetic`` and ``evar_root``) and the task's own data arguments."""
-    shared = {k: v for k, v in cfg["data"].items() if k not in ("synthetic", "evar_root")}
+    ``synthetic``, ``soundfont`` and ``evar_root``) and the task's own data arguments."""
+    shared = {k: v for k, v in cfg["data"].items() if k not in ("synthetic", "soundfont", "evar_root")}
     own = {k: v for k, v in cfg["tasks"][task].items() if k in PER_TASK_DATA}
     return {**shared, **own}

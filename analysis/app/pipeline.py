@@ -3,7 +3,9 @@ study in one command.
 
 Stages, for every (model, task) of the config, each calling the same public function as its CLI verb:
 
-1. ``data``      — synthetic EVAR tasks (only with ``data.synthetic``; verb ``synth``);
+1. ``data``      — tasks the pipeline writes: synthetic tones (``data.synthetic``; verb ``synth``) or
+                   notes rendered from a SoundFont (``data.soundfont``; verb ``soundfont``);
+                   :mod:`analysis.app.task_data`;
 2. ``stats``     — ``trainer.predict`` with :class:`callbacks.ActivationStatsCallback` (counts on the
                    identification splits — ``all``: every clip, rows without a split included —, top
                    clips, embeddings of every predicted clip) → ``runs/<task>_<model>/``
@@ -62,6 +64,7 @@ from analysis.app.runner import OutputLock, Runner, Stage
 from analysis.app.specs import instantiate
 from analysis.app.stability import stability_run
 from analysis.app.summary import write_summary
+from analysis.app.task_data import data_tasks, writer_section
 from analysis.runs.atomic import save_text
 from analysis.runs.identity import RunMismatchError, check_run, encoder_identity
 from analysis.runs.layout import (ABLATION_CONFUSION_CSV, ABLATION_CSV, ABLATION_SUMMARY_CSV,
@@ -74,8 +77,7 @@ from analysis.runs.write import stability_paths
 from callbacks import AblationCallback, ActivationStatsCallback
 from datamodules import EVARDataModule
 from datamodules.evar import resolve_evar_root
-from datamodules.synthetic import write_task
-from datamodules.tasks import UnknownTaskError, sr_dir
+from datamodules.tasks import UnknownTaskError
 from lightning_modules import AudioClassifier, FeatureExtractor
 
 log = logging.getLogger("aape.pipeline")
@@ -101,13 +103,14 @@ class Pipeline(TuningStages):
         self._identity: dict[str, dict[str, Any]] = {}
         check_models(cfg)
         d = cfg["data"]
-        if d["synthetic"] and not d["evar_root"]:
+        if writer_section(cfg) and not d["evar_root"]:
             self.evar_root = self.tree.synthetic_evar_root
         else:
             try:
                 self.evar_root = resolve_evar_root(d["evar_root"])
             except ValueError as e:
-                raise PipelineError(f"{cfg['_config_path']}: set data.evar_root (or $EVAR, or data.synthetic): {e}")
+                raise PipelineError(f"{cfg['_config_path']}: set data.evar_root (or $EVAR, or data.synthetic, or "
+                                    f"data.soundfont): {e}")
 
     # -- paths and builders -----------------------------------------------------------------------
     def run_dir(self, task: str, model: str) -> Path:
@@ -158,6 +161,10 @@ class Pipeline(TuningStages):
         return {**self.model_identity(model), "task": dm.task, "classes": dm.classes,
                 "data_list_sha256": dm.data_list_sha256(), "tokens": s["tokens"], "level": s["level"],
                 "splits": self._counted_splits()}
+
+    def corrected_tests(self) -> int:
+        """The tests of this run that one correction covers: every (task, model, class)."""
+        return len(self.cfg["models"]) * sum(len(self.metadata(t).classes) for t in self.cfg["tasks"])
 
     def check_run(self, task: str, model: str) -> None:
         """Refuse a run folder that this config's model and data did not make (names both values)."""
@@ -231,18 +238,9 @@ class Pipeline(TuningStages):
         return st
 
     def _data_stages(self) -> list[Stage]:
-        syn = self.cfg["data"]["synthetic"]
-        if not syn:
-            return []
-        out = []
-        for task in self.cfg["tasks"]:
-            evar_task = self.evar_task(task)
-            csv = self.evar_root / "evar" / "metadata" / f"{evar_task}.csv"
-            audio = self.evar_root / "work" / sr_dir(syn["sample_rate"]) / evar_task
-            out.append(Stage("data", evar_task, {"synthetic": syn, "task": evar_task}, [csv],
-                             self._bind(self._write_synthetic, evar_task),
-                             owns=[csv, csv.with_suffix(".yaml"), audio]))
-        return out
+        tasks = list(dict.fromkeys(self.evar_task(t) for t in self.cfg["tasks"]))
+        return [Stage("data", t.key, t.depends, [t.csv], t.write, owns=t.owns)
+                for t in data_tasks(self.cfg, self.evar_root, tasks)]
 
     def _statistics_stages(self, task: str, model: str, data_ids: list[str]) -> list[Stage]:
         cfg, key, rd = self.cfg, f"{task}_{model}", self.run_dir(task, model)
@@ -321,12 +319,6 @@ class Pipeline(TuningStages):
     @staticmethod
     def _bind(fn: Callable[..., None], *args: Any) -> Callable[[bool], None]:
         return lambda overwrite: fn(*args, overwrite=overwrite)
-
-    def _write_synthetic(self, task: str, overwrite: bool) -> None:
-        syn = dict(self.cfg["data"]["synthetic"])
-        seed = syn.pop("seed")
-        write_task(self.evar_root, task, seed=int(self.cfg["seed"] if seed is None else seed), overwrite=overwrite,
-                   **syn)
 
     def _identify_all(self) -> bool:
         """``stats.identify_splits: all``: predict and count every clip (rows without a split too)."""
@@ -465,6 +457,8 @@ class Pipeline(TuningStages):
         a = {k: v for k, v in self.cfg["ablation"].items() if k not in _ABLATION_PIPELINE_KEYS}
         opts = self.cfg["tasks"][task]
         a.update({k: opts[k] for k in _TASK_ABLATION_KEYS if opts[k] is not None})
+        if a.get("random_draws") == "auto" and a.get("corrected_tests") is None:
+            a["corrected_tests"] = self.corrected_tests()
         cb_args = {**a, "out_dir": str(self.ablation_dir(task, model)), "run_dir": str(self.run_dir(task, model)),
                    "overwrite": overwrite}
         encoder = self.encoder(model)

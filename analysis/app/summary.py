@@ -30,6 +30,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 import pandas as pd
 
 from analysis.ablation import ALL_CLASSES as ALL
+from analysis.draws import matched_draws
 from analysis.app.html import ReportSection, esc, report_page
 from analysis.app.html import table as html_table
 from analysis.app.report import entropy_quantiles
@@ -40,8 +41,8 @@ from analysis.runs.layout import (ABLATION_CSV, GALLERY_DIR, HEADLINE_CSV, INDEX
                                   SUMMARY_MD, TASKS_CSV, THRESHOLD_FREE_CSV, OutputTree, compare_table_name,
                                   figure_preview, within_task_name)
 from analysis.runs.layout import TUNING_RANGES_CSV
-from analysis.runs.read import (read_classes, read_manifest, read_neurons, read_over_zero, read_stability,
-                                read_table, selection_warnings)
+from analysis.runs.read import (read_ablation_conditions, read_classes, read_manifest, read_neurons, read_over_zero,
+                                read_stability, read_table, selection_warnings)
 from analysis.significance import (COARSE_DRAWS, LEVEL, UNSTABLE_JACCARD, below_interval, chance_rate,
                                    empirical_interval, probe_above_chance)
 
@@ -73,8 +74,21 @@ def neurons_per_class(run_dir: str | Path) -> dict[str, int]:
     return {c: int(sum(int(t.numel()) for t in layers)) for c, layers in zip(classes, sets)}
 
 
-def _random_deltas(t: pd.DataFrame, parent: str, cls: str) -> list[float]:
-    """Deltas of class ``cls`` under the random draws of condition ``parent``."""
+def _conditions(ablation_csv: str | Path) -> Optional[list[dict]]:
+    """The condition descriptions of ``ablation_conditions.json`` beside ``ablation_csv`` (None without)."""
+    try:
+        return read_ablation_conditions(Path(ablation_csv).parent)["conditions"]
+    except FileNotFoundError:
+        return None
+
+
+def _random_deltas(t: pd.DataFrame, parent: str, cls: str, conditions: Optional[list[dict]] = None) -> list[float]:
+    """Deltas of class ``cls`` under the matched random draws of condition ``parent``, in draw order
+    (:func:`analysis.draws.matched_draws`; without the conditions file: the draws named ``random:<parent>:``)."""
+    if conditions is not None and any(c.get("name") == parent for c in conditions):
+        names = [c["name"] for c in matched_draws(conditions, parent)]
+        own = t[(t["class"] == cls) & t["condition"].isin(names)].set_index("condition")["delta"]
+        return [float(own[n]) for n in names if n in own.index]
     rnd = t[(t["kind"] == "random") & t["condition"].str.startswith(f"random:{parent}:") & (t["class"] == cls)]
     return rnd["delta"].astype(float).tolist()
 
@@ -97,6 +111,7 @@ def headline_rows(model: str, task: str, run_dir: str | Path, ablation_csv: str 
     counts = neurons_per_class(run_dir)
     stability = _stability(run_dir)
     t = read_table(ablation_csv)
+    conds = _conditions(ablation_csv)
     base = t[t["kind"] == "baseline"].set_index("class")["accuracy"]
     rows = []
     for c, n in counts.items():
@@ -104,7 +119,7 @@ def headline_rows(model: str, task: str, run_dir: str | Path, ablation_csv: str 
         own = t[(t["condition"] == cond)]
         on = own[own["class"] == c]["delta"]
         off = own[(own["class"] != c) & (own["class"] != ALL)]["delta"]
-        d = _random_deltas(t, cond, c)
+        d = _random_deltas(t, cond, c, conds)
         lo, hi = empirical_interval(d, LEVEL)
         on_delta = float(on.iloc[0]) if len(on) else math.nan
         jac = stability.get(c, (math.nan, math.nan, math.nan))
@@ -125,12 +140,13 @@ def threshold_free_rows(model: str, task: str, ablation_csv: str | Path) -> pd.D
     k lowest-entropy neurons are zeroed, the same for the matched random draws (mean, 95 % interval) and
     ``below_random`` (the change lies below that interval). Empty without such conditions."""
     t = read_table(ablation_csv)
+    conds = _conditions(ablation_csv)
     rows = []
     for cond in dict.fromkeys(t.loc[t["kind"] == "lowent", "condition"]):
         _, c, k = cond.rsplit(":", 2)
         on = t[(t["condition"] == cond) & (t["class"] == c)]["delta"]
         on_delta = float(on.iloc[0]) if len(on) else math.nan
-        d = _random_deltas(t, cond, c)
+        d = _random_deltas(t, cond, c, conds)
         lo, hi = empirical_interval(d, LEVEL)
         rows.append(dict(model=model, task=task, **{"class": c}, k=int(k), on_target_delta=on_delta,
                          random_delta_mean=float(sum(d) / len(d)) if d else math.nan, random_delta_lo=lo,

@@ -96,6 +96,7 @@ def conditions_from_run(
     index_plus_one: bool = False,
     seed: int = 0,
     class_aliases: Optional[dict[str, str]] = None,
+    share_draws: bool = True,
 ) -> list[A.Condition]:
     """The conditions of one ablation run (arguments as :class:`callbacks.AblationCallback`'s).
 
@@ -143,4 +144,4 @@ def conditions_from_run(
         ranked=ranked, k_grid=k_grid, lowest_entropy=lowent, lowest_entropy_k=lowest_entropy_k,
         lowest_entropy_draws=lowest_entropy_draws,
         random_draws=random_draws, random_for_topk=random_for_topk,
-        index_plus_one_control=index_plus_one, exclude=selected, absent=absent, seed=seed)
+        index_plus_one_control=index_plus_one, exclude=selected, absent=absent, seed=seed, share_draws=share_draws)

@@ -3,6 +3,7 @@ from .base import AudioEncoder, Positions, site_view
 from .crepe import CrepeEncoder
 from .hf import HFAudioEncoder
 from .m2d import M2DEncoder
+from .pesto import PestoEncoder
 from .timm_vit import TimmViTEncoder
 
-__all__ = ["AudioEncoder", "CrepeEncoder", "HFAudioEncoder", "M2DEncoder", "Positions", "TimmViTEncoder", "site_view"]
+__all__ = ["AudioEncoder", "CrepeEncoder", "HFAudioEncoder", "M2DEncoder", "PestoEncoder", "Positions", "TimmViTEncoder", "site_view"]
