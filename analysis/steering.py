@@ -117,9 +117,13 @@ def steering_table(task: str, classes: Sequence[str], pairs: Sequence[tuple[Cond
     row = {(c.name, g): i + 1 for i, (c, g) in enumerate(pairs)}
     sets = {c.name: c for c, _ in pairs if c.kind == "class"}
     draws = {}
-    for c, _ in pairs:
-        if c.kind == "random" and c.parent in sets:
-            draws.setdefault(c.parent, {})[c.name] = c
+    for c, _ in pairs:  # a set's draws: its own (parent), or those shared by its size profile
+        if c.kind != "random":
+            continue
+        for name, cs in sets.items():
+            prof = getattr(cs, "profile", None)
+            if c.parent == name or (prof is not None and getattr(c, "profile", None) == prof):
+                draws.setdefault(name, {})[c.name] = c
     out = []
     for name, cset in sets.items():
         ci = list(classes).index(cset.target[0])
