@@ -13,6 +13,9 @@ per site, C classes, B clips in a batch, R rows / P positions of one site call):
 * ``n_clips``     int64   ``[C]``        counted clips per class
 * ``act_sum``     float64 ``[L, N]``     sum of activations over all counted positions (mean ablation);
   present when the activation sums are computed (:func:`new_totals` ``act_sum``)
+* ``act_sum_class`` float64 ``[L, N, C]`` sum of activations over the counted positions of each class's
+  clips (tuning curves: mean activation per class = act_sum_class / n_tokens_site); present when the
+  per-class sums are computed (:func:`new_totals` ``class_sums``)
 * ``n_positions`` int64   ``[L]``        counted positions (all classes), so mean = act_sum / n_positions
 * ``rate_sum``    float64 ``[L, N, C]``  (``level='clip'`` only) sum over clips of the clip's firing rate
 
@@ -43,7 +46,8 @@ from analysis import top_clips as T
 
 TOKEN_POLICIES = ("all", "patches")
 LEVELS = ("token", "clip")
-COUNT_KEYS = ("count", "n_tokens_site", "n_tokens", "n_clips", "act_sum", "n_positions")  # summed when merging
+COUNT_KEYS = ("count", "n_tokens_site", "n_tokens", "n_clips", "act_sum", "act_sum_class",
+              "n_positions")  # summed when merging
 CLIP_KEYS = ("rate_sum",)
 #: Positions one byte sum can count without overflow.
 _BYTE_MAX = 255
@@ -88,9 +92,10 @@ def check_labels(label: Tensor, n_classes: int, index: Optional[Tensor] = None) 
 
 
 def new_totals(site_neurons: Sequence[int], n_classes: int, level: str = "token", act_sum: bool = True,
-               device: torch.device | str | None = None) -> dict[str, Tensor]:
+               device: torch.device | str | None = None, class_sums: bool = False) -> dict[str, Tensor]:
     """Zeroed totals for sites with ``site_neurons`` neurons each (padded to the max) and C classes, on
-    ``device``; without ``act_sum`` (no activation sums computed) the totals have no ``act_sum``."""
+    ``device``; without ``act_sum`` (no activation sums computed) the totals have no ``act_sum``; with
+    ``class_sums`` they have the per-class sums ``act_sum_class`` (whose buffers need sums too)."""
     L, N, C = len(site_neurons), max(site_neurons), n_classes
     t = {
         "count": torch.zeros(L, N, C, dtype=torch.int64, device=device),
@@ -101,6 +106,8 @@ def new_totals(site_neurons: Sequence[int], n_classes: int, level: str = "token"
     }
     if act_sum:
         t["act_sum"] = torch.zeros(L, N, dtype=torch.float64, device=device)
+    if class_sums:
+        t["act_sum_class"] = torch.zeros(L, N, C, dtype=torch.float64, device=device)
     if level == "clip":
         t["rate_sum"] = torch.zeros(L, N, C, dtype=torch.float64, device=device)
     return t
@@ -271,6 +278,8 @@ def fold_batch(
             totals["n_tokens"] += per_class
         if "act_sum" in totals:
             totals["act_sum"][l, :nl] += clip_w @ buf["sum"].to(dev)
+        if "act_sum_class" in totals:
+            totals["act_sum_class"][l, :nl] += buf["sum"].to(dev).T @ w
         totals["n_positions"][l] += (n * clip_w.long()).sum()
         if "rate_sum" in totals:
             has = (n > 0)[:, None]

@@ -64,6 +64,8 @@ class ActivationStatsCallback(Callback):
         act_sum: compute the activation sums ``act_sum`` of ``stats.pt`` (dataset means, needed by mean
             ablation). They come free with the top clips (``top_k > 0``), which need them anyway; with
             ``top_k: 0`` and ``act_sum: false`` the counting skips them and ``stats.pt`` has no ``act_sum``.
+        class_sums: also sum the activations per class (``act_sum_class`` of ``stats.pt``: the mean activation
+            per class of tuning curves, :mod:`analysis.tuning`); ``[L, N, C]`` float64, so off by default.
         features: write the clip embeddings ``features.pt`` (needed by the probe); false for
             statistics-only runs.
         compile: run each site call's counting (and top-clip peak search) as one ``torch.compile``-d
@@ -84,6 +86,7 @@ class ActivationStatsCallback(Callback):
         splits: Optional[list[str]] = None,
         top_k: NonNegativeInt = 8,
         act_sum: bool = False,
+        class_sums: bool = False,
         features: bool = True,
         compile: bool = False,
         overwrite: bool = False,
@@ -102,6 +105,7 @@ class ActivationStatsCallback(Callback):
         self.splits = list(splits) if splits is not None else None
         self.top_k = int(top_k)
         self.act_sum = bool(act_sum)
+        self.class_sums = bool(class_sums)
         self.features = bool(features)
         self.compile = bool(compile)
         self.overwrite = overwrite
@@ -112,8 +116,9 @@ class ActivationStatsCallback(Callback):
 
     @property
     def sums(self) -> bool:
-        """Whether activation sums are computed (``act_sum`` asked for, or needed by the top clips)."""
-        return self.act_sum or self.top_k > 0
+        """Whether activation sums are computed (``act_sum`` or ``class_sums`` asked for, or needed by the top
+        clips)."""
+        return self.act_sum or self.class_sums or self.top_k > 0
 
     # -- state -----------------------------------------------------------------------------------
     def _reset(self) -> None:
@@ -161,7 +166,8 @@ class ActivationStatsCallback(Callback):
         if len(self.site_neurons) != len(self.sites):
             raise ValueError(f"encoder.site_neurons has {len(self.site_neurons)} entries for {len(self.sites)} sites")
         self._device = torch.device(device)
-        self._totals = S.new_totals(self.site_neurons, len(self.classes), self.level, self.sums, self._device)
+        self._totals = S.new_totals(self.site_neurons, len(self.classes), self.level, self.sums, self._device,
+                                    class_sums=self.class_sums)
         if self.top_k:
             self._top = T.new_top(len(self.sites), max(self.site_neurons), self.top_k, self._device)
         self._encoder = encoder
@@ -371,6 +377,7 @@ class ActivationStatsCallback(Callback):
             "splits": self.splits,
             "top_k": self.top_k,
             "act_sum": self.sums,
+            "class_sums": self.class_sums,
             "compile": self.compile,
             "sites": self.sites,
             "site_neurons": self.site_neurons,

@@ -31,11 +31,15 @@ from analysis.app.stability import stability_run
 from analysis.app.summary import write_summary
 from analysis.app.verify import verify
 from analysis.runs import strict_yaml
+from analysis.app.tuning import tuning_from_run
+from analysis.app.tuning_report import build_tuning_report
 from analysis.runs.atomic import OutputExistsError
-from analysis.runs.layout import OutputTree
+from analysis.runs.layout import OutputTree, tuning_csv
 from analysis.stability import REPLICATES
 from datamodules.evar import resolve_evar_root
 from datamodules.study_tasks import STUDY_TASKS, build_study_task
+from datamodules.stimuli import DIMENSIONS, write_stimuli
+from datamodules.stimulus_sounds import SOURCES
 from datamodules.gm_families import GM_FAMILIES
 from datamodules.soundfont import KINDS, write_soundfont_task
 from datamodules.synthetic import FAMILIES, write_task
@@ -343,6 +347,58 @@ def _gallery(a: argparse.Namespace) -> int:
     return _print_paths([build_gallery(a.run, dest=a.dest, neurons=a.neurons, per_class=a.per_class, clips=a.clips,
                                        excerpt_seconds=a.excerpt_seconds, batch_size=a.batch_size,
                                        evar_root=a.evar_root, tensorboard=a.tensorboard, overwrite=a.overwrite)])
+
+
+# -- stimuli / tuning -------------------------------------------------------------------------------------
+def _stimuli_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="EVAR root to write into")
+    p.add_argument("--dimension", nargs="+", required=True, choices=sorted(DIMENSIONS), help="stimulus dimension(s)")
+    p.add_argument("--seed", type=int, required=True, help="random seed (same seed -> identical files)")
+    p.add_argument("--values", type=float, nargs="+", default=None, help="parameter values (default: the dimension's)")
+    p.add_argument("--clips-per-value", type=int, default=default(write_stimuli, "clips_per_value"),
+                   help="clips per value (default %(default)s)")
+    p.add_argument("--duration", type=float, default=default(write_stimuli, "duration"),
+                   help="clip length in seconds (default %(default)s)")
+    p.add_argument("--source", default=default(write_stimuli, "source"), choices=list(SOURCES),
+                   help="pitch/loudness sound: harmonic tone, pure sine or SoundFont instruments (default %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing files")
+
+
+@verb("stimuli", "write tuning stimulus sets (EVAR tasks tuning_<dimension>: one class per parameter value)",
+      _stimuli_args)
+def _stimuli(a: argparse.Namespace) -> int:
+    for d in a.dimension:
+        csv = write_stimuli(a.out, d, a.seed, values=a.values, clips_per_value=a.clips_per_value, duration=a.duration,
+                            source=a.source, overwrite=a.overwrite)
+        print(f"wrote {csv}")
+    return 0
+
+
+def _tuning_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, help="statistics run folder of a stimulus set (counted with class_sums)")
+    p.add_argument("--dimension", required=True, choices=sorted(DIMENSIONS), help="the stimulus set's dimension")
+    p.add_argument("--out", required=True, help="tuning folder to write <dimension>.pt/.csv (and figures) into")
+    p.add_argument("--curve", default="p_active", choices=["p_active", "mean"],
+                   help="curve the preferred value, bandwidth and selectivity are read from (default %(default)s)")
+    p.add_argument("--task-run", nargs="*", default=[], metavar="TASK=RUN",
+                   help="run folders of tasks (with neurons.pt): figures of each class's units, range claims, page")
+    p.add_argument("--model", default="model", help="model name in the range table and page (default %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+@verb("tuning", "tuning curves of every unit from a stimulus run folder (+ figures of each class's units)",
+      _tuning_args)
+def _tuning(a: argparse.Namespace) -> int:
+    runs = {}
+    for item in a.task_run:
+        task, sep, run = item.partition("=")
+        if not sep or not task or not run:
+            raise ValueError(f"--task-run expects TASK=RUN, got {item!r}")
+        runs[task] = Path(run)
+    table = tuning_from_run(a.run, a.dimension, a.out, curve=a.curve, overwrite=a.overwrite)
+    print(f"{len(table)} units, {int(table['preferred_value'].notna().sum())} with a preferred {a.dimension}")
+    paths = build_tuning_report(a.model, [a.dimension], runs, a.out, overwrite=a.overwrite) if runs else []
+    return _print_paths([Path(a.out) / tuning_csv(a.dimension), *paths])
 
 
 # -- summary / pipeline -----------------------------------------------------------------------------------

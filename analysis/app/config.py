@@ -22,6 +22,8 @@ so its keys, types and defaults have exactly one owner, that signature:
 ``gallery``    :func:`~analysis.app.gallery.build_gallery` + ``enabled``
 ``summary``    :func:`~analysis.app.summary.write_summary` (``alpha``, ``correction``)
 ``sae``        :class:`~analysis.app.sae.SAEPipelineOptions` + :func:`~analysis.app.sae.train_sae`
+``tuning``     :class:`~analysis.app.tuning.TuningOptions` (stimulus dimensions of the tuning curves)
+``steering``   :class:`~analysis.app.tuning.SteeringOptions` (gain grid on each class set)
 =============  ==================================================================================
 
 Validation happens in :func:`load_config`, before any stage runs, and every error names the file and the
@@ -67,11 +69,13 @@ from analysis.app.sae import SAEPipelineOptions, train_sae
 from analysis.app.stability import stability_run
 from analysis.runs import strict_yaml
 from analysis.app.summary import write_summary
+from analysis.app.tuning import SteeringOptions, TuningOptions
 from analysis.runs.conditions import NeuronList
 from callbacks import AblationCallback, ActivationStatsCallback
 from datamodules import EVARDataModule
 from datamodules.metadata import Split
 from datamodules.soundfont import check_soundfont_args, write_soundfont_task
+from datamodules.stimuli import check_stimuli_args
 from datamodules.synthetic import check_task_args, write_task
 from datamodules.tasks import UnknownTaskError, get_task
 
@@ -254,6 +258,8 @@ SECTIONS: dict[str, Callable[[], ArgumentParser]] = {
     "gallery": _gallery_parser,
     "summary": _function_parser(write_summary, {"tree", "models", "tasks", "overwrite"}),
     "sae": _sae_parser,
+    "tuning": _class_parser(TuningOptions),
+    "steering": _class_parser(SteeringOptions),
 }
 TOP_KEYS = {"out", "seed", "description", "tasks", "models"} | set(SECTIONS)
 DEFAULT_OUT = "outputs/pipeline"
@@ -375,6 +381,17 @@ def validate(cfg: dict[str, Any]) -> None:
         bad = [t for t in pair if t not in names]
         if bad:
             raise PipelineError(f"{p}: report.cross_task[{i}]: {bad} not a task of this config (tasks: {names})")
+    tu = cfg["tuning"]
+    _owner_check(p, "tuning", tu, lambda: TuningOptions(**tu))
+    steer = cfg["steering"]
+    _owner_check(p, "steering", steer, lambda: SteeringOptions(**steer))
+    for key, known in (("models", list(cfg["models"])), ("tasks", names)):
+        bad = [x for x in steer[key] or [] if x not in known]
+        if bad:
+            raise PipelineError(f"{p}: steering.{key}: {bad} not among the config's {key} {known}")
+    for d in tu["dimensions"]:
+        _owner_check(p, f"tuning.{d}", tu, lambda: check_stimuli_args(
+            d, (tu["values"] or {}).get(d), tu["clips_per_value"], tu["duration"], tu["source"], 16000))
     syn, sfont = cfg["data"]["synthetic"], cfg["data"]["soundfont"]
     if syn is not None and sfont is not None:
         raise PipelineError(f"{p}: data: give either 'synthetic' or 'soundfont', not both (they write every task)")

@@ -29,6 +29,9 @@ Stages, for every (model, task) of the config, each calling the same public func
                    → ``gallery/<task>_<model>/`` (verb ``gallery``; only with ``gallery.enabled``);
    ``features``  — with feature models: ``compare/neurons_vs_features.csv`` (neurons vs features per task
                    and site);
+   ``stimuli``, ``tuning``, ``tuning_report`` — tuning curves along stimulus dimensions (only with
+                   ``tuning.dimensions``), ``steering``, ``steering_report`` — class sets scaled by a gain
+                   grid (only with ``steering.enabled``; both in :mod:`analysis.app.pipeline_tuning`);
 9. ``summary``   — ``report/summary.md`` and ``report/index.html`` from the files above, linking the
                    galleries (verb ``summary``).
 
@@ -60,6 +63,7 @@ from analysis.app.config import (IDENTIFY_ALL, PipelineError, check_class_names,
                                  load_config, task_data_options)
 from analysis.app.gallery import build_gallery
 from analysis.app.identify import identify_run
+from analysis.app.pipeline_tuning import TuningStages
 from analysis.app.probe import fit_seeds
 from analysis.app.report import ReportSpec, build_report
 from analysis.app.runner import OutputLock, Runner, Stage
@@ -85,7 +89,7 @@ from lightning_modules import AudioClassifier, FeatureExtractor
 log = logging.getLogger("aape.pipeline")
 
 STAGE_NAMES = ("data", "sae", "stats", "identify", "report", "compare", "stability", "probe", "ablation", "gallery",
-               "features", "summary")
+               "features", "stimuli", "tuning", "tuning_report", "steering", "steering_report", "summary")
 #: Keys of the ``ablation`` section that are not AblationCallback arguments.
 _ABLATION_PIPELINE_KEYS = ("batch_size",)
 #: Per-task options that override the ``ablation`` section's.
@@ -94,7 +98,7 @@ _TASK_ABLATION_KEYS = ("neuron_lists", "shared", "class_aliases")
 __all__ = ["Pipeline", "PipelineError", "Runner", "Stage", "instantiate", "load_config", "run_pipeline"]
 
 
-class Pipeline:
+class Pipeline(TuningStages):
     """Builds the stage list from a validated config (see :func:`analysis.app.config.load_config`)."""
 
     def __init__(self, cfg: dict[str, Any], force: bool = False) -> None:
@@ -254,6 +258,7 @@ class Pipeline:
                 st += self._evaluation_stages(task, model)
         features = feature_stages.features_stage(self)
         st += [features] if features is not None else []
+        st += self._tuning_stages() + self._steering_stages()
         st.append(Stage("summary", "", {"v": 2, "summary": self.cfg["summary"]}, [self.tree.report / SUMMARY_MD, self.tree.report / INDEX_HTML],
                         self._summary, after=[s.id for s in st], owns=[self.tree.report]))
         return st

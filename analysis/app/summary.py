@@ -25,6 +25,7 @@ from analysis.app.claims import (AT_CHANCE, comparison_findings, findings, md_es
 from analysis.app.html import ReportSection, esc, report_page
 from analysis.app.html import table as html_table
 from analysis.app.reproduction import reproduction_table
+from analysis.app.tuning_report import steering_section, tuning_section
 from analysis.app.verdicts import (HEADLINE_COLUMNS, TASK_COLUMNS, THRESHOLD_FREE_COLUMNS,  # noqa: F401
                                    VERDICT_COLUMNS, apply_verdicts, headline_rows, neurons_per_class, task_rows,
                                    threshold_free_rows, verdict_rows)
@@ -33,7 +34,7 @@ from analysis.runs.atomic import save_csv, save_pdf, save_text
 from analysis.runs.layout import (ABLATION_CSV, ABLATION_SUMMARY_CSV, GALLERY_DIR, INDEX_HTML, PROBE_RESULTS,
                                   REPRODUCTION_CSV, SUMMARY_MD, TASKS_CSV, THRESHOLD_FREE_CSV, VERDICTS_PDF, OutputTree,
                                   compare_table_name, figure_preview, within_task_name)
-from analysis.runs.layout import NEURONS_VS_FEATURES_CSV
+from analysis.runs.layout import NEURONS_VS_FEATURES_CSV, TUNING_RANGES_CSV
 from analysis.runs.read import read_manifest, read_table, selection_warnings
 from analysis.significance import ALPHA, Correction
 
@@ -93,6 +94,8 @@ class ReportInputs:
     comparison: Optional[pd.DataFrame] = None
     reproduction: Optional[pd.DataFrame] = None
     neurons_vs_features: Optional[pd.DataFrame] = None
+    #: further sections (title, markdown, HTML), e.g. the tuning curves' claims
+    extra_sections: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 #: Heading and caption of the neurons-vs-features table (``compare/neurons_vs_features.csv``).
@@ -123,6 +126,8 @@ def write_summary_md(inp: ReportInputs, max_lines: int = MAX_SUMMARY_LINES) -> s
         cols = [c for c in ("task", "model", "site", "unit_kind", "units", "specific_units", "mean_jaccard",
                             "mean_on_target_delta") if c in inp.neurons_vs_features.columns]
         body += [f"## {FEATURES_HEADING}", "", FEATURES_NOTE, "", markdown_table(inp.neurons_vs_features, cols), ""]
+    for title, md, _ in inp.extra_sections:
+        body += [f"## {title}", "", md, ""]
     if inp.reproduction is not None and len(inp.reproduction):
         body += ["## Reproduction: our numbers next to the study's", "", markdown_table(inp.reproduction), ""]
     links = ["## Details", "",
@@ -191,6 +196,7 @@ def write_index_html(inp: ReportInputs) -> str:
         extra.append((FEATURES_HEADING, f"<p>{esc(FEATURES_NOTE)}</p>" + html_table(inp.neurons_vs_features, fmt)))
     if inp.reproduction is not None and len(inp.reproduction):
         extra.append(("Reproduction: our numbers next to the study's", html_table(inp.reproduction, fmt)))
+    extra += [(title, content) for title, _, content in inp.extra_sections]
     overview = (html_table(verdict_table(inp.tasks, inp.verdicts, escape=str), sortable=False)
                 + "<details><summary>all columns of tasks.csv</summary>" + html_table(inp.tasks, fmt) + "</details>")
     return report_page(overview, sections, other, extra, inp.files, inp.manifests)
@@ -206,6 +212,7 @@ def result_files(tree: OutputTree) -> list[str]:
         rel = p.relative_to(tree.root)
         if (not p.is_file() or p.parent == tree.report or any(part.startswith(".") for part in rel.parts)
                 or p.is_relative_to(tree.tensorboard) or p.is_relative_to(tree.synthetic_evar_root / "work")
+                or p.is_relative_to(tree.stimuli / "work")
                 or (p.is_relative_to(galleries) and p.name != INDEX_HTML)):
             continue
         files.append(rel.as_posix())
@@ -274,6 +281,13 @@ def write_summary(tree: OutputTree, models: Iterable[str], tasks: Iterable[str] 
                        reproduction=reproduction,
                        neurons_vs_features=read_table(tree.compare / NEURONS_VS_FEATURES_CSV)
                        if (tree.compare / NEURONS_VS_FEATURES_CSV).is_file() else None)
+    tuning = tuning_section(tree, models)
+    if tuning is not None:
+        inp.extra_sections.append(("Tuning curves: preferred values of each class's units", tuning[1], tuning[2]))
+        written.append(save_csv(tuning[0], dest / TUNING_RANGES_CSV, overwrite=overwrite))
+    steering = steering_section(tree, models)
+    if steering is not None:
+        inp.extra_sections.append(("Steering: each class set scaled by a gain", *steering))
     return written + [save_csv(verdicts, dest / ABLATION_SUMMARY_CSV, overwrite=overwrite),
             save_csv(task_table, dest / TASKS_CSV, overwrite=overwrite),
             save_csv(threshold_free, dest / THRESHOLD_FREE_CSV, overwrite=overwrite),

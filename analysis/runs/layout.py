@@ -221,6 +221,28 @@ def confusion_figure_name(conditions: list[str]) -> str:
     return f"ablation_confusion-{slug}.pdf"
 
 
+# -- tuning folder (``models/<model>/tuning/`` of a pipeline output tree) ---------------------------
+TUNING_DIR = "tuning"
+#: Steering curves of one model (every task's class sets × gains), beside its tuning folder.
+STEERING_CSV = "steering.csv"
+STEERING_PDF = "steering.pdf"
+
+
+def tuning_csv(dimension: str) -> str:
+    """The tuning table of one stimulus dimension (one row per unit: preferred value, bandwidth, selectivity)."""
+    return f"{dimension}.csv"
+
+
+def tuning_pt(dimension: str) -> str:
+    """The tuning curves of one stimulus dimension (``values`` [V], ``p_active`` / ``mean`` [L, N, V], ...)."""
+    return f"{dimension}.pt"
+
+
+def tuning_figure_name(dimension: str, task: str) -> str:
+    """Curves of each class's selected units of ``task`` along ``dimension``."""
+    return f"{dimension}-{task}.pdf"
+
+
 # -- model report folder --------------------------------------------------------------------------
 def task_table_name(suffix: str) -> str:
     """The task-level neuron statistics table of one model suffix."""
@@ -267,6 +289,9 @@ VERDICTS_PDF = "verdicts.pdf"
 THRESHOLD_FREE_CSV = "threshold_free.csv"
 #: our numbers next to the study's published ones
 REPRODUCTION_CSV = "reproduction.csv"
+#: per model × dimension × task × class: the share of the class's units whose preferred value lies in the
+#: class's own range (e.g. octave sets and pitch), with its interval and the random-unit comparison
+TUNING_RANGES_CSV = "tuning_ranges.csv"
 
 
 def run_folder(out_dir: str | os.PathLike, task: str, suffix: str) -> Path:
@@ -281,6 +306,10 @@ class OutputTree:
         evar/                     synthetic EVAR root (when the config asks for synthetic data)
         runs/<task>_<model>/      statistics run folders (+ neurons.*, stability.csv, threshold_sweep.csv)
         models/<model>/           task table and cross-/within-task figures of one model
+        models/<model>/tuning/    tuning curves per stimulus dimension (<dimension>.pt/.csv, figures)
+        models/<model>/steering.csv  steering curves (gain grid) of every task's class sets
+        stimuli/                  EVAR root of the tuning stimulus sets (tuning_<dimension>)
+        steering/<task>_<model>/  steering.csv, steering.pdf of one task (gain grid on each class set)
         compare/                  the models side by side (pipelines with two or more models)
         probes/<task>_<model>/    probe_results.csv, probe_seed<seed>.ckpt
         ablation/<task>_<model>/  the ablation files
@@ -332,6 +361,23 @@ class OutputTree:
     def model_report(self, model: str) -> Path:
         return self.models / model
 
+    def tuning(self, model: str) -> Path:
+        """``models/<model>/tuning/``: the tuning tables, curves and figures of one model."""
+        return self.models / model / TUNING_DIR
+
+    def steering(self, model: str) -> Path:
+        """``models/<model>/steering.csv``."""
+        return self.models / model / STEERING_CSV
+
+    def steering_run(self, task: str, model: str) -> Path:
+        """``steering/<task>_<model>/``: the steering pass of one task (``steering.csv``, ``steering.pdf``)."""
+        return self.root / "steering" / f"{task}_{model}"
+
+    @property
+    def stimuli(self) -> Path:
+        """The EVAR root of the tuning stimulus sets (never the user's EVAR root)."""
+        return self.root / "stimuli"
+
     @property
     def probes(self) -> Path:
         return self.root / "probes"
@@ -348,7 +394,7 @@ class OutputTree:
     def folders(self) -> list[Path]:
         """Every folder the pipeline writes into (what it may clean up; nothing else under ``root``)."""
         return [self.runs, self.models, self.compare, self.probes, self.ablations, self.galleries, self.report, self.saes,
-                self.synthetic_evar_root, self.stages, self.staging_root]
+                self.synthetic_evar_root, self.stimuli, self.root / "steering", self.stages, self.staging_root]
 
     @property
     def compare(self) -> Path:

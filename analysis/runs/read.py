@@ -25,7 +25,7 @@ from torch import Tensor
 from analysis.aape import absent_neurons
 from analysis.runs.layout import (ABLATION_CONDITIONS_JSON, ABLATION_CONFUSION_CSV, CLASSES, FEATURES, GTS, INDEX,
                                   INDEX_COLUMNS, INDEX_SPLITS, MANIFEST, NEURONS_CSV, NEURONS_JSON, NEURONS_PT,
-                                  OVER_ZERO, PROBE_RESULTS, STABILITY_CSV, STATS, TOP_CLIPS)
+                                  OVER_ZERO, PROBE_RESULTS, STABILITY_CSV, STATS, TOP_CLIPS, tuning_csv, tuning_pt)
 from analysis.runs.layout import SAE_FILE, SAE_METRICS_COLUMNS, SAE_METRICS_CSV
 
 
@@ -534,6 +534,33 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if "class" in t.columns:
         t["class"] = t["class"].astype(str)
     return t
+
+
+#: Columns every tuning table has (``tuning/<dimension>.csv``).
+TUNING_REQUIRED = ("unit", "site", "preferred_value", "bandwidth", "selectivity", "layer")
+
+
+def read_tuning_table(tuning_dir: str | Path, dimension: str) -> pd.DataFrame:
+    """``<tuning_dir>/<dimension>.csv`` (checked: the tuning columns are there)."""
+    p = Path(tuning_dir) / tuning_csv(dimension)
+    t = read_table(p)
+    missing = [c for c in TUNING_REQUIRED if c not in t.columns]
+    if missing:
+        raise ValueError(f"{p}: missing columns {missing}")
+    t["site"] = t["site"].astype(str)
+    return t
+
+
+def read_tuning_curves(tuning_dir: str | Path, dimension: str) -> dict[str, Any]:
+    """``<tuning_dir>/<dimension>.pt`` (checked: ``values`` [V] and ``p_active`` [L, N, V] agree)."""
+    p = Path(tuning_dir) / tuning_pt(dimension)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: file not found (written by the tuning stage, python -m analysis tuning)")
+    d = _load_dict(p, ("values", "p_active", "sites", "site_neurons", "dimension"))
+    V = len(d["values"])
+    if not isinstance(d["p_active"], Tensor) or d["p_active"].dim() != 3 or d["p_active"].shape[-1] != V:
+        raise ValueError(f"{p}: 'p_active' must be a tensor [L, N, {V}]")
+    return d
 
 
 def model_identity(run: Run) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from analysis.runs.layout import (ABLATION_CONDITIONS_JSON, ABLATION_CONFUSION_C
                                   NEURONS_CSV, NEURONS_JSON, NEURONS_PT, OVER_ZERO, ROW_SPOOL_PREFIX, RUN_FILES,
                                   SPOOL_EMBEDDING, SPOOL_INDEX, SPOOL_LABEL, SPOOL_META, SPOOL_META_OFFSETS,
                                   STABILITY_CSV, STATS, TEMP_SUFFIX, THRESHOLD_SWEEP_CSV, TOP_CLIPS, figure_preview,
-                                  temp_prefix)
+                                  STEERING_CSV, STEERING_PDF, temp_prefix, tuning_csv, tuning_pt)
 from analysis.runs.layout import (NEURONS_VS_FEATURES_COLUMNS, NEURONS_VS_FEATURES_CSV, SAE_FILE, SAE_METRICS_COLUMNS,
                                   SAE_METRICS_CSV)
 
@@ -586,6 +586,41 @@ def write_ablation(out_dir: str | os.PathLike, table: pd.DataFrame, summary: pd.
     names = {"matrix": ABLATION_MATRIX_PDF, "k_curve": ABLATION_K_CURVE_PDF, "confusion": ABLATION_CONFUSION_PDF}
     for key, fig in figures.items():
         save_pdf(fig, d / names[key], overwrite, close=False, bbox_inches="tight")
+
+
+def tuning_paths(dest: str | os.PathLike, dimension: str) -> tuple[Path, Path]:
+    """Where the tuning of ``dimension`` is written in a tuning folder: (curves ``.pt``, table ``.csv``)."""
+    return Path(dest) / tuning_pt(dimension), Path(dest) / tuning_csv(dimension)
+
+
+def write_tuning(dest: str | os.PathLike, dimension: str, curves: dict[str, Any], table: pd.DataFrame,
+                 overwrite: bool = False) -> tuple[Path, Path]:
+    """The tuning curves (a dict of tensors and plain values) and the table of ``dimension``, each
+    atomically; both are checked before either is written."""
+    pt, csv = tuning_paths(dest, dimension)
+    for p in (pt, csv):
+        check_writable(p, overwrite)
+    pt.parent.mkdir(parents=True, exist_ok=True)
+    save_torch(curves, pt, overwrite)
+    save_csv(table, csv, overwrite)
+    return pt, csv
+
+
+def check_steering_writable(out_dir: str | os.PathLike, overwrite: bool = False) -> None:
+    """Refuse (before the test pass) when ``steering.csv`` / ``steering.pdf`` (or its preview) exist."""
+    for f in (STEERING_CSV, STEERING_PDF):
+        check_writable(Path(out_dir) / f, overwrite)
+    check_writable(figure_preview(Path(out_dir) / STEERING_PDF), overwrite)
+
+
+def write_steering(out_dir: str | os.PathLike, table: pd.DataFrame, figure: Any = None,
+                   overwrite: bool = False) -> Path:
+    """``steering.csv`` (and ``steering.pdf`` + PNG when ``figure``) atomically; returns the CSV path."""
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    if figure is not None:
+        save_pdf(figure, d / STEERING_PDF, overwrite, close=False, bbox_inches="tight")
+    return save_csv(table, d / STEERING_CSV, overwrite)
 
 
 def stability_paths(run_dir: str | os.PathLike, sweep: bool = True) -> dict[str, Path]:
