@@ -6,7 +6,6 @@ of selected stages, and a failing stage leaving completed outputs intact.
 """
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
 

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import math
-import re
 from typing import Optional, Sequence
 
 import pandas as pd
