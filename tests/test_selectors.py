@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from analysis.aape import identify, inactive_neurons, lowest_entropy_by_class
+from analysis.draws import matched_draws
 from analysis.selectors import contrast_scores, select, top_per_layer
 
 
@@ -56,7 +57,7 @@ def test_minimum_activity_filter_excludes_near_dead_neurons():
 
 def test_selector_conditions_from_a_run_folder(tmp_path):
     """``ablation.selectors`` adds ``<selector>:<class>`` conditions with the AAPE sets' per-layer sizes and
-    their own matched random draws."""
+    matched random draws (shared with the sets of the same per-layer sizes)."""
     from _fake_run import write_fake_run
     from analysis.runs.conditions import conditions_from_run
 
@@ -71,7 +72,8 @@ def test_selector_conditions_from_a_run_folder(tmp_path):
         for c in ("a", "b"):
             m = by[f"{sel}:{c}"].mask
             assert by[f"{sel}:{c}"].kind == "selector" and torch.equal(m.sum(1), aape[c].sum(1))
-            draws = [by[f"random:{sel}:{c}:{i}"].mask for i in range(2)]
+            draws = [x.mask for x in matched_draws(conds, f"{sel}:{c}")]  # shared by sets of one profile
+            assert len(draws) == 2
             assert all(torch.equal(x.sum(1), m.sum(1)) and not (x & m).any() for x in draws)
         assert f"{sel}:c" not in by  # c has no AAPE set: nothing to match
     assert by["contrast:a"].mask[0].nonzero().flatten().tolist() == [5]
