@@ -6,6 +6,7 @@ devices, strategy and precision come from the Trainer flags. Nothing else lives 
 checkpoint holding pickled code or an unreadable file is refused with an error naming the file, and
 a config that gives a key twice is refused naming the key and both lines (:mod:`analysis.runs.strict_yaml`).
 """
+
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -59,8 +60,13 @@ def check_config_files(argv: Sequence[str]) -> None:
     """Every ``--config FILE`` of ``argv`` that gives a key twice: :class:`DuplicateKeyError` naming the file,
     the key and both lines (the loader of :func:`use_strict_yaml` sees only the text)."""
     for i, a in enumerate(argv):
-        path: Optional[str] = (argv[i + 1] if a == "--config" and i + 1 < len(argv)
-                               else a.split("=", 1)[1] if a.startswith("--config=") else None)
+        path: Optional[str] = (
+            argv[i + 1]
+            if a == "--config" and i + 1 < len(argv)
+            else a.split("=", 1)[1]
+            if a.startswith("--config=")
+            else None
+        )
         if path and Path(path).is_file():
             check_unique_keys(Path(path).read_text(encoding="utf-8"), path)
 

@@ -34,6 +34,7 @@ NaN (absent) neurons are handled identically in both modes, because this is a da
 LAPE defect: they are excluded from the quantiles and from the ``L * N`` count, and never selected. On data
 without NaN, ``lape`` mode is bit-for-bit LAPE.
 """
+
 from __future__ import annotations
 
 import logging
@@ -89,8 +90,9 @@ def default_top_rate(task: str | None, table: Mapping[str, float] | None = None)
     return float(merged["default"])
 
 
-def check_rates(top_rate: float | None = None, filter_rate: float | None = None,
-                activation_bar_ratio: float | None = None) -> None:
+def check_rates(
+    top_rate: float | None = None, filter_rate: float | None = None, activation_bar_ratio: float | None = None
+) -> None:
     """Raise ``ValueError`` naming the parameter unless ``top_rate`` is in (0, 1] and ``filter_rate`` and
     ``activation_bar_ratio`` are in (0, 1) (None: not checked). The one rule for valid selection rates.
 
@@ -100,19 +102,26 @@ def check_rates(top_rate: float | None = None, filter_rate: float | None = None,
     ...
     ValueError: top_rate must be in (0, 1] (a share of the neurons), got -0.05
     """
-    for name, value, top_closed in (("top_rate", top_rate, True), ("filter_rate", filter_rate, False),
-                                    ("activation_bar_ratio", activation_bar_ratio, False)):
+    for name, value, top_closed in (
+        ("top_rate", top_rate, True),
+        ("filter_rate", filter_rate, False),
+        ("activation_bar_ratio", activation_bar_ratio, False),
+    ):
         if value is None:
             continue
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
-            0 < value <= 1 if top_closed else 0 < value < 1)
+        ok = (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and (0 < value <= 1 if top_closed else 0 < value < 1)
+        )
         if not ok:
             span = "(0, 1] (a share of the neurons)" if top_closed else "(0, 1) (a quantile)"
             raise ValueError(f"{name} must be in {span}, got {value!r}")
 
 
-def resolve_top_rate(task: str | None, top_rate: float | None = None,
-                     table: Mapping[str, float] | None = None) -> float:
+def resolve_top_rate(
+    task: str | None, top_rate: float | None = None, table: Mapping[str, float] | None = None
+) -> float:
     """The ``top_rate`` to use: an explicit ``top_rate`` wins, else :func:`default_top_rate` of ``task``
     (with ``table`` overriding the built-in per-task values). The one rule every caller uses.
 
@@ -162,7 +171,7 @@ def activation_probability(count: Tensor, n_tokens: Tensor, site_neurons: list[i
         if len(site_neurons) != count.shape[0]:
             raise ValueError(f"site_neurons has {len(site_neurons)} entries for {count.shape[0]} sites")
         for l, n in enumerate(site_neurons):
-            p[l, int(n):] = float("nan")
+            p[l, int(n) :] = float("nan")
     return p
 
 
@@ -211,9 +220,7 @@ def _kth_bar(values: Tensor, rate: float, name: str) -> float:
     """LAPE's quantile: the ``round(len * rate)``-th smallest value (1-based) of the 1-D ``values``."""
     k = round(len(values) * rate)
     if not 1 <= k <= len(values):
-        raise ValueError(
-            f"{name}={rate} gives k={k} for {len(values)} present values; need 1 <= k <= {len(values)}"
-        )
+        raise ValueError(f"{name}={rate} gives k={k} for {len(values)} present values; need 1 <= k <= {len(values)}")
     return values.kthvalue(k).values.item()
 
 
@@ -229,11 +236,13 @@ class SelectionOptions:
     @staticmethod
     def for_mode(mode: Mode) -> "SelectionOptions":
         if mode == "lape":
-            return SelectionOptions(drop_empty_classes=True, tie_break="topk", exclude_filtered=False,
-                                    warn_saturation=False)
+            return SelectionOptions(
+                drop_empty_classes=True, tie_break="topk", exclude_filtered=False, warn_saturation=False
+            )
         if mode == "default":
-            return SelectionOptions(drop_empty_classes=False, tie_break="index", exclude_filtered=True,
-                                    warn_saturation=True)
+            return SelectionOptions(
+                drop_empty_classes=False, tie_break="index", exclude_filtered=True, warn_saturation=True
+            )
         raise ValueError(f"mode must be 'default' or 'lape', got {mode!r}")
 
 
@@ -343,8 +352,10 @@ def _validate(over_zero: Tensor, warn: _Warnings) -> _Probabilities:
     has_nan = bool(nan.any())
     absent = absent_neurons(p) if has_nan else torch.zeros(L, N, dtype=torch.bool)
     if has_nan and bool((nan & ~absent[..., None]).any()):
-        warn.warn("some present neurons have NaN probabilities for some classes (a class without tokens?); "
-                  "those entries are treated as 0")
+        warn.warn(
+            "some present neurons have NaN probabilities for some classes (a class without tokens?); "
+            "those entries are treated as 0"
+        )
     finite = p[~nan] if has_nan else p.flatten()
     pmin, pmax = (x.item() for x in torch.aminmax(finite)) if finite.numel() else (0.0, 0.0)
     if pmin < 0 or pmax > 1:
@@ -365,8 +376,15 @@ def _filter(probs: _Probabilities, ent: Tensor, filter_rate: float) -> tuple[flo
     return filter_bar, top_position
 
 
-def _select(probs: _Probabilities, ent: Tensor, k: int, opts: SelectionOptions, filter_bar: float,
-            top_rate: float, warn: _Warnings) -> Tensor:
+def _select(
+    probs: _Probabilities,
+    ent: Tensor,
+    k: int,
+    opts: SelectionOptions,
+    filter_bar: float,
+    top_rate: float,
+    warn: _Warnings,
+) -> Tensor:
     """The ``k`` neurons of lowest ranking entropy as ``[K, 2]`` (layer, neuron), in rank order."""
     N = ent.shape[1]
     flat = ent.flatten()
@@ -384,16 +402,19 @@ def _select(probs: _Probabilities, ent: Tensor, k: int, opts: SelectionOptions, 
         keep = torch.isfinite(flat[index])
         n_fin = int(keep.sum())
         if n_fin < k:
-            warn.warn(f"only {n_fin} neurons pass the filter bar ({filter_bar:.6g}); {k} were requested by "
-                      f"top_rate={top_rate}: selecting {n_fin}")
+            warn.warn(
+                f"only {n_fin} neurons pass the filter bar ({filter_bar:.6g}); {k} were requested by "
+                f"top_rate={top_rate}: selecting {n_fin}"
+            )
         index = index[keep]
     elif bool(probs.absent.flatten()[index].any()):  # pragma: no cover - guarded above
         raise AssertionError("absent neuron selected")
     return torch.stack((torch.div(index, N, rounding_mode="floor"), index % N), dim=-1).long()
 
 
-def _assign(probs: _Probabilities, selected: Tensor, filter_rate: float, filter_bar: float,
-            activation_bar_ratio: float) -> tuple[float, Tensor]:
+def _assign(
+    probs: _Probabilities, selected: Tensor, filter_rate: float, filter_bar: float, activation_bar_ratio: float
+) -> tuple[float, Tensor]:
     """The activation bar and the assignments ``[K, C]``: selected neuron above the bar for class c."""
     n = len(probs.finite)
     if round(n * activation_bar_ratio) == round(n * filter_rate):
@@ -442,13 +463,26 @@ def identify(
     """
     check_rates(top_rate, filter_rate, activation_bar_ratio)
     opts = SelectionOptions.for_mode(mode)
-    overrides = {k: v for k, v in dict(drop_empty_classes=drop_empty_classes, tie_break=tie_break,
-                                        exclude_filtered=exclude_filtered,
-                                        warn_saturation=warn_saturation).items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in dict(
+            drop_empty_classes=drop_empty_classes,
+            tie_break=tie_break,
+            exclude_filtered=exclude_filtered,
+            warn_saturation=warn_saturation,
+        ).items()
+        if v is not None
+    }
     if overrides:
         opts = replace(opts, **overrides)
-    log.info("AAPE mode=%s top_rate=%s filter_rate=%s activation_bar_ratio=%s options=%s",
-             mode, top_rate, filter_rate, activation_bar_ratio, opts)
+    log.info(
+        "AAPE mode=%s top_rate=%s filter_rate=%s activation_bar_ratio=%s options=%s",
+        mode,
+        top_rate,
+        filter_rate,
+        activation_bar_ratio,
+        opts,
+    )
     warn = _Warnings()
     probs = _validate(over_zero, warn)
     L, N, C = probs.p.shape
@@ -468,8 +502,11 @@ def identify(
     if opts.warn_saturation:
         for name, bar in (("filter bar", filter_bar), ("activation bar", activation_bar)):
             if bar >= probs.pmax:
-                warn.warn(f"{name} {bar:.6g} equals the largest activation probability: the quantile "
-                          f"saturates and no neuron can exceed it", SaturationWarning)
+                warn.warn(
+                    f"{name} {bar:.6g} equals the largest activation probability: the quantile "
+                    f"saturates and no neuron can exceed it",
+                    SaturationWarning,
+                )
     neurons = _per_class_lists(selected, assignments, L, opts.drop_empty_classes)
     if not opts.drop_empty_classes:
         empty = [c for c in range(C) if not bool(assignments[:, c].any())]
@@ -479,11 +516,24 @@ def identify(
     ln_c = math.log(C) if C > 1 else float("nan")
     ent_out[probs.absent] = float("nan")
     return Identification(
-        p=probs.p, entropy=ent_out, normalised_entropy=ent_out / ln_c,
-        passes_filter=(top_position > 0) & ~probs.absent, selected=selected, assignments=assignments,
-        neurons=neurons, filter_bar=filter_bar, activation_bar=activation_bar, n_requested=k, mode=mode,
-        top_rate=top_rate, filter_rate=filter_rate, activation_bar_ratio=activation_bar_ratio, options=opts,
-        warnings=list(warn), min_activity=min_activity, n_inactive=int(inactive.sum()),
+        p=probs.p,
+        entropy=ent_out,
+        normalised_entropy=ent_out / ln_c,
+        passes_filter=(top_position > 0) & ~probs.absent,
+        selected=selected,
+        assignments=assignments,
+        neurons=neurons,
+        filter_bar=filter_bar,
+        activation_bar=activation_bar,
+        n_requested=k,
+        mode=mode,
+        top_rate=top_rate,
+        filter_rate=filter_rate,
+        activation_bar_ratio=activation_bar_ratio,
+        options=opts,
+        warnings=list(warn),
+        min_activity=min_activity,
+        n_inactive=int(inactive.sum()),
     )
 
 
@@ -507,8 +557,14 @@ def select_neurons(
     >>> select_neurons(p, mode="lape", top_rate=0.25, filter_rate=0.9, activation_bar_ratio=0.9)
     [[tensor([0])]]
     """
-    return identify(over_zero, mode=mode, top_rate=top_rate, filter_rate=filter_rate,
-                    activation_bar_ratio=activation_bar_ratio, **options).neurons  # type: ignore[arg-type]
+    return identify(
+        over_zero,
+        mode=mode,
+        top_rate=top_rate,
+        filter_rate=filter_rate,
+        activation_bar_ratio=activation_bar_ratio,
+        **options,
+    ).neurons  # type: ignore[arg-type]
 
 
 def normalised_entropy(over_zero: Tensor) -> Tensor:
@@ -528,7 +584,9 @@ def normalised_entropy(over_zero: Tensor) -> Tensor:
     return h
 
 
-def lowest_entropy_by_class(over_zero: Tensor, k: int, min_activity: float = MIN_ACTIVITY) -> list[list[tuple[int, int]]]:
+def lowest_entropy_by_class(
+    over_zero: Tensor, k: int, min_activity: float = MIN_ACTIVITY
+) -> list[list[tuple[int, int]]]:
     """For each class, up to ``k`` neurons ``(layer, neuron)`` that prefer it (their largest activation
     probability is for that class; ties: the lowest class index), lowest entropy first (ties by (layer,
     neuron)). Absent and dead neurons are left out (see :func:`normalised_entropy`), and so are the

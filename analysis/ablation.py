@@ -20,6 +20,7 @@ Vocabulary
   ``ablation.csv``, :func:`summarise` into ``ablation_summary.csv`` and :func:`confusion_table` into
   ``ablation_confusion.csv``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,13 +43,43 @@ KINDS = ("baseline", "class", "explicit", "shared", "random", "index_plus_one", 
 RANKED_KINDS = ("topk", "lowent")
 ALL_CLASSES = "ALL"  # value of the ``class`` column for the overall accuracy row
 
-ABLATION_COLUMNS = ["condition", "kind", "target", "k", "draw", "class", "n", "correct", "accuracy", "delta", "lost",
-                    "gained"]
+ABLATION_COLUMNS = [
+    "condition",
+    "kind",
+    "target",
+    "k",
+    "draw",
+    "class",
+    "n",
+    "correct",
+    "accuracy",
+    "delta",
+    "lost",
+    "gained",
+]
 CONFUSION_COLUMNS = ["condition", "kind", "target", "k", "draw", "true", "predicted", "count"]
 SUMMARY_COLUMNS = [
-    "group", "kind", "target", "k", "class", "on_target", "n_draws", "n", "accuracy_mean", "delta_mean",
-    "delta_std", "delta_lo", "delta_hi", "random_group", "random_delta_mean", "random_delta_lo",
-    "random_delta_hi", "p_random", "p_value", "change_lo", "change_hi",
+    "group",
+    "kind",
+    "target",
+    "k",
+    "class",
+    "on_target",
+    "n_draws",
+    "n",
+    "accuracy_mean",
+    "delta_mean",
+    "delta_std",
+    "delta_lo",
+    "delta_hi",
+    "random_group",
+    "random_delta_mean",
+    "random_delta_lo",
+    "random_delta_hi",
+    "p_random",
+    "p_value",
+    "change_lo",
+    "change_hi",
 ]
 
 
@@ -118,9 +149,7 @@ def mask_from_layers(layers: Sequence[Tensor], site_neurons: Sequence[int], sour
             continue
         bad = ids[(ids < 0) | (ids >= site_neurons[l])]
         if bad.numel():
-            raise ValueError(
-                f"{source}: layer {l} has neuron ids {bad.tolist()} outside 0..{site_neurons[l] - 1}"
-            )
+            raise ValueError(f"{source}: layer {l} has neuron ids {bad.tolist()} outside 0..{site_neurons[l] - 1}")
         mask[l, ids] = True
     return mask
 
@@ -177,8 +206,11 @@ def topk_mask(ranked: Sequence[tuple[int, int]], k: int, shape: tuple[int, int])
 # ----------------------------------------------------------------------------------------------
 def per_class_conditions(classes: Sequence[str], class_sets: dict[str, Tensor]) -> list[Condition]:
     """One ``class:<c>`` condition per class whose AAPE set is not empty (class order)."""
-    return [Condition(f"class:{c}", "class", class_sets[c].clone(), [c])
-            for c in classes if class_sets.get(c) is not None and bool(class_sets[c].any())]
+    return [
+        Condition(f"class:{c}", "class", class_sets[c].clone(), [c])
+        for c in classes
+        if class_sets.get(c) is not None and bool(class_sets[c].any())
+    ]
 
 
 def shared_conditions(groups: Sequence[Sequence[str]], class_sets: dict[str, Tensor]) -> list[Condition]:
@@ -198,8 +230,12 @@ def shared_conditions(groups: Sequence[Sequence[str]], class_sets: dict[str, Ten
 
 def selector_conditions(classes: Sequence[str], selector_sets: dict[str, dict[str, Tensor]]) -> list[Condition]:
     """``<selector>:<c>``: each baseline selector's set of class c (:mod:`analysis.selectors`), non-empty only."""
-    return [Condition(f"{sel}:{c}", "selector", sets[c].clone(), [c])
-            for sel, sets in selector_sets.items() for c in classes if c in sets and bool(sets[c].any())]
+    return [
+        Condition(f"{sel}:{c}", "selector", sets[c].clone(), [c])
+        for sel, sets in selector_sets.items()
+        for c in classes
+        if c in sets and bool(sets[c].any())
+    ]
 
 
 def explicit_conditions(explicit: dict[str, tuple[Tensor, list[str]]]) -> list[Condition]:
@@ -207,13 +243,18 @@ def explicit_conditions(explicit: dict[str, tuple[Tensor, list[str]]]) -> list[C
     return [Condition(name, "explicit", m.clone(), list(targets)) for name, (m, targets) in explicit.items()]
 
 
-def topk_conditions(ranked: dict[str, list[tuple[int, int]]], k_grid: Sequence[int],
-                    shape: tuple[int, int], kind: str = "topk") -> list[Condition]:
+def topk_conditions(
+    ranked: dict[str, list[tuple[int, int]]], k_grid: Sequence[int], shape: tuple[int, int], kind: str = "topk"
+) -> list[Condition]:
     """``<kind>:<c>:<k>``: the first k neurons of each class's ranking, for every k of the grid that the
     class's ranking can fill (``topk``: the class's AAPE set by AAPE rank; ``lowent``: the neurons that
     prefer the class, lowest entropy first)."""
-    return [Condition(f"{kind}:{c}:{k}", kind, topk_mask(order, k, shape), [c], k=int(k))
-            for c, order in ranked.items() for k in k_grid if k <= len(order)]
+    return [
+        Condition(f"{kind}:{c}:{k}", kind, topk_mask(order, k, shape), [c], k=int(k))
+        for c, order in ranked.items()
+        for k in k_grid
+        if k <= len(order)
+    ]
 
 
 def control_conditions(
@@ -249,14 +290,30 @@ def control_conditions(
             cond.profile = key
             for d in range(made.get(key, 0), n_draws):
                 m = D.profile_draw(prof, available, seed, d, cond.name)
-                controls.append(Condition(f"random:{key}:{d}", "random", m, [] if share_draws else list(cond.target),
-                                          k=None if share_draws else cond.k, draw=d, group=f"random:{key}",
-                                          parent=None if share_draws else cond.name, profile=key))
+                controls.append(
+                    Condition(
+                        f"random:{key}:{d}",
+                        "random",
+                        m,
+                        [] if share_draws else list(cond.target),
+                        k=None if share_draws else cond.k,
+                        draw=d,
+                        group=f"random:{key}",
+                        parent=None if share_draws else cond.name,
+                        profile=key,
+                    )
+                )
             made[key] = max(made.get(key, 0), n_draws)
         if index_plus_one_control and cond.kind not in RANKED_KINDS:
-            controls.append(Condition(f"index+1:{cond.name}", "index_plus_one",
-                                      index_plus_one(cond.mask, site_neurons, cond.name), list(cond.target),
-                                      parent=cond.name))
+            controls.append(
+                Condition(
+                    f"index+1:{cond.name}",
+                    "index_plus_one",
+                    index_plus_one(cond.mask, site_neurons, cond.name),
+                    list(cond.target),
+                    parent=cond.name,
+                )
+            )
     return controls
 
 
@@ -338,18 +395,37 @@ def build_conditions(
         raise ValueError(f"duplicate condition names {sorted(dup)}")
     for c in primary + topk:
         excluded |= c.mask
-    return conds + control_conditions(primary + topk, exists & ~excluded, site_neurons, random_draws=random_draws,
-                                      random_for_topk=random_for_topk,
-                                      index_plus_one_control=index_plus_one_control, seed=seed,
-                                      lowest_entropy_draws=lowest_entropy_draws, share_draws=share_draws)
+    return conds + control_conditions(
+        primary + topk,
+        exists & ~excluded,
+        site_neurons,
+        random_draws=random_draws,
+        random_for_topk=random_for_topk,
+        index_plus_one_control=index_plus_one_control,
+        seed=seed,
+        lowest_entropy_draws=lowest_entropy_draws,
+        share_draws=share_draws,
+    )
 
 
 def describe_conditions(conditions: Sequence[Condition]) -> list[dict]:
     """JSON-ready description of each condition: name, kind, targets, k, draw, group, parent and its
     neurons as ``[[layer, neuron], ...]``."""
-    return [{"name": c.name, "kind": c.kind, "target": c.target, "k": c.k, "draw": c.draw, "group": c.group,
-             "parent": c.parent, "profile": c.profile, "draws_used": c.draws_used, "neurons": mask_to_pairs(c.mask)}
-            for c in conditions]
+    return [
+        {
+            "name": c.name,
+            "kind": c.kind,
+            "target": c.target,
+            "k": c.k,
+            "draw": c.draw,
+            "group": c.group,
+            "parent": c.parent,
+            "profile": c.profile,
+            "draws_used": c.draws_used,
+            "neurons": mask_to_pairs(c.mask),
+        }
+        for c in conditions
+    ]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -389,8 +465,9 @@ def site_scales(
     return scales, shifts, active
 
 
-def apply_channel_affine(output: Tensor, scale: Tensor, shift: Tensor, channel_axis: int,
-                         row_condition: Optional[Tensor] = None) -> Tensor:
+def apply_channel_affine(
+    output: Tensor, scale: Tensor, shift: Tensor, channel_axis: int, row_condition: Optional[Tensor] = None
+) -> Tensor:
     """``output * scale + shift`` along ``channel_axis``.
 
     Args:
@@ -424,8 +501,9 @@ def dataset_means(stats: dict, source: str = "statistics") -> Tensor:
     ``n_positions`` is taken from ``stats['n_positions']`` when present, else ``n_tokens.sum()`` (valid
     for single-label tasks, where each counted position belongs to exactly one class)."""
     if "act_sum" not in stats:
-        raise ValueError(f"{source}: no 'act_sum' (needed for mode='mean'; run the statistics with act_sum: true "
-                         "or top_k > 0)")
+        raise ValueError(
+            f"{source}: no 'act_sum' (needed for mode='mean'; run the statistics with act_sum: true or top_k > 0)"
+        )
     if "n_positions" in stats:
         n_pos = torch.as_tensor(stats["n_positions"], dtype=torch.float64)
     elif "n_tokens" in stats:
@@ -533,16 +611,27 @@ def confusion_table(conditions: Sequence[Condition], classes: Sequence[str], con
     """Rows of ``ablation_confusion.csv``: one per condition × true class × predicted class with a
     non-zero count (absent rows are zeros, so the table gives the ``[K, C, C]`` counts back exactly)."""
     if confusion.shape != (len(conditions), len(classes), len(classes)):
-        raise ValueError(f"confusion has shape {tuple(confusion.shape)}, expected "
-                         f"({len(conditions)}, {len(classes)}, {len(classes)})")
+        raise ValueError(
+            f"confusion has shape {tuple(confusion.shape)}, expected "
+            f"({len(conditions)}, {len(classes)}, {len(classes)})"
+        )
     k_idx, t_idx, p_idx = confusion.nonzero(as_tuple=True)
     counts = confusion[k_idx, t_idx, p_idx].tolist()
     rows = []
     for i, t, p, c in zip(k_idx.tolist(), t_idx.tolist(), p_idx.tolist(), counts):
         cond = conditions[i]
-        rows.append(dict(condition=cond.name, kind=cond.kind, target="+".join(cond.target),
-                         k="" if cond.k is None else int(cond.k), draw="" if cond.draw is None else int(cond.draw),
-                         true=classes[t], predicted=classes[p], count=int(c)))
+        rows.append(
+            dict(
+                condition=cond.name,
+                kind=cond.kind,
+                target="+".join(cond.target),
+                k="" if cond.k is None else int(cond.k),
+                draw="" if cond.draw is None else int(cond.draw),
+                true=classes[t],
+                predicted=classes[p],
+                count=int(c),
+            )
+        )
     return pd.DataFrame(rows, columns=CONFUSION_COLUMNS)
 
 
@@ -552,8 +641,10 @@ def confusion_matrix(table: pd.DataFrame, condition: str, classes: Sequence[str]
     rows = table[table["condition"] == condition]
     if rows.empty:
         known = list(dict.fromkeys(table["condition"]))
-        raise ValueError(f"no condition {condition!r} in the confusion table; known: {known[:20]}"
-                         + (" ..." if len(known) > 20 else ""))
+        raise ValueError(
+            f"no condition {condition!r} in the confusion table; known: {known[:20]}"
+            + (" ..." if len(known) > 20 else "")
+        )
     index = {c: i for i, c in enumerate(classes)}
     m = torch.zeros(len(classes), len(classes), dtype=torch.long)
     for t, p, c in zip(rows["true"].astype(str), rows["predicted"].astype(str), rows["count"]):
@@ -586,8 +677,9 @@ def flips_in_order(first: Sequence[Condition], flips: Tensor, conditions: Sequen
     return out
 
 
-def results_table(conditions: Sequence[Condition], classes: Sequence[str], correct: Tensor, n: Tensor,
-                  flips: Optional[Tensor] = None) -> pd.DataFrame:
+def results_table(
+    conditions: Sequence[Condition], classes: Sequence[str], correct: Tensor, n: Tensor, flips: Optional[Tensor] = None
+) -> pd.DataFrame:
     """Rows of ``ablation.csv``: one per condition × class plus one ``class = ALL`` row (overall
     accuracy). ``accuracy = correct / n`` (the class's recall), ``delta`` = accuracy − baseline accuracy
     of the same class, ``lost`` / ``gained`` the clips whose correctness changed against the baseline
@@ -602,15 +694,38 @@ def results_table(conditions: Sequence[Condition], classes: Sequence[str], corre
     fl = None if flips is None else flips.long()
     rows = []
     for i, c in enumerate(conditions):
-        common = dict(condition=c.name, kind=c.kind, target="+".join(c.target),
-                      k="" if c.k is None else int(c.k), draw="" if c.draw is None else int(c.draw))
+        common = dict(
+            condition=c.name,
+            kind=c.kind,
+            target="+".join(c.target),
+            k="" if c.k is None else int(c.k),
+            draw="" if c.draw is None else int(c.draw),
+        )
         for j, cls in enumerate(classes):
-            rows.append(dict(common, **{"class": cls}, n=int(n[j]), correct=int(correct[i, j]),
-                             accuracy=float(acc[i, j]), delta=float(acc[i, j] - acc[0, j]),
-                             lost=_flip(fl, 0, i, j), gained=_flip(fl, 1, i, j)))
-        rows.append(dict(common, **{"class": ALL_CLASSES}, n=int(n.sum()), correct=int(correct[i].sum()),
-                         accuracy=float(tot[i]), delta=float(tot[i] - tot[0]),
-                         lost=_flip(fl, 0, i), gained=_flip(fl, 1, i)))
+            rows.append(
+                dict(
+                    common,
+                    **{"class": cls},
+                    n=int(n[j]),
+                    correct=int(correct[i, j]),
+                    accuracy=float(acc[i, j]),
+                    delta=float(acc[i, j] - acc[0, j]),
+                    lost=_flip(fl, 0, i, j),
+                    gained=_flip(fl, 1, i, j),
+                )
+            )
+        rows.append(
+            dict(
+                common,
+                **{"class": ALL_CLASSES},
+                n=int(n.sum()),
+                correct=int(correct[i].sum()),
+                accuracy=float(tot[i]),
+                delta=float(tot[i] - tot[0]),
+                lost=_flip(fl, 0, i),
+                gained=_flip(fl, 1, i),
+            )
+        )
     return pd.DataFrame(rows, columns=ABLATION_COLUMNS)
 
 
@@ -631,8 +746,11 @@ def matched_draws(table: pd.DataFrame, parent: str, cls: str, conditions: Option
         names = [D._get(c, "name") for c in D.matched_draws(conditions, parent)]  # shared, early-stopped draws
         own = table[(table["class"] == cls) & table["condition"].isin(names)].set_index("condition")["delta"]
         return np.array([float(own[n]) for n in names if n in own.index], dtype=float)
-    rows = table[(table["kind"] == "random") & (table["class"] == cls)
-                 & table["condition"].astype(str).str.startswith(f"random:{parent}:")]
+    rows = table[
+        (table["kind"] == "random")
+        & (table["class"] == cls)
+        & table["condition"].astype(str).str.startswith(f"random:{parent}:")
+    ]
     order = pd.to_numeric(rows["draw"], errors="coerce").to_numpy()
     return rows["delta"].to_numpy(dtype=float)[np.argsort(order, kind="stable")]
 
@@ -649,8 +767,14 @@ def set_change_interval(rows: pd.DataFrame, seed: int = 0) -> tuple[float, float
     return paired_bootstrap_interval(int(lost), int(gained), int(r["n"]), reps=BOOTSTRAP_REPS, seed=seed)
 
 
-def summarise(table: pd.DataFrame, conditions: Sequence[Condition], level: float = 0.95, *,
-              h: Optional[int] = None, max_draws: Optional[int | dict[str, int]] = None) -> pd.DataFrame:
+def summarise(
+    table: pd.DataFrame,
+    conditions: Sequence[Condition],
+    level: float = 0.95,
+    *,
+    h: Optional[int] = None,
+    max_draws: Optional[int | dict[str, int]] = None,
+) -> pd.DataFrame:
     """Rows of ``ablation_summary.csv``: one per condition group × class.
 
     For a group of random draws: mean, std and the central ``level`` interval (empirical quantiles)
@@ -671,14 +795,29 @@ def summarise(table: pd.DataFrame, conditions: Sequence[Condition], level: float
         d = g["delta"].to_numpy(dtype=float)
         first = by_name[g["condition"].iloc[0]]
         lo, hi = (np.nanquantile(d, lo_q), np.nanquantile(d, hi_q)) if len(d) > 1 else (d[0], d[0])
-        row = dict(group=group, kind=first.kind, target="+".join(first.target),
-                   k="" if first.k is None else int(first.k), **{"class": cls},
-                   on_target=cls in first.target,
-                   n_draws=len(d), n=int(g["n"].iloc[0]), accuracy_mean=float(np.nanmean(g["accuracy"])),
-                   delta_mean=float(np.nanmean(d)), delta_std=float(np.nanstd(d, ddof=1)) if len(d) > 1 else 0.0,
-                   delta_lo=float(lo), delta_hi=float(hi), random_group="", random_delta_mean=math.nan,
-                   random_delta_lo=math.nan, random_delta_hi=math.nan, p_random=math.nan, p_value=math.nan,
-                   change_lo=math.nan, change_hi=math.nan)
+        row = dict(
+            group=group,
+            kind=first.kind,
+            target="+".join(first.target),
+            k="" if first.k is None else int(first.k),
+            **{"class": cls},
+            on_target=cls in first.target,
+            n_draws=len(d),
+            n=int(g["n"].iloc[0]),
+            accuracy_mean=float(np.nanmean(g["accuracy"])),
+            delta_mean=float(np.nanmean(d)),
+            delta_std=float(np.nanstd(d, ddof=1)) if len(d) > 1 else 0.0,
+            delta_lo=float(lo),
+            delta_hi=float(hi),
+            random_group="",
+            random_delta_mean=math.nan,
+            random_delta_lo=math.nan,
+            random_delta_hi=math.nan,
+            p_random=math.nan,
+            p_value=math.nan,
+            change_lo=math.nan,
+            change_hi=math.nan,
+        )
         if len(d) == 1:
             row["change_lo"], row["change_hi"] = set_change_interval(g)
         rows.append(row)
@@ -690,7 +829,12 @@ def summarise(table: pd.DataFrame, conditions: Sequence[Condition], level: float
             d = np.array([delta[(c.name, row["class"])] for c in mine])
             lo, hi = (np.nanquantile(d, lo_q), np.nanquantile(d, hi_q)) if len(d) > 1 else (d[0], d[0])
             cap = max_draws.get(row["group"]) if isinstance(max_draws, dict) else max_draws
-            row.update(random_group=mine[0].group, random_delta_mean=float(np.nanmean(d)), random_delta_lo=float(lo),
-                       random_delta_hi=float(hi), p_random=float(np.mean(d <= row["delta_mean"] + 1e-12)),
-                       p_value=monte_carlo_p(row["delta_mean"], d, h=h, max_draws=cap))
+            row.update(
+                random_group=mine[0].group,
+                random_delta_mean=float(np.nanmean(d)),
+                random_delta_lo=float(lo),
+                random_delta_hi=float(hi),
+                p_random=float(np.mean(d <= row["delta_mean"] + 1e-12)),
+                p_value=monte_carlo_p(row["delta_mean"], d, h=h, max_draws=cap),
+            )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

@@ -8,6 +8,7 @@ by the set's size) on and off target, and the median normalised entropy of every
 (threshold-free). For neurons, the selection, stability and ablation are those of the model's own run (its
 class sets may span several sites); for features those of the feature model (the SAE's site).
 """
+
 from __future__ import annotations
 
 import math
@@ -67,8 +68,11 @@ def class_ablation_deltas(summary: pd.DataFrame, sizes: dict[str, int]) -> dict[
     def mean(v: list[float]) -> float:
         return float(np.mean(v)) if v else float("nan")
 
-    return {"mean_on_target_delta": mean(on), "on_target_delta_per_unit": mean(on_unit),
-            "off_target_delta_per_unit": mean(off_unit)}
+    return {
+        "mean_on_target_delta": mean(on),
+        "on_target_delta_per_unit": mean(on_unit),
+        "off_target_delta_per_unit": mean(off_unit),
+    }
 
 
 def mean_jaccard(stability: Optional[pd.DataFrame]) -> float:
@@ -85,16 +89,40 @@ def site_entropies(over_zero: Tensor, layer: int) -> Tensor:
     return h[~torch.isnan(h)]
 
 
-def comparison_row(task: str, model: str, site: str, unit_kind: str, units: int,
-                   neurons: Sequence[Sequence[Tensor]], classes: Sequence[str], layer: int, over_zero: Tensor,
-                   stability: Optional[pd.DataFrame], summary: Optional[pd.DataFrame],
-                   feature_model: str) -> dict[str, object]:
+def comparison_row(
+    task: str,
+    model: str,
+    site: str,
+    unit_kind: str,
+    units: int,
+    neurons: Sequence[Sequence[Tensor]],
+    classes: Sequence[str],
+    layer: int,
+    over_zero: Tensor,
+    stability: Optional[pd.DataFrame],
+    summary: Optional[pd.DataFrame],
+    feature_model: str,
+) -> dict[str, object]:
     """One row of the table (module docstring)."""
-    deltas = class_ablation_deltas(summary, set_sizes(neurons, classes)) if summary is not None else {
-        "mean_on_target_delta": float("nan"), "on_target_delta_per_unit": float("nan"),
-        "off_target_delta_per_unit": float("nan")}
+    deltas = (
+        class_ablation_deltas(summary, set_sizes(neurons, classes))
+        if summary is not None
+        else {
+            "mean_on_target_delta": float("nan"),
+            "on_target_delta_per_unit": float("nan"),
+            "off_target_delta_per_unit": float("nan"),
+        }
+    )
     h = site_entropies(over_zero, layer)
-    return {"task": task, "model": model, "site": site, "unit_kind": unit_kind, "units": int(units),
-            "specific_units": specific_units(neurons, layer), "mean_jaccard": mean_jaccard(stability),
-            **deltas, "median_normalized_entropy": float(h.median()) if h.numel() else float("nan"),
-            "feature_model": feature_model}
+    return {
+        "task": task,
+        "model": model,
+        "site": site,
+        "unit_kind": unit_kind,
+        "units": int(units),
+        "specific_units": specific_units(neurons, layer),
+        "mean_jaccard": mean_jaccard(stability),
+        **deltas,
+        "median_normalized_entropy": float(h.median()) if h.numel() else float("nan"),
+        "feature_model": feature_model,
+    }

@@ -18,6 +18,7 @@ A **feature** (a latent) is a unit like a neuron: counting, selection, ablation 
 latents ``z`` at their site (see ``docs/features.md``). The splice that puts an SAE into an encoder adds
 the error term, so zeroing nothing is the original forward exactly: ``y + (z' - z) @ W_dec``.
 """
+
 from __future__ import annotations
 
 from typing import Optional

@@ -14,6 +14,7 @@ size- and layer-matched random draws (draws of sets with equal per-layer sizes m
 Absent neurons (NaN) and neurons below :data:`analysis.aape.MIN_ACTIVITY` in every class
 (:func:`analysis.aape.inactive_neurons`) are never taken. Ties are broken by (layer, neuron).
 """
+
 from __future__ import annotations
 
 from typing import Literal

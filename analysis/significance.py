@@ -17,6 +17,7 @@
 Thresholds of the claims live here: :data:`ALPHA`, :data:`LEVEL`, :data:`COARSE_DRAWS`,
 :data:`UNSTABLE_JACCARD`, :data:`CORRECTIONS`, :data:`BOOTSTRAP_REPS`.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,8 +57,7 @@ def log_binomial_pmf(k: int, n: int, p: float) -> float:
     >>> round(math.exp(log_binomial_pmf(2, 4, 0.5)), 6)
     0.375
     """
-    return (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-            + k * math.log(p) + (n - k) * math.log1p(-p))
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p) + (n - k) * math.log1p(-p)
 
 
 def binomial_sf(k: int, n: int, p: float) -> float:
@@ -142,8 +142,9 @@ def below_interval(value: float, lo: float) -> bool:
 TIE_TOLERANCE = 1e-12
 
 
-def monte_carlo_p(set_delta: float, draw_deltas: Sequence[float], *, h: Optional[int] = None,
-                  max_draws: Optional[int] = None) -> float:
+def monte_carlo_p(
+    set_delta: float, draw_deltas: Sequence[float], *, h: Optional[int] = None, max_draws: Optional[int] = None
+) -> float:
     """Monte-Carlo p-value of a set's change ``set_delta`` against the changes of its matched random
     draws (``draw_deltas``, in the order they were run): ``(1 + #{draws with change <= set_delta}) /
     (1 + R)``. A draw that ties with the set counts against the claim; with ``R = 0`` draws ``p = 1``
@@ -287,8 +288,9 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     return (0.0 if k == 0 else lo), (1.0 if k == n else hi)
 
 
-def paired_bootstrap_interval(lost: int, gained: int, n: int, *, reps: int = BOOTSTRAP_REPS,
-                              level: float = LEVEL, seed: int = 0) -> tuple[float, float]:
+def paired_bootstrap_interval(
+    lost: int, gained: int, n: int, *, reps: int = BOOTSTRAP_REPS, level: float = LEVEL, seed: int = 0
+) -> tuple[float, float]:
     """Central ``level`` interval of a change of recall over ``reps`` bootstrap resamples of a class's
     ``n`` test clips, paired between baseline and ablation: each clip is one of *lost* (right before,
     wrong after), *gained* (wrong before, right after) or unchanged, and the change is ``(gained − lost)
@@ -315,8 +317,9 @@ def paired_bootstrap_interval(lost: int, gained: int, n: int, *, reps: int = BOO
 # ----------------------------------------------------------------------------------------------
 # The word "specific"
 # ----------------------------------------------------------------------------------------------
-def failed_criteria(p_adjusted: float, on_target_delta: float, probe_accuracy_lo: float, chance: float,
-                    alpha: float = ALPHA) -> list[str]:
+def failed_criteria(
+    p_adjusted: float, on_target_delta: float, probe_accuracy_lo: float, chance: float, alpha: float = ALPHA
+) -> list[str]:
     """Which of the three criteria of *specific* a set fails (empty list: it is specific): the
     adjusted p-value is below ``alpha``, its on-target change is negative, and the probe is above chance
     (the lower end of its accuracy interval above the chance rate).
@@ -336,8 +339,9 @@ def failed_criteria(p_adjusted: float, on_target_delta: float, probe_accuracy_lo
     return out
 
 
-def is_specific(p_adjusted: float, on_target_delta: float, probe_accuracy_lo: float, chance: float,
-                alpha: float = ALPHA) -> bool:
+def is_specific(
+    p_adjusted: float, on_target_delta: float, probe_accuracy_lo: float, chance: float, alpha: float = ALPHA
+) -> bool:
     """A set is *specific* only when it fails none of :func:`failed_criteria`.
 
     >>> is_specific(0.01, -0.5, 0.6, 0.2), is_specific(0.049, -0.5, 0.19, 0.2)

@@ -16,6 +16,7 @@ on-target value (the class set's), the unablated ``baseline``, the central inter
 values and the exact Monte Carlo p-value :func:`monte_carlo_p`. Metrics: ``probability`` (mean probability
 of the class on its own clips), ``recall``, and ``off_target_recall`` (mean recall of the other classes).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -31,8 +32,20 @@ from analysis.significance import LEVEL, empirical_interval
 DEFAULT_GAINS = (0.0, 0.5, 1.0, 2.0, 4.0)
 METRICS = ("probability", "recall", "off_target_recall")
 #: Columns of ``steering.csv`` (the first eight are the contract).
-STEERING_COLUMNS = ["task", "class", "gain", "baseline", "on_target", "random_lo", "random_hi", "p_value", "metric",
-                    "set_size", "random_draws", "random_mean"]
+STEERING_COLUMNS = [
+    "task",
+    "class",
+    "gain",
+    "baseline",
+    "on_target",
+    "random_lo",
+    "random_hi",
+    "p_value",
+    "metric",
+    "set_size",
+    "random_draws",
+    "random_mean",
+]
 
 
 def check_gains(gains: Sequence[float]) -> list[float]:
@@ -108,8 +121,16 @@ def _metric(name: str, k: int, c: int, correct: np.ndarray, n: np.ndarray, prob:
         return float(np.mean([correct[k, o] / n[o] for o in others])) if others else float("nan")
 
 
-def steering_table(task: str, classes: Sequence[str], pairs: Sequence[tuple[Condition, float]], gains: Sequence[float],
-                   correct: Tensor, n: Tensor, prob: Tensor, level: float = LEVEL) -> pd.DataFrame:
+def steering_table(
+    task: str,
+    classes: Sequence[str],
+    pairs: Sequence[tuple[Condition, float]],
+    gains: Sequence[float],
+    correct: Tensor,
+    n: Tensor,
+    prob: Tensor,
+    level: float = LEVEL,
+) -> pd.DataFrame:
     """The rows of ``steering.csv`` (:data:`STEERING_COLUMNS`): per class set (``class:<c>`` conditions),
     metric and gain of ``gains`` (1 included: the baseline). ``correct`` ``[1 + K, C]``, ``prob``
     ``[1 + K, C, C]`` with row 0 the baseline and row ``1 + i`` the pair ``pairs[i]``."""
@@ -136,9 +157,20 @@ def steering_table(task: str, classes: Sequence[str], pairs: Sequence[tuple[Cond
                 vals = [_metric(metric, 0 if g == 1.0 else row[(r.name, g)], ci, correct, n, prob) for r in rnd]
                 value = _metric(metric, k, ci, correct, n, prob)
                 lo, hi = empirical_interval(vals, level)
-                out.append({"task": task, "class": cset.target[0], "gain": g, "baseline": base, "on_target": value,
-                            "random_lo": lo, "random_hi": hi,
-                            "p_value": monte_carlo_p(value, base, vals) if rnd else float("nan"), "metric": metric,
-                            "set_size": int(cset.mask.sum()), "random_draws": len(rnd),
-                            "random_mean": float(np.nanmean(vals)) if vals else float("nan")})
+                out.append(
+                    {
+                        "task": task,
+                        "class": cset.target[0],
+                        "gain": g,
+                        "baseline": base,
+                        "on_target": value,
+                        "random_lo": lo,
+                        "random_hi": hi,
+                        "p_value": monte_carlo_p(value, base, vals) if rnd else float("nan"),
+                        "metric": metric,
+                        "set_size": int(cset.mask.sum()),
+                        "random_draws": len(rnd),
+                        "random_mean": float(np.nanmean(vals)) if vals else float("nan"),
+                    }
+                )
     return pd.DataFrame(out, columns=STEERING_COLUMNS)

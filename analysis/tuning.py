@@ -23,6 +23,7 @@ From one curve ``r[V]`` of a unit (:func:`curve_summary`):
 
 A flat curve (``peak == trough``, e.g. a unit that never fires) has no preferred value or bandwidth (NaN).
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,7 @@ from analysis.activation_stats import over_zero
 
 CURVES = ("p_active", "mean")
 #: Columns of a tuning table, in order (the first five are the contract of ``tuning/<dimension>.csv``).
-TUNING_COLUMNS = ["unit", "site", "preferred_value", "bandwidth", "selectivity", "layer", "peak", "trough",
-                  "bounded"]
+TUNING_COLUMNS = ["unit", "site", "preferred_value", "bandwidth", "selectivity", "layer", "peak", "trough", "bounded"]
 _OCTAVE = re.compile(r"octave_(-?\d+)")
 
 
@@ -96,8 +96,9 @@ def _edge(x: np.ndarray, r: np.ndarray, h: np.ndarray, inside: np.ndarray, outsi
     return xi + t * (xo - xi)
 
 
-def curve_summary(curves: np.ndarray | Tensor, values: Sequence[float],
-                  categorical: bool = False) -> dict[str, np.ndarray]:
+def curve_summary(
+    curves: np.ndarray | Tensor, values: Sequence[float], categorical: bool = False
+) -> dict[str, np.ndarray]:
     """Preferred value, bandwidth, selectivity, peak, trough and ``bounded`` of each curve (module doc).
 
     ``curves`` ``[U, V]`` over ascending ``values`` ``[V]``; each output is ``[U]``.
@@ -143,8 +144,13 @@ def curve_summary(curves: np.ndarray | Tensor, values: Sequence[float],
     }
 
 
-def tuning_table(curves: Tensor, values: Sequence[float], sites: Sequence[str], site_neurons: Sequence[int],
-                 categorical: bool = False) -> pd.DataFrame:
+def tuning_table(
+    curves: Tensor,
+    values: Sequence[float],
+    sites: Sequence[str],
+    site_neurons: Sequence[int],
+    categorical: bool = False,
+) -> pd.DataFrame:
     """One row per existing unit of ``curves`` ``[L, N, V]``: the columns :data:`TUNING_COLUMNS` (``unit``
     is the unit's index in its site, ``layer`` the site's index).
 
@@ -227,7 +233,14 @@ def range_share(in_set: int, n_set: int, in_all: int, n_all: int, level: float =
     lo_k = int(np.searchsorted(cdf, a - 1e-12))
     hi_k = int(np.searchsorted(cdf, 1 - a - 1e-12))
     lo, hi = wilson_interval(in_set, n_set, level)
-    return {"in_range": in_set, "n_units": n_set, "fraction": in_set / n_set if n_set else math.nan,
-            "ci_lo": lo, "ci_hi": hi, "random_mean": in_all / n_all if n_all else math.nan,
-            "random_lo": lo_k / n_set if n_set else math.nan, "random_hi": hi_k / n_set if n_set else math.nan,
-            "p_value": float(min(1.0, pmf[in_set:].sum())) if n_set else math.nan}
+    return {
+        "in_range": in_set,
+        "n_units": n_set,
+        "fraction": in_set / n_set if n_set else math.nan,
+        "ci_lo": lo,
+        "ci_hi": hi,
+        "random_mean": in_all / n_all if n_all else math.nan,
+        "random_lo": lo_k / n_set if n_set else math.nan,
+        "random_hi": hi_k / n_set if n_set else math.nan,
+        "p_value": float(min(1.0, pmf[in_set:].sum())) if n_set else math.nan,
+    }

@@ -6,6 +6,7 @@
 * :func:`steering_figure` — one panel per class: the on-target metric against the gain, the band of the
   matched random sets, the unablated baseline.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,9 +29,15 @@ def _grid(n: int, cols: int = 4) -> tuple[plt.Figure, np.ndarray]:
     return fig, axes
 
 
-def class_curves_figure(values: np.ndarray, curves: Mapping[str, np.ndarray], xlabel: str, ylabel: str,
-                        title: str, ranges: Optional[Mapping[str, tuple[float, float]]] = None,
-                        population: Optional[np.ndarray] = None) -> plt.Figure:
+def class_curves_figure(
+    values: np.ndarray,
+    curves: Mapping[str, np.ndarray],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    ranges: Optional[Mapping[str, tuple[float, float]]] = None,
+    population: Optional[np.ndarray] = None,
+) -> plt.Figure:
     """``curves``: class → ``[units, V]`` over ``values`` ``[V]``; ``population`` ``[V]`` the median curve of
     all units; ``ranges`` class → ``(lo, hi)`` shaded."""
     x = np.asarray(values, dtype=float)
@@ -65,8 +72,15 @@ def steering_figure(table: pd.DataFrame, title: str) -> plt.Figure:
     for ax, cls in zip(axes.flat, classes):
         t = table[table["class"] == cls].sort_values("gain")
         g = t["gain"].to_numpy(float)
-        ax.fill_between(g, t["random_lo"].to_numpy(float), t["random_hi"].to_numpy(float), color="0.6", alpha=0.35,
-                        lw=0, label="matched random sets")
+        ax.fill_between(
+            g,
+            t["random_lo"].to_numpy(float),
+            t["random_hi"].to_numpy(float),
+            color="0.6",
+            alpha=0.35,
+            lw=0,
+            label="matched random sets",
+        )
         ax.plot(g, t["on_target"].to_numpy(float), "o-", color="tab:red", lw=1.6, ms=3, label="class set")
         ax.axhline(float(t["baseline"].iloc[0]), color="0.2", lw=0.8, ls=":", label="unablated")
         ax.axvline(1.0, color="0.5", lw=0.5)

@@ -12,6 +12,7 @@ separate passes would also decode every clip once per gain, so the real saving i
     python benchmarks/steering_grid.py [--depth 2] [--width 384] [--clips 16] [--batch 4] [--seconds 2]
                                        [--sets 6] [--draws 2] [--gains 0 0.5 1 2 4] [--repeats 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,7 +67,7 @@ def _sets(site_neurons: list[int], a: argparse.Namespace) -> list[Condition]:
     for c in range(a.sets):
         for d in range(-1, a.draws):
             m = torch.zeros(L, N, dtype=torch.bool)
-            m.view(-1)[torch.randperm(L * N, generator=g)[:a.neurons]] = True
+            m.view(-1)[torch.randperm(L * N, generator=g)[: a.neurons]] = True
             if d < 0:
                 out.append(Condition(f"class:{c}", "class", m, [str(c)]))
             else:
@@ -77,15 +78,28 @@ def _sets(site_neurons: list[int], a: argparse.Namespace) -> list[Condition]:
 def main() -> None:
     a = parse()
     torch.manual_seed(0)
-    enc = M2DEncoder(checkpoint=None, width=a.width, depth=a.depth, num_heads=max(1, a.width // 64), mlp_ratio=4.0,
-                     seed=0, name="bench").eval()
+    enc = M2DEncoder(
+        checkpoint=None,
+        width=a.width,
+        depth=a.depth,
+        num_heads=max(1, a.width // 64),
+        mlp_ratio=4.0,
+        seed=0,
+        name="bench",
+    ).eval()
     model = _Module(enc, a.sets).eval()
     base = _sets(list(enc.site_neurons), a)
     gains = G.check_gains(a.gains)
 
     def callback(grid: list[float]) -> SteeringCallback:
-        cb = SteeringCallback(out_dir="unused", run_dir="unused", gains=grid, random_draws=a.draws,
-                              conditions_per_pass=a.per_pass, figures=False)
+        cb = SteeringCallback(
+            out_dir="unused",
+            run_dir="unused",
+            gains=grid,
+            random_draws=a.draws,
+            conditions_per_pass=a.per_pass,
+            figures=False,
+        )
         cb.classes = [str(c) for c in range(a.sets)]
         cb.pairs = G.steering_conditions(base, cb.gains)
         cb._scales = G.steering_scales(cb.pairs, list(enc.site_neurons))
@@ -125,10 +139,14 @@ def main() -> None:
                 t_sep.append(s)
     q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
     n_cond = len(one[0].pairs)
-    print(f"M2D depth {a.depth} width {a.width}, {a.batch} clips x {a.seconds:g} s per batch, {a.sets} class sets x "
-          f"(1 + {a.draws} random), gains {gains}: {n_cond} conditions; {len(ratios)} batch measurements")
-    print(f"one pass / separate passes per gain: median {q[1]:.3f} (quartiles {q[0]:.3f}-{q[2]:.3f}); "
-          f"median per batch {statistics.median(t_one) * 1e3:.0f} ms vs {statistics.median(t_sep) * 1e3:.0f} ms")
+    print(
+        f"M2D depth {a.depth} width {a.width}, {a.batch} clips x {a.seconds:g} s per batch, {a.sets} class sets x "
+        f"(1 + {a.draws} random), gains {gains}: {n_cond} conditions; {len(ratios)} batch measurements"
+    )
+    print(
+        f"one pass / separate passes per gain: median {q[1]:.3f} (quartiles {q[0]:.3f}-{q[2]:.3f}); "
+        f"median per batch {statistics.median(t_one) * 1e3:.0f} ms vs {statistics.median(t_sep) * 1e3:.0f} ms"
+    )
 
 
 if __name__ == "__main__":

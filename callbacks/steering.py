@@ -8,6 +8,7 @@ encoder + probe on the same decoded batch, ``conditions_per_pass`` of them per f
 along dim 0 with a per-row channel scale). Counts stay on the device and are summed over processes once;
 process 0 writes ``steering.csv`` (+ ``steering.pdf``) into ``out_dir`` and logs the figure.
 """
+
 from __future__ import annotations
 
 import logging
@@ -51,9 +52,18 @@ class SteeringCallback(Callback):
 
     COUNTS = ("correct", "n", "prob")
 
-    def __init__(self, out_dir: str, run_dir: str, gains: Optional[list[float]] = None,
-                 random_draws: NonNegativeInt = 8, seed: int = 0, conditions_per_pass: PositiveInt = 8,
-                 task: Optional[str] = None, figures: bool = True, overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        out_dir: str,
+        run_dir: str,
+        gains: Optional[list[float]] = None,
+        random_draws: NonNegativeInt = 8,
+        seed: int = 0,
+        conditions_per_pass: PositiveInt = 8,
+        task: Optional[str] = None,
+        figures: bool = True,
+        overwrite: bool = False,
+    ) -> None:
         super().__init__()
         self.gains = G.check_gains(G.DEFAULT_GAINS if gains is None else gains)
         if random_draws < 0:
@@ -73,11 +83,14 @@ class SteeringCallback(Callback):
         site_neurons = [int(n) for n in encoder.site_neurons]
         run_classes = read_classes(self.run_dir)
         if list(run_classes) != list(classes):
-            raise ValueError(f"SteeringCallback: classes of the run folder {self.run_dir} {run_classes} differ from "
-                             f"the probe's classes {list(classes)}")
+            raise ValueError(
+                f"SteeringCallback: classes of the run folder {self.run_dir} {run_classes} differ from "
+                f"the probe's classes {list(classes)}"
+            )
         self.classes = list(classes)
-        base = conditions_from_run(self.run_dir, site_neurons, self.classes, random_draws=self.random_draws,
-                                   seed=self.seed)
+        base = conditions_from_run(
+            self.run_dir, site_neurons, self.classes, random_draws=self.random_draws, seed=self.seed
+        )
         self.pairs = G.steering_conditions([c for c in base if c.kind in ("baseline", "class", "random")], self.gains)
         self._scales = G.steering_scales(self.pairs, site_neurons)
         self._active = [bool((s != 1).any()) for s in self._scales]
@@ -100,8 +113,9 @@ class SteeringCallback(Callback):
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         check_steering_writable(self.out_dir, self.overwrite)
         encoder = pl_module.encoder
-        check_run(self.run_dir, encoder_identity(encoder),
-                  consumer=f"the encoder under test ({type(encoder).__name__})")
+        check_run(
+            self.run_dir, encoder_identity(encoder), consumer=f"the encoder under test ({type(encoder).__name__})"
+        )
         self.build(encoder, list(getattr(pl_module, "classes", None) or read_classes(self.run_dir)))
         K, C, dev = 1 + len(self.pairs), len(self.classes), pl_module.device
         self.correct = torch.zeros(K, C, dtype=torch.long, device=dev)
@@ -109,11 +123,20 @@ class SteeringCallback(Callback):
         self.prob = torch.zeros(K, C, C, dtype=torch.float64, device=dev)
         self._owned = owned_rows(trainer)  # the ablation's DDP ownership of clips
         self._remove()
-        self._hooks = SiteHooks(encoder, [(s, self._make_hook(l, encoder) if self._active[l] else None)
-                                          for l, s in enumerate(encoder.neuron_sites)]).attach()
+        self._hooks = SiteHooks(
+            encoder,
+            [(s, self._make_hook(l, encoder) if self._active[l] else None) for l, s in enumerate(encoder.neuron_sites)],
+        ).attach()
 
-    def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
-                          batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         if self.correct is None:
             return
         if not isinstance(outputs, dict) or "logits" not in outputs:
@@ -132,7 +155,7 @@ class SteeringCallback(Callback):
         ids = list(range(1, K))
         try:
             for s in range(0, len(ids), self.conditions_per_pass):
-                chunk = ids[s:s + self.conditions_per_pass]
+                chunk = ids[s : s + self.conditions_per_pass]
                 self._rows = (torch.as_tensor(chunk), B)
                 a = audio.repeat(len(chunk), *([1] * (audio.dim() - 1)))
                 ln = None if lengths is None else lengths.repeat(len(chunk))
@@ -160,8 +183,14 @@ class SteeringCallback(Callback):
             self._write(trainer, task)
 
     def _write(self, trainer: Trainer, task: str) -> None:
-        fig = steering_figure(self.table[self.table["metric"] == "probability"],
-                              f"{task}: probability of the class vs gain of its set") if self.figures else None
+        fig = (
+            steering_figure(
+                self.table[self.table["metric"] == "probability"],
+                f"{task}: probability of the class vs gain of its set",
+            )
+            if self.figures
+            else None
+        )
         try:
             write_steering(self.out_dir, self.table, fig, self.overwrite)
             exp = getattr(trainer.logger, "experiment", None) if trainer.logger is not None else None

@@ -10,6 +10,7 @@
   and right-zero-pads short clips; it returns the number of valid samples as well.
 * :func:`crop_seed` derives a reproducible per-clip seed from (seed, epoch, index).
 """
+
 from __future__ import annotations
 
 import math
@@ -90,7 +91,8 @@ def load_audio(
         declared, available, frame = short
         raise AudioFileError(
             f"Audio file {name}{_ctx(where)} is truncated: its WAV header promises {declared // frame} frames "
-            f"({declared} bytes of audio), the file holds {available // frame} ({available} bytes)")
+            f"({declared} bytes of audio), the file holds {available // frame} ({available} bytes)"
+        )
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:  # soundfile raises LibsndfileError/RuntimeError/TypeError on bad files

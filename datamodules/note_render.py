@@ -4,6 +4,7 @@
 use it, and any other task builder that needs instrument sound can too. The default SoundFont is the small
 General MIDI bank ``TimGM6mb.sf2`` that the ``pretty_midi`` wheel ships (:func:`default_soundfont`).
 """
+
 from __future__ import annotations
 
 import functools
@@ -45,8 +46,15 @@ def _check(program: int, midi: int, velocity: int) -> None:
         raise ValueError(f"velocity must be 1..127, got {velocity}")
 
 
-def render_note(program: int, midi: int, n: int, sample_rate: int, velocity: int = 100, hold: float = 0.8,
-                soundfont: Union[str, os.PathLike, None] = None) -> np.ndarray:
+def render_note(
+    program: int,
+    midi: int,
+    n: int,
+    sample_rate: int,
+    velocity: int = 100,
+    hold: float = 0.8,
+    soundfont: Union[str, os.PathLike, None] = None,
+) -> np.ndarray:
     """One note of General MIDI ``program`` at MIDI note ``midi``: mono float64 ``[n]``.
 
     The key is held for ``hold`` × the clip, then released (the release tail stays in the clip). Rendering is

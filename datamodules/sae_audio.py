@@ -4,6 +4,7 @@
 Batches carry only ``audio``, ``length`` and ``index`` (labels of different tasks do not mix, and the SAE
 needs none). Under DDP Lightning's distributed sampler shards the clips as for any map-style dataset.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -29,12 +30,13 @@ class _AudioOnly(Dataset):
 
 class MixedAudioDataModule(pl.LightningDataModule):
     """Args:
-        datamodules: the tasks (EVARDataModules at the encoder's sample rate).
-        batch_size: clips per batch; num_workers: loader processes; seed: the shuffle's seed.
+    datamodules: the tasks (EVARDataModules at the encoder's sample rate).
+    batch_size: clips per batch; num_workers: loader processes; seed: the shuffle's seed.
     """
 
-    def __init__(self, datamodules: Sequence[EVARDataModule], batch_size: int = 32, num_workers: int = 0,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, datamodules: Sequence[EVARDataModule], batch_size: int = 32, num_workers: int = 0, seed: int = 0
+    ) -> None:
         super().__init__()
         if not datamodules:
             raise ValueError("MixedAudioDataModule needs at least one task")
@@ -49,13 +51,20 @@ class MixedAudioDataModule(pl.LightningDataModule):
                 parts.append(_AudioOnly(dm.datasets[split]))
         if not parts:
             names = [dm.task for dm in self.datamodules]
-            raise ValueError(f"MixedAudioDataModule: no clip in the {split!r} split of tasks {names} "
-                             "(the SAE's held-out metrics need a valid split)")
+            raise ValueError(
+                f"MixedAudioDataModule: no clip in the {split!r} split of tasks {names} "
+                "(the SAE's held-out metrics need a valid split)"
+            )
         return ConcatDataset(parts)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self._split("train"), batch_size=self.batch_size, shuffle=True,
-                          generator=torch.Generator().manual_seed(self.seed), num_workers=self.num_workers)
+        return DataLoader(
+            self._split("train"),
+            batch_size=self.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(self.seed),
+            num_workers=self.num_workers,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self._split("valid"), batch_size=self.batch_size, num_workers=self.num_workers)

@@ -20,6 +20,7 @@ centroid, Hz), ``noise_bandwidth`` (octaves), ``onset_rate`` (onsets per second)
 (:func:`datamodules.note_render.render_note`) applies to pitch and loudness. Only a
 ``numpy.random.Generator`` seeded from (seed, dimension) is used: the same seed gives byte-identical files.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,8 +39,15 @@ from . import stimulus_sounds as snd
 from .synthetic import _atomic_wav
 from .tasks import sr_dir
 
-__all__ = ["Dimension", "DIMENSIONS", "stimulus_task", "value_label", "label_value", "check_stimuli_args",
-           "write_stimuli"]
+__all__ = [
+    "Dimension",
+    "DIMENSIONS",
+    "stimulus_task",
+    "value_label",
+    "label_value",
+    "check_stimuli_args",
+    "write_stimuli",
+]
 
 
 @dataclass(frozen=True)
@@ -59,8 +67,9 @@ DIMENSIONS: dict[str, Dimension] = {
     "noise_bandwidth": Dimension(snd.noise_bandwidth, (0.125, 0.25, 0.5, 1.0, 2.0, 4.0), "octaves"),
     "onset_rate": Dimension(snd.onset_rate, (1.0, 2.0, 4.0, 8.0, 16.0), "onsets/s"),
     "inharmonicity": Dimension(snd.inharmonicity, (0.0, 0.02, 0.05, 0.1, 0.2, 0.4), "partial jitter"),
-    "instrument": Dimension(snd.instrument, (0.0, 11.0, 24.0, 40.0, 56.0, 71.0, 73.0, 80.0), "GM program",
-                            categorical=True),
+    "instrument": Dimension(
+        snd.instrument, (0.0, 11.0, 24.0, 40.0, 56.0, 71.0, 73.0, 80.0), "GM program", categorical=True
+    ),
 }
 
 
@@ -88,13 +97,19 @@ def label_value(dimension: str, label: str) -> float:
     if not label.startswith(prefix):
         raise ValueError(f"class {label!r} is not a value of dimension {dimension!r} (expected '{prefix}<value>')")
     try:
-        return float(label[len(prefix):])
+        return float(label[len(prefix) :])
     except ValueError:
-        raise ValueError(f"class {label!r}: '{label[len(prefix):]}' is not a number") from None
+        raise ValueError(f"class {label!r}: '{label[len(prefix) :]}' is not a number") from None
 
 
-def check_stimuli_args(dimension: str, values: Optional[Sequence[float]], clips_per_value: int, duration: float,
-                       source: str, sample_rate: int) -> list[float]:
+def check_stimuli_args(
+    dimension: str,
+    values: Optional[Sequence[float]],
+    clips_per_value: int,
+    duration: float,
+    source: str,
+    sample_rate: int,
+) -> list[float]:
     """Raise ``ValueError`` naming the argument unless :func:`write_stimuli` can write this set; returns
     the values (the dimension's defaults when None)."""
     if dimension not in DIMENSIONS:
@@ -154,8 +169,14 @@ def write_stimuli(
             file_name = f"{label}/{label}_{k:03d}.wav"
             _atomic_wav(audio_dir / file_name, x, sample_rate, overwrite)
             rows.append({"file_name": file_name, "label": label, "split": "train", "value": v})
-    spec = {"name": task, "unit_sec": float(duration), "folds": 0, "folder": task, "multilabel": False,
-            "description": f"tuning stimuli: {dimension} ({dim.unit}; source {source}), seed {seed}"}
+    spec = {
+        "name": task,
+        "unit_sec": float(duration),
+        "folds": 0,
+        "folder": task,
+        "multilabel": False,
+        "description": f"tuning stimuli: {dimension} ({dim.unit}; source {source}), seed {seed}",
+    }
     save_csv(pd.DataFrame(rows), csv_path, overwrite=overwrite)
     save_text(yaml.safe_dump(spec, sort_keys=False), yaml_path, overwrite=overwrite)
     return csv_path

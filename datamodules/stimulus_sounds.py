@@ -6,6 +6,7 @@ driven by that dimension and not by a correlate. Every clip is float64 in [-1, 1
 nuisance parameter (-20 … -3 dBFS) except for ``loudness``, whose value is the clip's RMS level in dBFS
 over its sounding part. Only the ``rng`` passed in is used (deterministic from a seed).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -30,8 +31,9 @@ def midi_to_hz(midi: float) -> float:
     return 440.0 * 2.0 ** ((float(midi) - 69.0) / 12.0)
 
 
-def partials(rng: np.random.Generator, f0: float, n: int, sr: int, amp: Callable[[np.ndarray], np.ndarray],
-             jitter: float = 0.0) -> np.ndarray:
+def partials(
+    rng: np.random.Generator, f0: float, n: int, sr: int, amp: Callable[[np.ndarray], np.ndarray], jitter: float = 0.0
+) -> np.ndarray:
     """Sum of partials ``k f0 (1 + jitter u_k)`` (``u_k`` uniform in [-1, 1], none for k = 1) with amplitudes
     ``amp(freqs)`` and random phases, below 0.45 × ``sr``, at most :data:`MAX_PARTIALS` of those above -80 dB
     of the loudest: ``[n]`` (not normalised)."""
@@ -58,14 +60,14 @@ def envelope(rng: np.random.Generator, n: int, sr: int, onset_max: float = 0.1) 
     m = n - onset
     env[onset:] = np.minimum(1.0, (np.arange(m) + 1) / attack) * np.exp(-np.arange(m) / sr / tau)
     rel = min(m, max(1, int(0.010 * sr)))
-    env[n - rel:] *= np.linspace(1.0, 0.0, rel)
+    env[n - rel :] *= np.linspace(1.0, 0.0, rel)
     return env
 
 
 def finish(rng: np.random.Generator, x: np.ndarray, level: bool = True) -> np.ndarray:
     """Add white noise 35–50 dB below the sound and (``level``) scale to a random peak of -20 … -3 dBFS;
     without ``level`` the peak is 1."""
-    rms = np.sqrt(np.mean(x ** 2)) or 1.0
+    rms = np.sqrt(np.mean(x**2)) or 1.0
     x = x + rng.standard_normal(len(x)) * rms * 10 ** (-rng.uniform(35.0, 50.0) / 20)
     peak = 10 ** (rng.uniform(-20.0, -3.0) / 20) if level else 1.0
     return x * peak / max(np.abs(x).max(), 1e-12)
@@ -83,8 +85,9 @@ def pitch(rng: np.random.Generator, value: float, n: int, sr: int, source: str =
     random pitched GM instrument at a random velocity."""
     if source == "soundfont":
         program = int(rng.choice(PITCHED_PROGRAMS))
-        x = render_note(program, int(round(value)), n, sr, velocity=int(rng.integers(60, 128)),
-                        hold=rng.uniform(0.5, 0.9))
+        x = render_note(
+            program, int(round(value)), n, sr, velocity=int(rng.integers(60, 128)), hold=rng.uniform(0.5, 0.9)
+        )
         return finish(rng, x)
     if source == "sine":
         ph = rng.uniform(0.0, 2 * np.pi)
@@ -134,7 +137,7 @@ def onset_rate(rng: np.random.Generator, value: float, n: int, sr: int, source: 
     x = np.zeros(n)
     for start in range(int(rng.integers(0, period)), n, period):
         m = min(burst, n - start)
-        x[start:start + m] += note[:m]
+        x[start : start + m] += note[:m]
     return finish(rng, x)
 
 

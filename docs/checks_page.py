@@ -2,6 +2,7 @@
 bad-input, fault and hardening test files (its name as a sentence, the first line of its docstring and its
 parameter ids when they are written out literally). ``python docs/checks_page.py`` rewrites the page;
 ``tests/test_checks_page.py`` fails when it is out of date, so the page cannot drift from the tests."""
+
 from __future__ import annotations
 
 import ast
@@ -81,7 +82,7 @@ def _ids(dec: ast.expr, names: dict[str, ast.expr]) -> str:
 
 
 def _line(fn: ast.FunctionDef, names: dict[str, ast.expr]) -> str:
-    name = fn.name[len("test_"):].replace("_", " ")
+    name = fn.name[len("test_") :].replace("_", " ")
     doc = (ast.get_docstring(fn) or "").strip().split("\n\n")[0].replace("\n", " ")
     params = [p for p in (_ids(d, names) for d in fn.decorator_list) if p]
     text = f"- **{name}**" + (f": {doc}" if doc else "")
@@ -95,8 +96,13 @@ def page() -> str:
     for src, title in SOURCES.items():
         tree = ast.parse((ROOT / src).read_text(encoding="utf-8"))
         tests = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")]
-        names = {t.id: n.value for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign)) and n.value is not None
-                 for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
+        names = {
+            t.id: n.value
+            for n in tree.body
+            if isinstance(n, (ast.Assign, ast.AnnAssign)) and n.value is not None
+            for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+            if isinstance(t, ast.Name)
+        }
         intro = (ast.get_docstring(tree) or "").strip().split("\n\n")[0].replace("\n", " ")
         parts += [f"## {title}", "", f"`{src}`: {intro}", ""] + [_line(t, names) for t in tests] + [""]
     return "\n".join(parts)

@@ -11,6 +11,7 @@ Validation (the held-out clips of the datamodule's ``valid`` split) sums exactly
 fraction of variance explained (``fve``), reconstruction MSE, L0 and which latents fired (dead = never),
 and logs them to TensorBoard as ``sae/<metric>``; :attr:`metrics` keeps the last values.
 """
+
 from __future__ import annotations
 
 import logging
@@ -75,11 +76,15 @@ class SAETrainer(pl.LightningModule):
     ) -> None:
         super().__init__()
         if site not in list(encoder.neuron_sites):
-            raise ValueError(f"SAETrainer: site {site!r} is not a site of {type(encoder).__name__} "
-                             f"(sites: {list(encoder.neuron_sites)})")
+            raise ValueError(
+                f"SAETrainer: site {site!r} is not a site of {type(encoder).__name__} "
+                f"(sites: {list(encoder.neuron_sites)})"
+            )
         if steps_per_batch < 1 or dead_feature_window < 1:
-            raise ValueError(f"SAETrainer: steps_per_batch={steps_per_batch} and dead_feature_window="
-                             f"{dead_feature_window} must be >= 1")
+            raise ValueError(
+                f"SAETrainer: steps_per_batch={steps_per_batch} and dead_feature_window="
+                f"{dead_feature_window} must be >= 1"
+            )
         self.save_hyperparameters(ignore=["encoder"])
         self.automatic_optimization = False
         self.encoder = encoder.requires_grad_(False).eval()
@@ -194,8 +199,11 @@ class SAETrainer(pl.LightningModule):
     # -- held-out metrics ---------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
         d = self.device
-        self._val = {"var": A.VarianceSums(self.sae.d_in, d), "fired": torch.zeros(self.sae.d_sae, dtype=torch.long, device=d),
-                     "nnz": torch.zeros((), dtype=torch.float64, device=d)}
+        self._val = {
+            "var": A.VarianceSums(self.sae.d_in, d),
+            "fired": torch.zeros(self.sae.d_sae, dtype=torch.long, device=d),
+            "nnz": torch.zeros((), dtype=torch.float64, device=d),
+        }
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         assert self._val is not None
@@ -216,9 +224,13 @@ class SAETrainer(pl.LightningModule):
         var.sum, var.sum_sq, var.sse, var.n = tensors[:4]
         fired, nnz = tensors[4], tensors[5]
         n = float(var.n)
-        self.metrics = {"fve": var.fve(), "mse": float(var.sse) / n if n else float("nan"),
-                        "l0": float(nnz) / n if n else float("nan"), "dead_fraction": float((fired == 0).double().mean()),
-                        "rows": int(n)}
+        self.metrics = {
+            "fve": var.fve(),
+            "mse": float(var.sse) / n if n else float("nan"),
+            "l0": float(nnz) / n if n else float("nan"),
+            "dead_fraction": float((fired == 0).double().mean()),
+            "rows": int(n),
+        }
         for name in ("fve", "mse", "l0", "dead_fraction"):
             self.log(f"sae/{name}", self.metrics[name], on_epoch=True, rank_zero_only=True)
         self._val = None
@@ -226,7 +238,13 @@ class SAETrainer(pl.LightningModule):
     def config(self) -> dict[str, Any]:
         """What an ``sae.pt`` records besides the weights (the site, the options, the encoder)."""
         h = dict(self.hparams)
-        return {"site": self.site, "channel_axis": int(self.encoder.channel_axis), "tokens": h["tokens"],
-                "l1_coefficient": float(h["l1_coefficient"]), "encoder_name": getattr(self.encoder, "name", None),
-                "encoder": type(self.encoder).__name__, "encoder_sha256": weights_sha256(self.encoder),
-                "options": {k: h[k] for k in sorted(h)}}
+        return {
+            "site": self.site,
+            "channel_axis": int(self.encoder.channel_axis),
+            "tokens": h["tokens"],
+            "l1_coefficient": float(h["l1_coefficient"]),
+            "encoder_name": getattr(self.encoder, "name", None),
+            "encoder": type(self.encoder).__name__,
+            "encoder_sha256": weights_sha256(self.encoder),
+            "options": {k: h[k] for k in sorted(h)},
+        }

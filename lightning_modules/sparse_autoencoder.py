@@ -7,6 +7,7 @@ the SAE sees them, so that their mean squared norm is ``d_in`` during training, 
 ``normalize_activations``) and ``config`` (``site``, ``d_in``, ``d_sae``, ``architecture``, ``k``,
 ``l1_coefficient``, ``encoder``: the identity of the encoder it was trained on, ``channel_axis``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -73,8 +74,16 @@ class SparseAutoencoder(nn.Module):
     def file_dict(self, config: dict[str, Any]) -> dict[str, Any]:
         """What :func:`analysis.runs.write.write_sae` stores (weights on the CPU + ``config``)."""
         weights = {k: v.detach().float().cpu().clone() for k, v in self.state_dict().items()}
-        return {**weights, "config": {**config, "d_in": self.d_in, "d_sae": self.d_sae,
-                                      "architecture": self.architecture, "k": self.k}}
+        return {
+            **weights,
+            "config": {
+                **config,
+                "d_in": self.d_in,
+                "d_sae": self.d_sae,
+                "architecture": self.architecture,
+                "k": self.k,
+            },
+        }
 
     @classmethod
     def from_file(cls, path: str | Path) -> tuple["SparseAutoencoder", dict[str, Any]]:

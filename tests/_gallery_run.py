@@ -1,5 +1,6 @@
 """Test helper: a pipeline run folder of the pretrained CREPE tiny on the tiny synthetic task with the
 oracle's ``top_clips.pt`` (tests/_top_clips.py), ready for the gallery stage."""
+
 from __future__ import annotations
 
 import json
@@ -20,14 +21,23 @@ TASK, MODEL, K = "synth_octave_sine", "crepe_tiny", 4
 
 
 def pipeline_config(root: Path, out: Path, **over) -> dict:
-    cfg = {"out": str(out), "seed": 0, "data": {"evar_root": str(root), "batch_size": 8},
-           "tasks": {TASK: {"top_rate": 0.1}},
-           "models": {MODEL: {"class_path": "lightning_modules.encoders.CrepeEncoder",
-                              "init_args": {"capacity": "tiny", "hop_ms": 100.0, "embedding_layer": 6}}},
-           "report": {"within_task": [TASK]}, "stability": {"enabled": False},
-           "probe": {"seeds": [42], "max_epochs": 3, "patience": 2, "lr": 1e-2},
-           "ablation": {"random_draws": 2, "k_grid": [1], "random_for_topk": False},
-           "gallery": {"enabled": True, "per_class": 2, "clips": K}}
+    cfg = {
+        "out": str(out),
+        "seed": 0,
+        "data": {"evar_root": str(root), "batch_size": 8},
+        "tasks": {TASK: {"top_rate": 0.1}},
+        "models": {
+            MODEL: {
+                "class_path": "lightning_modules.encoders.CrepeEncoder",
+                "init_args": {"capacity": "tiny", "hop_ms": 100.0, "embedding_layer": 6},
+            }
+        },
+        "report": {"within_task": [TASK]},
+        "stability": {"enabled": False},
+        "probe": {"seeds": [42], "max_epochs": 3, "patience": 2, "lr": 1e-2},
+        "ablation": {"random_draws": 2, "k_grid": [1], "random_for_topk": False},
+        "gallery": {"enabled": True, "per_class": 2, "clips": K},
+    }
     cfg.update(over)
     return cfg
 

@@ -5,6 +5,7 @@ Unit 0 of site ``units`` fires (activation > 0) exactly when most of a loud fram
 the band ``band_midi``; unit 2 never fires. A frame quieter than 1/20 of the clip's loudest frame (the
 silent onset) gives -1 everywhere, so only the tone is measured.
 """
+
 from __future__ import annotations
 
 from typing import Optional

@@ -1,6 +1,7 @@
 """Bad inputs at the run-folder/consumer boundary: run folders are checked against their consumer
 (``manifest.json``: model, checkpoint sha256, task, classes, data list); ``--only`` needs the earlier stages
 finished with this config."""
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,9 @@ def test_hugging_face_models_differ_by_their_weights(tmp_path):
     b = HFAudioEncoder(str(save_tiny("wav2vec2", tmp_path / "b" / "w2v", seed=1)))
     ia, ib = encoder_identity(a), encoder_identity(b)
     assert ia["checkpoint_sha256"] and ia["checkpoint_sha256"] != ib["checkpoint_sha256"]
-    assert {k: v for k, v in ia.items() if k != "checkpoint_sha256"} == {k: v for k, v in ib.items()
-                                                                        if k != "checkpoint_sha256"}
+    assert {k: v for k, v in ia.items() if k != "checkpoint_sha256"} == {
+        k: v for k, v in ib.items() if k != "checkpoint_sha256"
+    }
 
 
 def test_probe_fitted_on_other_data_is_refused_by_the_ablation(tmp_path):

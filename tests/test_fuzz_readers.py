@@ -3,6 +3,7 @@ per reader in ``make test``, thousands under ``HYPOTHESIS_PROFILE=fuzz`` / ``mak
 outcomes allowed: a correct result (checked against the input) or the project's own error type naming the
 file. Readers: metadata CSVs, task definitions, pipeline configs, WAV headers, and the run-folder files
 (``classes.txt``, ``manifest.json``, ``index.csv``, tensor files)."""
+
 from __future__ import annotations
 
 import io
@@ -31,8 +32,9 @@ def _folder() -> Path:
 
 
 # -- metadata CSVs -------------------------------------------------------------------------------------------
-COLUMNS = st.lists(st.sampled_from(["file_name", "label", "split", "fold", "extra", "Unnamed: 0", " label "]),
-                   min_size=0, max_size=5)
+COLUMNS = st.lists(
+    st.sampled_from(["file_name", "label", "split", "fold", "extra", "Unnamed: 0", " label "]), min_size=0, max_size=5
+)
 
 
 @st.composite
@@ -50,8 +52,9 @@ def metadata_csv(draw) -> bytes:
 def test_metadata_csv(data, folds, multilabel, unsplit):
     csv = _folder() / "task.csv"
     csv.write_bytes(data)
-    got = outcome(lambda: read_metadata(csv, folds=folds, fold=1, multilabel=multilabel, unsplit=unsplit), csv,
-                  (MetadataError,))
+    got = outcome(
+        lambda: read_metadata(csv, folds=folds, fold=1, multilabel=multilabel, unsplit=unsplit), csv, (MetadataError,)
+    )
     if got is None:
         return
     df, classes, _ = got
@@ -63,10 +66,12 @@ def test_metadata_csv(data, folds, multilabel, unsplit):
 
 
 # -- task definitions --------------------------------------------------------------------------------------
-TASK_KEYS = st.sampled_from(["name", "unit_sec", "folds", "folder", "metadata", "multilabel", "description",
-                             "unit_secs", "x"])
-VALUES = st.one_of(TEXT, st.integers(-3, 10), st.floats(allow_nan=True), st.booleans(), st.none(),
-                   st.lists(st.integers(), max_size=2))
+TASK_KEYS = st.sampled_from(
+    ["name", "unit_sec", "folds", "folder", "metadata", "multilabel", "description", "unit_secs", "x"]
+)
+VALUES = st.one_of(
+    TEXT, st.integers(-3, 10), st.floats(allow_nan=True), st.booleans(), st.none(), st.lists(st.integers(), max_size=2)
+)
 
 
 @st.composite
@@ -92,22 +97,47 @@ def test_task_definition(text):
 
 
 # -- pipeline configs ----------------------------------------------------------------------------------------
-SECTIONS = st.sampled_from(["out", "seed", "data", "tasks", "models", "stats", "identify", "probe", "ablation",
-                            "gallery", "report", "stability", "trainer", "description", "unknown"])
+SECTIONS = st.sampled_from(
+    [
+        "out",
+        "seed",
+        "data",
+        "tasks",
+        "models",
+        "stats",
+        "identify",
+        "probe",
+        "ablation",
+        "gallery",
+        "report",
+        "stability",
+        "trainer",
+        "description",
+        "unknown",
+    ]
+)
 
 
 @st.composite
 def pipeline_yaml(draw) -> str:
-    base = {"tasks": {"t": {}}, "models": {"m": {"class_path": "lightning_modules.encoders.CrepeEncoder",
-                                                   "init_args": {"capacity": "tiny", "pretrained": False}}},
-            "data": {"evar_root": "/nonexistent", "batch_size": 2}}
+    base = {
+        "tasks": {"t": {}},
+        "models": {
+            "m": {
+                "class_path": "lightning_modules.encoders.CrepeEncoder",
+                "init_args": {"capacity": "tiny", "pretrained": False},
+            }
+        },
+        "data": {"evar_root": "/nonexistent", "batch_size": 2},
+    }
     for _ in range(draw(st.integers(0, 3))):
         sec = draw(SECTIONS)
         if draw(st.booleans()) and isinstance(base.get(sec), dict):
             base[sec][draw(st.sampled_from(["batch_size", "seeds", "top_rate", "enabled", "x", "t"]))] = draw(VALUES)
         else:
-            base[sec] = draw(st.one_of(VALUES, st.dictionaries(st.sampled_from(["a", "seeds", "t"]), VALUES,
-                                                                 max_size=2)))
+            base[sec] = draw(
+                st.one_of(VALUES, st.dictionaries(st.sampled_from(["a", "seeds", "t"]), VALUES, max_size=2))
+            )
     text = yaml.safe_dump(base, allow_unicode=True)
     if draw(st.booleans()):
         i = draw(st.integers(0, len(text)))
@@ -134,8 +164,11 @@ def _wav(frames: int = 160) -> bytes:
 WAV = _wav()
 
 
-@given(st.lists(st.tuples(st.integers(0, 63), st.integers(0, 255)), max_size=6), st.integers(0, len(WAV)),
-       st.binary(max_size=16))
+@given(
+    st.lists(st.tuples(st.integers(0, 63), st.integers(0, 255)), max_size=6),
+    st.integers(0, len(WAV)),
+    st.binary(max_size=16),
+)
 def test_wav_header(patches, keep, tail):
     data = bytearray(WAV)
     for i, b in patches:
@@ -157,9 +190,14 @@ def test_classes_txt(data):
         assert got and len(set(got)) == len(got) and all(c.strip() for c in got)
 
 
-@given(st.one_of(st.binary(max_size=120), st.recursive(VALUES, lambda c: st.dictionaries(TEXT, c, max_size=3)
-                                                         | st.lists(c, max_size=3), max_leaves=8)
-                 .map(lambda x: __import__("json").dumps(x).encode())))
+@given(
+    st.one_of(
+        st.binary(max_size=120),
+        st.recursive(
+            VALUES, lambda c: st.dictionaries(TEXT, c, max_size=3) | st.lists(c, max_size=3), max_leaves=8
+        ).map(lambda x: __import__("json").dumps(x).encode()),
+    )
+)
 def test_manifest_json(data):
     d = _folder()
     (d / layout.MANIFEST).write_bytes(data)
@@ -185,8 +223,9 @@ def _tensor_file() -> bytes:
 TENSOR = _tensor_file()
 
 
-@given(st.lists(st.tuples(st.integers(0, len(TENSOR) - 1), st.integers(0, 255)), max_size=4),
-       st.integers(0, len(TENSOR)))
+@given(
+    st.lists(st.tuples(st.integers(0, len(TENSOR) - 1), st.integers(0, 255)), max_size=4), st.integers(0, len(TENSOR))
+)
 def test_tensor_file(patches, keep):
     data = bytearray(TENSOR)
     for i, b in patches:

@@ -3,6 +3,7 @@ size, hashed while writing — never by reading ``features.pt`` back), and a re-
 truncated, edited or missing names the file and runs that stage again (and the stages built on it), while
 ``python -m analysis verify`` reports the same damage. Oracle: ``hashlib`` over the bytes on disk, and the
 pristine copy of the finished folder."""
+
 from __future__ import annotations
 
 import hashlib
@@ -37,10 +38,12 @@ def _sha(path: Path) -> str:
 # -- records made while writing ----------------------------------------------------------------------------
 def test_every_writer_records_the_digest_of_what_it_wrote(tmp_path):
     with recording() as rec:
-        files = [save_torch({"a": torch.randn(50, 3)}, tmp_path / "t.pt"),
-                 save_json({"x": "é"}, tmp_path / "m.json"),
-                 save_csv(pd.DataFrame({"a": [1, 2]}), tmp_path / "c.csv"),
-                 save_wav(np.zeros(800), 16000, tmp_path / "a.wav")]
+        files = [
+            save_torch({"a": torch.randn(50, 3)}, tmp_path / "t.pt"),
+            save_json({"x": "é"}, tmp_path / "m.json"),
+            save_csv(pd.DataFrame({"a": [1, 2]}), tmp_path / "c.csv"),
+            save_wav(np.zeros(800), 16000, tmp_path / "a.wav"),
+        ]
         files.append(atomic.copy_file(files[0], tmp_path / "copy.pt"))
         w = TensorFileWriter(tmp_path / "f.pt", 40, (6,), torch.float32)
         for _ in range(4):
@@ -54,15 +57,36 @@ def test_every_writer_records_the_digest_of_what_it_wrote(tmp_path):
 
 
 def test_a_run_folder_is_recorded_without_reading_its_files_back(tmp_path, monkeypatch):
-    rows = RowBlocks.from_tensors(torch.arange(6), torch.tensor([0, 1, 0, 1, 0, 1]), ["train"] * 6,
-                                  [f"f{i}.wav" for i in range(6)], torch.randn(6, 5))
+    rows = RowBlocks.from_tensors(
+        torch.arange(6),
+        torch.tensor([0, 1, 0, 1, 0, 1]),
+        ["train"] * 6,
+        [f"f{i}.wav" for i in range(6)],
+        torch.randn(6, 5),
+    )
     with recording() as rec:
-        d = write_run_folder(tmp_path / "run", over_zero=torch.rand(2, 3, 2), classes=["a", "b"],
-                             stats={"count": torch.zeros(2, 3, 2)}, rows=rows, manifest={"task": "t"})
+        d = write_run_folder(
+            tmp_path / "run",
+            over_zero=torch.rand(2, 3, 2),
+            classes=["a", "b"],
+            stats={"count": torch.zeros(2, 3, 2)},
+            rows=rows,
+            manifest={"task": "t"},
+        )
     monkeypatch.setattr(integrity, "sha256_file", lambda p: pytest.fail(f"{p} was read back to hash it"))
     snap = integrity.snapshot([d], rec, tmp_path)
-    assert set(snap) == {f"run/{f}" for f in (layout.OVER_ZERO, layout.CLASSES, layout.STATS, layout.FEATURES,
-                                              layout.GTS, layout.INDEX, layout.MANIFEST)}
+    assert set(snap) == {
+        f"run/{f}"
+        for f in (
+            layout.OVER_ZERO,
+            layout.CLASSES,
+            layout.STATS,
+            layout.FEATURES,
+            layout.GTS,
+            layout.INDEX,
+            layout.MANIFEST,
+        )
+    }
     for rel, r in snap.items():
         assert r["sha256"] == _sha(tmp_path / rel) and r["size"] == (tmp_path / rel).stat().st_size, rel
 
@@ -80,11 +104,19 @@ def test_record_move_follows_a_renamed_folder(tmp_path):
 def finished(tmp_path_factory):
     """(config path, pristine output folder) of data + stats + identify on a synthetic task."""
     tmp = tmp_path_factory.mktemp("integrity")
-    cfg = {"out": str(tmp / "pristine"), "seed": 0, "data": {"synthetic": {"clips_per_class": 3, "duration": 0.5},
-                                                             "batch_size": 8},
-           "tasks": {TASK: {"top_rate": 0.1}}, "stats": {"top_k": 2},
-           "models": {MODEL: {"class_path": "lightning_modules.encoders.CrepeEncoder",
-                              "init_args": {"capacity": "tiny", "hop_ms": 100.0, "embedding_layer": 6}}}}
+    cfg = {
+        "out": str(tmp / "pristine"),
+        "seed": 0,
+        "data": {"synthetic": {"clips_per_class": 3, "duration": 0.5}, "batch_size": 8},
+        "tasks": {TASK: {"top_rate": 0.1}},
+        "stats": {"top_k": 2},
+        "models": {
+            MODEL: {
+                "class_path": "lightning_modules.encoders.CrepeEncoder",
+                "init_args": {"capacity": "tiny", "hop_ms": 100.0, "embedding_layer": 6},
+            }
+        },
+    }
     path = tmp / "pipe.yaml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     Pipeline(load_config(path)).run(STAGES)
@@ -93,8 +125,12 @@ def finished(tmp_path_factory):
 
 def _records(out: Path) -> dict[str, str]:
     """Recorded file (relative) → its stage id, from the markers."""
-    return {rel: mk.name[:-5] for mk in sorted(OutputTree(out).stages.glob("*.json"))
-            if not mk.name.endswith(".running.json") for rel in json.loads(mk.read_text())["files"]}
+    return {
+        rel: mk.name[:-5]
+        for mk in sorted(OutputTree(out).stages.glob("*.json"))
+        if not mk.name.endswith(".running.json")
+        for rel in json.loads(mk.read_text())["files"]
+    }
 
 
 def _copy(pristine: Path, dest: Path) -> Path:
@@ -108,15 +144,26 @@ def _damage(path: Path, how: str) -> None:
         path.write_bytes(data[: len(data) // 2])
     elif how == "edit":  # same size, one byte changed
         i = len(data) // 2
-        path.write_bytes(data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:])
+        path.write_bytes(data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1 :])
     elif how == "delete":
         path.unlink()
 
 
 RUN = f"runs/{TASK}_{MODEL}/"
 #: The files the issue names, and the rest of the run folder.
-RUN_FILES = [layout.OVER_ZERO, layout.CLASSES, layout.INDEX, layout.FEATURES, layout.MANIFEST, layout.STATS,
-             layout.GTS, layout.TOP_CLIPS, layout.NEURONS_CSV, layout.NEURONS_PT, layout.NEURONS_JSON]
+RUN_FILES = [
+    layout.OVER_ZERO,
+    layout.CLASSES,
+    layout.INDEX,
+    layout.FEATURES,
+    layout.MANIFEST,
+    layout.STATS,
+    layout.GTS,
+    layout.TOP_CLIPS,
+    layout.NEURONS_CSV,
+    layout.NEURONS_PT,
+    layout.NEURONS_JSON,
+]
 
 
 def test_the_markers_record_every_file_of_the_run_folder(finished):
@@ -149,6 +196,7 @@ def test_verify_rehashes_what_a_resume_trusts(finished, tmp_path):
     st = p.stat()
     _damage(p, "edit")
     import os
+
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
     recs = json.loads((OutputTree(out).stage_marker(f"stats-{TASK}_{MODEL}")).read_text())["files"]
     assert integrity.damage(recs, out) == []
@@ -156,8 +204,11 @@ def test_verify_rehashes_what_a_resume_trusts(finished, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,how", [(f, ("truncate", "edit")[i % 2]) for i, f in enumerate(RUN_FILES[:8])]
-                         + [(layout.NEURONS_PT, "truncate"), ("metadata", "edit")])
+@pytest.mark.parametrize(
+    "name,how",
+    [(f, ("truncate", "edit")[i % 2]) for i, f in enumerate(RUN_FILES[:8])]
+    + [(layout.NEURONS_PT, "truncate"), ("metadata", "edit")],
+)
 def test_rerun_rebuilds_the_damaged_stage_and_what_builds_on_it(finished, tmp_path, caplog, name, how):
     path, pristine = finished
     out = _copy(pristine, tmp_path / "out")
@@ -170,7 +221,7 @@ def test_rerun_rebuilds_the_damaged_stage_and_what_builds_on_it(finished, tmp_pa
     assert any(str(out / rel) in r.getMessage() and stage in r.getMessage() for r in caplog.records), caplog.text
     ran = [s for s, how_, _ in pipe.runner.timings if how_ == "ran"]
     order = [f"data-{TASK}", f"stats-{TASK}_{MODEL}", f"identify-{TASK}_{MODEL}"]
-    assert ran == order[order.index(stage):]
+    assert ran == order[order.index(stage) :]
     assert [c for c in verify(out) if not c.ok] == []
     rebuilt = (out / rel).read_bytes().replace(str(out).encode(), str(pristine).encode())
     before = (pristine / rel).read_bytes()
@@ -206,6 +257,7 @@ def _toy_stages(out: Path, log: list[str]) -> list:
         def run(overwrite: bool) -> None:
             log.append(name)
             save_json({"n": len(log)}, out / f"{name}.json", overwrite=overwrite)
+
         return run
 
     a = Stage("a", "", {"v": 1}, [out / "a.json"], write("a"))

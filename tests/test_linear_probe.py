@@ -1,4 +1,5 @@
 """LinearProbe (EVAR protocol), the probe over seeds and AudioClassifier parity with the probe on stored embeddings."""
+
 from __future__ import annotations
 
 import sys
@@ -17,8 +18,9 @@ from test_feature_datamodule import write_run
 
 def _trainer(**kw):
     kw.setdefault("enable_checkpointing", False)  # no checkpoints/ folder in the working directory
-    return Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                   enable_model_summary=False, **kw)
+    return Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False, **kw
+    )
 
 
 def test_binary_task_two_logits_perfect_probe_scores_100(tmp_path):
@@ -98,8 +100,24 @@ def test_probe_seeds_writes_results_and_checkpoints(tmp_path):
     with pytest.raises(OutputExistsError):
         fit_seeds(d, tmp_path / "p", seeds=(42,), max_epochs=1)
     # the CLI
-    assert main(["probe", "--run", str(d), "--out", str(tmp_path / "q"), "--seeds", "7", "--max-epochs", "1",
-                 "--lr", "0.01"]) == 0
+    assert (
+        main(
+            [
+                "probe",
+                "--run",
+                str(d),
+                "--out",
+                str(tmp_path / "q"),
+                "--seeds",
+                "7",
+                "--max-epochs",
+                "1",
+                "--lr",
+                "0.01",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "q" / "probe_results.csv").exists() and (tmp_path / "q" / "probe_seed7.ckpt").exists()
 
 

@@ -1,6 +1,7 @@
 """``report/summary.md`` carries class labels, file names and manifests as text: rendered by an independent
 CommonMark renderer (markdown-it-py, with raw HTML and GitHub tables enabled, as a Markdown viewer that renders
 HTML would), a hostile label produces no tag, link or image and reads back as itself."""
+
 from __future__ import annotations
 
 import html
@@ -13,9 +14,19 @@ from markdown_it import MarkdownIt
 from analysis.app.markdown import md_escape, md_fence
 from analysis.app.summary import markdown_table
 
-HOSTILE = ['"><img src=x onerror=alert(1)>', "<script>alert(1)</script>", "[click](javascript:alert(1))",
-           "![x](http://evil/x.png)", "a | b", "*bold* _it_ `code` ~~s~~", "&lt;img&gt; &amp;", "back\\slash",
-           "<http://evil>", "line\nbreak", "crepe_tiny"]
+HOSTILE = [
+    '"><img src=x onerror=alert(1)>',
+    "<script>alert(1)</script>",
+    "[click](javascript:alert(1))",
+    "![x](http://evil/x.png)",
+    "a | b",
+    "*bold* _it_ `code` ~~s~~",
+    "&lt;img&gt; &amp;",
+    "back\\slash",
+    "<http://evil>",
+    "line\nbreak",
+    "crepe_tiny",
+]
 RENDER = MarkdownIt("commonmark", {"html": True}).enable("table")
 TAGS = re.compile(r"<(?!/?(p|table|thead|tbody|tr|th|td|ul|li|pre|code)[ >])[^>]*>")
 
@@ -36,8 +47,9 @@ def test_table_cells_hold_their_labels():
     out = RENDER.render(markdown_table(df))
     assert TAGS.findall(out) == [], out
     cells = [_text(c) for c in re.findall(r"<td>(.*?)</td>", out, flags=re.S)]
-    assert cells[0::2] == [" ".join(h.splitlines()) for h in HOSTILE] and cells[1::2] == [str(i) for i in
-                                                                                         range(len(HOSTILE))]
+    assert cells[0::2] == [" ".join(h.splitlines()) for h in HOSTILE] and cells[1::2] == [
+        str(i) for i in range(len(HOSTILE))
+    ]
 
 
 def test_a_fence_cannot_be_closed_from_inside():

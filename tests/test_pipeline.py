@@ -4,6 +4,7 @@ One module-scoped run is shared: the tests check its outputs, the headline table
 ``ablation.csv`` and ``neurons.csv`` with independent code), resume/skip, config-change refusal, --force
 of selected stages, and a failing stage leaving completed outputs intact.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -28,8 +29,12 @@ def _config(root: Path, out: Path, **over) -> dict:
         "seed": 0,
         "data": {"evar_root": str(root), "batch_size": 8},
         "tasks": {"synth_octave_sine": {"top_rate": 0.1}},
-        "models": {"crepe_tiny": {"class_path": "lightning_modules.encoders.CrepeEncoder",
-                                  "init_args": {"capacity": "tiny", "hop_ms": 100.0, "embedding_layer": 6}}},
+        "models": {
+            "crepe_tiny": {
+                "class_path": "lightning_modules.encoders.CrepeEncoder",
+                "init_args": {"capacity": "tiny", "hop_ms": 100.0, "embedding_layer": 6},
+            }
+        },
         "stats": {"identify_splits": ["train", "valid"]},
         "report": {"within_task": ["synth_octave_sine"]},
         "stability": {"replicates": 3},
@@ -64,8 +69,19 @@ def pipeline_run(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory)
 def test_pipeline_writes_every_stage_output(pipeline_run):
     _, out = pipeline_run
     run = out / "runs" / "synth_octave_sine_crepe_tiny"
-    for f in ("over_zero.pt", "stats.pt", "features.pt", "gts.pt", "index.csv", "manifest.json", "classes.txt",
-              "neurons.csv", "neurons.pt", "stability.csv", "threshold_sweep.csv"):
+    for f in (
+        "over_zero.pt",
+        "stats.pt",
+        "features.pt",
+        "gts.pt",
+        "index.csv",
+        "manifest.json",
+        "classes.txt",
+        "neurons.csv",
+        "neurons.pt",
+        "stability.csv",
+        "threshold_sweep.csv",
+    ):
         assert (run / f).is_file(), f
     assert (out / "models" / "crepe_tiny" / "task_level_neuron_statistics_crepe_tiny.csv").is_file()
     assert (out / "models" / "crepe_tiny" / "within_task-synth_octave_sine.pdf").is_file()
@@ -85,8 +101,9 @@ def test_verdicts_match_ablation_and_neurons_csv(pipeline_run):
     """The summary's numbers are computed, not typed: recompute them from the stage outputs."""
     _, out = pipeline_run
     run = out / "runs" / "synth_octave_sine_crepe_tiny"
-    abl = pd.read_csv(out / "ablation" / "synth_octave_sine_crepe_tiny" / "ablation.csv",
-                      keep_default_na=False, na_values=[""])
+    abl = pd.read_csv(
+        out / "ablation" / "synth_octave_sine_crepe_tiny" / "ablation.csv", keep_default_na=False, na_values=[""]
+    )
     conds = read_ablation_conditions(out / "ablation" / "synth_octave_sine_crepe_tiny")["conditions"]
     neurons = pd.read_csv(run / "neurons.csv", keep_default_na=False)
     classes = (run / "classes.txt").read_text().split()
@@ -154,8 +171,10 @@ def test_changed_config_is_refused_then_forced(pipeline_run, tmp_path, capsys):
 def test_failing_stage_names_itself_and_keeps_completed_outputs(synthetic_root, tmp_path, capsys):
     cfg = _config(synthetic_root, tmp_path / "out")
     # a valid config whose model cannot be built when its stage runs (the checkpoint file is missing)
-    cfg["models"]["broken"] = {"class_path": "lightning_modules.encoders.M2DEncoder",
-                               "init_args": {"checkpoint": str(tmp_path / "missing" / "checkpoint.pth")}}
+    cfg["models"]["broken"] = {
+        "class_path": "lightning_modules.encoders.M2DEncoder",
+        "init_args": {"checkpoint": str(tmp_path / "missing" / "checkpoint.pth")},
+    }
     path = _write(cfg, tmp_path / "p.yaml")
     assert main(["--config", str(path), "--only", "stats", "identify"]) == 1
     err = capsys.readouterr().err
@@ -165,12 +184,15 @@ def test_failing_stage_names_itself_and_keeps_completed_outputs(synthetic_root, 
     assert not (tmp_path / "out" / "runs" / "synth_octave_sine_broken").exists()
 
 
-@pytest.mark.parametrize("bad, msg", [
-    ({"tasks": {}}, "'tasks' is empty"),
-    ({"bogus": 1}, "unknown key(s) ['bogus']"),
-    ({"probe": {"seedz": [1]}}, "unknown key(s) ['seedz'] in 'probe'"),
-    ({"models": {"m": {"init_args": {}}}}, "models.m needs a 'class_path'"),
-])
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        ({"tasks": {}}, "'tasks' is empty"),
+        ({"bogus": 1}, "unknown key(s) ['bogus']"),
+        ({"probe": {"seedz": [1]}}, "unknown key(s) ['seedz'] in 'probe'"),
+        ({"models": {"m": {"init_args": {}}}}, "models.m needs a 'class_path'"),
+    ],
+)
 def test_bad_config_errors_name_the_problem(tmp_path, bad, msg):
     cfg = {"tasks": {"t": {}}, "models": {"m": {"class_path": "x.Y"}}, "data": {"evar_root": str(tmp_path)}}
     cfg.update(bad)
@@ -182,8 +204,10 @@ def test_bad_config_errors_name_the_problem(tmp_path, bad, msg):
 
 def test_unset_environment_variable_is_an_error(tmp_path, monkeypatch):
     monkeypatch.delenv("AAPE_TEST_UNSET", raising=False)
-    p = _write({"tasks": {"t": {}}, "models": {"m": {"class_path": "x.Y"}},
-                "data": {"evar_root": "${AAPE_TEST_UNSET}"}}, tmp_path / "env.yaml")
+    p = _write(
+        {"tasks": {"t": {}}, "models": {"m": {"class_path": "x.Y"}}, "data": {"evar_root": "${AAPE_TEST_UNSET}"}},
+        tmp_path / "env.yaml",
+    )
     with pytest.raises(PipelineError, match="AAPE_TEST_UNSET is not set"):
         load_config(p)
     monkeypatch.setenv("AAPE_TEST_UNSET", str(tmp_path))
@@ -197,8 +221,9 @@ def test_malformed_yaml_names_file(tmp_path):
         load_config(p)
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs" / "pipeline").glob("*.yaml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).resolve().parents[1] / "configs" / "pipeline").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_every_pipeline_config_loads_and_builds_its_stages(path, tmp_path, monkeypatch):
     """Each shipped pipeline YAML validates; its stage list covers every (model, task); the demo's models
     (no checkpoint needed) are instantiated for real."""
@@ -351,8 +376,9 @@ def test_identify_splits_all_counts_every_clip_and_the_probe_ignores_unsplit_row
     index = pd.read_csv(run / "index.csv", keep_default_na=False)
     assert sorted(index["index"]) == list(range(len(df)))
     assert sorted(index.loc[index["split"] == "none", "index"]) == sorted(blank)
-    probe = pd.read_csv(tmp_path / "out" / "probes" / "synth_octave_sine_crepe_tiny" / "probe_results.csv",
-                        dtype={"seed": str})
+    probe = pd.read_csv(
+        tmp_path / "out" / "probes" / "synth_octave_sine_crepe_tiny" / "probe_results.csv", dtype={"seed": str}
+    )
     seed = probe[probe["seed"] == "42"].iloc[0]
     assert int(seed["n_test"]) == int((df["split"] == "test").sum())
     assert int(seed["n_train"]) + int(seed["n_valid"]) == int(df["split"].isin(["train", "valid"]).sum())
@@ -380,9 +406,16 @@ def test_two_models_get_a_compare_stage(synthetic_root, tmp_path):
     """A pipeline with two models writes compare/: one task table with both models' columns, the
     within-task figure with the models side by side, the entropy distribution of all neurons."""
     cfg = _config(synthetic_root, tmp_path / "out")
-    cfg["models"]["untrained"] = {"class_path": "lightning_modules.encoders.CrepeEncoder",
-                                  "init_args": {"capacity": "tiny", "pretrained": False, "hop_ms": 100.0,
-                                                "embedding_layer": 6, "name": "untrained"}}
+    cfg["models"]["untrained"] = {
+        "class_path": "lightning_modules.encoders.CrepeEncoder",
+        "init_args": {
+            "capacity": "tiny",
+            "pretrained": False,
+            "hop_ms": 100.0,
+            "embedding_layer": 6,
+            "name": "untrained",
+        },
+    }
     path = _write(cfg, tmp_path / "two.yaml")
     assert main(["--config", str(path), "--only", "stats", "identify", "report", "compare"]) == 0
     cmp = tmp_path / "out" / "compare"

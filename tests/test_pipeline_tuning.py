@@ -2,6 +2,7 @@
 contract files (``models/<model>/tuning/<dimension>.csv``, ``models/<model>/steering.csv``), the verb
 giving the same table as the stage, the summary's claims read from the CSVs, skip on re-run, and config
 errors naming the key."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -12,8 +13,12 @@ from analysis.app.config import PipelineError, load_config
 from analysis.runs.read import read_stats
 from test_pipeline import _config, _write
 
-TUNING = {"dimensions": ["pitch", "loudness"], "values": {"pitch": [36, 48, 60, 72, 84], "loudness": [-40, -20]},
-          "clips_per_value": 1, "duration": 0.5}
+TUNING = {
+    "dimensions": ["pitch", "loudness"],
+    "values": {"pitch": [36, 48, 60, 72, 84], "loudness": [-40, -20]},
+    "clips_per_value": 1,
+    "duration": 0.5,
+}
 STEERING = {"enabled": True, "gains": [0, 1, 2], "random_draws": 2}
 
 
@@ -42,8 +47,16 @@ def test_tuning_and_steering_contract_files(tuned, tmp_path, capsys):
     pitch = pd.read_csv(model / "tuning" / "pitch.csv")
     assert set(pitch["preferred_value"].dropna()) <= {36.0, 42.0, 48.0, 54.0, 60.0, 66.0, 72.0, 78.0, 84.0}
     s = pd.read_csv(model / "steering.csv")
-    assert list(s.columns[:8]) == ["task", "class", "gain", "baseline", "on_target", "random_lo", "random_hi",
-                                   "p_value"]
+    assert list(s.columns[:8]) == [
+        "task",
+        "class",
+        "gain",
+        "baseline",
+        "on_target",
+        "random_lo",
+        "random_hi",
+        "p_value",
+    ]
     one = s[s.gain == 1.0]
     assert len(one) and (one.on_target == one.baseline).all()  # g = 1 is the unablated model
     other = s[(s.gain != 1.0) & (s.set_size > 0)]
@@ -61,8 +74,20 @@ def test_tuning_and_steering_contract_files(tuned, tmp_path, capsys):
     page = (model / "tuning" / "index.html").read_text(encoding="utf-8")
     assert "class='sortable'" in page and "pitch-synth_octave_sine.png" in page
     # the verb gives the stage's table from the same run folder
-    assert cli_main(["tuning", "--run", str(out / "runs" / "tuning_pitch_crepe_tiny"), "--dimension", "pitch",
-                     "--out", str(tmp_path / "verb")]) == 0
+    assert (
+        cli_main(
+            [
+                "tuning",
+                "--run",
+                str(out / "runs" / "tuning_pitch_crepe_tiny"),
+                "--dimension",
+                "pitch",
+                "--out",
+                str(tmp_path / "verb"),
+            ]
+        )
+        == 0
+    )
     assert pd.read_csv(tmp_path / "verb" / "pitch.csv").equals(pitch)
     # a re-run skips every stage
     capsys.readouterr()
@@ -70,11 +95,14 @@ def test_tuning_and_steering_contract_files(tuned, tmp_path, capsys):
     assert "0 stages ran" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("section,value,msg", [
-    ("tuning", {"dimensions": ["colour"]}, "tuning.*unknown"),
-    ("tuning", {"dimensions": ["pitch"], "values": {"loudness": [1, 2]}}, "tuning.*values"),
-    ("steering", {"enabled": True, "gains": [1]}, "steering.*gains"),
-])
+@pytest.mark.parametrize(
+    "section,value,msg",
+    [
+        ("tuning", {"dimensions": ["colour"]}, "tuning.*unknown"),
+        ("tuning", {"dimensions": ["pitch"], "values": {"loudness": [1, 2]}}, "tuning.*values"),
+        ("steering", {"enabled": True, "gains": [1]}, "steering.*gains"),
+    ],
+)
 def test_bad_tuning_config_names_the_key(synthetic_root, tmp_path, section, value, msg):
     path = _write(_config(synthetic_root, tmp_path / "out", **{section: value}), tmp_path / "bad.yaml")
     with pytest.raises(PipelineError, match=msg):

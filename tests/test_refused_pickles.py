@@ -4,6 +4,7 @@ it: ... (GLOBAL module.name) ...`` — from every loader, for a block-listed glo
 2.5+ words it "unsupported GLOBAL ... whose module ... is blocked") and an ordinary one (``eval``: "Unsupported
 global: GLOBAL eval"). Nothing runs: each payload would create a marker file when unpickled.
 """
+
 from __future__ import annotations
 
 import builtins
@@ -19,8 +20,14 @@ import torch
 from _fake_run import planted_counts, write_fake_run
 from analysis.app.specs import instantiate
 from analysis.runs import layout
-from analysis.runs.read import (UnsafeFileError, load_tensor_file, read_lightning_checkpoint, read_run,
-                                read_top_clips, refused_global)
+from analysis.runs.read import (
+    UnsafeFileError,
+    load_tensor_file,
+    read_lightning_checkpoint,
+    read_run,
+    read_top_clips,
+    refused_global,
+)
 from lightning_modules.encoders import CrepeEncoder, M2DEncoder, TimmViTEncoder
 
 #: Refused-file wording of every loader; group 1 is the global's dotted name.
@@ -92,8 +99,12 @@ def _m2d(tmp_path: Path, obj) -> None:
 
 
 def _timm(tmp_path: Path, obj) -> None:
-    TimmViTEncoder("vit_tiny_patch16_224", checkpoint_path=str(_save(tmp_path / "vit.pth", obj)), input_frames=64,
-                   model_kwargs={"depth": 1})
+    TimmViTEncoder(
+        "vit_tiny_patch16_224",
+        checkpoint_path=str(_save(tmp_path / "vit.pth", obj)),
+        input_frames=64,
+        model_kwargs={"depth": 1},
+    )
 
 
 def _crepe(tmp_path: Path, obj) -> None:
@@ -102,8 +113,9 @@ def _crepe(tmp_path: Path, obj) -> None:
 
 def _pipeline_spec(tmp_path: Path, obj) -> None:
     path = _save(tmp_path / "m2d_vit_tiny-80x608p16x16p16k-x" / "checkpoint-1.pth", obj)
-    instantiate({"class_path": "lightning_modules.encoders.M2DEncoder", "init_args": {"checkpoint": str(path)}},
-                "models.m2d")
+    instantiate(
+        {"class_path": "lightning_modules.encoders.M2DEncoder", "init_args": {"checkpoint": str(path)}}, "models.m2d"
+    )
 
 
 def _over_zero(tmp_path: Path, obj) -> None:
@@ -132,9 +144,16 @@ def _train_py(tmp_path: Path, obj) -> None:
     cli._check_ckpt_path()
 
 
-LOADERS = {"run folder: over_zero.pt": _over_zero, "run folder: top_clips.pt": _top_clips,
-           "Lightning checkpoint": _lightning, "M2D checkpoint": _m2d, "timm checkpoint": _timm,
-           "CREPE weights": _crepe, "pipeline models spec": _pipeline_spec, "train.py --ckpt_path": _train_py}
+LOADERS = {
+    "run folder: over_zero.pt": _over_zero,
+    "run folder: top_clips.pt": _top_clips,
+    "Lightning checkpoint": _lightning,
+    "M2D checkpoint": _m2d,
+    "timm checkpoint": _timm,
+    "CREPE weights": _crepe,
+    "pipeline models spec": _pipeline_spec,
+    "train.py --ckpt_path": _train_py,
+}
 
 
 @pytest.mark.parametrize("loader", sorted(LOADERS))

@@ -2,6 +2,7 @@
 the splice with nothing zeroed is the encoder's forward bit for bit, a zeroed latent removes exactly its
 decoder direction, and the counting callback counts latents exactly as brute force (one process here;
 two processes in ``test_sae_ddp.py``)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -63,8 +64,16 @@ class ToySAEData(ToyDataModule):
 
 def _fit(tmp_path: Path, **kw: Any) -> SAETrainer:
     module = SAETrainer(ToyEncoder(), "blocks.0.act", d_sae=12, k=3, dead_feature_window=2, seed=1, **kw)
-    tr = L.Trainer(accelerator="cpu", devices=1, max_epochs=3, logger=False, enable_checkpointing=False,
-                   enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path))
+    tr = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+    )
     tr.fit(module, datamodule=ToySAEData())
     return module
 
@@ -93,13 +102,26 @@ def test_standard_architecture_trains(tmp_path: Path) -> None:
     assert module.sae.architecture == "standard" and module.metrics["fve"] == module.metrics["fve"]
 
 
-def _sae_file(tmp_path: Path, site: str, d_in: int, d_sae: int, k: int, name: str, seed: int = 3,
-              sha: str | None = None) -> Path:
+def _sae_file(
+    tmp_path: Path, site: str, d_in: int, d_sae: int, k: int, name: str, seed: int = 3, sha: str | None = None
+) -> Path:
     sae = SparseAutoencoder(d_in, d_sae, "topk", k, seed=seed)
     with torch.no_grad():
         sae.b_enc.add_(0.3)  # some latents fire on every row
-    metrics = {"site": site, "d_sae": d_sae, "k": k, "fve": 0.0, "l0": 0.0, "dead_fraction": 0.0, "mse": 0.0,
-               "architecture": "topk", "rows": 0, "train_rows": 0, "steps": 0, "seconds": 0.0}
+    metrics = {
+        "site": site,
+        "d_sae": d_sae,
+        "k": k,
+        "fve": 0.0,
+        "l0": 0.0,
+        "dead_fraction": 0.0,
+        "mse": 0.0,
+        "architecture": "topk",
+        "rows": 0,
+        "train_rows": 0,
+        "steps": 0,
+        "seconds": 0.0,
+    }
     write_sae(tmp_path / "sae", sae.file_dict({"site": site, "encoder_name": name, "encoder_sha256": sha}), metrics)
     return tmp_path / "sae"
 
@@ -135,7 +157,7 @@ def test_zeroing_a_latent_removes_its_decoder_direction(tmp_path: Path) -> None:
     j = int(z.sum(0).argmax())  # a latent that fires
     with SiteHooks(feat, [(feat.neuron_sites[0], lambda m, i, o: o.index_fill(-1, torch.tensor([j]), 0.0))]):
         out = splice(x)
-    oracle = y - (z[:, j:j + 1] * splice.sae.W_dec[j]).reshape(2, 5, 6)  # y - z_j * d_j
+    oracle = y - (z[:, j : j + 1] * splice.sae.W_dec[j]).reshape(2, 5, 6)  # y - z_j * d_j
     assert torch.allclose(out, oracle, atol=1e-6)
 
 
@@ -156,8 +178,14 @@ def test_latent_counts_equal_brute_force(tmp_path: Path) -> None:
     module = FeatureToyExtractor(str(path))
     dm = ToyDataModule(n=7, batch_size=2)
     cb = ActivationStatsCallback(out_dir=str(tmp_path / "out"), top_k=2)
-    tr = L.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[cb], enable_progress_bar=False,
-                   enable_model_summary=False)
+    tr = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        callbacks=[cb],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     tr.predict(module, datamodule=dm, return_predictions=False)
     stats = read_stats(tmp_path / "out" / "toy_task_toy_sae")
     assert stats["sites"] == ["encoder.blocks.0.act.latents"] and stats["site_neurons"] == [10]
@@ -167,8 +195,9 @@ def test_latent_counts_equal_brute_force(tmp_path: Path) -> None:
     record: list = []
     enc.record = record
     enc(dm.audio, dm.lengths)
-    latents = [(0, splice.sae.encode(a.reshape(-1, 6)).reshape(*a.shape[:2], 10), pos)
-               for l, a, pos in record if l == 0]
+    latents = [
+        (0, splice.sae.encode(a.reshape(-1, 6)).reshape(*a.shape[:2], 10), pos) for l, a, pos in record if l == 0
+    ]
     want = brute_force(latents, dm.labels, len(CLASSES), "all", [10])
     assert torch.equal(stats["count"], want["count"])
     assert torch.equal(stats["n_tokens"], want["n_tokens"])

@@ -1,5 +1,6 @@
 """SAE latents counted under DDP (2 CPU processes, gloo, through ``python train.py predict``) equal one
 process bit for bit: a feature site goes through the same counting callback as a neuron site."""
+
 from __future__ import annotations
 
 import os
@@ -21,17 +22,35 @@ def _predict(tmp: Path, name: str, devices: int, sae: Path) -> subprocess.Comple
     work = tmp / name
     work.mkdir()
     cfg = {
-        "trainer": {"accelerator": "cpu", "devices": 1, "logger": False, "enable_progress_bar": False,
-                    "enable_model_summary": False,
-                    "callbacks": [{"class_path": "callbacks.ActivationStatsCallback",
-                                   "init_args": {"out_dir": str(work / "out"), "top_k": 2}}]},
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "logger": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "callbacks": [
+                {
+                    "class_path": "callbacks.ActivationStatsCallback",
+                    "init_args": {"out_dir": str(work / "out"), "top_k": 2},
+                }
+            ],
+        },
         "model": {"class_path": "test_sae.FeatureToyExtractor", "init_args": {"sae": str(sae)}},
-        "data": {"class_path": "test_stats_callback.ToyDataModule",
-                 "init_args": {"n": 7, "batch_size": 2, "labels": [0, 1, 0, 1, 0, 1, 2]}},
+        "data": {
+            "class_path": "test_stats_callback.ToyDataModule",
+            "init_args": {"n": 7, "batch_size": 2, "labels": [0, 1, 0, 1, 0, 1, 2]},
+        },
     }
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
-    args = [sys.executable, str(ROOT / "train.py"), "predict", "--config", str(work / "config.yaml"),
-            f"--trainer.devices={devices}", "--return_predictions=false"]
+    args = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "predict",
+        "--config",
+        str(work / "config.yaml"),
+        f"--trainer.devices={devices}",
+        "--return_predictions=false",
+    ]
     if devices > 1:
         args.append("--trainer.strategy=ddp")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))

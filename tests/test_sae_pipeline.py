@@ -1,5 +1,6 @@
 """The pipeline's ``sae`` section: validated against the config (models, tasks, loaded files, k), and the
 feature model joins the models with stages that build on its SAE."""
+
 from __future__ import annotations
 
 import math
@@ -25,14 +26,20 @@ def _cfg(tmp_path: Path, **sae) -> Path:
     return p
 
 
-@pytest.mark.parametrize("sae, message", [
-    ({"models": ["nope"]}, r"sae.models\[0\]: 'nope' is not in 'models'"),
-    ({"train_tasks": ["x"]}, r"sae.train_tasks\[0\]: 'x' is not in 'tasks'"),
-    ({"load": {"crepe_tiny": {"blocks.5.relu": "/no/such/sae.pt"}}}, r"sae.load.crepe_tiny.blocks.5.relu: /no/such"),
-    ({"d_sae": 8, "k": 9}, r"sae: k=9 must be in 1..d_sae=8"),
-    ({"suffix": "_untrained"}, r"sae.suffix: the feature models \['crepe_tiny_untrained'\]"),
-    ({"kk": 3}, r"unknown key\(s\) \['kk'\] in 'sae'"),
-])
+@pytest.mark.parametrize(
+    "sae, message",
+    [
+        ({"models": ["nope"]}, r"sae.models\[0\]: 'nope' is not in 'models'"),
+        ({"train_tasks": ["x"]}, r"sae.train_tasks\[0\]: 'x' is not in 'tasks'"),
+        (
+            {"load": {"crepe_tiny": {"blocks.5.relu": "/no/such/sae.pt"}}},
+            r"sae.load.crepe_tiny.blocks.5.relu: /no/such",
+        ),
+        ({"d_sae": 8, "k": 9}, r"sae: k=9 must be in 1..d_sae=8"),
+        ({"suffix": "_untrained"}, r"sae.suffix: the feature models \['crepe_tiny_untrained'\]"),
+        ({"kk": 3}, r"unknown key\(s\) \['kk'\] in 'sae'"),
+    ],
+)
 def test_bad_sae_sections_name_the_key(tmp_path: Path, sae: dict, message: str) -> None:
     with pytest.raises(PipelineError, match=message):
         load_config(_cfg(tmp_path, **sae))
@@ -56,15 +63,27 @@ def test_feature_model_joins_the_models(tmp_path: Path) -> None:
 def test_comparison_row_against_hand_values() -> None:
     classes = ["a", "b"]
     # 2 layers x 3 units x 2 classes; unit (1, 2) dead, layer 1 units 0 and 1 specific
-    oz = torch.tensor([[[0.9, 0.1], [0.5, 0.5], [0.2, 0.0]],
-                       [[0.8, 0.0], [0.0, 0.6], [0.0, 0.0]]])
+    oz = torch.tensor([[[0.9, 0.1], [0.5, 0.5], [0.2, 0.0]], [[0.8, 0.0], [0.0, 0.6], [0.0, 0.0]]])
     neurons = [[torch.tensor([2]), torch.tensor([0])], [torch.tensor([], dtype=torch.long), torch.tensor([1, 0])]]
-    stab = pd.DataFrame({"class": classes, "mean_jaccard": [0.5, 1.0], "jaccard_low": [0, 0], "jaccard_high": [1, 1],
-                         "replicates": [9, 9]})
-    summ = pd.DataFrame({"group": ["class:a", "class:a", "class:b", "class:b", "random:class:a"],
-                         "kind": ["class", "class", "class", "class", "random"], "target": ["a", "a", "b", "b", "a"],
-                         "class": ["a", "b", "a", "b", "a"], "on_target": [True, False, False, True, True],
-                         "delta_mean": [-0.6, 0.1, -0.2, -0.4, -0.9]})
+    stab = pd.DataFrame(
+        {
+            "class": classes,
+            "mean_jaccard": [0.5, 1.0],
+            "jaccard_low": [0, 0],
+            "jaccard_high": [1, 1],
+            "replicates": [9, 9],
+        }
+    )
+    summ = pd.DataFrame(
+        {
+            "group": ["class:a", "class:a", "class:b", "class:b", "random:class:a"],
+            "kind": ["class", "class", "class", "class", "random"],
+            "target": ["a", "a", "b", "b", "a"],
+            "class": ["a", "b", "a", "b", "a"],
+            "on_target": [True, False, False, True, True],
+            "delta_mean": [-0.6, 0.1, -0.2, -0.4, -0.9],
+        }
+    )
     r = comparison_row("t", "m", "s1", "neuron", 3, neurons, classes, 1, oz, stab, summ, "m_sae")
     assert (r["units"], r["specific_units"]) == (3, 2)
     assert r["mean_jaccard"] == 0.75

@@ -1,4 +1,5 @@
 """Baseline selectors on planted neurons, and the minimum-activity filter (brute-force oracles)."""
+
 from __future__ import annotations
 
 import torch
@@ -11,9 +12,9 @@ from analysis.selectors import contrast_scores, select, top_per_layer
 def _planted() -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     p = 0.2 + 0.2 * torch.rand(2, 20, 3, generator=g)  # L=2, N=20, C=3: unremarkable neurons
-    p[0, 5] = torch.tensor([0.9, 0.1, 0.1])    # fires for class 0 only: the contrast neuron of class 0
+    p[0, 5] = torch.tensor([0.9, 0.1, 0.1])  # fires for class 0 only: the contrast neuron of class 0
     p[1, 3] = torch.tensor([0.97, 0.95, 0.95])  # fires for everything: the magnitude neuron, no contrast
-    p[1, 8] = torch.tensor([0.1, 0.85, 0.1])   # class 1's contrast neuron
+    p[1, 8] = torch.tensor([0.1, 0.85, 0.1])  # class 1's contrast neuron
     p[0, 7] = torch.tensor([0.005, 0.0, 0.0])  # near-dead: lowest entropy of all, never selected
     return p
 
@@ -63,8 +64,14 @@ def test_selector_conditions_from_a_run_folder(tmp_path):
 
     count = (_planted() * 100).round()
     d = write_fake_run(tmp_path, "t", "m", count, torch.full((3,), 100), classes=["a", "b", "c"])
-    torch.save([[torch.tensor([5]), torch.tensor([2])], [torch.tensor([], dtype=torch.long), torch.tensor([8])],
-                [torch.tensor([], dtype=torch.long)] * 2], d / "neurons.pt")
+    torch.save(
+        [
+            [torch.tensor([5]), torch.tensor([2])],
+            [torch.tensor([], dtype=torch.long), torch.tensor([8])],
+            [torch.tensor([], dtype=torch.long)] * 2,
+        ],
+        d / "neurons.pt",
+    )
     conds = conditions_from_run(d, [20, 20], ["a", "b", "c"], selectors=["contrast", "magnitude"], random_draws=2)
     by = {c.name: c for c in conds}
     aape = {c: by[f"class:{c}"].mask for c in ("a", "b")}

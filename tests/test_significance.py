@@ -1,4 +1,5 @@
 """The exact test, the corrections and the intervals behind the word "specific" (hand-computed oracles)."""
+
 from __future__ import annotations
 
 import itertools
@@ -7,8 +8,18 @@ import math
 import numpy as np
 import pytest
 
-from analysis.significance import (adjust_p, attainable, benjamini_hochberg, failed_criteria, holm, is_specific,
-                                   monte_carlo_p, paired_bootstrap_interval, smallest_p, wilson_interval)
+from analysis.significance import (
+    adjust_p,
+    attainable,
+    benjamini_hochberg,
+    failed_criteria,
+    holm,
+    is_specific,
+    monte_carlo_p,
+    paired_bootstrap_interval,
+    smallest_p,
+    wilson_interval,
+)
 
 
 # -- monte_carlo_p -------------------------------------------------------------------------------
@@ -58,8 +69,23 @@ def test_monte_carlo_p_is_valid_under_the_null():
 # -- corrections ---------------------------------------------------------------------------------
 #: Benjamini & Hochberg (1995), section 4: 15 p-values of a clinical trial; at 0.05 their procedure rejects
 #: the 4 smallest, the Bonferroni-type (Holm) procedure the 3 smallest.
-BH_1995 = [0.0001, 0.0004, 0.0019, 0.0095, 0.0201, 0.0278, 0.0298, 0.0344, 0.0459, 0.3240, 0.4262, 0.5719,
-           0.6528, 0.7590, 1.000]
+BH_1995 = [
+    0.0001,
+    0.0004,
+    0.0019,
+    0.0095,
+    0.0201,
+    0.0278,
+    0.0298,
+    0.0344,
+    0.0459,
+    0.3240,
+    0.4262,
+    0.5719,
+    0.6528,
+    0.7590,
+    1.000,
+]
 
 
 def test_textbook_example_rejections():
@@ -104,7 +130,7 @@ def test_corrections_hand_values_and_nan():
 
 
 def test_attainable():
-    assert not attainable(19, 1)            # 1 / 20 = 0.05 is not < 0.05
+    assert not attainable(19, 1)  # 1 / 20 = 0.05 is not < 0.05
     assert attainable(99, 4) and not attainable(99, 5)
     assert attainable(99, 50, correction="bh")
     assert not attainable(0, 1)
@@ -140,8 +166,9 @@ def test_paired_bootstrap_matches_resampling_clips():
 
 
 # -- the word "specific" -------------------------------------------------------------------------
-@pytest.mark.parametrize("p_adj, delta, lo, chance", itertools.product([0.01, 0.05, 0.2], [-0.3, 0.0, 0.1],
-                                                                      [0.1, 0.5], [0.2]))
+@pytest.mark.parametrize(
+    "p_adj, delta, lo, chance", itertools.product([0.01, 0.05, 0.2], [-0.3, 0.0, 0.1], [0.1, 0.5], [0.2])
+)
 def test_specific_rule(p_adj, delta, lo, chance):
     ok = is_specific(p_adj, delta, lo, chance)
     assert ok == (p_adj < 0.05 and delta < 0 and lo > chance)
@@ -155,6 +182,7 @@ def test_count_flips_matches_per_clip_loop():
     import torch
 
     from analysis.ablation import count_flips
+
     g = torch.Generator().manual_seed(0)
     K, B, C = 4, 30, 3
     preds, labels = torch.randint(0, C, (K, B), generator=g), torch.randint(0, C, (B,), generator=g)
@@ -167,6 +195,7 @@ def test_count_flips_matches_per_clip_loop():
             assert (int(out[0, k, c]), int(out[1, k, c])) == (lost, gained)
     # the net change of recall is (gained - lost) / n, as ablation.csv's delta
     from analysis.ablation import count_correct
+
     correct, n = count_correct(preds, labels, C)
     assert torch.equal((correct - correct[:1]), out[1] - out[0])
 
@@ -176,15 +205,38 @@ def test_summarise_p_value_counts_ties():
 
     from analysis.ablation import Condition, summarise
     import torch
+
     m = torch.zeros(1, 2, dtype=torch.bool)
     conds = [Condition("baseline", "baseline", m), Condition("class:a", "class", m, ["a"])]
-    conds += [Condition(f"random:class:a:{d}", "random", m, ["a"], draw=d, group="random:class:a", parent="class:a")
-              for d in range(4)]
-    deltas = {"baseline": 0.0, "class:a": -0.5, "random:class:a:0": -0.5, "random:class:a:1": 0.0,
-              "random:class:a:2": -0.25, "random:class:a:3": 0.0}
-    rows = [dict(condition=c.name, kind=c.kind, target="a", k="", draw="" if c.draw is None else c.draw,
-                 **{"class": "a"}, n=4, correct=0, accuracy=0.5 + deltas[c.name], delta=deltas[c.name],
-                 lost=2 if c.name == "class:a" else 0, gained=0) for c in conds]
+    conds += [
+        Condition(f"random:class:a:{d}", "random", m, ["a"], draw=d, group="random:class:a", parent="class:a")
+        for d in range(4)
+    ]
+    deltas = {
+        "baseline": 0.0,
+        "class:a": -0.5,
+        "random:class:a:0": -0.5,
+        "random:class:a:1": 0.0,
+        "random:class:a:2": -0.25,
+        "random:class:a:3": 0.0,
+    }
+    rows = [
+        dict(
+            condition=c.name,
+            kind=c.kind,
+            target="a",
+            k="",
+            draw="" if c.draw is None else c.draw,
+            **{"class": "a"},
+            n=4,
+            correct=0,
+            accuracy=0.5 + deltas[c.name],
+            delta=deltas[c.name],
+            lost=2 if c.name == "class:a" else 0,
+            gained=0,
+        )
+        for c in conds
+    ]
     s = summarise(pd.DataFrame(rows), conds)
     row = s[(s["group"] == "class:a")].iloc[0]
     assert row["p_value"] == pytest.approx((1 + 1) / (1 + 4))  # the tie at -0.5 counts against the set

@@ -1,6 +1,7 @@
 """SteeringCallback on the planted toy (tests/test_ablation_toy.py): gain 1 is the unablated model exactly,
 gain 0 equals the ablation's zeroing, any gain equals a brute-force pass with the channels scaled by hand,
 every gain has its random band and the exact Monte Carlo p-value; the steering maths on hand counts."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -31,8 +32,14 @@ def planted(tmp_path_factory):
 
 def _test(planted, cb) -> AudioClassifier:
     model = AudioClassifier(ToyEncoder(), str(planted["ckpt"]))
-    tr = Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                 callbacks=[cb])
+    tr = Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[cb],
+    )
     tr.test(model, datamodule=ToyAudioDataModule(planted["audio"], planted["labels"]), verbose=False)
     return model
 
@@ -42,8 +49,10 @@ def _probabilities(model: AudioClassifier, audio, scale: dict[int, torch.Tensor]
     """Softmax of the model on ``audio`` with site l's channels multiplied by ``scale[l]`` (brute force)."""
     enc, handles = model.encoder, []
     for l, s in (scale or {}).items():
+
         def hook(m, i, out, s=s):
             return (site_view(out, enc.channel_axis) * s).movedim(-1, enc.channel_axis)
+
         handles.append(enc.get_submodule(enc.neuron_sites[l]).register_forward_hook(hook))
     try:
         return model.eval()(audio).float().softmax(-1)
@@ -54,11 +63,27 @@ def _probabilities(model: AudioClassifier, audio, scale: dict[int, torch.Tensor]
 
 @pytest.mark.slow
 def test_steering_curves_against_baseline_ablation_and_brute_force(planted, tmp_path) -> None:
-    cb = SteeringCallback(out_dir=str(tmp_path / "steer"), run_dir=str(planted["run"]), gains=GAINS, random_draws=R,
-                          seed=3, conditions_per_pass=5, task="toy")
+    cb = SteeringCallback(
+        out_dir=str(tmp_path / "steer"),
+        run_dir=str(planted["run"]),
+        gains=GAINS,
+        random_draws=R,
+        seed=3,
+        conditions_per_pass=5,
+        task="toy",
+    )
     model = _test(planted, cb)
     t = pd.read_csv(tmp_path / "steer" / "steering.csv")
-    assert list(t.columns[:8]) == ["task", "class", "gain", "baseline", "on_target", "random_lo", "random_hi", "p_value"]
+    assert list(t.columns[:8]) == [
+        "task",
+        "class",
+        "gain",
+        "baseline",
+        "on_target",
+        "random_lo",
+        "random_hi",
+        "p_value",
+    ]
     assert (tmp_path / "steer" / "steering.pdf").is_file()
     labels = planted["labels"]
     clean = _probabilities(model, planted["audio"])
@@ -69,7 +94,9 @@ def test_steering_curves_against_baseline_ablation_and_brute_force(planted, tmp_
         # g = 1 is the unablated model: the same value as the baseline, itself the plain model's probability
         assert p.loc[1.0, "on_target"] == p.loc[1.0, "baseline"]
         if p.loc[1.0, "set_size"] > 0:  # the random band at g = 1 is the baseline too (to its 12-digit rounding)
-            assert p.loc[1.0, "random_lo"] == p.loc[1.0, "random_hi"] == pytest.approx(p.loc[1.0, "baseline"], abs=1e-12)
+            assert (
+                p.loc[1.0, "random_lo"] == p.loc[1.0, "random_hi"] == pytest.approx(p.loc[1.0, "baseline"], abs=1e-12)
+            )
         assert p.loc[1.0, "baseline"] == pytest.approx(float(clean[labels == ci, ci].double().mean()), abs=1e-6)
     # every class with a set: random bands at g != 1 and the exact test's p in {1/(R+1), ..., 1}
     steered = t[(t.gain != 1.0) & (t.set_size > 0)]
@@ -103,9 +130,14 @@ def test_steering_table_on_hand_counts() -> None:
     r0 = Condition("random:class:a:0", "random", torch.tensor([[False, True, False]]), ["a"], parent="class:a")
     r1 = Condition("random:class:a:1", "random", torch.tensor([[False, False, True]]), ["a"], parent="class:a")
     pairs = G.steering_conditions([Condition("baseline", "baseline", m & False), cset, r0, r1], [0, 1, 2])
-    assert [(c.name, g) for c, g in pairs] == [("class:a", 0.0), ("class:a", 2.0), ("random:class:a:0", 0.0),
-                                              ("random:class:a:0", 2.0), ("random:class:a:1", 0.0),
-                                              ("random:class:a:1", 2.0)]
+    assert [(c.name, g) for c, g in pairs] == [
+        ("class:a", 0.0),
+        ("class:a", 2.0),
+        ("random:class:a:0", 0.0),
+        ("random:class:a:0", 2.0),
+        ("random:class:a:1", 0.0),
+        ("random:class:a:1", 2.0),
+    ]
     n = torch.tensor([4, 4])
     correct = torch.tensor([[3, 4], [1, 4], [4, 2], [3, 4], [2, 4], [3, 3], [3, 4]])  # rows: baseline, pairs
     prob = torch.zeros(7, 2, 2, dtype=torch.float64)

@@ -1,6 +1,7 @@
 """Duplicate YAML keys (``seed: 0`` then ``seed: 7``) are refused, naming the file, the key and both lines,
 by every YAML reader: pipeline configs (before any stage: nothing is written), task definitions, report and
 top-rate tables, and train.py's LightningCLI configs."""
+
 from __future__ import annotations
 
 import re
@@ -19,8 +20,11 @@ from datamodules.tasks import load_task_yaml
 
 
 def _says(msg: str, path: Path, key: str, first: int, again: int) -> bool:
-    return (str(path) in msg and f"duplicate key {key!r}" in msg
-            and re.search(rf"line {again}\b.*line {first}\b", msg) is not None)
+    return (
+        str(path) in msg
+        and f"duplicate key {key!r}" in msg
+        and re.search(rf"line {again}\b.*line {first}\b", msg) is not None
+    )
 
 
 def test_the_loader_against_pyyaml_as_oracle():

@@ -1,5 +1,6 @@
 """The report's claims are computed: specific = corrected exact test + negative change + probe above chance, the
 probe-at-chance rule, stability per set (always), too few draws, the reproduction table and two models compared."""
+
 from __future__ import annotations
 
 import json
@@ -21,21 +22,38 @@ from analysis.significance import binomial_sf, wilson_interval
 CLASSES = ["a", "b", "c"]
 
 
-def _run(root: Path, model: str, sets: dict[str, list[int]], stability: dict[str, float] | None = None,
-         task: str = "t") -> Path:
+def _run(
+    root: Path, model: str, sets: dict[str, list[int]], stability: dict[str, float] | None = None, task: str = "t"
+) -> Path:
     """A run folder with one layer of 8 neurons; ``sets``: class → its neurons."""
     count = torch.randint(0, 10, (1, 8, 3), generator=torch.Generator().manual_seed(0))
     d = write_fake_run(root, task, model, count, torch.full((3,), 10), classes=CLASSES)
     torch.save([[torch.tensor(sets.get(c, []), dtype=torch.long)] for c in CLASSES], d / "neurons.pt")
     if stability is not None:
-        pd.DataFrame([{"class": c, "n_neurons": len(sets.get(c, [])), "mean_jaccard": j, "jaccard_low": j - 0.1,
-                       "jaccard_high": min(1.0, j + 0.1), "n_undefined": 0, "replicates": 50}
-                      for c, j in stability.items()]).to_csv(d / "stability.csv", index=False)
+        pd.DataFrame(
+            [
+                {
+                    "class": c,
+                    "n_neurons": len(sets.get(c, [])),
+                    "mean_jaccard": j,
+                    "jaccard_low": j - 0.1,
+                    "jaccard_high": min(1.0, j + 0.1),
+                    "n_undefined": 0,
+                    "replicates": 50,
+                }
+                for c, j in stability.items()
+            ]
+        ).to_csv(d / "stability.csv", index=False)
     return d
 
 
-def _ablation(folder: Path, n: dict[str, int], correct: dict[str, int], class_deltas: dict[str, float],
-              random_deltas: dict[str, list[float]]) -> Path:
+def _ablation(
+    folder: Path,
+    n: dict[str, int],
+    correct: dict[str, int],
+    class_deltas: dict[str, float],
+    random_deltas: dict[str, list[float]],
+) -> Path:
     """An ablation.csv: baseline with ``correct``/``n`` per class, one class:<c> condition per key of
     ``class_deltas`` (its own class changes by that delta, the others by 0) and its random draws."""
     rows = []
@@ -45,12 +63,39 @@ def _ablation(folder: Path, n: dict[str, int], correct: dict[str, int], class_de
         for c in CLASSES:
             acc = correct[c] / n[c] + deltas.get(c, 0.0)
             d = deltas.get(c, 0.0)
-            rows.append(dict(condition=name, kind=kind, target=target, k="", draw=draw, **{"class": c}, n=n[c],
-                             correct=round(acc * n[c]), accuracy=acc, delta=d, lost=round(max(-d, 0) * n[c]),
-                             gained=round(max(d, 0) * n[c])))
+            rows.append(
+                dict(
+                    condition=name,
+                    kind=kind,
+                    target=target,
+                    k="",
+                    draw=draw,
+                    **{"class": c},
+                    n=n[c],
+                    correct=round(acc * n[c]),
+                    accuracy=acc,
+                    delta=d,
+                    lost=round(max(-d, 0) * n[c]),
+                    gained=round(max(d, 0) * n[c]),
+                )
+            )
         tot = sum(correct.values())
-        rows.append(dict(condition=name, kind=kind, target=target, k="", draw=draw, **{"class": "ALL"}, n=tot_n,
-                         correct=tot, accuracy=tot / tot_n, delta=0.0, lost=0, gained=0))
+        rows.append(
+            dict(
+                condition=name,
+                kind=kind,
+                target=target,
+                k="",
+                draw=draw,
+                **{"class": "ALL"},
+                n=tot_n,
+                correct=tot,
+                accuracy=tot / tot_n,
+                delta=0.0,
+                lost=0,
+                gained=0,
+            )
+        )
 
     cond("baseline", "baseline", "", "", {})
     for c, d in class_deltas.items():
@@ -64,8 +109,9 @@ def _ablation(folder: Path, n: dict[str, int], correct: dict[str, int], class_de
 
 def _tables(tmp_path, correct, draws_a, draws_b, stability=None, alpha=0.05, correction="holm"):
     run = _run(tmp_path / "runs", "m", {"a": [0, 1], "b": [2]}, stability)
-    csv = _ablation(tmp_path / "abl", {c: 40 for c in CLASSES}, correct, {"a": -0.5, "b": -0.05},
-                    {"a": draws_a, "b": draws_b})
+    csv = _ablation(
+        tmp_path / "abl", {c: 40 for c in CLASSES}, correct, {"a": -0.5, "b": -0.05}, {"a": draws_a, "b": draws_b}
+    )
     sets = S.apply_verdicts(S.verdict_rows("m", "t", run, csv), alpha, correction)
     tasks = S.task_rows(sets, {("m", "t"): csv}, {("m", "t"): run}, alpha=alpha, correction=correction)
     return sets, tasks
@@ -73,7 +119,7 @@ def _tables(tmp_path, correct, draws_a, draws_b, stability=None, alpha=0.05, cor
 
 def test_specific_needs_the_corrected_exact_test(tmp_path):
     draws_a = [0.0, -0.025, 0.025] * 20  # 60 draws, none <= -0.5: p = 1 / 61, Holm over 2 tests: 2 / 61
-    draws_b = [0.0, -0.05, -0.1] * 20    # b's -0.05 is matched or beaten by 40 of 60: p = 41 / 61
+    draws_b = [0.0, -0.05, -0.1] * 20  # b's -0.05 is matched or beaten by 40 of 60: p = 41 / 61
     sets, tasks = _tables(tmp_path, {c: 36 for c in CLASSES}, draws_a, draws_b, {"a": 0.9, "b": 0.3})
     h = sets.set_index("class")
     assert list(h.index) == ["a", "b"]  # one row per ablated set: c has none
@@ -85,7 +131,9 @@ def test_specific_needs_the_corrected_exact_test(tmp_path):
     assert h.loc["a", "change_lo"] < -0.5 < h.loc["a", "change_hi"] < 0
     # the probe: 108 of 120 with its Wilson interval, above the chance rate 1/3
     assert h.loc["a", "probe_accuracy"] == pytest.approx(0.9)
-    assert (h.loc["a", "probe_accuracy_lo"], h.loc["a", "probe_accuracy_hi"]) == pytest.approx(wilson_interval(108, 120))
+    assert (h.loc["a", "probe_accuracy_lo"], h.loc["a", "probe_accuracy_hi"]) == pytest.approx(
+        wilson_interval(108, 120)
+    )
     r = tasks.iloc[0]
     assert r["classes_specific"] == 1 and r["classes_covered"] == 2 and r["random_draws"] == 60
     assert r["selected_neurons"] == 3 and r["class_assignments"] == 3 and bool(r["attainable"])
@@ -128,16 +176,23 @@ def test_no_row_is_specific_without_passing_every_criterion(tmp_path):
         draws = rng.choice([0.0, -0.5, -0.025], size=int(rng.integers(0, 80))).tolist()
         correct = {c: int(rng.integers(5, 40)) for c in CLASSES}
         sets, _ = _tables(tmp_path / str(i), correct, draws, draws)
-        bad = sets[sets["specific"].astype(bool) & ((sets["p_adjusted"] >= 0.05) | (sets["on_target_delta"] >= 0)
-                                                    | (sets["probe_accuracy_lo"] <= sets["chance_rate"]))]
+        bad = sets[
+            sets["specific"].astype(bool)
+            & (
+                (sets["p_adjusted"] >= 0.05)
+                | (sets["on_target_delta"] >= 0)
+                | (sets["probe_accuracy_lo"] <= sets["chance_rate"])
+            )
+        ]
         assert bad.empty
 
 
 def test_majority_rate_is_the_chance_level_when_larger(tmp_path):
     run = _run(tmp_path / "runs", "m", {"a": [0]})
     # 90 of 100 test clips are class a: predicting a always gives 0.90, which is chance here
-    csv = _ablation(tmp_path / "abl", {"a": 90, "b": 5, "c": 5}, {"a": 90, "b": 1, "c": 1}, {"a": -0.1},
-                    {"a": [0.0] * 5})
+    csv = _ablation(
+        tmp_path / "abl", {"a": 90, "b": 5, "c": 5}, {"a": 90, "b": 1, "c": 1}, {"a": -0.1}, {"a": [0.0] * 5}
+    )
     sets = S.apply_verdicts(S.verdict_rows("m", "t", run, csv))
     r = S.task_rows(sets, {("m", "t"): csv}, {("m", "t"): run}).iloc[0]
     assert r["chance_rate"] == pytest.approx(0.9) and not r["probe_above_chance"]
@@ -152,15 +207,42 @@ def test_markdown_escapes_labels():
 def test_reproduction_table_puts_ours_next_to_the_published_numbers(tmp_path):
     abl = tmp_path / "abl"
     abl.mkdir()
-    rows = [dict(condition="baseline", kind="baseline", target="", k="", draw="", **{"class": "x1"}, n=10, correct=9,
-                 accuracy=0.9, delta=0.0),
-            dict(condition="cremad_ang_hap", kind="explicit", target="x1+x2", k="", draw="", **{"class": "x1"}, n=10,
-                 correct=8, accuracy=0.8, delta=-0.1)]
+    rows = [
+        dict(
+            condition="baseline",
+            kind="baseline",
+            target="",
+            k="",
+            draw="",
+            **{"class": "x1"},
+            n=10,
+            correct=9,
+            accuracy=0.9,
+            delta=0.0,
+        ),
+        dict(
+            condition="cremad_ang_hap",
+            kind="explicit",
+            target="x1+x2",
+            k="",
+            draw="",
+            **{"class": "x1"},
+            n=10,
+            correct=8,
+            accuracy=0.8,
+            delta=-0.1,
+        ),
+    ]
     pd.DataFrame(rows, columns=ABLATION_COLUMNS).to_csv(abl / "ablation.csv", index=False)
-    (abl / "ablation_conditions.json").write_text(json.dumps({"classes": ["x1", "x2"], "conditions": [
-        {"name": "shared:x1&x2", "neurons": [[0, 1]] * 20}]}))
-    tasks = pd.DataFrame([{"model": "analysis", "task": "cremad", "neurons_per_class": 150.0},
-                          {"model": "other", "task": "esc50", "neurons_per_class": 10.0}])
+    (abl / "ablation_conditions.json").write_text(
+        json.dumps({"classes": ["x1", "x2"], "conditions": [{"name": "shared:x1&x2", "neurons": [[0, 1]] * 20}]})
+    )
+    tasks = pd.DataFrame(
+        [
+            {"model": "analysis", "task": "cremad", "neurons_per_class": 150.0},
+            {"model": "other", "task": "esc50", "neurons_per_class": 10.0},
+        ]
+    )
     t = reproduction_table(tasks, {("analysis", "cremad"): abl}, {"cremad": {"ANG": "x1", "HAP": "x2"}})
     assert set(t["task"]) == {"cremad"}  # esc50 was run for another model only
     by = t.set_index("detail")
@@ -179,8 +261,27 @@ def test_compare_two_models_side_by_side(tmp_path, capsys):
     _run(tmp_path / "b", "sl", {"b": [2]}, task="u")
     assert a.is_dir()
     dest = tmp_path / "cmp"
-    assert cli_main(["compare", "--model", "ssl", str(tmp_path / "a"), "--model", "sl", str(tmp_path / "b"),
-                     "--within", "t", "--cross", "t", "u", "--dest", str(dest)]) == 0
+    assert (
+        cli_main(
+            [
+                "compare",
+                "--model",
+                "ssl",
+                str(tmp_path / "a"),
+                "--model",
+                "sl",
+                str(tmp_path / "b"),
+                "--within",
+                "t",
+                "--cross",
+                "t",
+                "u",
+                "--dest",
+                str(dest),
+            ]
+        )
+        == 0
+    )
     t = pd.read_csv(dest / "task_level_neuron_statistics_ssl_vs_sl.csv").set_index("task")
     assert t.loc["t", "classes_covered_ssl"] == 2 and t.loc["t", "classes_covered_sl"] == 1
     assert t.loc["t", "mean_neurons_per_class_ssl"] == pytest.approx(2.0)
@@ -188,16 +289,34 @@ def test_compare_two_models_side_by_side(tmp_path, capsys):
     assert {"entropy_q05_ssl", "entropy_q50_sl", "dead_neurons_ssl"} <= set(t.columns)
     for f in ("compare_within_task-t.pdf", "compare_cross_task-t-u.pdf", "entropy_distribution.pdf"):
         assert (dest / f).stat().st_size > 0, f
-    assert cli_main(["compare", "--model", "ssl", str(tmp_path / "a"), "--model", "sl", str(tmp_path / "b"),
-                     "--within", "v", "--dest", str(tmp_path / "cmp2")]) == 2
+    assert (
+        cli_main(
+            [
+                "compare",
+                "--model",
+                "ssl",
+                str(tmp_path / "a"),
+                "--model",
+                "sl",
+                str(tmp_path / "b"),
+                "--within",
+                "v",
+                "--dest",
+                str(tmp_path / "cmp2"),
+            ]
+        )
+        == 2
+    )
     assert "has no run folder for task(s) ['v']" in capsys.readouterr().err
 
 
 def test_summary_md_starts_with_the_verdict_table_and_stays_short(tmp_path):
-    sets, tasks = _tables(tmp_path, {c: 36 for c in CLASSES}, [0.0, -0.025, 0.025] * 20, [0.0, -0.05, -0.1] * 20,
-                          {"a": 0.9, "b": 0.3})
-    inp = S.ReportInputs(tasks=tasks, verdicts=sets, findings=S.findings(tasks, sets) * 300, figures=[], files=[],
-                         manifests={})
+    sets, tasks = _tables(
+        tmp_path, {c: 36 for c in CLASSES}, [0.0, -0.025, 0.025] * 20, [0.0, -0.05, -0.1] * 20, {"a": 0.9, "b": 0.3}
+    )
+    inp = S.ReportInputs(
+        tasks=tasks, verdicts=sets, findings=S.findings(tasks, sets) * 300, figures=[], files=[], manifests={}
+    )
     md = S.write_summary_md(inp)
     lines = md.splitlines()
     assert lines[:4] == ["# aape pipeline report", "", "## Verdicts", ""] and lines[4].startswith("| Task | Model |")

@@ -1,6 +1,7 @@
 """Tuning curves: per-class activation sums against brute force, a planted pitch unit recovered from a
 pure-tone stimulus set through the real counting pass, the stimulus sets themselves (determinism, the
 parameter each one fixes), the tuning table and the range claims against hand counts."""
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,14 @@ PITCHES = [48.0, 52.0, 56.0, 58.0, 60.0, 62.0, 64.0, 66.0, 68.0, 72.0]
 
 
 def _trainer(cb: ActivationStatsCallback) -> L.Trainer:
-    return L.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[cb], enable_progress_bar=False,
-                     enable_model_summary=False)
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        callbacks=[cb],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
 
 
 def test_class_sums_match_brute_force(tmp_path: Path) -> None:
@@ -48,7 +55,7 @@ def test_class_sums_match_brute_force(tmp_path: Path) -> None:
             b = int(pos.clip[r])
             for p in range(act.shape[1]):
                 if bool(pos.valid[r, p]) and not bool(pos.special[p]):
-                    ref[l, :act.shape[-1], int(dm.labels[b])] += act[r, p].double()
+                    ref[l, : act.shape[-1], int(dm.labels[b])] += act[r, p].double()
     assert torch.allclose(stats["act_sum_class"], ref, rtol=1e-5, atol=1e-5)
     assert torch.allclose(stats["act_sum_class"].sum(-1), stats["act_sum"], rtol=1e-9, atol=1e-9)
 
@@ -99,9 +106,17 @@ def test_class_figure_and_range_claims(tmp_path: Path) -> None:
     task_run = tmp_path / "task"
     task_run.mkdir()
     (task_run / "classes.txt").write_text("octave_3\noctave_4\n")
-    torch.save({"count": torch.zeros(1, 3, 2, dtype=torch.long), "n_tokens": torch.ones(2, dtype=torch.long),
-                "n_clips": torch.ones(2, dtype=torch.long), "sites": ["units"], "classes": ["octave_3", "octave_4"],
-                "site_neurons": [3]}, task_run / "stats.pt")
+    torch.save(
+        {
+            "count": torch.zeros(1, 3, 2, dtype=torch.long),
+            "n_tokens": torch.ones(2, dtype=torch.long),
+            "n_clips": torch.ones(2, dtype=torch.long),
+            "sites": ["units"],
+            "classes": ["octave_3", "octave_4"],
+            "site_neurons": [3],
+        },
+        task_run / "stats.pt",
+    )
     neurons = [[torch.tensor([1, 2])], [torch.tensor([0])]]
     write_neurons(task_run, pd.DataFrame({"class": ["octave_3", "octave_3", "octave_4"]}), neurons, {})
     pdf = class_figure(tmp_path / "tuning", "pitch", "octaves", task_run)
@@ -172,5 +187,12 @@ def test_stimuli_fix_their_parameter_and_are_deterministic(tmp_path: Path) -> No
         assert abs(onsets - v) <= 1  # a burst cut by the clip's end may be missed
     with pytest.raises(ValueError, match="Unknown stimulus dimension"):
         write_stimuli(tmp_path / "f", "colour", seed=0)
-    assert set(DIMENSIONS) >= {"pitch", "loudness", "centroid", "noise_bandwidth", "onset_rate", "inharmonicity",
-                               "instrument"}
+    assert set(DIMENSIONS) >= {
+        "pitch",
+        "loudness",
+        "centroid",
+        "noise_bandwidth",
+        "onset_rate",
+        "inharmonicity",
+        "instrument",
+    }

@@ -9,6 +9,7 @@
   threshold-free control; :func:`run_findings` — the run-level test statement (correction, draws, whether
   the smallest attainable p can pass); :func:`comparison_findings` — models side by side.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,14 @@ AT_CHANCE = "the probe is at chance level: ablation effects are not interpretabl
 #: The selection warning of a saturated quantile bar (``analysis.aape``'s SaturationWarning text).
 SATURATION_MARK = "saturates"
 #: Column names of :func:`verdict_table`.
-VERDICT_HEADERS = ["Task", "Model", "Probe accuracy [95 % interval]", "Chance", "Specific sets: class change "
-                   "[95 % interval] (adjusted p)", "Stability (mean Jaccard)"]
+VERDICT_HEADERS = [
+    "Task",
+    "Model",
+    "Probe accuracy [95 % interval]",
+    "Chance",
+    "Specific sets: class change [95 % interval] (adjusted p)",
+    "Stability (mean Jaccard)",
+]
 
 
 def _iv(lo: float, hi: float, signed: bool = False) -> str:
@@ -44,8 +51,10 @@ def probe_cell(r: pd.Series) -> str:
 
 def set_cell(v: pd.Series, escape=md_escape) -> str:
     """``c3 −0.833 [−1.000, −0.583] (p 0.012)`` from an ``ablation_summary.csv`` row."""
-    return (f"{escape(v['class'])} {v['on_target_delta']:+.3f} {_iv(float(v['change_lo']), float(v['change_hi']), True)}"
-            f" (p {v['p_adjusted']:.2g})")
+    return (
+        f"{escape(v['class'])} {v['on_target_delta']:+.3f} {_iv(float(v['change_lo']), float(v['change_hi']), True)}"
+        f" (p {v['p_adjusted']:.2g})"
+    )
 
 
 def stability_cell(r: pd.Series) -> str:
@@ -75,11 +84,19 @@ def verdict_table(tasks: pd.DataFrame, verdicts: pd.DataFrame, escape=md_escape)
     """One row per (task, model) with :data:`VERDICT_HEADERS` (text cells; labels through ``escape``)."""
     rows = []
     for _, r in tasks.iterrows():
-        own = verdicts[(verdicts["model"] == r["model"]) & (verdicts["task"] == r["task"])
-                       & (verdicts["selector"] == "aape")]
-        rows.append([escape(r["task"]), escape(r["model"]), probe_cell(r),
-                     "–" if math.isnan(float(r["chance_rate"])) else f"{r['chance_rate']:.3f}",
-                     _specific_cell(r, own, escape), stability_cell(r)])
+        own = verdicts[
+            (verdicts["model"] == r["model"]) & (verdicts["task"] == r["task"]) & (verdicts["selector"] == "aape")
+        ]
+        rows.append(
+            [
+                escape(r["task"]),
+                escape(r["model"]),
+                probe_cell(r),
+                "–" if math.isnan(float(r["chance_rate"])) else f"{r['chance_rate']:.3f}",
+                _specific_cell(r, own, escape),
+                stability_cell(r),
+            ]
+        )
     return pd.DataFrame(rows, columns=VERDICT_HEADERS)
 
 
@@ -92,15 +109,19 @@ def run_findings(tasks: pd.DataFrame, verdicts: pd.DataFrame) -> list[str]:
     alpha = float(verdicts["alpha"].iloc[0])
     tests = int(tasks["tests_in_run"].max())
     draws = sorted({int(d) for d in tasks["random_draws"] if d})
-    txt = (f"Each ablated set is tested against its size- and layer-matched random sets (exact Monte-Carlo p, "
-           f"ties count against the set); {tests} tests, {corr} correction at alpha {alpha:g}; "
-           f"random draws per set: {', '.join(map(str, draws)) or 'none'}.")
+    txt = (
+        f"Each ablated set is tested against its size- and layer-matched random sets (exact Monte-Carlo p, "
+        f"ties count against the set); {tests} tests, {corr} correction at alpha {alpha:g}; "
+        f"random draws per set: {', '.join(map(str, draws)) or 'none'}."
+    )
     blocked = tasks[(tasks["random_draws"] > 0) & ~tasks["attainable"].astype(bool)]
     if len(blocked):
         r = blocked.iloc[0]
-        txt += (f" With {r['random_draws']} draws the smallest attainable p is {r['smallest_p']:.3g}, which cannot pass "
-                f"the corrected level for {tests} tests: nothing can be called specific in this run "
-                "(raise ablation.random_draws).")
+        txt += (
+            f" With {r['random_draws']} draws the smallest attainable p is {r['smallest_p']:.3g}, which cannot pass "
+            f"the corrected level for {tests} tests: nothing can be called specific in this run "
+            "(raise ablation.random_draws)."
+        )
     return [txt]
 
 
@@ -120,9 +141,11 @@ def _stability_txt(r: pd.Series, own: pd.DataFrame, escape) -> str:
     if math.isnan(float(r["mean_stability_jaccard"])):
         return " Stability of the sets was not measured (no stability.csv)."
     unstable = own[own["unstable"].astype(bool)]["class"].map(escape).tolist()
-    return (f" Stability: mean Jaccard {r['mean_stability_jaccard']:.2f} over replicates of its "
-            f"{r['classes_covered']} sets; " + (f"unstable (< {UNSTABLE_JACCARD}): {', '.join(unstable)}."
-                                               if unstable else "none is unstable."))
+    return (
+        f" Stability: mean Jaccard {r['mean_stability_jaccard']:.2f} over replicates of its "
+        f"{r['classes_covered']} sets; "
+        + (f"unstable (< {UNSTABLE_JACCARD}): {', '.join(unstable)}." if unstable else "none is unstable.")
+    )
 
 
 def _selector_txt(r: pd.Series) -> str:
@@ -130,30 +153,38 @@ def _selector_txt(r: pd.Series) -> str:
     cell = str(r.get("specific_by_selector", "") or "")
     if cell.count(":") < 2:
         return ""
-    return (f" Specific sets by selector (same sizes, same test): {cell}; most: {r['best_selector']}.")
+    return f" Specific sets by selector (same sizes, same test): {cell}; most: {r['best_selector']}."
 
 
 def _threshold_free_txt(r: pd.Series) -> str:
     if not r["lowent_classes"]:
         return ""
-    return (f" Threshold-free control: each class's k={r['lowent_k']} lowest-entropy neurons beat their "
-            f"{r['lowent_random_draws']} matched random sets (p < 0.05, uncorrected) for "
-            f"{r['lowent_classes_below_random']} of {r['lowent_classes']} classes (mean change "
-            f"{r['lowent_mean_delta']:+.3f} vs {r['lowent_mean_random_delta']:+.3f}; threshold_free.csv)."
-            + (f" With {r['lowent_random_draws']} draws no p can be below 0.05." if r["lowent_random_draws"] < 20 else ""))
+    return (
+        f" Threshold-free control: each class's k={r['lowent_k']} lowest-entropy neurons beat their "
+        f"{r['lowent_random_draws']} matched random sets (p < 0.05, uncorrected) for "
+        f"{r['lowent_classes_below_random']} of {r['lowent_classes']} classes (mean change "
+        f"{r['lowent_mean_delta']:+.3f} vs {r['lowent_mean_random_delta']:+.3f}; threshold_free.csv)."
+        + (f" With {r['lowent_random_draws']} draws no p can be below 0.05." if r["lowent_random_draws"] < 20 else "")
+    )
 
 
 def _empty_txt(notes: Sequence[str]) -> str:
     if any(SATURATION_MARK in n for n in notes):
-        return (" No neuron was selected because the activation probabilities saturate at 1: the selection's "
-                "quantile bar equals the largest probability, so no neuron can exceed it. This is an artefact of "
-                "the quantile bars, not evidence that the model has no class-specific neurons; the threshold-free "
-                "control does not depend on it.")
+        return (
+            " No neuron was selected because the activation probabilities saturate at 1: the selection's "
+            "quantile bar equals the largest probability, so no neuron can exceed it. This is an artefact of "
+            "the quantile bars, not evidence that the model has no class-specific neurons; the threshold-free "
+            "control does not depend on it."
+        )
     return " No class-specific neuron was selected, so no class set was ablated."
 
 
-def findings(tasks: pd.DataFrame, verdicts: pd.DataFrame, notes: Optional[dict[tuple[str, str], list[str]]] = None,
-             escape=md_escape) -> list[str]:
+def findings(
+    tasks: pd.DataFrame,
+    verdicts: pd.DataFrame,
+    notes: Optional[dict[tuple[str, str], list[str]]] = None,
+    escape=md_escape,
+) -> list[str]:
     """One sentence per (model, task) (module docstring); ``notes``: the selection's warnings per run."""
     out, notes = [], notes or {}
     for _, r in tasks.iterrows():
@@ -161,19 +192,28 @@ def findings(tasks: pd.DataFrame, verdicts: pd.DataFrame, notes: Optional[dict[t
         own = verdicts[(verdicts["model"] == key[0]) & (verdicts["task"] == key[1]) & (verdicts["selector"] == "aape")]
         txt = f"{escape(key[0])} on {escape(key[1])}: "
         if r["test_clips"]:
-            seeds = "" if math.isnan(float(r.get("probe_seed_sd", math.nan))) else (
-                f", {r['probe_seeds']} probe seeds {r['probe_seed_mean']:.3f} ± {r['probe_seed_sd']:.3f}")
-            txt += (f"probe accuracy {probe_cell(r)} on {r['test_clips']} test clips vs chance "
-                    f"{r['chance_rate']:.3f}{seeds}.")
+            seeds = (
+                ""
+                if math.isnan(float(r.get("probe_seed_sd", math.nan)))
+                else (f", {r['probe_seeds']} probe seeds {r['probe_seed_mean']:.3f} ± {r['probe_seed_sd']:.3f}")
+            )
+            txt += (
+                f"probe accuracy {probe_cell(r)} on {r['test_clips']} test clips vs chance "
+                f"{r['chance_rate']:.3f}{seeds}."
+            )
             unsettled = r.get("probe_seeds_unsettled", math.nan)
             if isinstance(unsettled, (int, float)) and not math.isnan(unsettled) and unsettled > 0:
-                txt += (f" Probe training stopped before the loss settled for {int(unsettled)} of {r['probe_seeds']} "
-                        f"seeds (fewest steps {r['probe_steps_min']}; probe_results.csv).")
+                txt += (
+                    f" Probe training stopped before the loss settled for {int(unsettled)} of {r['probe_seeds']} "
+                    f"seeds (fewest steps {r['probe_steps_min']}; probe_results.csv)."
+                )
         if r["classes_covered"] == 0:
             txt += _empty_txt(notes.get(key, []))
         elif r["test_clips"] and not r["probe_above_chance"]:
-            txt += (f" The lower end of the probe's interval is not above chance, so {AT_CHANCE}; none of its "
-                    f"{len(own)} sets is called specific.")
+            txt += (
+                f" The lower end of the probe's interval is not above chance, so {AT_CHANCE}; none of its "
+                f"{len(own)} sets is called specific."
+            )
         elif len(own):
             spec = own[own["specific"].astype(bool)]
             txt += f" {len(spec)} of {len(own)} sets specific"
@@ -197,10 +237,17 @@ def comparison_findings(tasks: pd.DataFrame, escape=md_escape) -> list[str]:
         if len(ms) < 2:
             continue
         best = max(ms, key=lambda m: float(g.loc[m, "probe_accuracy"]))
-        parts = "; ".join(f"{escape(m)} {probe_cell(g.loc[m])}, {g.loc[m, 'classes_covered']}/{g.loc[m, 'classes']} "
-                          f"classes with a set, {g.loc[m, 'selected_neurons']} neurons" for m in ms)
+        parts = "; ".join(
+            f"{escape(m)} {probe_cell(g.loc[m])}, {g.loc[m, 'classes_covered']}/{g.loc[m, 'classes']} "
+            f"classes with a set, {g.loc[m, 'selected_neurons']} neurons"
+            for m in ms
+        )
         txt = f"Comparison on {escape(task)}: {parts}. The most accurate probe is {escape(best)}'s"
-        overlap = [m for m in ms if m != best and float(g.loc[m, "probe_accuracy_hi"]) >= float(g.loc[best, "probe_accuracy_lo"])]
-        txt += (" (its interval overlaps " + ", ".join(escape(m) for m in overlap) + "'s)." if overlap else ".")
+        overlap = [
+            m
+            for m in ms
+            if m != best and float(g.loc[m, "probe_accuracy_hi"]) >= float(g.loc[best, "probe_accuracy_lo"])
+        ]
+        txt += " (its interval overlaps " + ", ".join(escape(m) for m in overlap) + "'s)." if overlap else "."
         out.append(txt)
     return out

@@ -43,6 +43,7 @@ key path (``tasks.cremad.top_rat``):
 Unset ``${VAR}`` is an error too. Checks that need the data (class names, the metadata checks) run in
 :meth:`analysis.app.pipeline.Pipeline.check_data` before the first stage.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -120,8 +121,17 @@ IDENTIFY_ALL = "all"
 IdentifySplits = Union[Literal[IDENTIFY_ALL], list[Split], None]
 
 #: EVARDataModule arguments that differ per task (the rest of its arguments go in ``data``).
-PER_TASK_DATA = ("fold", "label_map", "unit_sec", "resample", "file_sample_rate", "predict_splits", "limit",
-                 "task_def", "allow_duplicates")
+PER_TASK_DATA = (
+    "fold",
+    "label_map",
+    "unit_sec",
+    "resample",
+    "file_sample_rate",
+    "predict_splits",
+    "limit",
+    "task_def",
+    "allow_duplicates",
+)
 #: EVARDataModule arguments the pipeline sets itself.
 PIPELINE_DATA = ("task", "seed", "sample_rate", "predict_unsplit")
 
@@ -135,6 +145,7 @@ def expand_env(obj: Any, where: str) -> Any:
     if isinstance(obj, list):
         return [expand_env(v, f"{where}[{i}]") for i, v in enumerate(obj)]
     if isinstance(obj, str):
+
         def sub(m: "re.Match[str]") -> str:
             if m.group(1) not in os.environ:
                 raise PipelineError(f"{where}: environment variable {m.group(1)} is not set (used as {obj!r})")
@@ -152,10 +163,18 @@ def _parser() -> ArgumentParser:
 def _data_parser() -> ArgumentParser:
     p = _parser()
     p.add_class_arguments(EVARDataModule, skip=set(PER_TASK_DATA) | set(PIPELINE_DATA))
-    p.add_argument("--synthetic", type=Optional[dict[str, Any]], default=None,
-                   help="write synthetic EVAR tasks (write_task arguments)")
-    p.add_argument("--soundfont", type=Optional[dict[str, Any]], default=None,
-                   help="render EVAR tasks from a GM SoundFont (write_soundfont_task arguments)")
+    p.add_argument(
+        "--synthetic",
+        type=Optional[dict[str, Any]],
+        default=None,
+        help="write synthetic EVAR tasks (write_task arguments)",
+    )
+    p.add_argument(
+        "--soundfont",
+        type=Optional[dict[str, Any]],
+        default=None,
+        help="render EVAR tasks from a GM SoundFont (write_soundfont_task arguments)",
+    )
     return p
 
 
@@ -183,20 +202,37 @@ def _task_parser() -> ArgumentParser:
 
 def _stats_parser() -> ArgumentParser:
     p = _parser()
-    p.add_class_arguments(ActivationStatsCallback, skip={"out_dir", "suffix", "splits", "overwrite", "log_tensorboard",
-                                                         "config"})
-    p.add_argument("--identify_splits", type=IdentifySplits, default=["train", "valid"],
-                   help="clips counted for the identification: 'all' (every clip of the task, including "
-                        "rows without a split and every fold), a list of splits, or null (every split)")
+    p.add_class_arguments(
+        ActivationStatsCallback, skip={"out_dir", "suffix", "splits", "overwrite", "log_tensorboard", "config"}
+    )
+    p.add_argument(
+        "--identify_splits",
+        type=IdentifySplits,
+        default=["train", "valid"],
+        help="clips counted for the identification: 'all' (every clip of the task, including "
+        "rows without a split and every fold), a list of splits, or null (every split)",
+    )
     return p
 
 
 def _stability_parser() -> ArgumentParser:
     p = _parser()
     p.add_argument("--enabled", type=bool, default=True)
-    p.add_function_arguments(stability_run, skip={"run_dir", "seed", "mode", "top_rate", "filter_rate",
-                                                  "activation_bar_ratio", "top_rate_table", "min_activity", "tensorboard",
-                                                  "overwrite"})
+    p.add_function_arguments(
+        stability_run,
+        skip={
+            "run_dir",
+            "seed",
+            "mode",
+            "top_rate",
+            "filter_rate",
+            "activation_bar_ratio",
+            "top_rate_table",
+            "min_activity",
+            "tensorboard",
+            "overwrite",
+        },
+    )
     return p
 
 
@@ -209,15 +245,31 @@ def _ablation_parser() -> ArgumentParser:
 
 def _gallery_parser() -> ArgumentParser:
     p = _parser()
-    p.add_argument("--enabled", type=bool, default=False,
-                   help="build the listening gallery of every run (needs top_clips.pt from the statistics pass)")
+    p.add_argument(
+        "--enabled",
+        type=bool,
+        default=False,
+        help="build the listening gallery of every run (needs top_clips.pt from the statistics pass)",
+    )
     p.add_function_arguments(build_gallery, skip={"run_dir", "dest", "evar_root", "tensorboard", "overwrite"})
     return p
 
 
 #: Arguments of :func:`~analysis.app.sae.train_sae` the pipeline sets itself (the trainer's from ``trainer``).
-SAE_PIPELINE_ARGS = {"encoder", "site", "datamodule", "dest", "accelerator", "devices", "precision", "strategy",
-                     "tensorboard", "name", "overwrite", "seed"}
+SAE_PIPELINE_ARGS = {
+    "encoder",
+    "site",
+    "datamodule",
+    "dest",
+    "accelerator",
+    "devices",
+    "precision",
+    "strategy",
+    "tensorboard",
+    "name",
+    "overwrite",
+    "seed",
+}
 
 
 def _sae_parser() -> ArgumentParser:
@@ -314,8 +366,10 @@ def _jsonargparse_problem(message: str, value: dict[str, Any]) -> tuple[Optional
         elif isinstance(entry, dict) and isinstance(entry.get("init_args"), dict):
             key = f"{key}.init_args"
         accepted = _accepted(opt.group(1))
-        return key, (f"unknown key {opt.group(2)!r}"
-                     + (f"; {opt.group(1).rpartition('.')[2]} accepts {accepted}" if accepted else ""))
+        return key, (
+            f"unknown key {opt.group(2)!r}"
+            + (f"; {opt.group(1).rpartition('.')[2]} accepts {accepted}" if accepted else "")
+        )
     nested = re.search(r"class_path '[\w.]+': (Parser key \"[^\"]+\":.*)", text)
     if nested and isinstance(value.get(key), dict):
         sub_key, sub_text = _jsonargparse_problem(nested.group(1), dict(value[key].get("init_args") or {}))
@@ -367,8 +421,12 @@ def validate(cfg: dict[str, Any]) -> None:
     """The owners' rules and the references between sections (module docstring, steps 2 and 3); no I/O."""
     p = Path(cfg["_config_path"])
     ident = cfg["identify"]
-    _owner_check(p, "identify", ident, lambda: check_rates(ident["top_rate"], ident["filter_rate"],
-                                                           ident["activation_bar_ratio"]))
+    _owner_check(
+        p,
+        "identify",
+        ident,
+        lambda: check_rates(ident["top_rate"], ident["filter_rate"], ident["activation_bar_ratio"]),
+    )
     _owner_check(p, "probe", cfg["probe"], lambda: check_seeds(cfg["probe"]["seeds"]))
     _owner_check(p, "summary", cfg["summary"], lambda: check_alpha(cfg["summary"]["alpha"]))
     st = cfg["stats"]
@@ -390,8 +448,14 @@ def validate(cfg: dict[str, Any]) -> None:
         if bad:
             raise PipelineError(f"{p}: steering.{key}: {bad} not among the config's {key} {known}")
     for d in tu["dimensions"]:
-        _owner_check(p, f"tuning.{d}", tu, lambda: check_stimuli_args(
-            d, (tu["values"] or {}).get(d), tu["clips_per_value"], tu["duration"], tu["source"], 16000))
+        _owner_check(
+            p,
+            f"tuning.{d}",
+            tu,
+            lambda: check_stimuli_args(
+                d, (tu["values"] or {}).get(d), tu["clips_per_value"], tu["duration"], tu["source"], 16000
+            ),
+        )
     syn, sfont = cfg["data"]["synthetic"], cfg["data"]["soundfont"]
     if syn is not None and sfont is not None:
         raise PipelineError(f"{p}: data: give either 'synthetic' or 'soundfont', not both (they write every task)")
@@ -403,11 +467,19 @@ def validate(cfg: dict[str, Any]) -> None:
         evar_task = opts["evar_task"] or task
         _owner_check(p, where, opts, lambda: check_rates(top_rate=opts["top_rate"]))
         data = task_data_options(cfg, task)
-        _owner_check(p, where, {**cfg["data"], **opts},
-                     lambda: EVARDataModule(evar_root=cfg["data"]["evar_root"], task=evar_task, **data))
+        _owner_check(
+            p,
+            where,
+            {**cfg["data"], **opts},
+            lambda: EVARDataModule(evar_root=cfg["data"]["evar_root"], task=evar_task, **data),
+        )
         per_task = {**abl, **{k: opts[k] for k in ("neuron_lists", "shared", "class_aliases") if opts[k] is not None}}
-        _owner_check(p, "ablation" if per_task == abl else f"{where} / ablation", per_task,
-                     lambda: AblationCallback(out_dir=".", **per_task))
+        _owner_check(
+            p,
+            "ablation" if per_task == abl else f"{where} / ablation",
+            per_task,
+            lambda: AblationCallback(out_dir=".", **per_task),
+        )
         if syn is not None:
             s = {k: v for k, v in syn.items() if k != "seed"}
             _owner_check(p, "data.synthetic", s, lambda: check_task_args(evar_task, **s))
@@ -425,8 +497,9 @@ def _check_sae(p: Path, cfg: dict[str, Any]) -> None:
     for key, names in (("models", list(cfg["models"])), ("train_tasks", list(cfg["tasks"]))):
         for i, name in enumerate(sae[key] or []):
             if name not in names:
-                raise PipelineError(f"{p}: sae.{key}[{i}]: {name!r} is not in '{key.replace('train_', '')}' "
-                                    f"of this config ({names})")
+                raise PipelineError(
+                    f"{p}: sae.{key}[{i}]: {name!r} is not in '{key.replace('train_', '')}' of this config ({names})"
+                )
     for model, sites in (sae["load"] or {}).items():
         if model not in cfg["models"]:
             raise PipelineError(f"{p}: sae.load.{model}: not a model of this config ({list(cfg['models'])})")
@@ -434,7 +507,9 @@ def _check_sae(p: Path, cfg: dict[str, Any]) -> None:
             if not Path(path).exists():
                 raise PipelineError(f"{p}: sae.load.{model}.{site}: {path} does not exist")
     if sae["enabled"]:
-        clash = [f"{m}{sae['suffix']}" for m in (sae["models"] or cfg["models"]) if f"{m}{sae['suffix']}" in cfg["models"]]
+        clash = [
+            f"{m}{sae['suffix']}" for m in (sae["models"] or cfg["models"]) if f"{m}{sae['suffix']}" in cfg["models"]
+        ]
         if clash:
             raise PipelineError(f"{p}: sae.suffix: the feature models {clash} would replace models of the same name")
     try:
@@ -461,8 +536,10 @@ def check_class_names(cfg: dict[str, Any], task: str, classes: list[str]) -> Non
     named += [("ablation.topk_classes", c) for c in (a["topk_classes"] or [])]
     for key, name in named:
         if aliases.get(name, name) not in classes:
-            raise PipelineError(f"{where}: {key}: {name!r} is not a class of task {task!r} (classes: {classes}"
-                                f"{', aliases: ' + str(aliases) if aliases else ''})")
+            raise PipelineError(
+                f"{where}: {key}: {name!r} is not a class of task {task!r} (classes: {classes}"
+                f"{', aliases: ' + str(aliases) if aliases else ''})"
+            )
 
 
 def check_neuron_lists(cfg: dict[str, Any], model: str, site_neurons: list[int]) -> None:
@@ -475,9 +552,11 @@ def check_neuron_lists(cfg: dict[str, Any], model: str, site_neurons: list[int])
             for pair in nl["neurons"]:
                 ok = len(pair) == 2 and 0 <= pair[0] < len(site_neurons) and 0 <= pair[1] < site_neurons[pair[0]]
                 if not ok:
-                    raise PipelineError(f"{cfg['_config_path']}: {key}[{i}].neurons: {pair} is not a [layer, neuron] "
-                                        f"of model '{model}' ({len(site_neurons)} layers, neurons per layer "
-                                        f"{site_neurons})")
+                    raise PipelineError(
+                        f"{cfg['_config_path']}: {key}[{i}].neurons: {pair} is not a [layer, neuron] "
+                        f"of model '{model}' ({len(site_neurons)} layers, neurons per layer "
+                        f"{site_neurons})"
+                    )
 
 
 def _check_task_definition(p: Path, where: str, evar_task: str, opts: dict[str, Any]) -> None:
@@ -490,8 +569,9 @@ def _check_task_definition(p: Path, where: str, evar_task: str, opts: dict[str, 
     except (ValueError, FileNotFoundError) as e:
         raise PipelineError(f"{p}: {where}.task_def: {' '.join(str(e).split())}") from e
     if spec.folds and not 1 <= opts["fold"] <= spec.folds:
-        raise PipelineError(f"{p}: {where}.fold: fold {opts['fold']} is out of range: task {evar_task!r} has "
-                            f"folds 1..{spec.folds}")
+        raise PipelineError(
+            f"{p}: {where}.fold: fold {opts['fold']} is out of range: task {evar_task!r} has folds 1..{spec.folds}"
+        )
 
 
 def _model_spec(name: str, spec: Any, path: Path) -> dict[str, Any]:
@@ -500,7 +580,9 @@ def _model_spec(name: str, spec: Any, path: Path) -> dict[str, Any]:
         raise PipelineError(f"{path}: models.{name} needs a 'class_path' (and optional 'init_args')")
     extra = set(spec) - {"class_path", "init_args"}
     if extra:
-        raise PipelineError(f"{path}: unknown key(s) {sorted(extra)} in 'models.{name}'; allowed: class_path, init_args")
+        raise PipelineError(
+            f"{path}: unknown key(s) {sorted(extra)} in 'models.{name}'; allowed: class_path, init_args"
+        )
     if not isinstance(spec["class_path"], str):
         raise PipelineError(f"{path}: models.{name}.class_path must be a string, got {spec['class_path']!r}")
     if not isinstance(spec.get("init_args") or {}, dict):
@@ -518,7 +600,7 @@ def check_models(cfg: dict[str, Any]) -> None:
             p.parse_object({"encoder": spec})
         except Exception as e:
             key, problem = _jsonargparse_problem(str(e), {"encoder": spec})
-            where = f"models.{name}" + (key[len("encoder"):] if key and key.startswith("encoder") else "")
+            where = f"models.{name}" + (key[len("encoder") :] if key and key.startswith("encoder") else "")
             raise PipelineError(f"{cfg['_config_path']}: {where}: {problem}") from e
 
 
@@ -538,8 +620,11 @@ def load_config(path: str | Path, out: Optional[str] = None) -> dict[str, Any]:
     if unknown:
         raise PipelineError(f"{p}: unknown key(s) {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
     raw = expand_env(raw, str(p))
-    cfg: dict[str, Any] = {"description": raw.get("description"), "out": raw.get("out", DEFAULT_OUT),
-                           "seed": raw.get("seed", 0)}
+    cfg: dict[str, Any] = {
+        "description": raw.get("description"),
+        "out": raw.get("out", DEFAULT_OUT),
+        "seed": raw.get("seed", 0),
+    }
     if not isinstance(cfg["seed"], int) or isinstance(cfg["seed"], bool):
         raise PipelineError(f"{p}: seed must be an integer, got {cfg['seed']!r}")
     if not isinstance(cfg["out"], str) or not cfg["out"]:

@@ -10,6 +10,7 @@
 * ``features`` — ``compare/neurons_vs_features.csv``: per task and site, neurons vs features
   (:mod:`analysis.neurons_vs_features`), after both models' stability and ablation stages.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -58,8 +59,10 @@ class FeatureModel:
     trained: list[bool] = field(default_factory=list)
 
     def spec(self, base_spec: dict[str, Any]) -> dict[str, Any]:
-        return {"class_path": FEATURE_ENCODER,
-                "init_args": {"encoder": base_spec, "saes": [str(p) for p in self.paths], "name": self.name}}
+        return {
+            "class_path": FEATURE_ENCODER,
+            "init_args": {"encoder": base_spec, "saes": [str(p) for p in self.paths], "name": self.name},
+        }
 
 
 def plan(pipe: Pipeline) -> dict[str, FeatureModel]:
@@ -100,10 +103,26 @@ def sae_stages(pipe: Pipeline, data_ids: list[str]) -> list[Stage]:
             if not trained:
                 continue
             dest = pipe.tree.sae(fm.base, site)
-            conf = {"sae": train_options(cfg), "model": cfg["models"][fm.base], "site": site, "tasks": tasks,
-                    "data": cfg["data"], "seed": cfg["seed"], "trainer": cfg["trainer"]}
-            st.append(Stage("sae", f"{fm.base}-{site_slug(site)}", conf, [dest / SAE_FILE, dest / SAE_METRICS_CSV],
-                            pipe._bind(run_sae, pipe, fm.base, site, tasks), after=list(data_ids), owns=[dest]))
+            conf = {
+                "sae": train_options(cfg),
+                "model": cfg["models"][fm.base],
+                "site": site,
+                "tasks": tasks,
+                "data": cfg["data"],
+                "seed": cfg["seed"],
+                "trainer": cfg["trainer"],
+            }
+            st.append(
+                Stage(
+                    "sae",
+                    f"{fm.base}-{site_slug(site)}",
+                    conf,
+                    [dest / SAE_FILE, dest / SAE_METRICS_CSV],
+                    pipe._bind(run_sae, pipe, fm.base, site, tasks),
+                    after=list(data_ids),
+                    owns=[dest],
+                )
+            )
     return st
 
 
@@ -117,12 +136,24 @@ def run_sae(pipe: Pipeline, base: str, site: str, tasks: list[str], overwrite: b
     cfg = pipe.cfg
     encoder = pipe.encoder(base)
     dms = [pipe.datamodule(t, encoder) for t in tasks]
-    data = MixedAudioDataModule(dms, batch_size=cfg["data"]["batch_size"], num_workers=cfg["data"]["num_workers"],
-                                seed=cfg["seed"])
+    data = MixedAudioDataModule(
+        dms, batch_size=cfg["data"]["batch_size"], num_workers=cfg["data"]["num_workers"], seed=cfg["seed"]
+    )
     t = cfg["trainer"]
-    train_sae(encoder, site, data, pipe.tree.sae(base, site), **train_options(cfg), seed=int(cfg["seed"]),
-              accelerator=t["accelerator"], devices=1, precision=t["precision"], tensorboard=pipe.tree.tensorboard,
-              name=f"sae_{base}_{site_slug(site)}", overwrite=overwrite)
+    train_sae(
+        encoder,
+        site,
+        data,
+        pipe.tree.sae(base, site),
+        **train_options(cfg),
+        seed=int(cfg["seed"]),
+        accelerator=t["accelerator"],
+        devices=1,
+        precision=t["precision"],
+        tensorboard=pipe.tree.tensorboard,
+        name=f"sae_{base}_{site_slug(site)}",
+        overwrite=overwrite,
+    )
 
 
 def features_stage(pipe: Pipeline) -> Optional[Stage]:
@@ -137,8 +168,13 @@ def features_stage(pipe: Pipeline) -> Optional[Stage]:
                 after += [f"identify-{task}_{model}", f"ablation-{task}_{model}"]
                 after += [f"stability-{task}_{model}"] if cfg["stability"]["enabled"] else []
     out = pipe.tree.compare / NEURONS_VS_FEATURES_CSV
-    conf = {"models": {m: cfg["models"][m] for m in cfg["models"]}, "tasks": list(cfg["tasks"]),
-            "stability": cfg["stability"], "ablation": cfg["ablation"], "identify": cfg["identify"]}
+    conf = {
+        "models": {m: cfg["models"][m] for m in cfg["models"]},
+        "tasks": list(cfg["tasks"]),
+        "stability": cfg["stability"],
+        "ablation": cfg["ablation"],
+        "identify": cfg["identify"],
+    }
     return Stage("features", "", conf, [out], pipe._bind(run_features, pipe), after=after, owns=[out])
 
 
@@ -154,13 +190,28 @@ def neurons_vs_features(pipe: Pipeline) -> pd.DataFrame:
             widths = list(pipe.model_identity(fm.name)["site_neurons"])
             for j, site in enumerate(fm.sites):
                 layer = base_sites.index(site)
-                for kind, run, model, units, lay in (("neuron", nrun, fm.base, base_units[layer], layer),
-                                                     ("feature", frun, fm.name, widths[j], j)):
+                for kind, run, model, units, lay in (
+                    ("neuron", nrun, fm.base, base_units[layer], layer),
+                    ("feature", frun, fm.name, widths[j], j),
+                ):
                     oz = read_over_zero(run)
                     summary = pipe.ablation_dir(task, model) / ABLATION_SUMMARY_CSV
-                    rows.append(comparison_row(
-                        task, fm.base, site, kind, units, read_neurons(run, len(classes), oz.shape[0]), classes, lay,
-                        oz, read_stability(run), read_table(summary) if summary.is_file() else None, fm.name))
+                    rows.append(
+                        comparison_row(
+                            task,
+                            fm.base,
+                            site,
+                            kind,
+                            units,
+                            read_neurons(run, len(classes), oz.shape[0]),
+                            classes,
+                            lay,
+                            oz,
+                            read_stability(run),
+                            read_table(summary) if summary.is_file() else None,
+                            fm.name,
+                        )
+                    )
     return pd.DataFrame(rows, columns=NEURONS_VS_FEATURES_COLUMNS)
 
 

@@ -1,5 +1,6 @@
 """Markdown text from data (class labels, file names, manifests) that renders as that text and nothing else:
 no HTML tag, link, image, emphasis or table cell break can come from a label in ``report/summary.md``."""
+
 from __future__ import annotations
 
 import re

@@ -19,6 +19,7 @@ a large one. Either way each seed's row records ``steps``, ``epochs``, the final
 ``valid_loss`` and ``loss_settled`` (:func:`loss_settled` over the per-epoch training loss); a seed whose
 loss had not settled is logged as a warning.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,9 +42,25 @@ from lightning_modules.linear_probe import LinearProbe
 
 __all__ = ["RESULT_COLUMNS", "check_seeds", "fit_seeds", "best_checkpoint"]
 
-RESULT_COLUMNS = ["seed", "metric", "test_score", "test_macro_recall", "test_macro_f1", "val_score",
-                  "best_epoch", "epochs", "steps", "train_loss", "valid_loss", "loss_settled", "protocol",
-                  "n_train", "n_valid", "n_test", "checkpoint"]
+RESULT_COLUMNS = [
+    "seed",
+    "metric",
+    "test_score",
+    "test_macro_recall",
+    "test_macro_f1",
+    "val_score",
+    "best_epoch",
+    "epochs",
+    "steps",
+    "train_loss",
+    "valid_loss",
+    "loss_settled",
+    "protocol",
+    "n_train",
+    "n_valid",
+    "n_test",
+    "checkpoint",
+]
 #: Optimizer steps the ``converge`` protocol guarantees.
 MIN_STEPS = 300
 #: The training loss has settled when it changed by less than this share over the last epochs ...
@@ -54,8 +71,9 @@ SETTLED_ABS = 0.005
 log = logging.getLogger(__name__)
 
 
-def loss_settled(losses: Sequence[float], window: int = 10, tolerance: float = SETTLED_CHANGE,
-                 absolute: float = SETTLED_ABS) -> bool:
+def loss_settled(
+    losses: Sequence[float], window: int = 10, tolerance: float = SETTLED_CHANGE, absolute: float = SETTLED_ABS
+) -> bool:
     """Did the per-epoch training loss settle: over the last ``window`` epochs (at least 10 % of them) it
     changed by less than ``tolerance`` of its last value or by less than ``absolute``? False with fewer
     than ``window + 1`` epochs.
@@ -69,7 +87,7 @@ def loss_settled(losses: Sequence[float], window: int = 10, tolerance: float = S
     w = max(int(window), len(x) // 10)
     if len(x) <= w:
         return False
-    tail = x[-(w + 1):]
+    tail = x[-(w + 1) :]
     change = max(tail) - min(tail)
     return change <= tolerance * abs(tail[-1]) or change <= absolute
 
@@ -114,11 +132,22 @@ def _budget(protocol: str, max_epochs: int, min_steps: int, n_train: int, batch_
     return {"max_epochs": max(max_epochs, math.ceil(min_steps / per_epoch)), "min_steps": min_steps}
 
 
-def fit_seeds(run_dir: str | Path, out_dir: str | Path, seeds: Sequence[int] = (42, 43, 44), lr: PositiveFloat = 3e-5,
-              weight_decay: NonNegativeFloat = 1e-8, max_epochs: PositiveInt = 200, patience: NonNegativeInt = 20,
-              batch_size: Optional[PositiveInt] = None, protocol: Literal["converge", "evar"] = "converge",
-              min_steps: PositiveInt = MIN_STEPS, overwrite: bool = False, accelerator: str = "cpu",
-              tensorboard: Optional[str] = None, name: str = "probe") -> pd.DataFrame:
+def fit_seeds(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    seeds: Sequence[int] = (42, 43, 44),
+    lr: PositiveFloat = 3e-5,
+    weight_decay: NonNegativeFloat = 1e-8,
+    max_epochs: PositiveInt = 200,
+    patience: NonNegativeInt = 20,
+    batch_size: Optional[PositiveInt] = None,
+    protocol: Literal["converge", "evar"] = "converge",
+    min_steps: PositiveInt = MIN_STEPS,
+    overwrite: bool = False,
+    accelerator: str = "cpu",
+    tensorboard: Optional[str] = None,
+    name: str = "probe",
+) -> pd.DataFrame:
     """Fit/test one probe per seed; write ``<out_dir>/probe_results.csv`` and ``probe_seed<seed>.ckpt``.
 
     ``protocol``: ``converge`` (at least ``min_steps`` optimizer steps) or ``evar`` (EVAR's epoch budget
@@ -148,33 +177,63 @@ def fit_seeds(run_dir: str | Path, out_dir: str | Path, seeds: Sequence[int] = (
             lg = TensorBoardLogger(str(tensorboard), name=name, version=f"probe_seed{seed}") if tensorboard else False
             hist = _LossHistory()
             budget = _budget(protocol, int(max_epochs), int(min_steps), len(dm.datasets["train"]), dm.batch_size)
-            tr = Trainer(**budget, accelerator=accelerator, devices=1, logger=lg, callbacks=[ck, es, hist],
-                         enable_progress_bar=False, enable_model_summary=False, deterministic=True)
+            tr = Trainer(
+                **budget,
+                accelerator=accelerator,
+                devices=1,
+                logger=lg,
+                callbacks=[ck, es, hist],
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                deterministic=True,
+            )
             tr.fit(model, datamodule=dm)
             fit_metrics = {k: float(v) for k, v in tr.callback_metrics.items() if k in ("train/loss", "val/loss")}
             settled = loss_settled(hist.train)
             if not settled:
-                log.warning("probe seed %s of %s: training stopped after %d steps (%d epochs) before the training "
-                            "loss settled (last epochs: %s)", seed, run_dir, tr.global_step, tr.current_epoch,
-                            [round(v, 4) for v in hist.train[-5:]])
+                log.warning(
+                    "probe seed %s of %s: training stopped after %d steps (%d epochs) before the training "
+                    "loss settled (last epochs: %s)",
+                    seed,
+                    run_dir,
+                    tr.global_step,
+                    tr.current_epoch,
+                    [round(v, 4) for v in hist.train[-5:]],
+                )
             best = read_lightning_checkpoint(ck.best_model_path)
             model.load_state_dict(best["state_dict"])
             res = tr.test(model, datamodule=dm, verbose=False)[0]
             copy_file(ck.best_model_path, dst, overwrite)
             best_epoch = int(best["epoch"])
-        rows.append(dict(seed=str(seed), metric="mAP" if dm.multilabel else "accuracy",
-                         test_score=float(res["test/score"]), test_macro_recall=float(res["test/macro_recall"]),
-                         test_macro_f1=float(res["test/macro_f1"]), val_score=float(ck.best_model_score),
-                         best_epoch=best_epoch, epochs=int(tr.current_epoch), steps=int(tr.global_step),
-                         train_loss=fit_metrics.get("train/loss", math.nan),
-                         valid_loss=fit_metrics.get("val/loss", math.nan), loss_settled=settled, protocol=protocol,
-                         n_train=len(dm.datasets["train"]),
-                         n_valid=len(dm.datasets["valid"]), n_test=len(dm.datasets["test"]), checkpoint=dst.name))
+        rows.append(
+            dict(
+                seed=str(seed),
+                metric="mAP" if dm.multilabel else "accuracy",
+                test_score=float(res["test/score"]),
+                test_macro_recall=float(res["test/macro_recall"]),
+                test_macro_f1=float(res["test/macro_f1"]),
+                val_score=float(ck.best_model_score),
+                best_epoch=best_epoch,
+                epochs=int(tr.current_epoch),
+                steps=int(tr.global_step),
+                train_loss=fit_metrics.get("train/loss", math.nan),
+                valid_loss=fit_metrics.get("val/loss", math.nan),
+                loss_settled=settled,
+                protocol=protocol,
+                n_train=len(dm.datasets["train"]),
+                n_valid=len(dm.datasets["valid"]),
+                n_test=len(dm.datasets["test"]),
+                checkpoint=dst.name,
+            )
+        )
     df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     num = ["test_score", "test_macro_recall", "test_macro_f1", "val_score"]
     mean = {c: "" for c in RESULT_COLUMNS} | {"seed": "mean", "metric": rows[0]["metric"]} | df[num].mean().to_dict()
-    std = {c: "" for c in RESULT_COLUMNS} | {"seed": "std", "metric": rows[0]["metric"]} | (
-        df[num].std(ddof=1).to_dict() if len(df) > 1 else {c: 0.0 for c in num})
+    std = (
+        {c: "" for c in RESULT_COLUMNS}
+        | {"seed": "std", "metric": rows[0]["metric"]}
+        | (df[num].std(ddof=1).to_dict() if len(df) > 1 else {c: 0.0 for c in num})
+    )
     df = pd.concat([df, pd.DataFrame([mean, std], columns=RESULT_COLUMNS)], ignore_index=True)
     save_csv(df, csv, overwrite)
     return df

@@ -19,6 +19,7 @@ hash of the part of the config it depends on (and of the stages it builds on).
   released by the kernel when the process dies, so a stale lock never blocks); while holding it the
   pipeline removes the temporary files killed writes left behind.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -104,12 +105,19 @@ class OutputLock:
             os.close(fd)
             raise PipelineError(
                 f"another pipeline is writing into {self.tree.root} (lock {path} held by {holder or 'an unknown process'}); "
-                f"wait for it to finish or choose another --out") from None
+                f"wait for it to finish or choose another --out"
+            ) from None
         previous = os.read(fd, 4096).decode("utf-8", "replace").strip()
         if previous:
             log.info("lock %s: taking over from a process that is no longer running (%s)", path, previous)
-        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                           "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": self.note})
+        info = json.dumps(
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "config": self.note,
+            }
+        )
         os.ftruncate(fd, 0)
         os.pwrite(fd, info.encode(), 0)
         self._fd = fd
@@ -191,8 +199,10 @@ class Runner:
         """Raise :class:`PipelineError` unless ``st`` finished with the current config."""
         why = self.finished(st)
         if why is not None:
-            raise PipelineError(f"--only: stage {needed_by} builds on stage {st.id}, which has not finished with "
-                                f"this config: {why}. Run it first (add '{st.name}' to --only, or drop --only)")
+            raise PipelineError(
+                f"--only: stage {needed_by} builds on stage {st.id}, which has not finished with "
+                f"this config: {why}. Run it first (add '{st.name}' to --only, or drop --only)"
+            )
 
     def _discard(self, st: Stage, why: str = "") -> None:
         """Delete what an interrupted (or damaged, ``why``) attempt of ``st`` left (its owned paths and
@@ -202,8 +212,12 @@ class Runner:
         if why:
             log.warning("stage %s: %s: discarding its outputs and running it again", st.id, why)
         else:
-            log.warning("stage %s was interrupted (started %s by pid %s): discarding its partial outputs and "
-                        "running it again", st.id, info.get("started", "?"), info.get("pid", "?"))
+            log.warning(
+                "stage %s was interrupted (started %s by pid %s): discarding its partial outputs and running it again",
+                st.id,
+                info.get("started", "?"),
+                info.get("pid", "?"),
+            )
         for p in st.owns or st.outputs:
             _remove(Path(p))
         self._marker(st).unlink(missing_ok=True)
@@ -233,16 +247,27 @@ class Runner:
             if old.get("hash") != h:
                 raise PipelineError(
                     f"stage {st.id}: outputs in {self.out} were made with a different config "
-                    f"(marker {mk}); re-run with --force to replace them, or choose another --out")
+                    f"(marker {mk}); re-run with --force to replace them, or choose another --out"
+                )
         existing = [o for o in st.outputs if Path(o).exists()]
         if existing and not self.force and not mk.exists():
-            raise PipelineError(f"stage {st.id}: {existing[0]} already exists but no stage marker does: it was "
-                                f"not made by this pipeline (another tool's output?); use --force to replace it, "
-                                f"or choose another --out")
+            raise PipelineError(
+                f"stage {st.id}: {existing[0]} already exists but no stage marker does: it was "
+                f"not made by this pipeline (another tool's output?); use --force to replace it, "
+                f"or choose another --out"
+            )
         log.info("stage %s: running", st.id)
-        save_json({"stage": st.id, "hash": h, "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                   "owns": [str(p) for p in (st.owns or st.outputs)]}, self.tree.stage_running(st.id),
-                  overwrite=True)
+        save_json(
+            {
+                "stage": st.id,
+                "hash": h,
+                "pid": os.getpid(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "owns": [str(p) for p in (st.owns or st.outputs)],
+            },
+            self.tree.stage_running(st.id),
+            overwrite=True,
+        )
         try:
             if self.seed is not None:
                 seed_everything(self.seed, verbose=False)
@@ -251,9 +276,11 @@ class Runner:
         except PipelineError:
             raise
         except Exception as e:  # noqa: BLE001 - re-raised with the stage name
-            raise PipelineError(f"stage {st.id} failed: {type(e).__name__}: {e} "
-                                f"(outputs of completed stages are intact in {self.out}; the next run "
-                                f"discards this stage's partial outputs and runs it again)") from e
+            raise PipelineError(
+                f"stage {st.id} failed: {type(e).__name__}: {e} "
+                f"(outputs of completed stages are intact in {self.out}; the next run "
+                f"discards this stage's partial outputs and runs it again)"
+            ) from e
         missing = [str(o) for o in st.outputs if not Path(o).exists()]
         if missing:
             raise PipelineError(f"stage {st.id} finished but did not produce {missing}")
@@ -261,8 +288,18 @@ class Runner:
         dt = time.perf_counter() - t0
         self.timings.append((st.id, "ran", dt))
         self.ran.add(st.id)
-        save_json({"stage": st.id, "hash": h, "outputs": [str(o) for o in st.outputs], "seconds": round(dt, 2),
-                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": files, "inputs": self.inputs(st)},
-                  mk, overwrite=True)
+        save_json(
+            {
+                "stage": st.id,
+                "hash": h,
+                "outputs": [str(o) for o in st.outputs],
+                "seconds": round(dt, 2),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "files": files,
+                "inputs": self.inputs(st),
+            },
+            mk,
+            overwrite=True,
+        )
         self.tree.stage_running(st.id).unlink(missing_ok=True)
         log.info("stage %s: done in %.1f s", st.id, dt)

@@ -3,6 +3,7 @@
 (model, site). The ``sae`` section of a pipeline config is this function's keyword arguments plus
 :class:`SAEPipelineOptions`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -114,15 +115,38 @@ def train_sae(
     if cache.exists():
         shutil.rmtree(cache)  # rows of an interrupted attempt
     pl.seed_everything(seed, workers=True, verbose=False)
-    module = SAETrainer(encoder, site, d_sae=d_sae, expansion_factor=expansion_factor, architecture=architecture,
-                        k=k, l1_coefficient=l1_coefficient, aux_k=aux_k, aux_loss_coefficient=aux_loss_coefficient,
-                        dead_feature_window=dead_feature_window, lr=lr, steps_per_batch=steps_per_batch,
-                        tokens=tokens, activation_cache=str(cache) if activation_cache else None, seed=seed)
+    module = SAETrainer(
+        encoder,
+        site,
+        d_sae=d_sae,
+        expansion_factor=expansion_factor,
+        architecture=architecture,
+        k=k,
+        l1_coefficient=l1_coefficient,
+        aux_k=aux_k,
+        aux_loss_coefficient=aux_loss_coefficient,
+        dead_feature_window=dead_feature_window,
+        lr=lr,
+        steps_per_batch=steps_per_batch,
+        tokens=tokens,
+        activation_cache=str(cache) if activation_cache else None,
+        seed=seed,
+    )
     logger = TensorBoardLogger(str(tensorboard), name=name, version="sae") if tensorboard else False
-    trainer = pl.Trainer(accelerator=accelerator, devices=devices, precision=precision, strategy=strategy,
-                         max_epochs=max_epochs, logger=logger, enable_checkpointing=False, enable_model_summary=False,
-                         enable_progress_bar=False, num_sanity_val_steps=0, check_val_every_n_epoch=max_epochs,
-                         log_every_n_steps=10)
+    trainer = pl.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        precision=precision,
+        strategy=strategy,
+        max_epochs=max_epochs,
+        logger=logger,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        check_val_every_n_epoch=max_epochs,
+        log_every_n_steps=10,
+    )
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     seconds = time.perf_counter() - t0
@@ -130,12 +154,31 @@ def train_sae(
     m = module.metrics
     if not m:
         raise RuntimeError(f"SAE on {site}: no validation pass ran (does the data have a valid split?)")
-    row = {"site": site, "d_sae": module.sae.d_sae, "k": module.sae.k if architecture == "topk" else "",
-           "fve": m["fve"], "l0": m["l0"], "dead_fraction": m["dead_fraction"], "mse": m["mse"],
-           "architecture": architecture, "rows": m["rows"], "train_rows": module.train_rows,
-           "steps": int(trainer.global_step), "seconds": round(seconds, 2)}
+    row = {
+        "site": site,
+        "d_sae": module.sae.d_sae,
+        "k": module.sae.k if architecture == "topk" else "",
+        "fve": m["fve"],
+        "l0": m["l0"],
+        "dead_fraction": m["dead_fraction"],
+        "mse": m["mse"],
+        "architecture": architecture,
+        "rows": m["rows"],
+        "train_rows": module.train_rows,
+        "steps": int(trainer.global_step),
+        "seconds": round(seconds, 2),
+    }
     if trainer.is_global_zero:
         write_sae(dest, module.sae.file_dict(module.config()), row, overwrite=overwrite)
-    log.info("SAE %s on %s: fve %.3f, L0 %.2f, dead %.3f (%d held-out rows, %.1f s) -> %s", name, site, m["fve"],
-             m["l0"], m["dead_fraction"], m["rows"], seconds, dest)
+    log.info(
+        "SAE %s on %s: fve %.3f, L0 %.2f, dead %.3f (%d held-out rows, %.1f s) -> %s",
+        name,
+        site,
+        m["fve"],
+        m["l0"],
+        m["dead_fraction"],
+        m["rows"],
+        seconds,
+        dest,
+    )
     return row

@@ -16,6 +16,7 @@ The YAML (every key but ``encoder`` and ``site`` optional)::
     trainer: {accelerator: cpu, precision: 32-true}
     sae: {...}                       # train_sae options (SAELens names: d_sae, k, l1_coefficient, ...)
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -74,9 +75,16 @@ def load_sae_config(path: str | Path) -> dict[str, Any]:
     trainer = dict(raw.get("trainer") or {})
     if set(trainer) - {"accelerator", "precision"}:
         raise PipelineError(f"{p}: trainer: only accelerator and precision are read, got {sorted(trainer)}")
-    return {"out": str(raw.get("out", "outputs/sae")), "seed": int(raw.get("seed", 0)), "encoder": raw["encoder"],
-            "site": str(raw["site"]), "data": {**data, "tasks": tasks}, "trainer": trainer,
-            "sae": _parse(_options_parser, raw.get("sae"), p, "sae"), "_config_path": str(p)}
+    return {
+        "out": str(raw.get("out", "outputs/sae")),
+        "seed": int(raw.get("seed", 0)),
+        "encoder": raw["encoder"],
+        "site": str(raw["site"]),
+        "data": {**data, "tasks": tasks},
+        "trainer": trainer,
+        "sae": _parse(_options_parser, raw.get("sae"), p, "sae"),
+        "_config_path": str(p),
+    }
 
 
 def sae_from_config(config: str | Path, out: Optional[str] = None, overwrite: bool = False) -> dict[str, Any]:
@@ -93,12 +101,30 @@ def sae_from_config(config: str | Path, out: Optional[str] = None, overwrite: bo
             seed = s.pop("seed")
             write_task(evar_root, task, seed=cfg["seed"] if seed is None else int(seed), **s)
     encoder = instantiate(cfg["encoder"], f"{cfg['_config_path']}: encoder")
-    dms = [EVARDataModule(evar_root=str(evar_root), task=t, sample_rate=int(encoder.sample_rate), seed=cfg["seed"],
-                          batch_size=int(d.get("batch_size", 32)), num_workers=int(d.get("num_workers", 0)))
-           for t in d["tasks"]]
-    data = MixedAudioDataModule(dms, batch_size=int(d.get("batch_size", 32)), num_workers=int(d.get("num_workers", 0)),
-                                seed=cfg["seed"])
-    return train_sae(encoder, cfg["site"], data, root / site_slug(cfg["site"]), **cfg["sae"], seed=cfg["seed"],
-                     accelerator=cfg["trainer"].get("accelerator", "cpu"),
-                     precision=cfg["trainer"].get("precision", "32-true"), tensorboard=root / "tensorboard",
-                     name=f"sae_{site_slug(cfg['site'])}", overwrite=overwrite)
+    dms = [
+        EVARDataModule(
+            evar_root=str(evar_root),
+            task=t,
+            sample_rate=int(encoder.sample_rate),
+            seed=cfg["seed"],
+            batch_size=int(d.get("batch_size", 32)),
+            num_workers=int(d.get("num_workers", 0)),
+        )
+        for t in d["tasks"]
+    ]
+    data = MixedAudioDataModule(
+        dms, batch_size=int(d.get("batch_size", 32)), num_workers=int(d.get("num_workers", 0)), seed=cfg["seed"]
+    )
+    return train_sae(
+        encoder,
+        cfg["site"],
+        data,
+        root / site_slug(cfg["site"]),
+        **cfg["sae"],
+        seed=cfg["seed"],
+        accelerator=cfg["trainer"].get("accelerator", "cpu"),
+        precision=cfg["trainer"].get("precision", "32-true"),
+        tensorboard=root / "tensorboard",
+        name=f"sae_{site_slug(cfg['site'])}",
+        overwrite=overwrite,
+    )

@@ -1,5 +1,6 @@
 """Objects from their recorded specs: encoders from ``{class_path, init_args}`` (a pipeline's ``models``, a
 run folder's manifest) and the model and data a statistics run folder was made with."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -54,6 +55,8 @@ def run_sources(manifest: dict[str, Any], run_dir: str | Path) -> tuple[dict[str
             return enc, dict(data)
     except (KeyError, TypeError):
         pass
-    raise ValueError(f"{Path(run_dir) / MANIFEST}: does not record the encoder and the data of the run "
-                     "(config.encoder + config.data, or the LightningCLI config.model.init_args.encoder + "
-                     "config.data.init_args)")
+    raise ValueError(
+        f"{Path(run_dir) / MANIFEST}: does not record the encoder and the data of the run "
+        "(config.encoder + config.data, or the LightningCLI config.model.init_args.encoder + "
+        "config.data.init_args)"
+    )

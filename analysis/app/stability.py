@@ -1,5 +1,6 @@
 """``stability``: bootstrap stability and threshold sweep of one run folder's AAPE sets
 (``python -m analysis stability --run <dir>``); the maths is :mod:`analysis.stability`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -62,9 +63,12 @@ def stability_run(
         n_eff = torch.as_tensor(run.stats["n_clips"])
     else:  # per-site position counts when recorded (CNN sites see different numbers of positions)
         n_eff = torch.as_tensor(run.stats.get("n_tokens_site", run.stats["n_tokens"]))
-    ref = {"top_rate": resolve_top_rate(run.task, top_rate, top_rate_table), "filter_rate": filter_rate,
-           "activation_bar_ratio": activation_bar_ratio,
-           "min_activity": (0.0 if mode == "lape" else MIN_ACTIVITY) if min_activity is None else float(min_activity)}
+    ref = {
+        "top_rate": resolve_top_rate(run.task, top_rate, top_rate_table),
+        "filter_rate": filter_rate,
+        "activation_bar_ratio": activation_bar_ratio,
+        "min_activity": (0.0 if mode == "lape" else MIN_ACTIVITY) if min_activity is None else float(min_activity),
+    }
     st = bootstrap_stability(run.over_zero, n_eff, run.classes, replicates=replicates, seed=seed, mode=mode, **ref)
     st = st.assign(scheme=scheme, seed=seed, mode=mode, **ref)
     sw = threshold_sweep(run.over_zero, run.classes, reference=ref, mode=mode) if sweep else None
@@ -76,6 +80,7 @@ def stability_run(
                 w.add_scalar(f"stability/{tag}/{r['class']}/mean_jaccard", r["mean_jaccard"])
             w.add_text(f"stability/{tag}", st.to_csv(index=False).replace("\n", "  \n"))
             if sw is not None:
-                w.add_text(f"threshold_sweep/{tag}", sw[sw["class"] == "__all__"].to_csv(index=False)
-                           .replace("\n", "  \n"))
+                w.add_text(
+                    f"threshold_sweep/{tag}", sw[sw["class"] == "__all__"].to_csv(index=False).replace("\n", "  \n")
+                )
     return written

@@ -10,6 +10,7 @@ of each class's selected units along a dimension, and the range claims of the su
   comparison (exact hypergeometric over all units with a preferred value): the rows of
   ``report/tuning_ranges.csv``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -95,8 +96,9 @@ class SteeringOptions:
         check_gains(self.gains)
 
 
-def tuning_from_run(run_dir: str | Path, dimension: str, dest: str | Path, curve: str = "p_active",
-                    overwrite: bool = False) -> pd.DataFrame:
+def tuning_from_run(
+    run_dir: str | Path, dimension: str, dest: str | Path, curve: str = "p_active", overwrite: bool = False
+) -> pd.DataFrame:
     """Curves and table of every unit of the stimulus run folder ``run_dir`` along ``dimension``, written to
     ``dest``; returns the table."""
     if dimension not in DIMENSIONS:
@@ -111,9 +113,16 @@ def tuning_from_run(run_dir: str | Path, dimension: str, dest: str | Path, curve
     cur = TU.tuning_curves(stats, values)
     dim = DIMENSIONS[dimension]
     table = TU.tuning_table(cur[curve], cur["values"].tolist(), stats["sites"], stats["site_neurons"], dim.categorical)
-    out = {**cur, "dimension": dimension, "unit_of_value": dim.unit, "categorical": dim.categorical, "curve": curve,
-           "sites": list(stats["sites"]), "site_neurons": [int(n) for n in stats["site_neurons"]],
-           "classes": [classes[i] for i in cur["order"].tolist()]}
+    out = {
+        **cur,
+        "dimension": dimension,
+        "unit_of_value": dim.unit,
+        "categorical": dim.categorical,
+        "curve": curve,
+        "sites": list(stats["sites"]),
+        "site_neurons": [int(n) for n in stats["site_neurons"]],
+        "classes": [classes[i] for i in cur["order"].tolist()],
+    }
     write_tuning(dest, dimension, out, table, overwrite)
     return table
 
@@ -128,12 +137,20 @@ def class_units(run_dir: str | Path) -> dict[str, list[tuple[int, int]]]:
 
 def _class_curves(curves: dict[str, Any], units: dict[str, list[tuple[int, int]]], curve: str) -> dict[str, np.ndarray]:
     c = curves[curve]
-    return {cls: np.stack([c[l, n].numpy() for l, n in us]) if us else np.zeros((0, c.shape[-1]))
-            for cls, us in units.items()}
+    return {
+        cls: np.stack([c[l, n].numpy() for l, n in us]) if us else np.zeros((0, c.shape[-1]))
+        for cls, us in units.items()
+    }
 
 
-def class_figure(tuning_dir: str | Path, dimension: str, task: str, task_run: str | Path, overwrite: bool = False,
-                 tensorboard: Optional[str | Path] = None) -> Path:
+def class_figure(
+    tuning_dir: str | Path,
+    dimension: str,
+    task: str,
+    task_run: str | Path,
+    overwrite: bool = False,
+    tensorboard: Optional[str | Path] = None,
+) -> Path:
     """The curves of each class's units of ``task_run`` along ``dimension``
     → ``<tuning_dir>/<dimension>-<task>.pdf`` (+ PNG; and TensorBoard when ``tensorboard``)."""
     cur = read_tuning_curves(tuning_dir, dimension)
@@ -143,8 +160,15 @@ def class_figure(tuning_dir: str | Path, dimension: str, task: str, task_run: st
     ranges = {c: r for c in units if dimension == "pitch" and (r := TU.octave_range(c)) is not None}
     allc = cur[curve].reshape(-1, cur[curve].shape[-1]).numpy()
     population = np.nanmedian(allc[np.isfinite(allc).all(1)], 0)
-    fig = class_curves_figure(cur["values"].numpy(), per_class, f"{dimension} ({cur['unit_of_value']})",
-                              CURVE_LABELS[curve], f"{task}: each class's units along {dimension}", ranges, population)
+    fig = class_curves_figure(
+        cur["values"].numpy(),
+        per_class,
+        f"{dimension} ({cur['unit_of_value']})",
+        CURVE_LABELS[curve],
+        f"{task}: each class's units along {dimension}",
+        ranges,
+        population,
+    )
     path = Path(tuning_dir) / tuning_figure_name(dimension, task)
     if tensorboard is not None:
         with SummaryWriter(str(tensorboard)) as w:
@@ -168,10 +192,21 @@ def range_rows(model: str, dimension: str, task: str, tuning_dir: str | Path, ta
         lo, hi = rng
         p = np.array([pref.get(u, np.nan) for u in us])
         p = p[np.isfinite(p)]
-        share = TU.range_share(int(((p >= lo) & (p < hi)).sum()), len(p),
-                               int(((defined >= lo) & (defined < hi)).sum()), len(defined))
-        rows.append({"model": model, "dimension": dimension, "task": task, "class": cls, "range_lo": lo,
-                     "range_hi": hi, "set_size": len(us), **share})
+        share = TU.range_share(
+            int(((p >= lo) & (p < hi)).sum()), len(p), int(((defined >= lo) & (defined < hi)).sum()), len(defined)
+        )
+        rows.append(
+            {
+                "model": model,
+                "dimension": dimension,
+                "task": task,
+                "class": cls,
+                "range_lo": lo,
+                "range_hi": hi,
+                "set_size": len(us),
+                **share,
+            }
+        )
     return rows
 
 

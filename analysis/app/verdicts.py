@@ -15,6 +15,7 @@ One row per ablated class set (task, model, selector, class), from the stage out
 * the set's bootstrap stability (mean Jaccard over replicates, ``unstable`` below
   :data:`analysis.significance.UNSTABLE_JACCARD`).
 """
+
 from __future__ import annotations
 
 import math
@@ -30,31 +31,125 @@ from analysis.ablation import matched_draws, set_change_interval
 from analysis.app.report import entropy_quantiles
 from analysis.overlap import union_mask
 from analysis.runs.layout import ABLATION_SUMMARY_CSV
-from analysis.runs.read import count_selected, read_ablation_conditions, read_classes, read_neurons, read_over_zero, read_stability, read_table
-from analysis.significance import (ALPHA, LEVEL, UNSTABLE_JACCARD, Correction, adjust_p, attainable, chance_rate,
-                                   empirical_interval, failed_criteria, monte_carlo_p, probe_above_chance, smallest_p,
-                                   wilson_interval)
+from analysis.runs.read import (
+    count_selected,
+    read_ablation_conditions,
+    read_classes,
+    read_neurons,
+    read_over_zero,
+    read_stability,
+    read_table,
+)
+from analysis.significance import (
+    ALPHA,
+    LEVEL,
+    UNSTABLE_JACCARD,
+    Correction,
+    adjust_p,
+    attainable,
+    chance_rate,
+    empirical_interval,
+    failed_criteria,
+    monte_carlo_p,
+    probe_above_chance,
+    smallest_p,
+    wilson_interval,
+)
 
 #: The selector of the AAPE class sets (``class:<c>`` conditions).
 AAPE = "aape"
 VERDICT_COLUMNS = [
-    "task", "model", "selector", "class", "neurons", "on_target_delta", "change_lo", "change_hi", "random_draws",
-    "random_delta_mean", "random_delta_lo", "random_delta_hi", "p_value", "p_adjusted", "correction", "alpha",
-    "specific", "failed", "probe_accuracy", "probe_accuracy_lo", "probe_accuracy_hi", "chance_rate",
-    "baseline_recall", "baseline_recall_lo", "baseline_recall_hi", "off_target_delta_mean",
-    "stability_mean_jaccard", "stability_jaccard_lo", "stability_jaccard_hi", "unstable",
+    "task",
+    "model",
+    "selector",
+    "class",
+    "neurons",
+    "on_target_delta",
+    "change_lo",
+    "change_hi",
+    "random_draws",
+    "random_delta_mean",
+    "random_delta_lo",
+    "random_delta_hi",
+    "p_value",
+    "p_adjusted",
+    "correction",
+    "alpha",
+    "specific",
+    "failed",
+    "probe_accuracy",
+    "probe_accuracy_lo",
+    "probe_accuracy_hi",
+    "chance_rate",
+    "baseline_recall",
+    "baseline_recall_lo",
+    "baseline_recall_hi",
+    "off_target_delta_mean",
+    "stability_mean_jaccard",
+    "stability_jaccard_lo",
+    "stability_jaccard_hi",
+    "unstable",
 ]
-THRESHOLD_FREE_COLUMNS = ["model", "task", "class", "k", "on_target_delta", "change_lo", "change_hi",
-                          "random_delta_mean", "random_delta_lo", "random_delta_hi", "random_draws", "p_value",
-                          "below_random"]
-TASK_COLUMNS = ["model", "task", "classes", "classes_covered", "neurons_per_class", "selected_neurons",
-                "class_assignments", "probe_accuracy", "probe_accuracy_lo", "probe_accuracy_hi", "test_clips",
-                "chance_rate", "probe_p_value", "probe_above_chance", "probe_seeds", "probe_seed_mean", "probe_seed_sd", "probe_steps_min", "probe_seeds_unsettled",
-                "classes_specific", "specific_by_selector", "best_selector", "inactive_neurons", "random_draws",
-                "smallest_p", "tests_in_run", "attainable", "mean_on_target_delta", "mean_random_delta",
-                "mean_off_target_delta", "mean_stability_jaccard", "unstable_sets", "entropy_q01", "entropy_q05",
-                "entropy_q25", "entropy_q50", "dead_neurons", "lowent_k", "lowent_classes", "lowent_random_draws",
-                "lowent_classes_below_random", "lowent_mean_delta", "lowent_mean_random_delta"]
+THRESHOLD_FREE_COLUMNS = [
+    "model",
+    "task",
+    "class",
+    "k",
+    "on_target_delta",
+    "change_lo",
+    "change_hi",
+    "random_delta_mean",
+    "random_delta_lo",
+    "random_delta_hi",
+    "random_draws",
+    "p_value",
+    "below_random",
+]
+TASK_COLUMNS = [
+    "model",
+    "task",
+    "classes",
+    "classes_covered",
+    "neurons_per_class",
+    "selected_neurons",
+    "class_assignments",
+    "probe_accuracy",
+    "probe_accuracy_lo",
+    "probe_accuracy_hi",
+    "test_clips",
+    "chance_rate",
+    "probe_p_value",
+    "probe_above_chance",
+    "probe_seeds",
+    "probe_seed_mean",
+    "probe_seed_sd",
+    "probe_steps_min",
+    "probe_seeds_unsettled",
+    "classes_specific",
+    "specific_by_selector",
+    "best_selector",
+    "inactive_neurons",
+    "random_draws",
+    "smallest_p",
+    "tests_in_run",
+    "attainable",
+    "mean_on_target_delta",
+    "mean_random_delta",
+    "mean_off_target_delta",
+    "mean_stability_jaccard",
+    "unstable_sets",
+    "entropy_q01",
+    "entropy_q05",
+    "entropy_q25",
+    "entropy_q50",
+    "dead_neurons",
+    "lowent_k",
+    "lowent_classes",
+    "lowent_random_draws",
+    "lowent_classes_below_random",
+    "lowent_mean_delta",
+    "lowent_mean_random_delta",
+]
 
 
 def class_sets(run_dir: str | Path) -> tuple[list[str], list[int], int, int]:
@@ -73,8 +168,10 @@ def _stability(run_dir: str | Path) -> dict[str, tuple[float, float, float]]:
     st = read_stability(run_dir)
     if st is None:
         return {}
-    return {str(r["class"]): (float(r["mean_jaccard"]), float(r["jaccard_low"]), float(r["jaccard_high"]))
-            for _, r in st.iterrows()}
+    return {
+        str(r["class"]): (float(r["mean_jaccard"]), float(r["jaccard_low"]), float(r["jaccard_high"]))
+        for _, r in st.iterrows()
+    }
 
 
 def probe_test(t: pd.DataFrame) -> dict[str, object]:
@@ -84,14 +181,27 @@ def probe_test(t: pd.DataFrame) -> dict[str, object]:
     everything = base[base["class"] == ALL]
     per_class = base[base["class"] != ALL]["n"].astype(int).tolist()
     if everything.empty or not sum(per_class):
-        return dict(probe_accuracy=math.nan, probe_accuracy_lo=math.nan, probe_accuracy_hi=math.nan, test_clips=0,
-                    chance_rate=math.nan, probe_p_value=math.nan, probe_above_chance=False)
+        return dict(
+            probe_accuracy=math.nan,
+            probe_accuracy_lo=math.nan,
+            probe_accuracy_hi=math.nan,
+            test_clips=0,
+            chance_rate=math.nan,
+            probe_p_value=math.nan,
+            probe_above_chance=False,
+        )
     n, correct = int(everything["n"].iloc[0]), int(everything["correct"].iloc[0])
     chance = chance_rate(per_class)
     lo, hi = wilson_interval(correct, n)
-    return dict(probe_accuracy=correct / n, probe_accuracy_lo=lo, probe_accuracy_hi=hi, test_clips=n,
-                chance_rate=chance, probe_p_value=probe_above_chance(correct, n, chance)[1],
-                probe_above_chance=bool(lo > chance))
+    return dict(
+        probe_accuracy=correct / n,
+        probe_accuracy_lo=lo,
+        probe_accuracy_hi=hi,
+        test_clips=n,
+        chance_rate=chance,
+        probe_p_value=probe_above_chance(correct, n, chance)[1],
+        probe_above_chance=bool(lo > chance),
+    )
 
 
 def stage_p_values(ablation_csv: str | Path) -> dict[tuple[str, str], float]:
@@ -108,9 +218,13 @@ def stage_p_values(ablation_csv: str | Path) -> dict[tuple[str, str], float]:
     return {(str(g), str(c)): float(v) for g, c, v in zip(s["group"], s["class"], s["p_value"])}
 
 
-def _set_test(t: pd.DataFrame, condition: str, cls: str,
-              stage_p: Optional[Mapping[tuple[str, str], float]] = None,
-              conditions: Optional[list[dict]] = None) -> dict[str, float]:
+def _set_test(
+    t: pd.DataFrame,
+    condition: str,
+    cls: str,
+    stage_p: Optional[Mapping[tuple[str, str], float]] = None,
+    conditions: Optional[list[dict]] = None,
+) -> dict[str, float]:
     """The change of ``cls`` under ``condition``, its bootstrap interval, its matched draws and exact p
     (the ablation stage's, ``stage_p``, when it wrote one; else :func:`monte_carlo_p` over the draws)."""
     own = t[(t["condition"] == condition) & (t["class"] == cls)]
@@ -118,9 +232,16 @@ def _set_test(t: pd.DataFrame, condition: str, cls: str,
     lo, hi = set_change_interval(own)
     d = matched_draws(t, condition, cls, conditions)
     rlo, rhi = empirical_interval(d, LEVEL)
-    return dict(on_target_delta=on, change_lo=lo, change_hi=hi, random_draws=len(d),
-                random_delta_mean=float(np.mean(d)) if len(d) else math.nan, random_delta_lo=rlo, random_delta_hi=rhi,
-                p_value=(stage_p or {}).get((condition, cls), monte_carlo_p(on, d)) if len(own) else math.nan)
+    return dict(
+        on_target_delta=on,
+        change_lo=lo,
+        change_hi=hi,
+        random_draws=len(d),
+        random_delta_mean=float(np.mean(d)) if len(d) else math.nan,
+        random_delta_lo=rlo,
+        random_delta_hi=rhi,
+        p_value=(stage_p or {}).get((condition, cls), monte_carlo_p(on, d)) if len(own) else math.nan,
+    )
 
 
 def ablation_conditions(ablation_csv: str | Path) -> Optional[list[dict]]:
@@ -159,16 +280,33 @@ def verdict_rows(model: str, task: str, run_dir: str | Path, ablation_csv: str |
             jac = stability.get(c, (math.nan, math.nan, math.nan)) if selector == AAPE else (math.nan,) * 3
             b_n, b_ok = (int(base.loc[c, "n"]), int(base.loc[c, "correct"])) if c in base.index else (0, 0)
             b_lo, b_hi = wilson_interval(b_ok, b_n)
-            rows.append(dict(
-                task=task, model=model, selector=selector, **{"class": c}, neurons=n, **_set_test(t, cond, c, stage_p, conds),
-                p_adjusted=math.nan, correction="", alpha=math.nan, specific=False, failed="",
-                probe_accuracy=probe["probe_accuracy"], probe_accuracy_lo=probe["probe_accuracy_lo"],
-                probe_accuracy_hi=probe["probe_accuracy_hi"], chance_rate=probe["chance_rate"],
-                baseline_recall=b_ok / b_n if b_n else math.nan, baseline_recall_lo=b_lo, baseline_recall_hi=b_hi,
-                off_target_delta_mean=float(off.mean()) if len(off) else math.nan,
-                stability_mean_jaccard=jac[0], stability_jaccard_lo=jac[1], stability_jaccard_hi=jac[2],
-                unstable=bool(np.isfinite(jac[0]) and jac[0] < UNSTABLE_JACCARD),
-            ))
+            rows.append(
+                dict(
+                    task=task,
+                    model=model,
+                    selector=selector,
+                    **{"class": c},
+                    neurons=n,
+                    **_set_test(t, cond, c, stage_p, conds),
+                    p_adjusted=math.nan,
+                    correction="",
+                    alpha=math.nan,
+                    specific=False,
+                    failed="",
+                    probe_accuracy=probe["probe_accuracy"],
+                    probe_accuracy_lo=probe["probe_accuracy_lo"],
+                    probe_accuracy_hi=probe["probe_accuracy_hi"],
+                    chance_rate=probe["chance_rate"],
+                    baseline_recall=b_ok / b_n if b_n else math.nan,
+                    baseline_recall_lo=b_lo,
+                    baseline_recall_hi=b_hi,
+                    off_target_delta_mean=float(off.mean()) if len(off) else math.nan,
+                    stability_mean_jaccard=jac[0],
+                    stability_jaccard_lo=jac[1],
+                    stability_jaccard_hi=jac[2],
+                    unstable=bool(np.isfinite(jac[0]) and jac[0] < UNSTABLE_JACCARD),
+                )
+            )
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
 
 
@@ -178,8 +316,10 @@ def apply_verdicts(rows: pd.DataFrame, alpha: float = ALPHA, correction: Correct
     out = rows.copy()
     out["p_adjusted"] = adjust_p(out["p_value"].astype(float).to_numpy(), correction) if len(out) else []
     out["correction"], out["alpha"] = correction, float(alpha)
-    fails = [failed_criteria(r.p_adjusted, r.on_target_delta, r.probe_accuracy_lo, r.chance_rate, alpha)
-             for r in out.itertuples()]
+    fails = [
+        failed_criteria(r.p_adjusted, r.on_target_delta, r.probe_accuracy_lo, r.chance_rate, alpha)
+        for r in out.itertuples()
+    ]
     out["failed"] = ["; ".join(f) for f in fails]
     out["specific"] = [not f for f in fails]
     return out
@@ -194,8 +334,9 @@ def threshold_free_rows(model: str, task: str, ablation_csv: str | Path) -> pd.D
     for cond in dict.fromkeys(t.loc[t["kind"] == "lowent", "condition"]):
         _, c, k = cond.rsplit(":", 2)
         test = _set_test(t, cond, c, stage_p_values(ablation_csv), ablation_conditions(ablation_csv))
-        rows.append(dict(model=model, task=task, **{"class": c}, k=int(k), **test,
-                         below_random=bool(test["p_value"] < ALPHA)))
+        rows.append(
+            dict(model=model, task=task, **{"class": c}, k=int(k), **test, below_random=bool(test["p_value"] < ALPHA))
+        )
     return pd.DataFrame(rows, columns=THRESHOLD_FREE_COLUMNS)
 
 
@@ -220,22 +361,35 @@ def probe_seeds(results: Optional[pd.DataFrame]) -> dict[str, float]:
     the seeds whose training loss had not settled (``probe_results.csv``; NaN without, or without the
     columns of an older probe stage)."""
     if results is None or results.empty:
-        return dict(probe_seeds=0, probe_seed_mean=math.nan, probe_seed_sd=math.nan, probe_steps_min=math.nan,
-                    probe_seeds_unsettled=math.nan)
+        return dict(
+            probe_seeds=0,
+            probe_seed_mean=math.nan,
+            probe_seed_sd=math.nan,
+            probe_steps_min=math.nan,
+            probe_seeds_unsettled=math.nan,
+        )
     seeds = results[~results["seed"].astype(str).isin(["mean", "std"])]
     x = pd.to_numeric(seeds["test_score"], errors="coerce").dropna()
     steps = pd.to_numeric(seeds["steps"], errors="coerce").dropna() if "steps" in seeds else pd.Series(dtype=float)
     settled = seeds["loss_settled"].astype(str).str.lower() if "loss_settled" in seeds else None
-    return dict(probe_seeds=len(x), probe_seed_mean=float(x.mean()) if len(x) else math.nan,
-                probe_seed_sd=float(x.std(ddof=1)) if len(x) > 1 else math.nan,
-                probe_steps_min=int(steps.min()) if len(steps) else math.nan,
-                probe_seeds_unsettled=int((settled != "true").sum()) if settled is not None else math.nan)
+    return dict(
+        probe_seeds=len(x),
+        probe_seed_mean=float(x.mean()) if len(x) else math.nan,
+        probe_seed_sd=float(x.std(ddof=1)) if len(x) > 1 else math.nan,
+        probe_steps_min=int(steps.min()) if len(steps) else math.nan,
+        probe_seeds_unsettled=int((settled != "true").sum()) if settled is not None else math.nan,
+    )
 
 
-def task_rows(verdicts: pd.DataFrame, ablation: Mapping[tuple[str, str], str | Path],
-              runs: Mapping[tuple[str, str], str | Path], threshold_free: Optional[pd.DataFrame] = None,
-              alpha: float = ALPHA, correction: Correction = "holm",
-              probes: Optional[Mapping[tuple[str, str], pd.DataFrame]] = None) -> pd.DataFrame:
+def task_rows(
+    verdicts: pd.DataFrame,
+    ablation: Mapping[tuple[str, str], str | Path],
+    runs: Mapping[tuple[str, str], str | Path],
+    threshold_free: Optional[pd.DataFrame] = None,
+    alpha: float = ALPHA,
+    correction: Correction = "holm",
+    probes: Optional[Mapping[tuple[str, str], pd.DataFrame]] = None,
+) -> pd.DataFrame:
     """One row per (model, task) in the order of ``ablation``: set sizes (``selected_neurons`` = distinct
     neurons, ``class_assignments`` = sum of the class sets), the probe against chance, the verdicts of its
     sets (after :func:`apply_verdicts`), whether the run's draws can pass the corrected level at all
@@ -255,33 +409,68 @@ def task_rows(verdicts: pd.DataFrame, ablation: Mapping[tuple[str, str], str | P
         at_k = own[own["k"] == k]
         draws = int(g["random_draws"].max()) if len(g) else 0
         jac = g["stability_mean_jaccard"].astype(float)
-        rows.append(dict(
-            model=model, task=task, classes=len(classes), classes_covered=sum(1 for s in sizes if s),
-            neurons_per_class=float(np.mean(sizes)) if sizes else math.nan, selected_neurons=selected,
-            class_assignments=assignments, **probe_test(read_table(csv)), **probe_seeds((probes or {}).get((model, task))),
-            classes_specific=int(g["specific"].astype(bool).sum()),
-            specific_by_selector="; ".join(f"{k}: {v}" for k, v in by_sel.items()),
-            best_selector=best_selector(by_sel), inactive_neurons=int(inactive_neurons(over).sum()),
-            random_draws=draws, smallest_p=smallest_p(draws),
-            tests_in_run=tests, attainable=attainable(draws, tests, alpha, correction),
-            mean_on_target_delta=_mean(g["on_target_delta"]), mean_random_delta=_mean(g["random_delta_mean"]),
-            mean_off_target_delta=_mean(g["off_target_delta_mean"]),
-            mean_stability_jaccard=_mean(jac), unstable_sets=int((jac < UNSTABLE_JACCARD).sum()),
-            **{key: ent.get(key, math.nan) for key in ("entropy_q01", "entropy_q05", "entropy_q25", "entropy_q50",
-                                                        "dead_neurons")},
-            lowent_k=k, lowent_classes=len(at_k),
-            lowent_random_draws=int(at_k["random_draws"].max()) if len(at_k) else 0,
-            lowent_classes_below_random=int(at_k["below_random"].astype(bool).sum()),
-            lowent_mean_delta=_mean(at_k["on_target_delta"]), lowent_mean_random_delta=_mean(at_k["random_delta_mean"]),
-        ))
+        rows.append(
+            dict(
+                model=model,
+                task=task,
+                classes=len(classes),
+                classes_covered=sum(1 for s in sizes if s),
+                neurons_per_class=float(np.mean(sizes)) if sizes else math.nan,
+                selected_neurons=selected,
+                class_assignments=assignments,
+                **probe_test(read_table(csv)),
+                **probe_seeds((probes or {}).get((model, task))),
+                classes_specific=int(g["specific"].astype(bool).sum()),
+                specific_by_selector="; ".join(f"{k}: {v}" for k, v in by_sel.items()),
+                best_selector=best_selector(by_sel),
+                inactive_neurons=int(inactive_neurons(over).sum()),
+                random_draws=draws,
+                smallest_p=smallest_p(draws),
+                tests_in_run=tests,
+                attainable=attainable(draws, tests, alpha, correction),
+                mean_on_target_delta=_mean(g["on_target_delta"]),
+                mean_random_delta=_mean(g["random_delta_mean"]),
+                mean_off_target_delta=_mean(g["off_target_delta_mean"]),
+                mean_stability_jaccard=_mean(jac),
+                unstable_sets=int((jac < UNSTABLE_JACCARD).sum()),
+                **{
+                    key: ent.get(key, math.nan)
+                    for key in ("entropy_q01", "entropy_q05", "entropy_q25", "entropy_q50", "dead_neurons")
+                },
+                lowent_k=k,
+                lowent_classes=len(at_k),
+                lowent_random_draws=int(at_k["random_draws"].max()) if len(at_k) else 0,
+                lowent_classes_below_random=int(at_k["below_random"].astype(bool).sum()),
+                lowent_mean_delta=_mean(at_k["on_target_delta"]),
+                lowent_mean_random_delta=_mean(at_k["random_delta_mean"]),
+            )
+        )
     return pd.DataFrame(rows, columns=TASK_COLUMNS)
 
 
 #: Columns of :func:`headline_rows` (the notebook API's per-class table).
-HEADLINE_COLUMNS = ["model", "task", "class", "neurons", "on_target_delta", "change_lo", "change_hi",
-                    "random_delta_mean", "random_delta_lo", "random_delta_hi", "random_draws", "p_value", "p_adjusted",
-                    "specific", "failed", "off_target_delta_mean", "baseline_recall", "stability_mean_jaccard",
-                    "stability_jaccard_lo", "stability_jaccard_hi"]
+HEADLINE_COLUMNS = [
+    "model",
+    "task",
+    "class",
+    "neurons",
+    "on_target_delta",
+    "change_lo",
+    "change_hi",
+    "random_delta_mean",
+    "random_delta_lo",
+    "random_delta_hi",
+    "random_draws",
+    "p_value",
+    "p_adjusted",
+    "specific",
+    "failed",
+    "off_target_delta_mean",
+    "baseline_recall",
+    "stability_mean_jaccard",
+    "stability_jaccard_lo",
+    "stability_jaccard_hi",
+]
 
 
 def neurons_per_class(run_dir: str | Path) -> dict[str, int]:
@@ -290,8 +479,14 @@ def neurons_per_class(run_dir: str | Path) -> dict[str, int]:
     return dict(zip(classes, sizes))
 
 
-def headline_rows(model: str, task: str, run_dir: str | Path, ablation_csv: str | Path, alpha: float = ALPHA,
-                  correction: Correction = "holm") -> pd.DataFrame:
+def headline_rows(
+    model: str,
+    task: str,
+    run_dir: str | Path,
+    ablation_csv: str | Path,
+    alpha: float = ALPHA,
+    correction: Correction = "holm",
+) -> pd.DataFrame:
     """One row per class of one (model, task) (:data:`HEADLINE_COLUMNS`; classes without a set get NaN
     changes): its AAPE set's verdict with the correction over this model × task's sets only. The report's
     ``ablation_summary.csv`` corrects over every test of the run, so its ``p_adjusted`` can be larger."""

@@ -3,6 +3,7 @@ folder) still hold what its stages wrote? Every file a finished stage's marker r
 (:func:`analysis.runs.integrity.damage` with ``full=True``); a missing, truncated or edited file is named with
 its stage. The same check, made cheaply (re-hashing only files whose size or time changed), is what a
 resumed pipeline does before it skips a stage (:mod:`analysis.app.runner`)."""
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,10 @@ def tree_root(path: str | Path) -> Path:
     for c in [p, *p.parents]:
         if OutputTree(c).stages.is_dir():
             return c
-    raise ValueError(f"{path}: not inside a pipeline output folder (no {OutputTree(p).stages.name}/ with stage "
-                     "markers here or above): nothing records what its files should hold")
+    raise ValueError(
+        f"{path}: not inside a pipeline output folder (no {OutputTree(p).stages.name}/ with stage "
+        "markers here or above): nothing records what its files should hold"
+    )
 
 
 def verify(path: str | Path) -> list[StageCheck]:
@@ -59,10 +62,15 @@ def verify(path: str | Path) -> list[StageCheck]:
     out = []
     for mk in sorted(OutputTree(root).stages.glob("*.json")):
         if mk.name.endswith(_RUNNING):
-            out.append(StageCheck(mk.name[:-len(_RUNNING)], note=f"interrupted (marker {mk}): the next pipeline "
-                                                                 "run discards its partial outputs and re-runs it"))
+            out.append(
+                StageCheck(
+                    mk.name[: -len(_RUNNING)],
+                    note=f"interrupted (marker {mk}): the next pipeline "
+                    "run discards its partial outputs and re-runs it",
+                )
+            )
             continue
-        stage = mk.name[:-len(".json")]
+        stage = mk.name[: -len(".json")]
         try:
             marker = json.loads(mk.read_text(encoding="utf-8"))
             files = marker.get("files") if isinstance(marker, dict) else None
@@ -70,11 +78,19 @@ def verify(path: str | Path) -> list[StageCheck]:
             out.append(StageCheck(stage, note=f"unreadable stage marker {mk} ({e})"))
             continue
         if not isinstance(files, dict):
-            out.append(StageCheck(stage, note=f"its marker {mk} records no file contents (written by an older "
-                                              "version): re-run the stage with --force to record them"))
+            out.append(
+                StageCheck(
+                    stage,
+                    note=f"its marker {mk} records no file contents (written by an older "
+                    "version): re-run the stage with --force to record them",
+                )
+            )
             continue
-        mine = {rel: rec for rel, rec in files.items()
-                if (root / rel).absolute() == target or target in (root / rel).absolute().parents}
+        mine = {
+            rel: rec
+            for rel, rec in files.items()
+            if (root / rel).absolute() == target or target in (root / rel).absolute().parents
+        }
         if mine or target == root:
             out.append(StageCheck(stage, len(mine), damage(mine, root, full=True)))
     return out

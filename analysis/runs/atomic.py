@@ -9,6 +9,7 @@ Inside :func:`recording` every write also records the file's sha256 and size, co
 tensor files and text (never by re-reading a multi-GB ``features.pt``); :func:`record_move` follows a
 folder renamed into place. The pipeline's stage markers keep these records (:mod:`analysis.runs.integrity`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -80,7 +81,7 @@ def record_move(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     a, b = str(Path(src).absolute()), str(Path(dst).absolute())
     for rec in _RECORDINGS:
         for k in [k for k in rec if k == a or k.startswith(a + os.sep)]:
-            rec[b + k[len(a):]] = rec.pop(k)
+            rec[b + k[len(a) :]] = rec.pop(k)
 
 
 class HashingFile:
@@ -172,6 +173,7 @@ def save_bytes(data: bytes, path: str | os.PathLike, overwrite: bool = False) ->
 
 def copy_file(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False) -> Path:
     """Copy the file ``src`` to ``dst`` atomically (``dst`` never holds part of ``src``)."""
+
     def w(tmp: str) -> None:
         shutil.copyfile(src, tmp)  # (returns tmp: not a digest)
 
@@ -199,8 +201,14 @@ def save_figure(fig: "Any", path: str | os.PathLike, overwrite: bool = False, **
     return _atomic(path, lambda tmp: fig.savefig(tmp, format=fmt, **kwargs), overwrite)
 
 
-def save_pdf(fig: "Any", path: str | os.PathLike, overwrite: bool = False, close: bool = True,
-             preview: bool = True, **kwargs: Any) -> Path:
+def save_pdf(
+    fig: "Any",
+    path: str | os.PathLike,
+    overwrite: bool = False,
+    close: bool = True,
+    preview: bool = True,
+    **kwargs: Any,
+) -> Path:
     """Write ``fig`` as a one-page PDF atomically with TrueType text (titles and labels stay searchable)
     and, with ``preview``, the same figure as a PNG beside it (:func:`~analysis.runs.layout.figure_preview`,
     :data:`PREVIEW_DPI`) for web pages; close it unless ``close=False``. Both files are checked before
@@ -226,8 +234,7 @@ def save_pdf(fig: "Any", path: str | os.PathLike, overwrite: bool = False, close
 def save_wav(audio: "Any", sample_rate: int, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write mono audio ``[S]`` (float, -1..1; clipped) as a 16-bit PCM WAV atomically."""
     data = np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
-    return _atomic(path, lambda tmp: sf.write(tmp, data, int(sample_rate), subtype="PCM_16", format="WAV"),
-                   overwrite)
+    return _atomic(path, lambda tmp: sf.write(tmp, data, int(sample_rate), subtype="PCM_16", format="WAV"), overwrite)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -2,6 +2,7 @@
 ``neurons.csv``, the absent neurons of ``over_zero.pt`` and the dataset means of ``stats.pt``, handed to
 the functional core (:func:`analysis.ablation.build_conditions`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -80,8 +81,9 @@ def read_dataset_means(run_dir: Path) -> Tensor:
     return A.dataset_means(read_stats(run_dir), str(sp))
 
 
-def selector_sets(run_dir: Path, classes: list[str], sets: dict[str, Tensor],
-                  selectors: Sequence[str]) -> dict[str, dict[str, Tensor]]:
+def selector_sets(
+    run_dir: Path, classes: list[str], sets: dict[str, Tensor], selectors: Sequence[str]
+) -> dict[str, dict[str, Tensor]]:
     """Selector → class → mask ``[L, N]`` of the baseline selectors (:func:`analysis.selectors.select`)
     with the AAPE sets' per-layer sizes (``sets``: class → its AAPE mask ``[L, N]``)."""
     over = read_over_zero(run_dir)
@@ -127,8 +129,11 @@ def conditions_from_run(
     def check_cls(name: str, where: str) -> str:
         c = aliases.get(name, name)
         if c not in classes:
-            raise ValueError(f"AblationCallback {where}: unknown class {name!r}"
-                             + (f" (alias of {c!r})" if c != name else "") + f"; classes are {list(classes)}")
+            raise ValueError(
+                f"AblationCallback {where}: unknown class {name!r}"
+                + (f" (alias of {c!r})" if c != name else "")
+                + f"; classes are {list(classes)}"
+            )
         return c
 
     need_run = class_sets or shared or k_grid or selectors
@@ -159,8 +164,23 @@ def conditions_from_run(
         lowent = {c: by_class[i] for i, c in enumerate(classes) if c in tk and by_class[i]}
     by_selector = selector_sets(run_dir, classes, sets, selectors) if selectors else None
     return A.build_conditions(
-        site_neurons, classes, class_sets=sets, selector_sets=by_selector, class_conditions=bool(class_sets), explicit=explicit, shared=groups,
-        ranked=ranked, k_grid=k_grid, lowest_entropy=lowent, lowest_entropy_k=lowest_entropy_k,
+        site_neurons,
+        classes,
+        class_sets=sets,
+        selector_sets=by_selector,
+        class_conditions=bool(class_sets),
+        explicit=explicit,
+        shared=groups,
+        ranked=ranked,
+        k_grid=k_grid,
+        lowest_entropy=lowent,
+        lowest_entropy_k=lowest_entropy_k,
         lowest_entropy_draws=lowest_entropy_draws,
-        random_draws=random_draws, random_for_topk=random_for_topk,
-        index_plus_one_control=index_plus_one, exclude=selected, absent=absent, seed=seed, share_draws=share_draws)
+        random_draws=random_draws,
+        random_for_topk=random_for_topk,
+        index_plus_one_control=index_plus_one,
+        exclude=selected,
+        absent=absent,
+        seed=seed,
+        share_draws=share_draws,
+    )

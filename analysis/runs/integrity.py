@@ -11,6 +11,7 @@ content. ``full=False`` (what a resumed pipeline does before skipping a stage) r
 size or modification time changed, so resuming stays cheap; ``full=True`` (``python -m analysis verify``)
 re-hashes every file.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,9 @@ def _files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
                 yield from (Path(dirpath) / f for f in sorted(filenames) if not is_temp_name(f))
 
 
-def snapshot(owned: Iterable[str | os.PathLike], recorded: Mapping[str, tuple[str, int]],
-             root: str | os.PathLike) -> dict[str, dict[str, Any]]:
+def snapshot(
+    owned: Iterable[str | os.PathLike], recorded: Mapping[str, tuple[str, int]], root: str | os.PathLike
+) -> dict[str, dict[str, Any]]:
     """The records of every file under ``owned`` (files or folders), keyed by their path relative to
     ``root``: the digest of ``recorded`` (``{absolute path: (sha256, size)}``) when its size still matches,
     else the file hashed now."""
@@ -77,6 +79,11 @@ def damage(records: Mapping[str, Mapping[str, Any]], root: str | os.PathLike, fu
         if full or st.st_mtime_ns != want.get("mtime_ns"):
             got = sha256_file(p)
             if got != want.get("sha256"):
-                out.append(Damage(p, f"content changed since the stage wrote it (sha256 {got[:12]}…, "
-                                     f"recorded {str(want.get('sha256'))[:12]}…)"))
+                out.append(
+                    Damage(
+                        p,
+                        f"content changed since the stage wrote it (sha256 {got[:12]}…, "
+                        f"recorded {str(want.get('sha256'))[:12]}…)",
+                    )
+                )
     return out

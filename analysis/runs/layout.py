@@ -54,6 +54,7 @@ A **pipeline output tree** (:class:`OutputTree`) arranges all of them under one 
 mid-write leaves only such a name behind, never a half-written result under its final name.
 :func:`is_temp_name` recognises them so a later run can remove them.
 """
+
 from __future__ import annotations
 
 import os
@@ -93,7 +94,12 @@ ROW_SPOOL_PREFIX = "rows-"
 #: Files of a row spool: raw float32 embeddings, raw labels, raw int64 dataset indices, JSON lines of
 #: ``[split, file_name]`` and their int64 byte offsets.
 SPOOL_EMBEDDING, SPOOL_LABEL, SPOOL_INDEX, SPOOL_META, SPOOL_META_OFFSETS = (
-    "embedding.f32", "label.bin", "index.i64", "meta.jsonl", "meta.offsets.i64")
+    "embedding.f32",
+    "label.bin",
+    "index.i64",
+    "meta.jsonl",
+    "meta.offsets.i64",
+)
 THRESHOLD_SWEEP_CSV = "threshold_sweep.csv"
 
 # -- sparse-autoencoder folder ------------------------------------------------------------------------
@@ -102,15 +108,38 @@ THRESHOLD_SWEEP_CSV = "threshold_sweep.csv"
 #: and ``metrics.csv`` (one row, :data:`SAE_METRICS_COLUMNS`, measured on held-out clips).
 SAE_FILE = "sae.pt"
 SAE_METRICS_CSV = "metrics.csv"
-SAE_METRICS_COLUMNS = ["site", "d_sae", "k", "fve", "l0", "dead_fraction", "mse", "architecture", "rows",
-                       "train_rows", "steps", "seconds"]
+SAE_METRICS_COLUMNS = [
+    "site",
+    "d_sae",
+    "k",
+    "fve",
+    "l0",
+    "dead_fraction",
+    "mse",
+    "architecture",
+    "rows",
+    "train_rows",
+    "steps",
+    "seconds",
+]
 #: Activation rows cached on disk by an SAE training run (one file per process and batch).
 SAE_CACHE_DIR = "activation_cache"
 #: The neurons-vs-features table of a comparison folder (``compare/``).
 NEURONS_VS_FEATURES_CSV = "neurons_vs_features.csv"
-NEURONS_VS_FEATURES_COLUMNS = ["task", "model", "site", "unit_kind", "units", "specific_units", "mean_jaccard",
-                               "mean_on_target_delta", "on_target_delta_per_unit", "off_target_delta_per_unit",
-                               "median_normalized_entropy", "feature_model"]
+NEURONS_VS_FEATURES_COLUMNS = [
+    "task",
+    "model",
+    "site",
+    "unit_kind",
+    "units",
+    "specific_units",
+    "mean_jaccard",
+    "mean_on_target_delta",
+    "on_target_delta_per_unit",
+    "off_target_delta_per_unit",
+    "median_normalized_entropy",
+    "feature_model",
+]
 
 
 def sae_cache_file(rank: int, batch: int) -> str:
@@ -206,8 +235,15 @@ ABLATION_K_CURVE_PDF = "ablation_k_curve.pdf"
 ABLATION_CONFUSION_CSV = "ablation_confusion.csv"
 #: change in confusion vs baseline of the chosen conditions
 ABLATION_CONFUSION_PDF = "ablation_confusion.pdf"
-ABLATION_FILES = (ABLATION_CSV, ABLATION_SUMMARY_CSV, ABLATION_MATRIX_PDF, ABLATION_K_CURVE_PDF,
-                  ABLATION_CONDITIONS_JSON, ABLATION_CONFUSION_CSV, ABLATION_CONFUSION_PDF)
+ABLATION_FILES = (
+    ABLATION_CSV,
+    ABLATION_SUMMARY_CSV,
+    ABLATION_MATRIX_PDF,
+    ABLATION_K_CURVE_PDF,
+    ABLATION_CONDITIONS_JSON,
+    ABLATION_CONFUSION_CSV,
+    ABLATION_CONFUSION_PDF,
+)
 
 
 def confusion_figure_name(conditions: list[str]) -> str:
@@ -303,26 +339,26 @@ def run_folder(out_dir: str | os.PathLike, task: str, suffix: str) -> Path:
 class OutputTree:
     """The folders of a pipeline run under ``root``::
 
-        evar/                     synthetic EVAR root (when the config asks for synthetic data)
-        runs/<task>_<model>/      statistics run folders (+ neurons.*, stability.csv, threshold_sweep.csv)
-        models/<model>/           task table and cross-/within-task figures of one model
-        models/<model>/tuning/    tuning curves per stimulus dimension (<dimension>.pt/.csv, figures)
-        models/<model>/steering.csv  steering curves (gain grid) of every task's class sets
-        stimuli/                  EVAR root of the tuning stimulus sets (tuning_<dimension>)
-        steering/<task>_<model>/  steering.csv, steering.pdf of one task (gain grid on each class set)
-        compare/                  the models side by side (pipelines with two or more models)
-        probes/<task>_<model>/    probe_results.csv, probe_seed<seed>.ckpt
-        ablation/<task>_<model>/  the ablation files
-        gallery/<task>_<model>/   listening gallery of one run (index.html, neurons/, images/, audio/)
-        saes/<model>/<site>/      a trained sparse autoencoder (sae.pt, metrics.csv, activation_cache/)
-        report/                   summary.md, index.html, ablation_summary.csv (every ablated set's verdict),
-                                  tasks.csv, threshold_free.csv,
-                                  reproduction.csv
-        tensorboard/              TensorBoard logs of every stage
-        .stages/                  stage markers: <stage>-<key>.json when finished, <stage>-<key>.running.json
-                                  while running (left behind by an interrupted stage); configs of subprocess stages
-        .staging/                 private folders a stage writes into before one rename
-        .pipeline.lock            held (flock) by the pipeline writing into this tree
+    evar/                     synthetic EVAR root (when the config asks for synthetic data)
+    runs/<task>_<model>/      statistics run folders (+ neurons.*, stability.csv, threshold_sweep.csv)
+    models/<model>/           task table and cross-/within-task figures of one model
+    models/<model>/tuning/    tuning curves per stimulus dimension (<dimension>.pt/.csv, figures)
+    models/<model>/steering.csv  steering curves (gain grid) of every task's class sets
+    stimuli/                  EVAR root of the tuning stimulus sets (tuning_<dimension>)
+    steering/<task>_<model>/  steering.csv, steering.pdf of one task (gain grid on each class set)
+    compare/                  the models side by side (pipelines with two or more models)
+    probes/<task>_<model>/    probe_results.csv, probe_seed<seed>.ckpt
+    ablation/<task>_<model>/  the ablation files
+    gallery/<task>_<model>/   listening gallery of one run (index.html, neurons/, images/, audio/)
+    saes/<model>/<site>/      a trained sparse autoencoder (sae.pt, metrics.csv, activation_cache/)
+    report/                   summary.md, index.html, ablation_summary.csv (every ablated set's verdict),
+                              tasks.csv, threshold_free.csv,
+                              reproduction.csv
+    tensorboard/              TensorBoard logs of every stage
+    .stages/                  stage markers: <stage>-<key>.json when finished, <stage>-<key>.running.json
+                              while running (left behind by an interrupted stage); configs of subprocess stages
+    .staging/                 private folders a stage writes into before one rename
+    .pipeline.lock            held (flock) by the pipeline writing into this tree
     """
 
     root: Path
@@ -393,8 +429,21 @@ class OutputTree:
     @property
     def folders(self) -> list[Path]:
         """Every folder the pipeline writes into (what it may clean up; nothing else under ``root``)."""
-        return [self.runs, self.models, self.compare, self.probes, self.ablations, self.galleries, self.report, self.saes,
-                self.synthetic_evar_root, self.stimuli, self.root / "steering", self.stages, self.staging_root]
+        return [
+            self.runs,
+            self.models,
+            self.compare,
+            self.probes,
+            self.ablations,
+            self.galleries,
+            self.report,
+            self.saes,
+            self.synthetic_evar_root,
+            self.stimuli,
+            self.root / "steering",
+            self.stages,
+            self.staging_root,
+        ]
 
     @property
     def compare(self) -> Path:

@@ -8,6 +8,7 @@ M2D training checkpoints), so a file cannot run code when read. Every reader rai
 not a readable PyTorch file: text, truncated, corrupt; :class:`UnsafeFileError` for one holding other
 pickled objects).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,27 @@ import torch
 from torch import Tensor
 
 from analysis.aape import absent_neurons
-from analysis.runs.layout import (ABLATION_CONDITIONS_JSON, ABLATION_CONFUSION_CSV, CLASSES, FEATURES, GTS, INDEX,
-                                  INDEX_COLUMNS, INDEX_SPLITS, MANIFEST, NEURONS_CSV, NEURONS_JSON, NEURONS_PT,
-                                  OVER_ZERO, PROBE_RESULTS, STABILITY_CSV, STATS, TOP_CLIPS, tuning_csv, tuning_pt)
+from analysis.runs.layout import (
+    ABLATION_CONDITIONS_JSON,
+    ABLATION_CONFUSION_CSV,
+    CLASSES,
+    FEATURES,
+    GTS,
+    INDEX,
+    INDEX_COLUMNS,
+    INDEX_SPLITS,
+    MANIFEST,
+    NEURONS_CSV,
+    NEURONS_JSON,
+    NEURONS_PT,
+    OVER_ZERO,
+    PROBE_RESULTS,
+    STABILITY_CSV,
+    STATS,
+    TOP_CLIPS,
+    tuning_csv,
+    tuning_pt,
+)
 from analysis.runs.layout import SAE_FILE, SAE_METRICS_COLUMNS, SAE_METRICS_CSV
 
 
@@ -84,14 +103,19 @@ def _unpickler_complaint(message: str) -> str | None:
     return " ".join(m.group(1).split())[:160] if m else None
 
 
-def refusal_message(path: str | Path, detail: str, allowed: str = "tensors and plain containers",
-                    hint: str = "") -> str:
+def refusal_message(
+    path: str | Path, detail: str, allowed: str = "tensors and plain containers", hint: str = ""
+) -> str:
     """The one wording of every refused file: ``<path>: refusing to load it: it holds pickled objects
     other than <allowed> (GLOBAL ...); loading it could run code[; hint]``."""
-    what = (f"pickled objects other than {allowed}" if detail.startswith("GLOBAL")
-            else f"pickle content outside {allowed}, or is corrupt")
+    what = (
+        f"pickled objects other than {allowed}"
+        if detail.startswith("GLOBAL")
+        else f"pickle content outside {allowed}, or is corrupt"
+    )
     return f"{path}: refusing to load it: it holds {what} ({detail}); loading it could run code" + (
-        f"; {hint}" if hint else "")
+        f"; {hint}" if hint else ""
+    )
 
 
 def _diagnose(path: Path, error: BaseException) -> str:
@@ -178,8 +202,10 @@ def read_over_zero(run_dir: str | Path) -> Tensor:
     path = Path(run_dir) / OVER_ZERO
     t = load_tensor_file(path)
     if not isinstance(t, Tensor) or t.dim() != 3:
-        raise ValueError(f"{path}: expected a tensor [L, N, C], got {type(t).__name__} "
-                         f"{tuple(t.shape) if isinstance(t, Tensor) else ''}")
+        raise ValueError(
+            f"{path}: expected a tensor [L, N, C], got {type(t).__name__} "
+            f"{tuple(t.shape) if isinstance(t, Tensor) else ''}"
+        )
     t = t.float()
     fin = t[~torch.isnan(t)]
     if fin.numel() and (fin.min() < 0 or fin.max() > 1):
@@ -335,13 +361,13 @@ def read_run(run_dir: str | Path, *, stats: bool = True, suffix: str | None = No
     if stats and (d / STATS).is_file():
         st = read_stats(d)
         if tuple(st["count"].shape) != tuple(oz.shape):
-            raise ValueError(f"{d / STATS}: count shape {tuple(st['count'].shape)} != over_zero "
-                             f"{tuple(oz.shape)}")
+            raise ValueError(f"{d / STATS}: count shape {tuple(st['count'].shape)} != over_zero {tuple(oz.shape)}")
         if [str(c) for c in st["classes"]] != classes:
             raise ValueError(f"{d / STATS}: classes differ from {d / CLASSES}")
     man = read_manifest(d)
-    return Run(path=d, over_zero=oz, classes=classes, manifest=man, stats=st,
-               task=task_of(d, man, suffix), suffix=suffix)
+    return Run(
+        path=d, over_zero=oz, classes=classes, manifest=man, stats=st, task=task_of(d, man, suffix), suffix=suffix
+    )
 
 
 def find_runs(out: str | Path, suffix: str) -> dict[str, Path]:
@@ -399,8 +425,9 @@ def read_features(run_dir: str | Path) -> Features:
     classes = read_classes(d)
     feats, gts = load_tensor_file(d / FEATURES), load_tensor_file(d / GTS)
     if not isinstance(feats, Tensor) or feats.dim() != 2:
-        raise ValueError(f"{d / FEATURES}: expected a float tensor [N, E], got "
-                         f"{getattr(feats, 'shape', type(feats).__name__)}")
+        raise ValueError(
+            f"{d / FEATURES}: expected a float tensor [N, E], got {getattr(feats, 'shape', type(feats).__name__)}"
+        )
     if not torch.isfinite(feats).all():
         bad = (~torch.isfinite(feats)).any(1).nonzero().flatten()[:5].tolist()
         raise ValueError(f"{d / FEATURES}: non-finite values in rows {bad}")
@@ -514,8 +541,10 @@ def read_lightning_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not a Lightning checkpoint (holds a {type(ckpt).__name__}, not a dict)")
     missing = [k for k in ("state_dict", "epoch") if k not in ckpt]
     if missing:
-        raise ValueError(f"{path}: not a Lightning checkpoint (no {', '.join(map(repr, missing))}; "
-                         f"keys: {sorted(map(str, ckpt))[:10]})")
+        raise ValueError(
+            f"{path}: not a Lightning checkpoint (no {', '.join(map(repr, missing))}; "
+            f"keys: {sorted(map(str, ckpt))[:10]})"
+        )
     sd = ckpt["state_dict"]
     if not isinstance(sd, Mapping) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in sd.items()):
         raise ValueError(f"{path}: 'state_dict' must map parameter names to tensors")
@@ -584,9 +613,11 @@ def check_same_model(a: Run, b: Run) -> None:
     ia, ib = model_identity(a), model_identity(b)
     for key in sorted(set(ia) & set(ib)):
         if ia[key] != ib[key]:
-            raise ValueError(f"runs {a.path} and {b.path} come from different models/sites: {key} differs "
-                             f"({_short(ia[key])} vs {_short(ib[key])}); cross-task overlap needs the same "
-                             f"neurons")
+            raise ValueError(
+                f"runs {a.path} and {b.path} come from different models/sites: {key} differs "
+                f"({_short(ia[key])} vs {_short(ib[key])}); cross-task overlap needs the same "
+                f"neurons"
+            )
 
 
 def _short(x: Any, n: int = 120) -> str:

@@ -2,6 +2,7 @@
 in one mapping (``seed: 0`` then ``seed: 7`` would otherwise run silently with the last value), naming the
 key and both lines. Used for pipeline configs, task definitions, report and top-rate tables, and (through
 :func:`jsonargparse_loader`) the LightningCLI configs of ``train.py``."""
+
 from __future__ import annotations
 
 from typing import Any, Callable, Iterator
@@ -67,8 +68,10 @@ def check_unique_keys(text: str, source: str) -> None:
     if dups:
         key, a, b = dups[0]
         more = f" (and {len(dups) - 1} more repeated key{'s' if len(dups) > 2 else ''})" if len(dups) > 1 else ""
-        raise DuplicateKeyError(f"{source}: duplicate key {key!r} at line {b} (first given at line {a}); a key may "
-                                f"appear once per mapping: delete one of them{more}")
+        raise DuplicateKeyError(
+            f"{source}: duplicate key {key!r} at line {b} (first given at line {a}); a key may "
+            f"appear once per mapping: delete one of them{more}"
+        )
 
 
 def safe_load(text: str, source: str = "<string>") -> Any:

@@ -18,6 +18,7 @@ Hooks (statistics, ablation) are registered on ``encoder.get_submodule(site)``; 
 :func:`site_view` to get activations as ``[R, P, N]`` (rows, positions, neurons) and
 ``encoder.positions(site, output)`` to get the bookkeeping for that call.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -19,6 +19,7 @@ equal to ``z`` the added term is exactly zero. Either way the encoder's forward 
 bit, and a zeroed latent removes exactly its decoder direction times its activation from the site output
 (``s`` is the SAE's ``input_scale``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -123,8 +124,10 @@ class FeatureEncoder(AudioEncoder):
         if site in self.base_sites:
             raise ValueError(f"FeatureEncoder: two SAE files for site {site!r} ({path})")
         if site not in list(enc.neuron_sites):
-            raise ValueError(f"{path}: SAE site {site!r} is not a neuron site of {type(enc).__name__} "
-                             f"(sites: {list(enc.neuron_sites)})")
+            raise ValueError(
+                f"{path}: SAE site {site!r} is not a neuron site of {type(enc).__name__} "
+                f"(sites: {list(enc.neuron_sites)})"
+            )
         n = int(enc.site_neurons[list(enc.neuron_sites).index(site)])
         if sae.d_in != n:
             raise ValueError(f"{path}: SAE has d_in={sae.d_in} but site {site!r} has {n} neurons")
@@ -133,8 +136,10 @@ class FeatureEncoder(AudioEncoder):
             raise ValueError(f"{path}: SAE was trained on encoder {want!r}, not on {enc.name!r}")
         sha = cfg.get("encoder_sha256")
         if sha is not None and sha != weights_sha256(enc):
-            raise ValueError(f"{path}: SAE was trained on encoder weights with sha256 {sha}, but {enc.name!r} has "
-                             f"{weights_sha256(enc)}")
+            raise ValueError(
+                f"{path}: SAE was trained on encoder weights with sha256 {sha}, but {enc.name!r} has "
+                f"{weights_sha256(enc)}"
+            )
 
     def base_site(self, site: str) -> str:
         """The neuron site a feature site is spliced at (``encoder.<s>.latents`` -> ``s``)."""
