@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= outputs/demo
 
-.PHONY: install test test-fast demo clean
+.PHONY: install test test-fast test-fuzz demo clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: install
 # The quick subset (no end-to-end pipelines, no multi-process runs): under 2 minutes.
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not ddp"
+
+# The fuzzing harness with thousands of generated inputs per reader (tests/_fuzz.py profiles; make test runs
+# the same tests with a few dozen each).
+test-fuzz: install
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz_readers.py
 
 demo: install
 	$(PY) -m analysis pipeline --config configs/pipeline/demo.yaml --out $(DEMO_OUT)

@@ -10,6 +10,7 @@
 ``from analysis import open_run`` is the notebook API's entry (docs/api.md). It is imported on first use
 (module ``__getattr__``), so importing the core (``import analysis.aape``) never loads the application.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """``python -m analysis <verb>`` (see :mod:`analysis.app.cli`)."""
+
 import sys
 
 from analysis.app.cli import main

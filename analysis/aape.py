@@ -27,11 +27,14 @@ The reference semantics is LAPE's ``identify.py`` (Tang et al., ACL 2024), which
 * ``exclude_filtered=True`` — neurons that never exceed the filter bar (entropy +inf) are never selected;
   LAPE's ``topk`` takes them when fewer than ``k`` neurons pass the filter.
 * ``warn_saturation=True`` — a warning when a bar equals the largest probability (nothing can exceed it).
+* ``min_activity`` (:data:`MIN_ACTIVITY`) — neurons below it in every class (:func:`inactive_neurons`)
+  are never selected; their number is ``Identification.n_inactive``.
 
 NaN (absent) neurons are handled identically in both modes, because this is a data convention and not a
 LAPE defect: they are excluded from the quantiles and from the ``L * N`` count, and never selected. On data
 without NaN, ``lape`` mode is bit-for-bit LAPE.
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,6 +58,11 @@ DEFAULT_TOP_RATE = 0.01
 FILTER_RATE = 0.95
 #: Quantile of all probabilities a selected neuron must exceed for a class to be assigned to it.
 ACTIVATION_BAR_RATIO = 0.95
+#: Minimum activity: a neuron whose activation probability is below this in *every* class (active on fewer
+#: than 1 % of the counted positions — clips at ``level: clip`` — of each class) is never selected nor
+#: ranked lowest-entropy (``default`` mode; ``lape`` mode uses 0, no filter). Near-dead units have a low
+#: entropy for no reason but their silence.
+MIN_ACTIVITY = 0.01
 
 
 class SaturationWarning(UserWarning):
@@ -82,8 +90,9 @@ def default_top_rate(task: str | None, table: Mapping[str, float] | None = None)
     return float(merged["default"])
 
 
-def check_rates(top_rate: float | None = None, filter_rate: float | None = None,
-                activation_bar_ratio: float | None = None) -> None:
+def check_rates(
+    top_rate: float | None = None, filter_rate: float | None = None, activation_bar_ratio: float | None = None
+) -> None:
     """Raise ``ValueError`` naming the parameter unless ``top_rate`` is in (0, 1] and ``filter_rate`` and
     ``activation_bar_ratio`` are in (0, 1) (None: not checked). The one rule for valid selection rates.
 
@@ -93,19 +102,26 @@ def check_rates(top_rate: float | None = None, filter_rate: float | None = None,
     ...
     ValueError: top_rate must be in (0, 1] (a share of the neurons), got -0.05
     """
-    for name, value, top_closed in (("top_rate", top_rate, True), ("filter_rate", filter_rate, False),
-                                    ("activation_bar_ratio", activation_bar_ratio, False)):
+    for name, value, top_closed in (
+        ("top_rate", top_rate, True),
+        ("filter_rate", filter_rate, False),
+        ("activation_bar_ratio", activation_bar_ratio, False),
+    ):
         if value is None:
             continue
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
-            0 < value <= 1 if top_closed else 0 < value < 1)
+        ok = (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and (0 < value <= 1 if top_closed else 0 < value < 1)
+        )
         if not ok:
             span = "(0, 1] (a share of the neurons)" if top_closed else "(0, 1) (a quantile)"
             raise ValueError(f"{name} must be in {span}, got {value!r}")
 
 
-def resolve_top_rate(task: str | None, top_rate: float | None = None,
-                     table: Mapping[str, float] | None = None) -> float:
+def resolve_top_rate(
+    task: str | None, top_rate: float | None = None, table: Mapping[str, float] | None = None
+) -> float:
     """The ``top_rate`` to use: an explicit ``top_rate`` wins, else :func:`default_top_rate` of ``task``
     (with ``table`` overriding the built-in per-task values). The one rule every caller uses.
 
@@ -155,8 +171,19 @@ def activation_probability(count: Tensor, n_tokens: Tensor, site_neurons: list[i
         if len(site_neurons) != count.shape[0]:
             raise ValueError(f"site_neurons has {len(site_neurons)} entries for {count.shape[0]} sites")
         for l, n in enumerate(site_neurons):
-            p[l, int(n):] = float("nan")
+            p[l, int(n) :] = float("nan")
     return p
+
+
+def inactive_neurons(over_zero: Tensor, min_activity: float = MIN_ACTIVITY) -> Tensor:
+    """``[L, N, C]`` → bool ``[L, N]``: present neurons whose activation probability is below
+    ``min_activity`` in every class (absent neurons are not counted; ``min_activity = 0``: none).
+
+    >>> inactive_neurons(torch.tensor([[[0.005, 0.0], [0.5, 0.0], [float("nan")] * 2]])).tolist()
+    [[True, False, False]]
+    """
+    p = torch.nan_to_num(over_zero.float(), nan=0.0)
+    return (p.amax(-1) < float(min_activity)) & ~absent_neurons(over_zero)
 
 
 def normalise(p: Tensor) -> Tensor:
@@ -193,9 +220,7 @@ def _kth_bar(values: Tensor, rate: float, name: str) -> float:
     """LAPE's quantile: the ``round(len * rate)``-th smallest value (1-based) of the 1-D ``values``."""
     k = round(len(values) * rate)
     if not 1 <= k <= len(values):
-        raise ValueError(
-            f"{name}={rate} gives k={k} for {len(values)} present values; need 1 <= k <= {len(values)}"
-        )
+        raise ValueError(f"{name}={rate} gives k={k} for {len(values)} present values; need 1 <= k <= {len(values)}")
     return values.kthvalue(k).values.item()
 
 
@@ -211,11 +236,13 @@ class SelectionOptions:
     @staticmethod
     def for_mode(mode: Mode) -> "SelectionOptions":
         if mode == "lape":
-            return SelectionOptions(drop_empty_classes=True, tie_break="topk", exclude_filtered=False,
-                                    warn_saturation=False)
+            return SelectionOptions(
+                drop_empty_classes=True, tie_break="topk", exclude_filtered=False, warn_saturation=False
+            )
         if mode == "default":
-            return SelectionOptions(drop_empty_classes=False, tie_break="index", exclude_filtered=True,
-                                    warn_saturation=True)
+            return SelectionOptions(
+                drop_empty_classes=False, tie_break="index", exclude_filtered=True, warn_saturation=True
+            )
         raise ValueError(f"mode must be 'default' or 'lape', got {mode!r}")
 
 
@@ -236,6 +263,7 @@ class Identification:
             mode trailing classes without neurons are dropped, exactly as LAPE.
         filter_bar, activation_bar: the two quantile values used.
         n_requested: ``round(n_present * top_rate)``.
+        n_inactive: present neurons below ``min_activity`` in every class (never selected).
         warnings: human-readable warnings (also emitted through :mod:`warnings`).
     """
 
@@ -255,6 +283,8 @@ class Identification:
     activation_bar_ratio: float
     options: SelectionOptions
     warnings: list[str] = field(default_factory=list)
+    min_activity: float = 0.0
+    n_inactive: int = 0
 
     @property
     def n_selected(self) -> int:
@@ -322,8 +352,10 @@ def _validate(over_zero: Tensor, warn: _Warnings) -> _Probabilities:
     has_nan = bool(nan.any())
     absent = absent_neurons(p) if has_nan else torch.zeros(L, N, dtype=torch.bool)
     if has_nan and bool((nan & ~absent[..., None]).any()):
-        warn.warn("some present neurons have NaN probabilities for some classes (a class without tokens?); "
-                  "those entries are treated as 0")
+        warn.warn(
+            "some present neurons have NaN probabilities for some classes (a class without tokens?); "
+            "those entries are treated as 0"
+        )
     finite = p[~nan] if has_nan else p.flatten()
     pmin, pmax = (x.item() for x in torch.aminmax(finite)) if finite.numel() else (0.0, 0.0)
     if pmin < 0 or pmax > 1:
@@ -344,8 +376,15 @@ def _filter(probs: _Probabilities, ent: Tensor, filter_rate: float) -> tuple[flo
     return filter_bar, top_position
 
 
-def _select(probs: _Probabilities, ent: Tensor, k: int, opts: SelectionOptions, filter_bar: float,
-            top_rate: float, warn: _Warnings) -> Tensor:
+def _select(
+    probs: _Probabilities,
+    ent: Tensor,
+    k: int,
+    opts: SelectionOptions,
+    filter_bar: float,
+    top_rate: float,
+    warn: _Warnings,
+) -> Tensor:
     """The ``k`` neurons of lowest ranking entropy as ``[K, 2]`` (layer, neuron), in rank order."""
     N = ent.shape[1]
     flat = ent.flatten()
@@ -363,16 +402,19 @@ def _select(probs: _Probabilities, ent: Tensor, k: int, opts: SelectionOptions, 
         keep = torch.isfinite(flat[index])
         n_fin = int(keep.sum())
         if n_fin < k:
-            warn.warn(f"only {n_fin} neurons pass the filter bar ({filter_bar:.6g}); {k} were requested by "
-                      f"top_rate={top_rate}: selecting {n_fin}")
+            warn.warn(
+                f"only {n_fin} neurons pass the filter bar ({filter_bar:.6g}); {k} were requested by "
+                f"top_rate={top_rate}: selecting {n_fin}"
+            )
         index = index[keep]
     elif bool(probs.absent.flatten()[index].any()):  # pragma: no cover - guarded above
         raise AssertionError("absent neuron selected")
     return torch.stack((torch.div(index, N, rounding_mode="floor"), index % N), dim=-1).long()
 
 
-def _assign(probs: _Probabilities, selected: Tensor, filter_rate: float, filter_bar: float,
-            activation_bar_ratio: float) -> tuple[float, Tensor]:
+def _assign(
+    probs: _Probabilities, selected: Tensor, filter_rate: float, filter_bar: float, activation_bar_ratio: float
+) -> tuple[float, Tensor]:
     """The activation bar and the assignments ``[K, C]``: selected neuron above the bar for class c."""
     n = len(probs.finite)
     if round(n * activation_bar_ratio) == round(n * filter_rate):
@@ -393,6 +435,7 @@ def identify(
     tie_break: Literal["topk", "index"] | None = None,
     exclude_filtered: bool | None = None,
     warn_saturation: bool | None = None,
+    min_activity: float | None = None,
 ) -> Identification:
     """AAPE selection with full diagnostics: validate → entropy → filter bar → select → assign.
 
@@ -405,6 +448,8 @@ def identify(
             be assigned to it.
         drop_empty_classes, tie_break, exclude_filtered, warn_saturation: override one option of the mode
             (see :class:`SelectionOptions`); ``None`` keeps the mode's value.
+        min_activity: neurons below it in every class are never selected (None: :data:`MIN_ACTIVITY` in
+            ``default`` mode, 0 in ``lape`` mode).
 
     Returns:
         :class:`Identification`.
@@ -418,13 +463,26 @@ def identify(
     """
     check_rates(top_rate, filter_rate, activation_bar_ratio)
     opts = SelectionOptions.for_mode(mode)
-    overrides = {k: v for k, v in dict(drop_empty_classes=drop_empty_classes, tie_break=tie_break,
-                                        exclude_filtered=exclude_filtered,
-                                        warn_saturation=warn_saturation).items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in dict(
+            drop_empty_classes=drop_empty_classes,
+            tie_break=tie_break,
+            exclude_filtered=exclude_filtered,
+            warn_saturation=warn_saturation,
+        ).items()
+        if v is not None
+    }
     if overrides:
         opts = replace(opts, **overrides)
-    log.info("AAPE mode=%s top_rate=%s filter_rate=%s activation_bar_ratio=%s options=%s",
-             mode, top_rate, filter_rate, activation_bar_ratio, opts)
+    log.info(
+        "AAPE mode=%s top_rate=%s filter_rate=%s activation_bar_ratio=%s options=%s",
+        mode,
+        top_rate,
+        filter_rate,
+        activation_bar_ratio,
+        opts,
+    )
     warn = _Warnings()
     probs = _validate(over_zero, warn)
     L, N, C = probs.p.shape
@@ -432,6 +490,11 @@ def identify(
     ent = entropy(_normalise(probs.p, probs.has_nan))  # LAPE's exact float ops
     ent_out = ent.clone()  # raw entropy for reporting; ``ent`` gets +inf for filtered neurons
     filter_bar, top_position = _filter(probs, ent, filter_rate)
+    min_activity = (0.0 if mode == "lape" else MIN_ACTIVITY) if min_activity is None else float(min_activity)
+    inactive = inactive_neurons(probs.p, min_activity)
+    ent[inactive] = torch.inf  # like a neuron failing the filter bar
+    if int(inactive.sum()):
+        log.info("%d neurons active below %s in every class are never selected", int(inactive.sum()), min_activity)
     k = round(probs.n_present * top_rate)
     selected = _select(probs, ent, k, opts, filter_bar, top_rate, warn)
     activation_bar, assignments = _assign(probs, selected, filter_rate, filter_bar, activation_bar_ratio)
@@ -439,8 +502,11 @@ def identify(
     if opts.warn_saturation:
         for name, bar in (("filter bar", filter_bar), ("activation bar", activation_bar)):
             if bar >= probs.pmax:
-                warn.warn(f"{name} {bar:.6g} equals the largest activation probability: the quantile "
-                          f"saturates and no neuron can exceed it", SaturationWarning)
+                warn.warn(
+                    f"{name} {bar:.6g} equals the largest activation probability: the quantile "
+                    f"saturates and no neuron can exceed it",
+                    SaturationWarning,
+                )
     neurons = _per_class_lists(selected, assignments, L, opts.drop_empty_classes)
     if not opts.drop_empty_classes:
         empty = [c for c in range(C) if not bool(assignments[:, c].any())]
@@ -450,11 +516,24 @@ def identify(
     ln_c = math.log(C) if C > 1 else float("nan")
     ent_out[probs.absent] = float("nan")
     return Identification(
-        p=probs.p, entropy=ent_out, normalised_entropy=ent_out / ln_c,
-        passes_filter=(top_position > 0) & ~probs.absent, selected=selected, assignments=assignments,
-        neurons=neurons, filter_bar=filter_bar, activation_bar=activation_bar, n_requested=k, mode=mode,
-        top_rate=top_rate, filter_rate=filter_rate, activation_bar_ratio=activation_bar_ratio, options=opts,
+        p=probs.p,
+        entropy=ent_out,
+        normalised_entropy=ent_out / ln_c,
+        passes_filter=(top_position > 0) & ~probs.absent,
+        selected=selected,
+        assignments=assignments,
+        neurons=neurons,
+        filter_bar=filter_bar,
+        activation_bar=activation_bar,
+        n_requested=k,
+        mode=mode,
+        top_rate=top_rate,
+        filter_rate=filter_rate,
+        activation_bar_ratio=activation_bar_ratio,
+        options=opts,
         warnings=list(warn),
+        min_activity=min_activity,
+        n_inactive=int(inactive.sum()),
     )
 
 
@@ -478,8 +557,14 @@ def select_neurons(
     >>> select_neurons(p, mode="lape", top_rate=0.25, filter_rate=0.9, activation_bar_ratio=0.9)
     [[tensor([0])]]
     """
-    return identify(over_zero, mode=mode, top_rate=top_rate, filter_rate=filter_rate,
-                    activation_bar_ratio=activation_bar_ratio, **options).neurons  # type: ignore[arg-type]
+    return identify(
+        over_zero,
+        mode=mode,
+        top_rate=top_rate,
+        filter_rate=filter_rate,
+        activation_bar_ratio=activation_bar_ratio,
+        **options,
+    ).neurons  # type: ignore[arg-type]
 
 
 def normalised_entropy(over_zero: Tensor) -> Tensor:
@@ -499,17 +584,21 @@ def normalised_entropy(over_zero: Tensor) -> Tensor:
     return h
 
 
-def lowest_entropy_by_class(over_zero: Tensor, k: int) -> list[list[tuple[int, int]]]:
+def lowest_entropy_by_class(
+    over_zero: Tensor, k: int, min_activity: float = MIN_ACTIVITY
+) -> list[list[tuple[int, int]]]:
     """For each class, up to ``k`` neurons ``(layer, neuron)`` that prefer it (their largest activation
     probability is for that class; ties: the lowest class index), lowest entropy first (ties by (layer,
-    neuron)). Absent and dead neurons are left out (see :func:`normalised_entropy`). No quantile bar is
-    applied: every model has such neurons, whether or not the selection's bars select any.
+    neuron)). Absent and dead neurons are left out (see :func:`normalised_entropy`), and so are the
+    neurons below ``min_activity`` in every class (:func:`inactive_neurons`). No quantile bar is applied:
+    every model has such neurons, whether or not the selection's bars select any.
 
     >>> p = torch.tensor([[[0.9, 0.1], [0.6, 0.4], [0.2, 0.3], [0.0, 0.0]]])  # L=1, N=4, C=2
     >>> lowest_entropy_by_class(p, 2)
     [[(0, 0), (0, 1)], [(0, 2)]]
     """
     h = normalised_entropy(over_zero)
+    h[inactive_neurons(over_zero, min_activity)] = float("nan")
     L, N = h.shape
     pref = torch.nan_to_num(over_zero.float(), nan=-1.0).argmax(-1)  # first maximum
     flat_h, flat_pref = h.flatten(), pref.flatten()

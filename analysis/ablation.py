@@ -20,6 +20,7 @@ Vocabulary
   ``ablation.csv``, :func:`summarise` into ``ablation_summary.csv`` and :func:`confusion_table` into
   ``ablation_confusion.csv``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,20 +34,52 @@ import torch
 from torch import Tensor
 
 from analysis import draws as D
+from analysis.significance import BOOTSTRAP_REPS, monte_carlo_p, paired_bootstrap_interval
 
 log = logging.getLogger(__name__)
 
-KINDS = ("baseline", "class", "explicit", "shared", "random", "index_plus_one", "topk", "lowent")
+KINDS = ("baseline", "class", "explicit", "shared", "random", "index_plus_one", "topk", "lowent", "selector")
 #: Kinds ranked by k (a curve over the k-grid); they get no index+1 control.
 RANKED_KINDS = ("topk", "lowent")
 ALL_CLASSES = "ALL"  # value of the ``class`` column for the overall accuracy row
 
-ABLATION_COLUMNS = ["condition", "kind", "target", "k", "draw", "class", "n", "correct", "accuracy", "delta"]
+ABLATION_COLUMNS = [
+    "condition",
+    "kind",
+    "target",
+    "k",
+    "draw",
+    "class",
+    "n",
+    "correct",
+    "accuracy",
+    "delta",
+    "lost",
+    "gained",
+]
 CONFUSION_COLUMNS = ["condition", "kind", "target", "k", "draw", "true", "predicted", "count"]
 SUMMARY_COLUMNS = [
-    "group", "kind", "target", "k", "class", "on_target", "n_draws", "n", "accuracy_mean", "delta_mean",
-    "delta_std", "delta_lo", "delta_hi", "random_group", "random_delta_mean", "random_delta_lo",
-    "random_delta_hi", "p_random",
+    "group",
+    "kind",
+    "target",
+    "k",
+    "class",
+    "on_target",
+    "n_draws",
+    "n",
+    "accuracy_mean",
+    "delta_mean",
+    "delta_std",
+    "delta_lo",
+    "delta_hi",
+    "random_group",
+    "random_delta_mean",
+    "random_delta_lo",
+    "random_delta_hi",
+    "p_random",
+    "p_value",
+    "change_lo",
+    "change_hi",
 ]
 
 
@@ -116,9 +149,7 @@ def mask_from_layers(layers: Sequence[Tensor], site_neurons: Sequence[int], sour
             continue
         bad = ids[(ids < 0) | (ids >= site_neurons[l])]
         if bad.numel():
-            raise ValueError(
-                f"{source}: layer {l} has neuron ids {bad.tolist()} outside 0..{site_neurons[l] - 1}"
-            )
+            raise ValueError(f"{source}: layer {l} has neuron ids {bad.tolist()} outside 0..{site_neurons[l] - 1}")
         mask[l, ids] = True
     return mask
 
@@ -175,8 +206,11 @@ def topk_mask(ranked: Sequence[tuple[int, int]], k: int, shape: tuple[int, int])
 # ----------------------------------------------------------------------------------------------
 def per_class_conditions(classes: Sequence[str], class_sets: dict[str, Tensor]) -> list[Condition]:
     """One ``class:<c>`` condition per class whose AAPE set is not empty (class order)."""
-    return [Condition(f"class:{c}", "class", class_sets[c].clone(), [c])
-            for c in classes if class_sets.get(c) is not None and bool(class_sets[c].any())]
+    return [
+        Condition(f"class:{c}", "class", class_sets[c].clone(), [c])
+        for c in classes
+        if class_sets.get(c) is not None and bool(class_sets[c].any())
+    ]
 
 
 def shared_conditions(groups: Sequence[Sequence[str]], class_sets: dict[str, Tensor]) -> list[Condition]:
@@ -194,18 +228,33 @@ def shared_conditions(groups: Sequence[Sequence[str]], class_sets: dict[str, Ten
     return out
 
 
+def selector_conditions(classes: Sequence[str], selector_sets: dict[str, dict[str, Tensor]]) -> list[Condition]:
+    """``<selector>:<c>``: each baseline selector's set of class c (:mod:`analysis.selectors`), non-empty only."""
+    return [
+        Condition(f"{sel}:{c}", "selector", sets[c].clone(), [c])
+        for sel, sets in selector_sets.items()
+        for c in classes
+        if c in sets and bool(sets[c].any())
+    ]
+
+
 def explicit_conditions(explicit: dict[str, tuple[Tensor, list[str]]]) -> list[Condition]:
     """One condition per explicit list: name → (mask, target class names)."""
     return [Condition(name, "explicit", m.clone(), list(targets)) for name, (m, targets) in explicit.items()]
 
 
-def topk_conditions(ranked: dict[str, list[tuple[int, int]]], k_grid: Sequence[int],
-                    shape: tuple[int, int], kind: str = "topk") -> list[Condition]:
+def topk_conditions(
+    ranked: dict[str, list[tuple[int, int]]], k_grid: Sequence[int], shape: tuple[int, int], kind: str = "topk"
+) -> list[Condition]:
     """``<kind>:<c>:<k>``: the first k neurons of each class's ranking, for every k of the grid that the
     class's ranking can fill (``topk``: the class's AAPE set by AAPE rank; ``lowent``: the neurons that
     prefer the class, lowest entropy first)."""
-    return [Condition(f"{kind}:{c}:{k}", kind, topk_mask(order, k, shape), [c], k=int(k))
-            for c, order in ranked.items() for k in k_grid if k <= len(order)]
+    return [
+        Condition(f"{kind}:{c}:{k}", kind, topk_mask(order, k, shape), [c], k=int(k))
+        for c, order in ranked.items()
+        for k in k_grid
+        if k <= len(order)
+    ]
 
 
 def control_conditions(
@@ -241,14 +290,30 @@ def control_conditions(
             cond.profile = key
             for d in range(made.get(key, 0), n_draws):
                 m = D.profile_draw(prof, available, seed, d, cond.name)
-                controls.append(Condition(f"random:{key}:{d}", "random", m, [] if share_draws else list(cond.target),
-                                          k=None if share_draws else cond.k, draw=d, group=f"random:{key}",
-                                          parent=None if share_draws else cond.name, profile=key))
+                controls.append(
+                    Condition(
+                        f"random:{key}:{d}",
+                        "random",
+                        m,
+                        [] if share_draws else list(cond.target),
+                        k=None if share_draws else cond.k,
+                        draw=d,
+                        group=f"random:{key}",
+                        parent=None if share_draws else cond.name,
+                        profile=key,
+                    )
+                )
             made[key] = max(made.get(key, 0), n_draws)
         if index_plus_one_control and cond.kind not in RANKED_KINDS:
-            controls.append(Condition(f"index+1:{cond.name}", "index_plus_one",
-                                      index_plus_one(cond.mask, site_neurons, cond.name), list(cond.target),
-                                      parent=cond.name))
+            controls.append(
+                Condition(
+                    f"index+1:{cond.name}",
+                    "index_plus_one",
+                    index_plus_one(cond.mask, site_neurons, cond.name),
+                    list(cond.target),
+                    parent=cond.name,
+                )
+            )
     return controls
 
 
@@ -272,6 +337,7 @@ def build_conditions(
     absent: Optional[Tensor] = None,
     seed: int = 0,
     share_draws: bool = True,
+    selector_sets: Optional[dict[str, dict[str, Tensor]]] = None,
 ) -> list[Condition]:
     """All conditions of one ablation run: baseline, then class, shared, explicit, top-k and
     lowest-entropy conditions, then their controls.
@@ -303,6 +369,9 @@ def build_conditions(
         seed: base seed of the random draws.
         share_draws: sets with the same neurons per site share their matched draws
             (:func:`control_conditions`). Random draws never take a neuron of any tested set.
+        selector_sets: selector name → class name → mask ``[L, N]``: the baseline selectors' sets
+            (:mod:`analysis.selectors`, the AAPE sets' per-layer sizes), a ``selector`` condition
+            ``<selector>:<c>`` each, with matched random draws like the class sets.
     """
     L, N = len(site_neurons), int(max(site_neurons))
     class_sets = class_sets or {}
@@ -316,6 +385,7 @@ def build_conditions(
 
     primary = per_class_conditions(classes, class_sets) if class_sets and class_conditions else []
     primary += shared_conditions(shared or (), class_sets) + explicit_conditions(explicit or {})
+    primary += selector_conditions(classes, selector_sets or {})
     topk = topk_conditions(ranked or {}, k_grid, (L, N))
     topk += topk_conditions(lowest_entropy or {}, lowest_entropy_k, (L, N), kind="lowent")
     conds = [Condition("baseline", "baseline", torch.zeros(L, N, dtype=torch.bool))] + primary + topk
@@ -325,18 +395,37 @@ def build_conditions(
         raise ValueError(f"duplicate condition names {sorted(dup)}")
     for c in primary + topk:
         excluded |= c.mask
-    return conds + control_conditions(primary + topk, exists & ~excluded, site_neurons, random_draws=random_draws,
-                                      random_for_topk=random_for_topk,
-                                      index_plus_one_control=index_plus_one_control, seed=seed,
-                                      lowest_entropy_draws=lowest_entropy_draws, share_draws=share_draws)
+    return conds + control_conditions(
+        primary + topk,
+        exists & ~excluded,
+        site_neurons,
+        random_draws=random_draws,
+        random_for_topk=random_for_topk,
+        index_plus_one_control=index_plus_one_control,
+        seed=seed,
+        lowest_entropy_draws=lowest_entropy_draws,
+        share_draws=share_draws,
+    )
 
 
 def describe_conditions(conditions: Sequence[Condition]) -> list[dict]:
     """JSON-ready description of each condition: name, kind, targets, k, draw, group, parent and its
     neurons as ``[[layer, neuron], ...]``."""
-    return [{"name": c.name, "kind": c.kind, "target": c.target, "k": c.k, "draw": c.draw, "group": c.group,
-             "parent": c.parent, "profile": c.profile, "draws_used": c.draws_used, "neurons": mask_to_pairs(c.mask)}
-            for c in conditions]
+    return [
+        {
+            "name": c.name,
+            "kind": c.kind,
+            "target": c.target,
+            "k": c.k,
+            "draw": c.draw,
+            "group": c.group,
+            "parent": c.parent,
+            "profile": c.profile,
+            "draws_used": c.draws_used,
+            "neurons": mask_to_pairs(c.mask),
+        }
+        for c in conditions
+    ]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -376,8 +465,9 @@ def site_scales(
     return scales, shifts, active
 
 
-def apply_channel_affine(output: Tensor, scale: Tensor, shift: Tensor, channel_axis: int,
-                         row_condition: Optional[Tensor] = None) -> Tensor:
+def apply_channel_affine(
+    output: Tensor, scale: Tensor, shift: Tensor, channel_axis: int, row_condition: Optional[Tensor] = None
+) -> Tensor:
     """``output * scale + shift`` along ``channel_axis``.
 
     Args:
@@ -411,8 +501,9 @@ def dataset_means(stats: dict, source: str = "statistics") -> Tensor:
     ``n_positions`` is taken from ``stats['n_positions']`` when present, else ``n_tokens.sum()`` (valid
     for single-label tasks, where each counted position belongs to exactly one class)."""
     if "act_sum" not in stats:
-        raise ValueError(f"{source}: no 'act_sum' (needed for mode='mean'; run the statistics with act_sum: true "
-                         "or top_k > 0)")
+        raise ValueError(
+            f"{source}: no 'act_sum' (needed for mode='mean'; run the statistics with act_sum: true or top_k > 0)"
+        )
     if "n_positions" in stats:
         n_pos = torch.as_tensor(stats["n_positions"], dtype=torch.float64)
     elif "n_tokens" in stats:
@@ -481,6 +572,23 @@ def owned_positions(positions: Sequence[Sequence[int]], rank: int) -> list[bool]
     return [owner[int(p)] == (rank, j) for j, p in enumerate(positions[rank])]
 
 
+def count_flips(preds: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    """Per condition × class, the clips whose correctness changed against the baseline (condition 0):
+    int64 ``[2, K, C]``, ``[0]`` = *lost* (right under the baseline, wrong under the condition), ``[1]`` =
+    *gained* (wrong, then right). With the class's clip count they pair each clip's baseline and condition
+    outcomes, so a bootstrap over test clips needs no per-clip list, and they sum exactly over processes.
+
+    >>> count_flips(torch.tensor([[0, 1, 1], [1, 1, 0]]), torch.tensor([0, 1, 0]), 2).tolist()
+    [[[0, 0], [1, 0]], [[0, 0], [1, 0]]]
+    """
+    labels = labels.long().to(preds.device)
+    hit = preds == labels[None, :]  # [K, B]
+    out = torch.zeros(2, preds.shape[0], num_classes, dtype=torch.long, device=preds.device)
+    out[0].index_add_(1, labels, (hit[:1] & ~hit).long())
+    out[1].index_add_(1, labels, (~hit[:1] & hit).long())
+    return out
+
+
 def count_confusion(preds: Tensor, labels: Tensor, num_classes: int) -> Tensor:
     """Per condition confusion counts int64 ``[K, C, C]``: ``[k, true class, predicted class]``.
 
@@ -503,16 +611,27 @@ def confusion_table(conditions: Sequence[Condition], classes: Sequence[str], con
     """Rows of ``ablation_confusion.csv``: one per condition × true class × predicted class with a
     non-zero count (absent rows are zeros, so the table gives the ``[K, C, C]`` counts back exactly)."""
     if confusion.shape != (len(conditions), len(classes), len(classes)):
-        raise ValueError(f"confusion has shape {tuple(confusion.shape)}, expected "
-                         f"({len(conditions)}, {len(classes)}, {len(classes)})")
+        raise ValueError(
+            f"confusion has shape {tuple(confusion.shape)}, expected "
+            f"({len(conditions)}, {len(classes)}, {len(classes)})"
+        )
     k_idx, t_idx, p_idx = confusion.nonzero(as_tuple=True)
     counts = confusion[k_idx, t_idx, p_idx].tolist()
     rows = []
     for i, t, p, c in zip(k_idx.tolist(), t_idx.tolist(), p_idx.tolist(), counts):
         cond = conditions[i]
-        rows.append(dict(condition=cond.name, kind=cond.kind, target="+".join(cond.target),
-                         k="" if cond.k is None else int(cond.k), draw="" if cond.draw is None else int(cond.draw),
-                         true=classes[t], predicted=classes[p], count=int(c)))
+        rows.append(
+            dict(
+                condition=cond.name,
+                kind=cond.kind,
+                target="+".join(cond.target),
+                k="" if cond.k is None else int(cond.k),
+                draw="" if cond.draw is None else int(cond.draw),
+                true=classes[t],
+                predicted=classes[p],
+                count=int(c),
+            )
+        )
     return pd.DataFrame(rows, columns=CONFUSION_COLUMNS)
 
 
@@ -522,8 +641,10 @@ def confusion_matrix(table: pd.DataFrame, condition: str, classes: Sequence[str]
     rows = table[table["condition"] == condition]
     if rows.empty:
         known = list(dict.fromkeys(table["condition"]))
-        raise ValueError(f"no condition {condition!r} in the confusion table; known: {known[:20]}"
-                         + (" ..." if len(known) > 20 else ""))
+        raise ValueError(
+            f"no condition {condition!r} in the confusion table; known: {known[:20]}"
+            + (" ..." if len(known) > 20 else "")
+        )
     index = {c: i for i, c in enumerate(classes)}
     m = torch.zeros(len(classes), len(classes), dtype=torch.long)
     for t, p, c in zip(rows["true"].astype(str), rows["predicted"].astype(str), rows["count"]):
@@ -531,10 +652,38 @@ def confusion_matrix(table: pd.DataFrame, condition: str, classes: Sequence[str]
     return m
 
 
-def results_table(conditions: Sequence[Condition], classes: Sequence[str], correct: Tensor, n: Tensor) -> pd.DataFrame:
+def _flip(fl: Optional[Tensor], side: int, i: int, j: Optional[int] = None) -> int | str:
+    """One ``lost`` / ``gained`` cell: ``""`` where the flips were not counted (no ``flips``, or ``-1``: a
+    condition of a later draw round, which runs without the baseline beside it); ``j=None``: all classes."""
+    if fl is None:
+        return ""
+    v = fl[side, i] if j is None else fl[side, i, j]
+    return "" if bool((v < 0).any()) else int(v.sum())
+
+
+def flips_in_order(first: Sequence[Condition], flips: Tensor, conditions: Sequence[Condition]) -> Tensor:
+    """The lost / gained counts ``[2, K_first, C]`` of the first draw round (the baseline beside them) laid
+    out in the order of ``conditions`` ``[2, K, C]``; ``-1`` for conditions of later rounds (not counted).
+
+    >>> a, b, r = (Condition(n, "class", torch.zeros(1, 1, dtype=torch.bool)) for n in ("a", "b", "r"))
+    >>> flips_in_order([a, b], torch.tensor([[[1], [2]], [[0], [3]]]), [b, r, a])[:, :, 0].tolist()
+    [[2, -1, 1], [3, -1, 0]]
+    """
+    index = {c.name: i for i, c in enumerate(first)}
+    out = torch.full((2, len(conditions), flips.shape[-1]), -1, dtype=torch.long)
+    for k, c in enumerate(conditions):
+        if c.name in index:
+            out[:, k] = flips[:, index[c.name]].long()
+    return out
+
+
+def results_table(
+    conditions: Sequence[Condition], classes: Sequence[str], correct: Tensor, n: Tensor, flips: Optional[Tensor] = None
+) -> pd.DataFrame:
     """Rows of ``ablation.csv``: one per condition × class plus one ``class = ALL`` row (overall
     accuracy). ``accuracy = correct / n`` (the class's recall), ``delta`` = accuracy − baseline accuracy
-    of the same class. The first condition must be the baseline."""
+    of the same class, ``lost`` / ``gained`` the clips whose correctness changed against the baseline
+    (:func:`count_flips` ``[2, K, C]``; empty without ``flips`` and where a row of it is ``-1``). The first condition must be the baseline."""
     if not conditions or conditions[0].kind != "baseline":
         raise ValueError("the first condition must be the baseline")
     correct = correct.long()
@@ -542,26 +691,101 @@ def results_table(conditions: Sequence[Condition], classes: Sequence[str], corre
     acc = correct.double() / n.clamp(min=1).double()[None, :]
     acc[:, n == 0] = float("nan")
     tot = correct.sum(1).double() / max(int(n.sum()), 1)
+    fl = None if flips is None else flips.long()
     rows = []
     for i, c in enumerate(conditions):
-        common = dict(condition=c.name, kind=c.kind, target="+".join(c.target),
-                      k="" if c.k is None else int(c.k), draw="" if c.draw is None else int(c.draw))
+        common = dict(
+            condition=c.name,
+            kind=c.kind,
+            target="+".join(c.target),
+            k="" if c.k is None else int(c.k),
+            draw="" if c.draw is None else int(c.draw),
+        )
         for j, cls in enumerate(classes):
-            rows.append(dict(common, **{"class": cls}, n=int(n[j]), correct=int(correct[i, j]),
-                             accuracy=float(acc[i, j]), delta=float(acc[i, j] - acc[0, j])))
-        rows.append(dict(common, **{"class": ALL_CLASSES}, n=int(n.sum()), correct=int(correct[i].sum()),
-                         accuracy=float(tot[i]), delta=float(tot[i] - tot[0])))
+            rows.append(
+                dict(
+                    common,
+                    **{"class": cls},
+                    n=int(n[j]),
+                    correct=int(correct[i, j]),
+                    accuracy=float(acc[i, j]),
+                    delta=float(acc[i, j] - acc[0, j]),
+                    lost=_flip(fl, 0, i, j),
+                    gained=_flip(fl, 1, i, j),
+                )
+            )
+        rows.append(
+            dict(
+                common,
+                **{"class": ALL_CLASSES},
+                n=int(n.sum()),
+                correct=int(correct[i].sum()),
+                accuracy=float(tot[i]),
+                delta=float(tot[i] - tot[0]),
+                lost=_flip(fl, 0, i),
+                gained=_flip(fl, 1, i),
+            )
+        )
     return pd.DataFrame(rows, columns=ABLATION_COLUMNS)
 
 
-def summarise(table: pd.DataFrame, conditions: Sequence[Condition], level: float = 0.95) -> pd.DataFrame:
+def matched_draws(table: pd.DataFrame, parent: str, cls: str, conditions: Optional[Sequence] = None) -> np.ndarray:
+    """The changes of class ``cls`` under the matched random draws of set ``parent`` (rows of
+    ``ablation.csv``), in the order they were drawn: the one place that maps a set to its draws. With
+    ``conditions`` (``ablation_conditions.json``'s descriptions or :class:`Condition` objects) the draws are
+    :func:`analysis.draws.matched_draws` (shared by sets of one profile, cut where drawing stopped); without
+    them, the draws named ``random:<parent>:`` (runs before draws were shared).
+
+    >>> t = pd.DataFrame({"condition": ["class:a", "random:class:a:1", "random:class:a:0", "random:class:ab:0"],
+    ...                   "kind": ["class", "random", "random", "random"], "class": "a", "draw": ["", 1, 0, 0],
+    ...                   "delta": [-0.5, -0.1, 0.0, -0.9]})
+    >>> matched_draws(t, "class:a", "a").tolist()
+    [0.0, -0.1]
+    """
+    if conditions is not None and any(D._get(c, "name") == parent for c in conditions):
+        names = [D._get(c, "name") for c in D.matched_draws(conditions, parent)]  # shared, early-stopped draws
+        own = table[(table["class"] == cls) & table["condition"].isin(names)].set_index("condition")["delta"]
+        return np.array([float(own[n]) for n in names if n in own.index], dtype=float)
+    rows = table[
+        (table["kind"] == "random")
+        & (table["class"] == cls)
+        & table["condition"].astype(str).str.startswith(f"random:{parent}:")
+    ]
+    order = pd.to_numeric(rows["draw"], errors="coerce").to_numpy()
+    return rows["delta"].to_numpy(dtype=float)[np.argsort(order, kind="stable")]
+
+
+def set_change_interval(rows: pd.DataFrame, seed: int = 0) -> tuple[float, float]:
+    """Paired bootstrap interval of a single condition's change of one class (its one ``ablation.csv``
+    row, with ``lost`` / ``gained`` counts); NaN when the counts were not recorded."""
+    if len(rows) != 1 or "lost" not in rows or "gained" not in rows:
+        return math.nan, math.nan
+    r = rows.iloc[0]
+    lost, gained = pd.to_numeric(pd.Series([r["lost"], r["gained"]]), errors="coerce")
+    if not (np.isfinite(lost) and np.isfinite(gained)):
+        return math.nan, math.nan
+    return paired_bootstrap_interval(int(lost), int(gained), int(r["n"]), reps=BOOTSTRAP_REPS, seed=seed)
+
+
+def summarise(
+    table: pd.DataFrame,
+    conditions: Sequence[Condition],
+    level: float = 0.95,
+    *,
+    h: Optional[int] = None,
+    max_draws: Optional[int | dict[str, int]] = None,
+) -> pd.DataFrame:
     """Rows of ``ablation_summary.csv``: one per condition group × class.
 
     For a group of random draws: mean, std and the central ``level`` interval (empirical quantiles)
     of the delta over draws. For a single condition: its delta (std 0, interval = the value) and, when
-    it has matched random draws (:func:`analysis.draws.matched_draws`), their mean/interval and
-    ``p_random`` = share of draws whose delta is ≤ the condition's delta (small = the targeted set hurts
-    more than random sets of the same size and layers). ``on_target``: the evaluated class is one of the condition's targets."""
+    it has matched random draws, their mean/interval and ``p_random`` = share of draws whose delta is
+    ≤ the condition's delta (small = the targeted set hurts more than random sets of the same size
+    and layers) and ``p_value``, the exact Monte-Carlo p of :func:`analysis.significance.monte_carlo_p`
+    over :func:`matched_draws` (ties count against the set; ``h`` / ``max_draws``: the sequential form
+    when drawing stopped early); ``change_lo`` / ``change_hi``: the paired bootstrap interval over test
+    clips of a single condition's change (:func:`set_change_interval`). ``on_target``: the evaluated class
+    is one of the condition's targets."""
     by_name = {c.name: c for c in conditions}
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
     rows = []
@@ -571,13 +795,31 @@ def summarise(table: pd.DataFrame, conditions: Sequence[Condition], level: float
         d = g["delta"].to_numpy(dtype=float)
         first = by_name[g["condition"].iloc[0]]
         lo, hi = (np.nanquantile(d, lo_q), np.nanquantile(d, hi_q)) if len(d) > 1 else (d[0], d[0])
-        row = dict(group=group, kind=first.kind, target="+".join(first.target),
-                   k="" if first.k is None else int(first.k), **{"class": cls},
-                   on_target=cls in first.target,
-                   n_draws=len(d), n=int(g["n"].iloc[0]), accuracy_mean=float(np.nanmean(g["accuracy"])),
-                   delta_mean=float(np.nanmean(d)), delta_std=float(np.nanstd(d, ddof=1)) if len(d) > 1 else 0.0,
-                   delta_lo=float(lo), delta_hi=float(hi), random_group="", random_delta_mean=math.nan,
-                   random_delta_lo=math.nan, random_delta_hi=math.nan, p_random=math.nan)
+        row = dict(
+            group=group,
+            kind=first.kind,
+            target="+".join(first.target),
+            k="" if first.k is None else int(first.k),
+            **{"class": cls},
+            on_target=cls in first.target,
+            n_draws=len(d),
+            n=int(g["n"].iloc[0]),
+            accuracy_mean=float(np.nanmean(g["accuracy"])),
+            delta_mean=float(np.nanmean(d)),
+            delta_std=float(np.nanstd(d, ddof=1)) if len(d) > 1 else 0.0,
+            delta_lo=float(lo),
+            delta_hi=float(hi),
+            random_group="",
+            random_delta_mean=math.nan,
+            random_delta_lo=math.nan,
+            random_delta_hi=math.nan,
+            p_random=math.nan,
+            p_value=math.nan,
+            change_lo=math.nan,
+            change_hi=math.nan,
+        )
+        if len(d) == 1:
+            row["change_lo"], row["change_hi"] = set_change_interval(g)
         rows.append(row)
     delta = {(c, k): float(v) for c, k, v in zip(t["condition"], t["class"], t["delta"])}
     for row in rows:
@@ -586,6 +828,13 @@ def summarise(table: pd.DataFrame, conditions: Sequence[Condition], level: float
         if mine:
             d = np.array([delta[(c.name, row["class"])] for c in mine])
             lo, hi = (np.nanquantile(d, lo_q), np.nanquantile(d, hi_q)) if len(d) > 1 else (d[0], d[0])
-            row.update(random_group=mine[0].group, random_delta_mean=float(np.nanmean(d)), random_delta_lo=float(lo),
-                       random_delta_hi=float(hi), p_random=float(np.mean(d <= row["delta_mean"] + 1e-12)))
+            cap = max_draws.get(row["group"]) if isinstance(max_draws, dict) else max_draws
+            row.update(
+                random_group=mine[0].group,
+                random_delta_mean=float(np.nanmean(d)),
+                random_delta_lo=float(lo),
+                random_delta_hi=float(hi),
+                p_random=float(np.mean(d <= row["delta_mean"] + 1e-12)),
+                p_value=monte_carlo_p(row["delta_mean"], d, h=h, max_draws=cap),
+            )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

@@ -13,6 +13,9 @@ per site, C classes, B clips in a batch, R rows / P positions of one site call):
 * ``n_clips``     int64   ``[C]``        counted clips per class
 * ``act_sum``     float64 ``[L, N]``     sum of activations over all counted positions (mean ablation);
   present when the activation sums are computed (:func:`new_totals` ``act_sum``)
+* ``act_sum_class`` float64 ``[L, N, C]`` sum of activations over the counted positions of each class's
+  clips (tuning curves: mean activation per class = act_sum_class / n_tokens_site); present when the
+  per-class sums are computed (:func:`new_totals` ``class_sums``)
 * ``n_positions`` int64   ``[L]``        counted positions (all classes), so mean = act_sum / n_positions
 * ``rate_sum``    float64 ``[L, N, C]``  (``level='clip'`` only) sum over clips of the clip's firing rate
 
@@ -31,6 +34,7 @@ counted positions, +inf elsewhere, so the mask costs nothing extra) whose boolea
 bytes (a row has < 256 positions per byte sum; longer rows are summed in slices of 255). The activation
 sums (``act_sum``, and the clip means of the top clips) are an option of the buffer.
 """
+
 from __future__ import annotations
 
 import functools
@@ -43,7 +47,15 @@ from analysis import top_clips as T
 
 TOKEN_POLICIES = ("all", "patches")
 LEVELS = ("token", "clip")
-COUNT_KEYS = ("count", "n_tokens_site", "n_tokens", "n_clips", "act_sum", "n_positions")  # summed when merging
+COUNT_KEYS = (
+    "count",
+    "n_tokens_site",
+    "n_tokens",
+    "n_clips",
+    "act_sum",
+    "act_sum_class",
+    "n_positions",
+)  # summed when merging
 CLIP_KEYS = ("rate_sum",)
 #: Positions one byte sum can count without overflow.
 _BYTE_MAX = 255
@@ -87,10 +99,17 @@ def check_labels(label: Tensor, n_classes: int, index: Optional[Tensor] = None) 
         raise ValueError(f"Label index out of range [0, {n_classes}): {int(label[i])} ({where})")
 
 
-def new_totals(site_neurons: Sequence[int], n_classes: int, level: str = "token", act_sum: bool = True,
-               device: torch.device | str | None = None) -> dict[str, Tensor]:
+def new_totals(
+    site_neurons: Sequence[int],
+    n_classes: int,
+    level: str = "token",
+    act_sum: bool = True,
+    device: torch.device | str | None = None,
+    class_sums: bool = False,
+) -> dict[str, Tensor]:
     """Zeroed totals for sites with ``site_neurons`` neurons each (padded to the max) and C classes, on
-    ``device``; without ``act_sum`` (no activation sums computed) the totals have no ``act_sum``."""
+    ``device``; without ``act_sum`` (no activation sums computed) the totals have no ``act_sum``; with
+    ``class_sums`` they have the per-class sums ``act_sum_class`` (whose buffers need sums too)."""
     L, N, C = len(site_neurons), max(site_neurons), n_classes
     t = {
         "count": torch.zeros(L, N, C, dtype=torch.int64, device=device),
@@ -101,13 +120,16 @@ def new_totals(site_neurons: Sequence[int], n_classes: int, level: str = "token"
     }
     if act_sum:
         t["act_sum"] = torch.zeros(L, N, dtype=torch.float64, device=device)
+    if class_sums:
+        t["act_sum_class"] = torch.zeros(L, N, C, dtype=torch.float64, device=device)
     if level == "clip":
         t["rate_sum"] = torch.zeros(L, N, C, dtype=torch.float64, device=device)
     return t
 
 
-def new_batch_buffer(n_clips: int, n_neurons: int, device: torch.device | str = "cpu", sums: bool = True,
-                     peaks: bool = False) -> dict[str, Tensor]:
+def new_batch_buffer(
+    n_clips: int, n_neurons: int, device: torch.device | str = "cpu", sums: bool = True, peaks: bool = False
+) -> dict[str, Tensor]:
     """Per-site, per-batch buffer: per-clip positive counts int32 ``[B, N]``, counted positions int64
     ``[B]``, with ``sums`` activation sums float64 ``[B, N]``, with ``peaks`` each clip's peak and its
     location (:func:`analysis.top_clips.new_peaks`). Several site calls of one forward (chunks) add into it."""
@@ -142,7 +164,7 @@ def positive_counts(act: Tensor, counted: Tensor) -> Tensor:
         return positive.sum(1, dtype=torch.uint8)
     out = None
     for s in range(0, P, _BYTE_MAX):
-        part = positive[:, s:s + _BYTE_MAX].sum(1, dtype=torch.uint8).to(torch.int32)
+        part = positive[:, s : s + _BYTE_MAX].sum(1, dtype=torch.uint8).to(torch.int32)
         out = part if out is None else out.add_(part)
     return out
 
@@ -159,8 +181,9 @@ def counted_sums(act: Tensor, counted: Tensor) -> Tensor:
     return (act * counted[:, :, None].to(act.dtype)).sum(1, dtype=torch.float32)
 
 
-def row_statistics(act: Tensor, counted: Tensor, placed: Optional[Tensor], sums: bool,
-                   workspace: Optional[T.Workspace] = None) -> dict[str, Tensor]:
+def row_statistics(
+    act: Tensor, counted: Tensor, placed: Optional[Tensor], sums: bool, workspace: Optional[T.Workspace] = None
+) -> dict[str, Tensor]:
     """Per-row statistics of one site call (eager kernels): ``pos`` positive counts ``[R, N]``
     (:func:`positive_counts`), with ``sums`` ``sum`` float32 ``[R, N]`` (:func:`counted_sums`), with
     ``placed`` (BoolTensor ``[R, P]``: the positions a peak may lie at) ``peak`` ``[R, N]`` and its position
@@ -196,9 +219,17 @@ def compiled_row_statistics(sums: bool) -> Any:
 
 
 @torch.no_grad()
-def accumulate_call(buffer: dict[str, Tensor], act: Tensor, counted: Tensor, clip: Tensor,
-                    frames: Optional[Tensor] = None, band: Optional[Tensor] = None, n_bands: int = 0,
-                    workspace: Optional[T.Workspace] = None, compiled: bool = False) -> None:
+def accumulate_call(
+    buffer: dict[str, Tensor],
+    act: Tensor,
+    counted: Tensor,
+    clip: Tensor,
+    frames: Optional[Tensor] = None,
+    band: Optional[Tensor] = None,
+    n_bands: int = 0,
+    workspace: Optional[T.Workspace] = None,
+    compiled: bool = False,
+) -> None:
     """Add one site call to ``buffer`` (in place, on the activations' device, no host sync).
 
     Args:
@@ -271,6 +302,8 @@ def fold_batch(
             totals["n_tokens"] += per_class
         if "act_sum" in totals:
             totals["act_sum"][l, :nl] += clip_w @ buf["sum"].to(dev)
+        if "act_sum_class" in totals:
+            totals["act_sum_class"][l, :nl] += buf["sum"].to(dev).T @ w
         totals["n_positions"][l] += (n * clip_w.long()).sum()
         if "rate_sum" in totals:
             has = (n > 0)[:, None]

@@ -16,6 +16,7 @@ Vocabulary
   otherwise the set gets all its draws. :func:`matched_draws` says which random conditions are a set's
   matched draws: its profile's draws in draw order, up to where the set stopped.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,17 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["size_profile", "profile_name", "draw_seed", "profile_draw", "auto_random_draws", "matched_draws",
-           "DrawSet", "SequentialDraws", "beats"]
+__all__ = [
+    "size_profile",
+    "profile_name",
+    "draw_seed",
+    "profile_draw",
+    "auto_random_draws",
+    "matched_draws",
+    "DrawSet",
+    "SequentialDraws",
+    "beats",
+]
 
 
 def size_profile(mask: Tensor) -> tuple[int, ...]:
@@ -70,8 +80,10 @@ def profile_draw(profile: Sequence[int], pool: Tensor, seed: int, draw: int, sou
             continue
         ids = pool[l].nonzero().flatten()
         if k > ids.numel():
-            raise ValueError(f"{source}: layer {l} needs {k} random neurons but only {ids.numel()} are available "
-                             "after excluding selected and absent neurons")
+            raise ValueError(
+                f"{source}: layer {l} needs {k} random neurons but only {ids.numel()} are available "
+                "after excluding selected and absent neurons"
+            )
         m[l, ids[torch.randperm(ids.numel(), generator=g)[:k]]] = True
     return m
 
@@ -92,6 +104,7 @@ def auto_random_draws(tests: int, alpha: float) -> int:
 
 
 def _get(c: Any, key: str) -> Any:
+    """``key`` of a condition: a :class:`analysis.ablation.Condition` or its JSON description."""
     return c.get(key) if isinstance(c, dict) else getattr(c, key, None)
 
 
@@ -117,7 +130,7 @@ def matched_draws(conditions: Sequence[Any], name: str) -> list[Any]:
         mine = [c for c in conditions if _get(c, "kind") == "random" and _get(c, "profile") == prof]
     mine = sorted(mine, key=lambda c: int(_get(c, "draw")))
     used = _get(s, "draws_used")
-    return mine if used is None else mine[:int(used)]
+    return mine if used is None else mine[: int(used)]
 
 
 def beats(draw_correct: Tensor, set_correct: Tensor) -> Tensor:
@@ -183,8 +196,9 @@ class SequentialDraws:
         """Account for the draws ``draws`` of ``profile`` (their correct counts ``[len(draws), C]``, summed
         over every process) against each drawing set's counts ``[C]`` (``set_correct``)."""
         if draws.start != self.issued[profile]:
-            raise ValueError(f"draws of {profile} must come in order: expected draw {self.issued[profile]}, "
-                             f"got {draws.start}")
+            raise ValueError(
+                f"draws of {profile} must come in order: expected draw {self.issued[profile]}, got {draws.start}"
+            )
         for s in self._drawing(profile):
             hit = beats(draw_correct[:, s.targets], set_correct[s.name][s.targets])  # [r, targets]
             for j, d in enumerate(draws):

@@ -14,9 +14,12 @@ returned, never saved here (:func:`analysis.runs.atomic.save_pdf` writes them).
   per model (threshold-free: no quantile bar involved).
 * :func:`compare_cross_task_figure`, :func:`compare_within_task_figure` — the cross-/within-task figures
   of several models side by side on one page.
+* :func:`verdict_figure` — every ablated set of a run, task by task: its change with the bootstrap
+  interval, its random draws' interval, specific and unstable sets marked.
 * :func:`activation_overlay_figure` — a clip's log-mel spectrogram with one neuron's activation laid over
   it where the neuron fires, and the activation over time below (the listening gallery's images).
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
@@ -37,8 +40,18 @@ def _tick_fontsize(n: int) -> float:
     return max(3.0, min(9.0, 300.0 / max(n, 1)))
 
 
-def _heatmap(ax, mat: np.ndarray, rows: list[str], cols: list[str], title: str, xlabel: str, ylabel: str,
-             fig: Figure, vmax: float = 1.0, cbar_label: str = "Jaccard") -> None:
+def _heatmap(
+    ax,
+    mat: np.ndarray,
+    rows: list[str],
+    cols: list[str],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    fig: Figure,
+    vmax: float = 1.0,
+    cbar_label: str = "Jaccard",
+) -> None:
     masked = np.ma.masked_invalid(mat)
     cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
     im = ax.imshow(masked, aspect="auto", interpolation="nearest", cmap=cmap, vmin=0.0, vmax=vmax)
@@ -55,8 +68,15 @@ def _heatmap(ax, mat: np.ndarray, rows: list[str], cols: list[str], title: str, 
         for i in range(mat.shape[0]):
             for j in range(mat.shape[1]):
                 if np.isfinite(mat[i, j]):
-                    ax.text(j, i, f"{mat[i, j]:.2f}" if vmax <= 1 else f"{int(mat[i, j])}", ha="center",
-                            va="center", fontsize=6, color="w" if mat[i, j] < 0.6 * vmax else "k")
+                    ax.text(
+                        j,
+                        i,
+                        f"{mat[i, j]:.2f}" if vmax <= 1 else f"{int(mat[i, j])}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="w" if mat[i, j] < 0.6 * vmax else "k",
+                    )
 
 
 def _size(n_rows: int, n_cols: int) -> tuple[float, float]:
@@ -65,14 +85,33 @@ def _size(n_rows: int, n_cols: int) -> tuple[float, float]:
     return w, h
 
 
-def cross_task_figure(jac: np.ndarray, classes_a: list[str], classes_b: list[str], task_a: str, task_b: str,
-                      per_layer: dict[str, np.ndarray], sites: list[str] | None = None) -> Figure:
+def cross_task_figure(
+    jac: np.ndarray,
+    classes_a: list[str],
+    classes_b: list[str],
+    task_a: str,
+    task_b: str,
+    per_layer: dict[str, np.ndarray],
+    sites: list[str] | None = None,
+) -> Figure:
     """``jac [Ca, Cb]`` Jaccard (NaN = both empty); ``per_layer`` from
     :func:`analysis.overlap.shared_per_layer` (arrays ``[L]`` for keys ``a``, ``b``, ``shared``)."""
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=_size(len(classes_a), len(classes_b)),
-                                   gridspec_kw={"width_ratios": [max(len(classes_b), 4), 4 + 0.3 * len(per_layer["a"])]})
-    _heatmap(ax0, np.asarray(jac, dtype=float), classes_a, classes_b, f"Jaccard of class neuron sets: {task_a} x {task_b}",
-             f"{task_b} class", f"{task_a} class", fig)
+    fig, (ax0, ax1) = plt.subplots(
+        1,
+        2,
+        figsize=_size(len(classes_a), len(classes_b)),
+        gridspec_kw={"width_ratios": [max(len(classes_b), 4), 4 + 0.3 * len(per_layer["a"])]},
+    )
+    _heatmap(
+        ax0,
+        np.asarray(jac, dtype=float),
+        classes_a,
+        classes_b,
+        f"Jaccard of class neuron sets: {task_a} x {task_b}",
+        f"{task_b} class",
+        f"{task_a} class",
+        fig,
+    )
     L = len(per_layer["a"])
     x = np.arange(L)
     w = 0.28
@@ -93,13 +132,23 @@ def cross_task_figure(jac: np.ndarray, classes_a: list[str], classes_b: list[str
 def within_task_figure(jac: np.ndarray, classes: list[str], counts: np.ndarray, task: str) -> Figure:
     """``jac [C, C]`` Jaccard between the task's class sets; ``counts [C, L]`` neurons per class per layer."""
     C, L = counts.shape
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=_size(C, C + L),
-                                   gridspec_kw={"width_ratios": [max(C, 4), max(L, 4)]})
-    _heatmap(ax0, np.asarray(jac, dtype=float), classes, classes, f"Jaccard between classes: {task}", "class",
-             "class", fig)
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=_size(C, C + L), gridspec_kw={"width_ratios": [max(C, 4), max(L, 4)]})
+    _heatmap(
+        ax0, np.asarray(jac, dtype=float), classes, classes, f"Jaccard between classes: {task}", "class", "class", fig
+    )
     vmax = float(max(1, counts.max())) if counts.size else 1.0
-    _heatmap(ax1, counts.astype(float), classes, [str(l) for l in range(L)], "Neurons per class per layer",
-             "layer", "class", fig, vmax=vmax, cbar_label="neurons")
+    _heatmap(
+        ax1,
+        counts.astype(float),
+        classes,
+        [str(l) for l in range(L)],
+        "Neurons per class per layer",
+        "layer",
+        "class",
+        fig,
+        vmax=vmax,
+        cbar_label="neurons",
+    )
     fig.suptitle(f"within_task-{task}")
     fig.tight_layout()
     return fig
@@ -149,15 +198,23 @@ def k_curve_figure(table: pd.DataFrame, summary: pd.DataFrame):
     for cls, g in tk.groupby("target", sort=False):
         g = g.sort_values("k")
         ks = g["k"].astype(int).to_numpy()
-        line, = ax.plot(ks, g["delta"].to_numpy(), marker="o", label=f"{cls} (top-k)")
-        rs = summary[(summary["kind"] == "topk") & (summary["class"] == cls)
-                     & summary["group"].isin([f"topk:{cls}:{k}" for k in ks])
-                     & pd.to_numeric(summary["random_delta_mean"], errors="coerce").notna()]
+        (line,) = ax.plot(ks, g["delta"].to_numpy(), marker="o", label=f"{cls} (top-k)")
+        rs = summary[
+            (summary["kind"] == "topk")
+            & (summary["class"] == cls)
+            & summary["group"].isin([f"topk:{cls}:{k}" for k in ks])
+            & pd.to_numeric(summary["random_delta_mean"], errors="coerce").notna()
+        ]
         if not rs.empty:  # each top-k set's matched random draws (mean and interval)
             rs = rs.assign(k=rs["k"].astype(int)).sort_values("k")
             ax.plot(rs["k"], rs["random_delta_mean"], ls="--", color=line.get_color(), label=f"{cls} (random)")
-            ax.fill_between(rs["k"].to_numpy(), rs["random_delta_lo"].to_numpy(dtype=float),
-                            rs["random_delta_hi"].to_numpy(dtype=float), color=line.get_color(), alpha=0.15)
+            ax.fill_between(
+                rs["k"].to_numpy(),
+                rs["random_delta_lo"].to_numpy(dtype=float),
+                rs["random_delta_hi"].to_numpy(dtype=float),
+                color=line.get_color(),
+                alpha=0.15,
+            )
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("k (top-k neurons by AAPE rank)")
     ax.set_ylabel("change in the class's recall")
@@ -189,8 +246,14 @@ def _matrix_panel(ax, m: np.ndarray, classes: list[str], title: str, fig: Figure
         im = ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
         label = "change in clips"
     else:
-        im = ax.imshow(m, cmap="Greys", vmin=0, vmax=max(float(m.max()) if m.size else 0.0, 1.0), aspect="auto",
-                       interpolation="nearest")
+        im = ax.imshow(
+            m,
+            cmap="Greys",
+            vmin=0,
+            vmax=max(float(m.max()) if m.size else 0.0, 1.0),
+            aspect="auto",
+            interpolation="nearest",
+        )
         label = "clips"
     fs = _tick_fontsize(C)
     ax.set_xticks(range(C), classes, rotation=90, fontsize=fs)
@@ -203,8 +266,15 @@ def _matrix_panel(ax, m: np.ndarray, classes: list[str], title: str, fig: Figure
             for j in range(C):
                 v = int(m[i, j])
                 if v:
-                    ax.text(j, i, f"{v:+d}" if diverging else str(v), ha="center", va="center", fontsize=6,
-                            color="k" if diverging or v < 0.6 * m.max() else "w")
+                    ax.text(
+                        j,
+                        i,
+                        f"{v:+d}" if diverging else str(v),
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="k" if diverging or v < 0.6 * m.max() else "w",
+                    )
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label(label)
 
 
@@ -248,7 +318,7 @@ def entropy_distribution_figure(values: Mapping[str, Mapping[str, np.ndarray]]) 
         ax.set_ylabel("share of neurons ≤ x")
         ax.set_title(task, fontsize=9)
         ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(tasks):]:
+    for ax in list(axes.flat)[len(tasks) :]:
         ax.set_axis_off()
     fig.suptitle("Normalised entropy of all neurons (no threshold)")
     fig.tight_layout()
@@ -266,8 +336,16 @@ def compare_cross_task_figure(panels: Mapping[str, dict], task_a: str, task_b: s
     top = max([float(max(np.max(p["per_layer"][k]) for k in ("a", "b", "shared"))) for p in panels.values()] + [1.0])
     for j, m in enumerate(models):
         p = panels[m]
-        _heatmap(axes[0, j], np.asarray(p["jac"], dtype=float), p["classes_a"], p["classes_b"],
-                 f"{m}: {task_a} x {task_b}", f"{task_b} class", f"{task_a} class", fig)
+        _heatmap(
+            axes[0, j],
+            np.asarray(p["jac"], dtype=float),
+            p["classes_a"],
+            p["classes_b"],
+            f"{m}: {task_a} x {task_b}",
+            f"{task_b} class",
+            f"{task_a} class",
+            fig,
+        )
         ax = axes[1, j]
         L = len(p["per_layer"]["a"])
         x = np.arange(L)
@@ -299,11 +377,29 @@ def compare_within_task_figure(panels: Mapping[str, dict], task: str) -> Figure:
     vmax = float(max([np.max(p["counts"]) if np.size(p["counts"]) else 0 for p in panels.values()] + [1]))
     for j, m in enumerate(models):
         p = panels[m]
-        _heatmap(axes[0, j], np.asarray(p["jac"], dtype=float), p["classes"], p["classes"],
-                 f"{m}: Jaccard between classes", "class", "class", fig)
+        _heatmap(
+            axes[0, j],
+            np.asarray(p["jac"], dtype=float),
+            p["classes"],
+            p["classes"],
+            f"{m}: Jaccard between classes",
+            "class",
+            "class",
+            fig,
+        )
         counts = np.asarray(p["counts"], dtype=float)
-        _heatmap(axes[1, j], counts, p["classes"], [str(l) for l in range(counts.shape[1])],
-                 f"{m}: neurons per class per layer", "layer", "class", fig, vmax=vmax, cbar_label="neurons")
+        _heatmap(
+            axes[1, j],
+            counts,
+            p["classes"],
+            [str(l) for l in range(counts.shape[1])],
+            f"{m}: neurons per class per layer",
+            "layer",
+            "class",
+            fig,
+            vmax=vmax,
+            cbar_label="neurons",
+        )
     fig.suptitle(f"within_task-{task}: " + " | ".join(models))
     fig.tight_layout()
     return fig
@@ -317,9 +413,16 @@ OVERLAY_ALPHA = 0.45
 SPEC_PERCENTILES = (40.0, 99.5)
 
 
-def activation_overlay_figure(spec: np.ndarray, spec_extent: tuple[float, float], grid: np.ndarray,
-                              grid_extent: tuple[float, float], vmax: float, window: tuple[float, float],
-                              size: tuple[float, float] = (4.4, 2.3), dpi: int = 80) -> Figure:
+def activation_overlay_figure(
+    spec: np.ndarray,
+    spec_extent: tuple[float, float],
+    grid: np.ndarray,
+    grid_extent: tuple[float, float],
+    vmax: float,
+    window: tuple[float, float],
+    size: tuple[float, float] = (4.4, 2.3),
+    dpi: int = 80,
+) -> Figure:
     """Log-mel ``spec [mels, frames]`` (low frequencies first) with a neuron's activation ``grid [bands,
     columns]`` laid over it: each cell is coloured with opacity ∝ activation / ``vmax`` where the neuron
     fires (activation > 0); ``bands`` rows split the mel axis evenly (one row: the whole height). Below, the
@@ -333,16 +436,25 @@ def activation_overlay_figure(spec: np.ndarray, spec_extent: tuple[float, float]
     ax_t = fig.add_axes((0.035, 0.13, 0.93, 0.19))
     m = spec.shape[0]
     lo, hi = np.percentile(spec, SPEC_PERCENTILES) if spec.size else (0.0, 1.0)
-    ax.imshow(spec, origin="lower", aspect="auto", cmap="gray_r", interpolation="nearest", vmin=lo,
-              vmax=max(hi, lo + 1e-6), extent=(spec_extent[0], spec_extent[1], 0, m))
+    ax.imshow(
+        spec,
+        origin="lower",
+        aspect="auto",
+        cmap="gray_r",
+        interpolation="nearest",
+        vmin=lo,
+        vmax=max(hi, lo + 1e-6),
+        extent=(spec_extent[0], spec_extent[1], 0, m),
+    )
     scale = max(float(vmax), 1e-12)
     if grid.size:
         level = np.clip(np.nan_to_num(grid, nan=0.0) / scale, 0.0, 1.0)
         rgba = np.zeros(grid.shape + (4,))
         rgba[..., :3] = OVERLAY_RGB
         rgba[..., 3] = OVERLAY_ALPHA * level
-        ax.imshow(rgba, origin="lower", aspect="auto", interpolation="nearest",
-                  extent=(grid_extent[0], grid_extent[1], 0, m))
+        ax.imshow(
+            rgba, origin="lower", aspect="auto", interpolation="nearest", extent=(grid_extent[0], grid_extent[1], 0, m)
+        )
         finite = np.isfinite(grid).any(axis=0)
         over_time = np.where(finite, np.nanmax(np.where(np.isnan(grid), -np.inf, grid), axis=0), np.nan)
         edges = np.linspace(grid_extent[0], grid_extent[1], grid.shape[1] + 1)
@@ -356,4 +468,58 @@ def activation_overlay_figure(spec: np.ndarray, spec_extent: tuple[float, float]
     ax_t.set_yticks([])
     ax_t.xaxis.set_major_locator(MaxNLocator(6))
     ax_t.tick_params(labelsize=6, length=2, pad=1)
+    return fig
+
+
+def verdict_figure(sets: pd.DataFrame, unstable_below: float = 0.5) -> Figure:
+    """Every ablated set of a run side by side, one panel per (task, model) (rows of
+    ``report/ablation_summary.csv``): the on-target change with its paired bootstrap interval (error bar),
+    the central interval of its matched random draws (grey bar), filled markers for the sets called
+    specific, and sets whose mean Jaccard over replicates is below ``unstable_below`` drawn hollow with
+    their class label marked ``(unstable)``."""
+    keys = list(dict.fromkeys(zip(sets["task"], sets["model"])))
+    n = max(len(keys), 1)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), squeeze=False)
+    for ax, (task, model) in zip(axes.flat, keys):
+        g = sets[(sets["task"] == task) & (sets["model"] == model)].reset_index(drop=True)
+        x = np.arange(len(g))
+        d = g["on_target_delta"].to_numpy(dtype=float)
+        lo, hi = g["change_lo"].to_numpy(dtype=float), g["change_hi"].to_numpy(dtype=float)
+        rlo, rhi = g["random_delta_lo"].to_numpy(dtype=float), g["random_delta_hi"].to_numpy(dtype=float)
+        ax.bar(
+            x,
+            np.nan_to_num(rhi - rlo),
+            bottom=np.nan_to_num(rlo),
+            width=0.6,
+            color="lightgrey",
+            label="random draws (95 %)",
+        )
+        ax.errorbar(x, d, yerr=[np.nan_to_num(d - lo), np.nan_to_num(hi - d)], fmt="none", ecolor="k", capsize=3)
+        jac = pd.to_numeric(g.get("stability_mean_jaccard", pd.Series(np.nan, index=g.index)), errors="coerce")
+        unstable = (jac < unstable_below).to_numpy()
+        specific = g["specific"].astype(bool).to_numpy()
+        for i in range(len(g)):
+            ax.plot(
+                x[i],
+                d[i],
+                "o",
+                color="tab:red" if specific[i] else "tab:blue",
+                markerfacecolor="none" if unstable[i] else None,
+                markersize=6,
+            )
+        ax.axhline(0.0, color="k", linewidth=0.5)
+        ax.set_xticks(x)
+        ax.set_xticklabels(
+            [f"{c} (unstable)" if u else str(c) for c, u in zip(g["class"], unstable)],
+            rotation=90,
+            fontsize=_tick_fontsize(len(g)),
+        )
+        ax.set_title(f"{task} · {model}", fontsize=9)
+        ax.set_ylabel("change of own recall")
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.axis("off")
+    fig.suptitle("Ablated sets: change [bootstrap 95 %] vs random draws; red = specific, hollow = unstable", fontsize=9)
+    fig.tight_layout()
     return fig

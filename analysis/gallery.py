@@ -12,6 +12,7 @@ Times: a front-end frame ``f`` is centred at ``f * frame_seconds`` (centred STFT
 on ``f * hop``), so a position spanning frames ``[f, f + frames_per_position)`` covers
 ``[(f - 0.5) * frame_seconds, (f + frames_per_position - 0.5) * frame_seconds)``.
 """
+
 from __future__ import annotations
 
 import math
@@ -68,8 +69,9 @@ def top_clips_of(top: dict[str, Any], layer: int, neuron: int, limit: Optional[i
     for r in range(score.shape[0]):
         if int(index[r]) < 0:
             continue
-        out.append(TopClip(rank=len(out), score=float(score[r]), index=int(index[r]), frame=int(frame[r]),
-                           band=int(band[r])))
+        out.append(
+            TopClip(rank=len(out), score=float(score[r]), index=int(index[r]), frame=int(frame[r]), band=int(band[r]))
+        )
         if limit is not None and len(out) >= limit:
             break
     return out
@@ -89,8 +91,14 @@ class ActivationGrid:
     peak_band: int
 
 
-def activation_grid(values: Tensor, frame: Tensor, counted: Tensor, band: Optional[Tensor] = None,
-                    n_bands: int = 0, frames_per_position: int = 1) -> ActivationGrid:
+def activation_grid(
+    values: Tensor,
+    frame: Tensor,
+    counted: Tensor,
+    band: Optional[Tensor] = None,
+    n_bands: int = 0,
+    frames_per_position: int = 1,
+) -> ActivationGrid:
     """Map one neuron's activations on one clip over (band, time column).
 
     Args:
@@ -111,8 +119,10 @@ def activation_grid(values: Tensor, frame: Tensor, counted: Tensor, band: Option
     """
     values, frame, counted = values.float().reshape(-1), frame.long().reshape(-1), counted.bool().reshape(-1)
     if not (values.shape == frame.shape == counted.shape):
-        raise ValueError(f"values {tuple(values.shape)}, frame {tuple(frame.shape)} and counted "
-                         f"{tuple(counted.shape)} must have one entry per position")
+        raise ValueError(
+            f"values {tuple(values.shape)}, frame {tuple(frame.shape)} and counted "
+            f"{tuple(counted.shape)} must have one entry per position"
+        )
     if frames_per_position < 1:
         raise ValueError(f"frames_per_position must be >= 1, got {frames_per_position}")
     rows = max(int(n_bands), 1)

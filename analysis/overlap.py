@@ -3,6 +3,7 @@
 Sets are boolean masks ``[C, L, N]`` (class c holds neuron (l, n)); see
 :func:`analysis.aape.neurons_to_masks`. Jaccard of two empty sets is undefined and returned as NaN.
 """
+
 from __future__ import annotations
 
 import torch
@@ -86,5 +87,4 @@ def shared_per_layer(a: Tensor, b: Tensor) -> dict[str, Tensor]:
     """
     ua, ub = union_mask(a), union_mask(b)
     pairs = torch.einsum("aln,bln->l", a.double(), b.double()).round().long()
-    return {"a": per_layer_counts(ua), "b": per_layer_counts(ub), "shared": per_layer_counts(ua & ub),
-            "pairs": pairs}
+    return {"a": per_layer_counts(ua), "b": per_layer_counts(ub), "shared": per_layer_counts(ua & ub), "pairs": pairs}

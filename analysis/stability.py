@@ -28,6 +28,7 @@ Threshold sweep
 Every combination of ``top_rate`` × ``filter_rate`` × ``activation_bar_ratio`` of the grid is run on the
 full data; per class the set size and the Jaccard to the set at the reference thresholds are reported.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -115,18 +116,20 @@ def bootstrap_stability(
     rows = []
     for c, name in enumerate(classes):
         j = jac[:, c][np.isfinite(jac[:, c])]
-        rows.append({
-            "class": name,
-            "n_neurons": int(ref[c].sum()),
-            "mean_size": float(sizes[:, c].mean()),
-            "size_low": float(np.percentile(sizes[:, c], 2.5)),
-            "size_high": float(np.percentile(sizes[:, c], 97.5)),
-            "mean_jaccard": float(j.mean()) if j.size else float("nan"),
-            "jaccard_low": float(np.percentile(j, 2.5)) if j.size else float("nan"),
-            "jaccard_high": float(np.percentile(j, 97.5)) if j.size else float("nan"),
-            "n_undefined": int(replicates - j.size),
-            "replicates": replicates,
-        })
+        rows.append(
+            {
+                "class": name,
+                "n_neurons": int(ref[c].sum()),
+                "mean_size": float(sizes[:, c].mean()),
+                "size_low": float(np.percentile(sizes[:, c], 2.5)),
+                "size_high": float(np.percentile(sizes[:, c], 97.5)),
+                "mean_jaccard": float(j.mean()) if j.size else float("nan"),
+                "jaccard_low": float(np.percentile(j, 2.5)) if j.size else float("nan"),
+                "jaccard_high": float(np.percentile(j, 97.5)) if j.size else float("nan"),
+                "n_undefined": int(replicates - j.size),
+                "replicates": replicates,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -163,10 +166,27 @@ def threshold_sweep(
         sizes, ref_sizes = m.sum(1).tolist(), ref_m.sum(1).tolist()
         jac = paired_jaccard(m, ref_m).tolist()
         for c, name in enumerate(classes):
-            rows.append({**base, "class": name, "n_neurons": int(sizes[c]), "reference_n_neurons": int(ref_sizes[c]),
-                         "jaccard_to_reference": jac[c], "n_selected": r.n_selected, "warnings": ""})
+            rows.append(
+                {
+                    **base,
+                    "class": name,
+                    "n_neurons": int(sizes[c]),
+                    "reference_n_neurons": int(ref_sizes[c]),
+                    "jaccard_to_reference": jac[c],
+                    "n_selected": r.n_selected,
+                    "warnings": "",
+                }
+            )
         u = m.any(0)
-        rows.append({**base, "class": "__all__", "n_neurons": int(u.sum()), "reference_n_neurons": int(ref_all.sum()),
-                     "jaccard_to_reference": jaccard(u, ref_all), "n_selected": r.n_selected,
-                     "warnings": " | ".join(r.warnings)})
+        rows.append(
+            {
+                **base,
+                "class": "__all__",
+                "n_neurons": int(u.sum()),
+                "reference_n_neurons": int(ref_all.sum()),
+                "jaccard_to_reference": jaccard(u, ref_all),
+                "n_selected": r.n_selected,
+                "warnings": " | ".join(r.warnings),
+            }
+        )
     return pd.DataFrame(rows)

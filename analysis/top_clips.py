@@ -19,6 +19,7 @@ Per site call the hot path needs, for every row and neuron, the peak activation 
 peaks of a clip's rows and calls are folded into a per-clip *peak key* (:func:`pack_peak`), an int64 that
 orders ties by frame, then band.
 """
+
 from __future__ import annotations
 
 import math
@@ -134,8 +135,14 @@ def merge_gathered(parts: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 @torch.no_grad()
-def update_top(top: dict[str, Tensor], score: Tensor, index: Tensor, candidate: Tensor,
-               peak_key: Optional[Tensor] = None, n_bands: int = 0) -> None:
+def update_top(
+    top: dict[str, Tensor],
+    score: Tensor,
+    index: Tensor,
+    candidate: Tensor,
+    peak_key: Optional[Tensor] = None,
+    n_bands: int = 0,
+) -> None:
     """Offer one batch's clips to every site of ``top`` (in place, on the state's device, no host sync).
 
     Args:
@@ -163,8 +170,12 @@ def update_top(top: dict[str, Tensor], score: Tensor, index: Tensor, candidate: 
         f = torch.where(ok, f, -1).transpose(1, 2)
         bd = torch.where(ok, bd, -1).transpose(1, 2)
     k = top["score"].shape[-1]
-    out_s, out_i, (out_f, out_b) = select_top(torch.cat([top["score"], s], -1), torch.cat([top["index"], i], -1),
-                                              [torch.cat([top["frame"], f], -1), torch.cat([top["band"], bd], -1)], k)
+    out_s, out_i, (out_f, out_b) = select_top(
+        torch.cat([top["score"], s], -1),
+        torch.cat([top["index"], i], -1),
+        [torch.cat([top["frame"], f], -1), torch.cat([top["band"], bd], -1)],
+        k,
+    )
     top.update(score=out_s, index=out_i, frame=out_f, band=out_b)
 
 
@@ -231,13 +242,22 @@ def unpack_peak(key: Tensor, n_bands: int) -> tuple[Tensor, Tensor]:
 def new_peaks(n_clips: int, n_neurons: int, device: torch.device | str | None = None) -> dict[str, Tensor]:
     """Per-clip peak buffer of one site and batch: ``peak`` float32 ``[B, N]`` (-inf) and ``peak_key``
     int64 ``[B, N]`` (unset)."""
-    return {"peak": torch.full((n_clips, n_neurons), float("-inf"), device=device),
-            "peak_key": torch.full((n_clips, n_neurons), _NO_KEY, dtype=torch.int64, device=device)}
+    return {
+        "peak": torch.full((n_clips, n_neurons), float("-inf"), device=device),
+        "peak_key": torch.full((n_clips, n_neurons), _NO_KEY, dtype=torch.int64, device=device),
+    }
 
 
 @torch.no_grad()
-def accumulate_peaks(buffer: dict[str, Tensor], value: Tensor, position: Tensor, clip: Tensor, frames: Tensor,
-                     band: Optional[Tensor], n_bands: int) -> None:
+def accumulate_peaks(
+    buffer: dict[str, Tensor],
+    value: Tensor,
+    position: Tensor,
+    clip: Tensor,
+    frames: Tensor,
+    band: Optional[Tensor],
+    n_bands: int,
+) -> None:
     """Fold one site call's row peaks into the per-clip ``peak``/``peak_key`` of ``buffer`` (in place).
 
     Args:

@@ -3,6 +3,7 @@
 Target: ``select_neurons`` < 1 s. Prints the median of a few runs per mode and the ratio to the
 target. Run: ``.venv/bin/python benchmarks/aape_select.py``.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -35,8 +36,10 @@ def main(L: int = 12, N: int = 3072, C: int = 50, repeats: int = 5) -> None:
             times.append(time.perf_counter() - t0)
         med = statistics.median(times)
         n_sel = sum(int(t.numel()) for c in neurons for t in c)
-        print(f"  mode={mode:<7} median {med:.3f} s (min {min(times):.3f}, max {max(times):.3f}); "
-              f"ratio to {TARGET_S:.0f} s target: {med / TARGET_S:.2f}; class assignments {n_sel}")
+        print(
+            f"  mode={mode:<7} median {med:.3f} s (min {min(times):.3f}, max {max(times):.3f}); "
+            f"ratio to {TARGET_S:.0f} s target: {med / TARGET_S:.2f}; class assignments {n_sel}"
+        )
 
 
 if __name__ == "__main__":

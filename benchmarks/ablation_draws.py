@@ -17,6 +17,7 @@ cost per test (seconds per set tested against draws, summed over the pairs). Aud
 folder vs ``--run``, from ``ablation_conditions.json``): every condition goes through every test clip, so
 their ratio is the stage's cost ratio up to the later rounds' re-reading of the test split.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,10 @@ def count_conditions(p: Pipeline, today: Path, pairs: list[tuple[str, str]]) -> 
         for root in (today, p.out):
             rec = read_ablation_conditions(OutputTree(root).ablation(t, m))
             ran.append(len(rec["conditions"]))
-        tests = sum(c["kind"] in ("class", "explicit", "shared") and c.get("profile") is not None
-                    for c in read_ablation_conditions(p.ablation_dir(t, m))["conditions"])
+        tests = sum(
+            c["kind"] in ("class", "explicit", "shared") and c.get("profile") is not None
+            for c in read_ablation_conditions(p.ablation_dir(t, m))["conditions"]
+        )
         tot = [tot[0] + ran[0], tot[1] + ran[1]]
         print(f"{t}_{m}: conditions {ran[0]} today vs {ran[1]} ({ran[1] / ran[0]:.2f} x), {tests} tested sets")
     print(f"ALL: conditions {tot[0]} today vs {tot[1]} ({tot[1] / tot[0]:.2f} x) (target <= 2)")
@@ -71,8 +74,13 @@ def count_conditions(p: Pipeline, today: Path, pairs: list[tuple[str, str]]) -> 
 
 def callback(p: Pipeline, task: str, model: str, **over) -> AblationCallback:
     a = {k: v for k, v in p.cfg["ablation"].items() if k not in _ABLATION_PIPELINE_KEYS}
-    a.update({k: p.cfg["tasks"][task][k] for k in ("neuron_lists", "shared", "class_aliases")
-              if p.cfg["tasks"][task][k] is not None})
+    a.update(
+        {
+            k: p.cfg["tasks"][task][k]
+            for k in ("neuron_lists", "shared", "class_aliases")
+            if p.cfg["tasks"][task][k] is not None
+        }
+    )
     if a.get("random_draws") == "auto" and a.get("corrected_tests") is None:
         a["corrected_tests"] = p.corrected_tests()
     a.update(over, figures=False)
@@ -110,7 +118,7 @@ def bench_pair(p: Pipeline, task: str, model: str, a: argparse.Namespace) -> dic
     dm = p.datamodule(task, encoder, batch_size=p.cfg["ablation"]["batch_size"] or p.cfg["data"]["batch_size"])
     dm.setup("test")
     batches = list(dm.test_dataloader())
-    batches = batches[:a.batches] if a.batches else batches
+    batches = batches[: a.batches] if a.batches else batches
     old, new = callback(p, task, model, **TODAY), callback(p, task, model)
     with torch.inference_mode():
         for cb in (old, new):
@@ -125,7 +133,7 @@ def bench_pair(p: Pipeline, task: str, model: str, a: argparse.Namespace) -> dic
                 for i, b in enumerate(batches):
                     runs = [(old, old_rounds), (new, new_rounds)]
                     times = {}
-                    for cb, rounds in (runs if (i + r) % 2 == 0 else runs[::-1]):
+                    for cb, rounds in runs if (i + r) % 2 == 0 else runs[::-1]:
                         t0 = time.perf_counter()
                         drive(cb, module, [b], rounds)
                         times[id(cb)] = time.perf_counter() - t0
@@ -135,9 +143,18 @@ def bench_pair(p: Pipeline, task: str, model: str, a: argparse.Namespace) -> dic
         finally:
             old._remove()
             new._remove()
-    return dict(pair=f"{task}_{model}", ratios=ratios, t_old=t_old, t_new=t_new, tests=tests,
-                old_conditions=len(old_rounds[0]), new_conditions=sum(map(len, new_rounds)), rounds=len(new_rounds),
-                draws=new.resolved_draws, clips=sum(int(b["label"].numel()) for b in batches))
+    return dict(
+        pair=f"{task}_{model}",
+        ratios=ratios,
+        t_old=t_old,
+        t_new=t_new,
+        tests=tests,
+        old_conditions=len(old_rounds[0]),
+        new_conditions=sum(map(len, new_rounds)),
+        rounds=len(new_rounds),
+        draws=new.resolved_draws,
+        clips=sum(int(b["label"].numel()) for b in batches),
+    )
 
 
 def quartiles(rs: list[float]) -> tuple[float, float, float]:
@@ -152,9 +169,11 @@ def main() -> None:
     pairs = [(t, m) for t in cfg["tasks"] for m in cfg["models"]]
     if a.pairs:
         pairs = [(t, m) for t, m in pairs if f"{t}_{m}" in a.pairs]
-    print(f"{a.config} on {a.run}: today R = 8 (lowest-entropy 4, own draws, one pass) vs the default "
-          f"(random_draws {cfg['ablation']['random_draws']}, draws_stop_after {cfg['ablation']['draws_stop_after']}, "
-          f"shared); torch threads {torch.get_num_threads()}")
+    print(
+        f"{a.config} on {a.run}: today R = 8 (lowest-entropy 4, own draws, one pass) vs the default "
+        f"(random_draws {cfg['ablation']['random_draws']}, draws_stop_after {cfg['ablation']['draws_stop_after']}, "
+        f"shared); torch threads {torch.get_num_threads()}"
+    )
     if a.count_from:
         count_conditions(p, Path(a.count_from), pairs)
         return
@@ -163,18 +182,24 @@ def main() -> None:
         res = bench_pair(p, t, m, a)
         results.append(res)
         q1, med, q3 = quartiles(res["ratios"])
-        print(f"{res['pair']}: {res['clips']} clips, R = {res['draws']}, conditions {res['old_conditions']} today vs "
-              f"{res['new_conditions']} in {res['rounds']} rounds; time {res['t_old']:.1f} s vs {res['t_new']:.1f} s; "
-              f"per-batch ratio median {med:.2f} (quartiles {q1:.2f}-{q3:.2f}, {len(res['ratios'])} batches)")
+        print(
+            f"{res['pair']}: {res['clips']} clips, R = {res['draws']}, conditions {res['old_conditions']} today vs "
+            f"{res['new_conditions']} in {res['rounds']} rounds; time {res['t_old']:.1f} s vs {res['t_new']:.1f} s; "
+            f"per-batch ratio median {med:.2f} (quartiles {q1:.2f}-{q3:.2f}, {len(res['ratios'])} batches)"
+        )
     every = [r for res in results for r in res["ratios"]]
     q1, med, q3 = quartiles(every)
     t_old, t_new = sum(r["t_old"] for r in results), sum(r["t_new"] for r in results)
     tests = sum(r["tests"] for r in results)
-    print(f"ALL: stage time {t_old:.1f} s today vs {t_new:.1f} s (ratio of sums {t_new / t_old:.2f}); per-batch ratio "
-          f"median {med:.2f} (quartiles {q1:.2f}-{q3:.2f}, {len(every)} batches) (target <= 2)")
+    print(
+        f"ALL: stage time {t_old:.1f} s today vs {t_new:.1f} s (ratio of sums {t_new / t_old:.2f}); per-batch ratio "
+        f"median {med:.2f} (quartiles {q1:.2f}-{q3:.2f}, {len(every)} batches) (target <= 2)"
+    )
     if tests:
-        print(f"cost per test ({tests} sets tested against draws): {t_old / tests:.2f} s today vs "
-              f"{t_new / tests:.2f} s at the default")
+        print(
+            f"cost per test ({tests} sets tested against draws): {t_old / tests:.2f} s today vs "
+            f"{t_new / tests:.2f} s at the default"
+        )
 
 
 if __name__ == "__main__":

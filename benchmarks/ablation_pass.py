@@ -13,6 +13,7 @@ DDP; the printed ratios are the medians of the per-batch ratios over processes a
     python benchmarks/ablation_pass.py [--depth 4] [--width 768] [--clips 32] [--batch 8] [--seconds 2]
                                        [--conditions 8] [--repeats 3] [--processes 1|2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,15 @@ def measure_all(a: argparse.Namespace, rank: int = 0, world: int = 1) -> dict[st
     """Ratios (one pass of C conditions) / (C bare passes) per strategy and repeat, on this process's share
     of the batches."""
     torch.manual_seed(0)
-    enc = M2DEncoder(checkpoint=None, width=a.width, depth=a.depth, num_heads=max(1, a.width // 64),
-                     mlp_ratio=4.0, seed=0, name="bench").eval()
+    enc = M2DEncoder(
+        checkpoint=None,
+        width=a.width,
+        depth=a.depth,
+        num_heads=max(1, a.width // 64),
+        mlp_ratio=4.0,
+        seed=0,
+        name="bench",
+    ).eval()
     model = _Module(enc).eval()
     S = int(16000 * a.seconds)
     batches = [torch.randn(a.batch, S) * 0.1 for _ in range(max(1, a.clips // a.batch))]
@@ -76,16 +84,26 @@ def measure_all(a: argparse.Namespace, rank: int = 0, world: int = 1) -> dict[st
     g = torch.Generator().manual_seed(1)
     lists = []
     for i in range(a.conditions - 1):
-        pairs = {(int(torch.randint(0, len(sn), (1,), generator=g)), int(torch.randint(0, sn[0] - 1, (1,), generator=g)))
-                 for _ in range(a.neurons)}
+        pairs = {
+            (int(torch.randint(0, len(sn), (1,), generator=g)), int(torch.randint(0, sn[0] - 1, (1,), generator=g)))
+            for _ in range(a.neurons)
+        }
         lists.append(NeuronList(f"set{i}", [list(p) for p in sorted(pairs)], []))
     C = a.conditions
-    trainer = SimpleNamespace(world_size=world, strategy=SimpleNamespace(
-        reduce=lambda t, reduce_op: (dist.all_reduce(t), t)[1]))
+    trainer = SimpleNamespace(
+        world_size=world, strategy=SimpleNamespace(reduce=lambda t, reduce_op: (dist.all_reduce(t), t)[1])
+    )
 
     def make_cb(strategy: str, per_pass: int) -> AblationCallback:
-        cb = AblationCallback(out_dir="unused", neuron_lists=lists, class_sets=False, random_draws=0,
-                              strategy=strategy, conditions_per_pass=per_pass, figures=False)
+        cb = AblationCallback(
+            out_dir="unused",
+            neuron_lists=lists,
+            class_sets=False,
+            random_draws=0,
+            strategy=strategy,
+            conditions_per_pass=per_pass,
+            figures=False,
+        )
         cb.build(enc, [str(i) for i in range(10)])
         assert len(cb.conditions) == C
         cb.correct = torch.zeros(C, 10, dtype=torch.long)
@@ -152,9 +170,11 @@ def _worker(rank: int, world: int, port: int, a: argparse.Namespace, queue) -> N
 def main() -> None:
     a = parse()
     C = a.conditions
-    print(f"M2D random init depth {a.depth} width {a.width}: {max(1, a.clips // a.batch)} batches x {a.batch} "
-          f"clips x {a.seconds} s, C = {C} conditions ({a.neurons} neurons each), {a.processes} process(es), "
-          f"torch threads {torch.get_num_threads() if a.processes == 1 else 1} per process")
+    print(
+        f"M2D random init depth {a.depth} width {a.width}: {max(1, a.clips // a.batch)} batches x {a.batch} "
+        f"clips x {a.seconds} s, C = {C} conditions ({a.neurons} neurons each), {a.processes} process(es), "
+        f"torch threads {torch.get_num_threads() if a.processes == 1 else 1} per process"
+    )
     if a.processes == 1:
         ratios = measure_all(a)
     else:
@@ -172,9 +192,11 @@ def main() -> None:
         ratios = {k: [r for _, part in parts for r in part[k]] for k in parts[0][1]}
     for name, rs in ratios.items():
         q1, med, q3 = statistics.quantiles(rs, n=4) if len(rs) > 1 else (rs[0],) * 3
-        print(f"{name:>10}: one pass of C = {C} conditions / (C x bare pass) = {med:.3f} "
-              f"(median of {len(rs)} batch ratios, quartiles {q1:.3f}-{q3:.3f}, range {min(rs):.3f}-{max(rs):.3f}) "
-              f"(P3, target <= 1.05)")
+        print(
+            f"{name:>10}: one pass of C = {C} conditions / (C x bare pass) = {med:.3f} "
+            f"(median of {len(rs)} batch ratios, quartiles {q1:.3f}-{q3:.3f}, range {min(rs):.3f}-{max(rs):.3f}) "
+            f"(P3, target <= 1.05)"
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ batch; printed: the median of the per-batch ratios on / off with quartiles, and 
 
     python benchmarks/ablation_prefix.py [--sets 40] [--neurons 14] [--from-site 0] [--batches 6] [--repeats 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,14 +56,21 @@ def neuron_lists(enc: CrepeEncoder, a: argparse.Namespace) -> list[NeuronList]:
     pool = [(l, n) for l, size in enumerate(enc.site_neurons) if l >= a.from_site for n in range(size)]
     out = []
     for s in range(a.sets):
-        pick = torch.randperm(len(pool), generator=g)[:a.neurons].tolist()
+        pick = torch.randperm(len(pool), generator=g)[: a.neurons].tolist()
         out.append(NeuronList(name=f"set{s}", neurons=[list(pool[i]) for i in pick], targets=[CLASSES[s % 6]]))
     return out
 
 
 def callback(enc: CrepeEncoder, lists: list[NeuronList], share: bool) -> AblationCallback:
-    cb = AblationCallback(out_dir="unused", class_sets=False, neuron_lists=lists, random_draws=0,
-                          conditions_per_pass=4, share_prefix=share, figures=False)
+    cb = AblationCallback(
+        out_dir="unused",
+        class_sets=False,
+        neuron_lists=lists,
+        random_draws=0,
+        conditions_per_pass=4,
+        share_prefix=share,
+        figures=False,
+    )
     cb.build(enc, CLASSES)
     cb._register(enc)
     cb._start_round(cb.conditions, enc, "cpu")
@@ -75,8 +83,14 @@ def main() -> None:
     enc = CrepeEncoder(capacity="tiny", pretrained=True, hop_ms=250.0, embedding_layer=6)
     module = _Module(enc).eval()
     lists = neuron_lists(enc, a)
-    batches = [{"audio": torch.randn(a.batch, 8000) * 0.1, "length": torch.full((a.batch,), 8000),
-                "label": torch.randint(0, 6, (a.batch,))} for _ in range(a.batches)]
+    batches = [
+        {
+            "audio": torch.randn(a.batch, 8000) * 0.1,
+            "length": torch.full((a.batch,), 8000),
+            "label": torch.randint(0, 6, (a.batch,)),
+        }
+        for _ in range(a.batches)
+    ]
     on, off = callback(enc, lists, True), callback(enc, lists, False)
     ratios, total = [], {True: 0.0, False: 0.0}
     with torch.inference_mode():
@@ -88,7 +102,7 @@ def main() -> None:
             for i, b in enumerate(batches):
                 logits = module(b["audio"], b["length"])
                 times = {}
-                for share in ((True, False) if (i + r) % 2 == 0 else (False, True)):
+                for share in (True, False) if (i + r) % 2 == 0 else (False, True):
                     cb = on if share else off
                     t0 = time.perf_counter()
                     cb._score(module, b, 0, 0, logits)
@@ -98,11 +112,15 @@ def main() -> None:
     on._remove()
     off._remove()
     q = statistics.quantiles(ratios, n=4)
-    print(f"CREPE tiny, {len(on.conditions)} conditions ({a.sets} sets of {a.neurons} neurons from site "
-          f"{a.from_site} on), {a.batches} batches of {a.batch} x {a.repeats} repeats, torch threads "
-          f"{torch.get_num_threads()}")
-    print(f"per-batch time ratio prefix on / off: median {statistics.median(ratios):.3f} "
-          f"(quartiles {q[0]:.3f}-{q[2]:.3f}, n={len(ratios)}); totals on {total[True]:.2f} s, off {total[False]:.2f} s")
+    print(
+        f"CREPE tiny, {len(on.conditions)} conditions ({a.sets} sets of {a.neurons} neurons from site "
+        f"{a.from_site} on), {a.batches} batches of {a.batch} x {a.repeats} repeats, torch threads "
+        f"{torch.get_num_threads()}"
+    )
+    print(
+        f"per-batch time ratio prefix on / off: median {statistics.median(ratios):.3f} "
+        f"(quartiles {q[0]:.3f}-{q[2]:.3f}, n={len(ratios)}); totals on {total[True]:.2f} s, off {total[False]:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ there). The galleries read ``top_clips.pt``, which the statistics pass writes (`
 
     python benchmarks/gallery_stage.py [--out outputs/bench_gallery] [--repeats 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,10 @@ def main() -> None:
                 print(f"repeat {r}: gallery {task}_{model}: {dt:.1f} s ({shown} neurons, {images} images)")
         totals.append(total)
         print(f"repeat {r}: all gallery stages {total:.1f} s")
-    print(f"gallery stages of the demo: median {statistics.median(totals):.1f} s over {len(totals)} repeat(s) "
-          f"(min {min(totals):.1f}, max {max(totals):.1f}); target < {TARGET_SECONDS:.0f} s")
+    print(
+        f"gallery stages of the demo: median {statistics.median(totals):.1f} s over {len(totals)} repeat(s) "
+        f"(min {min(totals):.1f}, max {max(totals):.1f}); target < {TARGET_SECONDS:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@
 Clips are synthesised from their index (the dataset holds no audio), so memory can only grow through
 what predict and the callback keep. ViT-Base takes a few seconds per batch of 8 clips of 10 s on 2 cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,8 +72,14 @@ class SynthClips(Dataset):
         g = torch.Generator().manual_seed(i)
         t = torch.arange(self.samples) / 16000
         audio = 0.1 * torch.randn(self.samples, generator=g) + 0.3 * torch.sin(2 * torch.pi * (110 * 2 ** (i % 4)) * t)
-        return {"audio": audio.float(), "length": torch.tensor(self.samples), "label": torch.tensor(i % 4),
-                "index": torch.tensor(i), "split": "train", "file_name": f"clip_{i:05d}.wav"}
+        return {
+            "audio": audio.float(),
+            "length": torch.tensor(self.samples),
+            "label": torch.tensor(i % 4),
+            "index": torch.tensor(i),
+            "split": "train",
+            "file_name": f"clip_{i:05d}.wav",
+        }
 
 
 class SynthDataModule(L.LightningDataModule):
@@ -111,8 +118,9 @@ class WideToyEncoder(AudioEncoder):
 
 # -- 1. time -----------------------------------------------------------------------------------------------
 def _callback(top_k: int, compile: bool = False) -> ActivationStatsCallback:
-    return ActivationStatsCallback(out_dir="unused", top_k=top_k, act_sum=False, features=True, compile=compile,
-                                   log_tensorboard=False)
+    return ActivationStatsCallback(
+        out_dir="unused", top_k=top_k, act_sum=False, features=True, compile=compile, log_tensorboard=False
+    )
 
 
 def _clock(device: torch.device) -> tuple[float, float]:
@@ -122,8 +130,9 @@ def _clock(device: torch.device) -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def time_batches(device: torch.device, batches: list[dict], repeats: int,
-                 compiled: bool) -> dict[str, list[tuple[float, float]]]:
+def time_batches(
+    device: torch.device, batches: list[dict], repeats: int, compiled: bool
+) -> dict[str, list[tuple[float, float]]]:
     """(wall, CPU) seconds per batch of each variant, interleaved batch by batch in rotating order."""
     enc = M2DEncoder(seed=0).eval().to(device)  # ViT-Base dims, random init
     module = SimpleNamespace(encoder=enc)
@@ -159,7 +168,7 @@ def time_batches(device: torch.device, batches: list[dict], repeats: int,
         k = 0
         for _ in range(repeats):
             for batch in batches:
-                order = names[k % len(names):] + names[: k % len(names)]
+                order = names[k % len(names) :] + names[: k % len(names)]
                 k += 1
                 for name in order:
                     times[name].append(run(name, batch))
@@ -168,8 +177,10 @@ def time_batches(device: torch.device, batches: list[dict], repeats: int,
 
 def _summary(ratios: list[float]) -> str:
     q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-    return (f"median {statistics.median(ratios):.3f} (quartiles {q[0]:.3f}-{q[2]:.3f}, range "
-            f"{min(ratios):.3f}-{max(ratios):.3f}, {len(ratios)} batches)")
+    return (
+        f"median {statistics.median(ratios):.3f} (quartiles {q[0]:.3f}-{q[2]:.3f}, range "
+        f"{min(ratios):.3f}-{max(ratios):.3f}, {len(ratios)} batches)"
+    )
 
 
 def report_time(device: torch.device, a: argparse.Namespace) -> None:
@@ -183,9 +194,11 @@ def report_time(device: torch.device, a: argparse.Namespace) -> None:
         batches.append(b)
     t = time_batches(device, batches, a.repeats, not a.no_compile)
     tag = f"[{device.type}, {torch.get_num_threads()} threads]"
-    print(f"{tag} M2D ViT-Base random init, {a.batches} batches x {a.batch_size} clips x {a.seconds:g} s "
-          f"(x {a.repeats}); median wall s/batch: " + ", ".join(
-              f"{k} {statistics.median(x[0] for x in v):.3f}" for k, v in t.items()))
+    print(
+        f"{tag} M2D ViT-Base random init, {a.batches} batches x {a.batch_size} clips x {a.seconds:g} s "
+        f"(x {a.repeats}); median wall s/batch: "
+        + ", ".join(f"{k} {statistics.median(x[0] for x in v):.3f}" for k, v in t.items())
+    )
     for clock, j in (("wall-clock", 0), ("CPU time", 1)):
         if clock == "CPU time" and device.type != "cpu":
             continue
@@ -205,20 +218,43 @@ def report_time(device: torch.device, a: argparse.Namespace) -> None:
 def rss_child(n: int, seconds: float, batch_size: int, model: str) -> None:
     enc = WideToyEncoder() if model == "toy" else M2DEncoder(seed=0)
     with tempfile.TemporaryDirectory() as out:
-        trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                            enable_model_summary=False,
-                            callbacks=[ActivationStatsCallback(out_dir=out, overwrite=True, log_tensorboard=False)])
-        trainer.predict(FeatureExtractor(enc), datamodule=SynthDataModule(n, seconds, batch_size),
-                        return_predictions=False)
+        trainer = L.Trainer(
+            accelerator="cpu",
+            devices=1,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[ActivationStatsCallback(out_dir=out, overwrite=True, log_tensorboard=False)],
+        )
+        trainer.predict(
+            FeatureExtractor(enc), datamodule=SynthDataModule(n, seconds, batch_size), return_predictions=False
+        )
         size = sum(f.stat().st_size for f in Path(out).rglob("features.pt"))
-    print(json.dumps({"clips": n, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                      "features_bytes": size}))
+    print(
+        json.dumps(
+            {"clips": n, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "features_bytes": size}
+        )
+    )
 
 
 def rss_of(n: int, seconds: float, batch_size: int, model: str) -> dict:
-    p = subprocess.run([sys.executable, __file__, "--rss-child", str(n), "--seconds", str(seconds),
-                        "--batch-size", str(batch_size), "--rss-model", model], capture_output=True, text=True,
-                       check=False)
+    p = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--rss-child",
+            str(n),
+            "--seconds",
+            str(seconds),
+            "--batch-size",
+            str(batch_size),
+            "--rss-model",
+            model,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if p.returncode != 0:
         raise RuntimeError(f"RSS child failed:\n{p.stderr[-3000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -230,11 +266,15 @@ def report_rss(a: argparse.Namespace) -> None:
     small = rss_of(a.rss_clips, seconds, bs, a.rss_model)
     large = rss_of(a.rss_clips * a.rss_factor, seconds, bs, a.rss_model)
     mib = 1024.0
-    print(f"peak RSS ({a.rss_model}, {seconds:g} s clips, batch {bs}, embeddings written): {small['clips']} clips "
-          f"{small['maxrss_kb'] / mib:.1f} MiB (features.pt {small['features_bytes'] / 2**20:.1f} MiB), "
-          f"{large['clips']} clips {large['maxrss_kb'] / mib:.1f} MiB (features.pt "
-          f"{large['features_bytes'] / 2**20:.1f} MiB)")
-    print(f"RATIO peak RSS {a.rss_factor}x / 1x clips (P2, target <= 1.05) = {large['maxrss_kb'] / small['maxrss_kb']:.3f}")
+    print(
+        f"peak RSS ({a.rss_model}, {seconds:g} s clips, batch {bs}, embeddings written): {small['clips']} clips "
+        f"{small['maxrss_kb'] / mib:.1f} MiB (features.pt {small['features_bytes'] / 2**20:.1f} MiB), "
+        f"{large['clips']} clips {large['maxrss_kb'] / mib:.1f} MiB (features.pt "
+        f"{large['features_bytes'] / 2**20:.1f} MiB)"
+    )
+    print(
+        f"RATIO peak RSS {a.rss_factor}x / 1x clips (P2, target <= 1.05) = {large['maxrss_kb'] / small['maxrss_kb']:.3f}"
+    )
 
 
 def main() -> None:
@@ -259,8 +299,11 @@ def main() -> None:
         return
     if a.threads:
         torch.set_num_threads(a.threads)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, load average "
-          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, load average "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        flush=True,
+    )
     if not a.skip_time:
         report_time(torch.device("cpu"), a)
         if torch.cuda.is_available():

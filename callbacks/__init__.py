@@ -1,5 +1,7 @@
 """Thin Lightning callbacks over the functional core in :mod:`analysis`."""
+
 from .ablation import AblationCallback
 from .activation_stats import ActivationStatsCallback
+from .steering import SteeringCallback
 
-__all__ = ["AblationCallback", "ActivationStatsCallback"]
+__all__ = ["AblationCallback", "ActivationStatsCallback", "SteeringCallback"]

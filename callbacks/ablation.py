@@ -24,6 +24,7 @@ gets as many; at ``on_test_start`` the processes exchange the dataset positions 
 clip is scored by exactly one of them (:func:`analysis.ablation.owned_positions`; repeats are dropped
 before the encoder runs). The counts stay on the device until the end (no per-batch host sync).
 """
+
 from __future__ import annotations
 
 import logging
@@ -100,6 +101,9 @@ class AblationCallback(Callback):
             ``ablation_confusion.pdf`` (default: the explicit and shared conditions, else the class
             conditions with the largest drops of their own class's recall, at most
             :data:`analysis.figures.MAX_CONFUSION_PANELS`).
+        selectors: baseline selectors beside AAPE (:mod:`analysis.selectors`: ``contrast``, ``magnitude``):
+            each class's set of each selector, with the AAPE set's per-layer sizes, ablated and tested
+            against matched random draws like the class sets (needs ``run_dir``).
         figures: write the PDF figures.
         overwrite: replace existing result files.
     """
@@ -129,6 +133,7 @@ class AblationCallback(Callback):
         conditions_per_pass: PositiveInt = 4,
         share_prefix: bool = True,
         confusion_conditions: Optional[list[str]] = None,
+        selectors: Optional[list[Literal["contrast", "magnitude"]]] = None,
         figures: bool = True,
         overwrite: bool = False,
     ) -> None:
@@ -162,6 +167,7 @@ class AblationCallback(Callback):
         self.corrected_tests = None if corrected_tests is None else int(corrected_tests)
         self.draws_stop_after = None if draws_stop_after is None else int(draws_stop_after)
         self.share_draws = bool(share_draws)
+        self.selectors = list(dict.fromkeys(selectors or []))
         self.random_for_topk = random_for_topk
         self.index_plus_one = index_plus_one
         self.gain = float(gain)
@@ -194,6 +200,7 @@ class AblationCallback(Callback):
         self.correct: Optional[Tensor] = None
         self.n: Optional[Tensor] = None
         self.confusion: Optional[Tensor] = None
+        self.flips: Optional[Tensor] = None  # [2, K, C] clips lost / gained against the baseline
         self._owned: Optional[dict[int, list[Optional[Tensor]]]] = None  # DDP: batch → rows this process scores
         self.table: Optional[pd.DataFrame] = None
         self.confusion_table: Optional[pd.DataFrame] = None
@@ -202,11 +209,24 @@ class AblationCallback(Callback):
     # -- building --------------------------------------------------------------------------------
     def _conditions(self, site_neurons: list[int], random_draws: int) -> list[A.Condition]:
         return conditions_from_run(
-            self.run_dir, site_neurons, self.classes, class_sets=self.class_sets, neuron_lists=self.neuron_lists,
-            shared=self.shared, k_grid=self.k_grid, topk_classes=self.topk_classes,
-            lowest_entropy_k=self.lowest_entropy_k, lowest_entropy_draws=self.lowest_entropy_draws,
-            random_draws=random_draws, random_for_topk=self.random_for_topk, index_plus_one=self.index_plus_one,
-            seed=self.seed, class_aliases=self.class_aliases, share_draws=self.share_draws)
+            self.run_dir,
+            site_neurons,
+            self.classes,
+            class_sets=self.class_sets,
+            neuron_lists=self.neuron_lists,
+            shared=self.shared,
+            k_grid=self.k_grid,
+            topk_classes=self.topk_classes,
+            lowest_entropy_k=self.lowest_entropy_k,
+            lowest_entropy_draws=self.lowest_entropy_draws,
+            random_draws=random_draws,
+            random_for_topk=self.random_for_topk,
+            index_plus_one=self.index_plus_one,
+            seed=self.seed,
+            class_aliases=self.class_aliases,
+            share_draws=self.share_draws,
+            selectors=self.selectors,
+        )
 
     def _resolve_draws(self, site_neurons: list[int]) -> int:
         """``random_draws``, or for ``auto`` the fewest draws that can pass the corrected level."""
@@ -214,8 +234,10 @@ class AblationCallback(Callback):
             return int(self.random_draws)
         tests = self.corrected_tests
         if tests is None:
-            tests = sum(c.kind in ("class", "explicit", "shared") and bool(c.mask.any())
-                        for c in self._conditions(site_neurons, 0))
+            tests = sum(
+                c.kind in ("class", "explicit", "shared") and bool(c.mask.any())
+                for c in self._conditions(site_neurons, 0)
+            )
         return D.auto_random_draws(max(1, tests), ALPHA)
 
     def build(self, encoder: Any, classes: Optional[list[str]] = None) -> list[A.Condition]:
@@ -223,24 +245,31 @@ class AblationCallback(Callback):
         so tests and the pipeline can inspect them)."""
         site_neurons = [int(n) for n in encoder.site_neurons]
         if len(site_neurons) != len(encoder.neuron_sites):
-            raise ValueError(f"encoder {type(encoder).__name__}: {len(encoder.neuron_sites)} neuron_sites but "
-                             f"{len(site_neurons)} site_neurons")
+            raise ValueError(
+                f"encoder {type(encoder).__name__}: {len(encoder.neuron_sites)} neuron_sites but "
+                f"{len(site_neurons)} site_neurons"
+            )
         run_classes = read_classes(self.run_dir) if self.run_dir else None
         if classes is None:
             if run_classes is None:
                 raise ValueError("AblationCallback: the model has no class names and no run_dir was given")
             classes = run_classes
         if run_classes is not None and list(run_classes) != list(classes):
-            raise ValueError(f"AblationCallback: classes of the run folder {self.run_dir} {run_classes} differ "
-                             f"from the probe's classes {list(classes)}")
+            raise ValueError(
+                f"AblationCallback: classes of the run folder {self.run_dir} {run_classes} differ "
+                f"from the probe's classes {list(classes)}"
+            )
         if self.mode == "mean" and self.run_dir is None:
             raise ValueError("AblationCallback: class_sets / shared / k_grid / mode='mean' need run_dir")
         self.classes = list(classes)
         self.resolved_draws = self._resolve_draws(site_neurons)
         self.conditions = self._conditions(site_neurons, self.resolved_draws)
         le = self.lowest_entropy_draws
-        self._max_draws = {c.name: int(le if c.kind == "lowent" and le is not None else self.resolved_draws)
-                           for c in self.conditions if c.profile is not None and c.kind != "random"}
+        self._max_draws = {
+            c.name: int(le if c.kind == "lowent" and le is not None else self.resolved_draws)
+            for c in self.conditions
+            if c.profile is not None and c.kind != "random"
+        }
         self._means = read_dataset_means(self.run_dir) if self.mode == "mean" else None
         self._set_round(self.conditions, site_neurons)
         return self.conditions
@@ -249,7 +278,8 @@ class AblationCallback(Callback):
         """Make ``conds`` the conditions the hooks apply (their per-site affine maps)."""
         self._round = list(conds)
         self._scales, self._shifts, self._active_sites = A.site_scales(
-            self._round, site_neurons, gain=self.gain, mode=self.mode, means=self._means)
+            self._round, site_neurons, gain=self.gain, mode=self.mode, means=self._means
+        )
 
     def check_sources(self, pl_module: Any) -> None:
         """Refuse a run folder made by another model than ``pl_module.encoder``, and a probe fitted on
@@ -258,7 +288,9 @@ class AblationCallback(Callback):
         if self.run_dir is None:
             return
         encoder = pl_module.encoder
-        check_run(self.run_dir, encoder_identity(encoder), consumer=f"the encoder under test ({type(encoder).__name__})")
+        check_run(
+            self.run_dir, encoder_identity(encoder), consumer=f"the encoder under test ({type(encoder).__name__})"
+        )
         source = getattr(getattr(pl_module, "probe", None), "source", None) or {}
         source = {k: v for k, v in source.items() if k in MODEL_KEYS + DATA_KEYS}
         if source:
@@ -286,8 +318,13 @@ class AblationCallback(Callback):
 
     def _register(self, encoder: Any) -> None:
         self._remove()
-        self._hooks = SiteHooks(encoder, [(site, self._make_hook(l, encoder) if self._active_sites[l] else None)
-                                          for l, site in enumerate(encoder.neuron_sites)]).attach()
+        self._hooks = SiteHooks(
+            encoder,
+            [
+                (site, self._make_hook(l, encoder) if self._active_sites[l] else None)
+                for l, site in enumerate(encoder.neuron_sites)
+            ],
+        ).attach()
 
     def _remove(self) -> None:
         if self._hooks is not None:
@@ -309,8 +346,13 @@ class AblationCallback(Callback):
         self._register(encoder)  # the sites of every condition that may run
         self._rounds = DrawRounds(every, self.classes, self.draws_stop_after, self._max_draws)
         self._start_round(self._rounds.next_round(), encoder, pl_module.device)
-        log.info("AblationCallback: %d fixed conditions, up to %d matched draws per set (%d profiles), over %d sites",
-                 len(self._rounds.fixed), self.resolved_draws, len(self._rounds.draws), sum(self._active_sites))
+        log.info(
+            "AblationCallback: %d fixed conditions, up to %d matched draws per set (%d profiles), over %d sites",
+            len(self._rounds.fixed),
+            self.resolved_draws,
+            len(self._rounds.draws),
+            sum(self._active_sites),
+        )
 
     def _start_round(self, conds: list[A.Condition], encoder: Any, device: Any) -> None:
         self._set_round(conds, [int(n) for n in encoder.site_neurons])
@@ -318,9 +360,18 @@ class AblationCallback(Callback):
         self.correct = torch.zeros(K, C, dtype=torch.long, device=device)
         self.n = torch.zeros(C, dtype=torch.long, device=device)
         self.confusion = torch.zeros(K, C, C, dtype=torch.long, device=device)
+        # clips lost / gained against the baseline, [2, K, C]: round 1 only (later rounds run without it)
+        self.flips = torch.zeros(2, K, C, dtype=torch.long, device=device) if not self._rounds.ran else None
 
-    def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
-                          batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         if self.correct is None:
             return
         if not isinstance(outputs, dict) or "logits" not in outputs:
@@ -328,8 +379,9 @@ class AblationCallback(Callback):
         self._seen[dataloader_idx] = max(self._seen.get(dataloader_idx, 0), batch_idx + 1)
         self._score(pl_module, batch, batch_idx, dataloader_idx, outputs["logits"])
 
-    def _score(self, pl_module: LightningModule, batch: Any, batch_idx: int, dataloader_idx: int,
-               logits: Optional[Tensor]) -> None:
+    def _score(
+        self, pl_module: LightningModule, batch: Any, batch_idx: int, dataloader_idx: int, logits: Optional[Tensor]
+    ) -> None:
         """Add the counts of the round's conditions on one batch (``logits``: the baseline's, round 1)."""
         labels = batch["label"]
         if labels.dim() != 1:
@@ -356,10 +408,16 @@ class AblationCallback(Callback):
                     self._cond = i
                     preds[i] = pl_module(audio, lengths).argmax(-1)
             else:
-                share = self.share_prefix and getattr(pl_module.encoder, "supports_resume", False) \
+                share = (
+                    self.share_prefix
+                    and getattr(pl_module.encoder, "supports_resume", False)
                     and hasattr(pl_module, "probe")
-                for i, p in expand_predictions(self._round, others, self.conditions_per_pass, pl_module, audio,
-                                               lengths, lambda rows: setattr(self, "_rows", rows), share).items():
+                )
+                set_rows = lambda rows: setattr(self, "_rows", rows)  # noqa: E731
+                got = expand_predictions(
+                    self._round, others, self.conditions_per_pass, pl_module, audio, lengths, set_rows, share
+                )
+                for i, p in got.items():
                     preds[i] = p
         finally:
             self._cond = None
@@ -368,9 +426,12 @@ class AblationCallback(Callback):
         self.correct += c
         self.n += n
         self.confusion += A.count_confusion(preds, labels, len(self.classes))
+        if self.flips is not None and logits is not None:
+            self.flips += A.count_flips(preds, labels, len(self.classes))
 
-    def _later_round(self, trainer: Trainer, pl_module: LightningModule,
-                     conds: list[A.Condition]) -> tuple[Tensor, Tensor, None]:
+    def _later_round(
+        self, trainer: Trainer, pl_module: LightningModule, conds: list[A.Condition]
+    ) -> tuple[Tensor, Tensor, None]:
         """Run ``conds`` over the batches of round 1 again; their counts summed over processes."""
         self._start_round(conds, pl_module.encoder, pl_module.device)
         replay_batches(trainer, pl_module, self._seen, lambda b, i, d: self._score(pl_module, b, i, d, None))
@@ -382,32 +443,44 @@ class AblationCallback(Callback):
             self._remove()
             return
         try:
-            self._rounds.finish_round(*reduce_counts(trainer, [self.correct, self.confusion, self.n]))
+            correct, confusion, n, flips = reduce_counts(trainer, [self.correct, self.confusion, self.n, self.flips])
+            first = list(self._round)  # the conditions of round 1 (the only round run beside the baseline)
+            self._rounds.finish_round(correct, confusion, n)
             self._rounds.run(lambda conds: self._later_round(trainer, pl_module, conds))
         finally:
             self._remove()
         self.conditions, self.correct, self.n, self.confusion = self._rounds.result()
-        self.table = A.results_table(self.conditions, self.classes, self.correct, self.n)
-        self.summary = A.summarise(self.table, self.conditions)
+        self.flips = A.flips_in_order(first, flips, self.conditions)
+        self.table = A.results_table(self.conditions, self.classes, self.correct, self.n, self.flips)
+        self.summary = A.summarise(self.table, self.conditions, h=self.draws_stop_after, max_draws=self._max_draws)
         self.confusion_table = A.confusion_table(self.conditions, self.classes, self.confusion)
         if trainer.is_global_zero:
             self._write(trainer)
 
     def _write(self, trainer: Trainer) -> None:
-        record = {"classes": self.classes, "gain": self.gain, "mode": self.mode, "seed": self.seed,
-                  "random_draws": self.resolved_draws, "draws_stop_after": self.draws_stop_after,
-                  "share_draws": self.share_draws,
-                  "run_dir": str(self.run_dir) if self.run_dir else None,
-                  "conditions": A.describe_conditions(self.conditions)}
+        record = {
+            "classes": self.classes,
+            "gain": self.gain,
+            "mode": self.mode,
+            "seed": self.seed,
+            "random_draws": self.resolved_draws,
+            "draws_stop_after": self.draws_stop_after,
+            "share_draws": self.share_draws,
+            "run_dir": str(self.run_dir) if self.run_dir else None,
+            "conditions": A.describe_conditions(self.conditions),
+        }
         figs = {}
         if self.figures:
             chosen = self.confusion_conditions or F.default_confusion_conditions(self.table, self.conditions)
-            figs = {"matrix": F.ablation_matrix_figure(self.table, self.classes),
-                    "k_curve": F.k_curve_figure(self.table, self.summary),
-                    "confusion": F.confusion_change_figure(self._confusion_of(["baseline", *chosen]), self.classes)}
+            figs = {
+                "matrix": F.ablation_matrix_figure(self.table, self.classes),
+                "k_curve": F.k_curve_figure(self.table, self.summary),
+                "confusion": F.confusion_change_figure(self._confusion_of(["baseline", *chosen]), self.classes),
+            }
         try:
-            write_ablation(self.out_dir, self.table, self.summary, record, figs, self.overwrite,
-                           confusion=self.confusion_table)
+            write_ablation(
+                self.out_dir, self.table, self.summary, record, figs, self.overwrite, confusion=self.confusion_table
+            )
             if trainer.logger is not None:
                 self._log(trainer, figs)
         finally:
@@ -419,8 +492,10 @@ class AblationCallback(Callback):
         index = {c.name: i for i, c in enumerate(self.conditions)}
         unknown = [n for n in names if n not in index]
         if unknown:
-            raise ValueError(f"AblationCallback: confusion_conditions {unknown} are not conditions of this run; "
-                             f"known: {list(index)[:20]}")
+            raise ValueError(
+                f"AblationCallback: confusion_conditions {unknown} are not conditions of this run; "
+                f"known: {list(index)[:20]}"
+            )
         return {n: self.confusion[index[n]] for n in names}
 
     def _log(self, trainer: Trainer, figs: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ frequency band) and whether the statistics count it. Also the spectrogram the ac
 A plain forward under ``torch.inference_mode`` (a handful of clips, no Lightning loop); the maps themselves
 are computed by :func:`analysis.gallery.activation_grid`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,8 +33,13 @@ class ClipPositions:
     counted: Tensor
 
 
-def record_neurons(encoder: nn.Module, audio: Tensor, lengths: Optional[Tensor], neurons: Mapping[int, Sequence[int]],
-                   tokens: str = "all") -> list[dict[int, ClipPositions]]:
+def record_neurons(
+    encoder: nn.Module,
+    audio: Tensor,
+    lengths: Optional[Tensor],
+    neurons: Mapping[int, Sequence[int]],
+    tokens: str = "all",
+) -> list[dict[int, ClipPositions]]:
     """Run ``encoder(audio [B, S], lengths [B])`` once and return, for each clip, site index → the chosen
     neurons' :class:`ClipPositions` (``neurons``: site index → neuron ids). ``tokens`` is the statistics'
     token policy (which positions are counted)."""
@@ -54,14 +60,22 @@ def record_neurons(encoder: nn.Module, audio: Tensor, lengths: Optional[Tensor],
             clip = pos.clip.cpu()
             for c in clip.unique().tolist():
                 rows = clip == c
-                parts[c].setdefault(l, []).append((act[rows].reshape(-1, act.shape[-1]), frame[rows].reshape(-1),
-                                                   band[rows].reshape(-1) if band is not None else None,
-                                                   counted[rows].reshape(-1)))
+                parts[c].setdefault(l, []).append(
+                    (
+                        act[rows].reshape(-1, act.shape[-1]),
+                        frame[rows].reshape(-1),
+                        band[rows].reshape(-1) if band is not None else None,
+                        counted[rows].reshape(-1),
+                    )
+                )
 
         return hook
 
-    hooks = [(sites[l], make_hook(l, sites[l], torch.as_tensor(list(ids), dtype=torch.long)))
-             for l, ids in neurons.items() if len(ids)]
+    hooks = [
+        (sites[l], make_hook(l, sites[l], torch.as_tensor(list(ids), dtype=torch.long)))
+        for l, ids in neurons.items()
+        if len(ids)
+    ]
     with SiteHooks(encoder, hooks), torch.inference_mode():
         encoder(audio, lengths)
     out: list[dict[int, ClipPositions]] = []
@@ -69,9 +83,12 @@ def record_neurons(encoder: nn.Module, audio: Tensor, lengths: Optional[Tensor],
         rec = {}
         for l, calls in clip_parts.items():
             bands = [c[2] for c in calls]
-            rec[l] = ClipPositions(values=torch.cat([c[0] for c in calls]), frame=torch.cat([c[1] for c in calls]),
-                                   band=torch.cat(bands) if all(x is not None for x in bands) else None,
-                                   counted=torch.cat([c[3] for c in calls]))
+            rec[l] = ClipPositions(
+                values=torch.cat([c[0] for c in calls]),
+                frame=torch.cat([c[1] for c in calls]),
+                band=torch.cat(bands) if all(x is not None for x in bands) else None,
+                counted=torch.cat([c[3] for c in calls]),
+            )
         out.append(rec)
     return out
 

@@ -7,6 +7,7 @@ Thin wrapper: the maths is in :mod:`analysis.activation_stats` and :mod:`analysi
 spools its clips' rows to disk in chunks; at the end every count tensor is sum-reduced once, the top
 clips are gathered and merged, and process 0 writes the run folder, streaming the rows in dataset order.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -64,6 +65,8 @@ class ActivationStatsCallback(Callback):
         act_sum: compute the activation sums ``act_sum`` of ``stats.pt`` (dataset means, needed by mean
             ablation). They come free with the top clips (``top_k > 0``), which need them anyway; with
             ``top_k: 0`` and ``act_sum: false`` the counting skips them and ``stats.pt`` has no ``act_sum``.
+        class_sums: also sum the activations per class (``act_sum_class`` of ``stats.pt``: the mean activation
+            per class of tuning curves, :mod:`analysis.tuning`); ``[L, N, C]`` float64, so off by default.
         features: write the clip embeddings ``features.pt`` (needed by the probe); false for
             statistics-only runs.
         compile: run each site call's counting (and top-clip peak search) as one ``torch.compile``-d
@@ -84,6 +87,7 @@ class ActivationStatsCallback(Callback):
         splits: Optional[list[str]] = None,
         top_k: NonNegativeInt = 8,
         act_sum: bool = False,
+        class_sums: bool = False,
         features: bool = True,
         compile: bool = False,
         overwrite: bool = False,
@@ -102,6 +106,7 @@ class ActivationStatsCallback(Callback):
         self.splits = list(splits) if splits is not None else None
         self.top_k = int(top_k)
         self.act_sum = bool(act_sum)
+        self.class_sums = bool(class_sums)
         self.features = bool(features)
         self.compile = bool(compile)
         self.overwrite = overwrite
@@ -112,8 +117,9 @@ class ActivationStatsCallback(Callback):
 
     @property
     def sums(self) -> bool:
-        """Whether activation sums are computed (``act_sum`` asked for, or needed by the top clips)."""
-        return self.act_sum or self.top_k > 0
+        """Whether activation sums are computed (``act_sum`` or ``class_sums`` asked for, or needed by the top
+        clips)."""
+        return self.act_sum or self.class_sums or self.top_k > 0
 
     # -- state -----------------------------------------------------------------------------------
     def _reset(self) -> None:
@@ -139,7 +145,9 @@ class ActivationStatsCallback(Callback):
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         encoder = getattr(pl_module, "encoder", None)
         if encoder is None or not hasattr(encoder, "neuron_sites"):
-            raise TypeError(f"ActivationStatsCallback needs pl_module.encoder with neuron_sites; got {type(pl_module).__name__}")
+            raise TypeError(
+                f"ActivationStatsCallback needs pl_module.encoder with neuron_sites; got {type(pl_module).__name__}"
+            )
         dm = trainer.datamodule
         if dm is None or not hasattr(dm, "classes") or not hasattr(dm, "task"):
             raise TypeError("ActivationStatsCallback needs a datamodule with .classes and .task (EVARDataModule)")
@@ -161,13 +169,17 @@ class ActivationStatsCallback(Callback):
         if len(self.site_neurons) != len(self.sites):
             raise ValueError(f"encoder.site_neurons has {len(self.site_neurons)} entries for {len(self.sites)} sites")
         self._device = torch.device(device)
-        self._totals = S.new_totals(self.site_neurons, len(self.classes), self.level, self.sums, self._device)
+        self._totals = S.new_totals(
+            self.site_neurons, len(self.classes), self.level, self.sums, self._device, class_sums=self.class_sums
+        )
         if self.top_k:
             self._top = T.new_top(len(self.sites), max(self.site_neurons), self.top_k, self._device)
         self._encoder = encoder
         self._n_bands = int(getattr(encoder, "n_bands", 0) or 0)
         self._workspace = T.Workspace()
-        self._hooks = SiteHooks(encoder, [(site, self._make_hook(l, site)) for l, site in enumerate(self.sites)]).attach()
+        self._hooks = SiteHooks(
+            encoder, [(site, self._make_hook(l, site)) for l, site in enumerate(self.sites)]
+        ).attach()
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         # Before the predict dataloader exists: Lightning's sampler crashes obscurely otherwise.
@@ -197,21 +209,38 @@ class ActivationStatsCallback(Callback):
                 return
             act = site_view(output, encoder.channel_axis)
             pos = encoder.positions(site, output)
-            S.accumulate_call(self._buffers[l], act, pos.counted(self.tokens), pos.clip,
-                              pos.frames() if peaks else None, pos.band, self._n_bands, self._workspace,
-                              self.compile)
+            S.accumulate_call(
+                self._buffers[l],
+                act,
+                pos.counted(self.tokens),
+                pos.clip,
+                pos.frames() if peaks else None,
+                pos.band,
+                self._n_bands,
+                self._workspace,
+                self.compile,
+            )
 
         return hook
 
     # -- per batch ---------------------------------------------------------------------------------
-    def on_predict_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
-                               dataloader_idx: int = 0) -> None:
+    def on_predict_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         b = int(batch["audio"].shape[0])
-        self._buffers = [S.new_batch_buffer(b, n, self._device, sums=self.sums, peaks=self.top_k > 0)
-                         for n in self.site_neurons]
+        self._buffers = [
+            S.new_batch_buffer(b, n, self._device, sums=self.sums, peaks=self.top_k > 0) for n in self.site_neurons
+        ]
 
-    def on_predict_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
-                             batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_predict_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         assert self._totals is not None and self._buffers is not None
         dev = self._device
         label = batch["label"].to(dev)
@@ -225,27 +254,40 @@ class ActivationStatsCallback(Callback):
         if self._top is not None:
             candidate = classes.any(1) if counted is None else classes.any(1) & counted
             n_max = self._top["score"].shape[1]
-            T.update_top(self._top, T.stack_sites([S.clip_means(b) for b in self._buffers], n_max, float("nan")),
-                         index, candidate, T.stack_sites([b["peak_key"] for b in self._buffers], n_max, -1),
-                         self._n_bands)
+            T.update_top(
+                self._top,
+                T.stack_sites([S.clip_means(b) for b in self._buffers], n_max, float("nan")),
+                index,
+                candidate,
+                T.stack_sites([b["peak_key"] for b in self._buffers], n_max, -1),
+                self._n_bands,
+            )
         self._buffers = None
         emb = outputs["embedding"] if isinstance(outputs, dict) else outputs
-        self._queue({"embedding": emb.detach(), "label": label.detach(), "index": index} if self.features else
-                    {"label": label.detach(), "index": index}, list(zip(split, batch["file_name"])))
+        self._queue(
+            {"embedding": emb.detach(), "label": label.detach(), "index": index}
+            if self.features
+            else {"label": label.detach(), "index": index},
+            list(zip(split, batch["file_name"])),
+        )
 
     def _queue(self, rows: dict[str, Tensor], meta: list[tuple[str, str]]) -> None:
         """Copy a batch's rows into the device buffer of pending rows (one preallocated buffer, so no
         per-batch tensor is kept alive); flush it to the spool when full."""
         b = len(meta)
-        if self._pending is not None and (self._pending_rows + b > self._pending["index"].shape[0] or any(
-                self._pending[k].shape[1:] != v.shape[1:] or self._pending[k].dtype != v.dtype for k, v in rows.items())):
+        if self._pending is not None and (
+            self._pending_rows + b > self._pending["index"].shape[0]
+            or any(
+                self._pending[k].shape[1:] != v.shape[1:] or self._pending[k].dtype != v.dtype for k, v in rows.items()
+            )
+        ):
             self._flush()
         if self._pending is None or self._pending["index"].shape[0] < b or self._pending.keys() != rows.keys():
             cap = max(FLUSH_ROWS, b)
             self._pending = {k: v.new_empty((cap, *v.shape[1:])) for k, v in rows.items()}
         n = self._pending_rows
         for k, v in rows.items():
-            self._pending[k][n:n + b].copy_(v)
+            self._pending[k][n : n + b].copy_(v)
         self._pending_meta += meta
         self._pending_rows = n + b
         if self._pending_rows == self._pending["index"].shape[0]:
@@ -260,9 +302,13 @@ class ActivationStatsCallback(Callback):
         meta, self._pending_meta, self._pending_rows = self._pending_meta, [], 0
         S.check_labels(rows["label"], len(self.classes), rows["index"])
         if self._spool is not None:
-            self._spool.append(label=rows["label"], index=rows["index"], split=[m[0] for m in meta],
-                               file_name=[m[1] for m in meta],
-                               embedding=rows["embedding"].float() if "embedding" in rows else None)
+            self._spool.append(
+                label=rows["label"],
+                index=rows["index"],
+                split=[m[0] for m in meta],
+                file_name=[m[1] for m in meta],
+                embedding=rows["embedding"].float() if "embedding" in rows else None,
+            )
 
     # -- end ---------------------------------------------------------------------------------------
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -346,9 +392,15 @@ class ActivationStatsCallback(Callback):
         if self._top is None:
             return None
         enc = self._encoder
-        return {**{k: v.cpu() for k, v in self._top.items()}, "k": self.top_k, "sites": self.sites,
-                "site_neurons": self.site_neurons, "frame_seconds": getattr(enc, "frame_seconds", None),
-                "frames_per_position": int(getattr(enc, "frames_per_position", 1)), "n_bands": self._n_bands}
+        return {
+            **{k: v.cpu() for k, v in self._top.items()},
+            "k": self.top_k,
+            "sites": self.sites,
+            "site_neurons": self.site_neurons,
+            "frame_seconds": getattr(enc, "frame_seconds", None),
+            "frames_per_position": int(getattr(enc, "frames_per_position", 1)),
+            "n_bands": self._n_bands,
+        }
 
     def _manifest(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
         """Provenance; :func:`analysis.runs.write.write_run_folder` adds ``n_clips``, ``data_list_sha256``
@@ -371,6 +423,7 @@ class ActivationStatsCallback(Callback):
             "splits": self.splits,
             "top_k": self.top_k,
             "act_sum": self.sums,
+            "class_sums": self.class_sums,
             "compile": self.compile,
             "sites": self.sites,
             "site_neurons": self.site_neurons,

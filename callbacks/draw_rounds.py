@@ -6,6 +6,7 @@ process sees the same totals and :class:`analysis.draws.SequentialDraws` picks t
 callback then runs them over the same test batches again. At the end the conditions that ran are put in a
 fixed order (fixed conditions, then each profile's draws by draw number), independent of the rounds.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
@@ -28,8 +29,9 @@ class DrawRounds:
         max_draws: set name → the most draws it may get.
     """
 
-    def __init__(self, conditions: Sequence[A.Condition], classes: Sequence[str], h: Optional[int],
-                 max_draws: dict[str, int]) -> None:
+    def __init__(
+        self, conditions: Sequence[A.Condition], classes: Sequence[str], h: Optional[int], max_draws: dict[str, int]
+    ) -> None:
         self.fixed = [c for c in conditions if c.kind != "random"]
         self.draws: dict[str, list[A.Condition]] = {}
         for c in conditions:
@@ -39,8 +41,11 @@ class DrawRounds:
             if [c.draw for c in ds] != list(range(len(ds))):
                 raise ValueError(f"draws of profile {prof} are not numbered 0..{len(ds) - 1}")
         index = {c: i for i, c in enumerate(classes)}
-        self.sets = [D.DrawSet(c.name, c.profile, [index[t] for t in c.target], max_draws[c.name])
-                     for c in self.fixed if c.profile is not None]
+        self.sets = [
+            D.DrawSet(c.name, c.profile, [index[t] for t in c.target], max_draws[c.name])
+            for c in self.fixed
+            if c.profile is not None
+        ]
         self.plan = D.SequentialDraws(self.sets, h)
         self.round: list[A.Condition] = []
         self.round_draws: dict[str, range] = {}
@@ -55,7 +60,8 @@ class DrawRounds:
         self.round_draws = self.plan.next_round()
         first = not self.ran and not self.round
         self.round = (list(self.fixed) if first else []) + [
-            c for prof, r in self.round_draws.items() for c in self.draws[prof][r.start:r.stop]]
+            c for prof, r in self.round_draws.items() for c in self.draws[prof][r.start : r.stop]
+        ]
         return self.round
 
     def finish_round(self, correct: Tensor, confusion: Tensor, n: Optional[Tensor]) -> None:
@@ -70,7 +76,7 @@ class DrawRounds:
         every = torch.cat(self.correct)
         set_correct = {s.name: every[row[s.name]] for s in self.sets if s.name in row}
         for prof, r in self.round_draws.items():
-            ids = [row[c.name] for c in self.draws[prof][r.start:r.stop]]
+            ids = [row[c.name] for c in self.draws[prof][r.start : r.stop]]
             self.plan.update(prof, r, every[ids], set_correct)
         self.round = []
 

@@ -1,4 +1,5 @@
 """Forward hooks on an encoder's neuron sites, registered together and always removed together."""
+
 from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence

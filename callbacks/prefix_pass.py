@@ -8,6 +8,7 @@ batch repeated over its conditions. The conditions are ordered by earliest site 
 are cut into passes of ``per_pass``, so there are as many passes as without sharing and each starts as late
 as its conditions allow. The predictions are those of the full forward (same rows, same chunks).
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
@@ -24,8 +25,9 @@ def earliest_site(cond: A.Condition) -> Optional[int]:
     return int(hit[0]) if hit.numel() else None
 
 
-def plan_passes(conds: Sequence[A.Condition], ids: Sequence[int], per_pass: int, n_sites: int
-                ) -> list[tuple[int, list[int]]]:
+def plan_passes(
+    conds: Sequence[A.Condition], ids: Sequence[int], per_pass: int, n_sites: int
+) -> list[tuple[int, list[int]]]:
     """``(start site, condition ids)`` of each pass: ``ids`` ordered by earliest ablated site (latest first,
     a condition without one counts as the last site), cut into passes of ``per_pass``; a pass starts at its
     earliest condition's site.
@@ -39,13 +41,20 @@ def plan_passes(conds: Sequence[A.Condition], ids: Sequence[int], per_pass: int,
     site = {i: earliest_site(conds[i]) for i in ids}
     site = {i: n_sites - 1 if s is None else s for i, s in site.items()}
     order = sorted(ids, key=lambda i: -site[i])
-    passes = [order[s:s + per_pass] for s in range(0, len(order), per_pass)]
+    passes = [order[s : s + per_pass] for s in range(0, len(order), per_pass)]
     return [(min(site[i] for i in p), p) for p in passes]
 
 
-def expand_predictions(conds: Sequence[A.Condition], ids: Sequence[int], per_pass: int, pl_module: Any,
-                       audio: Tensor, lengths: Optional[Tensor], set_rows: Callable[[Optional[tuple]], None],
-                       share: bool) -> dict[int, Tensor]:
+def expand_predictions(
+    conds: Sequence[A.Condition],
+    ids: Sequence[int],
+    per_pass: int,
+    pl_module: Any,
+    audio: Tensor,
+    lengths: Optional[Tensor],
+    set_rows: Callable[[Optional[tuple]], None],
+    share: bool,
+) -> dict[int, Tensor]:
     """{condition id: predictions ``[B]``} of the conditions ``ids`` on one batch, ``per_pass`` per forward.
 
     ``set_rows((LongTensor ids, B))`` tells the site hooks which condition each row block is (None: no
@@ -56,7 +65,7 @@ def expand_predictions(conds: Sequence[A.Condition], ids: Sequence[int], per_pas
     out: dict[int, Tensor] = {}
     if not share:
         for s in range(0, len(ids), per_pass):
-            p = list(ids[s:s + per_pass])
+            p = list(ids[s : s + per_pass])
             set_rows((torch.as_tensor(p), b))
             a = audio.repeat(len(p), *([1] * (audio.dim() - 1)))
             ln = None if lengths is None else lengths.repeat(len(p))

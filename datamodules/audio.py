@@ -10,6 +10,7 @@
   and right-zero-pads short clips; it returns the number of valid samples as well.
 * :func:`crop_seed` derives a reproducible per-clip seed from (seed, epoch, index).
 """
+
 from __future__ import annotations
 
 import math
@@ -48,8 +49,9 @@ def wav_shortfall(path: Union[str, os.PathLike]) -> Optional[tuple[int, int, int
             f.seek(pos)
             chunk = f.read(8)
             cid, csize = chunk[:4], struct.unpack(endian + "I", chunk[4:8])[0]
-            if cid == b"fmt " and csize >= 14:
-                block_align = max(1, struct.unpack(endian + "H", f.read(14)[12:14])[0])
+            fmt = f.read(14) if cid == b"fmt " and csize >= 14 else b""
+            if len(fmt) == 14:  # a fmt chunk cut short is left to the decoder to refuse
+                block_align = max(1, struct.unpack(endian + "H", fmt[12:14])[0])
             elif cid == b"data":
                 available = size - pos - 8
                 if csize in (0, 0xFFFFFFFF) or csize <= available:
@@ -89,7 +91,8 @@ def load_audio(
         declared, available, frame = short
         raise AudioFileError(
             f"Audio file {name}{_ctx(where)} is truncated: its WAV header promises {declared // frame} frames "
-            f"({declared} bytes of audio), the file holds {available // frame} ({available} bytes)")
+            f"({declared} bytes of audio), the file holds {available // frame} ({available} bytes)"
+        )
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:  # soundfile raises LibsndfileError/RuntimeError/TypeError on bad files

@@ -20,6 +20,7 @@ depends on ``(seed, epoch, i)`` in train and on ``(seed, i)`` in valid), and hea
 ``predict_dataloader()`` (all splits of ``predict_splits``, train→valid→test order, then with
 ``predict_unsplit`` the rows without a split, no shuffle).
 """
+
 from __future__ import annotations
 
 import copy
@@ -133,8 +134,10 @@ class EVARDataset(Dataset):
     def label_tensor(self) -> torch.Tensor:
         """All labels of this split: int64 ``[N]`` or float32 multi-hot ``[N, C]``."""
         if not len(self):
-            return torch.zeros((0, len(self.classes)) if self.multilabel else (0,),
-                               dtype=torch.float32 if self.multilabel else torch.int64)
+            return torch.zeros(
+                (0, len(self.classes)) if self.multilabel else (0,),
+                dtype=torch.float32 if self.multilabel else torch.int64,
+            )
         return torch.stack([self.encode_label(lab) for lab in self._labels])
 
     def load(self, i: int) -> torch.Tensor:
@@ -147,15 +150,16 @@ class EVARDataset(Dataset):
         return load_audio(p, self.sample_rate, resample_audio=self.resample, display=display, where=self.where(i))
 
     def __getitem__(self, key: Union[int, tuple[int, int]]) -> dict[str, Any]:
-        i, epoch = (key if isinstance(key, tuple) else (key, 0))
+        i, epoch = key if isinstance(key, tuple) else (key, 0)
         i = int(i)
         if i < 0:
             i += len(self)
         wav = self.load(i)
         gen = None
         if self.crop == "random":
-            gen = torch.Generator().manual_seed(crop_seed(self.seed, epoch if self.epoch_in_seed else 0,
-                                                          self._indices[i]))
+            gen = torch.Generator().manual_seed(
+                crop_seed(self.seed, epoch if self.epoch_in_seed else 0, self._indices[i])
+            )
         audio, length = crop_or_pad(wav, self.n_samples, self.crop, gen)
         return {
             "audio": audio,
@@ -168,8 +172,11 @@ class EVARDataset(Dataset):
 
     def check_files(self) -> list[str]:
         """Messages for every missing audio file of this split (empty list: all exist)."""
-        return [f"Audio file not found: {self.path(i)} ({self.where(i)})"
-                for i in range(len(self)) if not self.path(i).is_file()]
+        return [
+            f"Audio file not found: {self.path(i)} ({self.where(i)})"
+            for i in range(len(self))
+            if not self.path(i).is_file()
+        ]
 
 
 class EpochShuffleSampler(Sampler):
@@ -332,8 +339,13 @@ class EVARDataModule(pl.LightningDataModule):
         spec = get_task(self.task, root, self.task_def)
         csv = spec.metadata_path(root)
         df, classes, multilabel = read_metadata(
-            csv, folds=spec.folds, fold=self.fold, label_map=self.label_map, multilabel=spec.multilabel,
-            unsplit=self.predict_unsplit, allow_duplicates=self.allow_duplicates,
+            csv,
+            folds=spec.folds,
+            fold=self.fold,
+            label_map=self.label_map,
+            multilabel=spec.multilabel,
+            unsplit=self.predict_unsplit,
+            allow_duplicates=self.allow_duplicates,
         )
         self.root, self.task_spec, self.metadata_path = root, spec, csv
         self.metadata, self.classes, self.multilabel = df, classes, multilabel
@@ -343,9 +355,18 @@ class EVARDataModule(pl.LightningDataModule):
             if self.limit is not None:
                 rows = rows.head(self.limit)
             self.datasets[split] = EVARDataset(
-                rows, self.audio_dir, root, csv, classes, multilabel, self.sample_rate, n,
+                rows,
+                self.audio_dir,
+                root,
+                csv,
+                classes,
+                multilabel,
+                self.sample_rate,
+                n,
                 crop="head" if split in ("test", NO_SPLIT) else "random",
-                seed=self.seed, resample=self.resample, file_sample_rate=self.file_sample_rate,
+                seed=self.seed,
+                resample=self.resample,
+                file_sample_rate=self.file_sample_rate,
                 epoch_in_seed=(split == "train"),
             )
 
@@ -361,13 +382,30 @@ class EVARDataModule(pl.LightningDataModule):
             more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
             raise FileNotFoundError(f"{len(missing)} audio file(s) missing for task {self.task!r}:\n  {head}{more}")
 
+    def require_splits(self, needs: dict[str, str]) -> None:
+        """Raise :class:`MetadataError` naming the metadata CSV (and how many rows each split has) when a
+        split of ``needs`` (split → what needs it) has no rows."""
+        self.setup()
+        for split, why in needs.items():
+            if len(self.datasets[split]) == 0:
+                sizes = ", ".join(f"{s} {len(self.datasets[s])}" for s in SPLITS)
+                raise MetadataError(
+                    f"metadata {self.metadata_path}: split {split!r} of task {self.task!r} has no rows "
+                    f"({why}); rows per split: {sizes}"
+                )
+
     def _dataset(self, split: str) -> EVARDataset:
         self.setup()
         ds = self.datasets[split]
         if len(ds) == 0:
-            extra = " (fold tasks have no valid split: fold k is test, the others train)" \
-                if split == "valid" and self.task_spec and self.task_spec.folds else ""
-            raise MetadataError(f"Requested split {split!r} of task {self.task!r} is empty in {self.metadata_path}{extra}")
+            extra = (
+                " (fold tasks have no valid split: fold k is test, the others train)"
+                if split == "valid" and self.task_spec and self.task_spec.folds
+                else ""
+            )
+            raise MetadataError(
+                f"Requested split {split!r} of task {self.task!r} is empty in {self.metadata_path}{extra}"
+            )
         return ds
 
     # ---------------------------------------------------------- dataloaders
@@ -420,8 +458,9 @@ class EVARDataModule(pl.LightningDataModule):
         labels = [ds.label_tensor() for ds in parts]
         gts = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
         order = torch.argsort(index, stable=True).tolist()
-        return index_table(index[order], [names[i] for i in order], gts[order], [splits[i] for i in order],
-                           self.classes)
+        return index_table(
+            index[order], [names[i] for i in order], gts[order], [splits[i] for i in order], self.classes
+        )
 
     def data_list_sha256(self) -> str:
         """sha256 of :meth:`predict_index` as a statistics run's ``manifest.json`` records it."""

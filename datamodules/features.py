@@ -11,6 +11,7 @@ stores as buffers so a checkpoint carries it.
 Batch dict: ``embedding`` float32 ``[B, E]``, ``label`` int64 ``[B]`` or float32 ``[B, C]``, ``row`` int64
 ``[B]`` (row of features.pt).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -92,8 +93,15 @@ class FeatureDataModule(LightningDataModule):
         max_batch_size: cap of the default batch size.
     """
 
-    def __init__(self, run_dir: str, batch_size: Optional[int] = None, valid_fraction: float = 0.1,
-                 seed: int = 42, num_workers: int = 0, max_batch_size: int = 200) -> None:
+    def __init__(
+        self,
+        run_dir: str,
+        batch_size: Optional[int] = None,
+        valid_fraction: float = 0.1,
+        seed: int = 42,
+        num_workers: int = 0,
+        max_batch_size: int = 200,
+    ) -> None:
         super().__init__()
         if not 0.0 < valid_fraction < 1.0:
             raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
@@ -149,7 +157,8 @@ class FeatureDataModule(LightningDataModule):
         self._load()
         if self.rows["valid"].numel() == 0:
             self.rows["train"], self.rows["valid"] = carve_valid(
-                self.gts, self.rows["train"], self.valid_fraction, self.seed, self.num_classes)
+                self.gts, self.rows["train"], self.valid_fraction, self.seed, self.num_classes
+            )
             self.carved_valid = True
         self.mean, self.std = standardiser(self.features[self.rows["train"]])
         self.datasets = {s: FeatureDataset(self.features, self.gts, r) for s, r in self.rows.items()}
@@ -166,8 +175,7 @@ class FeatureDataModule(LightningDataModule):
         if len(ds) == 0:
             raise ValueError(f"{self.run_dir / INDEX}: no {split} rows")
         g = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, generator=g,
-                          num_workers=self.num_workers)
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, generator=g, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

@@ -27,14 +27,23 @@ The octave of MIDI note ``m`` is the study's (:data:`datamodules.metadata.LABEL_
 as for the NSynth pitch task): ``octave_<m // 12 - 1>`` (MIDI 60 = C4 → ``octave_4``); the pitch class is
 ``m % 12`` named C, C#, D, ..., B.
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
 from .metadata import LABEL_MAPS
 
-__all__ = ["GM_FAMILIES", "NOTE_RANGES", "PITCH_CLASSES", "family_programs", "note_ranges", "octave_label",
-           "pitch_class_label", "octave_notes"]
+__all__ = [
+    "GM_FAMILIES",
+    "NOTE_RANGES",
+    "PITCH_CLASSES",
+    "family_programs",
+    "note_ranges",
+    "octave_label",
+    "pitch_class_label",
+    "octave_notes",
+]
 
 #: family → GM program numbers (0-based), NSynth's family names.
 GM_FAMILIES: dict[str, tuple[int, ...]] = {
@@ -52,8 +61,16 @@ GM_FAMILIES: dict[str, tuple[int, ...]] = {
 }
 #: family → playable MIDI notes (inclusive).
 NOTE_RANGES: dict[str, tuple[int, int]] = {
-    "keyboard": (21, 108), "mallet": (60, 96), "organ": (36, 96), "guitar": (40, 84), "bass": (28, 60),
-    "string": (36, 96), "vocal": (48, 79), "brass": (40, 82), "reed": (48, 84), "flute": (60, 96),
+    "keyboard": (21, 108),
+    "mallet": (60, 96),
+    "organ": (36, 96),
+    "guitar": (40, 84),
+    "bass": (28, 60),
+    "string": (36, 96),
+    "vocal": (48, 79),
+    "brass": (40, 82),
+    "reed": (48, 84),
+    "flute": (60, 96),
     "synth_lead": (36, 96),
 }
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -78,8 +95,9 @@ def family_programs(families: Optional[Sequence[str]] = None) -> dict[str, tuple
     return {f: GM_FAMILIES[f] for f in names}
 
 
-def note_ranges(families: Sequence[str], overrides: Optional[Mapping[str, Sequence[int]]] = None
-                ) -> dict[str, tuple[int, int]]:
+def note_ranges(
+    families: Sequence[str], overrides: Optional[Mapping[str, Sequence[int]]] = None
+) -> dict[str, tuple[int, int]]:
     """Playable ``(low, high)`` MIDI notes of each family: :data:`NOTE_RANGES` with ``overrides``.
 
     >>> note_ranges(["bass", "flute"], {"flute": [72, 84]})

@@ -37,6 +37,7 @@ kept; a ``null``/``None`` value drops the row), or the name of a built-in mappin
   ``octave_4``, MIDI 69 = A4 → ``octave_4``; same names as the synthetic octave tasks).
 * ``midi_to_octave_number``: the same octave as a bare integer string (``"4"``).
 """
+
 from __future__ import annotations
 
 import os
@@ -113,9 +114,7 @@ def read_csv(path: Union[str, os.PathLike]) -> pd.DataFrame:
             f"EVAR metadata needs file_name, label and split or fold"
         )
     if "split" not in df.columns and "fold" not in df.columns:
-        raise MetadataError(
-            f"Metadata CSV {p} has neither a 'split' nor a 'fold' column (columns: {list(df.columns)})"
-        )
+        raise MetadataError(f"Metadata CSV {p} has neither a 'split' nor a 'fold' column (columns: {list(df.columns)})")
     return df.reset_index(drop=True)
 
 
@@ -169,7 +168,8 @@ def check_file_names(df: pd.DataFrame, csv: Union[str, os.PathLike]) -> None:
         if os.path.isabs(norm) or norm in (".", "..") or norm.startswith(".." + os.sep):
             raise MetadataError(
                 f"file_name {name!r} in {where(csv, int(df['index'].iloc[i]))} points outside the task's audio "
-                f"folder; file names must be relative paths inside work/<sr_dir>/<folder>/")
+                f"folder; file names must be relative paths inside work/<sr_dir>/<folder>/"
+            )
 
 
 def check_duplicates(df: pd.DataFrame, csv: Union[str, os.PathLike], allow_duplicates: bool = False) -> None:
@@ -186,12 +186,14 @@ def check_duplicates(df: pd.DataFrame, csv: Union[str, os.PathLike], allow_dupli
         if a["split"] != b["split"]:
             raise MetadataError(
                 f"File {b['file_name']!r} is in the {a['split']} split ({where(csv, int(a['index']))}) and in the "
-                f"{b['split']} split ({where(csv, int(b['index']))}): a clip in two splits leaks between them")
+                f"{b['split']} split ({where(csv, int(b['index']))}): a clip in two splits leaks between them"
+            )
         if not allow_duplicates:
             raise MetadataError(
                 f"File {b['file_name']!r} is listed twice in the {a['split']} split: {where(csv, int(a['index']))} "
                 f"and row {int(b['index'])} (line {int(b['index']) + 2}); it would be counted twice. Remove one row "
-                f"or set allow_duplicates: true")
+                f"or set allow_duplicates: true"
+            )
 
 
 def check_commas(df: pd.DataFrame, csv: Union[str, os.PathLike]) -> None:
@@ -201,7 +203,8 @@ def check_commas(df: pd.DataFrame, csv: Union[str, os.PathLike]) -> None:
         raise MetadataError(
             f"Label {df['label'].iloc[i]!r} in {where(csv, int(df['index'].iloc[i]))} contains ',' but the task is "
             f"not declared multi-label; declare it (task_def: {{multilabel: true}} or 'multilabel: true' in its "
-            f"task YAML) if ',' joins class names, or fix the label")
+            f"task YAML) if ',' joins class names, or fix the label"
+        )
 
 
 def split_labels(label: str) -> list[str]:
@@ -336,7 +339,9 @@ def read_metadata(
     check_duplicates(df, csv, allow_duplicates)
     classes = class_list(df.loc[df["split"] == "train", "label"].tolist(), multilabel)
     if not classes:
-        raise MetadataError(f"Metadata CSV {csv} has no train rows, so there is no class list (used splits: "
-                            f"{sorted(set(df.loc[used, 'split']))})")
+        raise MetadataError(
+            f"Metadata CSV {csv} has no train rows, so there is no class list (used splits: "
+            f"{sorted(set(df.loc[used, 'split']))})"
+        )
     check_labels(df, classes, multilabel, csv)
     return df, classes, bool(multilabel)

@@ -31,6 +31,7 @@ written atomically; existing ones are refused unless ``overwrite``.
 The default SoundFont is ``TimGM6mb.sf2`` shipped inside the ``pretty_midi`` wheel (GPL-2; located with
 :func:`importlib.util.find_spec`, never copied); any GM ``.sf2`` works by path.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,12 +51,22 @@ from tinysoundfont import _tinysoundfont as tsf
 
 from analysis.runs.atomic import check_writable, save_bytes, save_csv, save_text
 
-from .gm_families import (PITCH_CLASSES, family_programs, note_ranges, octave_label, octave_notes,
-                          pitch_class_label)
+from .gm_families import PITCH_CLASSES, family_programs, note_ranges, octave_label, octave_notes, pitch_class_label
 from .tasks import sr_dir
 
-__all__ = ["KINDS", "SoundFontError", "Note", "default_soundfont", "SoundFont", "task_kind", "check_soundfont_args",
-           "class_choices", "draw_note", "render_audible", "write_soundfont_task"]
+__all__ = [
+    "KINDS",
+    "SoundFontError",
+    "Note",
+    "default_soundfont",
+    "SoundFont",
+    "task_kind",
+    "check_soundfont_args",
+    "class_choices",
+    "draw_note",
+    "render_audible",
+    "write_soundfont_task",
+]
 
 KINDS = ("family", "octave", "pitch_class")
 Kind = Literal["family", "octave", "pitch_class"]
@@ -85,8 +96,10 @@ def default_soundfont() -> Path:
     """``pretty_midi/TimGM6mb.sf2`` of the installed ``pretty_midi`` wheel (never imported)."""
     spec = importlib.util.find_spec("pretty_midi")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"The default SoundFont TimGM6mb.sf2 comes with pretty_midi; install it with "
-                                f"`{INSTALL_HINT}` (make install does) or give a .sf2 file by path")
+        raise FileNotFoundError(
+            f"The default SoundFont TimGM6mb.sf2 comes with pretty_midi; install it with "
+            f"`{INSTALL_HINT}` (make install does) or give a .sf2 file by path"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "TimGM6mb.sf2"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; reinstall pretty_midi (`{INSTALL_HINT}`)")
@@ -100,15 +113,17 @@ def file_sha256(path: Union[str, os.PathLike]) -> str:
 class SoundFont:
     """A loaded ``.sf2`` rendering one isolated note at a time (mono float32)."""
 
-    def __init__(self, path: Union[str, os.PathLike, None] = None, sample_rate: int = 16000,
-                 gain_db: float = 0.0) -> None:
+    def __init__(
+        self, path: Union[str, os.PathLike, None] = None, sample_rate: int = 16000, gain_db: float = 0.0
+    ) -> None:
         self.path = Path(path) if path is not None else default_soundfont()
         if not self.path.is_file():
             raise FileNotFoundError(f"SoundFont not found: {self.path}")
         data = self.path.read_bytes()
         if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"sfbk":
-            raise SoundFontError(f"{self.path}: not a SoundFont 2 file (expected a RIFF 'sfbk' header, "
-                                 f"got {data[:12]!r})")
+            raise SoundFontError(
+                f"{self.path}: not a SoundFont 2 file (expected a RIFF 'sfbk' header, got {data[:12]!r})"
+            )
         try:
             self._sf = tsf.SoundFont(data)
         except RuntimeError as e:
@@ -136,7 +151,7 @@ class SoundFont:
             self._sf.note_on(int(preset), int(midi), float(velocity) / 127.0)
             self._sf.render(view[: hold * 8])
             self._sf.note_off(int(preset), int(midi))
-            self._sf.render(view[hold * 8:])
+            self._sf.render(view[hold * 8 :])
         finally:
             self.silence()
         return np.frombuffer(buf, dtype=np.float32).reshape(n, 2).mean(axis=1)
@@ -162,8 +177,10 @@ def task_kind(task: str) -> Kind:
     for kind in sorted(KINDS, key=len, reverse=True):
         if task == kind or task.endswith("_" + kind):
             return kind  # type: ignore[return-value]
-    raise ValueError(f"SoundFont task {task!r}: the name must end with one of {list(KINDS)} "
-                     f"(e.g. gm_family), which says what the classes are")
+    raise ValueError(
+        f"SoundFont task {task!r}: the name must end with one of {list(KINDS)} "
+        f"(e.g. gm_family), which says what the classes are"
+    )
 
 
 def split_counts(n: int, splits: Sequence[float]) -> tuple[int, int, int]:
@@ -178,11 +195,18 @@ def split_counts(n: int, splits: Sequence[float]) -> tuple[int, int, int]:
     return n - n_valid - n_test, n_valid, n_test
 
 
-def check_soundfont_args(task: str, clips_per_class: int = 20, duration: float = 1.0,
-                         splits: Sequence[float] = (0.6, 0.2, 0.2), velocity: Sequence[int] = (60, 110),
-                         hold: float = 0.75, octaves: Sequence[int] = DEFAULT_OCTAVES,
-                         families: Optional[Sequence[str]] = None,
-                         note_ranges_: Optional[Mapping[str, Sequence[int]]] = None, sample_rate: int = 16000) -> Kind:
+def check_soundfont_args(
+    task: str,
+    clips_per_class: int = 20,
+    duration: float = 1.0,
+    splits: Sequence[float] = (0.6, 0.2, 0.2),
+    velocity: Sequence[int] = (60, 110),
+    hold: float = 0.75,
+    octaves: Sequence[int] = DEFAULT_OCTAVES,
+    families: Optional[Sequence[str]] = None,
+    note_ranges_: Optional[Mapping[str, Sequence[int]]] = None,
+    sample_rate: int = 16000,
+) -> Kind:
     """Raise ``ValueError`` naming the argument unless these arguments can make a task; returns its kind."""
     kind = task_kind(task)
     if len(splits) != 3 or any(s < 0 for s in splits) or splits[0] <= 0:
@@ -209,20 +233,32 @@ def check_soundfont_args(task: str, clips_per_class: int = 20, duration: float =
     return kind
 
 
-def _class_options(kind: Kind, ranges: dict[str, tuple[int, int]], octaves: Sequence[int]
-                   ) -> dict[str, dict[str, list[int]]]:
+def _class_options(
+    kind: Kind, ranges: dict[str, tuple[int, int]], octaves: Sequence[int]
+) -> dict[str, dict[str, list[int]]]:
     """class label → family → the notes that family can play for that class."""
     if kind == "family":
         return {f: {f: list(range(lo, hi + 1))} for f, (lo, hi) in ranges.items()}
     if kind == "octave":
-        return {octave_label(octave_notes(int(o))[0]): {f: [m for m in octave_notes(int(o)) if lo <= m <= hi]
-                                                        for f, (lo, hi) in ranges.items()} for o in octaves}
-    return {pc: {f: [m for m in range(lo, hi + 1) if m % 12 == i] for f, (lo, hi) in ranges.items()}
-            for i, pc in enumerate(PITCH_CLASSES)}
+        return {
+            octave_label(octave_notes(int(o))[0]): {
+                f: [m for m in octave_notes(int(o)) if lo <= m <= hi] for f, (lo, hi) in ranges.items()
+            }
+            for o in octaves
+        }
+    return {
+        pc: {f: [m for m in range(lo, hi + 1) if m % 12 == i] for f, (lo, hi) in ranges.items()}
+        for i, pc in enumerate(PITCH_CLASSES)
+    }
 
 
-def class_choices(font: SoundFont, kind: Kind, octaves: Sequence[int], families: Optional[Sequence[str]],
-                  note_ranges_: Optional[Mapping[str, Sequence[int]]]) -> dict[str, dict[str, tuple[list[int], list[int]]]]:
+def class_choices(
+    font: SoundFont,
+    kind: Kind,
+    octaves: Sequence[int],
+    families: Optional[Sequence[str]],
+    note_ranges_: Optional[Mapping[str, Sequence[int]]],
+) -> dict[str, dict[str, tuple[list[int], list[int]]]]:
     """label → family → (programs the SoundFont has in bank 0, notes of the family for the class), only the
     families that can play the class. Errors name the SoundFont when a class has no such family."""
     fams = family_programs(families)
@@ -233,13 +269,20 @@ def class_choices(font: SoundFont, kind: Kind, octaves: Sequence[int], families:
         out[label] = {f: (have[f], notes) for f, notes in by_family.items() if notes and have[f]}
         if not out[label]:
             missing = [f"{f} (GM programs {fams[f][0]}-{fams[f][-1]})" for f in by_family if not have[f]]
-            raise SoundFontError(f"{font.path}: class {label!r} cannot be rendered: no preset in bank 0 for "
-                                 f"{', '.join(missing) or 'any family'} that plays it")
+            raise SoundFontError(
+                f"{font.path}: class {label!r} cannot be rendered: no preset in bank 0 for "
+                f"{', '.join(missing) or 'any family'} that plays it"
+            )
     return out
 
 
-def draw_note(font: SoundFont, label: str, choices: dict[str, tuple[list[int], list[int]]],
-              rng: np.random.Generator, velocity: Sequence[int]) -> Note:
+def draw_note(
+    font: SoundFont,
+    label: str,
+    choices: dict[str, tuple[list[int], list[int]]],
+    rng: np.random.Generator,
+    velocity: Sequence[int],
+) -> Note:
     """A family, one of its programs, a note and a velocity, uniformly (in that order)."""
     families = list(choices)
     family = families[int(rng.integers(len(families)))]
@@ -256,16 +299,25 @@ def _wav_bytes(x: np.ndarray, sample_rate: int) -> bytes:
     return buf.getvalue()
 
 
-def render_audible(font: SoundFont, label: str, choices: dict[str, tuple[list[int], list[int]]],
-                   rng: np.random.Generator, velocity: Sequence[int], n: int, hold: int) -> tuple[Note, np.ndarray]:
+def render_audible(
+    font: SoundFont,
+    label: str,
+    choices: dict[str, tuple[list[int], list[int]]],
+    rng: np.random.Generator,
+    velocity: Sequence[int],
+    n: int,
+    hold: int,
+) -> tuple[Note, np.ndarray]:
     """Draw a note of ``label`` and render it; a draw that renders silence is redrawn."""
     for _ in range(MAX_REDRAWS):
         note = draw_note(font, label, choices, rng, velocity)
         x = font.render(note.preset, note.midi, note.velocity, n, hold)
         if float(np.abs(x).max(initial=0.0)) >= SILENCE:
             return note, x
-    raise SoundFontError(f"{font.path}: {MAX_REDRAWS} draws of class {label!r} rendered silence "
-                         f"(presets without samples for those keys?)")
+    raise SoundFontError(
+        f"{font.path}: {MAX_REDRAWS} draws of class {label!r} rendered silence "
+        f"(presets without samples for those keys?)"
+    )
 
 
 def write_soundfont_task(
@@ -304,8 +356,9 @@ def write_soundfont_task(
         sample_rate: sample rate of the files (folder ``work/<sr_dir>/``).
         overwrite: replace existing files (otherwise an existing CSV/YAML/wav is an error).
     """
-    kind = check_soundfont_args(task, clips_per_class, duration, splits, velocity, hold, octaves, families,
-                                note_ranges, sample_rate)
+    kind = check_soundfont_args(
+        task, clips_per_class, duration, splits, velocity, hold, octaves, families, note_ranges, sample_rate
+    )
     font = SoundFont(sf2, sample_rate=sample_rate, gain_db=gain_db)
     root = Path(root)
     meta_dir = root / "evar" / "metadata"
@@ -327,12 +380,29 @@ def write_soundfont_task(
                 x = x * (0.999 / peak)
             file_name = f"{label}/{label}_{k:03d}.wav"
             save_bytes(_wav_bytes(x, sample_rate), audio_dir / file_name, overwrite)
-            rows.append({"file_name": file_name, "label": label, "split": split, "family": note.family,
-                         "program": note.program, "preset": font.preset_name(note.preset), "midi": note.midi,
-                         "octave": octave_label(note.midi), "pitch_class": pitch_class_label(note.midi),
-                         "velocity": note.velocity, "peak_db": round(20 * np.log10(max(peak, 1e-12)), 3)})
-    spec = {"name": task, "unit_sec": float(duration), "folds": 0, "folder": task, "multilabel": False,
-            "description": f"{kind} of notes rendered from {font.path.name} (seed {seed})"}
+            rows.append(
+                {
+                    "file_name": file_name,
+                    "label": label,
+                    "split": split,
+                    "family": note.family,
+                    "program": note.program,
+                    "preset": font.preset_name(note.preset),
+                    "midi": note.midi,
+                    "octave": octave_label(note.midi),
+                    "pitch_class": pitch_class_label(note.midi),
+                    "velocity": note.velocity,
+                    "peak_db": round(20 * np.log10(max(peak, 1e-12)), 3),
+                }
+            )
+    spec = {
+        "name": task,
+        "unit_sec": float(duration),
+        "folds": 0,
+        "folder": task,
+        "multilabel": False,
+        "description": f"{kind} of notes rendered from {font.path.name} (seed {seed})",
+    }
     save_csv(pd.DataFrame(rows), csv_path, overwrite=overwrite)
     save_text(yaml.safe_dump(spec, sort_keys=False), yaml_path, overwrite=overwrite)
     return csv_path

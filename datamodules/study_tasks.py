@@ -38,6 +38,7 @@ splits. Output rows are sorted by
 (``speaker``, ``family``) where it differs. Asking for more clips than are eligible is an error naming
 the file and the counts; a missing column is an error naming the file and the column.
 """
+
 from __future__ import annotations
 
 import os
@@ -99,14 +100,22 @@ class StudyTask:
     description: str
 
 
-STUDY_TASKS: dict[str, StudyTask] = {t.name: t for t in [
-    StudyTask("vc1_gender_nationality", "vc1", 1500,
-              "VoxCeleb1 clips of speakers with gender and nationality, class <gender>_<nationality>"),
-    StudyTask("voxforge_balanced", "voxforge", 5000, "VoxForge, the same number of clips per language"),
-    StudyTask("nspitch_subset", "nsynth", 22000, "NSynth clips of MIDI 21-108, labelled by MIDI pitch"),
-    StudyTask("nsynth_subset", "nsynth", 22000,
-              "the same NSynth clips as nspitch_subset, labelled by instrument family"),
-]}
+STUDY_TASKS: dict[str, StudyTask] = {
+    t.name: t
+    for t in [
+        StudyTask(
+            "vc1_gender_nationality",
+            "vc1",
+            1500,
+            "VoxCeleb1 clips of speakers with gender and nationality, class <gender>_<nationality>",
+        ),
+        StudyTask("voxforge_balanced", "voxforge", 5000, "VoxForge, the same number of clips per language"),
+        StudyTask("nspitch_subset", "nsynth", 22000, "NSynth clips of MIDI 21-108, labelled by MIDI pitch"),
+        StudyTask(
+            "nsynth_subset", "nsynth", 22000, "the same NSynth clips as nspitch_subset, labelled by instrument family"
+        ),
+    ]
+}
 
 
 # -- rules ---------------------------------------------------------------------------------------------
@@ -187,8 +196,15 @@ def _finish(df: pd.DataFrame, extra: Sequence[str] = (), by: Sequence[str] = ("l
     return out[OUTPUT_COLUMNS + list(extra)].sort_values("file_name", kind="stable").reset_index(drop=True)
 
 
-def vc1_gender_nationality(vc1: pd.DataFrame, meta: pd.DataFrame, *, size: int = 1500, seed: int = 0,
-                           source: str = "vc1.csv", meta_source: str = "vox1_meta.csv") -> pd.DataFrame:
+def vc1_gender_nationality(
+    vc1: pd.DataFrame,
+    meta: pd.DataFrame,
+    *,
+    size: int = 1500,
+    seed: int = 0,
+    source: str = "vc1.csv",
+    meta_source: str = "vox1_meta.csv",
+) -> pd.DataFrame:
     """The VoxCeleb1 gender × nationality task (module docstring): ``vc1`` has ``file_name, label
     (speaker), split``; ``meta`` the :data:`VOX1_META_COLUMNS`. Returns the rows of the CSV (extra column
     ``speaker``)."""
@@ -202,14 +218,16 @@ def vc1_gender_nationality(vc1: pd.DataFrame, meta: pd.DataFrame, *, size: int =
     cls = {r["VoxCeleb1 ID"]: gender_nationality_class(r["Gender"], r["Nationality"]) for _, r in m.iterrows()}
     eligible = vc1[vc1["label"].astype(str).str.strip().isin(cls)]
     eligible = eligible.assign(speaker=eligible["label"].astype(str).str.strip())
-    drawn = seeded_sample(eligible, size, seed, f"{source} + {meta_source}",
-                          "clips of speakers with a gender and a nationality")
+    drawn = seeded_sample(
+        eligible, size, seed, f"{source} + {meta_source}", "clips of speakers with a gender and a nationality"
+    )
     drawn = drawn.assign(label=drawn["speaker"].map(cls))
     return _finish(drawn, ["speaker"])
 
 
-def voxforge_balanced(df: pd.DataFrame, *, per_class: int = 5000, seed: int = 0,
-                      source: str = "voxforge.csv") -> pd.DataFrame:
+def voxforge_balanced(
+    df: pd.DataFrame, *, per_class: int = 5000, seed: int = 0, source: str = "voxforge.csv"
+) -> pd.DataFrame:
     """VoxForge with ``per_class`` clips of every language (module docstring)."""
     _need_columns(df, ("file_name", "label", "split"), source)
     parts = []
@@ -221,8 +239,15 @@ def voxforge_balanced(df: pd.DataFrame, *, per_class: int = 5000, seed: int = 0,
     return _finish(pd.concat(parts, ignore_index=True))
 
 
-def nsynth_subset(df: pd.DataFrame, *, size: int = 22000, seed: int = 0, label: str = "pitch",
-                  midi_range: tuple[int, int] = NSYNTH_MIDI_RANGE, source: str = "nsynth.csv") -> pd.DataFrame:
+def nsynth_subset(
+    df: pd.DataFrame,
+    *,
+    size: int = 22000,
+    seed: int = 0,
+    label: str = "pitch",
+    midi_range: tuple[int, int] = NSYNTH_MIDI_RANGE,
+    source: str = "nsynth.csv",
+) -> pd.DataFrame:
     """The NSynth subset (module docstring): ``label="pitch"`` (MIDI number) or ``"family"`` (the source's
     ``label``, kept in column ``family``). The drawn clips do not depend on ``label``."""
     if label not in ("pitch", "family"):
@@ -232,15 +257,19 @@ def nsynth_subset(df: pd.DataFrame, *, size: int = 22000, seed: int = 0, label: 
     bad = pitch.isna().to_numpy().nonzero()[0]
     if len(bad):
         i = int(bad[0])
-        raise StudyTaskError(f"{source}: row {i}: file_name {df['file_name'].iloc[i]!r} is not an NSynth note "
-                             "name <instrument>-<pitch>-<velocity>")
+        raise StudyTaskError(
+            f"{source}: row {i}: file_name {df['file_name'].iloc[i]!r} is not an NSynth note "
+            "name <instrument>-<pitch>-<velocity>"
+        )
     lo, hi = midi_range
     eligible = df.assign(pitch=pitch.astype(int), family=df["label"].astype(str))
     eligible = eligible[(eligible["pitch"] >= lo) & (eligible["pitch"] <= hi)]
     drawn = seeded_sample(eligible, size, seed, source, f"clips with MIDI pitch {lo}-{hi}")
     octave = LABEL_MAPS["midi_to_octave"]
-    drawn = drawn.assign(octave=[octave(str(p)) for p in drawn["pitch"]],
-                         label=drawn["pitch"].astype(str) if label == "pitch" else drawn["family"])
+    drawn = drawn.assign(
+        octave=[octave(str(p)) for p in drawn["pitch"]],
+        label=drawn["pitch"].astype(str) if label == "pitch" else drawn["family"],
+    )
     # the same splits for both labellings: every octave and every family gets a train clip
     return _finish(drawn, ["family"] if label == "pitch" else [], by=("octave", "family"))
 
@@ -267,8 +296,15 @@ def read_vox1_meta(path: Union[str, os.PathLike]) -> pd.DataFrame:
     return df
 
 
-def build_study_task(name: str, evar_root: Union[str, os.PathLike], *, vox1_meta: Union[str, os.PathLike, None] = None,
-                     seed: int = 0, size: Optional[int] = None, overwrite: bool = False) -> tuple[Path, pd.DataFrame]:
+def build_study_task(
+    name: str,
+    evar_root: Union[str, os.PathLike],
+    *,
+    vox1_meta: Union[str, os.PathLike, None] = None,
+    seed: int = 0,
+    size: Optional[int] = None,
+    overwrite: bool = False,
+) -> tuple[Path, pd.DataFrame]:
     """Write ``<evar_root>/evar/metadata/<name>.csv`` for the study task ``name`` (see
     :data:`STUDY_TASKS`; ``size`` overrides its default, per class for ``voxforge_balanced``) from the
     source task's metadata next to it. Refuses an existing CSV unless ``overwrite``. Returns the path and
@@ -284,12 +320,14 @@ def build_study_task(name: str, evar_root: Union[str, os.PathLike], *, vox1_meta
     if name == "vc1_gender_nationality":
         if vox1_meta is None:
             raise ValueError(f"{name} needs VoxCeleb1's speaker metadata (--vox1-meta PATH to vox1_meta.csv)")
-        table = vc1_gender_nationality(src, read_vox1_meta(vox1_meta), size=n, seed=seed, source=str(src_path),
-                                       meta_source=str(vox1_meta))
+        table = vc1_gender_nationality(
+            src, read_vox1_meta(vox1_meta), size=n, seed=seed, source=str(src_path), meta_source=str(vox1_meta)
+        )
     elif name == "voxforge_balanced":
         table = voxforge_balanced(src, per_class=n, seed=seed, source=str(src_path))
     else:
-        table = nsynth_subset(src, size=n, seed=seed, label="pitch" if name == "nspitch_subset" else "family",
-                              source=str(src_path))
+        table = nsynth_subset(
+            src, size=n, seed=seed, label="pitch" if name == "nspitch_subset" else "family", source=str(src_path)
+        )
     save_csv(table, out, overwrite=overwrite)
     return out, table

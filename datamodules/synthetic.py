@@ -25,6 +25,7 @@ class: 60 % train, 20 % valid, the rest test (at least one clip each).
 Only ``numpy.random.Generator`` seeded from (seed, task) is used — same seed → byte-identical files,
 another seed → different files. Files are written atomically (temporary file + rename).
 """
+
 from __future__ import annotations
 
 import io as _io
@@ -92,7 +93,7 @@ def synth_tone(
     tt = np.arange(m) / sample_rate
     env[onset:] = np.minimum(1.0, (np.arange(m) + 1) / attack) * np.exp(-tt / decay_tau)
     release = min(m, max(1, int(0.010 * sample_rate)))
-    env[n - release:] *= np.linspace(1.0, 0.0, release)
+    env[n - release :] *= np.linspace(1.0, 0.0, release)
     x = tone * env
     x /= max(np.abs(x).max(), 1e-12)
     snr_db = rng.uniform(30.0, 45.0)
@@ -115,8 +116,9 @@ def _atomic_wav(path: Path, data: np.ndarray, sample_rate: int, overwrite: bool)
     save_bytes(buf.getvalue(), path, overwrite)
 
 
-def check_task_args(task: str, clips_per_class: int, duration: float, octaves: Sequence[int],
-                    sample_rate: int) -> list[int]:
+def check_task_args(
+    task: str, clips_per_class: int, duration: float, octaves: Sequence[int], sample_rate: int
+) -> list[int]:
     """Raise ``ValueError`` naming the argument unless :func:`write_task` can write this task; returns
     the octaves as ints."""
     if task not in FAMILIES:
@@ -176,8 +178,16 @@ def write_task(
             x, level_db = synth_tone(rng, f0, family, n, sample_rate)
             file_name = f"{label}/{label}_{k:03d}.wav"
             _atomic_wav(audio_dir / file_name, x, sample_rate, overwrite)
-            rows.append({"file_name": file_name, "label": label, "split": split,
-                         "f0_hz": round(f0, 4), "midi": round(midi, 4), "level_db": round(level_db, 3)})
+            rows.append(
+                {
+                    "file_name": file_name,
+                    "label": label,
+                    "split": split,
+                    "f0_hz": round(f0, 4),
+                    "midi": round(midi, 4),
+                    "level_db": round(level_db, 3),
+                }
+            )
     spec = {
         "name": task,
         "unit_sec": float(duration),

@@ -20,6 +20,7 @@ Task YAML keys (all optional except ``unit_sec``): ``name``, ``unit_sec`` (float
 default: the task name), ``metadata`` (path of the metadata CSV; relative paths are resolved against
 the EVAR root; default ``evar/metadata/<task>.csv``), ``multilabel`` (bool), ``description``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 import yaml
+
+from analysis.runs import strict_yaml
 
 __all__ = [
     "TaskSpec",
@@ -81,10 +84,17 @@ class TaskSpec:
         return p if p.is_absolute() else Path(evar_root) / p
 
 
-def _t(name: str, unit_sec: float, folds: int = 0, folder: Optional[str] = None,
-       multilabel: bool = False, description: str = "") -> TaskSpec:
-    return TaskSpec(name=name, unit_sec=unit_sec, folds=folds, folder=folder, multilabel=multilabel,
-                    description=description)
+def _t(
+    name: str,
+    unit_sec: float,
+    folds: int = 0,
+    folder: Optional[str] = None,
+    multilabel: bool = False,
+    description: str = "",
+) -> TaskSpec:
+    return TaskSpec(
+        name=name, unit_sec=unit_sec, folds=folds, folder=folder, multilabel=multilabel, description=description
+    )
 
 
 #: The study's tasks. Clip lengths follow EVAR's task configs.
@@ -107,14 +117,20 @@ TASKS: dict[str, TaskSpec] = {
         _t("as20k", 10.0, folder="as", multilabel=True, description="AudioSet balanced (20k), multi-label"),
         # The study's subsets: metadata written by `python -m analysis tasks build <name>`
         # (datamodules/study_tasks.py) next to the source task's CSV; audio of the source task's folder.
-        _t("vc1_gender_nationality", 8.2, folder="vc1",
-           description="VoxCeleb1 gender x nationality (study subset)"),
-        _t("voxforge_balanced", 5.8, folder="voxforge",
-           description="VoxForge, balanced over languages (study subset)"),
-        _t("nspitch_subset", 4.0, folder="nsynth",
-           description="NSynth pitch on the piano range, MIDI labels (study subset; midi_to_octave: 9 octaves)"),
-        _t("nsynth_subset", 4.0, folder="nsynth",
-           description="NSynth instrument family on the clips of nspitch_subset (study subset)"),
+        _t("vc1_gender_nationality", 8.2, folder="vc1", description="VoxCeleb1 gender x nationality (study subset)"),
+        _t("voxforge_balanced", 5.8, folder="voxforge", description="VoxForge, balanced over languages (study subset)"),
+        _t(
+            "nspitch_subset",
+            4.0,
+            folder="nsynth",
+            description="NSynth pitch on the piano range, MIDI labels (study subset; midi_to_octave: 9 octaves)",
+        ),
+        _t(
+            "nsynth_subset",
+            4.0,
+            folder="nsynth",
+            description="NSynth instrument family on the clips of nspitch_subset (study subset)",
+        ),
     ]
 }
 
@@ -188,7 +204,7 @@ def load_task_yaml(path: Union[str, os.PathLike], name: Optional[str] = None) ->
     p = Path(path)
     try:
         with open(p, encoding="utf-8") as f:
-            d = yaml.safe_load(f)
+            d = strict_yaml.safe_load(f.read(), str(p))
     except FileNotFoundError:
         raise FileNotFoundError(f"Task definition file not found: {p}") from None
     except yaml.YAMLError as e:

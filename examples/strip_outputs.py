@@ -7,6 +7,7 @@ Removes every code cell's outputs and execution count and the notebook- and cell
 (kernel and language details stay). ``--check`` changes nothing and exits 1 naming the notebooks that hold
 outputs.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -6,6 +6,7 @@
 ``test/macro_f1`` and ``test/recall/<class>``. Computed from audio with the same encoder and crop as the
 predict pass, these equal the probe's scores on the stored test embeddings.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -42,8 +43,10 @@ def load_probe(path: str | Path) -> LinearProbe:
     try:
         probe.load_state_dict(ckpt["state_dict"], strict=True)
     except RuntimeError as e:
-        raise ValueError(f"{path}: its state_dict does not fit LinearProbe(num_classes={hparams.get('num_classes')}, "
-                         f"embed_dim={hparams.get('embed_dim')}): {' '.join(str(e).split())}") from e
+        raise ValueError(
+            f"{path}: its state_dict does not fit LinearProbe(num_classes={hparams.get('num_classes')}, "
+            f"embed_dim={hparams.get('embed_dim')}): {' '.join(str(e).split())}"
+        ) from e
     return probe
 
 
@@ -65,8 +68,9 @@ class AudioClassifier(LightningModule):
         self.probe = load_probe(p)
         E = self.probe.head.in_features
         if getattr(encoder, "embed_dim", E) != E:
-            raise ValueError(f"{p}: probe expects embeddings of size {E}, encoder "
-                             f"{type(encoder).__name__} gives {encoder.embed_dim}")
+            raise ValueError(
+                f"{p}: probe expects embeddings of size {E}, encoder {type(encoder).__name__} gives {encoder.embed_dim}"
+            )
         for m in (self.encoder, self.probe):
             m.eval()
             m.requires_grad_(False)
@@ -83,8 +87,10 @@ class AudioClassifier(LightningModule):
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         dm_classes = getattr(dm, "classes", None) if dm is not None else None
         if dm_classes and self.classes and list(dm_classes) != list(self.classes):
-            raise ValueError(f"probe {self.hparams.probe_checkpoint} was trained on classes {self.classes}, "
-                             f"the datamodule has {list(dm_classes)}")
+            raise ValueError(
+                f"probe {self.hparams.probe_checkpoint} was trained on classes {self.classes}, "
+                f"the datamodule has {list(dm_classes)}"
+            )
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -3,6 +3,7 @@
 Each predict step returns the clip embeddings with the batch's bookkeeping; statistics are gathered
 by callbacks (``ActivationStatsCallback``) that hook ``pl_module.encoder`` and read the batch.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -40,8 +41,7 @@ class FeatureExtractor(pl.LightningModule):
         """audio ``[B, S]`` -> embeddings ``[B, E]``."""
         return self.encoder(audio, lengths)
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0,
-                     dataloader_idx: int = 0) -> dict[str, Any]:
+    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0, dataloader_idx: int = 0) -> dict[str, Any]:
         """Returns ``{"embedding" [B, E], "label", "index", "split"}`` (label/index/split passed
         through from the batch; None when the batch lacks them)."""
         if "audio" not in batch:

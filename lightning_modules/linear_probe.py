@@ -11,6 +11,7 @@ Logged: ``{train,val,test}/loss``, ``{val,test}/acc`` (single-label micro accura
 (multi-label), ``/score`` (acc or mAP, what early stopping monitors), ``/macro_recall``, ``/macro_f1``
 and ``test/recall/<class>``.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -45,9 +46,16 @@ class LinearProbe(LightningModule):
             stored in the checkpoint so the ablation can refuse a probe of another model or data.
     """
 
-    def __init__(self, num_classes: Optional[int] = None, embed_dim: Optional[int] = None, lr: float = 3e-5,
-                 weight_decay: float = 1e-8, multilabel: Optional[bool] = None,
-                 classes: Optional[list[str]] = None, source: Optional[dict[str, Any]] = None) -> None:
+    def __init__(
+        self,
+        num_classes: Optional[int] = None,
+        embed_dim: Optional[int] = None,
+        lr: float = 3e-5,
+        weight_decay: float = 1e-8,
+        multilabel: Optional[bool] = None,
+        classes: Optional[list[str]] = None,
+        source: Optional[dict[str, Any]] = None,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.head: Optional[nn.Linear] = None
@@ -75,32 +83,37 @@ class LinearProbe(LightningModule):
         self.register_buffer("mean", torch.zeros(E))
         self.register_buffer("std", torch.ones(E))
         if self.multilabel:
-            mk = lambda: MetricCollection({  # noqa: E731
-                "mAP": MultilabelAveragePrecision(C, average="macro"),
-                "macro_recall": MultilabelRecall(C, average="macro"),
-                "macro_f1": MultilabelF1Score(C, average="macro"),
-            })
+            mk = lambda: MetricCollection(  # noqa: E731
+                {
+                    "mAP": MultilabelAveragePrecision(C, average="macro"),
+                    "macro_recall": MultilabelRecall(C, average="macro"),
+                    "macro_f1": MultilabelF1Score(C, average="macro"),
+                }
+            )
         else:
-            mk = lambda: MetricCollection({  # noqa: E731
-                "acc": MulticlassAccuracy(C, average="micro"),
-                "macro_recall": MulticlassRecall(C, average="macro"),
-                "macro_f1": MulticlassF1Score(C, average="macro"),
-            })
+            mk = lambda: MetricCollection(  # noqa: E731
+                {
+                    "acc": MulticlassAccuracy(C, average="micro"),
+                    "macro_recall": MulticlassRecall(C, average="macro"),
+                    "macro_f1": MulticlassF1Score(C, average="macro"),
+                }
+            )
         self.val_metrics = mk().clone(prefix="val/")
         self.test_metrics = mk().clone(prefix="test/")
-        self.test_recall = (MultilabelRecall(C, average=None) if self.multilabel
-                            else MulticlassRecall(C, average=None))
+        self.test_recall = MultilabelRecall(C, average=None) if self.multilabel else MulticlassRecall(C, average=None)
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if dm is not None:
             if hasattr(dm, "setup") and getattr(dm, "features", "n/a") is None:
                 dm.setup(stage)
-            for key, val in (("num_classes", getattr(dm, "num_classes", None)),
-                             ("embed_dim", getattr(dm, "embed_dim", None)),
-                             ("multilabel", getattr(dm, "multilabel", None)),
-                             ("classes", list(getattr(dm, "classes", []) or []) or None),
-                             ("source", getattr(dm, "source", None) or None)):
+            for key, val in (
+                ("num_classes", getattr(dm, "num_classes", None)),
+                ("embed_dim", getattr(dm, "embed_dim", None)),
+                ("multilabel", getattr(dm, "multilabel", None)),
+                ("classes", list(getattr(dm, "classes", []) or []) or None),
+                ("source", getattr(dm, "source", None) or None),
+            ):
                 if val is None:
                     continue
                 if self.hparams.get(key) is None:

@@ -7,6 +7,7 @@ websocket, no network, nothing downloaded.
         b.evaluate(page, "document.title")
         b.screenshot(page, tmp / "report.png")
 """
+
 from __future__ import annotations
 
 import base64
@@ -21,9 +22,17 @@ from pathlib import Path
 from typing import Any, Optional
 
 #: Chromium flags of every test run (no sandbox for root in containers; nothing reaches the network).
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--mute-audio",
-         "--autoplay-policy=no-user-gesture-required"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--mute-audio",
+    "--autoplay-policy=no-user-gesture-required",
+]
 TIMEOUT = 60.0
 
 
@@ -57,10 +66,20 @@ class Browser:
             os.dup2(b, 4)
 
         self.proc = subprocess.Popen(
-            [binary, *FLAGS, f"--user-data-dir={self.profile}", f"--window-size={window[0]},{window[1]}",
-             "--remote-debugging-pipe", "about:blank"],
-            pass_fds=(3, 4), preexec_fn=fds, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+            [
+                binary,
+                *FLAGS,
+                f"--user-data-dir={self.profile}",
+                f"--window-size={window[0]},{window[1]}",
+                "--remote-debugging-pipe",
+                "about:blank",
+            ],
+            pass_fds=(3, 4),
+            preexec_fn=fds,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(to_chrome_r)
         os.close(from_chrome_w)
         self._buf = b""
@@ -82,8 +101,9 @@ class Browser:
         msg, self._buf = self._buf.split(b"\0", 1)
         return json.loads(msg)
 
-    def send(self, method: str, params: Optional[dict] = None, session: Optional[str] = None,
-             timeout: float = TIMEOUT) -> dict[str, Any]:
+    def send(
+        self, method: str, params: Optional[dict] = None, session: Optional[str] = None, timeout: float = TIMEOUT
+    ) -> dict[str, Any]:
         self._id += 1
         msg: dict[str, Any] = {"id": self._id, "method": method, "params": params or {}}
         if session:
@@ -122,8 +142,12 @@ class Browser:
 
     def evaluate(self, session: str, expression: str, timeout: float = TIMEOUT) -> Any:
         """Value of a JavaScript expression (promises awaited) in the page."""
-        r = self.send("Runtime.evaluate", {"expression": expression, "awaitPromise": True, "returnByValue": True},
-                      session=session, timeout=timeout)
+        r = self.send(
+            "Runtime.evaluate",
+            {"expression": expression, "awaitPromise": True, "returnByValue": True},
+            session=session,
+            timeout=timeout,
+        )
         if "exceptionDetails" in r:
             raise BrowserError(f"JavaScript error: {r['exceptionDetails']}")
         return r["result"].get("value")

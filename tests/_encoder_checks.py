@@ -1,6 +1,7 @@
 """Checks shared by the tests of the wheel-weight encoders (FCPE, Resemblyzer, Silero VAD): counts of the
 production path against a brute-force count of every site activation, and one run of the statistics
 callback inside ``trainer.predict`` whose ``stats.pt`` must equal the same brute force."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,8 +29,14 @@ class _Clips(Dataset):
         return self.audio.shape[0]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"audio": self.audio[i], "length": self.lengths[i], "label": self.labels[i], "index": i,
-                "split": "train", "file_name": f"clip_{i}.wav"}
+        return {
+            "audio": self.audio[i],
+            "length": self.lengths[i],
+            "label": self.labels[i],
+            "index": i,
+            "split": "train",
+            "file_name": f"clip_{i}.wav",
+        }
 
 
 class _Data(L.LightningDataModule):
@@ -61,13 +68,20 @@ def counts_match_brute_force(enc: AudioEncoder, audio: Tensor, lengths: Tensor, 
     return _real_encoder_check(enc, audio, lengths, labels, "all")
 
 
-def stats_callback_matches_brute_force(enc: AudioEncoder, audio: Tensor, lengths: Tensor, labels: Tensor,
-                                       out: Path) -> dict:
+def stats_callback_matches_brute_force(
+    enc: AudioEncoder, audio: Tensor, lengths: Tensor, labels: Tensor, out: Path
+) -> dict:
     """Run ``FeatureExtractor(enc)`` through ``ActivationStatsCallback`` in ``trainer.predict``; its stats.pt
     counts equal the brute force and its features equal ``enc(audio, lengths)``."""
     cb = ActivationStatsCallback(out_dir=str(out), tokens="all", level="token")
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[cb], enable_progress_bar=False,
-                        enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        callbacks=[cb],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.predict(FeatureExtractor(enc), datamodule=_Data(audio, lengths, labels), return_predictions=False)
     folder = out / f"tiny_{enc.name}"
     stats = read_stats(folder)

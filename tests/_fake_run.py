@@ -1,5 +1,6 @@
 """Test helper: write a fake neuron-statistics run folder with the files analysis reads
 (``over_zero.pt``, ``classes.txt``, ``stats.pt``, ``manifest.json``)."""
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,9 @@ def write_fake_run(
     return d
 
 
-def planted_counts(L: int, N: int, C: int, n_tokens: int, per_class: int, seed: int = 0,
-                   background: float = 0.2) -> tuple[torch.Tensor, torch.Tensor, dict[int, list[tuple[int, int]]]]:
+def planted_counts(
+    L: int, N: int, C: int, n_tokens: int, per_class: int, seed: int = 0, background: float = 0.2
+) -> tuple[torch.Tensor, torch.Tensor, dict[int, list[tuple[int, int]]]]:
     """Counts with ``per_class`` planted neurons per class that fire (p≈0.95) only for their class on a
     noisy background (p≈background). Returns (count [L,N,C], n_tokens [C], class -> planted (layer, neuron))."""
     g = torch.Generator().manual_seed(seed)
@@ -61,7 +63,7 @@ def planted_counts(L: int, N: int, C: int, n_tokens: int, per_class: int, seed: 
     perm = torch.randperm(L * N, generator=g)[: per_class * C]
     planted: dict[int, list[tuple[int, int]]] = {}
     for c in range(C):
-        for idx in perm[c * per_class:(c + 1) * per_class].tolist():
+        for idx in perm[c * per_class : (c + 1) * per_class].tolist():
             l, i = divmod(idx, N)
             p[l, i] = 0.01
             p[l, i, c] = 0.95

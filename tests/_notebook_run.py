@@ -1,6 +1,7 @@
 """Test helper: a small but complete pipeline output (two synthetic tasks × the pretrained and the untrained
 CREPE tiny; every stage: statistics, selection, stability, report, comparison, probe, ablation, gallery,
 summary) for the notebook API and the example notebooks (what ``make demo`` writes, in miniature)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,11 +18,17 @@ CREPE = "lightning_modules.encoders.CrepeEncoder"
 def notebook_config(root: Path, out: Path) -> dict:
     args = {"capacity": "tiny", "hop_ms": 100.0, "embedding_layer": 6}
     return {
-        "out": str(out), "seed": 0, "data": {"evar_root": str(root), "batch_size": 10},
+        "out": str(out),
+        "seed": 0,
+        "data": {"evar_root": str(root), "batch_size": 10},
         "tasks": {t: {"top_rate": 0.1} for t in TASKS},
-        "models": {"crepe_tiny": {"class_path": CREPE, "init_args": args},
-                   "crepe_tiny_untrained": {"class_path": CREPE,
-                                            "init_args": {**args, "pretrained": False, "name": "crepe_tiny_untrained"}}},
+        "models": {
+            "crepe_tiny": {"class_path": CREPE, "init_args": args},
+            "crepe_tiny_untrained": {
+                "class_path": CREPE,
+                "init_args": {**args, "pretrained": False, "name": "crepe_tiny_untrained"},
+            },
+        },
         "stats": {"identify_splits": ["train", "valid"], "top_k": 3},
         "report": {"within_task": list(TASKS), "cross_task": [list(TASKS)]},
         "stability": {"replicates": 3},

@@ -4,6 +4,7 @@ Each preset is one instrument with one zone playing one looped synthetic sample 
 waveform at MIDI 60) over the whole keyboard, so every key sounds (pitch-shifted by the synthesizer).
 Written from the SoundFont 2.01 specification (record layouts of phdr/pbag/pmod/pgen/inst/ibag/imod/igen/shdr).
 """
+
 from __future__ import annotations
 
 import struct
@@ -67,9 +68,17 @@ def write_sf2(path: str | Path, presets: dict[int, str]) -> Path:
     igen += struct.pack("<HH", 0, 0)
     shdr += _name("EOS") + struct.pack("<IIIIIBbHH", 0, 0, 0, 0, 0, 0, 0, 0, 0)
     mod = b"\0" * 10
-    pdta = [_chunk(b"phdr", phdr), _chunk(b"pbag", pbag), _chunk(b"pmod", mod), _chunk(b"pgen", pgen),
-            _chunk(b"inst", inst), _chunk(b"ibag", ibag), _chunk(b"imod", mod), _chunk(b"igen", igen),
-            _chunk(b"shdr", shdr)]
+    pdta = [
+        _chunk(b"phdr", phdr),
+        _chunk(b"pbag", pbag),
+        _chunk(b"pmod", mod),
+        _chunk(b"pgen", pgen),
+        _chunk(b"inst", inst),
+        _chunk(b"ibag", ibag),
+        _chunk(b"imod", mod),
+        _chunk(b"igen", igen),
+        _chunk(b"shdr", shdr),
+    ]
     body = b"sfbk" + _list(b"INFO", info) + _list(b"sdta", [_chunk(b"smpl", smpl)]) + _list(b"pdta", pdta)
     path = Path(path)
     path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)

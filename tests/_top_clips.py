@@ -6,6 +6,7 @@ Score = the clip's mean activation over its counted positions; peak = the counte
 time (frame >= 0) holding the largest activation (first in site-output order on ties); equal scores ordered
 by dataset index.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,10 +33,14 @@ def clip_scores(encoder: torch.nn.Module, audio: torch.Tensor, length: int, toke
             pos = encoder.positions(site, output)
             counted = pos.counted(tokens)
             frame = pos.frame if pos.frame is not None else torch.full(counted.shape, -1, dtype=torch.long)
-            band = (pos.band[None, :].expand_as(counted) if pos.band is not None
-                    else torch.full(counted.shape, -1, dtype=torch.long))
-            calls[l].append((act.reshape(-1, act.shape[-1]), counted.reshape(-1), frame.reshape(-1).long(),
-                             band.reshape(-1).long()))
+            band = (
+                pos.band[None, :].expand_as(counted)
+                if pos.band is not None
+                else torch.full(counted.shape, -1, dtype=torch.long)
+            )
+            calls[l].append(
+                (act.reshape(-1, act.shape[-1]), counted.reshape(-1), frame.reshape(-1).long(), band.reshape(-1).long())
+            )
 
         return hook
 
@@ -61,8 +66,9 @@ def clip_scores(encoder: torch.nn.Module, audio: torch.Tensor, length: int, toke
     return score, frame, band
 
 
-def brute_force_top_clips(encoder: torch.nn.Module, dm: Any, k: int = 8, tokens: str = "all",
-                          splits: Sequence[str] = ("train", "valid")) -> dict[str, Any]:
+def brute_force_top_clips(
+    encoder: torch.nn.Module, dm: Any, k: int = 8, tokens: str = "all", splits: Sequence[str] = ("train", "valid")
+) -> dict[str, Any]:
     """The ``top_clips.pt`` dict of ``encoder`` on the clips of ``dm`` (an EVARDataModule after ``setup``) in
     ``splits`` (the counted splits), exactly as the statistics pass sees them (head crop)."""
     encoder = encoder.eval()
@@ -82,8 +88,12 @@ def brute_force_top_clips(encoder: torch.nn.Module, dm: Any, k: int = 8, tokens:
     index = torch.tensor(indices)
     L, N, n_clips = score.shape
     kk = min(k, n_clips)
-    out = {"score": torch.full((L, N, k), -math.inf), "index": torch.full((L, N, k), -1, dtype=torch.long),
-           "frame": torch.full((L, N, k), -1, dtype=torch.long), "band": torch.full((L, N, k), -1, dtype=torch.long)}
+    out = {
+        "score": torch.full((L, N, k), -math.inf),
+        "index": torch.full((L, N, k), -1, dtype=torch.long),
+        "frame": torch.full((L, N, k), -1, dtype=torch.long),
+        "band": torch.full((L, N, k), -1, dtype=torch.long),
+    }
     by_index = torch.argsort(index, stable=True)  # ties: lower dataset index first
     for l in range(L):
         for n in range(int(encoder.site_neurons[l])):
@@ -93,10 +103,14 @@ def brute_force_top_clips(encoder: torch.nn.Module, dm: Any, k: int = 8, tokens:
             out["index"][l, n, :kk] = index[order]
             out["frame"][l, n, :kk] = frame[l, n, order]
             out["band"][l, n, :kk] = band[l, n, order]
-    out.update(k=k, sites=list(encoder.neuron_sites), site_neurons=[int(x) for x in encoder.site_neurons],
-               frame_seconds=getattr(encoder, "frame_seconds", None),
-               frames_per_position=int(getattr(encoder, "frames_per_position", 1)),
-               n_bands=int(getattr(encoder, "n_bands", 0)))
+    out.update(
+        k=k,
+        sites=list(encoder.neuron_sites),
+        site_neurons=[int(x) for x in encoder.site_neurons],
+        frame_seconds=getattr(encoder, "frame_seconds", None),
+        frames_per_position=int(getattr(encoder, "frames_per_position", 1)),
+        n_bands=int(getattr(encoder, "n_bands", 0)),
+    )
     return out
 
 

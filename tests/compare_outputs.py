@@ -10,6 +10,7 @@ the HTML/Markdown report (it embeds the manifests' times), stage markers and the
 the compared CSVs describe. ``--rename OLD=NEW`` maps a top-level folder renamed between the versions.
 Exit status 0 when everything compared is identical, 1 otherwise (each difference printed).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,10 +52,16 @@ def _normalise_json(x: Any, roots: list[str]) -> Any:
 
 def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype
-                and a.shape == b.shape and torch.equal(torch.nan_to_num(a), torch.nan_to_num(b))
-                and torch.equal(torch.isnan(a) if a.is_floating_point() else a,
-                                torch.isnan(b) if b.is_floating_point() else b))
+        return (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and torch.equal(torch.nan_to_num(a), torch.nan_to_num(b))
+            and torch.equal(
+                torch.isnan(a) if a.is_floating_point() else a, torch.isnan(b) if b.is_floating_point() else b
+            )
+        )
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
@@ -73,7 +80,9 @@ def compare(old: Path, new: Path, rename: dict[str, str]) -> list[str]:
         if a.suffix == ".pt":
             same = _equal(torch.load(a, weights_only=True), torch.load(b, weights_only=True))
         elif a.suffix == ".json":
-            same = _normalise_json(json.loads(a.read_text()), roots) == _normalise_json(json.loads(b.read_text()), roots)
+            same = _normalise_json(json.loads(a.read_text()), roots) == _normalise_json(
+                json.loads(b.read_text()), roots
+            )
         else:
             same = a.read_bytes() == b.read_bytes()
         if not same:

@@ -1,6 +1,7 @@
 """Shared fixtures: everything on CPU, one device, no DataLoader workers, temporary folders, and a tiny
 synthetic EVAR root. Helper functions here can be imported by test files (``from conftest import ...``).
 """
+
 from __future__ import annotations
 
 import os
@@ -83,8 +84,11 @@ def make_task(
     rng = np.random.default_rng(0)
     for r in rows:
         name = str(r["file_name"])
-        write_wav(Path(root) / "work" / sr_dir / (folder or task) / name,
-                  (0.1 * rng.standard_normal(samples)).astype(np.float32), sample_rate)
+        write_wav(
+            Path(root) / "work" / sr_dir / (folder or task) / name,
+            (0.1 * rng.standard_normal(samples)).astype(np.float32),
+            sample_rate,
+        )
     return csv
 
 
@@ -118,8 +122,7 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("synthetic_evar")
     for task in SYNTHETIC_TASKS:
-        write_task(root, task, SYNTHETIC_SEED, clips_per_class=SYNTHETIC_CLIPS_PER_CLASS,
-                   duration=SYNTHETIC_DURATION)
+        write_task(root, task, SYNTHETIC_SEED, clips_per_class=SYNTHETIC_CLIPS_PER_CLASS, duration=SYNTHETIC_DURATION)
     return root
 
 
@@ -149,6 +152,7 @@ def notebook_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     tmp = tmp_path_factory.mktemp("notebook_run")
     for task in SYNTHETIC_TASKS:
-        write_task(tmp / "evar", task, SYNTHETIC_SEED, clips_per_class=SYNTHETIC_CLIPS_PER_CLASS,
-                   duration=SYNTHETIC_DURATION)
+        write_task(
+            tmp / "evar", task, SYNTHETIC_SEED, clips_per_class=SYNTHETIC_CLIPS_PER_CLASS, duration=SYNTHETIC_DURATION
+        )
     return make_notebook_run(tmp / "evar", tmp)

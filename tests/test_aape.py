@@ -1,4 +1,5 @@
 """AAPE selection: LAPE oracle parity, defect fixes, NaN (absent) neurons, per-task top_rate."""
+
 from __future__ import annotations
 
 import math
@@ -8,14 +9,23 @@ import pytest
 import torch
 import yaml
 
-from analysis.aape import (SaturationWarning, activation_probability, default_top_rate, entropy, identify,
-                           normalise, resolve_top_rate, select_neurons)
+from analysis.aape import (
+    SaturationWarning,
+    activation_probability,
+    default_top_rate,
+    entropy,
+    identify,
+    normalise,
+    resolve_top_rate,
+    select_neurons,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def lape_oracle(counts: torch.Tensor, n: torch.Tensor, top_rate: float, filter_rate: float,
-                bar_ratio: float) -> list[list[torch.Tensor]]:
+def lape_oracle(
+    counts: torch.Tensor, n: torch.Tensor, top_rate: float, filter_rate: float, bar_ratio: float
+) -> list[list[torch.Tensor]]:
     """Independent step-by-step re-implementation of LAPE identify.py's ``activation()`` (the oracle).
 
     Follows the reference statement by statement: probabilities, class-normalisation with NaN → 0,
@@ -62,11 +72,11 @@ def _assert_same(a: list[list[torch.Tensor]], b: list[list[torch.Tensor]]) -> No
 
 CASES = [
     # (L, N, C, max_count, n_tokens, top_rate, filter_rate, bar_ratio, seed)
-    (2, 16, 3, 20, 20, 0.1, 0.95, 0.95, 0),   # heavy ties (coarse counts)
+    (2, 16, 3, 20, 20, 0.1, 0.95, 0.95, 0),  # heavy ties (coarse counts)
     (4, 50, 7, 1000, 1000, 0.01, 0.95, 0.95, 1),
     (3, 200, 10, 5, 5, 0.05, 0.95, 0.80, 2),  # lower bar -> many multi-class neurons
     (12, 64, 50, 300, 300, 0.02, 0.95, 0.95, 3),
-    (2, 30, 4, 10, 10, 0.5, 0.99, 0.50, 4),   # fewer candidates than k: LAPE's topk takes +inf neurons
+    (2, 30, 4, 10, 10, 0.5, 0.99, 0.50, 4),  # fewer candidates than k: LAPE's topk takes +inf neurons
     (5, 40, 6, 50, 50, 0.03, 0.90, 0.99, 5),
 ]
 
@@ -79,12 +89,12 @@ def test_lape_mode_matches_oracle(L, N, C, maxc, ntok, tr, fr, br, seed):
     n = torch.randint(ntok, 3 * ntok + 1, (C,), generator=g)
     counts = torch.minimum(counts * n // ntok, n)
     expected = lape_oracle(counts, n, tr, fr, br)
-    got = select_neurons(activation_probability(counts, n), mode="lape", top_rate=tr, filter_rate=fr,
-                         activation_bar_ratio=br)
+    got = select_neurons(
+        activation_probability(counts, n), mode="lape", top_rate=tr, filter_rate=fr, activation_bar_ratio=br
+    )
     _assert_same(got, expected)
     # the case design: make sure the interesting paths were exercised somewhere
-    r = identify(activation_probability(counts, n), mode="lape", top_rate=tr, filter_rate=fr,
-                 activation_bar_ratio=br)
+    r = identify(activation_probability(counts, n), mode="lape", top_rate=tr, filter_rate=fr, activation_bar_ratio=br)
     assert r.n_selected == round(L * N * tr)
 
 
@@ -95,8 +105,9 @@ def test_oracle_cases_cover_multiclass_and_inf_selection():
         counts = torch.randint(0, maxc + 1, (L, N, C), generator=g)
         n = torch.randint(ntok, 3 * ntok + 1, (C,), generator=g)
         counts = torch.minimum(counts * n // ntok, n)
-        r = identify(activation_probability(counts, n), mode="lape", top_rate=tr, filter_rate=fr,
-                     activation_bar_ratio=br)
+        r = identify(
+            activation_probability(counts, n), mode="lape", top_rate=tr, filter_rate=fr, activation_bar_ratio=br
+        )
         multi |= bool((r.assignments.sum(1) >= 2).any())
         inf_sel |= bool((~r.passes_filter[r.selected[:, 0], r.selected[:, 1]]).any())
     assert multi and inf_sel
@@ -225,7 +236,9 @@ def test_bad_rates_raise_clear_errors():
 def test_default_top_rate_and_a_users_table():
     assert default_top_rate("esc50") == default_top_rate("gise51") == 0.02
     assert default_top_rate("cremad") == default_top_rate("surge") == 0.01
-    table = yaml.safe_load("top_rate: {default: 0.01, esc50: 0.02, gise51: 0.02}")["top_rate"]  # the study's, spelled out
+    table = yaml.safe_load("top_rate: {default: 0.01, esc50: 0.02, gise51: 0.02}")[
+        "top_rate"
+    ]  # the study's, spelled out
     for task in ("esc50", "gise51", "gtzan", "cremad", "vc1"):
         assert default_top_rate(task, table) == default_top_rate(task)
     # one rule for every caller: an explicit rate wins over the table, the table over the built-in values

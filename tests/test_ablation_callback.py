@@ -1,4 +1,5 @@
 """AblationCallback on the planted toy encoder: one pass, exact baseline, planted effect vs random sets."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -28,8 +29,14 @@ def planted(tmp_path_factory):
 
 
 def _trainer(**kw):
-    return Trainer(accelerator="cpu", devices=1, logger=kw.pop("logger", False), enable_progress_bar=False,
-                   enable_model_summary=False, **kw)
+    return Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=kw.pop("logger", False),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kw,
+    )
 
 
 def _test(planted, cb=None, logger=False, encoder=None):
@@ -42,9 +49,16 @@ def _test(planted, cb=None, logger=False, encoder=None):
 
 def test_planted_neuron_drops_its_class_random_sets_do_not(planted, tmp_path):
     target = "t800"  # planted neuron (0, 1) and its pass-through (1, 1)
-    cb = AblationCallback(out_dir=str(tmp_path / "abl"), run_dir=str(planted["run"]), class_sets=True,
-                          neuron_lists=[NeuronList("planted", [[0, 1]], [target])], random_draws=5, seed=3,
-                          k_grid=[1, 2], index_plus_one=True)
+    cb = AblationCallback(
+        out_dir=str(tmp_path / "abl"),
+        run_dir=str(planted["run"]),
+        class_sets=True,
+        neuron_lists=[NeuronList("planted", [[0, 1]], [target])],
+        random_draws=5,
+        seed=3,
+        k_grid=[1, 2],
+        index_plus_one=True,
+    )
     model, res = _test(planted, cb, logger=TensorBoardLogger(str(tmp_path / "tb")))
     t = pd.read_csv(tmp_path / "abl" / "ablation.csv")
     assert list(t.columns) == A.ABLATION_COLUMNS
@@ -62,8 +76,10 @@ def test_planted_neuron_drops_its_class_random_sets_do_not(planted, tmp_path):
     # 5 matched draws each for class:t800, planted, topk:t800:1, topk:t800:2 (sets of the same neurons per
     # layer share theirs), and under every draw the target class keeps its recall
     conds = {c.name: c for c in cb.conditions}
-    matched = {name: D.matched_draws(cb.conditions, name)
-               for name in ("planted", f"class:{target}", f"topk:{target}:1", f"topk:{target}:2")}
+    matched = {
+        name: D.matched_draws(cb.conditions, name)
+        for name in ("planted", f"class:{target}", f"topk:{target}:1", f"topk:{target}:2")
+    }
     assert all(len(m) == 5 for m in matched.values())
     names = {c.name for m in matched.values() for c in m}
     rnd = t[t.condition.isin(names) & (t["class"] == target)]
@@ -134,14 +150,23 @@ def test_zero_gain_changes_only_listed_channels(planted):
     enc = ToyEncoder()
     audio = planted["audio"][:8]
     listed = [[0, 1], [0, 4], [1, 5]]
-    cb = AblationCallback(out_dir="unused", neuron_lists=[NeuronList("l", listed, [])], random_draws=0,
-                          class_sets=False, run_dir=str(planted["run"]))
+    cb = AblationCallback(
+        out_dir="unused",
+        neuron_lists=[NeuronList("l", listed, [])],
+        random_draws=0,
+        class_sets=False,
+        run_dir=str(planted["run"]),
+    )
     cb.build(enc, CLASSES)
     acts = {}
 
     def rec(tag):
-        return [enc.get_submodule(s).register_forward_hook(
-            lambda m, i, o, l=l: acts.__setitem__((tag, l), o.detach().clone())) for l, s in enumerate(enc.neuron_sites)]
+        return [
+            enc.get_submodule(s).register_forward_hook(
+                lambda m, i, o, l=l: acts.__setitem__((tag, l), o.detach().clone())
+            )
+            for l, s in enumerate(enc.neuron_sites)
+        ]
 
     # clean reference: (0, 1) and (0, 4) zeroed must change only those site-0 channels
     hs = rec("clean")
@@ -194,8 +219,14 @@ def test_mean_mode_uses_stats_means(planted, tmp_path):
     stats = torch.load(planted["run"] / "stats.pt")
     means = A.dataset_means(stats)
     enc = ToyEncoder()
-    cb = AblationCallback(out_dir=str(tmp_path / "m"), run_dir=str(planted["run"]), mode="mean", random_draws=0,
-                          class_sets=False, neuron_lists=[NeuronList("l", [[0, 4]], [])])
+    cb = AblationCallback(
+        out_dir=str(tmp_path / "m"),
+        run_dir=str(planted["run"]),
+        mode="mean",
+        random_draws=0,
+        class_sets=False,
+        neuron_lists=[NeuronList("l", [[0, 4]], [])],
+    )
     cb.build(enc, CLASSES)
     seen = {}
     cb._register(enc)
@@ -213,16 +244,29 @@ def test_mean_mode_uses_stats_means(planted, tmp_path):
 
 
 def test_bad_neuron_list_is_a_clear_error(planted, tmp_path):
-    cb = AblationCallback(out_dir=str(tmp_path / "e"), neuron_lists=[NeuronList("bad", [[1, 7]], [])],
-                          class_sets=False, run_dir=str(planted["run"]))
+    cb = AblationCallback(
+        out_dir=str(tmp_path / "e"),
+        neuron_lists=[NeuronList("bad", [[1, 7]], [])],
+        class_sets=False,
+        run_dir=str(planted["run"]),
+    )
     with pytest.raises(ValueError, match=r"neuron list 'bad'.*neuron 7 outside 0..5 of layer 1"):
         cb.build(ToyEncoder(), CLASSES)
-    cb = AblationCallback(out_dir=str(tmp_path / "e"), neuron_lists=[NeuronList("bad", [[0, 1]], ["ANG"])],
-                          class_sets=False, run_dir=str(planted["run"]))
+    cb = AblationCallback(
+        out_dir=str(tmp_path / "e"),
+        neuron_lists=[NeuronList("bad", [[0, 1]], ["ANG"])],
+        class_sets=False,
+        run_dir=str(planted["run"]),
+    )
     with pytest.raises(ValueError, match="unknown class 'ANG'"):
         cb.build(ToyEncoder(), CLASSES)
-    cb = AblationCallback(out_dir=str(tmp_path / "e"), neuron_lists=[NeuronList("ok", [[0, 1]], ["ANG"])],
-                          class_sets=False, run_dir=str(planted["run"]), class_aliases={"ANG": "t800"})
+    cb = AblationCallback(
+        out_dir=str(tmp_path / "e"),
+        neuron_lists=[NeuronList("ok", [[0, 1]], ["ANG"])],
+        class_sets=False,
+        run_dir=str(planted["run"]),
+        class_aliases={"ANG": "t800"},
+    )
     assert cb.build(ToyEncoder(), CLASSES)[1].target == ["t800"]
 
 
@@ -230,14 +274,21 @@ def test_expand_matches_loop_on_chunked_m2d():
     """Per-row masks follow ``encoder.positions(...).clip`` through M2D's chunking (1 s = 4 chunks)."""
     from lightning_modules.encoders import M2DEncoder
 
-    enc = M2DEncoder(checkpoint=None, width=64, depth=2, num_heads=4, mlp_ratio=4.0, input_frames=32, seed=0,
-                     name="t").eval()
+    enc = M2DEncoder(
+        checkpoint=None, width=64, depth=2, num_heads=4, mlp_ratio=4.0, input_frames=32, seed=0, name="t"
+    ).eval()
     x, lens = torch.randn(3, 16000) * 0.1, torch.tensor([16000, 12000, 8000])
     lists = [NeuronList(f"s{i}", [[i % 2, j] for j in range(i * 7, i * 7 + 40)], []) for i in range(5)]
     outs = {}
     for strategy in ("loop", "expand"):
-        cb = AblationCallback(out_dir="unused", neuron_lists=lists, class_sets=False, random_draws=0,
-                              strategy=strategy, conditions_per_pass=3)
+        cb = AblationCallback(
+            out_dir="unused",
+            neuron_lists=lists,
+            class_sets=False,
+            random_draws=0,
+            strategy=strategy,
+            conditions_per_pass=3,
+        )
         cb.build(enc, ["a", "b", "c"])
         cb._register(enc)
         res = []
@@ -268,8 +319,13 @@ def test_class_sets_accept_lape_mode_neurons_without_trailing_empty_classes(tmp_
 
     count = torch.zeros(2, 4, 3, dtype=torch.long)
     run = write_fake_run(tmp_path, "t", "m", count, torch.full((3,), 10), classes=["a", "b", "c"])
-    torch.save([[torch.tensor([1]), torch.tensor([], dtype=torch.long)],
-                [torch.tensor([], dtype=torch.long), torch.tensor([0, 3])]], run / "neurons.pt")
+    torch.save(
+        [
+            [torch.tensor([1]), torch.tensor([], dtype=torch.long)],
+            [torch.tensor([], dtype=torch.long), torch.tensor([0, 3])],
+        ],
+        run / "neurons.pt",
+    )
     sets = read_class_sets(run, ["a", "b", "c"], [4, 4])
     assert sets["a"].nonzero().tolist() == [[0, 1]]
     assert sets["b"].nonzero().tolist() == [[1, 0], [1, 3]]
@@ -288,8 +344,14 @@ def test_a_class_without_counted_positions_does_not_make_every_neuron_absent(tmp
     count[..., 2] = 0  # class c has no counted position: 0 / 0
     run = write_fake_run(tmp_path, "t", "m", count, torch.tensor([10, 10, 0]), classes=["a", "b", "c"])
     assert torch.isnan(torch.load(run / "over_zero.pt"))[..., 2].all()  # class c: nothing counted
-    torch.save([[torch.tensor([1]), torch.tensor([], dtype=torch.long)],
-                [torch.tensor([], dtype=torch.long)] * 2, [torch.tensor([], dtype=torch.long)] * 2], run / "neurons.pt")
+    torch.save(
+        [
+            [torch.tensor([1]), torch.tensor([], dtype=torch.long)],
+            [torch.tensor([], dtype=torch.long)] * 2,
+            [torch.tensor([], dtype=torch.long)] * 2,
+        ],
+        run / "neurons.pt",
+    )
     cb = AblationCallback(out_dir=str(tmp_path / "abl"), run_dir=str(run), random_draws=3, seed=0)
     conds = cb.build(SimpleNamespace(site_neurons=[4, 4], neuron_sites=["s0", "s1"]), ["a", "b", "c"])
     rnd = [c for c in conds if c.kind == "random"]
@@ -305,9 +367,16 @@ def test_confusion_counts_and_lowest_entropy_conditions(planted, tmp_path, capsy
     from analysis.app.cli import main as cli_main
     from analysis.runs.read import read_ablation_confusion
 
-    cb = AblationCallback(out_dir=str(tmp_path / "abl"), run_dir=str(planted["run"]), random_draws=2, seed=1,
-                          k_grid=[1, 2], lowest_entropy_k=[2], index_plus_one=True,
-                          neuron_lists=[NeuronList("planted", [[0, 1]], ["t800"])])
+    cb = AblationCallback(
+        out_dir=str(tmp_path / "abl"),
+        run_dir=str(planted["run"]),
+        random_draws=2,
+        seed=1,
+        k_grid=[1, 2],
+        lowest_entropy_k=[2],
+        index_plus_one=True,
+        neuron_lists=[NeuronList("planted", [[0, 1]], ["t800"])],
+    )
     _test(planted, cb)
     t = pd.read_csv(tmp_path / "abl" / "ablation.csv", keep_default_na=False)
     conf, classes = read_ablation_confusion(tmp_path / "abl")
@@ -328,8 +397,12 @@ def test_confusion_counts_and_lowest_entropy_conditions(planted, tmp_path, capsy
     for c in lowent:
         assert len(D.matched_draws(cb.conditions, c.name)) == 2 and f"index+1:{c.name}" not in names
     assert (tmp_path / "abl" / "ablation_confusion.pdf").stat().st_size > 0
-    assert cli_main(["confusion", "--ablation", str(tmp_path / "abl"), "--condition", "planted",
-                     "--condition", "class:t800"]) == 0
+    assert (
+        cli_main(
+            ["confusion", "--ablation", str(tmp_path / "abl"), "--condition", "planted", "--condition", "class:t800"]
+        )
+        == 0
+    )
     out = tmp_path / "abl" / "ablation_confusion-planted-class_t800.pdf"
     assert capsys.readouterr().out.strip() == str(out) and out.stat().st_size > 0
     assert cli_main(["confusion", "--ablation", str(tmp_path / "abl"), "--condition", "nope"]) == 2
@@ -342,8 +415,9 @@ def test_lowest_entropy_k_must_come_from_the_k_grid(tmp_path):
 
 
 def test_unknown_confusion_condition_fails_before_the_pass(planted, tmp_path):
-    cb = AblationCallback(out_dir=str(tmp_path / "abl"), run_dir=str(planted["run"]), random_draws=0,
-                          confusion_conditions=["class:nope"])
+    cb = AblationCallback(
+        out_dir=str(tmp_path / "abl"), run_dir=str(planted["run"]), random_draws=0, confusion_conditions=["class:nope"]
+    )
     with pytest.raises(ValueError, match="confusion_conditions \\['class:nope'\\] are not conditions"):
         _test(planted, cb)
     assert not (tmp_path / "abl" / "ablation.csv").exists()

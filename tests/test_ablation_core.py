@@ -1,4 +1,5 @@
 """Functional core of the ablation (analysis/ablation.py): masks, random draws, controls, scoring, summary."""
+
 from __future__ import annotations
 
 import warnings
@@ -53,15 +54,29 @@ def test_index_plus_one_control():
 
 
 def test_build_conditions_kinds_names_and_exclusion():
-    sets = {"a": A.mask_from_pairs([[0, 0], [1, 1]], SN), "b": A.mask_from_pairs([[0, 0], [2, 2]], SN),
-            "c": torch.zeros(3, 6, dtype=torch.bool)}
+    sets = {
+        "a": A.mask_from_pairs([[0, 0], [1, 1]], SN),
+        "b": A.mask_from_pairs([[0, 0], [2, 2]], SN),
+        "c": torch.zeros(3, 6, dtype=torch.bool),
+    }
     expl = {"study": (A.mask_from_pairs([[2, 0]], SN), ["a", "b"])}
     ranked = {"a": [(1, 1), (0, 0)]}
     absent = torch.zeros(3, 6, dtype=torch.bool)
     absent[2, 1] = True
-    conds = A.build_conditions(SN, ["a", "b", "c"], class_sets=sets, explicit=expl, shared=[["a", "b"]],
-                               ranked=ranked, k_grid=[1, 2, 5], random_draws=4, index_plus_one_control=True,
-                               absent=absent, seed=0, share_draws=False)
+    conds = A.build_conditions(
+        SN,
+        ["a", "b", "c"],
+        class_sets=sets,
+        explicit=expl,
+        shared=[["a", "b"]],
+        ranked=ranked,
+        k_grid=[1, 2, 5],
+        random_draws=4,
+        index_plus_one_control=True,
+        absent=absent,
+        seed=0,
+        share_draws=False,
+    )
     names = [c.name for c in conds]
     assert names[0] == "baseline" and "class:c" not in names  # empty set: no condition
     for n in ("class:a", "class:b", "shared:a&b", "study", "topk:a:1", "topk:a:2", "index+1:study"):
@@ -77,14 +92,35 @@ def test_build_conditions_kinds_names_and_exclusion():
             assert not (c.mask & absent).any() and not (c.mask & ~A.existing_mask(SN)).any()
             assert torch.equal(c.mask.sum(1), by[c.parent].mask.sum(1))
     assert sum(c.kind == "random" for c in conds) == 4 * 6  # class a, class b, shared, study, topk 1, 2
-    again = A.build_conditions(SN, ["a", "b", "c"], class_sets=sets, explicit=expl, shared=[["a", "b"]],
-                               ranked=ranked, k_grid=[1, 2, 5], random_draws=4, index_plus_one_control=True,
-                               absent=absent, seed=0, share_draws=False)
+    again = A.build_conditions(
+        SN,
+        ["a", "b", "c"],
+        class_sets=sets,
+        explicit=expl,
+        shared=[["a", "b"]],
+        ranked=ranked,
+        k_grid=[1, 2, 5],
+        random_draws=4,
+        index_plus_one_control=True,
+        absent=absent,
+        seed=0,
+        share_draws=False,
+    )
     assert all(torch.equal(x.mask, y.mask) for x, y in zip(conds, again))
     # shared: one sequence of draws per neurons-per-layer profile, the same masks as each set's own copies
-    shared = A.build_conditions(SN, ["a", "b", "c"], class_sets=sets, explicit=expl, shared=[["a", "b"]],
-                                ranked=ranked, k_grid=[1, 2, 5], random_draws=4, index_plus_one_control=True,
-                                absent=absent, seed=0)
+    shared = A.build_conditions(
+        SN,
+        ["a", "b", "c"],
+        class_sets=sets,
+        explicit=expl,
+        shared=[["a", "b"]],
+        ranked=ranked,
+        k_grid=[1, 2, 5],
+        random_draws=4,
+        index_plus_one_control=True,
+        absent=absent,
+        seed=0,
+    )
     profiles = {tuple(c.mask.sum(1).tolist()) for c in conds if c.kind not in ("random", "baseline", "index_plus_one")}
     assert sum(c.kind == "random" for c in shared) == 4 * len(profiles) < 4 * 6
     for c in conds:
@@ -96,9 +132,11 @@ def test_build_conditions_kinds_names_and_exclusion():
 
 def test_apply_channel_affine_per_row_conditions():
     out = torch.randn(6, 3, 4)  # [R, P, N] ViT-style
-    conds = [A.Condition("baseline", "baseline", torch.zeros(1, 4, dtype=torch.bool)),
-             A.Condition("x", "explicit", torch.tensor([[True, False, False, False]])),
-             A.Condition("y", "explicit", torch.tensor([[False, False, True, True]]))]
+    conds = [
+        A.Condition("baseline", "baseline", torch.zeros(1, 4, dtype=torch.bool)),
+        A.Condition("x", "explicit", torch.tensor([[True, False, False, False]])),
+        A.Condition("y", "explicit", torch.tensor([[False, False, True, True]])),
+    ]
     sc, sh, _ = A.site_scales(conds, [4], gain=0.5)
     rows = torch.tensor([0, 0, 1, 1, 2, 2])
     y = A.apply_channel_affine(out, sc[0], sh[0], -1, rows)
@@ -111,14 +149,33 @@ def test_apply_channel_affine_per_row_conditions():
 
 def test_scoring_table_and_summary():
     classes = ["a", "b"]
-    conds = [A.Condition("baseline", "baseline", torch.zeros(1, 2, dtype=torch.bool)),
-             A.Condition("class:a", "class", torch.tensor([[True, False]]), ["a"])]
-    conds += [A.Condition(f"random:class:a:{d}", "random", torch.tensor([[False, True]]), ["a"], draw=d,
-                          group="random:class:a", parent="class:a") for d in range(4)]
+    conds = [
+        A.Condition("baseline", "baseline", torch.zeros(1, 2, dtype=torch.bool)),
+        A.Condition("class:a", "class", torch.tensor([[True, False]]), ["a"]),
+    ]
+    conds += [
+        A.Condition(
+            f"random:class:a:{d}",
+            "random",
+            torch.tensor([[False, True]]),
+            ["a"],
+            draw=d,
+            group="random:class:a",
+            parent="class:a",
+        )
+        for d in range(4)
+    ]
     labels = torch.tensor([0, 0, 0, 0, 1, 1])
-    preds = torch.stack([labels,  # baseline: perfect
-                         torch.tensor([1, 1, 1, 0, 1, 1]),  # class:a loses 3 of 4 a's
-                         labels, torch.tensor([1, 0, 0, 0, 1, 1]), labels, torch.tensor([0, 0, 0, 0, 0, 1])])
+    preds = torch.stack(
+        [
+            labels,  # baseline: perfect
+            torch.tensor([1, 1, 1, 0, 1, 1]),  # class:a loses 3 of 4 a's
+            labels,
+            torch.tensor([1, 0, 0, 0, 1, 1]),
+            labels,
+            torch.tensor([0, 0, 0, 0, 0, 1]),
+        ]
+    )
     correct, n = A.count_correct(preds, labels, 2)
     assert n.tolist() == [4, 2] and correct[1].tolist() == [1, 2]
     t = A.results_table(conds, classes, correct, n)
@@ -160,12 +217,14 @@ def test_count_confusion_matches_brute_force_and_round_trips_through_the_table()
             brute[k, labels[b], preds[k, b]] += 1
     assert conf.dtype == torch.int64 and torch.equal(conf, brute)
     # partial counts (e.g. of two halves of the data, or two processes) merge exactly by summation
-    assert torch.equal(A.count_confusion(preds[:, :20], labels[:20], C) + A.count_confusion(preds[:, 20:], labels[20:], C),
-                       conf)
+    assert torch.equal(
+        A.count_confusion(preds[:, :20], labels[:20], C) + A.count_confusion(preds[:, 20:], labels[20:], C), conf
+    )
     correct, n = A.count_correct(preds, labels, C)
     assert torch.equal(conf.diagonal(dim1=1, dim2=2), correct) and torch.equal(conf[0].sum(1), n)
     conds = [A.Condition("baseline", "baseline", torch.zeros(1, 1, dtype=torch.bool))] + [
-        A.Condition(f"class:c{k}", "class", torch.ones(1, 1, dtype=torch.bool), [f"c{k}"]) for k in range(1, K)]
+        A.Condition(f"class:c{k}", "class", torch.ones(1, 1, dtype=torch.bool), [f"c{k}"]) for k in range(1, K)
+    ]
     classes = [f"c{i}" for i in range(C)]
     table = A.confusion_table(conds, classes, conf)
     assert (table["count"] > 0).all() and int(table["count"].sum()) == K * B
@@ -184,9 +243,16 @@ def test_lowest_entropy_conditions_are_threshold_free():
         assert identify(p, top_rate=0.2).n_selected == 0
     ranked = lowest_entropy_by_class(p, 2)
     assert ranked[0][0] == (0, 2) and ranked[2] == [(1, 4)] and (1, 5) not in sum(ranked, [])
-    conds = A.build_conditions([6, 6], ["a", "b", "c"], lowest_entropy={"a": ranked[0], "c": ranked[2]},
-                               lowest_entropy_k=[1, 2], random_draws=3, index_plus_one_control=True, seed=0,
-                               share_draws=False)
+    conds = A.build_conditions(
+        [6, 6],
+        ["a", "b", "c"],
+        lowest_entropy={"a": ranked[0], "c": ranked[2]},
+        lowest_entropy_k=[1, 2],
+        random_draws=3,
+        index_plus_one_control=True,
+        seed=0,
+        share_draws=False,
+    )
     names = [c.name for c in conds]
     assert {"lowent:a:1", "lowent:a:2", "lowent:c:1"} <= set(names) and "lowent:c:2" not in names
     assert sum(n.startswith("random:lowent:a:2:") for n in names) == 3
@@ -196,9 +262,17 @@ def test_lowest_entropy_conditions_are_threshold_free():
 def test_lowest_entropy_draws_only_change_the_lowest_entropy_controls():
     sets = {"a": torch.zeros(2, 6, dtype=torch.bool)}
     sets["a"][0, 0] = True
-    conds = A.build_conditions([6, 6], ["a", "b"], class_sets=sets, lowest_entropy={"b": [(1, 3), (1, 4)]},
-                               lowest_entropy_k=[2], lowest_entropy_draws=1, random_draws=3, seed=0,
-                               share_draws=False)
+    conds = A.build_conditions(
+        [6, 6],
+        ["a", "b"],
+        class_sets=sets,
+        lowest_entropy={"b": [(1, 3), (1, 4)]},
+        lowest_entropy_k=[2],
+        lowest_entropy_draws=1,
+        random_draws=3,
+        seed=0,
+        share_draws=False,
+    )
     names = [c.name for c in conds]
     assert sum(n.startswith("random:class:a:") for n in names) == 3
     assert sum(n.startswith("random:lowent:b:2:") for n in names) == 1

@@ -4,6 +4,7 @@ The test data: the planted toy's 9 clips (odd: Lightning's distributed sampler p
 clip 0), batch size 2, class t1600 on clip 6 only, which only rank 0 sees. The 2-process ``ablation.csv``
 and ``ablation_summary.csv`` must equal the 1-process ones exactly (integer counts: every clip scored once).
 """
+
 from __future__ import annotations
 
 import json
@@ -52,9 +53,16 @@ def planted(tmp_path_factory):
 
 
 def _callback_args(planted, out: Path) -> dict:
-    return {"out_dir": str(out), "run_dir": str(planted["run"]), "class_sets": True, "random_draws": 3, "seed": 1,
-            "k_grid": [1], "figures": False,
-            "neuron_lists": [{"name": "two", "neurons": [[0, 1], [0, 3]], "targets": ["t800", "t1600"]}]}
+    return {
+        "out_dir": str(out),
+        "run_dir": str(planted["run"]),
+        "class_sets": True,
+        "random_draws": 3,
+        "seed": 1,
+        "k_grid": [1],
+        "figures": False,
+        "neuron_lists": [{"name": "two", "neurons": [[0, 1], [0, 3]], "targets": ["t800", "t1600"]}],
+    }
 
 
 def _test(tmp: Path, planted, name: str, devices: int, strategy: str = "expand", **extra) -> Path:
@@ -62,19 +70,37 @@ def _test(tmp: Path, planted, name: str, devices: int, strategy: str = "expand",
     work.mkdir()
     out = work / "abl"
     cfg = {
-        "trainer": {"accelerator": "cpu", "devices": 1, "logger": False, "enable_progress_bar": False,
-                    "enable_model_summary": False,
-                    "callbacks": [{"class_path": "callbacks.ablation.AblationCallback",
-                                   "init_args": {**_callback_args(planted, out), "strategy": strategy,
-                                                 **extra}}]},
-        "model": {"class_path": "lightning_modules.audio_classifier.AudioClassifier",
-                  "init_args": {"encoder": {"class_path": "test_ablation_toy.ToyEncoder"},
-                                "probe_checkpoint": str(planted["ckpt"])}},
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "logger": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "callbacks": [
+                {
+                    "class_path": "callbacks.ablation.AblationCallback",
+                    "init_args": {**_callback_args(planted, out), "strategy": strategy, **extra},
+                }
+            ],
+        },
+        "model": {
+            "class_path": "lightning_modules.audio_classifier.AudioClassifier",
+            "init_args": {
+                "encoder": {"class_path": "test_ablation_toy.ToyEncoder"},
+                "probe_checkpoint": str(planted["ckpt"]),
+            },
+        },
         "data": {"class_path": "test_ablation_ddp.PlantedTestData"},
     }
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
-    args = [sys.executable, str(ROOT / "train.py"), "test", "--config", str(work / "config.yaml"),
-            f"--trainer.devices={devices}"]
+    args = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "test",
+        "--config",
+        str(work / "config.yaml"),
+        f"--trainer.devices={devices}",
+    ]
     if devices > 1:
         args.append("--trainer.strategy=ddp")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
@@ -105,8 +131,10 @@ def test_two_processes_give_the_ablation_of_one(tmp_path: Path, planted) -> None
 def test_two_processes_give_the_sequential_shared_draws_of_one(tmp_path: Path, planted) -> None:
     """Several rounds of shared draws (12 at most, stop after 2 beats): every round's counts are summed over
     the processes before the next round is chosen, so both runs choose, run and count the same draws."""
-    lists = [{"name": "two", "neurons": [[0, 1], [0, 3]], "targets": ["t800", "t1600"]},
-             {"name": "inert", "neurons": [[0, 6]], "targets": ["t400"]}]
+    lists = [
+        {"name": "two", "neurons": [[0, 1], [0, 3]], "targets": ["t800", "t1600"]},
+        {"name": "inert", "neurons": [[0, 6]], "targets": ["t400"]},
+    ]
     extra = dict(random_draws=12, draws_stop_after=2, neuron_lists=lists)
     one = _test(tmp_path, planted, "one", 1, **extra)
     two = _test(tmp_path, planted, "two", 2, **extra)
@@ -125,8 +153,15 @@ def test_bf16_ablation_baseline_equals_plain_test(tmp_path: Path, planted) -> No
     dm = PlantedTestData(batch_size=4)
     cb = AblationCallback(**_callback_args(planted, tmp_path / "abl"))
     model = AudioClassifier(ToyEncoder(), str(planted["ckpt"]))
-    tr = Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                 precision="bf16-mixed", callbacks=[cb])
+    tr = Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        precision="bf16-mixed",
+        callbacks=[cb],
+    )
     res = tr.test(model, datamodule=dm, verbose=False)[0]
     t = pd.read_csv(tmp_path / "abl" / "ablation.csv")
     base = t[(t.condition == "baseline") & (t["class"] == "ALL")].iloc[0]

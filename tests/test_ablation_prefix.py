@@ -4,6 +4,7 @@ Oracles: the full forward on the repeated batch (bit for bit), and the callback 
 (the full forward per pass, as before): every CSV must be identical, over several rounds of draws and under
 DDP (2 processes = 1).
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,10 @@ FRAMES = 3  # frames of a 0.25 s clip at a 125 ms hop (CREPE and PESTO: 1 + 4000
 CREPE = {"capacity": "tiny", "pretrained": False, "hop_ms": 125.0, "embedding_layer": 3, "frame_batch_size": 5}
 PESTO = {"pretrained": False, "hop_ms": 125.0, "embedding_layer": 5, "frame_batch_size": 5}
 #: Per class, {site: neurons}: sets starting at different sites, one past the embedding layer (no effect).
-SETS = {"crepe": [{0: range(40)}, {1: [0, 1, 2]}, {3: [1, 2]}, {5: [0, 1, 2, 3]}, {2: [0, 4], 4: [1]}],
-        "pesto": [{0: range(15)}, {1: [0, 1]}, {4: [0]}, {6: [0]}, {2: [3], 5: [1]}]}
+SETS = {
+    "crepe": [{0: range(40)}, {1: [0, 1, 2]}, {3: [1, 2]}, {5: [0, 1, 2, 3]}, {2: [0, 4], 4: [1]}],
+    "pesto": [{0: range(15)}, {1: [0, 1]}, {4: [0]}, {6: [0]}, {2: [3], 5: [1]}],
+}
 
 
 def _encoder(kind: str):
@@ -38,8 +41,10 @@ def _encoder(kind: str):
 
 
 def _class_sets(enc, kind: str) -> list[list[torch.Tensor]]:
-    return [[torch.tensor(list(per.get(l, [])), dtype=torch.long) for l in range(len(enc.neuron_sites))]
-            for per in SETS[kind]]
+    return [
+        [torch.tensor(list(per.get(l, [])), dtype=torch.long) for l in range(len(enc.neuron_sites))]
+        for per in SETS[kind]
+    ]
 
 
 @pytest.mark.parametrize("kind", ["crepe", "pesto"])
@@ -54,11 +59,13 @@ def test_resumed_forward_equals_the_full_forward_and_runs_the_site_hook(kind):
             assert torch.equal(enc.forward_from(st, 2), full), s
         keep = enc.embedding_layer - 1
         for s in (0, keep):  # a mask on channel 0 of the earliest site itself, copy 1 only
+
             def hook(m, i, o):
                 rows = enc.positions(enc.neuron_sites[s], o).clip >= 3
                 o = o.clone()
                 o[rows, 0] = 0
                 return o
+
             h = enc.get_submodule(enc.neuron_sites[s]).register_forward_hook(hook)
             try:
                 ablated = enc(audio.repeat(2, 1), lengths.repeat(2))
@@ -75,6 +82,7 @@ def test_passes_start_at_their_earliest_site_and_keep_the_number_of_passes():
             self.mask = torch.zeros(4, 2, dtype=torch.bool)
             if site is not None:
                 self.mask[site, 0] = True
+
     conds = [C(s) for s in (0, 3, 1, None, 2, 3, 0)]
     passes = plan_passes(conds, list(range(7)), 3, 4)
     assert passes == [(3, [1, 3, 5]), (0, [4, 2, 0]), (0, [6])]
@@ -86,22 +94,36 @@ def built(request, tmp_path_factory):
     kind = request.param
     d = tmp_path_factory.mktemp(f"prefix_{kind}")
     enc = _encoder(kind)
-    enc.frame_batch_size = 10 ** 6  # one call per split; its rows are frames, 6 per clip (0.25 s, hop 800)
+    enc.frame_batch_size = 10**6  # one call per split; its rows are frames, 6 per clip (0.25 s, hop 800)
     view = toy.site_view
     toy.site_view = lambda o, axis: view(o, axis).reshape(o.shape[0] // FRAMES, -1, o.shape[1])
     try:
-        run = write_run_folder(d / "run", enc, {"train": make_audio(1, 4), "test": make_audio(2, 2)},
-                               class_sets=_class_sets(enc, kind))
+        run = write_run_folder(
+            d / "run", enc, {"train": make_audio(1, 4), "test": make_audio(2, 2)}, class_sets=_class_sets(enc, kind)
+        )
     finally:
         toy.site_view = view
     return dict(kind=kind, run=run, ckpt=train_probe(run, d / "probe", epochs=5))
 
 
 def _args(built, out: Path) -> dict:
-    return dict(out_dir=str(out), run_dir=str(built["run"]), random_draws=8, draws_stop_after=2, seed=3,
-                conditions_per_pass=3, figures=False, neuron_lists=[  # sets that hurt a class (more rounds)
-                    {"name": f"hurt{c}", "neurons": [[l, n] for l, ns in SETS[built["kind"]][c].items() for n in ns],
-                     "targets": [t]} for c, t in ((0, "t1600"), (1, "noise"))])
+    return dict(
+        out_dir=str(out),
+        run_dir=str(built["run"]),
+        random_draws=8,
+        draws_stop_after=2,
+        seed=3,
+        conditions_per_pass=3,
+        figures=False,
+        neuron_lists=[  # sets that hurt a class (more rounds)
+            {
+                "name": f"hurt{c}",
+                "neurons": [[l, n] for l, ns in SETS[built["kind"]][c].items() for n in ns],
+                "targets": [t],
+            }
+            for c, t in ((0, "t1600"), (1, "noise"))
+        ],
+    )
 
 
 def _csvs(out: Path) -> dict[str, pd.DataFrame]:
@@ -115,8 +137,14 @@ def test_shared_prefix_gives_the_counts_of_the_full_forward(built, tmp_path):
     for share in (True, False):
         cb = AblationCallback(**_args(built, tmp_path / str(share)), share_prefix=share)
         model = AudioClassifier(_encoder(built["kind"]), str(built["ckpt"]))
-        Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                callbacks=[cb]).test(model, datamodule=ToyAudioDataModule(audio, labels, batch_size=4), verbose=False)
+        Trainer(
+            accelerator="cpu",
+            devices=1,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[cb],
+        ).test(model, datamodule=ToyAudioDataModule(audio, labels, batch_size=4), verbose=False)
         got[share] = (_csvs(tmp_path / str(share)), cb._rounds.history)
     if built["kind"] == "crepe":  # its "hurt0" set beats its first draws: several rounds of draws ran
         assert len(got[True][1]) > 1
@@ -131,18 +159,38 @@ def _ddp_run(tmp: Path, built, name: str, devices: int) -> Path:
     work = tmp / name
     work.mkdir()
     cls = "CrepeEncoder" if built["kind"] == "crepe" else "PestoEncoder"
-    cfg = {"trainer": {"accelerator": "cpu", "devices": 1, "logger": False, "enable_progress_bar": False,
-                       "enable_model_summary": False,
-                       "callbacks": [{"class_path": "callbacks.ablation.AblationCallback",
-                                      "init_args": _args(built, work / "abl")}]},
-           "model": {"class_path": "lightning_modules.audio_classifier.AudioClassifier",
-                     "init_args": {"encoder": {"class_path": f"lightning_modules.encoders.{cls}",
-                                               "init_args": CREPE if cls == "CrepeEncoder" else PESTO},
-                                   "probe_checkpoint": str(built["ckpt"])}},
-           "data": {"class_path": "test_ablation_ddp.PlantedTestData"}}
+    cfg = {
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "logger": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "callbacks": [
+                {"class_path": "callbacks.ablation.AblationCallback", "init_args": _args(built, work / "abl")}
+            ],
+        },
+        "model": {
+            "class_path": "lightning_modules.audio_classifier.AudioClassifier",
+            "init_args": {
+                "encoder": {
+                    "class_path": f"lightning_modules.encoders.{cls}",
+                    "init_args": CREPE if cls == "CrepeEncoder" else PESTO,
+                },
+                "probe_checkpoint": str(built["ckpt"]),
+            },
+        },
+        "data": {"class_path": "test_ablation_ddp.PlantedTestData"},
+    }
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
-    args = [sys.executable, str(ROOT / "train.py"), "test", "--config", str(work / "config.yaml"),
-            f"--trainer.devices={devices}"] + (["--trainer.strategy=ddp"] if devices > 1 else [])
+    args = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "test",
+        "--config",
+        str(work / "config.yaml"),
+        f"--trainer.devices={devices}",
+    ] + (["--trainer.strategy=ddp"] if devices > 1 else [])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
     p = subprocess.run(args, cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, f"train.py test failed:\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}"

@@ -7,6 +7,7 @@ M2D keeps the study's geometry where the neuron lists need it (12 blocks, 3072 M
 encoder size, the stand-in task, fewer random draws, no per-class sets (time) and ``class_aliases`` mapping the study's class names
 (ANG/HAP, jazz/classical) onto synthetic octave classes.
 """
+
 from __future__ import annotations
 
 import sys
@@ -19,8 +20,19 @@ from analysis.draws import matched_draws
 from conftest import REPO_ROOT, STUDY_ABLATIONS
 
 EXP = REPO_ROOT / "configs" / "experiment"
-TINY = dict(checkpoint=None, width=16, depth=12, num_heads=2, mlp_ratio=192.0, input_frames=32, n_mels=80,
-            patch=16, sample_rate=16000, name="m2d_tiny12", seed=0)
+TINY = dict(
+    checkpoint=None,
+    width=16,
+    depth=12,
+    num_heads=2,
+    mlp_ratio=192.0,
+    input_frames=32,
+    n_mels=80,
+    patch=16,
+    sample_rate=16000,
+    name="m2d_tiny12",
+    seed=0,
+)
 
 
 def _train(args, cwd, monkeypatch):
@@ -67,8 +79,13 @@ def test_study_config_runs_on_stand_in(stand_in, study, monkeypatch):
     classes = stand_in["classes"]
     out = stand_in["work"] / "ablation" / study
     # --- the small override -------------------------------------------------------------------------
-    cb.update(out_dir=str(out), run_dir=str(stand_in["run"]), random_draws=3, class_sets=False,  # seconds
-              class_aliases={t: classes[i] for i, t in enumerate(targets)})
+    cb.update(
+        out_dir=str(out),
+        run_dir=str(stand_in["run"]),
+        random_draws=3,
+        class_sets=False,  # seconds
+        class_aliases={t: classes[i] for i, t in enumerate(targets)},
+    )
     cfg["trainer"].update(logger=False, enable_progress_bar=False, accelerator="cpu")
     cfg["model"]["init_args"]["probe_checkpoint"] = str(stand_in["ckpt"])
     cfg["model"]["init_args"]["encoder"]["init_args"] = dict(TINY)

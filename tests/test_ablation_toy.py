@@ -10,6 +10,7 @@ neurons 4/5, which the embedding does not read; site-0 neurons 6/7 are dead.
 Class 4 ("noise") is white noise of the same loudness: no class neuron fires. Zeroing neuron (0, k)
 therefore removes all evidence of class k, whose clips then look like noise.
 """
+
 from __future__ import annotations
 
 import math
@@ -114,8 +115,14 @@ class AudioSet(Dataset):
         return self.audio.shape[0]
 
     def __getitem__(self, i):
-        return {"audio": self.audio[i], "length": torch.tensor(self.audio.shape[1]), "label": self.labels[i],
-                "index": torch.tensor(i), "split": self.split, "file_name": f"{i}.wav"}
+        return {
+            "audio": self.audio[i],
+            "length": torch.tensor(self.audio.shape[1]),
+            "label": self.labels[i],
+            "index": torch.tensor(i),
+            "split": self.split,
+            "file_name": f"{i}.wav",
+        }
 
 
 class ToyAudioDataModule(LightningDataModule):
@@ -143,9 +150,12 @@ def write_run_folder(d: Path, encoder: AudioEncoder, splits: dict, classes=CLASS
     r = 0
     for split, (audio, labels) in splits.items():
         acts = {}
-        hs = [encoder.get_submodule(s).register_forward_hook(
-            lambda m, i, o, l=l: acts.__setitem__(l, site_view(o, encoder.channel_axis))) for l, s in
-            enumerate(encoder.neuron_sites)]
+        hs = [
+            encoder.get_submodule(s).register_forward_hook(
+                lambda m, i, o, l=l: acts.__setitem__(l, site_view(o, encoder.channel_axis))
+            )
+            for l, s in enumerate(encoder.neuron_sites)
+        ]
         with torch.no_grad():
             e = encoder(audio)
         for h in hs:
@@ -158,8 +168,10 @@ def write_run_folder(d: Path, encoder: AudioEncoder, splits: dict, classes=CLASS
         n_tokens += torch.bincount(labels, minlength=C) * acts[0].shape[1]
         feats.append(e)
         gts.append(labels)
-        rows += [dict(row=r + i, index=i, file_name=f"{split}_{i}.wav", label=classes[int(y)], split=split)
-                 for i, y in enumerate(labels)]
+        rows += [
+            dict(row=r + i, index=i, file_name=f"{split}_{i}.wav", label=classes[int(y)], split=split)
+            for i, y in enumerate(labels)
+        ]
         r += len(labels)
     over_zero = count.float() / n_tokens.float()
     for l, n_l in enumerate(encoder.site_neurons):
@@ -167,14 +179,27 @@ def write_run_folder(d: Path, encoder: AudioEncoder, splits: dict, classes=CLASS
     torch.save(torch.cat(feats), d / "features.pt")
     torch.save(torch.cat(gts), d / "gts.pt")
     torch.save(over_zero, d / "over_zero.pt")
-    torch.save(dict(count=count, n_tokens=n_tokens, n_clips=torch.cat(gts).bincount(minlength=C),
-                    act_sum=act_sum, sites=list(encoder.neuron_sites), classes=list(classes),
-                    site_neurons=list(encoder.site_neurons)), d / "stats.pt")
+    torch.save(
+        dict(
+            count=count,
+            n_tokens=n_tokens,
+            n_clips=torch.cat(gts).bincount(minlength=C),
+            act_sum=act_sum,
+            sites=list(encoder.neuron_sites),
+            classes=list(classes),
+            site_neurons=list(encoder.site_neurons),
+        ),
+        d / "stats.pt",
+    )
     pd.DataFrame(rows).to_csv(d / "index.csv", index=False)
     (d / "classes.txt").write_text("\n".join(classes) + "\n")
     if class_sets is None:
-        class_sets = [[torch.tensor([k]), torch.tensor([k])] if k < 4 else
-                      [torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)] for k in range(C)]
+        class_sets = [
+            [torch.tensor([k]), torch.tensor([k])]
+            if k < 4
+            else [torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)]
+            for k in range(C)
+        ]
     torch.save(class_sets, d / "neurons.pt")
     nrows = []
     rank = 0
@@ -183,11 +208,15 @@ def write_run_folder(d: Path, encoder: AudioEncoder, splits: dict, classes=CLASS
             for n in ids.tolist():
                 nrows.append(dict(layer=l, neuron=n, rank=rank, entropy=0.01 * rank, classes=classes[c]))
                 rank += 1
-    pd.DataFrame(nrows, columns=["layer", "neuron", "rank", "entropy", "classes"]).to_csv(d / "neurons.csv", index=False)
+    pd.DataFrame(nrows, columns=["layer", "neuron", "rank", "entropy", "classes"]).to_csv(
+        d / "neurons.csv", index=False
+    )
     return d
 
 
-def train_probe(run_dir: Path, out: Path, epochs: int = 15, lr: float = 0.1, seed: int = 0, batch_size: int = 8) -> Path:
+def train_probe(
+    run_dir: Path, out: Path, epochs: int = 15, lr: float = 0.1, seed: int = 0, batch_size: int = 8
+) -> Path:
     """Fit a LinearProbe on the run folder's embeddings; returns the best checkpoint path."""
     from lightning.pytorch import seed_everything
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -198,8 +227,16 @@ def train_probe(run_dir: Path, out: Path, epochs: int = 15, lr: float = 0.1, see
     seed_everything(seed, workers=True)
     dm = FeatureDataModule(str(run_dir), seed=seed, batch_size=batch_size)
     ck = ModelCheckpoint(dirpath=str(out), filename="probe")  # last epoch: the tiny valid split saturates
-    tr = Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                 enable_model_summary=False, callbacks=[ck], deterministic=True)
+    tr = Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[ck],
+        deterministic=True,
+    )
     tr.fit(LinearProbe(lr=lr), datamodule=dm)
     return Path(ck.best_model_path)
 

@@ -4,6 +4,7 @@
 site call, or one site call per chunk), padding-only positions, a special (CLS) token and ragged sites,
 and records every activation it produces so the counts can be recomputed by brute force.
 """
+
 from __future__ import annotations
 
 import math
@@ -73,23 +74,28 @@ class ToyEncoder(AudioEncoder):
         start = torch.arange(k)[:, None] * self.chunk + torch.arange(t)[None, :] * self.tok  # [k, T]
         valid = start[None] < lengths[:, None, None]  # [B, k, T]
         if self.stack_chunks:  # rows = clip-major (B·k rows), one call
-            h = self._run(x.reshape(b * k, t, self.tok), torch.arange(b).repeat_interleave(k),
-                          valid.reshape(b * k, t)).reshape(b, k, 1 + t, 8)
+            h = self._run(
+                x.reshape(b * k, t, self.tok), torch.arange(b).repeat_interleave(k), valid.reshape(b * k, t)
+            ).reshape(b, k, 1 + t, 8)
         else:  # one site call per chunk
             h = torch.stack([self._run(x[:, i], torch.arange(b), valid[:, i]) for i in range(k)], 1)
         w = torch.cat([valid.any(2, keepdim=True), valid], 2).float()[..., None]  # [B, k, 1+T, 1]
         return (h * w).sum((1, 2)) / w.sum((1, 2)).clamp_min(1)
 
 
-def brute_force(record: list, labels: Tensor, n_classes: int, tokens: str, site_neurons: list[int],
-                counted_clips: Optional[Tensor] = None) -> dict[str, Tensor]:
+def brute_force(
+    record: list,
+    labels: Tensor,
+    n_classes: int,
+    tokens: str,
+    site_neurons: list[int],
+    counted_clips: Optional[Tensor] = None,
+) -> dict[str, Tensor]:
     """Counts by explicit loops over rows, positions and classes from every kept activation."""
     L, N, C = len(site_neurons), max(site_neurons), n_classes
     B = labels.shape[0]
     multi = labels.dim() == 2
-    cls_of = [
-        [c for c in range(C) if (labels[b, c] > 0.5 if multi else int(labels[b]) == c)] for b in range(B)
-    ]
+    cls_of = [[c for c in range(C) if (labels[b, c] > 0.5 if multi else int(labels[b]) == c)] for b in range(B)]
     if counted_clips is not None:
         cls_of = [cs if bool(counted_clips[b]) else [] for b, cs in enumerate(cls_of)]
     count = torch.zeros(L, N, C, dtype=torch.int64)
@@ -102,8 +108,11 @@ def brute_force(record: list, labels: Tensor, n_classes: int, tokens: str, site_
         n = act.shape[-1]
         for r in range(act.shape[0]):
             b = int(pos.clip[r])
-            keep = [p for p in range(act.shape[1])
-                    if bool(pos.valid[r, p]) and not (tokens == "patches" and bool(pos.special[p]))]
+            keep = [
+                p
+                for p in range(act.shape[1])
+                if bool(pos.valid[r, p]) and not (tokens == "patches" and bool(pos.special[p]))
+            ]
             if not keep:
                 continue
             a = act[r, keep].double()  # [kept positions, n]
@@ -124,12 +133,20 @@ def brute_force(record: list, labels: Tensor, n_classes: int, tokens: str, site_
             for l in range(L):
                 if clip_n[l, b] > 0:
                     rate_sum[l, :, c] += clip_pos[l, b].double() / float(clip_n[l, b])
-    return dict(count=count, n_tokens_site=n_tokens_site, n_tokens=n_tokens_site[0].clone(), n_clips=n_clips,
-                act_sum=act_sum, n_positions=n_positions, rate_sum=rate_sum)
+    return dict(
+        count=count,
+        n_tokens_site=n_tokens_site,
+        n_tokens=n_tokens_site[0].clone(),
+        n_clips=n_clips,
+        act_sum=act_sum,
+        n_positions=n_positions,
+        rate_sum=rate_sum,
+    )
 
 
-def hooked_batches(enc, audio: Tensor, lengths: Tensor, tokens: str, batch_size: int, peaks: bool = False
-                   ) -> Iterator[tuple[slice, list[dict[str, Tensor]]]]:
+def hooked_batches(
+    enc, audio: Tensor, lengths: Tensor, tokens: str, batch_size: int, peaks: bool = False
+) -> Iterator[tuple[slice, list[dict[str, Tensor]]]]:
     """The production hot path: hooks on every site call ``accumulate_call`` (with the peak search when
     ``peaks``); yields each batch's slice and its per-site buffers after the forward. Hooks removed at the end."""
     n_bands = int(getattr(enc, "n_bands", 0) or 0)
@@ -139,8 +156,14 @@ def hooked_batches(enc, audio: Tensor, lengths: Tensor, tokens: str, batch_size:
     def make(l: int, site: str):
         def hook(m, i, out):
             pos = enc.positions(site, out)
-            S.accumulate_call(bufs[l], site_view(out, enc.channel_axis), pos.counted(tokens), pos.clip,
-                              *((pos.frames(), pos.band, n_bands, ws) if peaks else ()))
+            S.accumulate_call(
+                bufs[l],
+                site_view(out, enc.channel_axis),
+                pos.counted(tokens),
+                pos.clip,
+                *((pos.frames(), pos.band, n_bands, ws) if peaks else ()),
+            )
+
         return hook
 
     hs = [enc.get_submodule(s).register_forward_hook(make(l, s)) for l, s in enumerate(enc.neuron_sites)]
@@ -157,13 +180,26 @@ def hooked_batches(enc, audio: Tensor, lengths: Tensor, tokens: str, batch_size:
             h.remove()
 
 
-def run_core(enc: ToyEncoder, audio: Tensor, lengths: Tensor, labels: Tensor, n_classes: int, tokens: str,
-             level: str, batch_size: int, counted_clips: Optional[Tensor] = None) -> dict[str, Tensor]:
+def run_core(
+    enc: ToyEncoder,
+    audio: Tensor,
+    lengths: Tensor,
+    labels: Tensor,
+    n_classes: int,
+    tokens: str,
+    level: str,
+    batch_size: int,
+    counted_clips: Optional[Tensor] = None,
+) -> dict[str, Tensor]:
     """The production path: hooks → accumulate_call → fold_batch, batch by batch."""
     totals = S.new_totals(enc.site_neurons, n_classes, level)
     for sl, bufs in hooked_batches(enc, audio, lengths, tokens, batch_size):
-        S.fold_batch(totals, bufs, S.labels_to_multihot(labels[sl], n_classes),
-                     None if counted_clips is None else counted_clips[sl])
+        S.fold_batch(
+            totals,
+            bufs,
+            S.labels_to_multihot(labels[sl], n_classes),
+            None if counted_clips is None else counted_clips[sl],
+        )
     return totals
 
 
@@ -279,6 +315,7 @@ def record_sites(enc: AudioEncoder, audio: Tensor, lengths: Tensor) -> list:
     def make(l: int, site: str):
         def hook(m, i, out):
             record.append((l, site_view(out, enc.channel_axis).detach().clone(), enc.positions(site, out)))
+
         return hook
 
     hs = [enc.get_submodule(s).register_forward_hook(make(l, s)) for l, s in enumerate(enc.neuron_sites)]
@@ -306,8 +343,9 @@ def test_tiny_m2d_chunked_clip_matches_brute_force(tokens: str) -> None:
     from lightning_modules.encoders import M2DEncoder
 
     # 32-frame chunks: a 1.1 s clip (111 frames) spans 4 chunks; the shorter clips leave padding chunks.
-    enc = M2DEncoder(width=64, depth=2, num_heads=4, mlp_ratio=4.0, input_frames=32, n_mels=80, patch=16,
-                     sample_rate=16000, seed=0).eval()
+    enc = M2DEncoder(
+        width=64, depth=2, num_heads=4, mlp_ratio=4.0, input_frames=32, n_mels=80, patch=16, sample_rate=16000, seed=0
+    ).eval()
     g = torch.Generator().manual_seed(0)
     audio = torch.randn(3, 17600, generator=g) * 0.1
     lengths = torch.tensor([17600, 5000, 9000])
@@ -384,9 +422,14 @@ def test_counting_never_reads_back_to_the_host() -> None:
     keep = torch.empty(B, dtype=torch.bool, device="meta")
     S.fold_batch(totals, bufs, classes, keep)
     top = T.new_top(L, N, 4, "meta")
-    T.update_top(top, T.stack_sites([S.clip_means(b) for b in bufs], N, float("nan")),
-                 torch.empty(B, dtype=torch.long, device="meta"), classes.any(1) & keep,
-                 T.stack_sites([b["peak_key"] for b in bufs], N, -1), 5)
+    T.update_top(
+        top,
+        T.stack_sites([S.clip_means(b) for b in bufs], N, float("nan")),
+        torch.empty(B, dtype=torch.long, device="meta"),
+        classes.any(1) & keep,
+        T.stack_sites([b["peak_key"] for b in bufs], N, -1),
+        5,
+    )
     assert all(t.device.type == "meta" for t in list(totals.values()) + list(top.values()))
 
 
@@ -396,8 +439,9 @@ def test_compiled_kernel_counts_exactly_like_the_eager_ones() -> None:
     peaks, sums to round-off (M2D tiny with padding chunks and CLS, both token policies)."""
     from lightning_modules.encoders import M2DEncoder
 
-    enc = M2DEncoder(width=64, depth=2, num_heads=4, mlp_ratio=4.0, input_frames=32, n_mels=80, patch=16,
-                     sample_rate=16000, seed=0).eval()
+    enc = M2DEncoder(
+        width=64, depth=2, num_heads=4, mlp_ratio=4.0, input_frames=32, n_mels=80, patch=16, sample_rate=16000, seed=0
+    ).eval()
     g = torch.Generator().manual_seed(0)
     audio = torch.randn(3, 17600, generator=g) * 0.1
     lengths = torch.tensor([17600, 5000, 9000])
@@ -406,8 +450,9 @@ def test_compiled_kernel_counts_exactly_like_the_eager_ones() -> None:
             out = {}
             for compiled in (False, True):
                 buf = S.new_batch_buffer(3, act.shape[-1], sums=True, peaks=True)
-                S.accumulate_call(buf, act, pos.counted(tokens), pos.clip, pos.frames(), pos.band, enc.n_bands,
-                                  compiled=compiled)
+                S.accumulate_call(
+                    buf, act, pos.counted(tokens), pos.clip, pos.frames(), pos.band, enc.n_bands, compiled=compiled
+                )
                 out[compiled] = buf
             for key in ("pos", "n", "peak", "peak_key"):
                 assert torch.equal(out[False][key], out[True][key]), key

@@ -1,5 +1,6 @@
 """The layers of docs/architecture.md, checked from the code's own imports: no module imports a layer
 above its own, no import cycles between modules, only the run-folder contract loads tensor files."""
+
 from __future__ import annotations
 
 import ast
@@ -134,7 +135,7 @@ def test_no_import_cycles_between_modules():
         stack.append(m)
         for t in sorted(edges.get(m, ())):
             if state.get(t) == 1:
-                cycle = stack[stack.index(t):] + [t]
+                cycle = stack[stack.index(t) :] + [t]
                 pytest.fail("import cycle: " + " -> ".join(cycle))
             if t not in state:
                 visit(t)
@@ -151,8 +152,11 @@ def test_only_the_readers_load_tensor_files():
     project module asks Lightning to load a checkpoint for it (``load_from_checkpoint``, ``ckpt_path=``)."""
     loads = [m for m, p in _modules().items() if "torch.load(" in p.read_text(encoding="utf-8")]
     assert loads == ["analysis.runs.read"], loads
-    lightning_loads = [m for m, p in _modules().items()
-                       if re.search(r"load_from_checkpoint\(|ckpt_path=", p.read_text(encoding="utf-8"))]
+    lightning_loads = [
+        m
+        for m, p in _modules().items()
+        if re.search(r"load_from_checkpoint\(|ckpt_path=", p.read_text(encoding="utf-8"))
+    ]
     assert not lightning_loads, lightning_loads
 
 
@@ -165,10 +169,18 @@ def test_the_package_hands_on_the_application_only_lazily():
     names = {a.name for n in top if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module or "" for n in top if isinstance(n, ast.ImportFrom)}
     assert not {n for n in names if n.startswith("analysis")}, names
-    code = ("import sys, analysis.aape, analysis.runs.read, analysis.figures\n"
-            "assert not [m for m in sys.modules if m.startswith('analysis.app')], sorted(sys.modules)\n"
-            "from analysis import open_run\n"
-            "assert open_run.__module__ == 'analysis.app.notebook.run'\n")
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    code = (
+        "import sys, analysis.aape, analysis.runs.read, analysis.figures\n"
+        "assert not [m for m in sys.modules if m.startswith('analysis.app')], sorted(sys.modules)\n"
+        "from analysis import open_run\n"
+        "assert open_run.__module__ == 'analysis.app.notebook.run'\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
     assert r.returncode == 0, r.stderr[-2000:]

@@ -1,4 +1,5 @@
 """Audio loading, resampling and crop/pad (datamodules/audio.py)."""
+
 from __future__ import annotations
 
 import math

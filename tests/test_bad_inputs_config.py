@@ -1,5 +1,6 @@
 """Bad inputs at the pipeline config: types, ranges, unknown keys at every level, refused before any stage with
 the file and the key path."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,10 +18,15 @@ CONFIG_CASES = [
     ({"identify": {"top_rate": 1.5}}, "identify.top_rate: top_rate must be in (0, 1]"),
     ({"identify": {"top_rate": "abc"}}, "identify.top_rate: Expected a <class 'float'> (got 'abc')"),
     ({"identify": {"filter_rate": 1.0}}, "identify.filter_rate: filter_rate must be in (0, 1)"),
-    ({"identify": {"activation_bar_ratio": 0}}, "identify.activation_bar_ratio: activation_bar_ratio must be in (0, 1)"),
+    (
+        {"identify": {"activation_bar_ratio": 0}},
+        "identify.activation_bar_ratio: activation_bar_ratio must be in (0, 1)",
+    ),
     ({"tasks": {TASK: {"top_rat": 0.1}}}, f"unknown key(s) ['top_rat'] in 'tasks.{TASK}'"),
-    ({"stats": {"identify_splits": "train"}},
-     "stats.identify_splits: Expected a typing.Literal['all']; Expected a <class 'list'> (got 'train')"),
+    (
+        {"stats": {"identify_splits": "train"}},
+        "stats.identify_splits: Expected a typing.Literal['all']; Expected a <class 'list'> (got 'train')",
+    ),
     ({"stats": {"identify_splits": ["tran"]}}, "stats.identify_splits: Expected a typing.Literal"),
     ({"stats": {"tokens": "foo"}}, "stats.tokens: Unknown token policy tokens='foo'"),
     ({"report": {"within_task": TASK}}, "report.within_task: Expected a <class 'list'>"),
@@ -38,8 +44,10 @@ CONFIG_CASES = [
     ({"ablation": {"k_grid": [0]}}, "ablation.k_grid: Not of type PositiveInt"),
     ({"ablation": {"gain": "x"}}, "ablation.gain: Expected a <class 'float'> (got 'x')"),
     ({"ablation": {"mode": "zero"}}, "ablation.mode: Expected a typing.Literal['gain', 'mean']"),
-    ({"ablation": {"neuron_lists": [{"name": "x", "neurons": [[0, 1]], "target": ["a"]}]}},
-     "ablation.neuron_lists[0]: unknown key 'target'; NeuronList accepts ['name', 'neurons', 'targets']"),
+    (
+        {"ablation": {"neuron_lists": [{"name": "x", "neurons": [[0, 1]], "target": ["a"]}]}},
+        "ablation.neuron_lists[0]: unknown key 'target'; NeuronList accepts ['name', 'neurons', 'targets']",
+    ),
     ({"tasks": {TASK: {"neuron_lists": [{"name": "x", "neurons": "0,1"}]}}}, f"tasks.{TASK}.neuron_lists"),
     ({"data": {"batch_size": 0}}, "data.batch_size: Not of type PositiveInt"),
     ({"data": {"synthetic": {"clips_per_clas": 3}}}, "unknown key(s) ['clips_per_clas'] in 'data.synthetic'"),
@@ -47,19 +55,31 @@ CONFIG_CASES = [
     ({"tasks": {TASK: {"fold": 0}}}, f"tasks.{TASK}.fold: Not of type PositiveInt"),
     ({"tasks": {"esc50": {"fold": 9}}}, "tasks.esc50.fold: fold 9 is out of range: task 'esc50' has folds 1..5"),
     ({"tasks": {TASK: {"label_map": 5}}}, f"tasks.{TASK}.label_map: Expected a <class 'str'>"),
-    ({"tasks": {TASK: {"label_map": "midi_to_bananas"}}}, f"tasks.{TASK}.label_map: Unknown label_map 'midi_to_bananas'"),
+    (
+        {"tasks": {TASK: {"label_map": "midi_to_bananas"}}},
+        f"tasks.{TASK}.label_map: Unknown label_map 'midi_to_bananas'",
+    ),
     ({"tasks": {TASK: {"predict_splits": ["tran"]}}}, f"tasks.{TASK}.predict_splits"),
-    ({"tasks": {TASK: {"task_def": {"unit_secs": 1}}}}, f"tasks.{TASK}.task_def: task_def of '{TASK}': unknown task field"),
+    (
+        {"tasks": {TASK: {"task_def": {"unit_secs": 1}}}},
+        f"tasks.{TASK}.task_def: task_def of '{TASK}': unknown task field",
+    ),
     ({"trainer": {"devices": 0}}, "trainer.devices: Not of type PositiveInt"),
     ({"trainer": {"num_nodes": 0}}, "trainer.num_nodes: Not of type PositiveInt"),
     ({"seed": "abc"}, "seed must be an integer, got 'abc'"),
     ({"out": 5}, "out must be a folder path, got 5"),
-    ({"models": {MODEL: {"class_path": "lightning_modules.encoders.CrepeEncoder", "init_args": "tiny"}}},
-     f"models.{MODEL}.init_args must be a mapping, got 'tiny'"),
-    ({"models": {MODEL: {"class_path": "lightning_modules.encoders.CrepeEncoder", "init_args": {"hop": 5}}}},
-     f"models.{MODEL}.init_args: unknown key 'hop'"),
-    ({"models": {MODEL: {"class_path": "lightning_modules.encoders.CrepeEncoder", "init_args": {"hop_ms": "x"}}}},
-     f"models.{MODEL}.init_args.hop_ms: Expected a <class 'float'> (got 'x')"),
+    (
+        {"models": {MODEL: {"class_path": "lightning_modules.encoders.CrepeEncoder", "init_args": "tiny"}}},
+        f"models.{MODEL}.init_args must be a mapping, got 'tiny'",
+    ),
+    (
+        {"models": {MODEL: {"class_path": "lightning_modules.encoders.CrepeEncoder", "init_args": {"hop": 5}}}},
+        f"models.{MODEL}.init_args: unknown key 'hop'",
+    ),
+    (
+        {"models": {MODEL: {"class_path": "lightning_modules.encoders.CrepeEncoder", "init_args": {"hop_ms": "x"}}}},
+        f"models.{MODEL}.init_args.hop_ms: Expected a <class 'float'> (got 'x')",
+    ),
 ]
 
 
@@ -91,12 +111,18 @@ def test_class_names_of_the_ablation_are_checked_before_any_stage(synthetic_root
     assert not (tmp_path / "out" / "runs").exists()
 
 
-@pytest.mark.parametrize("over, message", [
-    ({"ablation": {"neuron_lists": [{"name": "x", "neurons": [[0, 1], [9, 0]], "targets": []}]}},
-     f"ablation.neuron_lists[0].neurons: [9, 0] is not a [layer, neuron] of model '{MODEL}' (6 layers"),
-    ({"tasks": {"nowhere": {"task_def": {"unit_sec": 1.0}}}}, "tasks.nowhere: Metadata CSV not found"),
-    ({"tasks": {TASK: {"evar_task": "no_such_task"}}}, f"tasks.{TASK}: Unknown task 'no_such_task'"),
-], ids=["neuron-out-of-range", "missing-metadata", "unknown-evar-task"])
+@pytest.mark.parametrize(
+    "over, message",
+    [
+        (
+            {"ablation": {"neuron_lists": [{"name": "x", "neurons": [[0, 1], [9, 0]], "targets": []}]}},
+            f"ablation.neuron_lists[0].neurons: [9, 0] is not a [layer, neuron] of model '{MODEL}' (6 layers",
+        ),
+        ({"tasks": {"nowhere": {"task_def": {"unit_sec": 1.0}}}}, "tasks.nowhere: Metadata CSV not found"),
+        ({"tasks": {TASK: {"evar_task": "no_such_task"}}}, f"tasks.{TASK}: Unknown task 'no_such_task'"),
+    ],
+    ids=["neuron-out-of-range", "missing-metadata", "unknown-evar-task"],
+)
 def test_data_and_model_references_are_checked_before_any_stage(synthetic_root, tmp_path, capsys, over, message):
     cfg = pipeline_config(synthetic_root, tmp_path / "out", **over)
     cfg["report"] = {}

@@ -1,5 +1,6 @@
 """Bad inputs at the data readers: duplicate rows, a file in two splits, paths leaving the audio folder,
 truncated WAVs, commas in single-label tasks, and the README's list of bad inputs, each naming the CSV row."""
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,12 @@ from conftest import make_task, write_metadata, write_wav
 
 # ============================================================================ 4. data
 def _rows() -> list[dict]:
-    return [{"file_name": f"{c}_{s}{i}.wav", "label": c, "split": s}
-            for s, k in (("train", 2), ("valid", 1), ("test", 1)) for c in ("a", "b") for i in range(k)]
+    return [
+        {"file_name": f"{c}_{s}{i}.wav", "label": c, "split": s}
+        for s, k in (("train", 2), ("valid", 1), ("test", 1))
+        for c in ("a", "b")
+        for i in range(k)
+    ]
 
 
 def _dm(root: Path, task: str, **kw) -> EVARDataModule:
@@ -112,8 +117,11 @@ README_AUDIO_CASES = {
     "corrupt audio": (lambda p: p.write_bytes(b"RIFF" + os.urandom(60)), AudioFileError, "unreadable or corrupt"),
     "empty audio": (lambda p: write_wav(p, np.zeros(0, np.float32)), AudioFileError, "is empty"),
     "NaN audio": (lambda p: write_wav(p, np.full(100, np.nan, np.float32)), AudioFileError, "NaN/inf"),
-    "wrong sample rate": (lambda p: write_wav(p, np.zeros(100, np.float32), 22050), AudioFileError,
-                          "Expected sample rate 16000"),
+    "wrong sample rate": (
+        lambda p: write_wav(p, np.zeros(100, np.float32), 22050),
+        AudioFileError,
+        "Expected sample rate 16000",
+    ),
 }
 
 
@@ -132,7 +140,9 @@ def test_readme_unknown_label_names_the_row(tmp_path):
     rows = _rows()
     rows[-1]["label"] = "zzz"
     make_task(tmp_path, "lab", rows)
-    with pytest.raises(MetadataError, match=rf"'zzz' of test file 'b_test0.wav' in metadata .*lab.csv row {len(rows) - 1}"):
+    with pytest.raises(
+        MetadataError, match=rf"'zzz' of test file 'b_test0.wav' in metadata .*lab.csv row {len(rows) - 1}"
+    ):
         _dm(tmp_path, "lab")
 
 

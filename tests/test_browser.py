@@ -4,6 +4,7 @@ players point at files that exist and decode with the expected duration, clickin
 the ``layer:index`` lookup works, and no link of the rendered DOM is broken. Without Chromium every test here
 skips with the reason; the same pages' file checks that need no browser are in test_gallery.py.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,9 +20,13 @@ from _gallery_run import K, MODEL, TASK
 from analysis.runs.layout import gallery_neuron_page
 from analysis.runs.read import read_top_clips
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow,
-              pytest.mark.skipif(chromium_path() is None,
-                                 reason="headless Chromium not installed (Debian: apt-get install -y chromium)")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        chromium_path() is None, reason="headless Chromium not installed (Debian: apt-get install -y chromium)"
+    ),
+]
 
 #: JavaScript: every image of the page once loaded → [src, complete, naturalWidth, rendered width].
 IMAGES = """Promise.all([...document.images].map(i => new Promise(r => {
@@ -83,12 +88,15 @@ def test_gallery_index_lookup_sorting_and_links(browser, gallery_pipeline, tmp_p
     # a neuron without a page: its top clips come from lookup.js, loaded on demand
     top = read_top_clips(run_dir)
     l, n = 0, next(i for i in range(top["score"].shape[1]) if f"0:{i}" not in keys)
-    rows = browser.evaluate(page, f"""new Promise(r => {{ document.getElementById('lookup-q').value = '{l}:{n}';
+    rows = browser.evaluate(
+        page,
+        f"""new Promise(r => {{ document.getElementById('lookup-q').value = '{l}:{n}';
       aapeLookup(); const t0 = Date.now(); (function wait() {{
         const t = document.querySelector('#lookup-result table');
         if (t) r([...t.tBodies[0].rows].map(x => x.cells[3].textContent));
         else if (Date.now() - t0 > 10000) r(document.getElementById('lookup-result').textContent);
-        else setTimeout(wait, 50); }})(); }})""")
+        else setTimeout(wait, 50); }})(); }})""",
+    )
     assert isinstance(rows, list) and len(rows) == int((top["index"][l, n] >= 0).sum()) == K
     # sorting: entropy ascending, then descending
     before = browser.evaluate(page, column("#all-neurons", "entropy"))

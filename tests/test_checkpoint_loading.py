@@ -1,4 +1,5 @@
 """Safe checkpoint loading helpers (weights_only + argparse.Namespace only, key checks)."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,8 +7,14 @@ import argparse
 import pytest
 import torch
 
-from lightning_modules.encoders.checkpoints import (CheckpointKeyError, UnsafeCheckpointError, check_keys,
-                                                    extract_state_dict, load_checkpoint_file, strip_prefix)
+from lightning_modules.encoders.checkpoints import (
+    CheckpointKeyError,
+    UnsafeCheckpointError,
+    check_keys,
+    extract_state_dict,
+    load_checkpoint_file,
+    strip_prefix,
+)
 
 
 class Payload:

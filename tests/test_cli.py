@@ -7,6 +7,7 @@
 * ``--help`` documents every constructor argument (in-process, same parser);
 * a missing EVAR root is a clear error (in-process).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -28,26 +29,35 @@ def run_train(args: list[str], cwd: Path, timeout: int = TIMEOUT) -> subprocess.
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["CUDA_VISIBLE_DEVICES"] = ""
-    proc = subprocess.run([sys.executable, str(TRAIN), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, str(TRAIN), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
     return proc
 
 
 def assert_ok(proc: subprocess.CompletedProcess) -> None:
-    assert proc.returncode == 0, f"exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-3000:]}\nSTDERR:\n{proc.stderr[-5000:]}"
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-3000:]}\nSTDERR:\n{proc.stderr[-5000:]}"
+    )
 
 
 def group_predict_args(model_cfg: Path, evar_root: Path, tmp: Path) -> list[str]:
     return [
         "predict",
-        "--trainer", str(CONFIGS / "trainer" / "cpu.yaml"),
-        "--model", str(model_cfg),
-        "--data", str(CONFIGS / "data" / "synth_octave_sine.yaml"),
-        "--data.init_args.evar_root", str(evar_root),
-        "--data.init_args.batch_size", "4",
+        "--trainer",
+        str(CONFIGS / "trainer" / "cpu.yaml"),
+        "--model",
+        str(model_cfg),
+        "--data",
+        str(CONFIGS / "data" / "synth_octave_sine.yaml"),
+        "--data.init_args.evar_root",
+        str(evar_root),
+        "--data.init_args.batch_size",
+        "4",
         "--trainer.fast_dev_run=true",
         "--trainer.enable_progress_bar=false",
-        "--trainer.default_root_dir", str(tmp / "lightning"),
+        "--trainer.default_root_dir",
+        str(tmp / "lightning"),
     ]
 
 
@@ -70,8 +80,9 @@ def test_predict_rejects_a_missing_evar_root(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["train.py"])
     with pytest.raises(Exception, match="no_such_root"):
-        train.main(group_predict_args(CONFIGS / "model" / "crepe_tiny_untrained.yaml",
-                                      tmp_path / "no_such_root", tmp_path))
+        train.main(
+            group_predict_args(CONFIGS / "model" / "crepe_tiny_untrained.yaml", tmp_path / "no_such_root", tmp_path)
+        )
 
 
 @pytest.mark.slow
@@ -81,9 +92,18 @@ def test_statistics_then_probe_fit(synthetic_root, tmp_path):
     exp = CONFIGS / "experiment" / "crepe_tiny_synth_octave_sine.yaml"
     if not exp.is_file():
         pytest.skip(f"{exp.relative_to(REPO_ROOT)} not written yet")
-    proc = run_train(["predict", "--config", str(exp),
-                      "--data.init_args.evar_root", str(synthetic_root),
-                      "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false"], tmp_path)
+    proc = run_train(
+        [
+            "predict",
+            "--config",
+            str(exp),
+            "--data.init_args.evar_root",
+            str(synthetic_root),
+            "--trainer.accelerator=cpu",
+            "--trainer.enable_progress_bar=false",
+        ],
+        tmp_path,
+    )
     assert_ok(proc)
     run_dir = tmp_path / "outputs" / "stats" / "synth_octave_sine_crepe_tiny"
     import torch
@@ -99,14 +119,24 @@ def test_statistics_then_probe_fit(synthetic_root, tmp_path):
         from lightning_modules.linear_probe import LinearProbe  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"probe pieces not written yet: {exc}")
-    proc = run_train(["fit",
-                      "--trainer", str(CONFIGS / "trainer" / "cpu.yaml"),
-                      "--model", "lightning_modules.LinearProbe",
-                      "--data", "datamodules.FeatureDataModule",
-                      "--data.run_dir", str(run_dir),
-                      "--trainer.fast_dev_run=true",
-                      "--trainer.enable_progress_bar=false",
-                      "--trainer.default_root_dir", str(tmp_path / "lightning")], tmp_path)
+    proc = run_train(
+        [
+            "fit",
+            "--trainer",
+            str(CONFIGS / "trainer" / "cpu.yaml"),
+            "--model",
+            "lightning_modules.LinearProbe",
+            "--data",
+            "datamodules.FeatureDataModule",
+            "--data.run_dir",
+            str(run_dir),
+            "--trainer.fast_dev_run=true",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.default_root_dir",
+            str(tmp_path / "lightning"),
+        ],
+        tmp_path,
+    )
     assert_ok(proc)
 
 
@@ -125,14 +155,30 @@ def test_help_documents_arguments(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["train.py"])
     out = _help(["predict", "--help"], capsys)
-    for flag in ("--model", "--data", "--trainer", "--trainer.fast_dev_run", "--trainer.devices",
-                 "--trainer.strategy", "--trainer.precision", "--config"):
+    for flag in (
+        "--model",
+        "--data",
+        "--trainer",
+        "--trainer.fast_dev_run",
+        "--trainer.devices",
+        "--trainer.strategy",
+        "--trainer.precision",
+        "--config",
+    ):
         assert flag in out
 
     from lightning_modules.encoders import CrepeEncoder
 
-    out = _help(["predict", "--model", "lightning_modules.FeatureExtractor",
-                 "--model.encoder.help", "lightning_modules.encoders.CrepeEncoder"], capsys)
+    out = _help(
+        [
+            "predict",
+            "--model",
+            "lightning_modules.FeatureExtractor",
+            "--model.encoder.help",
+            "lightning_modules.encoders.CrepeEncoder",
+        ],
+        capsys,
+    )
     params = [p for p in inspect.signature(CrepeEncoder.__init__).parameters if p != "self"]
     assert params, "CrepeEncoder has constructor arguments"
     for name in params:

@@ -15,6 +15,7 @@ Hugging Face folder of the same family, a probe checkpoint of the right width an
 missing file without a stand-in is skipped with the reason. EVAR roots are only read in ``setup()``,
 which runs here for synthetic tasks only (their root is overridden by the fixture).
 """
+
 from __future__ import annotations
 
 import sys
@@ -90,8 +91,13 @@ def _probe_stand_in(folder: Path, embed_dim: int, num_classes: int) -> Path:
     from lightning_modules.linear_probe import LinearProbe
 
     probe = LinearProbe(num_classes=num_classes, embed_dim=embed_dim, classes=[f"c{i}" for i in range(num_classes)])
-    trainer = Trainer(logger=False, enable_checkpointing=False, accelerator="cpu", enable_progress_bar=False,
-                      default_root_dir=str(folder))
+    trainer = Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        accelerator="cpu",
+        enable_progress_bar=False,
+        default_root_dir=str(folder),
+    )
     trainer.strategy.connect(probe)
     path = folder / f"probe_{embed_dim}x{num_classes}.ckpt"
     trainer.save_checkpoint(path)
@@ -133,8 +139,14 @@ def cfg_get(cfg: Any, dotted: str) -> Any:
 
 def test_configs_are_found():
     names = {f"{p.parent.name}/{p.name}" for p in FILES}
-    for required in ("model/crepe_tiny.yaml", "model/crepe_full.yaml", "model/crepe_tiny_untrained.yaml",
-                     "trainer/cpu.yaml", "trainer/ddp_cpu.yaml", "trainer/bf16.yaml"):
+    for required in (
+        "model/crepe_tiny.yaml",
+        "model/crepe_full.yaml",
+        "model/crepe_tiny_untrained.yaml",
+        "trainer/cpu.yaml",
+        "trainer/ddp_cpu.yaml",
+        "trainer/bf16.yaml",
+    ):
         assert required in names
 
 

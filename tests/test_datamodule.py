@@ -1,4 +1,5 @@
 """EVARDataModule: metadata parsing, splits, classes, labels, batches, crops."""
+
 from __future__ import annotations
 
 import shutil
@@ -113,10 +114,12 @@ def test_gtzan_predict_unsplit_covers_every_clip(tmp_path, evar_metadata):
 
 
 def test_predict_unsplit_maps_and_checks_labels_of_rows_without_a_split(tmp_path):
-    rows = [{"file_name": "a.wav", "label": "60", "split": "train"},
-            {"file_name": "b.wav", "label": "72", "split": "train"},
-            {"file_name": "c.wav", "label": "61", "split": ""},
-            {"file_name": "d.wav", "label": "62", "split": "test"}]
+    rows = [
+        {"file_name": "a.wav", "label": "60", "split": "train"},
+        {"file_name": "b.wav", "label": "72", "split": "train"},
+        {"file_name": "c.wav", "label": "61", "split": ""},
+        {"file_name": "d.wav", "label": "62", "split": "test"},
+    ]
     write_metadata(tmp_path, "t", rows)
     dm = dm_of(tmp_path, "t", task_def={"unit_sec": 1.0}, label_map="midi_to_octave", predict_unsplit=True)
     assert dm.datasets["none"].rows["label"].tolist() == ["octave_4"]
@@ -173,8 +176,12 @@ def test_numeric_labels_sorted_numerically(tmp_path):
 
 
 def test_fold_csv_esc50_style(tmp_path, trainer_kwargs):
-    rows = [{"file_name": f"{c}_{f}_{k}.wav", "label": c, "fold": f, "target": 7}
-            for f in range(1, 6) for c in ("dog", "rain") for k in range(2)]
+    rows = [
+        {"file_name": f"{c}_{f}_{k}.wav", "label": c, "fold": f, "target": 7}
+        for f in range(1, 6)
+        for c in ("dog", "rain")
+        for k in range(2)
+    ]
     make_task(tmp_path, "esc50", rows, samples=400)
     for fold in (1, 3, 5):
         dm = dm_of(tmp_path, "esc50", fold=fold, unit_sec=0.02)
@@ -263,7 +270,9 @@ def test_commas_need_a_multilabel_declaration(tmp_path):
 
 def test_multilabel_unknown_class_in_test(tmp_path):
     write_metadata(tmp_path, "fsd50k", rows_split({"train": ["a,b"], "test": ["a,zzz"]}))
-    with pytest.raises(MetadataError, match=r"'zzz' of test file 'test_0.wav' in metadata .*fsd50k.csv row 1 \(line 3\)"):
+    with pytest.raises(
+        MetadataError, match=r"'zzz' of test file 'test_0.wav' in metadata .*fsd50k.csv row 1 \(line 3\)"
+    ):
         dm_of(tmp_path, "fsd50k")
 
 
@@ -272,7 +281,9 @@ def test_label_not_in_train_classes(tmp_path):
     with pytest.raises(MetadataError) as e:
         dm_of(tmp_path, "cremad")
     msg = str(e.value)
-    assert "'HAP'" in msg and "valid_1.wav" in msg and "row 3 (line 5)" in msg and "not a class of the train split" in msg
+    assert (
+        "'HAP'" in msg and "valid_1.wav" in msg and "row 3 (line 5)" in msg and "not a class of the train split" in msg
+    )
 
 
 # --------------------------------------------------------------------------- label maps
@@ -441,7 +452,7 @@ def test_batch_format(ramp_task):
     assert b["split"] == ["train"] * 3 and len(b["file_name"]) == 3
     for a, n, i in zip(b["audio"], b["length"], b["index"]):
         assert int(n) == min(500, [1000, 300, 1000, 800][int(i)])
-        assert torch.all(a[int(n):] == 0)
+        assert torch.all(a[int(n) :] == 0)
         assert 0 <= float(a[0]) - int(i) < 1.0  # the clip of CSV row i (ramp offset = row)
 
 
@@ -457,8 +468,7 @@ def test_test_split_head_crop_and_pad(ramp_task):
 def test_random_crop_seeded_train_and_valid(ramp_task):
     def starts(dm, split, epoch):
         ds = dm.datasets[split]
-        return [round(float(ds[(i, epoch)]["audio"][0]) - int(ds.rows["index"].iloc[i]), 3)
-                for i in range(len(ds))]
+        return [round(float(ds[(i, epoch)]["audio"][0]) - int(ds.rows["index"].iloc[i]), 3) for i in range(len(ds))]
 
     a = dm_of(ramp_task, "ramp", unit_sec=100 / SR, seed=5)
     b = dm_of(ramp_task, "ramp", unit_sec=100 / SR, seed=5)

@@ -1,4 +1,5 @@
 """configs/data/*.yaml of the data layer parse as LightningCLI would, and the tasks tables resolve."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,8 +36,10 @@ def test_synthetic_configs(task, synthetic_root):
 
 
 def test_cremad_config(tmp_path):
-    rows = [{"file_name": f"{i}.wav", "label": lab, "split": sp}
-            for i, (lab, sp) in enumerate([("ANG", "train"), ("SAD", "train"), ("SAD", "valid"), ("ANG", "test")])]
+    rows = [
+        {"file_name": f"{i}.wav", "label": lab, "split": sp}
+        for i, (lab, sp) in enumerate([("ANG", "train"), ("SAD", "train"), ("SAD", "valid"), ("ANG", "test")])
+    ]
     make_task(tmp_path, "cremad", rows, samples=100)
     dm = parse_data(DATA_CONFIGS / "cremad.yaml", "--data.evar_root", str(tmp_path), "--data.num_workers", "0")
     dm.setup()
@@ -63,8 +66,10 @@ def test_nspitch_octave_config(tmp_path):
 
 
 def test_gise51_config_defines_a_task(tmp_path):
-    rows = [{"file_name": f"{i}.flac", "label": lab, "split": sp}
-            for i, (lab, sp) in enumerate([("Bark", "train"), ("Siren", "train"), ("Bark", "test")])]
+    rows = [
+        {"file_name": f"{i}.flac", "label": lab, "split": sp}
+        for i, (lab, sp) in enumerate([("Bark", "train"), ("Siren", "train"), ("Bark", "test")])
+    ]
     make_task(tmp_path, "gise51", rows, samples=100)
     dm = parse_data(DATA_CONFIGS / "gise51.yaml", "--data.evar_root", str(tmp_path))
     dm.setup()
@@ -73,22 +78,38 @@ def test_gise51_config_defines_a_task(tmp_path):
     # the same definition pointing at a CSV outside the EVAR root (absolute metadata path)
     outside = tmp_path / "elsewhere.csv"
     (tmp_path / "evar/metadata/gise51.csv").rename(outside)
-    dm = parse_data(DATA_CONFIGS / "gise51.yaml", "--data.evar_root", str(tmp_path),
-                    "--data.task_def", f'{{"unit_sec": 2.0, "metadata": "{outside}"}}')
+    dm = parse_data(
+        DATA_CONFIGS / "gise51.yaml",
+        "--data.evar_root",
+        str(tmp_path),
+        "--data.task_def",
+        f'{{"unit_sec": 2.0, "metadata": "{outside}"}}',
+    )
     dm.setup()
     assert dm.metadata_path == outside and dm.clip_samples == 32000
 
 
 def test_task_table_matches_design():
     expected = {  # the EVAR task table: (unit_sec, folds, audio folder)
-        "esc50": (5.0, 5, "esc50"), "us8k": (4.0, 10, "us8k"), "gtzan": (30.0, 0, "gtzan"),
-        "cremad": (2.5, 0, "cremad"), "cremad_gender": (2.5, 0, "cremad"), "vc1": (8.2, 0, "vc1"),
-        "voxforge": (5.8, 0, "voxforge"), "surge": (4.0, 0, "surge"), "nsynth": (4.0, 0, "nsynth"),
-        "nspitch": (4.0, 0, "nsynth"), "spcv2": (1.0, 0, "spcv2"), "fsd50k": (7.6358, 0, "fsd50k"),
-        "as20k": (10.0, 0, "as"), "nsvelocity": (4.0, 0, "nsynth"),
+        "esc50": (5.0, 5, "esc50"),
+        "us8k": (4.0, 10, "us8k"),
+        "gtzan": (30.0, 0, "gtzan"),
+        "cremad": (2.5, 0, "cremad"),
+        "cremad_gender": (2.5, 0, "cremad"),
+        "vc1": (8.2, 0, "vc1"),
+        "voxforge": (5.8, 0, "voxforge"),
+        "surge": (4.0, 0, "surge"),
+        "nsynth": (4.0, 0, "nsynth"),
+        "nspitch": (4.0, 0, "nsynth"),
+        "spcv2": (1.0, 0, "spcv2"),
+        "fsd50k": (7.6358, 0, "fsd50k"),
+        "as20k": (10.0, 0, "as"),
+        "nsvelocity": (4.0, 0, "nsynth"),
         # the study's subsets (python -m analysis tasks build): clip length and audio of their source task
-        "vc1_gender_nationality": (8.2, 0, "vc1"), "voxforge_balanced": (5.8, 0, "voxforge"),
-        "nspitch_subset": (4.0, 0, "nsynth"), "nsynth_subset": (4.0, 0, "nsynth"),
+        "vc1_gender_nationality": (8.2, 0, "vc1"),
+        "voxforge_balanced": (5.8, 0, "voxforge"),
+        "nspitch_subset": (4.0, 0, "nsynth"),
+        "nsynth_subset": (4.0, 0, "nsynth"),
     }
     got = {k: (v.unit_sec, v.folds, v.audio_folder) for k, v in TASKS.items()}
     assert got == expected
@@ -104,7 +125,8 @@ def test_task_sources(tmp_path):
     assert load_task_yaml(y, name="mytask") == spec
     # a dict without unit_sec overrides fields of a table task
     assert get_task("cremad", task_def={"metadata": "x.csv"}) == TaskSpec(
-        "cremad", 2.5, metadata="x.csv", description=TASKS["cremad"].description)
+        "cremad", 2.5, metadata="x.csv", description=TASKS["cremad"].description
+    )
     with pytest.raises(UnknownTaskError, match="Unknown task 'mytask'"):
         get_task("mytask", evar_root=tmp_path)
     (tmp_path / "evar/metadata").mkdir(parents=True)

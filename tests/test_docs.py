@@ -1,6 +1,7 @@
 """The documentation a newcomer reads: README.md at most 150 lines and linking every page of docs/, no broken
 relative link or anchor in README.md, docs/ and examples/, and the outputs reference naming every file name of
 the run-folder layout (analysis/runs/layout.py)."""
+
 from __future__ import annotations
 
 import re
@@ -55,11 +56,19 @@ def test_relative_links_and_anchors_resolve(page):
 def test_outputs_reference_names_every_file_of_the_layout():
     page = (DOCS / "outputs.md").read_text(encoding="utf-8")
     names = [v for k, v in vars(layout).items() if k.isupper() and isinstance(v, str) and FILE_NAME.search(v)]
-    patterns = [layout.probe_checkpoint_name("<seed>"), layout.task_table_name("<suffix>"),
-                layout.cross_task_name("<a>", "<b>"), layout.within_task_name("<t>"),
-                layout.compare_table_name(["<m1>", "<m2>"]), layout.compare_cross_task_name("<a>", "<b>"),
-                layout.compare_within_task_name("<t>"), "ablation_confusion-<conditions>.pdf",
-                layout.GALLERY_NEURONS_DIR, layout.GALLERY_IMAGES_DIR, layout.GALLERY_AUDIO_DIR]
+    patterns = [
+        layout.probe_checkpoint_name("<seed>"),
+        layout.task_table_name("<suffix>"),
+        layout.cross_task_name("<a>", "<b>"),
+        layout.within_task_name("<t>"),
+        layout.compare_table_name(["<m1>", "<m2>"]),
+        layout.compare_cross_task_name("<a>", "<b>"),
+        layout.compare_within_task_name("<t>"),
+        "ablation_confusion-<conditions>.pdf",
+        layout.GALLERY_NEURONS_DIR,
+        layout.GALLERY_IMAGES_DIR,
+        layout.GALLERY_AUDIO_DIR,
+    ]
     assert len(names) > 20
     missing = [n for n in names + patterns if n not in page]
     assert not missing, f"docs/outputs.md does not name {missing}"

@@ -1,5 +1,6 @@
 """The console script of ``pyproject.toml`` (``aape``) is the CLI ``python -m analysis``: the same function,
 installed beside the interpreter by ``pip install -e .`` (``make install``) and answering ``--help``."""
+
 from __future__ import annotations
 
 import importlib
@@ -28,7 +29,8 @@ def test_installed_aape_answers_help_like_python_m_analysis():
     script = Path(sys.executable).parent / "aape"
     assert script.is_file(), f"{script} is missing: install the project (make install, i.e. pip install -e .)"
     r = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
-    ref = subprocess.run([sys.executable, "-m", "analysis", "--help"], capture_output=True, text=True, timeout=120,
-                         cwd=REPO_ROOT)
+    ref = subprocess.run(
+        [sys.executable, "-m", "analysis", "--help"], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout == ref.stdout and "pipeline" in r.stdout

@@ -1,6 +1,7 @@
 """FCPEEncoder: parity with torchfcpe's own modules (its mel extractor and ``CFNaiveMelPE``, loaded from
 the installed wheel with only the non-torch imports stubbed), real weights (pitch of a tone), weight
 checks, protocol facts, counts against brute force and a run through the statistics callback."""
+
 from __future__ import annotations
 
 import importlib
@@ -18,8 +19,10 @@ from lightning_modules.encoders import package_assets
 from lightning_modules.encoders.package_assets import package_dir
 
 FCPE_DIR = package_dir("torchfcpe")
-needs_weights = pytest.mark.skipif(FCPE_DIR is None or not (FCPE_DIR / "assets" / "fcpe_c_v001.pt").is_file(),
-                                   reason="torchfcpe not installed (pip install --no-deps torchfcpe==0.0.4)")
+needs_weights = pytest.mark.skipif(
+    FCPE_DIR is None or not (FCPE_DIR / "assets" / "fcpe_c_v001.pt").is_file(),
+    reason="torchfcpe not installed (pip install --no-deps torchfcpe==0.0.4)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,24 +45,43 @@ def reference(monkeypatch):
     ta, tt = types.ModuleType("torchaudio"), types.ModuleType("torchaudio.transforms")
     tt.Resample = None
     ta.transforms = tt
-    for name, mod in {"torchfcpe": pkg, "einops": einops, "local_attention": local, "torchaudio": ta,
-                      "torchaudio.transforms": tt}.items():
+    for name, mod in {
+        "torchfcpe": pkg,
+        "einops": einops,
+        "local_attention": local,
+        "torchaudio": ta,
+        "torchaudio.transforms": tt,
+    }.items():
         monkeypatch.setitem(sys.modules, name, mod)
-    for name in ("torchfcpe.models", "torchfcpe.mel_extractor", "torchfcpe.model_conformer_naive",
-                 "torchfcpe.mel_fn_librosa", "librosa", "librosa.filters"):
+    for name in (
+        "torchfcpe.models",
+        "torchfcpe.mel_extractor",
+        "torchfcpe.model_conformer_naive",
+        "torchfcpe.mel_fn_librosa",
+        "librosa",
+        "librosa.filters",
+    ):
         monkeypatch.delitem(sys.modules, name, raising=False)
     models = importlib.import_module("torchfcpe.models")
     mel = importlib.import_module("torchfcpe.mel_extractor")
     ckpt = torch.load(FCPE_DIR / "assets" / "fcpe_c_v001.pt", map_location="cpu", weights_only=True)
     m = ckpt["config_dict"]["model"]
-    net = models.CFNaiveMelPE(input_channels=ckpt["config_dict"]["mel"]["num_mels"], out_dims=m["out_dims"],
-                              hidden_dims=m["hidden_dims"], n_layers=m["n_layers"], n_heads=m["n_heads"],
-                              f0_max=m["f0_max"], f0_min=m["f0_min"], use_fa_norm=m["use_fa_norm"],
-                              conv_only=m["conv_only"])
+    net = models.CFNaiveMelPE(
+        input_channels=ckpt["config_dict"]["mel"]["num_mels"],
+        out_dims=m["out_dims"],
+        hidden_dims=m["hidden_dims"],
+        n_layers=m["n_layers"],
+        n_heads=m["n_heads"],
+        f0_max=m["f0_max"],
+        f0_min=m["f0_min"],
+        use_fa_norm=m["use_fa_norm"],
+        conv_only=m["conv_only"],
+    )
     net.load_state_dict(ckpt["model"])
     c = ckpt["config_dict"]["mel"]
-    wav2mel = mel.Wav2MelModule(c["sr"], c["num_mels"], c["n_fft"], c["win_size"], c["hop_size"], c["fmin"],
-                                c["fmax"], 1e-5)
+    wav2mel = mel.Wav2MelModule(
+        c["sr"], c["num_mels"], c["n_fft"], c["win_size"], c["hop_size"], c["fmin"], c["fmax"], 1e-5
+    )
     return net.eval(), wav2mel, mel
 
 
@@ -118,8 +140,13 @@ def test_checkpoint_problems_are_listed(tmp_path):
     with pytest.raises(KeyError) as err:
         FCPEEncoder(pretrained=False).load_torchfcpe(path)
     msg = str(err.value)
-    for part in (str(path), "norm.bias", "output_proj.weight_g", "unexpected keys ['extra.weight']",
-                 "input_stack.0.bias: checkpoint (3,), model (512,)"):
+    for part in (
+        str(path),
+        "norm.bias",
+        "output_proj.weight_g",
+        "unexpected keys ['extra.weight']",
+        "input_stack.0.bias: checkpoint (3,), model (512,)",
+    ):
         assert part in msg
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(TypeError, match="list.pt"):

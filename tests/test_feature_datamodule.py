@@ -1,4 +1,5 @@
 """FeatureDataModule: splits from index.csv, train standardiser, seeded class-covering valid carve-out."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,9 @@ import torch
 from datamodules.features import FeatureDataModule, carve_valid
 
 
-def write_run(d: Path, n_per_class: dict[str, int], classes=("a", "b", "c"), E: int = 5, seed: int = 0,
-              multilabel: bool = False) -> Path:
+def write_run(
+    d: Path, n_per_class: dict[str, int], classes=("a", "b", "c"), E: int = 5, seed: int = 0, multilabel: bool = False
+) -> Path:
     """Run folder with features, gts, index.csv; ``n_per_class`` maps split → clips per class."""
     g = torch.Generator().manual_seed(seed)
     d.mkdir(parents=True, exist_ok=True)
@@ -19,7 +21,9 @@ def write_run(d: Path, n_per_class: dict[str, int], classes=("a", "b", "c"), E: 
     for split, k in n_per_class.items():
         for c in range(len(classes)):
             for _ in range(k):
-                rows.append(dict(row=len(rows), index=len(rows), file_name=f"{len(rows)}.wav", label=classes[c], split=split))
+                rows.append(
+                    dict(row=len(rows), index=len(rows), file_name=f"{len(rows)}.wav", label=classes[c], split=split)
+                )
                 labels.append(c)
     N = len(rows)
     y = torch.tensor(labels)
@@ -97,12 +101,15 @@ def test_multilabel_gts_and_carve(tmp_path):
     assert 9 in va.tolist()  # the only clip of class 1 is taken so that valid covers it
 
 
-@pytest.mark.parametrize("breakage,match", [
-    ("missing_gts", r"gts\.pt not found"),
-    ("bad_split", r"index\.csv: row \d+: split 'dev'"),
-    ("rows", r"index\.csv: column row must list"),
-    ("labels", r"gts\.pt: labels outside 0\.\.2"),
-])
+@pytest.mark.parametrize(
+    "breakage,match",
+    [
+        ("missing_gts", r"gts\.pt not found"),
+        ("bad_split", r"index\.csv: row \d+: split 'dev'"),
+        ("rows", r"index\.csv: column row must list"),
+        ("labels", r"gts\.pt: labels outside 0\.\.2"),
+    ],
+)
 def test_bad_run_folder_errors_name_the_file(tmp_path, breakage, match):
     d = write_run(tmp_path / "r", {"train": 3, "test": 1})
     if breakage == "missing_gts":

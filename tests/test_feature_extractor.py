@@ -1,5 +1,6 @@
 """FeatureExtractor: frozen encoder run by trainer.predict; outputs embeddings with the batch's
 label / index / split."""
+
 from __future__ import annotations
 
 import lightning.pytorch as pl
@@ -30,8 +31,9 @@ def clips():
         n = 1600 if i != 3 else 700
         audio = torch.zeros(1600)
         audio[:n] = torch.randn(n, generator=g)
-        items.append({"audio": audio, "length": n, "label": i % 2, "index": 10 + i,
-                      "split": "train" if i < 3 else "test"})
+        items.append(
+            {"audio": audio, "length": n, "label": i % 2, "index": 10 + i, "split": "train" if i < 3 else "test"}
+        )
     return items
 
 

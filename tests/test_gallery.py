@@ -5,6 +5,7 @@ the clip's spectrogram. Browser checks of the same pages are in test_browser.py.
 The run folder is made by the real statistics pass of the pretrained CREPE tiny on the tiny synthetic task;
 ``top_clips.pt`` comes from the brute-force oracle of ``tests/_top_clips.py``.
 """
+
 from __future__ import annotations
 
 import json
@@ -176,7 +177,7 @@ def test_recomputed_scores_match_the_statistics_top_clips(gallery):
 def test_lookup_data_lists_every_neuron(gallery):
     run_dir, folder = gallery
     text = (folder / "lookup.js").read_text(encoding="utf-8")
-    data = json.loads(text[text.index("=") + 1:].rstrip().rstrip(";"))
+    data = json.loads(text[text.index("=") + 1 :].rstrip().rstrip(";"))
     top = read_top_clips(run_dir)
     assert [len(layer) for layer in data["top"]] == list(top["site_neurons"])
     assert [i for i, _ in data["top"][0][1]] == [int(i) for i in top["index"][0, 1].tolist() if i >= 0]
@@ -193,8 +194,12 @@ def test_cli_any_neuron_refusal_and_errors(gallery, tmp_path, capsys):
     assert "requested neurons" in (dest / "index.html").read_text(encoding="utf-8")
     assert cli_main(["gallery", "--run", str(run_dir), "--dest", str(dest), "--neurons", "0:2"]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert cli_main(["gallery", "--run", str(run_dir), "--dest", str(dest), "--neurons", "0:2", "--clips", "1",
-                     "--overwrite"]) == 0
+    assert (
+        cli_main(
+            ["gallery", "--run", str(run_dir), "--dest", str(dest), "--neurons", "0:2", "--clips", "1", "--overwrite"]
+        )
+        == 0
+    )
     assert (dest / "neurons" / "l0_n2.html").is_file() and not (dest / "neurons" / "l0_n1.html").exists()
     assert cli_main(["gallery", "--run", str(run_dir), "--dest", str(tmp_path / "h"), "--neurons", "9:1"]) == 2
     assert "sites 0..5" in capsys.readouterr().err
@@ -234,12 +239,15 @@ class PatchEnergy(AudioEncoder):
     def forward(self, audio, lengths=None):
         x = self.log_mel(audio)[:, 0]  # [B, 80, T]
         t = x.shape[-1] // 16
-        patches = x[..., :t * 16].reshape(x.shape[0], 5, 16, t, 16).mean((2, 4)).reshape(x.shape[0], 5 * t)
+        patches = x[..., : t * 16].reshape(x.shape[0], 5, 16, t, 16).mean((2, 4)).reshape(x.shape[0], 5 * t)
         tokens = torch.cat([torch.zeros(x.shape[0], 1), patches], 1)[..., None]  # [B, 1 + 5t, 1]
         b = x.shape[0]
-        self._positions = Positions(clip=torch.arange(b), valid=torch.ones(b, 1 + 5 * t, dtype=torch.bool),
-                                    special=torch.arange(1 + 5 * t) == 0,
-                                    **patch_coordinates(torch.arange(t) * 16, 5, b, n_prefix=1))
+        self._positions = Positions(
+            clip=torch.arange(b),
+            valid=torch.ones(b, 1 + 5 * t, dtype=torch.bool),
+            special=torch.arange(1 + 5 * t) == 0,
+            **patch_coordinates(torch.arange(t) * 16, 5, b, n_prefix=1),
+        )
         try:
             return self.act(tokens).mean(1)
         finally:
@@ -259,7 +267,7 @@ def test_activation_map_sits_where_the_tone_is():
     band = int(g.grid.nan_to_num(-1e9).max(1).values.argmax())
     assert band == mel // 16  # the map's hottest band holds the tone
     col = g.grid[band]
-    assert float(col[: 100 // 16].max()) < float(col[112 // 16:].min())  # silent first second, tone after
+    assert float(col[: 100 // 16].max()) < float(col[112 // 16 :].min())  # silent first second, tone after
     assert g.peak_band == band and peak_seconds(g.peak_frame, 0.01, 16) >= 1.0
 
 
@@ -360,9 +368,19 @@ def test_report_is_a_web_page(gallery_pipeline):
 def test_gallery_of_a_spectrogram_vit_maps_bands_and_chunks(synthetic_root, tmp_path):
     """A tiny random M2D (chunks of 32 frames: several site calls per clip, 5 frequency bands): the gallery's
     pass attributes every chunk to its clip (its clip scores equal the oracle's) and draws band maps."""
-    m2d = {"class_path": "lightning_modules.encoders.M2DEncoder",
-           "init_args": {"checkpoint": None, "width": 16, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0,
-                         "input_frames": 32, "seed": 0, "name": MODEL}}
+    m2d = {
+        "class_path": "lightning_modules.encoders.M2DEncoder",
+        "init_args": {
+            "checkpoint": None,
+            "width": 16,
+            "depth": 2,
+            "num_heads": 2,
+            "mlp_ratio": 2.0,
+            "input_frames": 32,
+            "seed": 0,
+            "name": MODEL,
+        },
+    }
     _, run_dir = make_run(synthetic_root, tmp_path, stages=("stats",), models={MODEL: m2d})
     index = build_gallery(run_dir, neurons=["0:1", "1:5"], clips=2)
     meta = json.loads((index.parent / "gallery.json").read_text())

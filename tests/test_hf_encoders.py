@@ -8,6 +8,7 @@ extractor's own outputs (Whisper: the extractor's frame mask and the encoder's o
 wav2vec 2.0 family: every frame of the unpadded clip; AST: fbank rows that are not padding; CLAP: the
 model's own ``reshape_mel2img`` applied to a frame-index ramp).
 """
+
 from __future__ import annotations
 
 import math
@@ -55,8 +56,10 @@ def clips(sample_rate: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 def _hooked(backbone, sites: list[str], run) -> list[torch.Tensor]:
     """Run ``run()`` with plain forward hooks on ``sites`` (paths inside the backbone)."""
     acts: list = [None] * len(sites)
-    hs = [backbone.get_submodule(s).register_forward_hook(lambda m, i, o, l=l: acts.__setitem__(l, o.detach().clone()))
-          for l, s in enumerate(sites)]
+    hs = [
+        backbone.get_submodule(s).register_forward_hook(lambda m, i, o, l=l: acts.__setitem__(l, o.detach().clone()))
+        for l, s in enumerate(sites)
+    ]
     try:
         with torch.inference_mode():
             run()
@@ -72,8 +75,8 @@ def _clap_first_frames(backbone, n_frames: int, n_mels: int, resolutions, ps: tu
     img = backbone.audio_encoder.reshape_mel2img(ramp)[0, 0]  # [rows, cols] of frame indices
     out = []
     for s, (h, w) in enumerate(resolutions):
-        step = 2 ** s
-        v = img[::step * ps[0], ::step * ps[1]][:h, :w]
+        step = 2**s
+        v = img[:: step * ps[0], :: step * ps[1]][:h, :w]
         out.append(v.reshape(-1))
     return out
 
@@ -81,15 +84,18 @@ def _clap_first_frames(backbone, n_frames: int, n_mels: int, resolutions, ps: tu
 def own_record(enc: HFAudioEncoder, fe, audio: torch.Tensor, lengths: torch.Tensor) -> list:
     """``(site index, activation [1, P, N], Positions)`` of every clip run alone (see module docstring)."""
     bb, kind = enc.model, enc.kind
-    sites = [s[len("model."):] for s in enc.neuron_sites]
+    sites = [s[len("model.") :] for s in enc.neuron_sites]
     sr = int(fe.sampling_rate)
-    chunk = {"whisper": lambda: fe.n_samples, "ast": lambda: fe.max_length * 160,
-             "clap": lambda: fe.nb_max_samples}.get(kind, lambda: None)()
+    chunk = {
+        "whisper": lambda: fe.n_samples,
+        "ast": lambda: fe.max_length * 160,
+        "clap": lambda: fe.nb_max_samples,
+    }.get(kind, lambda: None)()
     record = []
     for b in range(audio.shape[0]):
         x = audio[b, : int(lengths[b])].double().numpy()
         for start in range(0, len(x), chunk or len(x)):
-            seg = x[start: start + chunk] if chunk else x
+            seg = x[start : start + chunk] if chunk else x
             clip = torch.tensor([b])
             if kind == "whisper":
                 f = fe([seg], sampling_rate=sr, return_attention_mask=True, return_tensors="pt")
@@ -144,8 +150,10 @@ def test_loads_offline_and_declares_the_protocol(encoders, tiny, family):
     assert len(enc.neuron_sites) == len(enc.site_neurons) and enc.neuron_sites
     audio, lengths = clips(enc.sample_rate)
     widths: dict[str, int] = {}
-    hs = [enc.get_submodule(s).register_forward_hook(lambda m, i, o, s=s: widths.__setitem__(s, o.shape[-1]))
-          for s in enc.neuron_sites]
+    hs = [
+        enc.get_submodule(s).register_forward_hook(lambda m, i, o, s=s: widths.__setitem__(s, o.shape[-1]))
+        for s in enc.neuron_sites
+    ]
     with torch.inference_mode():
         emb = enc(audio[:2], lengths[:2])
     for h in hs:
@@ -201,7 +209,9 @@ def test_embedding_is_the_mean_of_the_chosen_hidden_state(tiny):
         x = clips(enc.sample_rate)[0][:1, :n]
         f = fe([x[0].numpy()], sampling_rate=enc.sample_rate, return_tensors="pt")
         with torch.inference_mode():
-            hs = enc.model(**{k: v for k, v in f.items() if k != "attention_mask"}, output_hidden_states=True).hidden_states
+            hs = enc.model(
+                **{k: v for k, v in f.items() if k != "attention_mask"}, output_hidden_states=True
+            ).hidden_states
             got = enc(x)
         h = hs[layer]
         if family == "ast":
@@ -219,8 +229,12 @@ def test_positions_say_where_tokens_lie(encoders):
 
     def record(enc, audio):
         seen.clear()
-        hs = [enc.get_submodule(s).register_forward_hook(
-            lambda m, i, o, s=s: seen.setdefault(s, []).append(enc.positions(s, o))) for s in enc.neuron_sites]
+        hs = [
+            enc.get_submodule(s).register_forward_hook(
+                lambda m, i, o, s=s: seen.setdefault(s, []).append(enc.positions(s, o))
+            )
+            for s in enc.neuron_sites
+        ]
         with torch.inference_mode():
             enc(audio)
         for h in hs:
@@ -234,7 +248,7 @@ def test_positions_say_where_tokens_lie(encoders):
     for c, pos in enumerate(seen[ast.neuron_sites[0]]):
         assert pos.special[:2].all() and not pos.special[2:].any()
         assert (pos.band[:2] == -1).all() and pos.band[2:].tolist() == [f for f in range(fdim) for _ in range(tdim)]
-        assert pos.frame[0, 2:2 + tdim].tolist() == [60 * c + cfg.time_stride * k for k in range(tdim)]
+        assert pos.frame[0, 2 : 2 + tdim].tolist() == [60 * c + cfg.time_stride * k for k in range(tdim)]
     # Whisper: 2 frames per token, second chunk starts at frame 100
     record(whisper, torch.randn(1, int(1.5 * 16000)))
     calls = seen[whisper.neuron_sites[0]]
@@ -287,10 +301,17 @@ def test_core_install_imports_without_transformers():
     """``pip install -e .`` without the extra: the package imports; the encoder says which extra to install."""
     # torchmetrics (imported by Lightning) imports transformers itself whenever it is installed: let it, then
     # hide transformers from everything imported afterwards, as in an install without the extra
-    code = ("import sys, lightning.pytorch, torchmetrics; sys.modules['transformers'] = None\n"
-            "from lightning_modules.encoders import HFAudioEncoder, M2DEncoder\n"
-            "try:\n    HFAudioEncoder('anything')\nexcept ImportError as e:\n    print(e)\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                       cwd=str(Path(__file__).resolve().parents[1]))
+    code = (
+        "import sys, lightning.pytorch, torchmetrics; sys.modules['transformers'] = None\n"
+        "from lightning_modules.encoders import HFAudioEncoder, M2DEncoder\n"
+        "try:\n    HFAudioEncoder('anything')\nexcept ImportError as e:\n    print(e)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(Path(__file__).resolve().parents[1]),
+    )
     assert r.returncode == 0, r.stderr
     assert 'pip install -e ".[hf]"' in r.stdout

@@ -8,6 +8,7 @@ saved to a temporary folder, loaded offline through configs/model/hf_*.yaml):
 Counted positions are checked against what the clips' lengths alone imply; the pipeline's datamodule
 follows the model's sample rate.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,18 +45,33 @@ def _config(family: str, folder, root, callback: dict, model: dict | None = None
     enc = yaml.safe_load((MODEL_CONFIGS / f"hf_{family}.yaml").read_text())
     enc["init_args"]["encoder"]["init_args"]["model_path"] = str(folder)
     return {
-        "trainer": {"accelerator": "cpu", "devices": 1, "logger": False, "enable_progress_bar": False,
-                    "enable_checkpointing": False, "callbacks": [callback]},
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "logger": False,
+            "enable_progress_bar": False,
+            "enable_checkpointing": False,
+            "callbacks": [callback],
+        },
         "model": model or enc,
-        "data": {"class_path": "datamodules.EVARDataModule",
-                 "init_args": {"evar_root": str(root), "task": TASK, "sample_rate": 16000, "batch_size": 8,
-                               "num_workers": 0}},
+        "data": {
+            "class_path": "datamodules.EVARDataModule",
+            "init_args": {
+                "evar_root": str(root),
+                "task": TASK,
+                "sample_rate": 16000,
+                "batch_size": 8,
+                "num_workers": 0,
+            },
+        },
     }
 
 
 def _stats_cb(out) -> dict:
-    return {"class_path": "callbacks.ActivationStatsCallback",
-            "init_args": {"out_dir": str(out), "tokens": "all", "level": "token"}}
+    return {
+        "class_path": "callbacks.ActivationStatsCallback",
+        "init_args": {"out_dir": str(out), "tokens": "all", "level": "token"},
+    }
 
 
 def _meta(root) -> pd.DataFrame:
@@ -67,8 +83,9 @@ def test_whisper_predict_identify_probe_ablation(synthetic_root, tmp_path, monke
     folder = save_tiny("whisper", tmp_path / "whisper_tiny")
     cfg = _config("whisper", folder, synthetic_root, _stats_cb(tmp_path / "stats"))
     (tmp_path / "predict.yaml").write_text(yaml.safe_dump(cfg))
-    _train(["predict", "--config", str(tmp_path / "predict.yaml"), "--return_predictions", "false"], tmp_path,
-           monkeypatch)
+    _train(
+        ["predict", "--config", str(tmp_path / "predict.yaml"), "--return_predictions", "false"], tmp_path, monkeypatch
+    )
     run = tmp_path / "stats" / f"{TASK}_whisper_base"
     stats = torch.load(run / "stats.pt", weights_only=False)
     assert stats["sites"] == [f"model.layers.{i}.activation_fn" for i in range(3)] and stats["site_neurons"] == [72] * 3
@@ -80,14 +97,22 @@ def test_whisper_predict_identify_probe_ablation(synthetic_root, tmp_path, monke
     assert torch.equal(stats["n_tokens_site"], (per_clip * n)[None].expand(3, -1))
     assert analysis_main(["identify", "--run", str(run), "--top-rate", "0.05"]) in (0, None)
     fit_seeds(run, tmp_path / "probe", seeds=(42,), lr=1e-2, max_epochs=5, patience=3)
-    abl = {"class_path": "callbacks.ablation.AblationCallback",
-           "init_args": {"out_dir": str(tmp_path / "ablation"), "run_dir": str(run), "random_draws": 2,
-                         "k_grid": [1], "random_for_topk": False,
-                         "neuron_lists": [{"name": "some", "neurons": [[0, 3], [1, 5], [2, 70]],
-                                           "targets": [classes[0]]}]}}
+    abl = {
+        "class_path": "callbacks.ablation.AblationCallback",
+        "init_args": {
+            "out_dir": str(tmp_path / "ablation"),
+            "run_dir": str(run),
+            "random_draws": 2,
+            "k_grid": [1],
+            "random_for_topk": False,
+            "neuron_lists": [{"name": "some", "neurons": [[0, 3], [1, 5], [2, 70]], "targets": [classes[0]]}],
+        },
+    }
     enc = _config("whisper", folder, synthetic_root, abl)["model"]["init_args"]["encoder"]
-    model = {"class_path": "lightning_modules.AudioClassifier",
-             "init_args": {"encoder": enc, "probe_checkpoint": str(best_checkpoint(tmp_path / "probe"))}}
+    model = {
+        "class_path": "lightning_modules.AudioClassifier",
+        "init_args": {"encoder": enc, "probe_checkpoint": str(best_checkpoint(tmp_path / "probe"))},
+    }
     cfg = _config("whisper", folder, synthetic_root, abl, model=model)
     (tmp_path / "test.yaml").write_text(yaml.safe_dump(cfg))
     _train(["test", "--config", str(tmp_path / "test.yaml")], tmp_path, monkeypatch)
@@ -104,8 +129,9 @@ def test_hubert_predict_counts_only_real_frames(synthetic_root, tmp_path, monkey
     folder = save_tiny("hubert", tmp_path / "hubert_tiny")
     cfg = _config("hubert", folder, synthetic_root, _stats_cb(tmp_path / "stats"))
     (tmp_path / "predict.yaml").write_text(yaml.safe_dump(cfg))
-    _train(["predict", "--config", str(tmp_path / "predict.yaml"), "--return_predictions", "false"], tmp_path,
-           monkeypatch)
+    _train(
+        ["predict", "--config", str(tmp_path / "predict.yaml"), "--return_predictions", "false"], tmp_path, monkeypatch
+    )
     stats = torch.load(tmp_path / "stats" / f"{TASK}_hubert_base" / "stats.pt", weights_only=False)
     hf_cfg = json.loads((folder / "config.json").read_text())
     frames = 0.5 * 16000
@@ -117,10 +143,24 @@ def test_hubert_predict_counts_only_real_frames(synthetic_root, tmp_path, monkey
 
 
 def test_pipeline_datamodule_follows_the_model_sample_rate(synthetic_root, tmp_path):
-    cfg = {"out": str(tmp_path / "out"), "data": {"evar_root": str(synthetic_root)}, "tasks": {TASK: {}},
-           "models": {"m32k": {"class_path": "lightning_modules.encoders.M2DEncoder",
-                               "init_args": {"width": 16, "depth": 1, "num_heads": 2, "input_frames": 32,
-                                             "sample_rate": 32000, "seed": 0}}}}
+    cfg = {
+        "out": str(tmp_path / "out"),
+        "data": {"evar_root": str(synthetic_root)},
+        "tasks": {TASK: {}},
+        "models": {
+            "m32k": {
+                "class_path": "lightning_modules.encoders.M2DEncoder",
+                "init_args": {
+                    "width": 16,
+                    "depth": 1,
+                    "num_heads": 2,
+                    "input_frames": 32,
+                    "sample_rate": 32000,
+                    "seed": 0,
+                },
+            }
+        },
+    }
     (tmp_path / "pipe.yaml").write_text(yaml.safe_dump(cfg))
     pipe = Pipeline(load_config(str(tmp_path / "pipe.yaml")))
     dm = pipe.datamodule(TASK, pipe.encoder("m32k"))

@@ -1,5 +1,6 @@
 """``python -m analysis identify``: files and documented columns, per-task top_rate, overwrite refusal,
 clear errors on bad run folders."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,16 @@ from analysis.app.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 FIXED = ["rank", "layer", "site", "neuron", "entropy", "normalised_entropy", "passes_filter"]
-TAIL = ["classes", "n_classes", "filter_bar", "activation_bar", "top_rate", "filter_rate", "activation_bar_ratio",
-        "mode"]
+TAIL = [
+    "classes",
+    "n_classes",
+    "filter_bar",
+    "activation_bar",
+    "top_rate",
+    "filter_rate",
+    "activation_bar_ratio",
+    "mode",
+]
 
 
 def _run(tmp_path: Path, task: str = "cremad", **kw) -> tuple[Path, dict]:
@@ -91,9 +100,28 @@ def test_identify_uses_per_task_top_rate(tmp_path, task, rate):
 
 def test_identify_lape_mode_and_module_entry(tmp_path):
     d, _ = _run(tmp_path)
-    r = subprocess.run([sys.executable, "-m", "analysis", "identify", "--run", str(d), "--mode", "lape",
-                        "--top-rate", "0.05", "--filter-rate", "0.9", "--activation-bar-ratio", "0.9"],
-                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "analysis",
+            "identify",
+            "--run",
+            str(d),
+            "--mode",
+            "lape",
+            "--top-rate",
+            "0.05",
+            "--filter-rate",
+            "0.9",
+            "--activation-bar-ratio",
+            "0.9",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     df = pd.read_csv(d / "neurons.csv")
     assert set(df["mode"]) == {"lape"} and set(df["filter_rate"]) == {0.9}

@@ -1,4 +1,5 @@
 """LinearProbe (EVAR protocol), the probe over seeds and AudioClassifier parity with the probe on stored embeddings."""
+
 from __future__ import annotations
 
 import sys
@@ -17,8 +18,9 @@ from test_feature_datamodule import write_run
 
 def _trainer(**kw):
     kw.setdefault("enable_checkpointing", False)  # no checkpoints/ folder in the working directory
-    return Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                   enable_model_summary=False, **kw)
+    return Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False, **kw
+    )
 
 
 def test_binary_task_two_logits_perfect_probe_scores_100(tmp_path):
@@ -76,8 +78,15 @@ def test_probe_seeds_writes_results_and_checkpoints(tmp_path):
     from analysis.runs.atomic import OutputExistsError
 
     d = write_run(tmp_path / "r", {"train": 10, "test": 3})  # no valid split: carved per seed
-    df = fit_seeds(d, tmp_path / "p", seeds=(42, 43), lr=0.05, max_epochs=4, patience=2)
+    df = fit_seeds(d, tmp_path / "p", seeds=(42, 43), lr=0.05, max_epochs=4, patience=2, min_steps=30)
     csv = pd.read_csv(tmp_path / "p" / "probe_results.csv", dtype={"seed": str})
+    # converge protocol: at least min_steps optimizer steps although max_epochs=4 (one batch per epoch)
+    seeds_rows = csv.iloc[:2]
+    assert (seeds_rows["steps"] >= 30).all() and (seeds_rows["protocol"] == "converge").all()
+    assert seeds_rows["train_loss"].notna().all() and seeds_rows["valid_loss"].notna().all()
+    assert set(seeds_rows["loss_settled"].astype(str)) <= {"True", "False"}
+    evar = fit_seeds(d, tmp_path / "e", seeds=(42,), lr=0.05, max_epochs=4, patience=2, protocol="evar")
+    assert int(evar.iloc[0]["steps"]) <= 4 and int(evar.iloc[0]["epochs"]) <= 4
     assert list(csv["seed"]) == ["42", "43", "mean", "std"]
     vals = csv["test_score"].to_numpy()
     assert vals[2] == pytest.approx(vals[:2].mean()) and vals[3] == pytest.approx(pd.Series(vals[:2]).std())
@@ -91,8 +100,24 @@ def test_probe_seeds_writes_results_and_checkpoints(tmp_path):
     with pytest.raises(OutputExistsError):
         fit_seeds(d, tmp_path / "p", seeds=(42,), max_epochs=1)
     # the CLI
-    assert main(["probe", "--run", str(d), "--out", str(tmp_path / "q"), "--seeds", "7", "--max-epochs", "1",
-                 "--lr", "0.01"]) == 0
+    assert (
+        main(
+            [
+                "probe",
+                "--run",
+                str(d),
+                "--out",
+                str(tmp_path / "q"),
+                "--seeds",
+                "7",
+                "--max-epochs",
+                "1",
+                "--lr",
+                "0.01",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "q" / "probe_results.csv").exists() and (tmp_path / "q" / "probe_seed7.ckpt").exists()
 
 

@@ -1,5 +1,6 @@
 """M2DEncoder: run-name parsing, checkpoint formats and key checks, norm_stats, positions, random init,
 log-mel front end (16 kHz and 32 kHz)."""
+
 from __future__ import annotations
 
 import argparse
@@ -96,7 +97,9 @@ def test_missing_block_is_an_error_listing_keys(tmp_path, enc_sd):
 
 
 def test_unknown_key_is_an_error_listing_it(tmp_path, enc_sd):
-    path = _save(tmp_path, dict(enc_sd, **{"blocks.0.mlp.extra_gate": torch.zeros(3), "speech_head.0.weight": torch.zeros(2)}))
+    path = _save(
+        tmp_path, dict(enc_sd, **{"blocks.0.mlp.extra_gate": torch.zeros(3), "speech_head.0.weight": torch.zeros(2)})
+    )
     with pytest.raises(CheckpointKeyError) as e:
         M2DEncoder.from_checkpoint(path, num_heads=4)
     assert "speech_head.0.weight" in str(e.value) and str(path) in str(e.value)
@@ -117,7 +120,7 @@ def test_target_blocks_alone_are_not_used(tmp_path):
 
 def test_arbitrary_pickled_object_refused_unless_trusted(tmp_path, enc_sd, wav):
     path = _save(tmp_path, {"model": enc_sd, "epoch": 0, "extra": Arbitrary()})
-    with pytest.raises(UnsafeCheckpointError, match=r"Refusing.*trust_checkpoint") as e:
+    with pytest.raises(UnsafeCheckpointError, match=r"refusing to load.*GLOBAL.*trust_checkpoint") as e:
         M2DEncoder.from_checkpoint(path, num_heads=4)
     assert str(path) in str(e.value) and "Arbitrary" in str(e.value)
     with pytest.warns(UserWarning, match="weights_only=False"):
@@ -215,11 +218,32 @@ def test_tiny_random_init_is_seeded_and_has_protocol_facts(wav):
     assert out.shape == (2, 320) and torch.isfinite(out).all()
     assert m1.encode_frames(wav).shape == (2, 7, 320)  # 101 frames -> padded 112 -> 7 time patches
     # a random-init model saved in the encoder-only format loads back identically
-    assert set(m1.state_dict()) == {"cls_token", "pos_embed", "norm_stats", "patch_embed.proj.weight",
-                                    "patch_embed.proj.bias", "norm.weight", "norm.bias"} | {
-        f"blocks.{i}.{n}" for i in range(2) for n in
-        ["norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
-         "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"]}
+    assert set(m1.state_dict()) == {
+        "cls_token",
+        "pos_embed",
+        "norm_stats",
+        "patch_embed.proj.weight",
+        "patch_embed.proj.bias",
+        "norm.weight",
+        "norm.bias",
+    } | {
+        f"blocks.{i}.{n}"
+        for i in range(2)
+        for n in [
+            "norm1.weight",
+            "norm1.bias",
+            "attn.qkv.weight",
+            "attn.qkv.bias",
+            "attn.proj.weight",
+            "attn.proj.bias",
+            "norm2.weight",
+            "norm2.bias",
+            "mlp.fc1.weight",
+            "mlp.fc1.bias",
+            "mlp.fc2.weight",
+            "mlp.fc2.bias",
+        ]
+    }
 
 
 def test_random_init_roundtrip_and_32k(tmp_path, wav):
@@ -246,9 +270,16 @@ def test_logmel_matches_torch_stft_reference(sr):
     g = torch.Generator().manual_seed(1)
     audio = 0.3 * torch.randn(2, sr // 2 + 37, generator=g)
     power = fe.power_spectrogram(audio)
-    spec = torch.stft(audio.double(), n_fft=fe.n_fft, hop_length=fe.hop_length, win_length=fe.win_length,
-                      window=torch.hann_window(fe.win_length, periodic=True, dtype=torch.float64),
-                      center=True, pad_mode="reflect", return_complex=True)
+    spec = torch.stft(
+        audio.double(),
+        n_fft=fe.n_fft,
+        hop_length=fe.hop_length,
+        win_length=fe.win_length,
+        window=torch.hann_window(fe.win_length, periodic=True, dtype=torch.float64),
+        center=True,
+        pad_mode="reflect",
+        return_complex=True,
+    )
     ref = spec.abs() ** 2
     assert power.shape == ref.shape and power.shape[-1] == 1 + audio.shape[-1] // fe.hop_length
     torch.testing.assert_close(power.double(), ref, rtol=1e-4, atol=1e-4 * float(ref.max()))

@@ -1,4 +1,5 @@
 """configs/model YAMLs of the M2D / ViT encoders instantiate through jsonargparse (as LightningCLI does)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,10 +24,13 @@ def _build(config: str, *overrides: str):
     return p.instantiate_classes(ns).model
 
 
-@pytest.mark.parametrize("config,cls,name,dim", [
-    ("m2d_tiny_untrained.yaml", M2DEncoder, "m2d_tiny_untrained", 320),
-    ("timm_vit_tiny_untrained.yaml", TimmViTEncoder, "timm_vit_tiny_untrained", 64),
-])
+@pytest.mark.parametrize(
+    "config,cls,name,dim",
+    [
+        ("m2d_tiny_untrained.yaml", M2DEncoder, "m2d_tiny_untrained", 320),
+        ("timm_vit_tiny_untrained.yaml", TimmViTEncoder, "timm_vit_tiny_untrained", 64),
+    ],
+)
 def test_untrained_configs(config, cls, name, dim):
     model = _build(config)
     enc = model.encoder
@@ -40,8 +44,11 @@ def test_untrained_configs(config, cls, name, dim):
 
 @pytest.mark.parametrize("config,name", [("m2d.yaml", "analysis"), ("vit_supervised.yaml", "vit")])
 def test_checkpoint_configs(config, name):
-    model = _build(config, f"--model.init_args.encoder.init_args.checkpoint={ENC}",
-                   "--model.init_args.encoder.init_args.num_heads=4")
+    model = _build(
+        config,
+        f"--model.init_args.encoder.init_args.checkpoint={ENC}",
+        "--model.init_args.encoder.init_args.num_heads=4",
+    )
     enc = model.encoder
     assert isinstance(enc, M2DEncoder) and enc.name == name and enc.checkpoint_path == str(ENC)
     assert enc.width == 64 and enc.depth == 2
@@ -49,4 +56,6 @@ def test_checkpoint_configs(config, name):
 
 def test_checkpoint_config_without_file_fails_clearly():
     with pytest.raises(Exception, match="Checkpoint file not found"):
-        _build("m2d.yaml", "--model.init_args.encoder.init_args.checkpoint=/nonexistent/m2d_vit_base-80x608p16x16-x/c.pth")
+        _build(
+            "m2d.yaml", "--model.init_args.encoder.init_args.checkpoint=/nonexistent/m2d_vit_base-80x608p16x16-x/c.pth"
+        )

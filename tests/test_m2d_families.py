@@ -2,6 +2,7 @@
 tests/fixtures/m2d_families (tiny random-weight models saved and run by the official code; see its
 README): 1001-frame units, M2D-AS at 32 kHz, M2D-S (80x2 patches), M2D-X, M2D-CLAP (full and
 encoder-only files) and the official runtime's ``dur_frames`` (resampled and trimmed ``pos_embed``)."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,9 @@ def inputs() -> dict[str, dict[str, torch.Tensor]]:
 
 def load(case: str, **kw) -> M2DEncoder:
     e = CASES[case]
-    return M2DEncoder.from_checkpoint(FIXTURE / e["checkpoint"], num_heads=e["num_heads"],
-                                      dur_frames=e["dur_frames"], **kw).eval()
+    return M2DEncoder.from_checkpoint(
+        FIXTURE / e["checkpoint"], num_heads=e["num_heads"], dur_frames=e["dur_frames"], **kw
+    ).eval()
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +44,14 @@ def models() -> dict[str, M2DEncoder]:
 def run_hooked(model: M2DEncoder, wav: torch.Tensor):
     acts = {s: [] for s in model.neuron_sites}
     pos = {s: [] for s in model.neuron_sites}
+
     def hook(m, i, o, s):
         acts[s].append(o.detach().clone())
         pos[s].append(model.positions(s, o))
 
-    hs = [model.get_submodule(s).register_forward_hook(lambda m, i, o, s=s: hook(m, i, o, s)) for s in model.neuron_sites]
+    hs = [
+        model.get_submodule(s).register_forward_hook(lambda m, i, o, s=s: hook(m, i, o, s)) for s in model.neuron_sites
+    ]
     try:
         with torch.no_grad():
             frames = model.encode_frames(wav)
@@ -120,7 +125,10 @@ def test_dur_frames_resizes_the_checkpoint_pos_embed():
 
 def test_clap_heads_dropped_by_prefix_and_unknown_keys_still_refused(tmp_path):
     e = CASES["clap"]
-    full, enc = load("clap"), M2DEncoder.from_checkpoint(FIXTURE / f"{e['run']}_enconly" / "checkpoint-0.pth", num_heads=4)
+    full, enc = (
+        load("clap"),
+        M2DEncoder.from_checkpoint(FIXTURE / f"{e['run']}_enconly" / "checkpoint-0.pth", num_heads=4),
+    )
     assert {k.split(".")[0] for k in e["enconly_keys"]} >= {"audio_proj", "text_proj"}
     for k, v in full.state_dict().items():
         assert torch.equal(v, enc.state_dict()[k]), k
@@ -144,11 +152,21 @@ def test_x_as_s_offline_predictor_is_not_an_encoder_key():
         assert not any(k.startswith("offline_predictor.") for k in load(case).state_dict())
 
 
-@pytest.mark.parametrize("config,case,name", [("m2d_as_p32k.yaml", "as32k", "m2d_as"), ("m2d_s.yaml", "s", "m2d_s"),
-                                              ("m2d_x.yaml", "x", "m2d_x"), ("m2d_clap.yaml", "clap", "m2d_clap")])
+@pytest.mark.parametrize(
+    "config,case,name",
+    [
+        ("m2d_as_p32k.yaml", "as32k", "m2d_as"),
+        ("m2d_s.yaml", "s", "m2d_s"),
+        ("m2d_x.yaml", "x", "m2d_x"),
+        ("m2d_clap.yaml", "clap", "m2d_clap"),
+    ],
+)
 def test_family_configs_instantiate_with_the_fixture_checkpoints(config, case, name):
     e = CASES[case]
-    enc = _build(config, f"--model.init_args.encoder.init_args.checkpoint={FIXTURE / e['checkpoint']}",
-                 f"--model.init_args.encoder.init_args.num_heads={e['num_heads']}").encoder
+    enc = _build(
+        config,
+        f"--model.init_args.encoder.init_args.checkpoint={FIXTURE / e['checkpoint']}",
+        f"--model.init_args.encoder.init_args.num_heads={e['num_heads']}",
+    ).encoder
     assert isinstance(enc, M2DEncoder) and enc.name == name and enc.sample_rate == e["sample_rate"]
     assert enc.width == e["embed_dim"] and enc.depth == e["depth"]

@@ -1,5 +1,6 @@
 """Parity of M2DEncoder with the official M2D code, through the fixture tests/fixtures/m2d_reference
 (outputs produced by the official runtime on a tiny random-weight model; see its README)."""
+
 from __future__ import annotations
 
 
@@ -37,9 +38,11 @@ def _run_with_hooks(model: M2DEncoder, wav: torch.Tensor):
     positions: dict[str, list] = {s: [] for s in model.neuron_sites}
     handles = []
     for site in model.neuron_sites:
+
         def hook(mod, inp, out, site=site):
             acts[site].append(out.detach().clone())
             positions[site].append(model.positions(site, out))
+
         handles.append(model.get_submodule(site).register_forward_hook(hook))
     try:
         with torch.no_grad():

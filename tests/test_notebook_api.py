@@ -2,6 +2,7 @@
 pandas and soundfile directly: the neuron table (probabilities, entropy by hand, selection, class-set stability
 and ablation effects), the top clips, the audio players (the data's own samples), the figures' numbers
 (Jaccard by hand, recall changes of ablation.csv), clear errors, and that nothing is written."""
+
 from __future__ import annotations
 
 import base64
@@ -103,8 +104,13 @@ def test_neuron_table_matches_the_run_files(notebook_run):
         assert r["set_stability"] == pytest.approx(stab.loc[c, "mean_jaccard"])
         own = abl[(abl["condition"] == f"class:{c}") & (abl["class"] == c)]
         assert r["ablation_delta"] == pytest.approx(float(own["delta"].iloc[0]))
-        draws = abl[(abl["kind"] == "random") & abl["condition"].str.startswith(f"random:class:{c}:")
-                    & (abl["class"] == c)]["delta"].astype(float).to_numpy()
+        draws = (
+            abl[
+                (abl["kind"] == "random") & abl["condition"].str.startswith(f"random:class:{c}:") & (abl["class"] == c)
+            ]["delta"]
+            .astype(float)
+            .to_numpy()
+        )
         assert len(draws) == 3
         assert r["random_delta_mean"] == pytest.approx(draws.mean())
         assert (r["random_delta_lo"], r["random_delta_hi"]) == pytest.approx(tuple(np.percentile(draws, [2.5, 97.5])))
@@ -128,11 +134,13 @@ def test_top_clips_and_players_come_from_the_files_and_the_audio(notebook_run):
 
     players = run.listen(unit, excerpt_seconds=None)
     html = players._repr_html_()
-    wavs = re.findall(r'data:audio/wav;base64,([A-Za-z0-9+/=]+)', html)
+    wavs = re.findall(r"data:audio/wav;base64,([A-Za-z0-9+/=]+)", html)
     assert len(wavs) == len(top) == 3
     for b64, (_, row) in zip(wavs, top.iterrows()):
         got, sr = sf.read(io.BytesIO(base64.b64decode(b64)), dtype="float32")
-        want, file_sr = sf.read(notebook_run.parent / "evar" / "work" / "16k" / TASK / row["file_name"], dtype="float32")
+        want, file_sr = sf.read(
+            notebook_run.parent / "evar" / "work" / "16k" / TASK / row["file_name"], dtype="float32"
+        )
         assert sr == file_sr == 16000 and len(got) == len(want)
         np.testing.assert_allclose(got, np.clip(want, -1, 1), atol=1 / 32767)
     half = run.listen(unit, clips=1, excerpt_seconds=0.25)
@@ -142,7 +150,10 @@ def test_top_clips_and_players_come_from_the_files_and_the_audio(notebook_run):
     gallery = notebook_run / "gallery" / f"{TASK}_{MODEL}"
     shown = json.loads((gallery / "gallery.json").read_text())["shown"]
     assert Path(page) == gallery / "index.html" and page.pages == len(shown) > 0
-    assert Path(run.gallery(shown[0], task=TASK, model=MODEL)) == gallery / "neurons" / f"l{shown[0].replace(':', '_n')}.html"
+    assert (
+        Path(run.gallery(shown[0], task=TASK, model=MODEL))
+        == gallery / "neurons" / f"l{shown[0].replace(':', '_n')}.html"
+    )
     hidden = next(u for u in run.neurons(TASK, MODEL)["unit"] if u not in shown)
     with pytest.raises(KeyError, match=f"unit {hidden} has no page"):
         run.gallery(hidden, task=TASK, model=MODEL)
@@ -155,24 +166,40 @@ def test_figures_draw_the_numbers_of_the_files_and_nothing_is_written(notebook_r
     d = notebook_run / "runs" / f"{TASK}_{MODEL}"
     classes = (d / "classes.txt").read_text().split()
     sel = pd.read_csv(d / "neurons.csv", keep_default_na=False)
-    sets = {c: {(a, b) for a, b, cs in zip(sel["layer"], sel["neuron"], sel["classes"]) if c in cs.split(";")}
-            for c in classes}
-    jac = np.array([[len(sets[a] & sets[b]) / len(sets[a] | sets[b]) if sets[a] | sets[b] else np.nan
-                     for b in classes] for a in classes])
+    sets = {
+        c: {(a, b) for a, b, cs in zip(sel["layer"], sel["neuron"], sel["classes"]) if c in cs.split(";")}
+        for c in classes
+    }
+    jac = np.array(
+        [
+            [len(sets[a] & sets[b]) / len(sets[a] | sets[b]) if sets[a] | sets[b] else np.nan for b in classes]
+            for a in classes
+        ]
+    )
     fig = run.plot_within_task(TASK, MODEL)
     np.testing.assert_allclose(np.ma.filled(fig.axes[0].images[0].get_array(), np.nan), jac, rtol=1e-6)
 
     abl = pd.read_csv(notebook_run / "ablation" / f"{TASK}_{MODEL}" / "ablation.csv", keep_default_na=False)
     fig = run.plot_ablation_matrix(TASK, MODEL)
     shown = [c for c in classes if f"class:{c}" in set(abl["condition"])]
-    want = np.array([[float(abl[(abl["condition"] == f"class:{a}") & (abl["class"] == b)]["delta"].iloc[0])
-                      for b in classes] for a in shown])
+    want = np.array(
+        [
+            [float(abl[(abl["condition"] == f"class:{a}") & (abl["class"] == b)]["delta"].iloc[0]) for b in classes]
+            for a in shown
+        ]
+    )
     np.testing.assert_allclose(np.ma.filled(fig.axes[0].images[0].get_array(), np.nan), want)
 
-    figures = [run.plot_cross_task("synth_octave_sine", "synth_octave_saw", MODEL),
-               run.plot_compare_within_task(TASK), run.plot_compare_cross_task("synth_octave_sine", "synth_octave_saw"),
-               run.plot_entropy_distribution(), run.plot_k_curve(TASK, MODEL), run.plot_confusion(TASK, MODEL),
-               run.plot_ablation_vs_random(TASK, MODEL), run.plot_probabilities("0:0", TASK, MODEL)]
+    figures = [
+        run.plot_cross_task("synth_octave_sine", "synth_octave_saw", MODEL),
+        run.plot_compare_within_task(TASK),
+        run.plot_compare_cross_task("synth_octave_sine", "synth_octave_saw"),
+        run.plot_entropy_distribution(),
+        run.plot_k_curve(TASK, MODEL),
+        run.plot_confusion(TASK, MODEL),
+        run.plot_ablation_vs_random(TASK, MODEL),
+        run.plot_probabilities("0:0", TASK, MODEL),
+    ]
     assert all(f.axes for f in figures)
     assert plt.get_fignums() == []  # handed to the notebook, not left open in pyplot
     run.class_sets(TASK, MODEL), run.probe(TASK, MODEL), run.report(), run.listen("0:0", TASK, MODEL, clips=1)

@@ -1,6 +1,7 @@
 """The example notebooks of examples/ run from top to bottom on a pipeline output the test builds (the folder is
 handed over in ``AAPE_RUN``), draw their figures and audio players, and are committed without outputs (what
 ``examples/strip_outputs.py``, the pre-commit hook, removes is exactly what a run adds)."""
+
 from __future__ import annotations
 
 import subprocess

@@ -13,6 +13,7 @@ variable points at a random-init M2D saved in the official encoder-only format, 
 where the published neuron lists need it (12 blocks × 3072 MLP neurons, width 16, so ``num_heads`` is
 given); the study's class names are aliased onto synthetic classes; seeds/epochs/draws are cut.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,12 @@ from conftest import REPO_ROOT, STUDY_ABLATIONS
 PIPE = REPO_ROOT / "configs" / "pipeline"
 STUDY_TASKS = ["esc50", "gise51", "gtzan", "cremad", "cremad_gender", "vc1", "voxforge", "surge", "nspitch", "nsynth"]
 #: pipeline task -> the study subset it reads (built by `python -m analysis tasks build`)
-SUBSETS = {"vc1": "vc1_gender_nationality", "voxforge": "voxforge_balanced", "nspitch": "nspitch_subset",
-           "nsynth": "nsynth_subset"}
+SUBSETS = {
+    "vc1": "vc1_gender_nationality",
+    "voxforge": "voxforge_balanced",
+    "nspitch": "nspitch_subset",
+    "nsynth": "nsynth_subset",
+}
 
 
 def _stand_in_root(synthetic_root: Path, root: Path) -> Path:
@@ -74,7 +79,9 @@ def _fake_study_sources(synthetic_root: Path, root: Path) -> None:
     os.symlink(synthetic_root / "work" / "16k" / "synth_octave_saw", root / "work" / "16k" / "voxforge")
     # vc1: one speaker per octave; vox1_meta gives each a gender and nationality (one speaker has none)
     speakers = {lab: f"id1000{i}" for i, lab in enumerate(sorted(sine["label"].unique()))}
-    sine.assign(label=sine["label"].map(speakers))[["file_name", "label", "split"]].to_csv(meta / "vc1.csv", index=False)
+    sine.assign(label=sine["label"].map(speakers))[["file_name", "label", "split"]].to_csv(
+        meta / "vc1.csv", index=False
+    )
     people = [("m", "USA"), ("f", "UK"), ("m", "India"), ("f", "USA"), ("m", "")]
     lines = ["VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet"]
     lines += [f"{spk}\tx\t{g}\t{n}\tdev" for spk, (g, n) in zip(speakers.values(), people)]
@@ -97,8 +104,17 @@ def _fake_study_sources(synthetic_root: Path, root: Path) -> None:
 def _tiny_checkpoint(folder: Path) -> Path:
     from lightning_modules.encoders import M2DEncoder
 
-    enc = M2DEncoder(width=16, depth=12, num_heads=2, mlp_ratio=192.0, input_frames=32, n_mels=80, patch=16,
-                     sample_rate=16000, seed=0)
+    enc = M2DEncoder(
+        width=16,
+        depth=12,
+        num_heads=2,
+        mlp_ratio=192.0,
+        input_frames=32,
+        n_mels=80,
+        patch=16,
+        sample_rate=16000,
+        seed=0,
+    )
     d = folder / "m2d_vit_standin-80x32p16x16p16k-261125-test"
     d.mkdir(parents=True)
     sd = {k: v for k, v in enc.state_dict().items()}
@@ -134,8 +150,9 @@ def _stand_in_config(cfg: dict, classes: list[str]) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, var, suffix", [("paper_m2d", "M2D_CHECKPOINT", "analysis"),
-                                               ("paper_vit", "VIT_CHECKPOINT", "vit")])
+@pytest.mark.parametrize(
+    "name, var, suffix", [("paper_m2d", "M2D_CHECKPOINT", "analysis"), ("paper_vit", "VIT_CHECKPOINT", "vit")]
+)
 def test_paper_pipeline_on_stand_in(name, var, suffix, synthetic_root, tmp_path, monkeypatch):
     root = _stand_in_root(synthetic_root, tmp_path / "evar")
     monkeypatch.setenv("EVAR", str(root))
@@ -146,7 +163,8 @@ def test_paper_pipeline_on_stand_in(name, var, suffix, synthetic_root, tmp_path,
     assert cfg["report"]["cross_task"] == [["surge", "nspitch"], ["esc50", "gise51"], ["vc1", "cremad_gender"]]
     assert cfg["report"]["within_task"] == ["gtzan", "cremad", "voxforge"]
     assert {t: o["top_rate"] for t, o in cfg["tasks"].items()} == {
-        t: 0.02 if t in ("esc50", "gise51") else 0.01 for t in STUDY_TASKS}
+        t: 0.02 if t in ("esc50", "gise51") else 0.01 for t in STUDY_TASKS
+    }
     assert {t: cfg["tasks"][t]["evar_task"] for t in SUBSETS} == SUBSETS
     assert cfg["tasks"]["nspitch"]["label_map"] == cfg["tasks"]["surge"]["label_map"] == "midi_to_octave"
     assert cfg["stats"]["identify_splits"] == "all"
@@ -161,9 +179,15 @@ def test_paper_pipeline_on_stand_in(name, var, suffix, synthetic_root, tmp_path,
 
     out = tmp_path / "out"
     rep = out / "models" / suffix
-    for f in ("cross_task-surge-nspitch.pdf", "cross_task-esc50-gise51.pdf", "cross_task-vc1-cremad_gender.pdf",
-              "within_task-gtzan.pdf", "within_task-cremad.pdf", "within_task-voxforge.pdf",
-              f"task_level_neuron_statistics_{suffix}.csv"):
+    for f in (
+        "cross_task-surge-nspitch.pdf",
+        "cross_task-esc50-gise51.pdf",
+        "cross_task-vc1-cremad_gender.pdf",
+        "within_task-gtzan.pdf",
+        "within_task-cremad.pdf",
+        "within_task-voxforge.pdf",
+        f"task_level_neuron_statistics_{suffix}.csv",
+    ):
         assert (rep / f).is_file(), f
     stats = pd.read_csv(rep / f"task_level_neuron_statistics_{suffix}.csv")
     assert sorted(stats["task"]) == sorted(STUDY_TASKS)
@@ -173,8 +197,7 @@ def test_paper_pipeline_on_stand_in(name, var, suffix, synthetic_root, tmp_path,
     assert octaves and all(c.startswith("octave_") for c in octaves)
     assert (out / "runs" / f"nsynth_{suffix}" / "classes.txt").read_text().split() == ["bass", "organ"]
     # vc1 is gender x nationality: the speaker without a nationality is left out
-    assert (out / "runs" / f"vc1_{suffix}" / "classes.txt").read_text().split() == ["f_UK", "f_USA", "m_India",
-                                                                                    "m_USA"]
+    assert (out / "runs" / f"vc1_{suffix}" / "classes.txt").read_text().split() == ["f_UK", "f_USA", "m_India", "m_USA"]
     # identification on every clip: n_clips sums to the subset's rows, the clip without a split included
     meta = root / "evar" / "metadata"
     for task, subset in SUBSETS.items():
@@ -195,7 +218,9 @@ def test_paper_pipeline_on_stand_in(name, var, suffix, synthetic_root, tmp_path,
         by = rep.set_index(["task", "detail"])
         tasks = pd.read_csv(out / "report" / "tasks.csv").set_index("task")
         assert by.loc[("cremad", "mean over classes"), "study"] == 172.0
-        assert by.loc[("cremad", "mean over classes"), "ours"] == pytest.approx(tasks.loc["cremad", "neurons_per_class"])
+        assert by.loc[("cremad", "mean over classes"), "ours"] == pytest.approx(
+            tasks.loc["cremad", "neurons_per_class"]
+        )
         ang = abl[(abl["condition"] == "cremad_ang_hap") & (abl["class"] == classes[0])]["delta"].item()
         assert by.loc[("cremad", "cremad_ang_hap:ANG"), "ours"] == pytest.approx(100 * ang)
         assert by.loc[("cremad", "cremad_ang_hap:ANG"), "study"] == -1.51

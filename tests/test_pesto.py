@@ -1,5 +1,6 @@
 """PestoEncoder: parity with pesto-pitch's own forward pass (reference fixture), the checkpoint read without
 pickled code, real weights (pitch of tones), neuron sites and positions, counts against a brute force."""
+
 from __future__ import annotations
 
 import hashlib
@@ -38,7 +39,9 @@ def tone(freq: float, seconds: float = 0.5) -> torch.Tensor:
 
 def test_fixture_is_the_committed_one():
     lines = (FIXTURE / "sha256sums.txt").read_text().split()
-    assert lines[1] == "reference.pt" and hashlib.sha256((FIXTURE / "reference.pt").read_bytes()).hexdigest() == lines[0]
+    assert (
+        lines[1] == "reference.pt" and hashlib.sha256((FIXTURE / "reference.pt").read_bytes()).hexdigest() == lines[0]
+    )
 
 
 def test_matches_pesto_pitch_forward_pass(ref, pesto10):
@@ -48,7 +51,7 @@ def test_matches_pesto_pitch_forward_pass(ref, pesto10):
         spec = pesto10.cqt(ref["audio"])
     assert acts.shape == ref["activations"].shape == (2, 51, 384)
     assert (acts - ref["activations"]).abs().max() <= 1e-4
-    theirs = ref["log_cqt_db"][:, :, P.CROP:P.N_BINS - P.CROP] * (math.log(10) / 10)
+    theirs = ref["log_cqt_db"][:, :, P.CROP : P.N_BINS - P.CROP] * (math.log(10) / 10)
     assert (spec - theirs).abs().max() <= 1e-4
     # the package's pitch (argmax-local weighted average) of the 220 Hz clip is MIDI 57, and ours agrees
     assert torch.allclose(ref["pitch"][0, 5:45], torch.full((40,), 57.0), atol=0.05)
@@ -69,8 +72,10 @@ def test_checkpoint_needs_the_stand_ins_and_nothing_runs():
         load_tensor_file(path)  # plain weights_only=True refuses the omegaconf objects
     ck = load_tensor_file(path, allow=ALLOWED)
     hp = plain(ck["hparams"])
-    assert hp["encoder"]["n_chan_layers"] == [40, 30, 30, 10, 3] and hp["pitch_shift"] == {"min_steps": -16,
-                                                                                              "max_steps": 16}
+    assert hp["encoder"]["n_chan_layers"] == [40, 30, 30, 10, 3] and hp["pitch_shift"] == {
+        "min_steps": -16,
+        "max_steps": 16,
+    }
     assert "omegaconf" not in sys.modules and "pesto" not in sys.modules and "torchaudio" not in sys.modules
 
 
@@ -89,8 +94,11 @@ def test_a_checkpoint_with_other_globals_is_refused(tmp_path):
 def test_key_mapping_lists_problems():
     enc = PestoEncoder(pretrained=False)
     expected = {k: tuple(v.shape) for k, v in enc.state_dict().items()}
-    state = {"encoder.conv1.0.weight": torch.zeros(40, 1, 39), "encoder.mystery.weight": torch.zeros(1),
-             "confidence.linear.bias": torch.zeros(1)}
+    state = {
+        "encoder.conv1.0.weight": torch.zeros(40, 1, 39),
+        "encoder.mystery.weight": torch.zeros(1),
+        "confidence.linear.bias": torch.zeros(1),
+    }
     with pytest.raises(KeyError, match=r"missing \[.*layers\.1\.conv\.weight.*unexpected \['encoder\.mystery"):
         convert_state_dict(state, expected, P.N_PREFILTER, "x.ckpt")
 

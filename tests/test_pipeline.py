@@ -4,9 +4,9 @@ One module-scoped run is shared: the tests check its outputs, the headline table
 ``ablation.csv`` and ``neurons.csv`` with independent code), resume/skip, config-change refusal, --force
 of selected stages, and a failing stage leaving completed outputs intact.
 """
+
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
 
@@ -29,12 +29,16 @@ def _config(root: Path, out: Path, **over) -> dict:
         "seed": 0,
         "data": {"evar_root": str(root), "batch_size": 8},
         "tasks": {"synth_octave_sine": {"top_rate": 0.1}},
-        "models": {"crepe_tiny": {"class_path": "lightning_modules.encoders.CrepeEncoder",
-                                  "init_args": {"capacity": "tiny", "hop_ms": 100.0, "embedding_layer": 6}}},
+        "models": {
+            "crepe_tiny": {
+                "class_path": "lightning_modules.encoders.CrepeEncoder",
+                "init_args": {"capacity": "tiny", "hop_ms": 100.0, "embedding_layer": 6},
+            }
+        },
         "stats": {"identify_splits": ["train", "valid"]},
         "report": {"within_task": ["synth_octave_sine"]},
         "stability": {"replicates": 3},
-        "probe": {"seeds": [42, 43], "max_epochs": 4, "patience": 2, "lr": 1e-2},
+        "probe": {"seeds": [42, 43], "max_epochs": 4, "patience": 2, "lr": 1e-2, "min_steps": 8},
         "ablation": {"random_draws": 3, "k_grid": [1], "random_for_topk": False},
     }
     for k, v in over.items():
@@ -65,8 +69,19 @@ def pipeline_run(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory)
 def test_pipeline_writes_every_stage_output(pipeline_run):
     _, out = pipeline_run
     run = out / "runs" / "synth_octave_sine_crepe_tiny"
-    for f in ("over_zero.pt", "stats.pt", "features.pt", "gts.pt", "index.csv", "manifest.json", "classes.txt",
-              "neurons.csv", "neurons.pt", "stability.csv", "threshold_sweep.csv"):
+    for f in (
+        "over_zero.pt",
+        "stats.pt",
+        "features.pt",
+        "gts.pt",
+        "index.csv",
+        "manifest.json",
+        "classes.txt",
+        "neurons.csv",
+        "neurons.pt",
+        "stability.csv",
+        "threshold_sweep.csv",
+    ):
         assert (run / f).is_file(), f
     assert (out / "models" / "crepe_tiny" / "task_level_neuron_statistics_crepe_tiny.csv").is_file()
     assert (out / "models" / "crepe_tiny" / "within_task-synth_octave_sine.pdf").is_file()
@@ -75,51 +90,55 @@ def test_pipeline_writes_every_stage_output(pipeline_run):
     abl = out / "ablation" / "synth_octave_sine_crepe_tiny"
     for f in ("ablation.csv", "ablation_summary.csv", "ablation_matrix.pdf", "ablation_k_curve.pdf"):
         assert (abl / f).is_file(), f
-    for f in ("summary.md", "index.html", "headline.csv", "tasks.csv"):
+    for f in ("summary.md", "index.html", "ablation_summary.csv", "tasks.csv"):
         assert (out / "report" / f).is_file(), f
     html = (out / "report" / "index.html").read_text(encoding="utf-8")
     assert "within_task-synth_octave_sine.pdf" in html and "ablation_matrix.pdf" in html
     assert "manifest" in html.lower()
 
 
-def test_headline_matches_ablation_and_neurons_csv(pipeline_run):
+def test_verdicts_match_ablation_and_neurons_csv(pipeline_run):
     """The summary's numbers are computed, not typed: recompute them from the stage outputs."""
     _, out = pipeline_run
     run = out / "runs" / "synth_octave_sine_crepe_tiny"
-    abl = pd.read_csv(out / "ablation" / "synth_octave_sine_crepe_tiny" / "ablation.csv",
-                      keep_default_na=False, na_values=[""])
+    abl = pd.read_csv(
+        out / "ablation" / "synth_octave_sine_crepe_tiny" / "ablation.csv", keep_default_na=False, na_values=[""]
+    )
     conds = read_ablation_conditions(out / "ablation" / "synth_octave_sine_crepe_tiny")["conditions"]
     neurons = pd.read_csv(run / "neurons.csv", keep_default_na=False)
     classes = (run / "classes.txt").read_text().split()
-    head = pd.read_csv(out / "report" / "headline.csv")
-    assert list(head["class"]) == classes
+    sets = pd.read_csv(out / "report" / "ablation_summary.csv", keep_default_na=False, na_values=[""])
     # neurons per class from the ';'-joined 'classes' column of neurons.csv
     per_class = {c: 0 for c in classes}
     for cell in neurons["classes"]:
         for c in filter(None, str(cell).split(";")):
             per_class[c] += 1
-    assert dict(zip(head["class"], head["neurons"])) == per_class
     assert sum(per_class.values()) > 0, "the pretrained CREPE should have some class-specific neuron"
-    for _, h in head.iterrows():
+    assert list(sets["class"]) == [c for c in classes if per_class[c]]  # one row per ablated set
+    assert dict(zip(sets["class"], sets["neurons"])) == {c: n for c, n in per_class.items() if n}
+    for _, h in sets.iterrows():
         c = h["class"]
         rows = abl[abl["condition"] == f"class:{c}"]
-        if per_class[c] == 0:
-            assert rows.empty and math.isnan(h["on_target_delta"])
-            continue
         base = abl[(abl["condition"] == "baseline") & (abl["class"] == c)]["accuracy"].item()
-        own = rows[rows["class"] == c]["accuracy"].item()
-        assert h["on_target_delta"] == pytest.approx(own - base, abs=1e-12)
+        own = rows[rows["class"] == c]
+        assert h["on_target_delta"] == pytest.approx(own["accuracy"].item() - base, abs=1e-12)
+        assert own["gained"].item() - own["lost"].item() == round(h["on_target_delta"] * own["n"].item())
         others = rows[(rows["class"] != c) & (rows["class"] != "ALL")]["delta"]
         assert h["off_target_delta_mean"] == pytest.approx(others.mean(), abs=1e-12)
         names = [m["name"] for m in matched_draws(conds, f"class:{c}")]
         draws = [abl[(abl["condition"] == n) & (abl["class"] == c)]["delta"].item() for n in names]
         assert h["random_draws"] == 3
         assert h["random_delta_mean"] == pytest.approx(sum(draws) / 3, abs=1e-12)
-        assert min(draws) - 1e-12 <= h["random_delta_lo"] <= h["random_delta_hi"] <= max(draws) + 1e-12
+        hits = sum(d <= h["on_target_delta"] + 1e-12 for d in draws)
+        assert h["p_value"] == pytest.approx((1 + hits) / 4)
+        assert not h["specific"]  # 3 draws: the smallest p is 0.25
     md = (out / "report" / "summary.md").read_text(encoding="utf-8")
     tasks = pd.read_csv(out / "report" / "tasks.csv")
     assert tasks["classes_covered"].item() == sum(1 for v in per_class.values() if v > 0)
-    assert f"| crepe_tiny | synth_octave_sine | {len(classes)} | {tasks['classes_covered'].item()} |" in md
+    assert tasks["selected_neurons"].item() == len(neurons)  # distinct neurons
+    assert tasks["class_assignments"].item() == sum(per_class.values())
+    assert md.startswith("# aape pipeline report\n\n## Verdicts\n\n| Task | Model | Probe accuracy")
+    assert "| synth_octave_sine | crepe_tiny |" in md and len(md.splitlines()) <= 150
 
 
 def test_rerun_skips_finished_stages(pipeline_run, capsys):
@@ -152,8 +171,10 @@ def test_changed_config_is_refused_then_forced(pipeline_run, tmp_path, capsys):
 def test_failing_stage_names_itself_and_keeps_completed_outputs(synthetic_root, tmp_path, capsys):
     cfg = _config(synthetic_root, tmp_path / "out")
     # a valid config whose model cannot be built when its stage runs (the checkpoint file is missing)
-    cfg["models"]["broken"] = {"class_path": "lightning_modules.encoders.M2DEncoder",
-                               "init_args": {"checkpoint": str(tmp_path / "missing" / "checkpoint.pth")}}
+    cfg["models"]["broken"] = {
+        "class_path": "lightning_modules.encoders.M2DEncoder",
+        "init_args": {"checkpoint": str(tmp_path / "missing" / "checkpoint.pth")},
+    }
     path = _write(cfg, tmp_path / "p.yaml")
     assert main(["--config", str(path), "--only", "stats", "identify"]) == 1
     err = capsys.readouterr().err
@@ -163,12 +184,15 @@ def test_failing_stage_names_itself_and_keeps_completed_outputs(synthetic_root, 
     assert not (tmp_path / "out" / "runs" / "synth_octave_sine_broken").exists()
 
 
-@pytest.mark.parametrize("bad, msg", [
-    ({"tasks": {}}, "'tasks' is empty"),
-    ({"bogus": 1}, "unknown key(s) ['bogus']"),
-    ({"probe": {"seedz": [1]}}, "unknown key(s) ['seedz'] in 'probe'"),
-    ({"models": {"m": {"init_args": {}}}}, "models.m needs a 'class_path'"),
-])
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        ({"tasks": {}}, "'tasks' is empty"),
+        ({"bogus": 1}, "unknown key(s) ['bogus']"),
+        ({"probe": {"seedz": [1]}}, "unknown key(s) ['seedz'] in 'probe'"),
+        ({"models": {"m": {"init_args": {}}}}, "models.m needs a 'class_path'"),
+    ],
+)
 def test_bad_config_errors_name_the_problem(tmp_path, bad, msg):
     cfg = {"tasks": {"t": {}}, "models": {"m": {"class_path": "x.Y"}}, "data": {"evar_root": str(tmp_path)}}
     cfg.update(bad)
@@ -180,8 +204,10 @@ def test_bad_config_errors_name_the_problem(tmp_path, bad, msg):
 
 def test_unset_environment_variable_is_an_error(tmp_path, monkeypatch):
     monkeypatch.delenv("AAPE_TEST_UNSET", raising=False)
-    p = _write({"tasks": {"t": {}}, "models": {"m": {"class_path": "x.Y"}},
-                "data": {"evar_root": "${AAPE_TEST_UNSET}"}}, tmp_path / "env.yaml")
+    p = _write(
+        {"tasks": {"t": {}}, "models": {"m": {"class_path": "x.Y"}}, "data": {"evar_root": "${AAPE_TEST_UNSET}"}},
+        tmp_path / "env.yaml",
+    )
     with pytest.raises(PipelineError, match="AAPE_TEST_UNSET is not set"):
         load_config(p)
     monkeypatch.setenv("AAPE_TEST_UNSET", str(tmp_path))
@@ -195,8 +221,9 @@ def test_malformed_yaml_names_file(tmp_path):
         load_config(p)
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs" / "pipeline").glob("*.yaml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).resolve().parents[1] / "configs" / "pipeline").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_every_pipeline_config_loads_and_builds_its_stages(path, tmp_path, monkeypatch):
     """Each shipped pipeline YAML validates; its stage list covers every (model, task); the demo's models
     (no checkpoint needed) are instantiated for real."""
@@ -349,44 +376,28 @@ def test_identify_splits_all_counts_every_clip_and_the_probe_ignores_unsplit_row
     index = pd.read_csv(run / "index.csv", keep_default_na=False)
     assert sorted(index["index"]) == list(range(len(df)))
     assert sorted(index.loc[index["split"] == "none", "index"]) == sorted(blank)
-    probe = pd.read_csv(tmp_path / "out" / "probes" / "synth_octave_sine_crepe_tiny" / "probe_results.csv",
-                        dtype={"seed": str})
+    probe = pd.read_csv(
+        tmp_path / "out" / "probes" / "synth_octave_sine_crepe_tiny" / "probe_results.csv", dtype={"seed": str}
+    )
     seed = probe[probe["seed"] == "42"].iloc[0]
     assert int(seed["n_test"]) == int((df["split"] == "test").sum())
     assert int(seed["n_train"]) + int(seed["n_valid"]) == int(df["split"].isin(["train", "valid"]).sum())
 
 
-def test_summary_claims_follow_from_the_per_class_intervals(pipeline_run):
-    """A class's set is called specific exactly when its own-recall change lies below the 95 % interval of
-    its random draws (recomputed here from ablation.csv); the sentence counts them and calls 3 draws coarse."""
-    import numpy as np
-
+def test_summary_claims_follow_from_the_verdicts(pipeline_run):
+    """Every set is specific exactly when it passes the three criteria (recomputed here); the run says that
+    3 draws cannot pass the corrected level, and states the stability of the sets."""
     _, out = pipeline_run
-    abl = pd.read_csv(out / "ablation" / "synth_octave_sine_crepe_tiny" / "ablation.csv",
-                      keep_default_na=False, na_values=[""])
-    conds = read_ablation_conditions(out / "ablation" / "synth_octave_sine_crepe_tiny")["conditions"]
-    head = pd.read_csv(out / "report" / "headline.csv")
-    specific = []
-    for _, h in head[head["neurons"] > 0].iterrows():
-        c = h["class"]
-        on = abl[(abl["condition"] == f"class:{c}") & (abl["class"] == c)]["delta"].item()
-        names = [m["name"] for m in matched_draws(conds, f"class:{c}")]
-        draws = abl[abl["condition"].isin(names) & (abl["class"] == c)]["delta"]
-        is_specific = on < np.quantile(draws.to_numpy(dtype=float), 0.025)
-        assert bool(h["specific"]) == is_specific, c
-        specific += [c] if is_specific else []
-    covered = int((head["neurons"] > 0).sum())
+    sets = pd.read_csv(out / "report" / "ablation_summary.csv", keep_default_na=False, na_values=[""])
+    for _, h in sets.iterrows():
+        ok = h["p_adjusted"] < h["alpha"] and h["on_target_delta"] < 0 and h["probe_accuracy_lo"] > h["chance_rate"]
+        assert bool(h["specific"]) == ok
     md = (out / "report" / "summary.md").read_text(encoding="utf-8")
+    assert "With 3 draws the smallest attainable p is 0.25" in md and "nothing can be called specific" in md
     tasks = pd.read_csv(out / "report" / "tasks.csv")
-    if tasks["probe_above_chance"].item():
-        assert f"{len(specific)} of {covered} covered classes have a set called specific" in md
-        assert "the 95 % interval is coarse" in md
-        for c in specific:
-            assert f"{c} (" in md
-    else:
-        assert "the probe is at chance level: ablation effects are not interpretable" in md
+    assert f"mean Jaccard {tasks['mean_stability_jaccard'].item():.2f} over replicates" in md
     stab = pd.read_csv(out / "runs" / "synth_octave_sine_crepe_tiny" / "stability.csv", keep_default_na=False)
-    for _, h in head[head["neurons"] > 0].iterrows():
+    for _, h in sets.iterrows():
         row = stab[stab["class"] == h["class"]].iloc[0]
         assert h["stability_mean_jaccard"] == pytest.approx(row["mean_jaccard"])
 
@@ -395,9 +406,16 @@ def test_two_models_get_a_compare_stage(synthetic_root, tmp_path):
     """A pipeline with two models writes compare/: one task table with both models' columns, the
     within-task figure with the models side by side, the entropy distribution of all neurons."""
     cfg = _config(synthetic_root, tmp_path / "out")
-    cfg["models"]["untrained"] = {"class_path": "lightning_modules.encoders.CrepeEncoder",
-                                  "init_args": {"capacity": "tiny", "pretrained": False, "hop_ms": 100.0,
-                                                "embedding_layer": 6, "name": "untrained"}}
+    cfg["models"]["untrained"] = {
+        "class_path": "lightning_modules.encoders.CrepeEncoder",
+        "init_args": {
+            "capacity": "tiny",
+            "pretrained": False,
+            "hop_ms": 100.0,
+            "embedding_layer": 6,
+            "name": "untrained",
+        },
+    }
     path = _write(cfg, tmp_path / "two.yaml")
     assert main(["--config", str(path), "--only", "stats", "identify", "report", "compare"]) == 0
     cmp = tmp_path / "out" / "compare"

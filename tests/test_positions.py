@@ -1,5 +1,6 @@
 """Where each site position lies in the clip (Positions.frame / band): the coordinates the top-clip
 tracking and the gallery's activation maps use, checked against each encoder's own geometry."""
+
 from __future__ import annotations
 
 import torch
@@ -20,8 +21,9 @@ def _record(enc, audio, lengths=None):
 
 
 def test_m2d_tokens_are_frequency_major_patches_of_16_frames_per_chunk():
-    enc = M2DEncoder(checkpoint=None, width=16, depth=1, num_heads=2, mlp_ratio=2.0, input_frames=32, n_mels=80,
-                     seed=0).eval()
+    enc = M2DEncoder(
+        checkpoint=None, width=16, depth=1, num_heads=2, mlp_ratio=2.0, input_frames=32, n_mels=80, seed=0
+    ).eval()
     assert enc.frame_seconds == 0.01 and enc.frames_per_position == 16 and enc.n_bands == 5
     audio = torch.randn(2, 16000 * 7 // 10)  # 71 frames: chunks of 32, 32, 7 (padded to 16) frames
     calls = _record(enc, audio)
@@ -37,8 +39,12 @@ def test_m2d_tokens_are_frequency_major_patches_of_16_frames_per_chunk():
 
 
 def test_timm_vit_prefix_tokens_have_no_place():
-    enc = TimmViTEncoder(model_name="vit_tiny_patch16_224", input_frames=32,
-                         model_kwargs=dict(depth=1, embed_dim=32, num_heads=2), seed=0).eval()
+    enc = TimmViTEncoder(
+        model_name="vit_tiny_patch16_224",
+        input_frames=32,
+        model_kwargs=dict(depth=1, embed_dim=32, num_heads=2),
+        seed=0,
+    ).eval()
     pos = _record(enc, torch.randn(1, 16000))[0]
     n = enc.num_prefix_tokens
     assert (pos.frame[:, :n] == -1).all() and (pos.band[:n] == -1).all()

@@ -1,5 +1,6 @@
 """``python -m analysis pipeline --print_config``: the full config with every default, loadable as it is; and
 docs/configs.md, generated from the same schema, is up to date."""
+
 from __future__ import annotations
 
 import yaml
@@ -29,10 +30,17 @@ def test_printed_config_is_the_loaded_config_and_loads_back_unchanged(tmp_path, 
 
 
 def test_defaults_alone_are_what_a_minimal_config_gets(tmp_path, capsys):
-    minimal = {"tasks": {"synth_octave_sine": {}},
-               "models": {"m": {"class_path": "lightning_modules.encoders.CrepeEncoder",
-                                "init_args": {"capacity": "tiny", "pretrained": False}}},
-               "data": {"evar_root": str(tmp_path)}, "report": {}}
+    minimal = {
+        "tasks": {"synth_octave_sine": {}},
+        "models": {
+            "m": {
+                "class_path": "lightning_modules.encoders.CrepeEncoder",
+                "init_args": {"capacity": "tiny", "pretrained": False},
+            }
+        },
+        "data": {"evar_root": str(tmp_path)},
+        "report": {},
+    }
     path = tmp_path / "minimal.yaml"
     path.write_text(yaml.safe_dump(minimal), encoding="utf-8")
     loaded = load_config(path)

@@ -1,6 +1,7 @@
 """A GM task rendered from a SoundFont other than the default (a tiny one written by the test) goes through the
 whole pipeline with PESTO and CREPE — data, stats, identify, report, compare, probe, ablation, gallery,
 summary — from a config alone."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,15 +21,28 @@ MODELS = ("pesto", "crepe_tiny")
 
 def _config(sf2: Path, out: Path) -> dict:
     return {
-        "out": str(out), "seed": 0,
-        "data": {"soundfont": {"sf2": str(sf2), "clips_per_class": 5, "duration": 0.3, "splits": [3, 1, 1],
-                               "families": ["keyboard", "flute"], "octaves": [4, 5, 6]},
-                 "batch_size": 8, "num_workers": 0},
+        "out": str(out),
+        "seed": 0,
+        "data": {
+            "soundfont": {
+                "sf2": str(sf2),
+                "clips_per_class": 5,
+                "duration": 0.3,
+                "splits": [3, 1, 1],
+                "families": ["keyboard", "flute"],
+                "octaves": [4, 5, 6],
+            },
+            "batch_size": 8,
+            "num_workers": 0,
+        },
         "tasks": {t: {"top_rate": 0.1} for t in TASKS},
-        "models": {"pesto": {"class_path": "lightning_modules.encoders.PestoEncoder",
-                             "init_args": {"hop_ms": 150.0}},
-                   "crepe_tiny": {"class_path": "lightning_modules.encoders.CrepeEncoder",
-                                  "init_args": {"capacity": "tiny", "hop_ms": 150.0, "embedding_layer": 6}}},
+        "models": {
+            "pesto": {"class_path": "lightning_modules.encoders.PestoEncoder", "init_args": {"hop_ms": 150.0}},
+            "crepe_tiny": {
+                "class_path": "lightning_modules.encoders.CrepeEncoder",
+                "init_args": {"capacity": "tiny", "hop_ms": 150.0, "embedding_layer": 6},
+            },
+        },
         "stats": {"identify_splits": ["train", "valid"]},
         "report": {"cross_task": [list(TASKS)], "within_task": list(TASKS)},
         "stability": {"enabled": False},

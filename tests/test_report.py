@@ -1,5 +1,6 @@
 """``python -m analysis report``: task statistics table, cross/within-task PDFs (read back), refusal of
 runs from different models/sites, TensorBoard output, the study's report configs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,8 +41,9 @@ def out(tmp_path: Path) -> Path:
     man = {"encoder": "M2DEncoder", "checkpoint_sha256": "abc"}
     write_fake_run(tmp_path, "alpha", "m", ca, na, classes=["a0", "a1", "a2"], manifest=man)
     write_fake_run(tmp_path, "beta", "m", cb, nb, classes=["b0", "b1", "b2", "b3"], manifest=man)
-    write_fake_run(tmp_path, "gamma", "m", cg, ng, classes=["g0", "g1"], manifest=man,
-                   sites=[f"features.{l}" for l in range(L)])
+    write_fake_run(
+        tmp_path, "gamma", "m", cg, ng, classes=["g0", "g1"], manifest=man, sites=[f"features.{l}" for l in range(L)]
+    )
     # a run of another suffix must be ignored
     write_fake_run(tmp_path, "alpha", "other", ca, na)
     for t in ("alpha", "beta", "gamma"):
@@ -72,8 +74,11 @@ def test_task_table_columns_and_values(out):
         for l in range(L):
             assert getattr(r, f"layer_{l}") == sum(1 for x in union if x[0] == l)
     # default spec: one within-task figure per task, no cross-task figure
-    assert sorted(p.name for p in dest.glob("*.pdf")) == ["within_task-alpha.pdf", "within_task-beta.pdf",
-                                                          "within_task-gamma.pdf"]
+    assert sorted(p.name for p in dest.glob("*.pdf")) == [
+        "within_task-alpha.pdf",
+        "within_task-beta.pdf",
+        "within_task-gamma.pdf",
+    ]
 
 
 def _pdf_text(path: Path) -> tuple[int, str]:
@@ -83,12 +88,38 @@ def _pdf_text(path: Path) -> tuple[int, str]:
 
 def test_pdfs_read_back_with_expected_axes(out):
     dest = out / "rep"
-    assert main(["report", "--runs", str(out), "--suffix", "m", "--dest", str(dest), "--cross", "alpha", "beta",
-                 "--within", "beta"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--runs",
+                str(out),
+                "--suffix",
+                "m",
+                "--dest",
+                str(dest),
+                "--cross",
+                "alpha",
+                "beta",
+                "--within",
+                "beta",
+            ]
+        )
+        == 0
+    )
     pages, text = _pdf_text(dest / "cross_task-alpha-beta.pdf")
     assert pages == 1
-    for s in ("Jaccard of class neuron sets: alpha x beta", "beta class", "alpha class", "Shared neurons per layer",
-              "layer", "neurons", "a2", "b3", "cross_task-alpha-beta"):
+    for s in (
+        "Jaccard of class neuron sets: alpha x beta",
+        "beta class",
+        "alpha class",
+        "Shared neurons per layer",
+        "layer",
+        "neurons",
+        "a2",
+        "b3",
+        "cross_task-alpha-beta",
+    ):
         assert s in text, s
     pages, text = _pdf_text(dest / "within_task-beta.pdf")
     assert pages == 1
@@ -115,8 +146,7 @@ def test_cross_task_jaccard_matches_sets(out):
 
 def test_report_refuses_runs_from_different_sites(out, capsys):
     dest = out / "rep"
-    assert main(["report", "--runs", str(out), "--suffix", "m", "--dest", str(dest), "--cross", "alpha",
-                 "gamma"]) == 2
+    assert main(["report", "--runs", str(out), "--suffix", "m", "--dest", str(dest), "--cross", "alpha", "gamma"]) == 2
     err = capsys.readouterr().err
     assert "different models/sites" in err and "sites" in err and "gamma_m" in err
     assert not dest.exists() or not any(dest.iterdir())  # nothing written
@@ -144,8 +174,13 @@ def test_report_tensorboard(out):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tb = out / "tb"
-    build_report(out, "m", spec=ReportSpec(cross_task=[("alpha", "beta")], within_task=["alpha"]),
-                 dest=out / "rep", tensorboard=tb)
+    build_report(
+        out,
+        "m",
+        spec=ReportSpec(cross_task=[("alpha", "beta")], within_task=["alpha"]),
+        dest=out / "rep",
+        tensorboard=tb,
+    )
     acc = EventAccumulator(str(tb), size_guidance={"images": 0, "tensors": 0, "scalars": 0})
     acc.Reload()
     tags = acc.Tags()
@@ -158,8 +193,14 @@ def test_report_tensorboard(out):
 
 def test_study_report_configs():
     names = {p.stem for p in (REPO / "configs/report").glob("*.yaml")}
-    six = {"cross_task-surge-nspitch", "cross_task-esc50-gise51", "cross_task-vc1-cremad_gender",
-           "within_task-gtzan", "within_task-cremad", "within_task-voxforge"}
+    six = {
+        "cross_task-surge-nspitch",
+        "cross_task-esc50-gise51",
+        "cross_task-vc1-cremad_gender",
+        "within_task-gtzan",
+        "within_task-cremad",
+        "within_task-voxforge",
+    }
     assert six <= names
     for name in six:
         spec = ReportSpec.from_yaml([REPO / "configs/report" / f"{name}.yaml"])

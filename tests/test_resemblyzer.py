@@ -2,6 +2,7 @@
 wheel with only ``resemblyzer.audio`` stubbed, and the reference fixture ``tests/fixtures/resemblyzer``
 made once with the package and librosa for the librosa front end and ``embed_utterance``), partial
 slicing, weight checks, counts against brute force and a run through the statistics callback."""
+
 from __future__ import annotations
 
 import importlib
@@ -22,8 +23,10 @@ from lightning_modules.encoders.package_assets import package_dir
 
 REF = FIXTURES / "resemblyzer" / "reference.safetensors"
 RZ_DIR = package_dir("resemblyzer")
-needs_weights = pytest.mark.skipif(RZ_DIR is None or not (RZ_DIR / "pretrained.pt").is_file(),
-                                   reason="resemblyzer not installed (pip install --no-deps resemblyzer==0.1.4)")
+needs_weights = pytest.mark.skipif(
+    RZ_DIR is None or not (RZ_DIR / "pretrained.pt").is_file(),
+    reason="resemblyzer not installed (pip install --no-deps resemblyzer==0.1.4)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +86,8 @@ def test_lengths_make_padding_irrelevant_and_voices_differ(resem):
 def test_partial_slices_follow_resemblyzer():
     """Hand-computed: 77-frame step, 160-frame partials, the last dropped under 75 % coverage."""
     assert rz.partial_slices(0) == [(0, 160)]
-    assert rz.partial_slices(25600) == [(0, 160)]                  # 161 frames: the second partial starts
-    assert rz.partial_slices(40000) == [(0, 160), (77, 237)]        # (40000-24640)/25600 = 0.6 < 0.75: dropped
+    assert rz.partial_slices(25600) == [(0, 160)]  # 161 frames: the second partial starts
+    assert rz.partial_slices(40000) == [(0, 160), (77, 237)]  # (40000-24640)/25600 = 0.6 < 0.75: dropped
     assert rz.partial_slices(45000) == [(0, 160), (77, 237), (154, 314)]  # 0.795: kept
     with pytest.raises(ValueError, match="rate"):
         ResemblyzerEncoder(pretrained=False, rate=0.1)
@@ -108,8 +111,12 @@ def test_checkpoint_problems_are_listed(tmp_path):
     torch.save({"model_state": state}, path)
     with pytest.raises(KeyError) as err:
         ResemblyzerEncoder(pretrained=False).load_resemblyzer(path)
-    for part in (str(path), "missing keys ['lstm.bias_hh_l2']", "unexpected keys ['lstm.weight_ih_l3']",
-                 "linear.bias: checkpoint (5,), model (256,)"):
+    for part in (
+        str(path),
+        "missing keys ['lstm.bias_hh_l2']",
+        "unexpected keys ['lstm.weight_ih_l3']",
+        "linear.bias: checkpoint (5,), model (256,)",
+    ):
         assert part in str(err.value)
 
 

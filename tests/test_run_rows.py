@@ -1,5 +1,6 @@
 """Streaming the run folder's rows (analysis/runs/write.py): tensor files written block by block, per-process
 row spools, dataset order, and the run folder they produce."""
+
 from __future__ import annotations
 
 import json
@@ -47,12 +48,16 @@ def test_tensor_file_writer_checks_rows(tmp_path: Path) -> None:
 def _spool(parent: Path, name: str, index: list[int], multilabel: bool = False, embed: bool = True) -> R.RowSpool:
     s = R.RowSpool.create(parent, name)
     idx = torch.tensor(index)
-    label = (torch.stack([idx % 2, idx % 3 == 0], 1).float() if multilabel else idx % 3)
+    label = torch.stack([idx % 2, idx % 3 == 0], 1).float() if multilabel else idx % 3
     half = len(index) // 2
     for sl in (slice(0, half), slice(half, len(index))):  # two appends
-        s.append(label=label[sl], index=idx[sl], split=["train" if i % 2 else "test" for i in index[sl]],
-                 file_name=[f"dir/clip,{i}.wav" for i in index[sl]],
-                 embedding=idx[sl, None].float().repeat(1, 5) if embed else None)
+        s.append(
+            label=label[sl],
+            index=idx[sl],
+            split=["train" if i % 2 else "test" for i in index[sl]],
+            file_name=[f"dir/clip,{i}.wav" for i in index[sl]],
+            embedding=idx[sl, None].float().repeat(1, 5) if embed else None,
+        )
     s.close()
     return s
 
@@ -80,9 +85,15 @@ def test_spools_read_any_rows_and_merge_in_dataset_order(tmp_path: Path) -> None
 def test_run_folder_from_spools(tmp_path: Path, multilabel: bool, embed: bool) -> None:
     classes = ["a", "b", "c"] if not multilabel else ["odd", "three"]
     spools = [_spool(tmp_path, "a", [4, 0, 6], multilabel, embed), _spool(tmp_path, "b", [3, 1], multilabel, embed)]
-    out = R.write_run_folder(tmp_path / "run", over_zero=torch.zeros(1, 2, len(classes)), classes=classes,
-                             stats={"x": 1}, rows=R.RowBlocks.from_spools(spools, block_rows=2),
-                             manifest={"task": "t"}, top_clips={"score": torch.zeros(1, 2, 3)})
+    out = R.write_run_folder(
+        tmp_path / "run",
+        over_zero=torch.zeros(1, 2, len(classes)),
+        classes=classes,
+        stats={"x": 1},
+        rows=R.RowBlocks.from_spools(spools, block_rows=2),
+        manifest={"task": "t"},
+        top_clips={"score": torch.zeros(1, 2, 3)},
+    )
     names = {p.name for p in out.iterdir()}
     assert ("features.pt" in names) == embed and {"gts.pt", "index.csv", "top_clips.pt", "manifest.json"} <= names
     table = pd.read_csv(out / "index.csv", keep_default_na=False)
@@ -109,6 +120,10 @@ def test_rewriting_without_embeddings_removes_the_old_ones(tmp_path: Path) -> No
     assert (tmp_path / "run" / "features.pt").exists()
     with pytest.raises(R.OutputExistsError):
         R.write_run_folder(tmp_path / "run", rows=R.RowBlocks.from_spools([_spool(tmp_path, "b", [0, 1])]), **common)
-    R.write_run_folder(tmp_path / "run", rows=R.RowBlocks.from_spools([_spool(tmp_path, "c", [0, 1], embed=False)]),
-                       overwrite=True, **common)
+    R.write_run_folder(
+        tmp_path / "run",
+        rows=R.RowBlocks.from_spools([_spool(tmp_path, "c", [0, 1], embed=False)]),
+        overwrite=True,
+        **common,
+    )
     assert not (tmp_path / "run" / "features.pt").exists() and (tmp_path / "run" / "gts.pt").exists()

@@ -2,6 +2,7 @@
 ``tests/fixtures/silero_vad`` (its tinygrad model with the wheel's safetensors weights -- the weights we
 load -- and its TorchScript model, with that model's own weights), weight checks, bookkeeping, counts
 against brute force and a run through the statistics callback."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,13 +18,17 @@ from lightning_modules.encoders.package_assets import package_dir
 
 REF = FIXTURES / "silero_vad"
 SV_DIR = package_dir("silero_vad")
-needs_weights = pytest.mark.skipif(SV_DIR is None or not (SV_DIR / sv.WEIGHTS).is_file(),
-                                   reason="silero-vad not installed (pip install --no-deps silero-vad==6.2.3)")
+needs_weights = pytest.mark.skipif(
+    SV_DIR is None or not (SV_DIR / sv.WEIGHTS).is_file(),
+    reason="silero-vad not installed (pip install --no-deps silero-vad==6.2.3)",
+)
 #: TorchScript parameter name -> ours (same architecture, the module names of the TorchScript file)
-JIT_NAMES = {"stft.forward_basis_buffer": "stft.weight",
-             **{f"encoder.{i}.reparam_conv.{p}": f"encoder.{i}.conv.{p}" for i in range(4) for p in ("weight", "bias")},
-             **{f"decoder.rnn.{p}": f"decoder.rnn.{p}" for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")},
-             **{f"decoder.decoder.2.{p}": f"decoder.conv.{p}" for p in ("weight", "bias")}}
+JIT_NAMES = {
+    "stft.forward_basis_buffer": "stft.weight",
+    **{f"encoder.{i}.reparam_conv.{p}": f"encoder.{i}.conv.{p}" for i in range(4) for p in ("weight", "bias")},
+    **{f"decoder.rnn.{p}": f"decoder.rnn.{p}" for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")},
+    **{f"decoder.decoder.2.{p}": f"decoder.conv.{p}" for p in ("weight", "bias")},
+}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +50,7 @@ def test_architecture_matches_the_torchscript_model_with_its_weights():
     over 16 chunks (state carried from chunk to chunk, last chunk zero-padded)."""
     ref = load_file(str(REF / "jit_reference.safetensors"))
     enc = SileroVADEncoder(pretrained=False)
-    enc.load_state_dict({JIT_NAMES[k[len("weight."):]]: v for k, v in ref.items() if k.startswith("weight.")})
+    enc.load_state_dict({JIT_NAMES[k[len("weight.") :]]: v for k, v in ref.items() if k.startswith("weight.")})
     with torch.no_grad():
         _, act, prob = enc._run(ref["audio"], None)
     assert prob.shape == (2, 16)
@@ -72,7 +77,10 @@ def test_chunking_covers_the_clip_with_context():
         inside = (idx >= 0) & (idx < 1200)
         assert torch.equal(chunks[0, i], torch.where(inside, audio[0, idx.clamp(0, 1199)], torch.zeros(())))
     assert sv.chunk_validity(torch.tensor([1200, 512, 0]), 3, 3).tolist() == [
-        [True, True, True], [True, False, False], [False, False, False]]
+        [True, True, True],
+        [True, False, False],
+        [False, False, False],
+    ]
 
 
 def test_positions_rows_are_chunks_then_clips():
@@ -83,6 +91,7 @@ def test_positions_rows_are_chunks_then_clips():
     def hook(site):
         def keep(m, i, out) -> None:  # a forward hook returning a value would replace the output
             rec.setdefault(site, (site_view(out, 1).shape, enc.positions(site, out)))
+
         return keep
 
     hs = [enc.get_submodule(s).register_forward_hook(hook(s)) for s in enc.neuron_sites]
@@ -112,8 +121,12 @@ def test_weight_file_problems_are_named(tmp_path):
     save_file(state, str(path))
     with pytest.raises(KeyError) as err:
         enc.load_silero(path)
-    for part in (str(path), "missing keys ['conv2.bias']", "unexpected keys ['extra']",
-                 "final_conv.bias: file (2,), model (1,)"):
+    for part in (
+        str(path),
+        "missing keys ['conv2.bias']",
+        "unexpected keys ['extra']",
+        "final_conv.bias: file (2,), model (1,)",
+    ):
         assert part in str(err.value)
     (tmp_path / "text.safetensors").write_text("not a safetensors file")
     with pytest.raises(ValueError, match="text.safetensors"):

@@ -1,5 +1,6 @@
 """SoundFont task builder: determinism, isolation of clips, stereo → mono, labels against their
 definitions, errors naming the file, the CLI verb and the pipeline's data.soundfont section."""
+
 from __future__ import annotations
 
 import io
@@ -93,8 +94,10 @@ def test_labels_follow_their_definitions(tmp_path, tiny_sf2):
     for task in ("t_family", "t_octave", "t_pitch_class"):
         df = pd.read_csv(_write(tmp_path, tiny_sf2, task, clips_per_class=4))
         assert (df["octave"] == [f"octave_{m // 12 - 1}" for m in df["midi"]]).all()
-        assert (df["pitch_class"] == [["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"][m % 12]
-                                      for m in df["midi"]]).all()
+        assert (
+            df["pitch_class"]
+            == [["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"][m % 12] for m in df["midi"]]
+        ).all()
         for r in df.itertuples():
             assert r.program in GM_FAMILIES[r.family] and r.family in FAMS
             lo, hi = NOTE_RANGES[r.family]
@@ -142,21 +145,67 @@ def test_bad_soundfonts_are_named(tmp_path, tiny_sf2):
 
 
 def test_cli_verb(tmp_path, tiny_sf2, capsys):
-    code = main(["soundfont", "--out", str(tmp_path), "--kind", "octave", "pitch_class", "--prefix", "mine",
-                 "--sf2", str(tiny_sf2), "--seed", "3", "--clips-per-class", "3", "--duration", "0.2",
-                 "--families", *FAMS, "--note-range", "flute", "72", "84", "--octaves", "4", "5"])
+    code = main(
+        [
+            "soundfont",
+            "--out",
+            str(tmp_path),
+            "--kind",
+            "octave",
+            "pitch_class",
+            "--prefix",
+            "mine",
+            "--sf2",
+            str(tiny_sf2),
+            "--seed",
+            "3",
+            "--clips-per-class",
+            "3",
+            "--duration",
+            "0.2",
+            "--families",
+            *FAMS,
+            "--note-range",
+            "flute",
+            "72",
+            "84",
+            "--octaves",
+            "4",
+            "5",
+        ]
+    )
     assert code == 0
     df = pd.read_csv(tmp_path / "evar/metadata/mine_octave.csv")
     assert df[df["family"] == "flute"]["midi"].between(72, 84).all()
     assert (tmp_path / "evar/metadata/mine_pitch_class.yaml").is_file()
-    assert main(["soundfont", "--out", str(tmp_path), "--kind", "octave", "--prefix", "mine", "--sf2",
-                 str(tiny_sf2), "--seed", "3"]) == 2  # exists: refused
+    assert (
+        main(
+            [
+                "soundfont",
+                "--out",
+                str(tmp_path),
+                "--kind",
+                "octave",
+                "--prefix",
+                "mine",
+                "--sf2",
+                str(tiny_sf2),
+                "--seed",
+                "3",
+            ]
+        )
+        == 2
+    )  # exists: refused
     assert "exists" in capsys.readouterr().err
 
 
 def _cfg(tmp_path: Path, data: dict) -> Path:
-    cfg = {"out": str(tmp_path / "out"), "data": data, "tasks": {"gm_family": {}},
-           "models": {"m": {"class_path": "lightning_modules.encoders.CrepeEncoder"}}}
+    cfg = {
+        "out": str(tmp_path / "out"),
+        "data": data,
+        "tasks": {"gm_family": {}},
+        "models": {"m": {"class_path": "lightning_modules.encoders.CrepeEncoder"}},
+    }
     p = tmp_path / "p.yaml"
     p.write_text(yaml.safe_dump(cfg))
     return p

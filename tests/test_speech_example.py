@@ -3,6 +3,7 @@ gender (f0 and formants of a low and a high voice) speaking two synthetic "langu
 sequences and syllable rates), laid out as a user's own EVAR root. Only the root (``$EVAR``), the clip length
 and the sizes (replicates, seeds, epochs, draws) are overridden; the tasks, models and stages are the
 shipped config's."""
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,11 @@ def utterance(f0: float, scale: float, vowels, rate: float, seconds: float, seed
         w = np.zeros_like(t)
         for v, (f1, f2) in enumerate(vowels):
             on = syll == v
-            w[on] = (np.exp(-((k * f[on] - f1 * scale) / 120.0) ** 2)
-                     + 0.6 * np.exp(-((k * f[on] - f2 * scale) / 180.0) ** 2) + 0.01)
+            w[on] = (
+                np.exp(-(((k * f[on] - f1 * scale) / 120.0) ** 2))
+                + 0.6 * np.exp(-(((k * f[on] - f2 * scale) / 180.0) ** 2))
+                + 0.01
+            )
         x += w * np.sin(k * phase) / math.sqrt(k)
     x *= 0.2 + 0.8 * np.sin(np.pi * (t * rate % 1.0)) ** 2
     return (0.4 * x / np.abs(x).max() + 0.003 * rng.standard_normal(len(t))).astype(np.float32)

@@ -1,5 +1,6 @@
 """Stability of class neuron sets: binomial resampling of the totals, bootstrap summary, threshold sweep,
 ``python -m analysis stability`` outputs."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -11,10 +12,37 @@ from _fake_run import planted_counts, write_fake_run
 from analysis.app.cli import main
 from analysis.stability import bootstrap_stability, resample_probabilities, threshold_sweep
 
-STAB_COLS = ["class", "n_neurons", "mean_size", "size_low", "size_high", "mean_jaccard", "jaccard_low", "jaccard_high",
-             "n_undefined", "replicates", "scheme", "seed", "mode", "top_rate", "filter_rate", "activation_bar_ratio"]
-SWEEP_COLS = ["top_rate", "filter_rate", "activation_bar_ratio", "is_reference", "class", "n_neurons",
-              "reference_n_neurons", "jaccard_to_reference", "n_selected", "warnings"]
+STAB_COLS = [
+    "class",
+    "n_neurons",
+    "mean_size",
+    "size_low",
+    "size_high",
+    "mean_jaccard",
+    "jaccard_low",
+    "jaccard_high",
+    "n_undefined",
+    "replicates",
+    "scheme",
+    "seed",
+    "mode",
+    "top_rate",
+    "filter_rate",
+    "activation_bar_ratio",
+    "min_activity",
+]
+SWEEP_COLS = [
+    "top_rate",
+    "filter_rate",
+    "activation_bar_ratio",
+    "is_reference",
+    "class",
+    "n_neurons",
+    "reference_n_neurons",
+    "jaccard_to_reference",
+    "n_selected",
+    "warnings",
+]
 
 
 def test_resample_moments_nan_and_per_site_n():

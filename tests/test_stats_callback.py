@@ -1,6 +1,7 @@
 """ActivationStatsCallback inside ``trainer.predict`` (one device): run-folder contents (counts, top clips)
 against brute force on the toy protocol encoder, hook removal (also on exception), overwrite refusal,
 bf16, counts-only and embedding-free runs, row spooling, and no host read per batch."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,14 @@ class _Clips(Dataset):
         return self.audio.shape[0]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"audio": self.audio[i], "length": self.lengths[i], "label": self.labels[i], "index": i,
-                "split": self.splits[i], "file_name": f"clip_{i:03d}.wav"}
+        return {
+            "audio": self.audio[i],
+            "length": self.lengths[i],
+            "label": self.labels[i],
+            "index": i,
+            "split": self.splits[i],
+            "file_name": f"clip_{i:03d}.wav",
+        }
 
 
 class ToyDataModule(L.LightningDataModule):
@@ -45,8 +52,9 @@ class ToyDataModule(L.LightningDataModule):
 
     task = "toy_task"
 
-    def __init__(self, n: int = 7, multilabel: bool = False, batch_size: int = 3,
-                 labels: Optional[list[int]] = None) -> None:
+    def __init__(
+        self, n: int = 7, multilabel: bool = False, batch_size: int = 3, labels: Optional[list[int]] = None
+    ) -> None:
         """n clips; labels: class per clip (default ``i % 3``) for single-label data."""
         super().__init__()
         self.audio, self.lengths, self.labels = toy_data(n=n, multilabel=multilabel)
@@ -73,16 +81,25 @@ class ToyExtractor(L.LightningModule):
 
 
 def _trainer(cb: ActivationStatsCallback, **kw: Any) -> L.Trainer:
-    return L.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[cb], enable_progress_bar=False,
-                     enable_model_summary=False, **kw)
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        callbacks=[cb],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kw,
+    )
 
 
 def _hooks(enc: ToyEncoder) -> int:
     return sum(len(enc.get_submodule(s)._forward_hooks) for s in enc.neuron_sites)
 
 
-@pytest.mark.parametrize("tokens,level,multilabel", [("all", "token", False), ("patches", "clip", False),
-                                                     ("patches", "token", True), ("all", "clip", True)])
+@pytest.mark.parametrize(
+    "tokens,level,multilabel",
+    [("all", "token", False), ("patches", "clip", False), ("patches", "token", True), ("all", "clip", True)],
+)
 def test_run_folder_matches_brute_force(tmp_path: Path, tokens: str, level: str, multilabel: bool) -> None:
     dm = ToyDataModule(multilabel=multilabel)
     model = ToyExtractor()
@@ -90,8 +107,17 @@ def test_run_folder_matches_brute_force(tmp_path: Path, tokens: str, level: str,
     _trainer(cb).predict(model, datamodule=dm, return_predictions=False)
     folder = tmp_path / "toy_task_toy"
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["over_zero.pt", "classes.txt", "features.pt", "gts.pt", "stats.pt", "index.csv", "manifest.json",
-         "top_clips.pt"])
+        [
+            "over_zero.pt",
+            "classes.txt",
+            "features.pt",
+            "gts.pt",
+            "stats.pt",
+            "index.csv",
+            "manifest.json",
+            "top_clips.pt",
+        ]
+    )
     assert _hooks(model.encoder) == 0
 
     enc = model.encoder
@@ -107,8 +133,11 @@ def test_run_folder_matches_brute_force(tmp_path: Path, tokens: str, level: str,
     assert stats["sites"] == enc.neuron_sites and stats["site_neurons"] == [6, 4]
     assert stats["classes"] == CLASSES and stats["tokens"] == tokens and stats["level"] == level
     oz = torch.load(folder / "over_zero.pt")
-    expect = (ref["count"].double() / ref["n_tokens_site"].double()[:, None, :] if level == "token"
-              else ref["rate_sum"] / ref["n_clips"].double())
+    expect = (
+        ref["count"].double() / ref["n_tokens_site"].double()[:, None, :]
+        if level == "token"
+        else ref["rate_sum"] / ref["n_clips"].double()
+    )
     assert oz.dtype == torch.float32 and oz.shape == (2, 6, 3)
     assert torch.isnan(oz[1, 4:]).all()
     assert torch.allclose(oz[0], expect[0].float()) and torch.allclose(oz[1, :4], expect[1, :4].float())
@@ -135,7 +164,8 @@ def test_run_folder_matches_brute_force(tmp_path: Path, tokens: str, level: str,
 def test_splits_option_counts_only_those_splits(tmp_path: Path) -> None:
     dm, model = ToyDataModule(n=9), ToyExtractor()
     _trainer(ActivationStatsCallback(out_dir=str(tmp_path), splits=["train", "test"])).predict(
-        model, datamodule=dm, return_predictions=False)
+        model, datamodule=dm, return_predictions=False
+    )
     enc = model.encoder
     enc.record = []
     with torch.inference_mode():
@@ -166,14 +196,16 @@ def test_overwrite_refused_then_allowed(tmp_path: Path) -> None:
     assert _hooks(model.encoder) == 0
     assert (tmp_path / "toy_task_toy" / "stats.pt").read_bytes() == before
     _trainer(ActivationStatsCallback(out_dir=str(tmp_path), overwrite=True, suffix="toy")).predict(
-        ToyExtractor(), datamodule=dm)
+        ToyExtractor(), datamodule=dm
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["toy_task_toy"]  # no temporary folder left
 
 
 def test_bf16_mixed_runs(tmp_path: Path) -> None:
     dm = ToyDataModule()
     _trainer(ActivationStatsCallback(out_dir=str(tmp_path), top_k=2), precision="bf16-mixed").predict(
-        ToyExtractor(), datamodule=dm)
+        ToyExtractor(), datamodule=dm
+    )
     stats = torch.load(tmp_path / "toy_task_toy" / "stats.pt", weights_only=False)
     _trainer(ActivationStatsCallback(out_dir=str(tmp_path), suffix="fp32")).predict(ToyExtractor(), datamodule=dm)
     ref = torch.load(tmp_path / "toy_task_fp32" / "stats.pt", weights_only=False)
@@ -181,8 +213,9 @@ def test_bf16_mixed_runs(tmp_path: Path) -> None:
     assert torch.equal(stats["n_tokens"], ref["n_tokens"]) and torch.equal(stats["n_clips"], ref["n_clips"])
     diff = (stats["count"] - ref["count"]).abs().sum() / ref["count"].sum()
     assert diff < 0.05
-    assert stats["act_sum"].dtype == torch.float64 and torch.allclose(stats["act_sum"], ref["act_sum"], rtol=0.05,
-                                                                       atol=0.05)
+    assert stats["act_sum"].dtype == torch.float64 and torch.allclose(
+        stats["act_sum"], ref["act_sum"], rtol=0.05, atol=0.05
+    )
     man = json.loads((tmp_path / "toy_task_toy" / "manifest.json").read_text())
     assert man["precision"] == "bf16-mixed"
     # ...and they are exact for the bf16 activations themselves (a reference of the same precision)
@@ -208,8 +241,13 @@ def test_tensorboard_layer_rates(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tb = TensorBoardLogger(str(tmp_path / "tb"), name="x")
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=tb, enable_progress_bar=False,
-                        callbacks=[ActivationStatsCallback(out_dir=str(tmp_path / "out"))])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=tb,
+        enable_progress_bar=False,
+        callbacks=[ActivationStatsCallback(out_dir=str(tmp_path / "out"))],
+    )
     trainer.predict(ToyExtractor(), datamodule=ToyDataModule())
     acc = EventAccumulator(tb.log_dir)
     acc.Reload()
@@ -246,11 +284,18 @@ def test_counts_only_and_no_embeddings(tmp_path: Path) -> None:
     no features.pt; gts.pt and index.csv still describe every clip."""
     dm = ToyDataModule()
     _trainer(ActivationStatsCallback(out_dir=str(tmp_path), suffix="full")).predict(ToyExtractor(), datamodule=dm)
-    _trainer(ActivationStatsCallback(out_dir=str(tmp_path), suffix="lean", top_k=0, act_sum=False,
-                                     features=False)).predict(ToyExtractor(), datamodule=dm)
+    _trainer(
+        ActivationStatsCallback(out_dir=str(tmp_path), suffix="lean", top_k=0, act_sum=False, features=False)
+    ).predict(ToyExtractor(), datamodule=dm)
     full, lean = tmp_path / "toy_task_full", tmp_path / "toy_task_lean"
-    assert sorted(p.name for p in lean.iterdir()) == ["classes.txt", "gts.pt", "index.csv", "manifest.json",
-                                                     "over_zero.pt", "stats.pt"]
+    assert sorted(p.name for p in lean.iterdir()) == [
+        "classes.txt",
+        "gts.pt",
+        "index.csv",
+        "manifest.json",
+        "over_zero.pt",
+        "stats.pt",
+    ]
     a, b = torch.load(full / "stats.pt", weights_only=False), torch.load(lean / "stats.pt", weights_only=False)
     for key in ("count", "n_tokens_site", "n_tokens", "n_clips", "n_positions"):
         assert torch.equal(a[key], b[key]), key
@@ -262,7 +307,8 @@ def test_counts_only_and_no_embeddings(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="act_sum"):
         read_dataset_means(lean)
     _trainer(ActivationStatsCallback(out_dir=str(tmp_path), suffix="sums", top_k=0, act_sum=True)).predict(
-        ToyExtractor(), datamodule=dm)
+        ToyExtractor(), datamodule=dm
+    )
     c = torch.load(tmp_path / "toy_task_sums" / "stats.pt", weights_only=False)
     assert torch.allclose(c["act_sum"], a["act_sum"])
 
@@ -271,7 +317,8 @@ def test_row_spool_is_removed_after_the_run_and_after_a_failure(tmp_path: Path) 
     _trainer(ActivationStatsCallback(out_dir=str(tmp_path))).predict(ToyExtractor(), datamodule=ToyDataModule())
     with pytest.raises(RuntimeError, match="boom"):
         _trainer(ActivationStatsCallback(out_dir=str(tmp_path), suffix="x")).predict(
-            ToyExtractor(fail_at_batch=2), datamodule=ToyDataModule())
+            ToyExtractor(fail_at_batch=2), datamodule=ToyDataModule()
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["toy_task_toy"]
 
 
@@ -285,8 +332,14 @@ def test_rows_reach_the_spool_in_chunks(tmp_path: Path, monkeypatch: pytest.Monk
             seen.append(cb._spool.n_rows)
 
     cb = ActivationStatsCallback(out_dir=str(tmp_path))
-    L.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[cb, Spy()], enable_progress_bar=False,
-              enable_model_summary=False).predict(ToyExtractor(), datamodule=ToyDataModule(n=9, batch_size=2))
+    L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        callbacks=[cb, Spy()],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    ).predict(ToyExtractor(), datamodule=ToyDataModule(n=9, batch_size=2))
     assert seen == [0, 4, 4, 8, 8]  # batches of 2: flushed when 4 rows are pending
     assert torch.load(tmp_path / "toy_task_toy" / "features.pt").shape[0] == 9
 
@@ -294,8 +347,17 @@ def test_rows_reach_the_spool_in_chunks(tmp_path: Path, monkeypatch: pytest.Monk
 class _HostReads(TorchDispatchMode):
     """Counts the operators that read a device tensor back to the host (or need its data for a shape)."""
 
-    OPS = {"aten::item", "aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select", "aten::unique", "aten::_unique2",
-           "aten::equal", "aten::is_nonzero", "aten::repeat_interleave"}
+    OPS = {
+        "aten::item",
+        "aten::_local_scalar_dense",
+        "aten::nonzero",
+        "aten::masked_select",
+        "aten::unique",
+        "aten::_unique2",
+        "aten::equal",
+        "aten::is_nonzero",
+        "aten::repeat_interleave",
+    }
 
     def __init__(self) -> None:
         super().__init__()
@@ -329,9 +391,14 @@ def test_no_host_read_per_batch(tmp_path: Path, options: dict) -> None:
     reads = {}
     for name, cbs in (("bare", []), ("stats", [ActivationStatsCallback(out_dir=str(tmp_path), **options)])):
         mode = _HostReads()
-        L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                  callbacks=[_Watch(mode, True), *cbs, _Watch(mode, False)]).predict(
-            ToyExtractor(), datamodule=ToyDataModule(n=7, batch_size=2), return_predictions=False)
+        L.Trainer(
+            accelerator="cpu",
+            devices=1,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[_Watch(mode, True), *cbs, _Watch(mode, False)],
+        ).predict(ToyExtractor(), datamodule=ToyDataModule(n=7, batch_size=2), return_predictions=False)
         reads[name] = mode.ops
     assert reads["stats"] == reads["bare"], reads
 
@@ -339,6 +406,7 @@ def test_no_host_read_per_batch(tmp_path: Path, options: dict) -> None:
 def test_per_batch_work_stays_on_the_modules_device() -> None:
     """The callback's per-batch path on the meta device (an encoder and batch on 'meta'): the totals and the
     top clips live there, and any host read would raise (meta tensors hold no data)."""
+
     class MetaToy(AudioEncoder):
         sample_rate, embed_dim, neuron_sites, channel_axis, site_neurons, name = 16000, 4, ["act"], -1, [6], "meta"
 
@@ -355,9 +423,14 @@ def test_per_batch_work_stays_on_the_modules_device() -> None:
     cb = ActivationStatsCallback(out_dir="unused", top_k=3, level="clip", splits=["train"])
     cb.begin(enc, CLASSES, "meta")
     meta = dict(device="meta")
-    batch = {"audio": torch.empty(5, 64, **meta), "length": torch.empty(5, dtype=torch.long, **meta),
-             "label": torch.empty(5, dtype=torch.long, **meta), "index": torch.empty(5, dtype=torch.long, **meta),
-             "split": ["train", "train", "test", "valid", "train"], "file_name": [f"{i}.wav" for i in range(5)]}
+    batch = {
+        "audio": torch.empty(5, 64, **meta),
+        "length": torch.empty(5, dtype=torch.long, **meta),
+        "label": torch.empty(5, dtype=torch.long, **meta),
+        "index": torch.empty(5, dtype=torch.long, **meta),
+        "split": ["train", "train", "test", "valid", "train"],
+        "file_name": [f"{i}.wav" for i in range(5)],
+    }
     with torch.inference_mode():
         for i in range(3):
             cb.on_predict_batch_start(None, module, batch, i)

@@ -8,6 +8,7 @@ clips exactly (the ranks' top K merged). Float results (embeddings, act_sum) mat
 ranks run other batch compositions, and CPU matmuls of another batch size differ in the last bits
 (measured here: 1.2e-7 on embeddings, 6e-8 on act_sum).
 """
+
 from __future__ import annotations
 
 import json
@@ -35,17 +36,29 @@ def _predict(tmp: Path, name: str, devices: int, n: int = 7, timeout: float = 12
             "logger": False,
             "enable_progress_bar": False,
             "enable_model_summary": False,
-            "callbacks": [{"class_path": "callbacks.ActivationStatsCallback",
-                           "init_args": {"out_dir": str(work / "out"), "tokens": "patches", "level": "clip",
-                                         "top_k": 3}}],
+            "callbacks": [
+                {
+                    "class_path": "callbacks.ActivationStatsCallback",
+                    "init_args": {"out_dir": str(work / "out"), "tokens": "patches", "level": "clip", "top_k": 3},
+                }
+            ],
         },
         "model": {"class_path": "test_stats_callback.ToyExtractor"},
-        "data": {"class_path": "test_stats_callback.ToyDataModule",
-                 "init_args": {"n": n, "batch_size": 2, "labels": [0, 1, 0, 1, 0, 1, 2][:n]}},
+        "data": {
+            "class_path": "test_stats_callback.ToyDataModule",
+            "init_args": {"n": n, "batch_size": 2, "labels": [0, 1, 0, 1, 0, 1, 2][:n]},
+        },
     }
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
-    args = [sys.executable, str(ROOT / "train.py"), "predict", "--config", str(work / "config.yaml"),
-            f"--trainer.devices={devices}", "--return_predictions=false"]
+    args = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "predict",
+        "--config",
+        str(work / "config.yaml"),
+        f"--trainer.devices={devices}",
+        "--return_predictions=false",
+    ]
     if devices > 1:
         args.append("--trainer.strategy=ddp")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
@@ -108,18 +121,35 @@ def test_experiment_config_runs_from_the_cli(tmp_path: Path, synthetic_root: Pat
     """``python train.py predict --config configs/experiment/m2d_tiny_synth_octave_sine.yaml`` on the
     synthetic task (tiny random M2D, chunked clips) writes the run folder with every file."""
     out = tmp_path / "stats"
-    args = [sys.executable, str(ROOT / "train.py"), "predict",
-            "--config", str(ROOT / "configs/experiment/m2d_tiny_synth_octave_sine.yaml"),
-            f"--data.init_args.evar_root={synthetic_root}", "--trainer.logger=false",
-            "--trainer.enable_progress_bar=false", "--trainer.precision=bf16-mixed",
-            "--trainer.callbacks=callbacks.ActivationStatsCallback", f"--trainer.callbacks.out_dir={out}"]
+    args = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "predict",
+        "--config",
+        str(ROOT / "configs/experiment/m2d_tiny_synth_octave_sine.yaml"),
+        f"--data.init_args.evar_root={synthetic_root}",
+        "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.precision=bf16-mixed",
+        "--trainer.callbacks=callbacks.ActivationStatsCallback",
+        f"--trainer.callbacks.out_dir={out}",
+    ]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     p = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
     _ok(p)
     folder = out / "synth_octave_sine_m2d_tiny"
     assert sorted(f.name for f in folder.iterdir()) == sorted(
-        ["over_zero.pt", "classes.txt", "features.pt", "gts.pt", "stats.pt", "index.csv", "manifest.json",
-         "top_clips.pt"])
+        [
+            "over_zero.pt",
+            "classes.txt",
+            "features.pt",
+            "gts.pt",
+            "stats.pt",
+            "index.csv",
+            "manifest.json",
+            "top_clips.pt",
+        ]
+    )
     man = json.loads((folder / "manifest.json").read_text())
     assert man["precision"] == "bf16-mixed" and man["encoder_name"] == "m2d_tiny"
     n = len(pd.read_csv(folder / "index.csv"))

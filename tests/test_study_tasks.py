@@ -1,5 +1,6 @@
 """The study's task builders (``python -m analysis tasks build``) on small fake VoxCeleb1 / VoxForge / NSynth
 metadata: every selection rule, determinism, and bad input."""
+
 from __future__ import annotations
 
 import doctest
@@ -13,8 +14,14 @@ from analysis.app.cli import main as cli_main
 from conftest import touch_audio, write_metadata
 from datamodules import EVARDataModule
 
-GENDER_NAT = {"id001": ("m", "USA"), "id002": ("f", "USA"), "id003": ("m", "New Zealand"),
-              "id004": ("f", "India"), "id005": ("m", ""), "id006": ("", "UK")}  # 005/006 lack a label
+GENDER_NAT = {
+    "id001": ("m", "USA"),
+    "id002": ("f", "USA"),
+    "id003": ("m", "New Zealand"),
+    "id004": ("f", "India"),
+    "id005": ("m", ""),
+    "id006": ("", "UK"),
+}  # 005/006 lack a label
 
 
 def _vc1_root(root: Path, clips_per_speaker: int = 12) -> tuple[Path, Path]:
@@ -37,8 +44,10 @@ def tasks(*argv: str) -> int:
 
 def test_vc1_gender_nationality_rules(tmp_path, capsys):
     src, meta = _vc1_root(tmp_path)
-    assert tasks("build", "vc1_gender_nationality", "--vox1-meta", str(meta), "--evar-root", str(tmp_path),
-                 "--size", "30") == 0
+    assert (
+        tasks("build", "vc1_gender_nationality", "--vox1-meta", str(meta), "--evar-root", str(tmp_path), "--size", "30")
+        == 0
+    )
     assert "30 clips" in capsys.readouterr().out
     out = pd.read_csv(tmp_path / "evar" / "metadata" / "vc1_gender_nationality.csv", keep_default_na=False)
     assert len(out) == 30 and out["file_name"].is_unique
@@ -72,8 +81,9 @@ def test_builders_are_deterministic_and_seeded(tmp_path):
     p_a = tmp_path / "a" / "evar" / "metadata" / "vc1_gender_nationality.csv"
     assert p_a.read_bytes() == p_b.read_bytes()
     # another seed draws other clips
-    _, other = study_tasks.build_study_task("vc1_gender_nationality", tmp_path / "b", vox1_meta=meta, size=25,
-                                            seed=1, overwrite=True)
+    _, other = study_tasks.build_study_task(
+        "vc1_gender_nationality", tmp_path / "b", vox1_meta=meta, size=25, seed=1, overwrite=True
+    )
     assert set(other["file_name"]) != set(m["file_name"])
 
 
@@ -88,8 +98,10 @@ def test_existing_csv_is_refused_without_overwrite(tmp_path, capsys):
 
 def test_too_few_eligible_clips_is_a_clear_error(tmp_path, capsys):
     _, meta = _vc1_root(tmp_path, clips_per_speaker=3)  # 4 eligible speakers x 3 clips
-    assert tasks("build", "vc1_gender_nationality", "--vox1-meta", str(meta), "--evar-root", str(tmp_path),
-                 "--size", "13") == 2
+    assert (
+        tasks("build", "vc1_gender_nationality", "--vox1-meta", str(meta), "--evar-root", str(tmp_path), "--size", "13")
+        == 2
+    )
     err = capsys.readouterr().err
     assert "vc1.csv" in err and "vox1_meta.csv" in err and "13 clips requested but only 12" in err
 
@@ -114,8 +126,11 @@ def test_vc1_without_vox1_meta_says_what_is_needed(tmp_path, capsys):
 
 
 def _voxforge(root: Path, counts: dict[str, int]) -> Path:
-    rows = [{"file_name": f"{lang}/spk{k % 3}/{k:04d}.wav", "label": lang, "split": ["train", "valid", "test"][k % 3]}
-            for lang, n in counts.items() for k in range(n)]
+    rows = [
+        {"file_name": f"{lang}/spk{k % 3}/{k:04d}.wav", "label": lang, "split": ["train", "valid", "test"][k % 3]}
+        for lang, n in counts.items()
+        for k in range(n)
+    ]
     return write_metadata(root, "voxforge", rows)
 
 
@@ -131,8 +146,11 @@ def test_voxforge_balanced_per_language(tmp_path):
 
 def test_voxforge_language_with_too_few_clips(tmp_path):
     _voxforge(tmp_path, {"de": 8, "en": 20})
-    with pytest.raises(study_tasks.StudyTaskError, match=r"voxforge\.csv: 9 clips requested but only 8 clips of "
-                                                          r"class 'de'"):
+    with pytest.raises(
+        study_tasks.StudyTaskError,
+        match=r"voxforge\.csv: 9 clips requested but only 8 clips of "
+        r"class 'de'",
+    ):
         study_tasks.build_study_task("voxforge_balanced", tmp_path, size=9)
 
 
@@ -142,8 +160,13 @@ def _nsynth(root: Path) -> pd.DataFrame:
     for i, pitch in enumerate(range(9, 121)):  # NSynth's full range: MIDI 9..120 (11 octave labels)
         fam = families[i % 3]
         split = "test" if i % 10 == 0 else "valid" if i % 10 == 1 else "train"
-        rows.append({"file_name": f"nsynth-{split}/audio/{fam}_acoustic_00{i % 4}-{pitch:03d}-{25 * (1 + i % 4):03d}.wav",
-                     "label": fam, "split": split})
+        rows.append(
+            {
+                "file_name": f"nsynth-{split}/audio/{fam}_acoustic_00{i % 4}-{pitch:03d}-{25 * (1 + i % 4):03d}.wav",
+                "label": fam,
+                "split": split,
+            }
+        )
     df = pd.DataFrame(rows)
     p = root / "evar" / "metadata" / "nsynth.csv"
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -181,8 +204,13 @@ def test_nsynth_file_name_that_is_not_a_note_name(tmp_path):
 
 
 def test_class_without_a_train_clip_gets_one():
-    df = pd.DataFrame({"file_name": [f"{i}.wav" for i in range(6)], "label": list("aabbcc"),
-                       "split": ["test", "valid", "train", "test", "test", "test"]})
+    df = pd.DataFrame(
+        {
+            "file_name": [f"{i}.wav" for i in range(6)],
+            "label": list("aabbcc"),
+            "split": ["test", "valid", "train", "test", "test", "test"],
+        }
+    )
     out = study_tasks.cover_train(df)
     assert out["split"].tolist() == ["train", "valid", "train", "test", "train", "test"]
     assert out["source_split"].tolist() == df["split"].tolist()
@@ -193,10 +221,17 @@ def test_module_doctests():
 
 
 def test_nsynth_subsets_have_the_same_splits_covering_octaves_and_families():
-    names = [f"nsynth-test/audio/{fam}_synthetic_000-{p:03d}-100.wav" for fam, p in
-             [("bass", 30), ("bass", 31), ("organ", 45), ("organ", 30), ("bass", 46)]]
-    df = pd.DataFrame({"file_name": names, "label": [n.split("/")[-1].split("_")[0] for n in names],
-                       "split": ["test"] * 4 + ["train"]})
+    names = [
+        f"nsynth-test/audio/{fam}_synthetic_000-{p:03d}-100.wav"
+        for fam, p in [("bass", 30), ("bass", 31), ("organ", 45), ("organ", 30), ("bass", 46)]
+    ]
+    df = pd.DataFrame(
+        {
+            "file_name": names,
+            "label": [n.split("/")[-1].split("_")[0] for n in names],
+            "split": ["test"] * 4 + ["train"],
+        }
+    )
     a = study_tasks.nsynth_subset(df, size=5, label="pitch")
     b = study_tasks.nsynth_subset(df, size=5, label="family")
     assert list(a["split"]) == list(b["split"])

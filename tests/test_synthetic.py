@@ -1,4 +1,5 @@
 """Synthetic EVAR-format tasks (datamodules/synthetic.py)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -124,8 +125,22 @@ def test_bad_arguments(tmp_path):
 
 @pytest.mark.slow
 def test_cli(tmp_path):
-    cmd = [sys.executable, "-m", "analysis", "synth", "--out", str(tmp_path / "cli"), "--task",
-           "synth_octave_sine", "--seed", "4", "--clips-per-class", "3", "--duration", "0.2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "analysis",
+        "synth",
+        "--out",
+        str(tmp_path / "cli"),
+        "--task",
+        "synth_octave_sine",
+        "--seed",
+        "4",
+        "--clips-per-class",
+        "3",
+        "--duration",
+        "0.2",
+    ]
     res = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     write_task(tmp_path / "api", "synth_octave_sine", 4, clips_per_class=3, duration=0.2)

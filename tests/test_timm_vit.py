@@ -1,4 +1,5 @@
 """TimmViTEncoder: a tiny timm ViT (depth 2, dim 64) on the M2D log-mel front end."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,9 +23,12 @@ def test_forward_shape_sites_and_positions(audio):
     assert m.neuron_sites == ["blocks.0.mlp.act", "blocks.1.mlp.act"] and m.site_neurons == [256, 256]
     assert m.embed_dim == 64 and m.channel_axis == -1 and m.num_prefix_tokens == 1
     calls = []
-    hooks = [m.get_submodule(s).register_forward_hook(
-        lambda mod, i, o, s=s: calls.append((s, site_view(o, m.channel_axis).shape, m.positions(s, o))))
-        for s in m.neuron_sites]
+    hooks = [
+        m.get_submodule(s).register_forward_hook(
+            lambda mod, i, o, s=s: calls.append((s, site_view(o, m.channel_axis).shape, m.positions(s, o)))
+        )
+        for s in m.neuron_sites
+    ]
     try:
         with torch.no_grad():
             emb = m(audio, torch.tensor([16000, 5000]))

@@ -1,6 +1,7 @@
 """Each neuron's top-K clips (analysis/top_clips.py) against brute force: scores, the order (score
 descending, ties by dataset index), the peak's frame and band, exact merging of parts, and the file-level
 merge beside the statistics merge."""
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,17 @@ from lightning_modules.encoders import CrepeEncoder, M2DEncoder
 from test_activation_stats import ToyEncoder, hooked_batches, record_sites, toy_data
 
 
-def run_top(enc, audio: Tensor, lengths: Tensor, labels: Tensor, tokens: str, batch_size: int, k: int,
-            index: Optional[Tensor] = None, counted_clips: Optional[Tensor] = None) -> dict[str, Tensor]:
+def run_top(
+    enc,
+    audio: Tensor,
+    lengths: Tensor,
+    labels: Tensor,
+    tokens: str,
+    batch_size: int,
+    k: int,
+    index: Optional[Tensor] = None,
+    counted_clips: Optional[Tensor] = None,
+) -> dict[str, Tensor]:
     """The production path: hooks -> accumulate_call (peaks) -> update_top, batch by batch."""
     index = torch.arange(audio.shape[0]) if index is None else index
     top = T.new_top(len(enc.site_neurons), max(enc.site_neurons), k)
@@ -27,13 +37,20 @@ def run_top(enc, audio: Tensor, lengths: Tensor, labels: Tensor, tokens: str, ba
         cand = S.labels_to_multihot(labels[sl], 3).any(1)
         if counted_clips is not None:
             cand &= counted_clips[sl]
-        T.update_top(top, T.stack_sites([S.clip_means(b) for b in bufs], n_max, float("nan")), index[sl], cand,
-                     T.stack_sites([b["peak_key"] for b in bufs], n_max, -1), n_bands)
+        T.update_top(
+            top,
+            T.stack_sites([S.clip_means(b) for b in bufs], n_max, float("nan")),
+            index[sl],
+            cand,
+            T.stack_sites([b["peak_key"] for b in bufs], n_max, -1),
+            n_bands,
+        )
     return top
 
 
-def brute_top(record: list, n_clips: int, tokens: str, site_neurons: list[int], k: int, index: Tensor,
-              candidate: Tensor) -> dict[str, Tensor]:
+def brute_top(
+    record: list, n_clips: int, tokens: str, site_neurons: list[int], k: int, index: Tensor, candidate: Tensor
+) -> dict[str, Tensor]:
     """Top-K by explicit loops over every kept activation: per clip the mean over its counted positions and
     the (frame, band) of its largest activation among the counted positions with a frame (>= 0)."""
     L, N = len(site_neurons), max(site_neurons)
@@ -61,8 +78,11 @@ def brute_top(record: list, n_clips: int, tokens: str, site_neurons: list[int], 
     out = T.new_top(L, N, k)
     for l in range(L):
         for n in range(site_neurons[l]):
-            rows = [(float((total[l, b, n] / count[l, b]).float()), int(index[b]), b) for b in range(n_clips)
-                    if bool(candidate[b]) and count[l, b] > 0]
+            rows = [
+                (float((total[l, b, n] / count[l, b]).float()), int(index[b]), b)
+                for b in range(n_clips)
+                if bool(candidate[b]) and count[l, b] > 0
+            ]
             rows.sort(key=lambda r: (-r[0], r[1]))
             for j, (s, i, b) in enumerate(rows[:k]):
                 out["score"][l, n, j], out["index"][l, n, j] = s, i
@@ -84,8 +104,9 @@ def test_top_clips_match_brute_force(stack_chunks: bool, tokens: str) -> None:
     enc = ToyEncoder(stack_chunks=stack_chunks).eval()
     audio, lengths, labels = toy_data(n=9)
     index = torch.tensor([40, 3, 17, 8, 99, 1, 23, 5, 60])
-    ref = brute_top(record_sites(enc, audio, lengths), 9, tokens, enc.site_neurons, 3, index,
-                    torch.ones(9, dtype=torch.bool))
+    ref = brute_top(
+        record_sites(enc, audio, lengths), 9, tokens, enc.site_neurons, 3, index, torch.ones(9, dtype=torch.bool)
+    )
     for bs in (2, 9):
         _check(run_top(enc, audio, lengths, labels, tokens, bs, 3, index), ref)
     got = run_top(enc, audio, lengths, labels, tokens, 4, 3, index)
@@ -128,8 +149,9 @@ def test_runs_on_parts_merge_to_the_run_on_the_whole() -> None:
     whole = run_top(enc, audio, lengths, labels, "all", 4, 3)
     a = run_top(enc, audio[:5], lengths[:5], labels[:5], "all", 4, 3)
     b = run_top(enc, audio[5:], lengths[5:], labels[5:], "all", 4, 3, index=torch.arange(5, 8))
-    meta = dict(sites=enc.neuron_sites, site_neurons=enc.site_neurons, k=3, frame_seconds=None,
-                frames_per_position=1, n_bands=0)
+    meta = dict(
+        sites=enc.neuron_sites, site_neurons=enc.site_neurons, k=3, frame_seconds=None, frames_per_position=1, n_bands=0
+    )
     m = S.merge_top_clips({**a, **meta}, {**b, **meta})
     assert torch.equal(m["index"], whole["index"]) and torch.equal(m["frame"], whole["frame"])
     assert torch.allclose(m["score"], whole["score"]) and m["k"] == 3
@@ -142,16 +164,24 @@ def test_m2d_peaks_name_the_frame_and_band_of_the_largest_activation(tokens: str
     """M2D tiny (patch tokens frequency-major, 32-frame chunks, padding chunks): the peak of a listed clip is
     the (first front-end frame, frequency band) of its largest activation, inside the clip; with
     ``tokens: all`` the CLS tokens count in the score but are never the peak (they have no frame)."""
-    enc = M2DEncoder(width=64, depth=2, num_heads=4, mlp_ratio=4.0, input_frames=32, n_mels=80, patch=16,
-                     sample_rate=16000, seed=0).eval()
+    enc = M2DEncoder(
+        width=64, depth=2, num_heads=4, mlp_ratio=4.0, input_frames=32, n_mels=80, patch=16, sample_rate=16000, seed=0
+    ).eval()
     g = torch.Generator().manual_seed(0)
     audio = torch.randn(4, 17600, generator=g) * 0.1
     lengths = torch.tensor([17600, 5000, 9000, 12000])
     audio[torch.arange(17600)[None] >= lengths[:, None]] = 0
     labels = torch.tensor([0, 1, 2, 0])
     got = run_top(enc, audio, lengths, labels, tokens, 3, 2)
-    ref = brute_top(record_sites(enc, audio, lengths), 4, tokens, enc.site_neurons, 2, torch.arange(4),
-                    torch.ones(4, dtype=torch.bool))
+    ref = brute_top(
+        record_sites(enc, audio, lengths),
+        4,
+        tokens,
+        enc.site_neurons,
+        2,
+        torch.arange(4),
+        torch.ones(4, dtype=torch.bool),
+    )
     _check(got, ref)
     assert got["band"].min() >= 0 and got["band"].max() < enc.n_bands  # every peak is a patch with a band
     frames_of = 1 + lengths // enc.frontend.hop_length
@@ -166,8 +196,15 @@ def test_crepe_peaks_have_frames_and_no_band() -> None:
     lengths = torch.tensor([4000, 2500, 4000])
     audio[1, 2500:] = 0
     got = run_top(enc, audio, lengths, torch.tensor([0, 1, 2]), "all", 2, 2)
-    ref = brute_top(record_sites(enc, audio, lengths), 3, "all", list(enc.site_neurons), 2, torch.arange(3),
-                    torch.ones(3, dtype=torch.bool))
+    ref = brute_top(
+        record_sites(enc, audio, lengths),
+        3,
+        "all",
+        list(enc.site_neurons),
+        2,
+        torch.arange(3),
+        torch.ones(3, dtype=torch.bool),
+    )
     _check(got, ref)
     listed = got["index"] >= 0
     assert (got["band"] == -1).all() and (got["frame"][listed] >= 0).all()

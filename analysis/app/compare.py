@@ -20,6 +20,7 @@
 Without a report spec, a within-task figure is drawn for every task all models have, and no cross-task
 figure. A figure's tasks must exist for every model.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,19 +30,37 @@ from typing import Mapping, Optional, Sequence
 
 import pandas as pd
 
-from analysis.app.report import (ReportSpec, TaskNeurons, cross_task, entropy_quantiles, entropy_values,
-                                 load_task_neurons, task_statistics, within_task)
+from analysis.app.report import (
+    ReportSpec,
+    TaskNeurons,
+    cross_task,
+    entropy_quantiles,
+    entropy_values,
+    load_task_neurons,
+    task_statistics,
+    within_task,
+)
 from analysis.figures import compare_cross_task_figure, compare_within_task_figure, entropy_distribution_figure
 from analysis.runs.atomic import check_writable, save_csv, save_pdf
-from analysis.runs.layout import (ENTROPY_DISTRIBUTION_PDF, compare_cross_task_name, compare_table_name,
-                                  compare_within_task_name)
+from analysis.runs.layout import (
+    ENTROPY_DISTRIBUTION_PDF,
+    compare_cross_task_name,
+    compare_table_name,
+    compare_within_task_name,
+)
 from analysis.runs.read import find_runs
 
 log = logging.getLogger(__name__)
 
 #: Columns of the one-model task table repeated per model in the comparison table.
-PER_MODEL = ["classes_covered", "coverage", "selected_neurons", "mean_neurons_per_class", "median_neurons_per_class",
-             "share_multiclass"]
+PER_MODEL = [
+    "classes_covered",
+    "coverage",
+    "selected_neurons",
+    "mean_neurons_per_class",
+    "median_neurons_per_class",
+    "share_multiclass",
+]
 
 
 def compare_rows(tasks: Mapping[str, Mapping[str, TaskNeurons]]) -> pd.DataFrame:
@@ -62,7 +81,10 @@ def compare_rows(tasks: Mapping[str, Mapping[str, TaskNeurons]]) -> pd.DataFrame
             row.update({f"{k}_{m}": v for k, v in entropy_quantiles(tn.run.over_zero).items()})
         first = models[0]
         for m in models[1:]:
-            a, b = row.get(f"mean_neurons_per_class_{first}", math.nan), row.get(f"mean_neurons_per_class_{m}", math.nan)
+            a, b = (
+                row.get(f"mean_neurons_per_class_{first}", math.nan),
+                row.get(f"mean_neurons_per_class_{m}", math.nan),
+            )
             row[f"neurons_per_class_ratio_{first}_to_{m}"] = a / b if b and not math.isnan(b) else math.nan
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -70,8 +92,14 @@ def compare_rows(tasks: Mapping[str, Mapping[str, TaskNeurons]]) -> pd.DataFrame
     return df[lead + [c for c in df.columns if c not in lead]]
 
 
-def build_compare(models: Mapping[str, str | Path], *, spec: Optional[ReportSpec] = None, dest: str | Path,
-                  overwrite: bool = False, tasks: Optional[Sequence[str]] = None) -> dict[str, Path]:
+def build_compare(
+    models: Mapping[str, str | Path],
+    *,
+    spec: Optional[ReportSpec] = None,
+    dest: str | Path,
+    overwrite: bool = False,
+    tasks: Optional[Sequence[str]] = None,
+) -> dict[str, Path]:
     """Write the comparison of ``models`` (model suffix → folder holding its ``<task>_<suffix>/`` run
     folders, each with ``neurons.pt``) into ``dest``; ``tasks``: only these tasks (default: every run
     folder found). Returns name → path of every file written."""
@@ -89,8 +117,9 @@ def build_compare(models: Mapping[str, str | Path], *, spec: Optional[ReportSpec
     for m, runs in found.items():
         missing = sorted(needed - set(runs))
         if missing:
-            raise FileNotFoundError(f"{models[m]}: model {m!r} has no run folder for task(s) {missing} "
-                                    f"(found: {sorted(runs)})")
+            raise FileNotFoundError(
+                f"{models[m]}: model {m!r} has no run folder for task(s) {missing} (found: {sorted(runs)})"
+            )
     dest = Path(dest)
     names = list(models)
     targets = {"table": dest / compare_table_name(names), "entropy": dest / ENTROPY_DISTRIBUTION_PDF}
@@ -106,8 +135,15 @@ def build_compare(models: Mapping[str, str | Path], *, spec: Optional[ReportSpec
     cross = {(a, b): {m: cross_task(tasks[m][a], tasks[m][b]) for m in names} for a, b in spec.cross_task}
     save_csv(compare_rows(tasks), targets["table"], overwrite)
     for (a, b), per_model in cross.items():
-        panels = {m: {"jac": jac, "classes_a": tasks[m][a].run.classes, "classes_b": tasks[m][b].run.classes,
-                      "per_layer": per_layer} for m, (jac, per_layer) in per_model.items()}
+        panels = {
+            m: {
+                "jac": jac,
+                "classes_a": tasks[m][a].run.classes,
+                "classes_b": tasks[m][b].run.classes,
+                "per_layer": per_layer,
+            }
+            for m, (jac, per_layer) in per_model.items()
+        }
         save_pdf(compare_cross_task_figure(panels, a, b), targets[f"cross_task-{a}-{b}"], overwrite)
     for t in spec.within_task:
         panels = {}

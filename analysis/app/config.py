@@ -20,6 +20,10 @@ so its keys, types and defaults have exactly one owner, that signature:
 ``probe``      :func:`~analysis.app.probe.fit_seeds`
 ``ablation``   :class:`~callbacks.AblationCallback` + ``batch_size``
 ``gallery``    :func:`~analysis.app.gallery.build_gallery` + ``enabled``
+``summary``    :func:`~analysis.app.summary.write_summary` (``alpha``, ``correction``)
+``sae``        :class:`~analysis.app.sae.SAEPipelineOptions` + :func:`~analysis.app.sae.train_sae`
+``tuning``     :class:`~analysis.app.tuning.TuningOptions` (stimulus dimensions of the tuning curves)
+``steering``   :class:`~analysis.app.tuning.SteeringOptions` (gain grid on each class set)
 =============  ==================================================================================
 
 Validation happens in :func:`load_config`, before any stage runs, and every error names the file and the
@@ -39,6 +43,7 @@ key path (``tasks.cremad.top_rat``):
 Unset ``${VAR}`` is an error too. Checks that need the data (class names, the metadata checks) run in
 :meth:`analysis.app.pipeline.Pipeline.check_data` before the first stage.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,16 +61,22 @@ from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch import nn
 
 from analysis.aape import check_rates
+from analysis.significance import check_alpha
 from analysis.app.gallery import build_gallery
 from analysis.app.identify import identify_run
 from analysis.app.probe import check_seeds, fit_seeds
 from analysis.app.report import ReportSpec
+from analysis.app.sae import SAEPipelineOptions, train_sae
 from analysis.app.stability import stability_run
+from analysis.runs import strict_yaml
+from analysis.app.summary import write_summary
+from analysis.app.tuning import SteeringOptions, TuningOptions
 from analysis.runs.conditions import NeuronList
 from callbacks import AblationCallback, ActivationStatsCallback
 from datamodules import EVARDataModule
 from datamodules.metadata import Split
 from datamodules.soundfont import check_soundfont_args, write_soundfont_task
+from datamodules.stimuli import check_stimuli_args
 from datamodules.synthetic import check_task_args, write_task
 from datamodules.tasks import UnknownTaskError, get_task
 
@@ -110,8 +121,17 @@ IDENTIFY_ALL = "all"
 IdentifySplits = Union[Literal[IDENTIFY_ALL], list[Split], None]
 
 #: EVARDataModule arguments that differ per task (the rest of its arguments go in ``data``).
-PER_TASK_DATA = ("fold", "label_map", "unit_sec", "resample", "file_sample_rate", "predict_splits", "limit",
-                 "task_def", "allow_duplicates")
+PER_TASK_DATA = (
+    "fold",
+    "label_map",
+    "unit_sec",
+    "resample",
+    "file_sample_rate",
+    "predict_splits",
+    "limit",
+    "task_def",
+    "allow_duplicates",
+)
 #: EVARDataModule arguments the pipeline sets itself.
 PIPELINE_DATA = ("task", "seed", "sample_rate", "predict_unsplit")
 
@@ -125,6 +145,7 @@ def expand_env(obj: Any, where: str) -> Any:
     if isinstance(obj, list):
         return [expand_env(v, f"{where}[{i}]") for i, v in enumerate(obj)]
     if isinstance(obj, str):
+
         def sub(m: "re.Match[str]") -> str:
             if m.group(1) not in os.environ:
                 raise PipelineError(f"{where}: environment variable {m.group(1)} is not set (used as {obj!r})")
@@ -142,10 +163,18 @@ def _parser() -> ArgumentParser:
 def _data_parser() -> ArgumentParser:
     p = _parser()
     p.add_class_arguments(EVARDataModule, skip=set(PER_TASK_DATA) | set(PIPELINE_DATA))
-    p.add_argument("--synthetic", type=Optional[dict[str, Any]], default=None,
-                   help="write synthetic EVAR tasks (write_task arguments)")
-    p.add_argument("--soundfont", type=Optional[dict[str, Any]], default=None,
-                   help="render EVAR tasks from a GM SoundFont (write_soundfont_task arguments)")
+    p.add_argument(
+        "--synthetic",
+        type=Optional[dict[str, Any]],
+        default=None,
+        help="write synthetic EVAR tasks (write_task arguments)",
+    )
+    p.add_argument(
+        "--soundfont",
+        type=Optional[dict[str, Any]],
+        default=None,
+        help="render EVAR tasks from a GM SoundFont (write_soundfont_task arguments)",
+    )
     return p
 
 
@@ -173,20 +202,37 @@ def _task_parser() -> ArgumentParser:
 
 def _stats_parser() -> ArgumentParser:
     p = _parser()
-    p.add_class_arguments(ActivationStatsCallback, skip={"out_dir", "suffix", "splits", "overwrite", "log_tensorboard",
-                                                         "config"})
-    p.add_argument("--identify_splits", type=IdentifySplits, default=["train", "valid"],
-                   help="clips counted for the identification: 'all' (every clip of the task, including "
-                        "rows without a split and every fold), a list of splits, or null (every split)")
+    p.add_class_arguments(
+        ActivationStatsCallback, skip={"out_dir", "suffix", "splits", "overwrite", "log_tensorboard", "config"}
+    )
+    p.add_argument(
+        "--identify_splits",
+        type=IdentifySplits,
+        default=["train", "valid"],
+        help="clips counted for the identification: 'all' (every clip of the task, including "
+        "rows without a split and every fold), a list of splits, or null (every split)",
+    )
     return p
 
 
 def _stability_parser() -> ArgumentParser:
     p = _parser()
     p.add_argument("--enabled", type=bool, default=True)
-    p.add_function_arguments(stability_run, skip={"run_dir", "seed", "mode", "top_rate", "filter_rate",
-                                                  "activation_bar_ratio", "top_rate_table", "tensorboard",
-                                                  "overwrite"})
+    p.add_function_arguments(
+        stability_run,
+        skip={
+            "run_dir",
+            "seed",
+            "mode",
+            "top_rate",
+            "filter_rate",
+            "activation_bar_ratio",
+            "top_rate_table",
+            "min_activity",
+            "tensorboard",
+            "overwrite",
+        },
+    )
     return p
 
 
@@ -199,9 +245,37 @@ def _ablation_parser() -> ArgumentParser:
 
 def _gallery_parser() -> ArgumentParser:
     p = _parser()
-    p.add_argument("--enabled", type=bool, default=False,
-                   help="build the listening gallery of every run (needs top_clips.pt from the statistics pass)")
+    p.add_argument(
+        "--enabled",
+        type=bool,
+        default=False,
+        help="build the listening gallery of every run (needs top_clips.pt from the statistics pass)",
+    )
     p.add_function_arguments(build_gallery, skip={"run_dir", "dest", "evar_root", "tensorboard", "overwrite"})
+    return p
+
+
+#: Arguments of :func:`~analysis.app.sae.train_sae` the pipeline sets itself (the trainer's from ``trainer``).
+SAE_PIPELINE_ARGS = {
+    "encoder",
+    "site",
+    "datamodule",
+    "dest",
+    "accelerator",
+    "devices",
+    "precision",
+    "strategy",
+    "tensorboard",
+    "name",
+    "overwrite",
+    "seed",
+}
+
+
+def _sae_parser() -> ArgumentParser:
+    p = _parser()
+    p.add_class_arguments(SAEPipelineOptions)
+    p.add_function_arguments(train_sae, skip=SAE_PIPELINE_ARGS)
     return p
 
 
@@ -234,6 +308,10 @@ SECTIONS: dict[str, Callable[[], ArgumentParser]] = {
     "probe": _function_parser(fit_seeds, {"run_dir", "out_dir", "overwrite", "accelerator", "tensorboard", "name"}),
     "ablation": _ablation_parser,
     "gallery": _gallery_parser,
+    "summary": _function_parser(write_summary, {"tree", "models", "tasks", "overwrite"}),
+    "sae": _sae_parser,
+    "tuning": _class_parser(TuningOptions),
+    "steering": _class_parser(SteeringOptions),
 }
 TOP_KEYS = {"out", "seed", "description", "tasks", "models"} | set(SECTIONS)
 DEFAULT_OUT = "outputs/pipeline"
@@ -288,8 +366,10 @@ def _jsonargparse_problem(message: str, value: dict[str, Any]) -> tuple[Optional
         elif isinstance(entry, dict) and isinstance(entry.get("init_args"), dict):
             key = f"{key}.init_args"
         accepted = _accepted(opt.group(1))
-        return key, (f"unknown key {opt.group(2)!r}"
-                     + (f"; {opt.group(1).rpartition('.')[2]} accepts {accepted}" if accepted else ""))
+        return key, (
+            f"unknown key {opt.group(2)!r}"
+            + (f"; {opt.group(1).rpartition('.')[2]} accepts {accepted}" if accepted else "")
+        )
     nested = re.search(r"class_path '[\w.]+': (Parser key \"[^\"]+\":.*)", text)
     if nested and isinstance(value.get(key), dict):
         sub_key, sub_text = _jsonargparse_problem(nested.group(1), dict(value[key].get("init_args") or {}))
@@ -341,9 +421,14 @@ def validate(cfg: dict[str, Any]) -> None:
     """The owners' rules and the references between sections (module docstring, steps 2 and 3); no I/O."""
     p = Path(cfg["_config_path"])
     ident = cfg["identify"]
-    _owner_check(p, "identify", ident, lambda: check_rates(ident["top_rate"], ident["filter_rate"],
-                                                           ident["activation_bar_ratio"]))
+    _owner_check(
+        p,
+        "identify",
+        ident,
+        lambda: check_rates(ident["top_rate"], ident["filter_rate"], ident["activation_bar_ratio"]),
+    )
     _owner_check(p, "probe", cfg["probe"], lambda: check_seeds(cfg["probe"]["seeds"]))
+    _owner_check(p, "summary", cfg["summary"], lambda: check_alpha(cfg["summary"]["alpha"]))
     st = cfg["stats"]
     _owner_check(p, "stats", st, lambda: ActivationStatsCallback(out_dir=".", tokens=st["tokens"], level=st["level"]))
     names = list(cfg["tasks"])
@@ -354,6 +439,23 @@ def validate(cfg: dict[str, Any]) -> None:
         bad = [t for t in pair if t not in names]
         if bad:
             raise PipelineError(f"{p}: report.cross_task[{i}]: {bad} not a task of this config (tasks: {names})")
+    tu = cfg["tuning"]
+    _owner_check(p, "tuning", tu, lambda: TuningOptions(**tu))
+    steer = cfg["steering"]
+    _owner_check(p, "steering", steer, lambda: SteeringOptions(**steer))
+    for key, known in (("models", list(cfg["models"])), ("tasks", names)):
+        bad = [x for x in steer[key] or [] if x not in known]
+        if bad:
+            raise PipelineError(f"{p}: steering.{key}: {bad} not among the config's {key} {known}")
+    for d in tu["dimensions"]:
+        _owner_check(
+            p,
+            f"tuning.{d}",
+            tu,
+            lambda: check_stimuli_args(
+                d, (tu["values"] or {}).get(d), tu["clips_per_value"], tu["duration"], tu["source"], 16000
+            ),
+        )
     syn, sfont = cfg["data"]["synthetic"], cfg["data"]["soundfont"]
     if syn is not None and sfont is not None:
         raise PipelineError(f"{p}: data: give either 'synthetic' or 'soundfont', not both (they write every task)")
@@ -365,11 +467,19 @@ def validate(cfg: dict[str, Any]) -> None:
         evar_task = opts["evar_task"] or task
         _owner_check(p, where, opts, lambda: check_rates(top_rate=opts["top_rate"]))
         data = task_data_options(cfg, task)
-        _owner_check(p, where, {**cfg["data"], **opts},
-                     lambda: EVARDataModule(evar_root=cfg["data"]["evar_root"], task=evar_task, **data))
+        _owner_check(
+            p,
+            where,
+            {**cfg["data"], **opts},
+            lambda: EVARDataModule(evar_root=cfg["data"]["evar_root"], task=evar_task, **data),
+        )
         per_task = {**abl, **{k: opts[k] for k in ("neuron_lists", "shared", "class_aliases") if opts[k] is not None}}
-        _owner_check(p, "ablation" if per_task == abl else f"{where} / ablation", per_task,
-                     lambda: AblationCallback(out_dir=".", **per_task))
+        _owner_check(
+            p,
+            "ablation" if per_task == abl else f"{where} / ablation",
+            per_task,
+            lambda: AblationCallback(out_dir=".", **per_task),
+        )
         if syn is not None:
             s = {k: v for k, v in syn.items() if k != "seed"}
             _owner_check(p, "data.synthetic", s, lambda: check_task_args(evar_task, **s))
@@ -378,6 +488,36 @@ def validate(cfg: dict[str, Any]) -> None:
             f["note_ranges_"] = f.pop("note_ranges")
             _owner_check(p, "data.soundfont", f, lambda: check_soundfont_args(evar_task, **f))
         _check_task_definition(p, where, evar_task, opts)
+    _check_sae(p, cfg)
+
+
+def _check_sae(p: Path, cfg: dict[str, Any]) -> None:
+    """The ``sae`` section names models and tasks of the config, and trained SAEs that exist."""
+    sae = cfg["sae"]
+    for key, names in (("models", list(cfg["models"])), ("train_tasks", list(cfg["tasks"]))):
+        for i, name in enumerate(sae[key] or []):
+            if name not in names:
+                raise PipelineError(
+                    f"{p}: sae.{key}[{i}]: {name!r} is not in '{key.replace('train_', '')}' of this config ({names})"
+                )
+    for model, sites in (sae["load"] or {}).items():
+        if model not in cfg["models"]:
+            raise PipelineError(f"{p}: sae.load.{model}: not a model of this config ({list(cfg['models'])})")
+        for site, path in sites.items():
+            if not Path(path).exists():
+                raise PipelineError(f"{p}: sae.load.{model}.{site}: {path} does not exist")
+    if sae["enabled"]:
+        clash = [
+            f"{m}{sae['suffix']}" for m in (sae["models"] or cfg["models"]) if f"{m}{sae['suffix']}" in cfg["models"]
+        ]
+        if clash:
+            raise PipelineError(f"{p}: sae.suffix: the feature models {clash} would replace models of the same name")
+    try:
+        SAEPipelineOptions(**{k: sae[k] for k in ("enabled", "models", "sites", "load", "train_tasks", "suffix")})
+        if sae["architecture"] == "topk" and sae["d_sae"] and not 1 <= sae["k"] <= sae["d_sae"]:
+            raise ValueError(f"k={sae['k']} must be in 1..d_sae={sae['d_sae']}")
+    except (ValueError, TypeError) as e:
+        raise PipelineError(f"{p}: sae: {e}") from e
 
 
 def check_class_names(cfg: dict[str, Any], task: str, classes: list[str]) -> None:
@@ -396,8 +536,10 @@ def check_class_names(cfg: dict[str, Any], task: str, classes: list[str]) -> Non
     named += [("ablation.topk_classes", c) for c in (a["topk_classes"] or [])]
     for key, name in named:
         if aliases.get(name, name) not in classes:
-            raise PipelineError(f"{where}: {key}: {name!r} is not a class of task {task!r} (classes: {classes}"
-                                f"{', aliases: ' + str(aliases) if aliases else ''})")
+            raise PipelineError(
+                f"{where}: {key}: {name!r} is not a class of task {task!r} (classes: {classes}"
+                f"{', aliases: ' + str(aliases) if aliases else ''})"
+            )
 
 
 def check_neuron_lists(cfg: dict[str, Any], model: str, site_neurons: list[int]) -> None:
@@ -410,9 +552,11 @@ def check_neuron_lists(cfg: dict[str, Any], model: str, site_neurons: list[int])
             for pair in nl["neurons"]:
                 ok = len(pair) == 2 and 0 <= pair[0] < len(site_neurons) and 0 <= pair[1] < site_neurons[pair[0]]
                 if not ok:
-                    raise PipelineError(f"{cfg['_config_path']}: {key}[{i}].neurons: {pair} is not a [layer, neuron] "
-                                        f"of model '{model}' ({len(site_neurons)} layers, neurons per layer "
-                                        f"{site_neurons})")
+                    raise PipelineError(
+                        f"{cfg['_config_path']}: {key}[{i}].neurons: {pair} is not a [layer, neuron] "
+                        f"of model '{model}' ({len(site_neurons)} layers, neurons per layer "
+                        f"{site_neurons})"
+                    )
 
 
 def _check_task_definition(p: Path, where: str, evar_task: str, opts: dict[str, Any]) -> None:
@@ -425,8 +569,9 @@ def _check_task_definition(p: Path, where: str, evar_task: str, opts: dict[str, 
     except (ValueError, FileNotFoundError) as e:
         raise PipelineError(f"{p}: {where}.task_def: {' '.join(str(e).split())}") from e
     if spec.folds and not 1 <= opts["fold"] <= spec.folds:
-        raise PipelineError(f"{p}: {where}.fold: fold {opts['fold']} is out of range: task {evar_task!r} has "
-                            f"folds 1..{spec.folds}")
+        raise PipelineError(
+            f"{p}: {where}.fold: fold {opts['fold']} is out of range: task {evar_task!r} has folds 1..{spec.folds}"
+        )
 
 
 def _model_spec(name: str, spec: Any, path: Path) -> dict[str, Any]:
@@ -435,7 +580,9 @@ def _model_spec(name: str, spec: Any, path: Path) -> dict[str, Any]:
         raise PipelineError(f"{path}: models.{name} needs a 'class_path' (and optional 'init_args')")
     extra = set(spec) - {"class_path", "init_args"}
     if extra:
-        raise PipelineError(f"{path}: unknown key(s) {sorted(extra)} in 'models.{name}'; allowed: class_path, init_args")
+        raise PipelineError(
+            f"{path}: unknown key(s) {sorted(extra)} in 'models.{name}'; allowed: class_path, init_args"
+        )
     if not isinstance(spec["class_path"], str):
         raise PipelineError(f"{path}: models.{name}.class_path must be a string, got {spec['class_path']!r}")
     if not isinstance(spec.get("init_args") or {}, dict):
@@ -453,7 +600,7 @@ def check_models(cfg: dict[str, Any]) -> None:
             p.parse_object({"encoder": spec})
         except Exception as e:
             key, problem = _jsonargparse_problem(str(e), {"encoder": spec})
-            where = f"models.{name}" + (key[len("encoder"):] if key and key.startswith("encoder") else "")
+            where = f"models.{name}" + (key[len("encoder") :] if key and key.startswith("encoder") else "")
             raise PipelineError(f"{cfg['_config_path']}: {where}: {problem}") from e
 
 
@@ -462,7 +609,7 @@ def load_config(path: str | Path, out: Optional[str] = None) -> dict[str, Any]:
     every default filled in (plus ``_config_path``)."""
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = strict_yaml.safe_load(p.read_text(encoding="utf-8"), str(p))
     except OSError as e:
         raise PipelineError(f"{p}: cannot read pipeline config: {e}") from e
     except yaml.YAMLError as e:
@@ -473,8 +620,11 @@ def load_config(path: str | Path, out: Optional[str] = None) -> dict[str, Any]:
     if unknown:
         raise PipelineError(f"{p}: unknown key(s) {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
     raw = expand_env(raw, str(p))
-    cfg: dict[str, Any] = {"description": raw.get("description"), "out": raw.get("out", DEFAULT_OUT),
-                           "seed": raw.get("seed", 0)}
+    cfg: dict[str, Any] = {
+        "description": raw.get("description"),
+        "out": raw.get("out", DEFAULT_OUT),
+        "seed": raw.get("seed", 0),
+    }
     if not isinstance(cfg["seed"], int) or isinstance(cfg["seed"], bool):
         raise PipelineError(f"{p}: seed must be an integer, got {cfg['seed']!r}")
     if not isinstance(cfg["out"], str) or not cfg["out"]:

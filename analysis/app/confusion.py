@@ -1,6 +1,7 @@
 """``confusion``: the change in confusion vs the baseline for any chosen ablation conditions, drawn from an
 ablation folder's ``ablation_confusion.csv`` (``python -m analysis confusion --ablation DIR --condition NAME
 ...``)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,9 @@ from analysis.runs.layout import confusion_figure_name
 from analysis.runs.read import read_ablation_confusion
 
 
-def confusion_figure(ablation_dir: str | Path, conditions: Sequence[str], out: Optional[str | Path] = None,
-                     overwrite: bool = False) -> Path:
+def confusion_figure(
+    ablation_dir: str | Path, conditions: Sequence[str], out: Optional[str | Path] = None, overwrite: bool = False
+) -> Path:
     """Write the baseline confusion and, per condition of ``conditions``, its change vs the baseline as one
     PDF (default ``<ablation_dir>/ablation_confusion-<conditions>.pdf``). Returns the path."""
     if not conditions:

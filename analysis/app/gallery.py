@@ -12,9 +12,9 @@ entropy first, at most ``per_class`` per class); ``selected`` — every neuron s
 (``neurons.csv``); ``L:N`` — neuron N of site L (any neuron: every neuron's top clips are in the run
 folder). The encoder and the data are the ones recorded in the run's ``manifest.json``.
 """
+
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shlex
@@ -29,19 +29,37 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from analysis.aape import entropy, neurons_to_masks, normalise
-from analysis.app.html import GalleryClip, GalleryNeuron, gallery_index_page, neuron_page
+from analysis.app.html import GalleryClip, GalleryNeuron, gallery_index_page, lookup_js, neuron_page
 from analysis.app.specs import instantiate, run_sources
 from analysis.figures import activation_overlay_figure
-from analysis.gallery import (ActivationGrid, TopClip, activation_grid, excerpt_bounds, grid_time_extent,
-                              label_purity, parse_neuron, peak_seconds, top_clips_of)
+from analysis.gallery import (
+    ActivationGrid,
+    TopClip,
+    activation_grid,
+    excerpt_bounds,
+    grid_time_extent,
+    label_purity,
+    parse_neuron,
+    peak_seconds,
+    top_clips_of,
+)
 from analysis.runs.atomic import check_writable, save_figure, save_json, save_text, save_wav
-from analysis.runs.layout import (GALLERY_DIR, GALLERY_JSON, GALLERY_LOOKUP_JS, INDEX_HTML, NEURONS_CSV, NEURONS_PT,
-                                  gallery_audio, gallery_image, gallery_neuron_page)
-from analysis.runs.read import (Run, read_index, read_neurons, read_ranking, read_run, read_top_clips,
-                                selection_warnings)
+from analysis.runs.layout import (
+    GALLERY_DIR,
+    GALLERY_JSON,
+    GALLERY_LOOKUP_JS,
+    INDEX_HTML,
+    NEURONS_CSV,
+    NEURONS_PT,
+    gallery_audio,
+    gallery_image,
+    gallery_neuron_page,
+)
+from analysis.runs.read import Run, read_index, read_neurons, read_ranking, read_run, read_top_clips, selection_warnings
 from analysis.runs.write import staged_folder
 from callbacks.activation_maps import display_spectrogram, record_neurons
 from datamodules import EVARDataModule
+from lightning_modules.encoders.features import unit_kind
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +93,10 @@ def choose_neurons(run: Run, neurons: Sequence[str], per_class: Optional[int] = 
     for spec in neurons:
         if spec == "class":
             if not (run.path / NEURONS_PT).is_file():
-                raise FileNotFoundError(f"{run.path / NEURONS_PT}: not found; run `python -m analysis identify "
-                                        f"--run {run.path}` first (or name neurons as layer:index)")
+                raise FileNotFoundError(
+                    f"{run.path / NEURONS_PT}: not found; run `python -m analysis identify "
+                    f"--run {run.path}` first (or name neurons as layer:index)"
+                )
             for cls in run.classes:
                 members = order([k for k, v in assigned.items() if cls in v])
                 shown = members[:per_class] if per_class is not None else members
@@ -89,8 +109,9 @@ def choose_neurons(run: Run, neurons: Sequence[str], per_class: Optional[int] = 
             try:
                 l, n = parse_neuron(spec)
             except ValueError:
-                raise ValueError(f"neurons: {spec!r} is neither {' nor '.join(NEURON_SETS)} nor layer:index "
-                                 f"(e.g. 3:17)") from None
+                raise ValueError(
+                    f"neurons: {spec!r} is neither {' nor '.join(NEURON_SETS)} nor layer:index (e.g. 3:17)"
+                ) from None
             if not (0 <= l < L and 0 <= n < run.site_neurons[l]):
                 raise ValueError(f"neuron {spec}: {run.path} has sites 0..{L - 1} with {run.site_neurons} neurons")
             explicit.append((l, n))
@@ -124,8 +145,9 @@ class _Clips:
 
     def get(self, index: int) -> dict[str, Any]:
         if index not in self.where:
-            raise ValueError(f"dataset index {index} (from top_clips.pt) is not in the run's data "
-                             f"({len(self.where)} clips)")
+            raise ValueError(
+                f"dataset index {index} (from top_clips.pt) is not in the run's data ({len(self.where)} clips)"
+            )
         ds, pos = self.where[index]
         return ds[pos]
 
@@ -145,10 +167,18 @@ def _datamodule(data: dict[str, Any], evar_root: Optional[str]) -> EVARDataModul
     return dm
 
 
-def build_gallery(run_dir: str | Path, dest: Optional[str | Path] = None, neurons: Sequence[str] = ("class",),
-                  per_class: Optional[int] = None, clips: Optional[int] = None, excerpt_seconds: float = 4.0,
-                  batch_size: int = 8, evar_root: Optional[str] = None, tensorboard: Optional[str | Path] = None,
-                  overwrite: bool = False) -> Path:
+def build_gallery(
+    run_dir: str | Path,
+    dest: Optional[str | Path] = None,
+    neurons: Sequence[str] = ("class",),
+    per_class: Optional[int] = None,
+    clips: Optional[int] = None,
+    excerpt_seconds: float = 4.0,
+    batch_size: int = 8,
+    evar_root: Optional[str] = None,
+    tensorboard: Optional[str | Path] = None,
+    overwrite: bool = False,
+) -> Path:
     """Write the listening gallery of ``run_dir`` into ``dest`` (default ``<run_dir>/gallery``) and return
     the path of its ``index.html``.
 
@@ -187,19 +217,43 @@ def build_gallery(run_dir: str | Path, dest: Optional[str | Path] = None, neuron
         media = _write_media(tmp, shown, tensorboard, run.task or run.path.name)
         gal = _gallery_neurons(run, choice, media, index)
         notes = _write_pages(tmp, run, choice, gal, top, index, neurons, per_class, dest)
-        save_json({"run": str(run.path), "task": run.task, "encoder": enc_spec, "neurons": list(neurons),
-                   "per_class": per_class, "clips": clips, "excerpt_seconds": excerpt_seconds,
-                   "shown": [n.key for n in gal], "notes": notes,
-                   "seconds": round(time.perf_counter() - t0, 2)}, tmp / GALLERY_JSON)
-    log.info("gallery of %s: %d neurons, %d clips in %.1f s -> %s", run.path, len(gal), len(shown),
-             time.perf_counter() - t0, dest)
+        save_json(
+            {
+                "run": str(run.path),
+                "task": run.task,
+                "encoder": enc_spec,
+                "neurons": list(neurons),
+                "per_class": per_class,
+                "clips": clips,
+                "excerpt_seconds": excerpt_seconds,
+                "shown": [n.key for n in gal],
+                "notes": notes,
+                "seconds": round(time.perf_counter() - t0, 2),
+            },
+            tmp / GALLERY_JSON,
+        )
+    log.info(
+        "gallery of %s: %d neurons, %d clips in %.1f s -> %s",
+        run.path,
+        len(gal),
+        len(shown),
+        time.perf_counter() - t0,
+        dest,
+    )
     return dest / INDEX_HTML
 
 
 # -- the activation-map pass --------------------------------------------------------------------------
-def _activation_pass(encoder: torch.nn.Module, dm: EVARDataModule, top: dict[str, Any],
-                     chosen: Sequence[tuple[int, int]], clips: Optional[int], excerpt_seconds: float,
-                     batch_size: int, tokens: str) -> dict[int, tuple[dict[str, Any], list[_Shown]]]:
+def _activation_pass(
+    encoder: torch.nn.Module,
+    dm: EVARDataModule,
+    top: dict[str, Any],
+    chosen: Sequence[tuple[int, int]],
+    clips: Optional[int],
+    excerpt_seconds: float,
+    batch_size: int,
+    tokens: str,
+) -> dict[int, tuple[dict[str, Any], list[_Shown]]]:
     """Run the encoder on the union of the chosen neurons' top clips; returns dataset index → (display
     data of the clip: ``spec``, ``spec_hop``, ``audio``, ``sample_rate``; the (neuron, clip) pairs it shows)."""
     wanted: dict[int, list[tuple[tuple[int, int], TopClip]]] = {}
@@ -219,7 +273,7 @@ def _activation_pass(encoder: torch.nn.Module, dm: EVARDataModule, top: dict[str
     out: dict[int, tuple[dict[str, Any], list[_Shown]]] = {}
     order = sorted(wanted)
     for start in range(0, len(order), batch_size):
-        ids = order[start:start + batch_size]
+        ids = order[start : start + batch_size]
         items = [source.get(i) for i in ids]
         audio = torch.stack([it["audio"] for it in items])
         lengths = torch.as_tensor([int(it["length"]) for it in items])
@@ -236,15 +290,24 @@ def _activation_pass(encoder: torch.nn.Module, dm: EVARDataModule, top: dict[str
                 peak = peak_seconds(frame, fs, fpp) if fs and frame >= 0 else None
                 s, e = excerpt_bounds(peak, duration, excerpt_seconds)
                 pairs.append(_Shown(key, c, g, s, e, peak, gallery_audio(idx, round(s * 1000), round(e * 1000))))
-            out[idx] = ({"spec": spec[b, :, :frames].to(torch.float16), "spec_hop": hop,
-                         "audio": audio[b, :int(lengths[b])].clone(), "sample_rate": sr,
-                         "frame_seconds": fs, "frames_per_position": fpp}, pairs)
+            out[idx] = (
+                {
+                    "spec": spec[b, :, :frames].to(torch.float16),
+                    "spec_hop": hop,
+                    "audio": audio[b, : int(lengths[b])].clone(),
+                    "sample_rate": sr,
+                    "frame_seconds": fs,
+                    "frames_per_position": fpp,
+                },
+                pairs,
+            )
     return out
 
 
 # -- files ----------------------------------------------------------------------------------------------
-def _write_media(folder: Path, shown: dict[int, tuple[dict[str, Any], list[_Shown]]],
-                 tensorboard: Optional[str | Path], task: str) -> dict[tuple[int, int], list[tuple[_Shown, str]]]:
+def _write_media(
+    folder: Path, shown: dict[int, tuple[dict[str, Any], list[_Shown]]], tensorboard: Optional[str | Path], task: str
+) -> dict[tuple[int, int], list[tuple[_Shown, str]]]:
     """Write every audio excerpt (once per clip and window) and every image; returns neuron → [(pair, image)]
     in rank order."""
     by_neuron: dict[tuple[int, int], list[tuple[_Shown, dict[str, Any]]]] = {}
@@ -257,13 +320,19 @@ def _write_media(folder: Path, shown: dict[int, tuple[dict[str, Any], list[_Show
     try:
         for key in sorted(by_neuron):
             pairs = sorted(by_neuron[key], key=lambda x: x[0].clip.rank)
-            vmax = max((float(np.nanmax(p.grid.grid.numpy())) for p, _ in pairs
-                        if p.grid.grid.numel() and torch.isfinite(p.grid.grid).any()), default=0.0)
+            vmax = max(
+                (
+                    float(np.nanmax(p.grid.grid.numpy()))
+                    for p, _ in pairs
+                    if p.grid.grid.numel() and torch.isfinite(p.grid.grid).any()
+                ),
+                default=0.0,
+            )
             vmax = vmax if vmax > 0 else 1.0
             out[key] = []
             for p, clip in pairs:
                 sr = clip["sample_rate"]
-                excerpt = clip["audio"][int(round(p.start * sr)):int(round(p.stop * sr))]
+                excerpt = clip["audio"][int(round(p.start * sr)) : int(round(p.stop * sr))]
                 if p.audio not in written:
                     save_wav(excerpt.numpy(), sr, folder / p.audio)
                     written.add(p.audio)
@@ -293,12 +362,14 @@ def _overlay(clip: dict[str, Any], p: _Shown, vmax: float):
     cols = p.grid.grid.shape[1]
     fs = clip["frame_seconds"]
     extent = grid_time_extent(cols, fs, clip["frames_per_position"]) if fs else (0.0, duration)
-    return activation_overlay_figure(spec, (-0.5 * hop, (spec.shape[1] - 0.5) * hop), p.grid.grid.numpy(), extent,
-                                     vmax, (p.start, p.stop))
+    return activation_overlay_figure(
+        spec, (-0.5 * hop, (spec.shape[1] - 0.5) * hop), p.grid.grid.numpy(), extent, vmax, (p.start, p.stop)
+    )
 
 
-def _gallery_neurons(run: Run, choice: Choice, media: dict[tuple[int, int], list[tuple[_Shown, str]]],
-                     index: Any) -> list[GalleryNeuron]:
+def _gallery_neurons(
+    run: Run, choice: Choice, media: dict[tuple[int, int], list[tuple[_Shown, str]]], index: Any
+) -> list[GalleryNeuron]:
     """What the pages show of each chosen neuron (its clips' file names and labels from ``index.csv``; a
     note where the recomputed clip score differs from ``top_clips.pt``)."""
     ent = entropy(normalise(run.over_zero))
@@ -310,18 +381,42 @@ def _gallery_neurons(run: Run, choice: Choice, media: dict[tuple[int, int], list
         for p, image in media.get(key, []):
             c = p.clip
             info = index.loc[c.index]
-            rows.append(GalleryClip(rank=c.rank, score=c.score, index=c.index, file_name=str(info["file_name"]),
-                                    label=str(info["label"]), split=str(info["split"]), peak=p.peak, start=p.start,
-                                    stop=p.stop, image=image, audio=p.audio))
+            rows.append(
+                GalleryClip(
+                    rank=c.rank,
+                    score=c.score,
+                    index=c.index,
+                    file_name=str(info["file_name"]),
+                    label=str(info["label"]),
+                    split=str(info["split"]),
+                    peak=p.peak,
+                    start=p.start,
+                    stop=p.stop,
+                    image=image,
+                    audio=p.audio,
+                )
+            )
             if not math.isclose(p.grid.score, c.score, rel_tol=SCORE_TOLERANCE, abs_tol=SCORE_TOLERANCE):
-                notes.append(f"clip {c.index} ({info['file_name']}): top_clips.pt scores it {c.score:.4g}, the "
-                             f"gallery's pass {p.grid.score:.4g} (different model weights or audio?)")
+                notes.append(
+                    f"clip {c.index} ({info['file_name']}): top_clips.pt scores it {c.score:.4g}, the "
+                    f"gallery's pass {p.grid.score:.4g} (different model weights or audio?)"
+                )
         if not rows:
             notes.append("no top clip recorded for this neuron (it never had a counted position)")
-        out.append(GalleryNeuron(
-            layer=l, neuron=n, site=run.sites[l], entropy=float(ent[l, n]), classes=classes,
-            p=[float(x) for x in run.over_zero[l, n].tolist()], clips=rows,
-            purity=label_purity([r.label for r in rows], classes), page=gallery_neuron_page(l, n), notes=notes))
+        out.append(
+            GalleryNeuron(
+                layer=l,
+                neuron=n,
+                site=run.sites[l],
+                entropy=float(ent[l, n]),
+                classes=classes,
+                p=[float(x) for x in run.over_zero[l, n].tolist()],
+                clips=rows,
+                purity=label_purity([r.label for r in rows], classes),
+                page=gallery_neuron_page(l, n),
+                notes=notes,
+            )
+        )
     return out
 
 
@@ -334,18 +429,29 @@ def _lookup_data(run: Run, top: dict[str, Any], index: Any, command: str) -> dic
         layer = []
         for n in range(run.site_neurons[l]):
             keep = idx[l, n] >= 0
-            pairs = [[int(i), float(f"{float(s):.4g}")] for i, s in zip(idx[l, n][keep].tolist(),
-                                                                        score[l, n][keep].tolist())]
+            pairs = [
+                [int(i), float(f"{float(s):.4g}")] for i, s in zip(idx[l, n][keep].tolist(), score[l, n][keep].tolist())
+            ]
             used.update(p[0] for p in pairs)
             layer.append(pairs)
         table.append(layer)
-    clips = {str(i): [str(index.loc[i, "file_name"]), str(index.loc[i, "label"])] for i in sorted(used)
-             if i in index.index}
+    clips = {
+        str(i): [str(index.loc[i, "file_name"]), str(index.loc[i, "label"])] for i in sorted(used) if i in index.index
+    }
     return {"sites": run.sites, "site_neurons": run.site_neurons, "top": table, "clips": clips, "command": command}
 
 
-def _write_pages(folder: Path, run: Run, choice: Choice, gal: list[GalleryNeuron], top: dict[str, Any], index: Any,
-                 neurons: Sequence[str], per_class: Optional[int], dest: Path) -> list[str]:
+def _write_pages(
+    folder: Path,
+    run: Run,
+    choice: Choice,
+    gal: list[GalleryNeuron],
+    top: dict[str, Any],
+    index: Any,
+    neurons: Sequence[str],
+    per_class: Optional[int],
+    dest: Path,
+) -> list[str]:
     model = run.manifest.get("encoder_name") or run.manifest.get("encoder") or run.path.name
     task = run.task or run.path.name
     title = f"What does {model} listen to? {task}"
@@ -353,26 +459,40 @@ def _write_pages(folder: Path, run: Run, choice: Choice, gal: list[GalleryNeuron
     groups = [(t, [by_key[f"{l}:{n}"] for l, n in members]) for t, members in choice.groups]
     notes = [f"{g.key}: {w}" for g in gal for w in g.notes]
     k = int(top["score"].shape[-1])
-    info = [("run folder", str(run.path)), ("task", task), ("model", str(model)),
-            ("classes", str(len(run.classes))), ("neurons shown", str(len(gal))),
-            ("top clips per neuron", f"{k} kept by the statistics pass (clip mean activation over its counted "
-                                     f"positions; identification splits)"),
-            ("built", time.strftime("%Y-%m-%d %H:%M"))]
-    command = (f"python -m analysis gallery --run {shlex.quote(str(run.path))} --dest {shlex.quote(str(dest))} "
-               f"--overwrite --neurons {' '.join(shlex.quote(s) for s in neurons)}")
+    unit = unit_kind(list(run.sites))
+    info = [
+        ("run folder", str(run.path)),
+        ("task", task),
+        ("model", str(model)),
+        (
+            "units",
+            "SAE features (latents of the SAE spliced at each site; docs/features.md)"
+            if unit == "feature"
+            else "neurons",
+        ),
+        ("classes", str(len(run.classes))),
+        ("neurons shown", str(len(gal))),
+        (
+            "top clips per neuron",
+            f"{k} kept by the statistics pass (clip mean activation over its counted positions; identification splits)",
+        ),
+        ("built", time.strftime("%Y-%m-%d %H:%M")),
+    ]
+    command = (
+        f"python -m analysis gallery --run {shlex.quote(str(run.path))} --dest {shlex.quote(str(dest))} "
+        f"--overwrite --neurons {' '.join(shlex.quote(s) for s in neurons)}"
+    )
     if per_class is not None:
         command = command.replace(" --overwrite", f" --per-class {per_class} --overwrite")
     shown_notes = notes[:20]
     if not gal:
         shown_notes = ["no neuron to show: the selection assigned none to any class"] + [
-            f"selection note: {w}" for w in selection_warnings(run.path)]
-    save_text(gallery_index_page(title, info, run.classes, groups, gal, GALLERY_LOOKUP_JS, shown_notes),
-              folder / INDEX_HTML)
-    save_text("window.AAPE_LOOKUP=" + _json(_lookup_data(run, top, index, command)) + ";\n", folder / GALLERY_LOOKUP_JS)
+            f"selection note: {w}" for w in selection_warnings(run.path)
+        ]
+    save_text(
+        gallery_index_page(title, info, run.classes, groups, gal, GALLERY_LOOKUP_JS, shown_notes), folder / INDEX_HTML
+    )
+    save_text(lookup_js(_lookup_data(run, top, index, command)), folder / GALLERY_LOOKUP_JS)
     for g in gal:
-        save_text(neuron_page(g, run.classes, title, f"../{INDEX_HTML}", "../"), folder / g.page)
+        save_text(neuron_page(g, run.classes, title, f"../{INDEX_HTML}", "../", unit), folder / g.page)
     return notes
-
-
-def _json(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))

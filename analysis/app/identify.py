@@ -10,6 +10,7 @@ top_rate, filter_rate, activation_bar_ratio, mode``.
 ``neurons.pt`` is the LAPE mask list (class → layer → LongTensor, ascending ids). ``neurons.json`` holds
 the thresholds, options, counts and warnings (also when no neuron is selected).
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,14 +50,16 @@ def neurons_table(result: Identification, classes: list[str], sites: list[str]) 
     data["classes"] = [";".join(a) for a in assigned]
     data["n_classes"] = [len(a) for a in assigned]
     k = len(layer)
-    data.update({
-        "filter_bar": [result.filter_bar] * k,
-        "activation_bar": [result.activation_bar] * k,
-        "top_rate": [result.top_rate] * k,
-        "filter_rate": [result.filter_rate] * k,
-        "activation_bar_ratio": [result.activation_bar_ratio] * k,
-        "mode": [result.mode] * k,
-    })
+    data.update(
+        {
+            "filter_bar": [result.filter_bar] * k,
+            "activation_bar": [result.activation_bar] * k,
+            "top_rate": [result.top_rate] * k,
+            "filter_rate": [result.filter_rate] * k,
+            "activation_bar_ratio": [result.activation_bar_ratio] * k,
+            "mode": [result.mode] * k,
+        }
+    )
     return pd.DataFrame(data)
 
 
@@ -78,6 +81,8 @@ def selection_record(result: Identification, run: Run) -> dict[str, object]:
         "neurons_per_class": dict(zip(run.classes, per_class)),
         "classes_in_neurons_pt": len(result.neurons),
         "options": asdict(result.options),
+        "min_activity": result.min_activity,
+        "n_inactive": result.n_inactive,
         "warnings": result.warnings,
     }
 
@@ -90,6 +95,7 @@ def identify_run(
     filter_rate: float = FILTER_RATE,
     activation_bar_ratio: float = ACTIVATION_BAR_RATIO,
     top_rate_table: Mapping[str, float] | None = None,
+    min_activity: float | None = None,
     overwrite: bool = False,
 ) -> tuple[Identification, Run]:
     """Select neurons for the run in ``run_dir`` and write ``neurons.csv``, ``neurons.pt``,
@@ -103,6 +109,9 @@ def identify_run(
         filter_rate: quantile a neuron must exceed for some class to be a candidate.
         activation_bar_ratio: quantile a selected neuron must exceed for a class to be assigned.
         top_rate_table: task → top_rate (may hold ``default``).
+        min_activity: neurons whose activation probability is below it in every class are never selected
+            (None: :data:`analysis.aape.MIN_ACTIVITY` in ``default`` mode, 0 in ``lape`` mode); their count
+            is ``n_inactive`` of ``neurons.json``.
         overwrite: replace existing neurons files.
     """
     d = Path(run_dir)
@@ -111,8 +120,15 @@ def identify_run(
     run = read_run(d, stats=True)
     top_rate = resolve_top_rate(run.task, top_rate, top_rate_table)
     log.info("%s: task %s → top_rate %s", d, run.task, top_rate)
-    result = identify(run.over_zero, mode=mode, top_rate=top_rate, filter_rate=filter_rate,
-                      activation_bar_ratio=activation_bar_ratio)
-    write_neurons(d, neurons_table(result, run.classes, run.sites), result.neurons, selection_record(result, run),
-                  overwrite)
+    result = identify(
+        run.over_zero,
+        mode=mode,
+        top_rate=top_rate,
+        filter_rate=filter_rate,
+        activation_bar_ratio=activation_bar_ratio,
+        min_activity=min_activity,
+    )
+    write_neurons(
+        d, neurons_table(result, run.classes, run.sites), result.neurons, selection_record(result, run), overwrite
+    )
     return result, run

@@ -6,6 +6,9 @@ Stages, for every (model, task) of the config, each calling the same public func
 1. ``data``      — tasks the pipeline writes: synthetic tones (``data.synthetic``; verb ``synth``) or
                    notes rendered from a SoundFont (``data.soundfont``; verb ``soundfont``);
                    :mod:`analysis.app.task_data`;
+   ``sae``       — with ``sae.enabled``: a sparse autoencoder per (model, site) → ``saes/<model>/<site>/``
+                   (verb ``sae``); the feature model ``<model>_sae`` (its latents as units) then runs every
+                   later stage like any model (:mod:`analysis.app.feature_stages`);
 2. ``stats``     — ``trainer.predict`` with :class:`callbacks.ActivationStatsCallback` (counts on the
                    identification splits — ``all``: every clip, rows without a split included —, top
                    clips, embeddings of every predicted clip) → ``runs/<task>_<model>/``
@@ -24,6 +27,11 @@ Stages, for every (model, task) of the config, each calling the same public func
                    ``trainer``, through a subprocess like ``stats``; the probe fit stays on one device);
 8. ``gallery``   — the listening gallery of each run (top clips, spectrogram + activation overlay, audio)
                    → ``gallery/<task>_<model>/`` (verb ``gallery``; only with ``gallery.enabled``);
+   ``features``  — with feature models: ``compare/neurons_vs_features.csv`` (neurons vs features per task
+                   and site);
+   ``stimuli``, ``tuning``, ``tuning_report`` — tuning curves along stimulus dimensions (only with
+                   ``tuning.dimensions``), ``steering``, ``steering_report`` — class sets scaled by a gain
+                   grid (only with ``steering.enabled``; both in :mod:`analysis.app.pipeline_tuning`);
 9. ``summary``   — ``report/summary.md`` and ``report/index.html`` from the files above, linking the
                    galleries (verb ``summary``).
 
@@ -33,6 +41,7 @@ against the config (:mod:`analysis.runs.identity`: model, checkpoint sha256, tas
 counting settings), so a folder made by another model or from other data is refused, not analysed under
 this config's name.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,11 +58,20 @@ import yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
+from analysis.app import feature_stages
 from analysis.app.compare import build_compare
-from analysis.app.config import (IDENTIFY_ALL, PipelineError, check_class_names, check_models, check_neuron_lists,
-                                 load_config, task_data_options)
+from analysis.app.config import (
+    IDENTIFY_ALL,
+    PipelineError,
+    check_class_names,
+    check_models,
+    check_neuron_lists,
+    load_config,
+    task_data_options,
+)
 from analysis.app.gallery import build_gallery
 from analysis.app.identify import identify_run
+from analysis.app.pipeline_tuning import TuningStages
 from analysis.app.probe import fit_seeds
 from analysis.app.report import ReportSpec, build_report
 from analysis.app.runner import OutputLock, Runner, Stage
@@ -61,13 +79,34 @@ from analysis.app.specs import instantiate
 from analysis.app.stability import stability_run
 from analysis.app.summary import write_summary
 from analysis.app.task_data import data_tasks, writer_section
-from analysis.runs.atomic import save_text
+from analysis.runs.atomic import record_move, save_text
 from analysis.runs.identity import RunMismatchError, check_run, encoder_identity
-from analysis.runs.layout import (ABLATION_CONFUSION_CSV, ABLATION_CSV, ABLATION_SUMMARY_CSV,
-                                  ENTROPY_DISTRIBUTION_PDF, FEATURES, INDEX_HTML, MANIFEST, NEURONS_CSV, NEURONS_FILES,
-                                  NEURONS_PT, OVER_ZERO, PROBE_RESULTS, STABILITY_CSV, STATS, SUMMARY_MD, TOP_CLIPS,
-                                  OutputTree, compare_cross_task_name, compare_table_name, compare_within_task_name,
-                                  cross_task_name, run_folder, task_table_name, within_task_name)
+from analysis.runs.layout import (
+    ABLATION_CONFUSION_CSV,
+    ABLATION_CSV,
+    ABLATION_SUMMARY_CSV,
+    ENTROPY_DISTRIBUTION_PDF,
+    FEATURES,
+    INDEX_HTML,
+    MANIFEST,
+    NEURONS_CSV,
+    NEURONS_FILES,
+    NEURONS_PT,
+    OVER_ZERO,
+    PROBE_RESULTS,
+    STABILITY_CSV,
+    STATS,
+    SUMMARY_MD,
+    TOP_CLIPS,
+    OutputTree,
+    compare_cross_task_name,
+    compare_table_name,
+    compare_within_task_name,
+    cross_task_name,
+    run_folder,
+    task_table_name,
+    within_task_name,
+)
 from analysis.runs.read import best_checkpoint
 from analysis.runs.write import stability_paths
 from callbacks import AblationCallback, ActivationStatsCallback
@@ -78,8 +117,25 @@ from lightning_modules import AudioClassifier, FeatureExtractor
 
 log = logging.getLogger("aape.pipeline")
 
-STAGE_NAMES = ("data", "stats", "identify", "report", "compare", "stability", "probe", "ablation", "gallery",
-               "summary")
+STAGE_NAMES = (
+    "data",
+    "sae",
+    "stats",
+    "identify",
+    "report",
+    "compare",
+    "stability",
+    "probe",
+    "ablation",
+    "gallery",
+    "features",
+    "stimuli",
+    "tuning",
+    "tuning_report",
+    "steering",
+    "steering_report",
+    "summary",
+)
 #: Keys of the ``ablation`` section that are not AblationCallback arguments.
 _ABLATION_PIPELINE_KEYS = ("batch_size",)
 #: Per-task options that override the ``ablation`` section's.
@@ -88,7 +144,7 @@ _TASK_ABLATION_KEYS = ("neuron_lists", "shared", "class_aliases")
 __all__ = ["Pipeline", "PipelineError", "Runner", "Stage", "instantiate", "load_config", "run_pipeline"]
 
 
-class Pipeline:
+class Pipeline(TuningStages):
     """Builds the stage list from a validated config (see :func:`analysis.app.config.load_config`)."""
 
     def __init__(self, cfg: dict[str, Any], force: bool = False) -> None:
@@ -98,6 +154,11 @@ class Pipeline:
         self.runner = Runner(self.tree, force=force, seed=int(cfg["seed"]))
         self._identity: dict[str, dict[str, Any]] = {}
         check_models(cfg)
+        #: feature models (SAE latents as units, :mod:`analysis.app.feature_stages`), added to cfg["models"]
+        try:
+            self.feature_models = feature_stages.plan(self)
+        except ValueError as e:
+            raise PipelineError(str(e)) from e
         d = cfg["data"]
         if writer_section(cfg) and not d["evar_root"]:
             self.evar_root = self.tree.synthetic_evar_root
@@ -105,8 +166,9 @@ class Pipeline:
             try:
                 self.evar_root = resolve_evar_root(d["evar_root"])
             except ValueError as e:
-                raise PipelineError(f"{cfg['_config_path']}: set data.evar_root (or $EVAR, or data.synthetic, or "
-                                    f"data.soundfont): {e}")
+                raise PipelineError(
+                    f"{cfg['_config_path']}: set data.evar_root (or $EVAR, or data.synthetic, or data.soundfont): {e}"
+                )
 
     # -- paths and builders -----------------------------------------------------------------------
     def run_dir(self, task: str, model: str) -> Path:
@@ -128,9 +190,17 @@ class Pipeline:
 
     def manifest_config(self, task: str, model: str, dm: EVARDataModule) -> dict[str, Any]:
         """What the statistics manifest records of this pipeline run."""
-        return {"pipeline_config": self.cfg["_config_path"], "task": task, "task_options": self.cfg["tasks"][task],
-                "model": model, "encoder": self.cfg["models"][model], "stats": self.cfg["stats"],
-                "trainer": self.cfg["trainer"], "seed": self.cfg["seed"], "data": dict(dm.hparams)}
+        return {
+            "pipeline_config": self.cfg["_config_path"],
+            "task": task,
+            "task_options": self.cfg["tasks"][task],
+            "model": model,
+            "encoder": self.cfg["models"][model],
+            "stats": self.cfg["stats"],
+            "trainer": self.cfg["trainer"],
+            "seed": self.cfg["seed"],
+            "data": dict(dm.hparams),
+        }
 
     def encoder(self, model: str) -> nn.Module:
         return instantiate(self.cfg["models"][model], f"models.{model}")
@@ -144,8 +214,13 @@ class Pipeline:
     def metadata(self, task: str) -> EVARDataModule:
         """The task's datamodule after ``setup()`` for its metadata only (class list, the clips a
         statistics pass predicts): the metadata checks, independent of any model's sample rate."""
-        dm = EVARDataModule(evar_root=str(self.evar_root), task=self.evar_task(task), seed=self.cfg["seed"],
-                            predict_unsplit=self._identify_all(), **task_data_options(self.cfg, task))
+        dm = EVARDataModule(
+            evar_root=str(self.evar_root),
+            task=self.evar_task(task),
+            seed=self.cfg["seed"],
+            predict_unsplit=self._identify_all(),
+            **task_data_options(self.cfg, task),
+        )
         dm.setup()
         return dm
 
@@ -154,9 +229,15 @@ class Pipeline:
         encoder (class, name, checkpoint sha256, sites), task, classes, data list and counting settings."""
         dm = self.metadata(task)
         s = self.cfg["stats"]
-        return {**self.model_identity(model), "task": dm.task, "classes": dm.classes,
-                "data_list_sha256": dm.data_list_sha256(), "tokens": s["tokens"], "level": s["level"],
-                "splits": self._counted_splits()}
+        return {
+            **self.model_identity(model),
+            "task": dm.task,
+            "classes": dm.classes,
+            "data_list_sha256": dm.data_list_sha256(),
+            "tokens": s["tokens"],
+            "level": s["level"],
+            "splits": self._counted_splits(),
+        }
 
     def corrected_tests(self) -> int:
         """The tests of this run that one correction covers: every (task, model, class)."""
@@ -165,38 +246,59 @@ class Pipeline:
     def check_run(self, task: str, model: str) -> None:
         """Refuse a run folder that this config's model and data did not make (names both values)."""
         try:
-            check_run(self.run_dir(task, model), self.expected_run(task, model), require=True,
-                      consumer=f"model '{model}' and task '{task}' of {self.cfg['_config_path']}")
+            check_run(
+                self.run_dir(task, model),
+                self.expected_run(task, model),
+                require=True,
+                consumer=f"model '{model}' and task '{task}' of {self.cfg['_config_path']}",
+            )
         except RunMismatchError as e:
             raise PipelineError(str(e)) from e
 
     def check_data(self, skip: Iterable[str] = ()) -> None:
         """Before the first stage: read the metadata of every task (except the EVAR tasks in ``skip``:
         synthetic tasks the data stage has yet to write) — the task must exist and pass the metadata
-        checks, and the class names of neuron lists, shared groups and top-k classes must be classes of
-        the task. Errors name the file and key."""
+        checks, the splits the stages use must have rows (:meth:`_needed_splits`), and the class names
+        of neuron lists, shared groups and top-k classes must be classes of the task. Errors name the file
+        and key."""
         cfg, where, skip = self.cfg, self.cfg["_config_path"], set(skip)
         for task in cfg["tasks"]:
             if self.evar_task(task) in skip:
                 continue
             try:
                 dm = self.metadata(task)
+                dm.require_splits(self._needed_splits())
             except (ValueError, FileNotFoundError, UnknownTaskError) as e:
                 raise PipelineError(f"{where}: tasks.{task}: {e}") from e
             check_class_names(cfg, task, dm.classes)
+
+    def _needed_splits(self) -> dict[str, str]:
+        """Splits every task must have rows in (split → the stage that needs it): train and test (the probe
+        fits on train and is tested on test, the ablation tests on test) and each listed identification
+        split."""
+        needs = {"train": "the probe fits on it", "test": "the probe and the ablation are tested on it"}
+        splits = self._counted_splits()
+        for s in splits or ():
+            needs.setdefault(s, "stats.identify_splits counts it")
+        return needs
 
     def check_ablation_lists(self) -> None:
         """Before the first stage, when the config lists neurons to ablate: each model is built and every
         listed ``[layer, neuron]`` must exist in it."""
         if self.cfg["ablation"]["neuron_lists"] or any(o["neuron_lists"] for o in self.cfg["tasks"].values()):
-            for model in self.cfg["models"]:
+            for model in [m for m in self.cfg["models"] if m not in self.feature_models]:
                 check_neuron_lists(self.cfg, model, self.model_identity(model)["site_neurons"])
 
     def trainer(self, model: str, task: str, stage: str, callbacks: list) -> pl.Trainer:
         """A Trainer with the ``trainer`` section (one process; see :meth:`multi_process`)."""
         logger = TensorBoardLogger(str(self.tree.tensorboard), name=f"{task}_{model}", version=stage)
-        return pl.Trainer(callbacks=callbacks, logger=logger, enable_checkpointing=False, enable_model_summary=False,
-                          **self.cfg["trainer"])
+        return pl.Trainer(
+            callbacks=callbacks,
+            logger=logger,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            **self.cfg["trainer"],
+        )
 
     def multi_process(self) -> bool:
         """Whether the ``trainer`` section runs several processes (then the Lightning stages run through a
@@ -218,6 +320,7 @@ class Pipeline:
         cfg = self.cfg
         st = self._data_stages()
         data_ids = [s.id for s in st]
+        st += feature_stages.sae_stages(self, data_ids)
         for model in cfg["models"]:
             for task in cfg["tasks"]:
                 st += self._statistics_stages(task, model, data_ids)
@@ -228,14 +331,28 @@ class Pipeline:
         for model in cfg["models"]:
             for task in cfg["tasks"]:
                 st += self._evaluation_stages(task, model)
-        st.append(Stage("summary", "", {"v": 1}, [self.tree.report / SUMMARY_MD, self.tree.report / INDEX_HTML],
-                        self._summary, after=[s.id for s in st], owns=[self.tree.report]))
+        features = feature_stages.features_stage(self)
+        st += [features] if features is not None else []
+        st += self._tuning_stages() + self._steering_stages()
+        st.append(
+            Stage(
+                "summary",
+                "",
+                {"v": 2, "summary": self.cfg["summary"]},
+                [self.tree.report / SUMMARY_MD, self.tree.report / INDEX_HTML],
+                self._summary,
+                after=[s.id for s in st],
+                owns=[self.tree.report],
+            )
+        )
         return st
 
     def _data_stages(self) -> list[Stage]:
         tasks = list(dict.fromkeys(self.evar_task(t) for t in self.cfg["tasks"]))
-        return [Stage("data", t.key, t.depends, [t.csv], t.write, owns=t.owns)
-                for t in data_tasks(self.cfg, self.evar_root, tasks)]
+        return [
+            Stage("data", t.key, t.depends, [t.csv], t.write, owns=t.owns)
+            for t in data_tasks(self.cfg, self.evar_root, tasks)
+        ]
 
     def _statistics_stages(self, task: str, model: str, data_ids: list[str]) -> list[Stage]:
         cfg, key, rd = self.cfg, f"{task}_{model}", self.run_dir(task, model)
@@ -243,12 +360,24 @@ class Pipeline:
         outs = [rd / OVER_ZERO, rd / STATS, rd / MANIFEST]
         outs += [rd / FEATURES] if cfg["stats"].get("features", True) else []
         outs += [rd / TOP_CLIPS] if cfg["stats"].get("top_k", 0) else []
-        stats = Stage("stats", key, {**common, "stats": cfg["stats"], "trainer": cfg["trainer"],
-                                     "act_sum": self._act_sum()},
-                      outs, self._bind(self._statistics, task, model), after=list(data_ids), owns=[rd])
-        ident = Stage("identify", key, {"identify": cfg["identify"], "top": cfg["tasks"][task]["top_rate"]},
-                      [rd / NEURONS_CSV, rd / NEURONS_PT], self._bind(self._identify, task, model), after=[stats.id],
-                      owns=[rd / f for f in NEURONS_FILES])
+        stats = Stage(
+            "stats",
+            key,
+            {**common, "stats": cfg["stats"], "trainer": cfg["trainer"], "act_sum": self._act_sum()},
+            outs,
+            self._bind(self._statistics, task, model),
+            after=list(data_ids) + feature_stages.stats_after(self, model),
+            owns=[rd],
+        )
+        ident = Stage(
+            "identify",
+            key,
+            {"identify": cfg["identify"], "top": cfg["tasks"][task]["top_rate"]},
+            [rd / NEURONS_CSV, rd / NEURONS_PT],
+            self._bind(self._identify, task, model),
+            after=[stats.id],
+            owns=[rd / f for f in NEURONS_FILES],
+        )
         return [stats, ident]
 
     def _report_stage(self, model: str) -> Stage:
@@ -256,35 +385,82 @@ class Pipeline:
         outs = [dest / task_table_name(model)]
         outs += [dest / cross_task_name(a, b) for a, b in rep["cross_task"]]
         outs += [dest / within_task_name(t) for t in rep["within_task"]]
-        return Stage("report", model, {"report": rep}, outs, self._bind(self._report, model),
-                     after=[f"identify-{t}_{model}" for t in self.cfg["tasks"]], owns=[dest])
+        return Stage(
+            "report",
+            model,
+            {"report": rep},
+            outs,
+            self._bind(self._report, model),
+            after=[f"identify-{t}_{model}" for t in self.cfg["tasks"]],
+            owns=[dest],
+        )
 
     def _compare_stage(self) -> Stage:
         rep, dest, models = self.cfg["report"], self.tree.compare, list(self.cfg["models"])
         outs = [dest / compare_table_name(models), dest / ENTROPY_DISTRIBUTION_PDF]
         outs += [dest / compare_cross_task_name(a, b) for a, b in rep["cross_task"]]
         outs += [dest / compare_within_task_name(t) for t in rep["within_task"]]
-        return Stage("compare", "", {"report": rep, "models": models}, outs, self._compare,
-                     after=[f"report-{m}" for m in models], owns=[dest])
+        return Stage(
+            "compare",
+            "",
+            {"report": rep, "models": models},
+            outs,
+            self._compare,
+            after=[f"report-{m}" for m in models],
+            owns=[dest],
+        )
 
     def _evaluation_stages(self, task: str, model: str) -> list[Stage]:
         cfg, key = self.cfg, f"{task}_{model}"
         rd, pd_, ad = self.run_dir(task, model), self.probe_dir(task, model), self.ablation_dir(task, model)
         out = []
         if cfg["stability"]["enabled"]:
-            out.append(Stage("stability", key, {"stability": cfg["stability"], "identify": cfg["identify"]},
-                             [rd / STABILITY_CSV], self._bind(self._stability, task, model), after=[f"stats-{key}"],
-                             owns=list(stability_paths(rd).values())))
-        out.append(Stage("probe", key, {"probe": cfg["probe"]}, [pd_ / PROBE_RESULTS],
-                         self._bind(self._probe, task, model), after=[f"stats-{key}"], owns=[pd_]))
-        out.append(Stage("ablation", key, {"ablation": cfg["ablation"], "trainer": cfg["trainer"]},
-                         [ad / ABLATION_CSV, ad / ABLATION_SUMMARY_CSV, ad / ABLATION_CONFUSION_CSV],
-                         self._bind(self._ablation, task, model),
-                         after=[f"probe-{key}", f"identify-{key}"], owns=[ad]))
+            out.append(
+                Stage(
+                    "stability",
+                    key,
+                    {"stability": cfg["stability"], "identify": cfg["identify"]},
+                    [rd / STABILITY_CSV],
+                    self._bind(self._stability, task, model),
+                    after=[f"stats-{key}"],
+                    owns=list(stability_paths(rd).values()),
+                )
+            )
+        out.append(
+            Stage(
+                "probe",
+                key,
+                {"probe": cfg["probe"]},
+                [pd_ / PROBE_RESULTS],
+                self._bind(self._probe, task, model),
+                after=[f"stats-{key}"],
+                owns=[pd_],
+            )
+        )
+        out.append(
+            Stage(
+                "ablation",
+                key,
+                {"ablation": cfg["ablation"], "trainer": cfg["trainer"]},
+                [ad / ABLATION_CSV, ad / ABLATION_SUMMARY_CSV, ad / ABLATION_CONFUSION_CSV],
+                self._bind(self._ablation, task, model),
+                after=[f"probe-{key}", f"identify-{key}"],
+                owns=[ad],
+            )
+        )
         if cfg["gallery"]["enabled"]:
             gd = self.tree.gallery(task, model)
-            out.append(Stage("gallery", key, {"gallery": cfg["gallery"]}, [gd / INDEX_HTML],
-                             self._bind(self._gallery, task, model), after=[f"identify-{key}"], owns=[gd]))
+            out.append(
+                Stage(
+                    "gallery",
+                    key,
+                    {"gallery": cfg["gallery"]},
+                    [gd / INDEX_HTML],
+                    self._bind(self._gallery, task, model),
+                    after=[f"identify-{key}"],
+                    owns=[gd],
+                )
+            )
         return out
 
     def run(self, only: Optional[Sequence[str]] = None) -> None:
@@ -327,11 +503,19 @@ class Pipeline:
         """Activation sums are computed when asked for or when the ablation replaces neurons by their mean."""
         return bool(self.cfg["stats"].get("act_sum", False)) or self.cfg["ablation"].get("mode") == "mean"
 
-    def _statistics_callback(self, task: str, model: str, staging: Path, dm: EVARDataModule,
-                             overwrite: bool) -> dict[str, Any]:
+    def _statistics_callback(
+        self, task: str, model: str, staging: Path, dm: EVARDataModule, overwrite: bool
+    ) -> dict[str, Any]:
         s = {k: v for k, v in self.cfg["stats"].items() if k != "identify_splits"}
-        return {**s, "out_dir": str(staging), "suffix": model, "splits": self._counted_splits(),
-                "act_sum": self._act_sum(), "overwrite": overwrite, "config": self.manifest_config(task, model, dm)}
+        return {
+            **s,
+            "out_dir": str(staging),
+            "suffix": model,
+            "splits": self._counted_splits(),
+            "act_sum": self._act_sum(),
+            "overwrite": overwrite,
+            "config": self.manifest_config(task, model, dm),
+        }
 
     def _statistics(self, task: str, model: str, overwrite: bool) -> None:
         encoder = self.encoder(model)
@@ -355,7 +539,8 @@ class Pipeline:
         if n < processes:
             raise PipelineError(
                 f"{self.cfg['_config_path']}: trainer.devices: task {task!r} has {n} clip{'s' if n != 1 else ''} to "
-                f"predict but the statistics stage would run {processes} processes; use trainer.devices <= {n}")
+                f"predict but the statistics stage would run {processes} processes; use trainer.devices <= {n}"
+            )
 
     def _fresh_staging(self, task: str, model: str) -> Path:
         """An empty private folder the statistics callback writes into."""
@@ -378,6 +563,7 @@ class Pipeline:
             shutil.rmtree(dst)
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dst)
+        record_move(src, dst)
         shutil.rmtree(staging)
         try:
             staging.parent.rmdir()  # .staging/ when no other stage is using it
@@ -386,17 +572,29 @@ class Pipeline:
 
     def _statistics_subprocess(self, task: str, model: str, dm: EVARDataModule, cb_args: dict[str, Any]) -> None:
         """Several processes: Lightning's DDP re-launches the command line, so run ``train.py predict``."""
-        self._train_py("predict", "stats", task, model, {
-            "trainer": self._cli_trainer("callbacks.ActivationStatsCallback", cb_args),
-            "model": {"class_path": "lightning_modules.FeatureExtractor",
-                      "init_args": {"encoder": self.cfg["models"][model]}},
-            "data": {"class_path": "datamodules.EVARDataModule", "init_args": dict(dm.hparams)},
-            "return_predictions": False,
-        })
+        self._train_py(
+            "predict",
+            "stats",
+            task,
+            model,
+            {
+                "trainer": self._cli_trainer("callbacks.ActivationStatsCallback", cb_args),
+                "model": {
+                    "class_path": "lightning_modules.FeatureExtractor",
+                    "init_args": {"encoder": self.cfg["models"][model]},
+                },
+                "data": {"class_path": "datamodules.EVARDataModule", "init_args": dict(dm.hparams)},
+                "return_predictions": False,
+            },
+        )
 
     def _cli_trainer(self, callback: str, args: dict[str, Any]) -> dict[str, Any]:
-        return {**self.cfg["trainer"], "logger": False, "enable_checkpointing": False,
-                "callbacks": [{"class_path": callback, "init_args": args}]}
+        return {
+            **self.cfg["trainer"],
+            "logger": False,
+            "enable_checkpointing": False,
+            "callbacks": [{"class_path": callback, "init_args": args}],
+        }
 
     def _train_py(self, verb: str, stage: str, task: str, model: str, cli_cfg: dict[str, Any]) -> None:
         """Run ``train.py <verb>`` with ``cli_cfg`` (written to ``.stages/<verb>-<task>_<model>.yaml``)."""
@@ -404,11 +602,11 @@ class Pipeline:
         cfg_path = self.tree.stages / f"{verb}-{task}_{model}.yaml"
         save_text(yaml.safe_dump(cli_cfg, sort_keys=False), cfg_path, overwrite=True)
         train_py = Path(__file__).resolve().parents[2] / "train.py"
-        r = subprocess.run([sys.executable, str(train_py), verb, "--config", str(cfg_path)],
-                           cwd=str(self.tree.stages))
+        r = subprocess.run([sys.executable, str(train_py), verb, "--config", str(cfg_path)], cwd=str(self.tree.stages))
         if r.returncode != 0:
-            raise PipelineError(f"stage {stage}-{task}_{model}: train.py {verb} exited with {r.returncode} "
-                                f"(config {cfg_path})")
+            raise PipelineError(
+                f"stage {stage}-{task}_{model}: train.py {verb} exited with {r.returncode} (config {cfg_path})"
+            )
 
     def _selection(self, task: str) -> dict[str, Any]:
         """The ``identify`` section with the task's own ``top_rate`` when it has one."""
@@ -424,28 +622,46 @@ class Pipeline:
     def _report(self, model: str, overwrite: bool) -> None:
         for task in self.cfg["tasks"]:
             self.check_run(task, model)
-        build_report(self.tree.runs, model, spec=ReportSpec(**self.cfg["report"]), dest=self.tree.model_report(model),
-                     tensorboard=self.tree.tensorboard / f"report_{model}", overwrite=overwrite,
-                     tasks=list(self.cfg["tasks"]))
+        build_report(
+            self.tree.runs,
+            model,
+            spec=ReportSpec(**self.cfg["report"]),
+            dest=self.tree.model_report(model),
+            tensorboard=self.tree.tensorboard / f"report_{model}",
+            overwrite=overwrite,
+            tasks=list(self.cfg["tasks"]),
+        )
 
     def _compare(self, overwrite: bool) -> None:
         for model in self.cfg["models"]:
             for task in self.cfg["tasks"]:
                 self.check_run(task, model)
-        build_compare({m: self.tree.runs for m in self.cfg["models"]}, spec=ReportSpec(**self.cfg["report"]),
-                      dest=self.tree.compare, overwrite=overwrite, tasks=list(self.cfg["tasks"]))
+        build_compare(
+            {m: self.tree.runs for m in self.cfg["models"]},
+            spec=ReportSpec(**self.cfg["report"]),
+            dest=self.tree.compare,
+            overwrite=overwrite,
+            tasks=list(self.cfg["tasks"]),
+        )
 
     def _stability(self, task: str, model: str, overwrite: bool) -> None:
         self.check_run(task, model)
         opts = {k: v for k, v in self.cfg["stability"].items() if k != "enabled"}
-        stability_run(self.run_dir(task, model), seed=int(self.cfg["seed"]), overwrite=overwrite,
-                      **self._selection(task), **opts)
+        stability_run(
+            self.run_dir(task, model), seed=int(self.cfg["seed"]), overwrite=overwrite, **self._selection(task), **opts
+        )
 
     def _probe(self, task: str, model: str, overwrite: bool) -> None:
         self.check_run(task, model)
-        fit_seeds(self.run_dir(task, model), self.probe_dir(task, model), accelerator=self.cfg["trainer"]["accelerator"],
-                  tensorboard=str(self.tree.tensorboard), name=f"{task}_{model}", overwrite=overwrite,
-                  **self.cfg["probe"])
+        fit_seeds(
+            self.run_dir(task, model),
+            self.probe_dir(task, model),
+            accelerator=self.cfg["trainer"]["accelerator"],
+            tensorboard=str(self.tree.tensorboard),
+            name=f"{task}_{model}",
+            overwrite=overwrite,
+            **self.cfg["probe"],
+        )
 
     def _ablation(self, task: str, model: str, overwrite: bool) -> None:
         self.check_run(task, model)
@@ -454,20 +670,34 @@ class Pipeline:
         a.update({k: opts[k] for k in _TASK_ABLATION_KEYS if opts[k] is not None})
         if a.get("random_draws") == "auto" and a.get("corrected_tests") is None:
             a["corrected_tests"] = self.corrected_tests()
-        cb_args = {**a, "out_dir": str(self.ablation_dir(task, model)), "run_dir": str(self.run_dir(task, model)),
-                   "overwrite": overwrite}
+        cb_args = {
+            **a,
+            "out_dir": str(self.ablation_dir(task, model)),
+            "run_dir": str(self.run_dir(task, model)),
+            "overwrite": overwrite,
+        }
         encoder = self.encoder(model)
-        dm = self.datamodule(task, encoder, batch_size=self.cfg["ablation"]["batch_size"] or self.cfg["data"]["batch_size"])
+        dm = self.datamodule(
+            task, encoder, batch_size=self.cfg["ablation"]["batch_size"] or self.cfg["data"]["batch_size"]
+        )
         probe = str(best_checkpoint(self.probe_dir(task, model)))
         if self.multi_process():
             del encoder  # the train.py subprocess builds its own
-            self._train_py("test", "ablation", task, model, {
-                "trainer": self._cli_trainer("callbacks.AblationCallback", cb_args),
-                "model": {"class_path": "lightning_modules.AudioClassifier",
-                          "init_args": {"encoder": self.cfg["models"][model], "probe_checkpoint": probe}},
-                "data": {"class_path": "datamodules.EVARDataModule", "init_args": dict(dm.hparams)},
-                "verbose": False,
-            })
+            self._train_py(
+                "test",
+                "ablation",
+                task,
+                model,
+                {
+                    "trainer": self._cli_trainer("callbacks.AblationCallback", cb_args),
+                    "model": {
+                        "class_path": "lightning_modules.AudioClassifier",
+                        "init_args": {"encoder": self.cfg["models"][model], "probe_checkpoint": probe},
+                    },
+                    "data": {"class_path": "datamodules.EVARDataModule", "init_args": dict(dm.hparams)},
+                    "verbose": False,
+                },
+            )
             return
         tr = self.trainer(model, task, "ablation", [AblationCallback(**cb_args)])
         tr.test(AudioClassifier(encoder, probe_checkpoint=probe), datamodule=dm, verbose=False)
@@ -475,22 +705,37 @@ class Pipeline:
     def _gallery(self, task: str, model: str, overwrite: bool) -> None:
         self.check_run(task, model)
         opts = {k: v for k, v in self.cfg["gallery"].items() if k != "enabled"}
-        build_gallery(self.run_dir(task, model), dest=self.tree.gallery(task, model), evar_root=str(self.evar_root),
-                      tensorboard=self.tree.tensorboard / f"{task}_{model}" / "gallery", overwrite=overwrite, **opts)
+        build_gallery(
+            self.run_dir(task, model),
+            dest=self.tree.gallery(task, model),
+            evar_root=str(self.evar_root),
+            tensorboard=self.tree.tensorboard / f"{task}_{model}" / "gallery",
+            overwrite=overwrite,
+            **opts,
+        )
 
     def _summary(self, overwrite: bool) -> None:
-        write_summary(self.tree, self.cfg["models"], self.cfg["tasks"], overwrite=overwrite)
+        write_summary(self.tree, self.cfg["models"], self.cfg["tasks"], overwrite=overwrite, **self.cfg["summary"])
 
 
 # -- command line -----------------------------------------------------------------------------------
 def add_arguments(p: Any) -> None:
     p.add_argument("--config", default=None, help="pipeline YAML (configs/pipeline/*.yaml); required")
-    p.add_argument("--print_config", action="store_true", help="print the config with every default filled in and "
-                   "exit (without --config: the defaults of every section)")
+    p.add_argument(
+        "--print_config",
+        action="store_true",
+        help="print the config with every default filled in and exit (without --config: the defaults of every section)",
+    )
     p.add_argument("--out", default=None, help="output folder (overrides the config's 'out')")
     p.add_argument("--force", action="store_true", help="re-run every stage, replacing existing outputs")
-    p.add_argument("--only", nargs="*", default=None, choices=STAGE_NAMES, metavar="STAGE",
-                   help=f"run only these stages ({' '.join(STAGE_NAMES)}); earlier stages must be finished")
+    p.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        choices=STAGE_NAMES,
+        metavar="STAGE",
+        help=f"run only these stages ({' '.join(STAGE_NAMES)}); earlier stages must be finished",
+    )
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -518,8 +763,9 @@ def setup_logging() -> None:
         lg.propagate = False
 
 
-def run_pipeline(config: str, out: Optional[str] = None, force: bool = False,
-                 only: Optional[Sequence[str]] = None) -> int:
+def run_pipeline(
+    config: str, out: Optional[str] = None, force: bool = False, only: Optional[Sequence[str]] = None
+) -> int:
     """Load ``config``, run its stages and print the final line; 1 with the message on a PipelineError."""
     setup_logging()
     try:
@@ -533,6 +779,8 @@ def run_pipeline(config: str, out: Optional[str] = None, force: bool = False,
     timings = pipe.runner.timings
     ran = sum(1 for _, how, _ in timings if how == "ran")
     skipped = sum(1 for _, how, _ in timings if how == "skipped")
-    print(f"[aape] pipeline finished in {dt:.1f} s ({ran} stages ran, {skipped} skipped); "
-          f"report: {pipe.tree.report / INDEX_HTML}")
+    print(
+        f"[aape] pipeline finished in {dt:.1f} s ({ran} stages ran, {skipped} skipped); "
+        f"report: {pipe.tree.report / INDEX_HTML}"
+    )
     return 0

@@ -13,6 +13,7 @@ Report configs (``configs/report/*.yaml``) name the figures::
 Without a config (and without ``--cross``/``--within``) a within-task figure is drawn for every task and no
 cross-task figure.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,6 +31,7 @@ from torch.utils.tensorboard import SummaryWriter
 from analysis.aape import absent_neurons, neurons_to_masks, normalised_entropy
 from analysis.figures import cross_task_figure, within_task_figure
 from analysis.overlap import jaccard_matrix, per_layer_counts, shared_per_layer, union_mask
+from analysis.runs import strict_yaml
 from analysis.runs.atomic import check_writable, save_csv, save_pdf
 from analysis.runs.layout import NEURONS_PT, cross_task_name, model_report_folder, task_table_name, within_task_name
 from analysis.runs.read import Run, check_same_model, count_selected, find_runs, read_neurons, read_run
@@ -38,8 +40,16 @@ log = logging.getLogger(__name__)
 
 #: Fixed leading columns of the task statistics table; ``layer_<l>`` columns follow (one per layer).
 TABLE_COLUMNS = [
-    "task", "classes", "classes_covered", "coverage", "selected_neurons", "assigned_neurons",
-    "class_assignments", "mean_neurons_per_class", "median_neurons_per_class", "share_multiclass",
+    "task",
+    "classes",
+    "classes_covered",
+    "coverage",
+    "selected_neurons",
+    "assigned_neurons",
+    "class_assignments",
+    "mean_neurons_per_class",
+    "median_neurons_per_class",
+    "share_multiclass",
 ]
 
 
@@ -131,8 +141,10 @@ def entropy_quantiles(over_zero: Tensor) -> dict[str, float]:
     h = entropy_values(over_zero)
     present = ~absent_neurons(over_zero)
     dead = int((present & (torch.nan_to_num(over_zero.float(), nan=0.0).sum(-1) == 0)).sum())
-    out = {f"entropy_q{round(100 * q):02d}": float(np.quantile(h, q)) if h.size else float("nan")
-           for q in ENTROPY_QUANTILES}
+    out = {
+        f"entropy_q{round(100 * q):02d}": float(np.quantile(h, q)) if h.size else float("nan")
+        for q in ENTROPY_QUANTILES
+    }
     out["dead_neurons"] = dead
     return out
 
@@ -154,15 +166,14 @@ class ReportSpec:
         for p in paths:
             p = Path(p)
             try:
-                cfg = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+                cfg = strict_yaml.safe_load(p.read_text(encoding="utf-8"), str(p)) or {}
             except (OSError, yaml.YAMLError) as e:
                 raise ValueError(f"{p}: cannot read report config: {e}") from e
             if not isinstance(cfg, dict):
                 raise ValueError(f"{p}: expected a mapping with keys cross_task / within_task")
             unknown = set(cfg) - {"cross_task", "within_task", "description"}
             if unknown:
-                raise ValueError(f"{p}: unknown keys {sorted(unknown)} (allowed: cross_task, within_task, "
-                                 f"description)")
+                raise ValueError(f"{p}: unknown keys {sorted(unknown)} (allowed: cross_task, within_task, description)")
             for i, pair in enumerate(cfg.get("cross_task") or []):
                 if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
                     raise ValueError(f"{p}: cross_task[{i}] must be a pair [task_a, task_b], got {pair!r}")
@@ -224,8 +235,9 @@ def build_report(
     needed = {t for pair in spec.cross_task for t in pair} | set(spec.within_task)
     missing = sorted(needed - set(runs))
     if missing:
-        raise FileNotFoundError(f"{out}: no run folder for task(s) {missing} with suffix '{suffix}' "
-                                f"(found: {sorted(runs)})")
+        raise FileNotFoundError(
+            f"{out}: no run folder for task(s) {missing} with suffix '{suffix}' (found: {sorted(runs)})"
+        )
     table_path = dest / task_table_name(suffix)
     targets = {"table": table_path}
     for a, b in spec.cross_task:
@@ -254,13 +266,16 @@ def build_report(
                 for key in ("coverage", "mean_neurons_per_class", "share_multiclass", "assigned_neurons"):
                     writer.add_scalar(f"aape_{suffix}/{r['task']}/{key}", r[key])
         for (a, b), (jac, per_layer) in cross.items():
-            fig = cross_task_figure(jac, loaded[a].run.classes, loaded[b].run.classes, a, b, per_layer,
-                                    loaded[a].run.sites)
+            fig = cross_task_figure(
+                jac, loaded[a].run.classes, loaded[b].run.classes, a, b, per_layer, loaded[a].run.sites
+            )
             save_pdf(fig, targets[f"cross_task-{a}-{b}"], overwrite, close=writer is None)
             if writer is not None:
                 writer.add_figure(f"aape_{suffix}/cross_task-{a}-{b}", fig)
-                writer.add_scalar(f"aape_{suffix}/cross_task-{a}-{b}/mean_jaccard", float(np.nanmean(jac))
-                                  if np.isfinite(jac).any() else float("nan"))
+                writer.add_scalar(
+                    f"aape_{suffix}/cross_task-{a}-{b}/mean_jaccard",
+                    float(np.nanmean(jac)) if np.isfinite(jac).any() else float("nan"),
+                )
         for t in spec.within_task:
             jac, counts = within_task(loaded[t])
             fig = within_task_figure(jac, loaded[t].run.classes, counts, t)

@@ -14,6 +14,7 @@ Quantities:
 * ``ablation_delta_pt`` — change of a class's test accuracy (recall) in percentage points when the
   published neuron list (our condition of that name) is zeroed, probe trained on clean features.
 """
+
 from __future__ import annotations
 
 import math
@@ -74,9 +75,12 @@ def _ours(pub: Published, tasks: pd.DataFrame, ablation_dir: Optional[Path], ali
     return 100.0 * float(row["delta"].iloc[0]) if len(row) else math.nan
 
 
-def reproduction_table(tasks: pd.DataFrame, ablation_dirs: Mapping[tuple[str, str], Path],
-                       aliases: Optional[Mapping[str, Mapping[str, str]]] = None,
-                       published: Optional[list[Published]] = None) -> pd.DataFrame:
+def reproduction_table(
+    tasks: pd.DataFrame,
+    ablation_dirs: Mapping[tuple[str, str], Path],
+    aliases: Optional[Mapping[str, Mapping[str, str]]] = None,
+    published: Optional[list[Published]] = None,
+) -> pd.DataFrame:
     """One row per published number whose (model, task) the run holds: ``ours`` beside ``study`` and
     their ``difference`` (ours − study), with the source. ``tasks``: the summary's task table;
     ``ablation_dirs``: (model, task) → ablation folder; ``aliases``: task → the run's names of the study's
@@ -88,6 +92,16 @@ def reproduction_table(tasks: pd.DataFrame, ablation_dirs: Mapping[tuple[str, st
         if (pub.model, pub.task) not in present:
             continue
         ours = _ours(pub, tasks, ablation_dirs.get((pub.model, pub.task)), aliases.get(pub.task) or {})
-        rows.append(dict(quantity=pub.quantity, model=pub.model, task=pub.task, detail=pub.detail, ours=ours,
-                         study=float(pub.value), difference=ours - float(pub.value), source=pub.source))
+        rows.append(
+            dict(
+                quantity=pub.quantity,
+                model=pub.model,
+                task=pub.task,
+                detail=pub.detail,
+                ours=ours,
+                study=float(pub.value),
+                difference=ours - float(pub.value),
+                source=pub.source,
+            )
+        )
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -7,6 +7,11 @@ hash of the part of the config it depends on (and of the stages it builds on).
   finished. A run that finds that marker (the stage was killed or failed) discards the stage's partial
   outputs (the paths it ``owns``) and runs it again, with no ``--force`` needed.
 * Outputs that exist with no marker at all were made by something else: an error unless ``force``.
+* Content: a finished stage's marker records the sha256, size and modification time of every file it
+  wrote (:mod:`analysis.runs.integrity`; hashed while writing). Before skipping a stage the runner checks
+  them; a file that is missing, truncated or edited is named in a warning, the stage's outputs are
+  discarded and the stage runs again — and so does every stage that builds on a stage that ran (in
+  this invocation, or since the dependent stage finished: its marker keeps a digest of their records).
 * A failing stage stops the run with a message naming it; outputs of completed stages stay intact.
 * :meth:`Runner.require_finished`: ``--only`` refuses to run a stage whose earlier stages have not
   finished with this config.
@@ -14,6 +19,7 @@ hash of the part of the config it depends on (and of the stages it builds on).
   released by the kernel when the process dies, so a stale lock never blocks); while holding it the
   pipeline removes the temporary files killed writes left behind.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -31,7 +37,8 @@ from typing import Any, Callable, Optional
 from lightning.pytorch import seed_everything
 
 from analysis.app.config import PipelineError
-from analysis.runs.atomic import remove_stale_temp, save_json
+from analysis.runs.atomic import recording, remove_stale_temp, save_json
+from analysis.runs.integrity import Damage, damage, snapshot
 from analysis.runs.layout import OutputTree
 
 log = logging.getLogger("aape.pipeline")
@@ -98,12 +105,19 @@ class OutputLock:
             os.close(fd)
             raise PipelineError(
                 f"another pipeline is writing into {self.tree.root} (lock {path} held by {holder or 'an unknown process'}); "
-                f"wait for it to finish or choose another --out") from None
+                f"wait for it to finish or choose another --out"
+            ) from None
         previous = os.read(fd, 4096).decode("utf-8", "replace").strip()
         if previous:
             log.info("lock %s: taking over from a process that is no longer running (%s)", path, previous)
-        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                           "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": self.note})
+        info = json.dumps(
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "config": self.note,
+            }
+        )
         os.ftruncate(fd, 0)
         os.pwrite(fd, info.encode(), 0)
         self._fd = fd
@@ -129,6 +143,7 @@ class Runner:
         self.marks = tree.stages
         self.hashes: dict[str, str] = {}
         self.timings: list[tuple[str, str, float]] = []
+        self.ran: set[str] = set()
 
     def _marker(self, st: Stage) -> Path:
         return self.tree.stage_marker(st.id)
@@ -163,21 +178,46 @@ class Runner:
         missing = [str(o) for o in st.outputs if not Path(o).exists()]
         if missing:
             return f"its output {missing[0]} is missing"
+        bad = self.damaged(st)
+        if bad:
+            return f"its output {bad[0]}"
         return None
+
+    def inputs(self, st: Stage) -> str:
+        """Digest of the content records of the stages ``st`` builds on (their markers' ``files``): it
+        changes when one of them ran again, even in an earlier invocation (``--force --only``)."""
+        marks = [self.tree.stage_marker(a) for a in st.after]
+        return config_hash([_read_json(m).get("files") if m.exists() else None for m in marks])
+
+    def damaged(self, st: Stage, full: bool = False) -> list[Damage]:
+        """The files ``st``'s marker records that are missing or changed (:func:`analysis.runs.integrity.damage`;
+        ``[]`` for a marker without records)."""
+        mk = self._marker(st)
+        return damage(_read_json(mk).get("files") or {}, self.out, full=full) if mk.exists() else []
 
     def require_finished(self, st: Stage, needed_by: str) -> None:
         """Raise :class:`PipelineError` unless ``st`` finished with the current config."""
         why = self.finished(st)
         if why is not None:
-            raise PipelineError(f"--only: stage {needed_by} builds on stage {st.id}, which has not finished with "
-                                f"this config: {why}. Run it first (add '{st.name}' to --only, or drop --only)")
+            raise PipelineError(
+                f"--only: stage {needed_by} builds on stage {st.id}, which has not finished with "
+                f"this config: {why}. Run it first (add '{st.name}' to --only, or drop --only)"
+            )
 
-    def _discard(self, st: Stage) -> None:
-        """Delete what an interrupted attempt of ``st`` left (its owned paths and markers)."""
+    def _discard(self, st: Stage, why: str = "") -> None:
+        """Delete what an interrupted (or damaged, ``why``) attempt of ``st`` left (its owned paths and
+        markers)."""
         running = self.tree.stage_running(st.id)
         info = _read_json(running) if running.exists() else {}
-        log.warning("stage %s was interrupted (started %s by pid %s): discarding its partial outputs and "
-                    "running it again", st.id, info.get("started", "?"), info.get("pid", "?"))
+        if why:
+            log.warning("stage %s: %s: discarding its outputs and running it again", st.id, why)
+        else:
+            log.warning(
+                "stage %s was interrupted (started %s by pid %s): discarding its partial outputs and running it again",
+                st.id,
+                info.get("started", "?"),
+                info.get("pid", "?"),
+            )
         for p in st.owns or st.outputs:
             _remove(Path(p))
         self._marker(st).unlink(missing_ok=True)
@@ -192,38 +232,74 @@ class Runner:
         elif mk.exists() and not self.force:
             old = _read_json(mk)
             if old.get("hash") == h and all(Path(o).exists() for o in st.outputs):
-                log.info("stage %s: outputs exist and match the config, skipped", st.id)
-                self.timings.append((st.id, "skipped", 0.0))
-                return
+                bad = damage(old.get("files") or {}, self.out)
+                rebuilt = [a for a in st.after if a in self.ran]
+                if not rebuilt and old.get("inputs") not in (None, self.inputs(st)):
+                    rebuilt = ["(one of " + ", ".join(st.after) + ")"]
+                if bad:
+                    self._discard(st, f"{bad[0]}" + (f" (and {len(bad) - 1} more file(s))" if len(bad) > 1 else ""))
+                elif rebuilt:
+                    self._discard(st, f"stage {rebuilt[0]}, which it builds on, ran again")
+                else:
+                    log.info("stage %s: outputs exist, match the config and are intact, skipped", st.id)
+                    self.timings.append((st.id, "skipped", 0.0))
+                    return
             if old.get("hash") != h:
                 raise PipelineError(
                     f"stage {st.id}: outputs in {self.out} were made with a different config "
-                    f"(marker {mk}); re-run with --force to replace them, or choose another --out")
+                    f"(marker {mk}); re-run with --force to replace them, or choose another --out"
+                )
         existing = [o for o in st.outputs if Path(o).exists()]
         if existing and not self.force and not mk.exists():
-            raise PipelineError(f"stage {st.id}: {existing[0]} already exists but no stage marker does: it was "
-                                f"not made by this pipeline (another tool's output?); use --force to replace it, "
-                                f"or choose another --out")
+            raise PipelineError(
+                f"stage {st.id}: {existing[0]} already exists but no stage marker does: it was "
+                f"not made by this pipeline (another tool's output?); use --force to replace it, "
+                f"or choose another --out"
+            )
         log.info("stage %s: running", st.id)
-        save_json({"stage": st.id, "hash": h, "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                   "owns": [str(p) for p in (st.owns or st.outputs)]}, self.tree.stage_running(st.id),
-                  overwrite=True)
+        save_json(
+            {
+                "stage": st.id,
+                "hash": h,
+                "pid": os.getpid(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "owns": [str(p) for p in (st.owns or st.outputs)],
+            },
+            self.tree.stage_running(st.id),
+            overwrite=True,
+        )
         try:
             if self.seed is not None:
                 seed_everything(self.seed, verbose=False)
-            st.run(self.force or mk.exists())
+            with recording() as written:
+                st.run(self.force or mk.exists())
         except PipelineError:
             raise
         except Exception as e:  # noqa: BLE001 - re-raised with the stage name
-            raise PipelineError(f"stage {st.id} failed: {type(e).__name__}: {e} "
-                                f"(outputs of completed stages are intact in {self.out}; the next run "
-                                f"discards this stage's partial outputs and runs it again)") from e
+            raise PipelineError(
+                f"stage {st.id} failed: {type(e).__name__}: {e} "
+                f"(outputs of completed stages are intact in {self.out}; the next run "
+                f"discards this stage's partial outputs and runs it again)"
+            ) from e
         missing = [str(o) for o in st.outputs if not Path(o).exists()]
         if missing:
             raise PipelineError(f"stage {st.id} finished but did not produce {missing}")
+        files = snapshot(st.owns or st.outputs, written, self.out)
         dt = time.perf_counter() - t0
         self.timings.append((st.id, "ran", dt))
-        save_json({"stage": st.id, "hash": h, "outputs": [str(o) for o in st.outputs], "seconds": round(dt, 2),
-                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}, mk, overwrite=True)
+        self.ran.add(st.id)
+        save_json(
+            {
+                "stage": st.id,
+                "hash": h,
+                "outputs": [str(o) for o in st.outputs],
+                "seconds": round(dt, 2),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "files": files,
+                "inputs": self.inputs(st),
+            },
+            mk,
+            overwrite=True,
+        )
         self.tree.stage_running(st.id).unlink(missing_ok=True)
         log.info("stage %s: done in %.1f s", st.id, dt)

@@ -1,5 +1,6 @@
 """Objects from their recorded specs: encoders from ``{class_path, init_args}`` (a pipeline's ``models``, a
 run folder's manifest) and the model and data a statistics run folder was made with."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,16 +12,34 @@ from torch import nn
 from analysis.runs.layout import MANIFEST
 
 
+#: Packages whose exceptions carry the project's own message (a loader naming its file): reported as they
+#: are, not inside jsonargparse's "Does not validate against any of the Union subtypes".
+_OWN_PACKAGES = ("analysis", "lightning_modules", "datamodules", "callbacks")
+
+
+def own_error(error: BaseException) -> BaseException:
+    """The first exception of ``error``'s chain (``__cause__`` / ``__context__``) raised by this project or
+    the operating system (a loader's own message), else ``error`` itself."""
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if type(e).__module__.split(".")[0] in _OWN_PACKAGES or isinstance(e, OSError):
+            return e
+        e = e.__cause__ or e.__context__
+    return error
+
+
 def instantiate(spec: dict[str, Any], where: str) -> nn.Module:
     """Build an encoder from ``{class_path, init_args}`` through jsonargparse (nested class specs too);
-    a failure is a ``ValueError`` naming ``where``."""
+    a failure is a ``ValueError`` naming ``where`` with the loader's own message when the encoder's
+    constructor raised it (e.g. a refused checkpoint)."""
     p = ArgumentParser(exit_on_error=False)
     p.add_subclass_arguments(nn.Module, "encoder")
     try:
-        ns = p.parse_object({"encoder": spec})
+        return p.instantiate_classes(p.parse_object({"encoder": spec})).encoder
     except Exception as e:
-        raise ValueError(f"{where}: {' '.join(str(e).split())}") from e
-    return p.instantiate_classes(ns).encoder
+        raise ValueError(f"{where}: {' '.join(str(own_error(e)).split())}") from e
 
 
 def run_sources(manifest: dict[str, Any], run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -36,6 +55,8 @@ def run_sources(manifest: dict[str, Any], run_dir: str | Path) -> tuple[dict[str
             return enc, dict(data)
     except (KeyError, TypeError):
         pass
-    raise ValueError(f"{Path(run_dir) / MANIFEST}: does not record the encoder and the data of the run "
-                     "(config.encoder + config.data, or the LightningCLI config.model.init_args.encoder + "
-                     "config.data.init_args)")
+    raise ValueError(
+        f"{Path(run_dir) / MANIFEST}: does not record the encoder and the data of the run "
+        "(config.encoder + config.data, or the LightningCLI config.model.init_args.encoder + "
+        "config.data.init_args)"
+    )

@@ -7,6 +7,7 @@ NSynth-like tasks from a GM SoundFont, the kind of each task read from the end o
 folder's EVAR root unless ``data.evar_root`` names another. A SoundFont task's stage depends on the
 ``.sf2`` file's sha256, so another SoundFont under the same path re-renders the task.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -61,10 +62,14 @@ def data_tasks(cfg: dict[str, Any], evar_root: Path, evar_tasks: list[str]) -> l
             def write(overwrite: bool, task: str = task) -> None:
                 write_task(evar_root, task, seed=seed, overwrite=overwrite, **section)
         else:
-            depends = {"soundfont": cfg["data"]["soundfont"], "task": task,
-                       "sf2_sha256": file_sha256(sf2_path(section))}
+            depends = {
+                "soundfont": cfg["data"]["soundfont"],
+                "task": task,
+                "sf2_sha256": file_sha256(sf2_path(section)),
+            }
 
             def write(overwrite: bool, task: str = task) -> None:
                 write_soundfont_task(evar_root, task, seed=seed, overwrite=overwrite, **section)
+
         out.append(DataTask(task, depends, csv, [csv, csv.with_suffix(".yaml"), audio], write))
     return out

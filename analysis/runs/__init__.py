@@ -3,11 +3,39 @@
 made from and the check against its consumer (:mod:`.identity`), and the ablation conditions a run folder
 defines (:mod:`.conditions`). Imports the functional core only; no Lightning.
 """
+
 from analysis.runs.atomic import OutputExistsError, check_writable
 from analysis.runs.layout import OutputTree, run_folder
-from analysis.runs.read import (Features, Run, best_checkpoint, check_same_model, find_runs, read_classes,
-                                read_features, read_manifest, read_neurons, read_over_zero, read_run, read_stats)
+from analysis.runs.read import (
+    Features,
+    Run,
+    best_checkpoint,
+    check_same_model,
+    find_runs,
+    read_classes,
+    read_features,
+    read_manifest,
+    read_neurons,
+    read_over_zero,
+    read_run,
+    read_stats,
+)
 
-__all__ = ["OutputExistsError", "check_writable", "OutputTree", "run_folder", "Features", "Run", "best_checkpoint",
-           "check_same_model", "find_runs", "read_classes", "read_features", "read_manifest", "read_neurons",
-           "read_over_zero", "read_run", "read_stats"]
+__all__ = [
+    "OutputExistsError",
+    "check_writable",
+    "OutputTree",
+    "run_folder",
+    "Features",
+    "Run",
+    "best_checkpoint",
+    "check_same_model",
+    "find_runs",
+    "read_classes",
+    "read_features",
+    "read_manifest",
+    "read_neurons",
+    "read_over_zero",
+    "read_run",
+    "read_stats",
+]

@@ -4,7 +4,12 @@ Every result file is written to a temporary file in the same folder (named by
 :func:`analysis.runs.layout.temp_prefix`), flushed to disk and renamed into place, so a crash or a kill
 never leaves a half-written result under its final name. Writing over an existing result is an error
 unless ``overwrite=True``. :func:`remove_stale_temp` deletes what a killed write left behind.
+
+Inside :func:`recording` every write also records the file's sha256 and size, computed while writing for
+tensor files and text (never by re-reading a multi-GB ``features.pt``); :func:`record_move` follows a
+folder renamed into place. The pipeline's stage markers keep these records (:mod:`analysis.runs.integrity`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,7 +18,8 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import soundfile as sf
@@ -48,19 +54,73 @@ def _fsync(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def _atomic(path: str | os.PathLike, write: Callable[[str], None], overwrite: bool) -> Path:
+#: Open recordings (:func:`recording`): absolute path → (sha256 hex, size in bytes) of each file written.
+_RECORDINGS: list[dict[str, tuple[str, int]]] = []
+
+
+@contextmanager
+def recording() -> Iterator[dict[str, tuple[str, int]]]:
+    """Collect ``{absolute path: (sha256, size)}`` of every file written (through this module,
+    :func:`record` and :func:`record_move`) until the block ends."""
+    rec: dict[str, tuple[str, int]] = {}
+    _RECORDINGS.append(rec)
+    try:
+        yield rec
+    finally:
+        _RECORDINGS.remove(rec)
+
+
+def record(path: str | os.PathLike, sha256: str, size: int) -> None:
+    """Note that ``path`` now holds ``size`` bytes with digest ``sha256`` (no-op outside :func:`recording`)."""
+    for rec in _RECORDINGS:
+        rec[str(Path(path).absolute())] = (sha256, int(size))
+
+
+def record_move(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """``src`` (a file or folder) was renamed to ``dst``: its records follow it."""
+    a, b = str(Path(src).absolute()), str(Path(dst).absolute())
+    for rec in _RECORDINGS:
+        for k in [k for k in rec if k == a or k.startswith(a + os.sep)]:
+            rec[b + k[len(a) :]] = rec.pop(k)
+
+
+class HashingFile:
+    """A binary file object that hashes what passes through :meth:`write` (sequential writers only)."""
+
+    def __init__(self, f: Any) -> None:
+        self.f, self.sha, self.size = f, hashlib.sha256(), 0
+
+    def write(self, data: Any) -> int:
+        self.sha.update(data)
+        self.size += memoryview(data).nbytes
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def _atomic(path: str | os.PathLike, write: Callable[[str], Optional[str]], overwrite: bool) -> Path:
+    """``write(tmp)`` (returning the sha256 of what it wrote when it computed it, else None: the temporary
+    file is hashed), flushed and renamed onto ``path``; the digest is :func:`record`-ed."""
     p = check_writable(path, overwrite)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(p.name), suffix=TEMP_SUFFIX, dir=p.parent)
     os.close(fd)
     try:
-        write(tmp)
+        digest = write(tmp)
+        if not (isinstance(digest, str) and len(digest) == 64):  # writers that compute none return None
+            digest = None
         _fsync(tmp)
+        size = os.path.getsize(tmp)
+        if digest is None and _RECORDINGS:
+            digest = sha256_file(tmp)
         os.replace(tmp, p)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    if digest is not None:
+        record(p, digest, size)
     return p
 
 
@@ -89,33 +149,40 @@ def remove_stale_temp(root: str | os.PathLike) -> list[Path]:
 
 
 def save_torch(obj: Any, path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """``torch.save`` atomically."""
-    return _atomic(path, lambda tmp: torch.save(obj, tmp), overwrite)
+    """``torch.save`` atomically (hashed while writing)."""
+
+    def w(tmp: str) -> str:
+        with open(tmp, "wb") as f:
+            out = HashingFile(f)
+            torch.save(obj, out)
+        return out.sha.hexdigest()
+
+    return _atomic(path, w, overwrite)
 
 
 def save_bytes(data: bytes, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write ``data`` atomically."""
 
-    def w(tmp: str) -> None:
+    def w(tmp: str) -> str:
         with open(tmp, "wb") as f:
             f.write(data)
+        return hashlib.sha256(data).hexdigest()
 
     return _atomic(path, w, overwrite)
 
 
 def copy_file(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False) -> Path:
     """Copy the file ``src`` to ``dst`` atomically (``dst`` never holds part of ``src``)."""
-    return _atomic(dst, lambda tmp: shutil.copyfile(src, tmp), overwrite)
+
+    def w(tmp: str) -> None:
+        shutil.copyfile(src, tmp)  # (returns tmp: not a digest)
+
+    return _atomic(dst, w, overwrite)
 
 
 def save_text(text: str, path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write UTF-8 text atomically."""
-
-    def w(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    return _atomic(path, w, overwrite)
+    """Write UTF-8 text atomically (exactly these characters: no newline translation)."""
+    return save_bytes(text.encode("utf-8"), path, overwrite)
 
 
 def save_json(obj: Any, path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -134,8 +201,14 @@ def save_figure(fig: "Any", path: str | os.PathLike, overwrite: bool = False, **
     return _atomic(path, lambda tmp: fig.savefig(tmp, format=fmt, **kwargs), overwrite)
 
 
-def save_pdf(fig: "Any", path: str | os.PathLike, overwrite: bool = False, close: bool = True,
-             preview: bool = True, **kwargs: Any) -> Path:
+def save_pdf(
+    fig: "Any",
+    path: str | os.PathLike,
+    overwrite: bool = False,
+    close: bool = True,
+    preview: bool = True,
+    **kwargs: Any,
+) -> Path:
     """Write ``fig`` as a one-page PDF atomically with TrueType text (titles and labels stay searchable)
     and, with ``preview``, the same figure as a PNG beside it (:func:`~analysis.runs.layout.figure_preview`,
     :data:`PREVIEW_DPI`) for web pages; close it unless ``close=False``. Both files are checked before
@@ -161,8 +234,7 @@ def save_pdf(fig: "Any", path: str | os.PathLike, overwrite: bool = False, close
 def save_wav(audio: "Any", sample_rate: int, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write mono audio ``[S]`` (float, -1..1; clipped) as a 16-bit PCM WAV atomically."""
     data = np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
-    return _atomic(path, lambda tmp: sf.write(tmp, data, int(sample_rate), subtype="PCM_16", format="WAV"),
-                   overwrite)
+    return _atomic(path, lambda tmp: sf.write(tmp, data, int(sample_rate), subtype="PCM_16", format="WAV"), overwrite)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

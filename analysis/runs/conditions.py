@@ -2,6 +2,7 @@
 ``neurons.csv``, the absent neurons of ``over_zero.pt`` and the dataset means of ``stats.pt``, handed to
 the functional core (:func:`analysis.ablation.build_conditions`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from torch import Tensor
 
 from analysis import ablation as A
 from analysis.aape import absent_neurons, lowest_entropy_by_class
+from analysis.selectors import select as select_baseline
 from analysis.runs.layout import NEURONS_CSV, NEURONS_PT, OVER_ZERO, STATS
 from analysis.runs.read import read_neurons, read_over_zero, read_ranking, read_stats
 
@@ -79,6 +81,21 @@ def read_dataset_means(run_dir: Path) -> Tensor:
     return A.dataset_means(read_stats(run_dir), str(sp))
 
 
+def selector_sets(
+    run_dir: Path, classes: list[str], sets: dict[str, Tensor], selectors: Sequence[str]
+) -> dict[str, dict[str, Tensor]]:
+    """Selector → class → mask ``[L, N]`` of the baseline selectors (:func:`analysis.selectors.select`)
+    with the AAPE sets' per-layer sizes (``sets``: class → its AAPE mask ``[L, N]``)."""
+    over = read_over_zero(run_dir)
+    L = over.shape[0]
+    sizes = torch.stack([sets[c].sum(1) if c in sets else torch.zeros(L, dtype=torch.long) for c in classes])
+    out = {}
+    for sel in selectors:
+        masks = select_baseline(over, sel, sizes)  # [C, L, N]
+        out[sel] = {c: masks[i] for i, c in enumerate(classes)}
+    return out
+
+
 def conditions_from_run(
     run_dir: Optional[Path],
     site_neurons: list[int],
@@ -97,23 +114,29 @@ def conditions_from_run(
     seed: int = 0,
     class_aliases: Optional[dict[str, str]] = None,
     share_draws: bool = True,
+    selectors: Sequence[str] = (),
 ) -> list[A.Condition]:
     """The conditions of one ablation run (arguments as :class:`callbacks.AblationCallback`'s).
 
     Class names in ``neuron_lists`` targets, ``shared`` and ``topk_classes`` go through ``class_aliases``
     and must be classes of the task. Random draws never take a selected neuron (any class set or list)
     nor an absent one. ``lowest_entropy_k`` adds the threshold-free ``lowent`` conditions (each class's
-    k lowest-entropy neurons, from ``over_zero.pt``) for the classes of ``topk_classes`` (default all)."""
+    k lowest-entropy neurons, from ``over_zero.pt``) for the classes of ``topk_classes`` (default all).
+    ``selectors`` adds each baseline selector's class sets (:func:`analysis.selectors.select`, as many
+    neurons per layer as the class's AAPE set)."""
     aliases = dict(class_aliases or {})
 
     def check_cls(name: str, where: str) -> str:
         c = aliases.get(name, name)
         if c not in classes:
-            raise ValueError(f"AblationCallback {where}: unknown class {name!r}"
-                             + (f" (alias of {c!r})" if c != name else "") + f"; classes are {list(classes)}")
+            raise ValueError(
+                f"AblationCallback {where}: unknown class {name!r}"
+                + (f" (alias of {c!r})" if c != name else "")
+                + f"; classes are {list(classes)}"
+            )
         return c
 
-    need_run = class_sets or shared or k_grid
+    need_run = class_sets or shared or k_grid or selectors
     if need_run and run_dir is None:
         raise ValueError("AblationCallback: class_sets / shared / k_grid / mode='mean' need run_dir")
     sets = read_class_sets(run_dir, classes, site_neurons) if need_run else {}
@@ -139,9 +162,25 @@ def conditions_from_run(
             raise ValueError("AblationCallback: lowest_entropy_k needs run_dir (over_zero.pt)")
         by_class = lowest_entropy_by_class(read_over_zero(run_dir), max(lowest_entropy_k))
         lowent = {c: by_class[i] for i, c in enumerate(classes) if c in tk and by_class[i]}
+    by_selector = selector_sets(run_dir, classes, sets, selectors) if selectors else None
     return A.build_conditions(
-        site_neurons, classes, class_sets=sets, class_conditions=bool(class_sets), explicit=explicit, shared=groups,
-        ranked=ranked, k_grid=k_grid, lowest_entropy=lowent, lowest_entropy_k=lowest_entropy_k,
+        site_neurons,
+        classes,
+        class_sets=sets,
+        selector_sets=by_selector,
+        class_conditions=bool(class_sets),
+        explicit=explicit,
+        shared=groups,
+        ranked=ranked,
+        k_grid=k_grid,
+        lowest_entropy=lowent,
+        lowest_entropy_k=lowest_entropy_k,
         lowest_entropy_draws=lowest_entropy_draws,
-        random_draws=random_draws, random_for_topk=random_for_topk,
-        index_plus_one_control=index_plus_one, exclude=selected, absent=absent, seed=seed, share_draws=share_draws)
+        random_draws=random_draws,
+        random_for_topk=random_for_topk,
+        index_plus_one_control=index_plus_one,
+        exclude=selected,
+        absent=absent,
+        seed=seed,
+        share_draws=share_draws,
+    )

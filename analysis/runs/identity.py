@@ -18,6 +18,7 @@ the values it expects and :func:`check_run` raises :class:`RunMismatchError` nam
 each differing key and both values. A folder made from another model or other data is refused instead
 of being analysed under the wrong name.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -111,16 +112,17 @@ def _show(x: Any, n: int = 100) -> str:
     return s if len(s) <= n else s[: n - 3] + "..."
 
 
-def check_run(run_dir: str | os.PathLike, expected: Mapping[str, Any], *, consumer: str,
-              require: bool = False) -> None:
+def check_run(run_dir: str | os.PathLike, expected: Mapping[str, Any], *, consumer: str, require: bool = False) -> None:
     """Raise :class:`RunMismatchError` unless the run folder's identity equals ``expected`` on every key
     of ``expected``. ``require``: a key the manifest does not record (or no manifest at all) is an error
     too; otherwise it is not checked. ``consumer`` names who expects the values (in the message)."""
     d = Path(run_dir)
     man = d / MANIFEST
     if require and not man.is_file():
-        raise RunMismatchError(f"{man}: not found, so the run folder cannot be checked against {consumer}; "
-                               f"it was not written by the statistics pass")
+        raise RunMismatchError(
+            f"{man}: not found, so the run folder cannot be checked against {consumer}; "
+            f"it was not written by the statistics pass"
+        )
     have = run_identity(d)
     problems = []
     for key, want in expected.items():
@@ -131,6 +133,9 @@ def check_run(run_dir: str | os.PathLike, expected: Mapping[str, Any], *, consum
         if _norm(have[key]) != _norm(want):
             problems.append(f"{key} is {_show(have[key])}, {consumer} expects {_show(want)}")
     if problems:
-        raise RunMismatchError(f"{man}: run folder {d} was not made for {consumer}: " + "; ".join(problems)
-                               + ". It belongs to another model, task or data list: re-run its statistics "
-                               "or point to the right folder")
+        raise RunMismatchError(
+            f"{man}: run folder {d} was not made for {consumer}: "
+            + "; ".join(problems)
+            + ". It belongs to another model, task or data list: re-run its statistics "
+            "or point to the right folder"
+        )

@@ -54,6 +54,7 @@ A **pipeline output tree** (:class:`OutputTree`) arranges all of them under one 
 mid-write leaves only such a name behind, never a half-written result under its final name.
 :func:`is_temp_name` recognises them so a later run can remove them.
 """
+
 from __future__ import annotations
 
 import os
@@ -93,8 +94,69 @@ ROW_SPOOL_PREFIX = "rows-"
 #: Files of a row spool: raw float32 embeddings, raw labels, raw int64 dataset indices, JSON lines of
 #: ``[split, file_name]`` and their int64 byte offsets.
 SPOOL_EMBEDDING, SPOOL_LABEL, SPOOL_INDEX, SPOOL_META, SPOOL_META_OFFSETS = (
-    "embedding.f32", "label.bin", "index.i64", "meta.jsonl", "meta.offsets.i64")
+    "embedding.f32",
+    "label.bin",
+    "index.i64",
+    "meta.jsonl",
+    "meta.offsets.i64",
+)
 THRESHOLD_SWEEP_CSV = "threshold_sweep.csv"
+
+# -- sparse-autoencoder folder ------------------------------------------------------------------------
+#: An **SAE folder** (``saes/<model>/<site>/`` of a pipeline output tree, :meth:`OutputTree.sae`) holds one
+#: trained sparse autoencoder: ``sae.pt`` (weights + config, :mod:`lightning_modules.sparse_autoencoder`)
+#: and ``metrics.csv`` (one row, :data:`SAE_METRICS_COLUMNS`, measured on held-out clips).
+SAE_FILE = "sae.pt"
+SAE_METRICS_CSV = "metrics.csv"
+SAE_METRICS_COLUMNS = [
+    "site",
+    "d_sae",
+    "k",
+    "fve",
+    "l0",
+    "dead_fraction",
+    "mse",
+    "architecture",
+    "rows",
+    "train_rows",
+    "steps",
+    "seconds",
+]
+#: Activation rows cached on disk by an SAE training run (one file per process and batch).
+SAE_CACHE_DIR = "activation_cache"
+#: The neurons-vs-features table of a comparison folder (``compare/``).
+NEURONS_VS_FEATURES_CSV = "neurons_vs_features.csv"
+NEURONS_VS_FEATURES_COLUMNS = [
+    "task",
+    "model",
+    "site",
+    "unit_kind",
+    "units",
+    "specific_units",
+    "mean_jaccard",
+    "mean_on_target_delta",
+    "on_target_delta_per_unit",
+    "off_target_delta_per_unit",
+    "median_normalized_entropy",
+    "feature_model",
+]
+
+
+def sae_cache_file(rank: int, batch: int) -> str:
+    """A cached batch of activation rows, relative to the cache folder."""
+    return f"rank{rank}/batch{batch:06d}.pt"
+
+
+def site_slug(site: str) -> str:
+    """A site's module path as a folder name.
+
+    >>> site_slug("blocks.5.relu")
+    'blocks.5.relu'
+    >>> site_slug("encoder/blocks 5")
+    'encoder_blocks_5'
+    """
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", site)
+
 
 # -- temporary files of atomic writes -----------------------------------------------------------
 TEMP_TAG = ".aape-"
@@ -173,8 +235,15 @@ ABLATION_K_CURVE_PDF = "ablation_k_curve.pdf"
 ABLATION_CONFUSION_CSV = "ablation_confusion.csv"
 #: change in confusion vs baseline of the chosen conditions
 ABLATION_CONFUSION_PDF = "ablation_confusion.pdf"
-ABLATION_FILES = (ABLATION_CSV, ABLATION_SUMMARY_CSV, ABLATION_MATRIX_PDF, ABLATION_K_CURVE_PDF,
-                  ABLATION_CONDITIONS_JSON, ABLATION_CONFUSION_CSV, ABLATION_CONFUSION_PDF)
+ABLATION_FILES = (
+    ABLATION_CSV,
+    ABLATION_SUMMARY_CSV,
+    ABLATION_MATRIX_PDF,
+    ABLATION_K_CURVE_PDF,
+    ABLATION_CONDITIONS_JSON,
+    ABLATION_CONFUSION_CSV,
+    ABLATION_CONFUSION_PDF,
+)
 
 
 def confusion_figure_name(conditions: list[str]) -> str:
@@ -186,6 +255,28 @@ def confusion_figure_name(conditions: list[str]) -> str:
     """
     slug = "-".join(re.sub(r"[^A-Za-z0-9._-]+", "_", c) for c in conditions)
     return f"ablation_confusion-{slug}.pdf"
+
+
+# -- tuning folder (``models/<model>/tuning/`` of a pipeline output tree) ---------------------------
+TUNING_DIR = "tuning"
+#: Steering curves of one model (every task's class sets × gains), beside its tuning folder.
+STEERING_CSV = "steering.csv"
+STEERING_PDF = "steering.pdf"
+
+
+def tuning_csv(dimension: str) -> str:
+    """The tuning table of one stimulus dimension (one row per unit: preferred value, bandwidth, selectivity)."""
+    return f"{dimension}.csv"
+
+
+def tuning_pt(dimension: str) -> str:
+    """The tuning curves of one stimulus dimension (``values`` [V], ``p_active`` / ``mean`` [L, N, V], ...)."""
+    return f"{dimension}.pt"
+
+
+def tuning_figure_name(dimension: str, task: str) -> str:
+    """Curves of each class's selected units of ``task`` along ``dimension``."""
+    return f"{dimension}-{task}.pdf"
 
 
 # -- model report folder --------------------------------------------------------------------------
@@ -227,12 +318,16 @@ def model_report_folder(runs_dir: str | os.PathLike, suffix: str) -> Path:
 # -- the pipeline's report ------------------------------------------------------------------------
 SUMMARY_MD = "summary.md"
 INDEX_HTML = "index.html"
-HEADLINE_CSV = "headline.csv"
 TASKS_CSV = "tasks.csv"
+#: every ablated set of the run: change [interval] vs random draws, specific and unstable sets marked
+VERDICTS_PDF = "verdicts.pdf"
 #: per model × task × class × k: the threshold-free ablation of each class's k lowest-entropy neurons
 THRESHOLD_FREE_CSV = "threshold_free.csv"
 #: our numbers next to the study's published ones
 REPRODUCTION_CSV = "reproduction.csv"
+#: per model × dimension × task × class: the share of the class's units whose preferred value lies in the
+#: class's own range (e.g. octave sets and pitch), with its interval and the random-unit comparison
+TUNING_RANGES_CSV = "tuning_ranges.csv"
 
 
 def run_folder(out_dir: str | os.PathLike, task: str, suffix: str) -> Path:
@@ -244,20 +339,26 @@ def run_folder(out_dir: str | os.PathLike, task: str, suffix: str) -> Path:
 class OutputTree:
     """The folders of a pipeline run under ``root``::
 
-        evar/                     synthetic EVAR root (when the config asks for synthetic data)
-        runs/<task>_<model>/      statistics run folders (+ neurons.*, stability.csv, threshold_sweep.csv)
-        models/<model>/           task table and cross-/within-task figures of one model
-        compare/                  the models side by side (pipelines with two or more models)
-        probes/<task>_<model>/    probe_results.csv, probe_seed<seed>.ckpt
-        ablation/<task>_<model>/  the ablation files
-        gallery/<task>_<model>/   listening gallery of one run (index.html, neurons/, images/, audio/)
-        report/                   summary.md, index.html, headline.csv, tasks.csv, threshold_free.csv,
-                                  reproduction.csv
-        tensorboard/              TensorBoard logs of every stage
-        .stages/                  stage markers: <stage>-<key>.json when finished, <stage>-<key>.running.json
-                                  while running (left behind by an interrupted stage); configs of subprocess stages
-        .staging/                 private folders a stage writes into before one rename
-        .pipeline.lock            held (flock) by the pipeline writing into this tree
+    evar/                     synthetic EVAR root (when the config asks for synthetic data)
+    runs/<task>_<model>/      statistics run folders (+ neurons.*, stability.csv, threshold_sweep.csv)
+    models/<model>/           task table and cross-/within-task figures of one model
+    models/<model>/tuning/    tuning curves per stimulus dimension (<dimension>.pt/.csv, figures)
+    models/<model>/steering.csv  steering curves (gain grid) of every task's class sets
+    stimuli/                  EVAR root of the tuning stimulus sets (tuning_<dimension>)
+    steering/<task>_<model>/  steering.csv, steering.pdf of one task (gain grid on each class set)
+    compare/                  the models side by side (pipelines with two or more models)
+    probes/<task>_<model>/    probe_results.csv, probe_seed<seed>.ckpt
+    ablation/<task>_<model>/  the ablation files
+    gallery/<task>_<model>/   listening gallery of one run (index.html, neurons/, images/, audio/)
+    saes/<model>/<site>/      a trained sparse autoencoder (sae.pt, metrics.csv, activation_cache/)
+    report/                   summary.md, index.html, ablation_summary.csv (every ablated set's verdict),
+                              tasks.csv, threshold_free.csv,
+                              reproduction.csv
+    tensorboard/              TensorBoard logs of every stage
+    .stages/                  stage markers: <stage>-<key>.json when finished, <stage>-<key>.running.json
+                              while running (left behind by an interrupted stage); configs of subprocess stages
+    .staging/                 private folders a stage writes into before one rename
+    .pipeline.lock            held (flock) by the pipeline writing into this tree
     """
 
     root: Path
@@ -282,11 +383,36 @@ class OutputTree:
         return self.galleries / f"{task}_{model}"
 
     @property
+    def saes(self) -> Path:
+        return self.root / "saes"
+
+    def sae(self, model: str, site: str) -> Path:
+        """The SAE folder of ``model``'s site ``site``."""
+        return self.saes / model / site_slug(site)
+
+    @property
     def galleries(self) -> Path:
         return self.root / GALLERY_DIR
 
     def model_report(self, model: str) -> Path:
         return self.models / model
+
+    def tuning(self, model: str) -> Path:
+        """``models/<model>/tuning/``: the tuning tables, curves and figures of one model."""
+        return self.models / model / TUNING_DIR
+
+    def steering(self, model: str) -> Path:
+        """``models/<model>/steering.csv``."""
+        return self.models / model / STEERING_CSV
+
+    def steering_run(self, task: str, model: str) -> Path:
+        """``steering/<task>_<model>/``: the steering pass of one task (``steering.csv``, ``steering.pdf``)."""
+        return self.root / "steering" / f"{task}_{model}"
+
+    @property
+    def stimuli(self) -> Path:
+        """The EVAR root of the tuning stimulus sets (never the user's EVAR root)."""
+        return self.root / "stimuli"
 
     @property
     def probes(self) -> Path:
@@ -303,8 +429,21 @@ class OutputTree:
     @property
     def folders(self) -> list[Path]:
         """Every folder the pipeline writes into (what it may clean up; nothing else under ``root``)."""
-        return [self.runs, self.models, self.compare, self.probes, self.ablations, self.galleries, self.report,
-                self.synthetic_evar_root, self.stages, self.staging_root]
+        return [
+            self.runs,
+            self.models,
+            self.compare,
+            self.probes,
+            self.ablations,
+            self.galleries,
+            self.report,
+            self.saes,
+            self.synthetic_evar_root,
+            self.stimuli,
+            self.root / "steering",
+            self.stages,
+            self.staging_root,
+        ]
 
     @property
     def compare(self) -> Path:

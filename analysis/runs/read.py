@@ -8,6 +8,7 @@ M2D training checkpoints), so a file cannot run code when read. Every reader rai
 not a readable PyTorch file: text, truncated, corrupt; :class:`UnsafeFileError` for one holding other
 pickled objects).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,28 @@ import torch
 from torch import Tensor
 
 from analysis.aape import absent_neurons
-from analysis.runs.layout import (ABLATION_CONDITIONS_JSON, ABLATION_CONFUSION_CSV, CLASSES, FEATURES, GTS, INDEX,
-                                  INDEX_COLUMNS, INDEX_SPLITS, MANIFEST, NEURONS_CSV, NEURONS_JSON, NEURONS_PT,
-                                  OVER_ZERO, PROBE_RESULTS, STABILITY_CSV, STATS, TOP_CLIPS)
+from analysis.runs.layout import (
+    ABLATION_CONDITIONS_JSON,
+    ABLATION_CONFUSION_CSV,
+    CLASSES,
+    FEATURES,
+    GTS,
+    INDEX,
+    INDEX_COLUMNS,
+    INDEX_SPLITS,
+    MANIFEST,
+    NEURONS_CSV,
+    NEURONS_JSON,
+    NEURONS_PT,
+    OVER_ZERO,
+    PROBE_RESULTS,
+    STABILITY_CSV,
+    STATS,
+    TOP_CLIPS,
+    tuning_csv,
+    tuning_pt,
+)
+from analysis.runs.layout import SAE_FILE, SAE_METRICS_COLUMNS, SAE_METRICS_CSV
 
 
 def _need(path: Path) -> Path:
@@ -50,14 +70,52 @@ class UnsafeFileError(UnreadableFileError):
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
+#: How torch's weights-only unpickler words a refused global, across the supported torch versions (2.4 ..
+#: 2.14 at least): "Unsupported global: GLOBAL builtins.eval was not an allowed global by default" (every
+#: version), "Trying to load unsupported GLOBAL posix.system whose module posix is blocked" (2.5+, the
+#: block-listed modules os/posix/nt/subprocess/sys/builtins...), and "Unsupported class posix.system" (the
+#: oldest). Group 1 is the dotted name.
+_REFUSED_GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL|Unsupported class)\s+([\w.<>]+)")
+
+
+def refused_global(message: str) -> str | None:
+    """``"GLOBAL module.name"`` when ``message`` (of torch's weights-only unpickler) says it refused that
+    global, else None.
+
+    >>> refused_global("Trying to load unsupported GLOBAL posix.system whose module posix is blocked.")
+    'GLOBAL posix.system'
+    >>> refused_global("Unsupported global: GLOBAL eval was not an allowed global by default. Please use")
+    'GLOBAL eval'
+    >>> refused_global("Unsupported class nt.system") , refused_global("invalid load key, 'x'.")
+    ('GLOBAL nt.system', None)
+    """
+    m = _REFUSED_GLOBAL.search(message)
+    return f"GLOBAL {m.group(1).rstrip('.')}" if m else None
+
+
 def _unpickler_complaint(message: str) -> str | None:
     """What torch's weights-only unpickler refused (``GLOBAL module.name`` or its own words), or None
     when the failure did not come from it."""
-    m = re.search(r"Unsupported global: (GLOBAL [\w.]+)", message)
-    if m:
-        return m.group(1)
+    detail = refused_global(message)
+    if detail:
+        return detail
     m = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", message, flags=re.S)
     return " ".join(m.group(1).split())[:160] if m else None
+
+
+def refusal_message(
+    path: str | Path, detail: str, allowed: str = "tensors and plain containers", hint: str = ""
+) -> str:
+    """The one wording of every refused file: ``<path>: refusing to load it: it holds pickled objects
+    other than <allowed> (GLOBAL ...); loading it could run code[; hint]``."""
+    what = (
+        f"pickled objects other than {allowed}"
+        if detail.startswith("GLOBAL")
+        else f"pickle content outside {allowed}, or is corrupt"
+    )
+    return f"{path}: refusing to load it: it holds {what} ({detail}); loading it could run code" + (
+        f"; {hint}" if hint else ""
+    )
 
 
 def _diagnose(path: Path, error: BaseException) -> str:
@@ -108,19 +166,24 @@ def load_tensor_file(path: str | Path, *, allow: Sequence[type] = (), trust: boo
     except pickle.UnpicklingError as e:
         detail = _unpickler_complaint(str(e))
         if detail is not None and not _diagnose(path, e).startswith("not a PyTorch file"):
-            what = ("pickled objects other than tensors and plain containers" if detail.startswith("GLOBAL")
-                    else "pickle content outside tensors and plain containers, or is corrupt")
-            raise UnsafeFileError(f"{path}: refusing to load it: it holds {what} ({detail}); loading it could "
-                                  "run code", detail) from e
+            raise UnsafeFileError(refusal_message(path, detail), detail) from e
         raise UnreadableFileError(f"{path}: cannot be read: {_diagnose(path, e)}") from e
     except Exception as e:  # corrupt zip, text, truncated pickle, ...
         raise UnreadableFileError(f"{path}: cannot be read: {_diagnose(path, e)}") from e
 
 
+def _read_text(path: Path) -> str:
+    """The UTF-8 text of ``path`` (which must exist); ``ValueError`` naming it when it is not UTF-8."""
+    try:
+        return _need(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e})") from e
+
+
 def read_classes(run_dir: str | Path) -> list[str]:
     """Class names from ``classes.txt`` (trailing empty lines ignored; empty or duplicate names refused)."""
     path = Path(run_dir) / CLASSES
-    lines = _need(path).read_text(encoding="utf-8").splitlines()
+    lines = _read_text(path).splitlines()
     while lines and lines[-1] == "":
         lines.pop()
     for i, name in enumerate(lines, 1):
@@ -139,8 +202,10 @@ def read_over_zero(run_dir: str | Path) -> Tensor:
     path = Path(run_dir) / OVER_ZERO
     t = load_tensor_file(path)
     if not isinstance(t, Tensor) or t.dim() != 3:
-        raise ValueError(f"{path}: expected a tensor [L, N, C], got {type(t).__name__} "
-                         f"{tuple(t.shape) if isinstance(t, Tensor) else ''}")
+        raise ValueError(
+            f"{path}: expected a tensor [L, N, C], got {type(t).__name__} "
+            f"{tuple(t.shape) if isinstance(t, Tensor) else ''}"
+        )
     t = t.float()
     fin = t[~torch.isnan(t)]
     if fin.numel() and (fin.min() < 0 or fin.max() > 1):
@@ -200,7 +265,10 @@ def read_top_clips(run_dir: str | Path) -> dict[str, Any]:
 def read_index(run_dir: str | Path) -> pd.DataFrame:
     """``index.csv`` (``row,index,file_name,label,split``; labels and file names as text, ``index`` unique)."""
     path = _need(Path(run_dir) / INDEX)
-    t = pd.read_csv(path, keep_default_na=False, dtype={"file_name": str, "label": str, "split": str})
+    try:
+        t = pd.read_csv(path, keep_default_na=False, dtype={"file_name": str, "label": str, "split": str})
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:  # UnicodeDecodeError too
+        raise ValueError(f"{path}: not a readable CSV ({type(e).__name__}: {e})") from e
     missing = [c for c in INDEX_COLUMNS if c not in t.columns]
     if missing:
         raise ValueError(f"{path}: missing columns {missing} (has {list(t.columns)})")
@@ -216,7 +284,7 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        m = json.loads(path.read_text(encoding="utf-8"))
+        m = json.loads(_read_text(path))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: invalid JSON: {e}") from e
     if not isinstance(m, dict):
@@ -293,13 +361,13 @@ def read_run(run_dir: str | Path, *, stats: bool = True, suffix: str | None = No
     if stats and (d / STATS).is_file():
         st = read_stats(d)
         if tuple(st["count"].shape) != tuple(oz.shape):
-            raise ValueError(f"{d / STATS}: count shape {tuple(st['count'].shape)} != over_zero "
-                             f"{tuple(oz.shape)}")
+            raise ValueError(f"{d / STATS}: count shape {tuple(st['count'].shape)} != over_zero {tuple(oz.shape)}")
         if [str(c) for c in st["classes"]] != classes:
             raise ValueError(f"{d / STATS}: classes differ from {d / CLASSES}")
     man = read_manifest(d)
-    return Run(path=d, over_zero=oz, classes=classes, manifest=man, stats=st,
-               task=task_of(d, man, suffix), suffix=suffix)
+    return Run(
+        path=d, over_zero=oz, classes=classes, manifest=man, stats=st, task=task_of(d, man, suffix), suffix=suffix
+    )
 
 
 def find_runs(out: str | Path, suffix: str) -> dict[str, Path]:
@@ -357,8 +425,9 @@ def read_features(run_dir: str | Path) -> Features:
     classes = read_classes(d)
     feats, gts = load_tensor_file(d / FEATURES), load_tensor_file(d / GTS)
     if not isinstance(feats, Tensor) or feats.dim() != 2:
-        raise ValueError(f"{d / FEATURES}: expected a float tensor [N, E], got "
-                         f"{getattr(feats, 'shape', type(feats).__name__)}")
+        raise ValueError(
+            f"{d / FEATURES}: expected a float tensor [N, E], got {getattr(feats, 'shape', type(feats).__name__)}"
+        )
     if not torch.isfinite(feats).all():
         bad = (~torch.isfinite(feats)).any(1).nonzero().flatten()[:5].tolist()
         raise ValueError(f"{d / FEATURES}: non-finite values in rows {bad}")
@@ -472,8 +541,10 @@ def read_lightning_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not a Lightning checkpoint (holds a {type(ckpt).__name__}, not a dict)")
     missing = [k for k in ("state_dict", "epoch") if k not in ckpt]
     if missing:
-        raise ValueError(f"{path}: not a Lightning checkpoint (no {', '.join(map(repr, missing))}; "
-                         f"keys: {sorted(map(str, ckpt))[:10]})")
+        raise ValueError(
+            f"{path}: not a Lightning checkpoint (no {', '.join(map(repr, missing))}; "
+            f"keys: {sorted(map(str, ckpt))[:10]})"
+        )
     sd = ckpt["state_dict"]
     if not isinstance(sd, Mapping) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in sd.items()):
         raise ValueError(f"{path}: 'state_dict' must map parameter names to tensors")
@@ -492,6 +563,33 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if "class" in t.columns:
         t["class"] = t["class"].astype(str)
     return t
+
+
+#: Columns every tuning table has (``tuning/<dimension>.csv``).
+TUNING_REQUIRED = ("unit", "site", "preferred_value", "bandwidth", "selectivity", "layer")
+
+
+def read_tuning_table(tuning_dir: str | Path, dimension: str) -> pd.DataFrame:
+    """``<tuning_dir>/<dimension>.csv`` (checked: the tuning columns are there)."""
+    p = Path(tuning_dir) / tuning_csv(dimension)
+    t = read_table(p)
+    missing = [c for c in TUNING_REQUIRED if c not in t.columns]
+    if missing:
+        raise ValueError(f"{p}: missing columns {missing}")
+    t["site"] = t["site"].astype(str)
+    return t
+
+
+def read_tuning_curves(tuning_dir: str | Path, dimension: str) -> dict[str, Any]:
+    """``<tuning_dir>/<dimension>.pt`` (checked: ``values`` [V] and ``p_active`` [L, N, V] agree)."""
+    p = Path(tuning_dir) / tuning_pt(dimension)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: file not found (written by the tuning stage, python -m analysis tuning)")
+    d = _load_dict(p, ("values", "p_active", "sites", "site_neurons", "dimension"))
+    V = len(d["values"])
+    if not isinstance(d["p_active"], Tensor) or d["p_active"].dim() != 3 or d["p_active"].shape[-1] != V:
+        raise ValueError(f"{p}: 'p_active' must be a tensor [L, N, {V}]")
+    return d
 
 
 def model_identity(run: Run) -> dict[str, Any]:
@@ -515,9 +613,11 @@ def check_same_model(a: Run, b: Run) -> None:
     ia, ib = model_identity(a), model_identity(b)
     for key in sorted(set(ia) & set(ib)):
         if ia[key] != ib[key]:
-            raise ValueError(f"runs {a.path} and {b.path} come from different models/sites: {key} differs "
-                             f"({_short(ia[key])} vs {_short(ib[key])}); cross-task overlap needs the same "
-                             f"neurons")
+            raise ValueError(
+                f"runs {a.path} and {b.path} come from different models/sites: {key} differs "
+                f"({_short(ia[key])} vs {_short(ib[key])}); cross-task overlap needs the same "
+                f"neurons"
+            )
 
 
 def _short(x: Any, n: int = 120) -> str:
@@ -555,3 +655,35 @@ def read_ablation_confusion(ablation_dir: str | Path) -> tuple[pd.DataFrame, lis
         if bad:
             raise ValueError(f"{csv}: column {col} holds {bad[:5]}, not classes of {rec}")
     return t, classes
+
+
+# -- SAE folders -------------------------------------------------------------------------------------
+_SAE_WEIGHTS = ("W_enc", "b_enc", "W_dec", "b_dec")
+
+
+def read_sae(path: str | Path) -> dict[str, Any]:
+    """An ``sae.pt`` file (a path to the file or to its SAE folder): the four weight tensors and ``config``
+    (checked: shapes agree with ``config.d_in`` / ``config.d_sae``). Errors name the file."""
+    p = Path(path)
+    p = p / SAE_FILE if p.is_dir() else p
+    d = _load_dict(p, _SAE_WEIGHTS + ("config",))
+    cfg = d["config"]
+    if not isinstance(cfg, dict) or not {"d_in", "d_sae", "architecture", "k", "site"} <= set(cfg):
+        raise ValueError(f"{p}: 'config' must be a dict with d_in, d_sae, architecture, k and site")
+    d_in, d_sae = int(cfg["d_in"]), int(cfg["d_sae"])
+    want = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
+    for k, shape in want.items():
+        if not isinstance(d[k], Tensor) or tuple(d[k].shape) != shape:
+            got = tuple(d[k].shape) if isinstance(d[k], Tensor) else type(d[k]).__name__
+            raise ValueError(f"{p}: '{k}' has shape {got}, expected {shape} (d_in={d_in}, d_sae={d_sae})")
+    return d
+
+
+def read_sae_metrics(sae_dir: str | Path) -> pd.DataFrame:
+    """``metrics.csv`` of an SAE folder (checked: the contract's columns)."""
+    p = Path(sae_dir) / SAE_METRICS_CSV
+    t = read_table(p)
+    missing = [c for c in SAE_METRICS_COLUMNS if c not in t.columns]
+    if missing:
+        raise ValueError(f"{p}: missing columns {missing}")
+    return t

@@ -11,6 +11,7 @@ and written block by block (:class:`RowBlocks`) into ``features.pt`` / ``gts.pt`
 (:class:`TensorFileWriter`: ordinary ``torch.save`` files written without ever holding the whole tensor)
 and ``index.csv``. Memory: one block of rows plus O(clips) integers, whatever the number of clips.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,15 +33,65 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from analysis.runs.atomic import (OutputExistsError, check_writable, save_csv, save_json, save_pdf, save_text,
-                                  save_torch, temp_dir)
-from analysis.runs.layout import (ABLATION_CONDITIONS_JSON, ABLATION_CONFUSION_CSV, ABLATION_CONFUSION_PDF,
-                                  ABLATION_CSV, ABLATION_FILES, ABLATION_K_CURVE_PDF, ABLATION_MATRIX_PDF,
-                                  ABLATION_SUMMARY_CSV, CLASSES, FEATURES, GTS, INDEX, INDEX_COLUMNS, MANIFEST,
-                                  NEURONS_CSV, NEURONS_JSON, NEURONS_PT, OVER_ZERO, ROW_SPOOL_PREFIX, RUN_FILES,
-                                  SPOOL_EMBEDDING, SPOOL_INDEX, SPOOL_LABEL, SPOOL_META, SPOOL_META_OFFSETS,
-                                  STABILITY_CSV, STATS, TEMP_SUFFIX, THRESHOLD_SWEEP_CSV, TOP_CLIPS, figure_preview,
-                                  temp_prefix)
+from analysis.runs.atomic import (
+    HashingFile,
+    OutputExistsError,
+    check_writable,
+    record,
+    record_move,
+    save_csv,
+    save_json,
+    save_pdf,
+    save_text,
+    save_torch,
+    sha256_file,
+    temp_dir,
+)
+from analysis.runs.layout import (
+    ABLATION_CONDITIONS_JSON,
+    ABLATION_CONFUSION_CSV,
+    ABLATION_CONFUSION_PDF,
+    ABLATION_CSV,
+    ABLATION_FILES,
+    ABLATION_K_CURVE_PDF,
+    ABLATION_MATRIX_PDF,
+    ABLATION_SUMMARY_CSV,
+    CLASSES,
+    FEATURES,
+    GTS,
+    INDEX,
+    INDEX_COLUMNS,
+    MANIFEST,
+    NEURONS_CSV,
+    NEURONS_JSON,
+    NEURONS_PT,
+    OVER_ZERO,
+    ROW_SPOOL_PREFIX,
+    RUN_FILES,
+    SPOOL_EMBEDDING,
+    SPOOL_INDEX,
+    SPOOL_LABEL,
+    SPOOL_META,
+    SPOOL_META_OFFSETS,
+    STABILITY_CSV,
+    STATS,
+    TEMP_SUFFIX,
+    THRESHOLD_SWEEP_CSV,
+    TOP_CLIPS,
+    figure_preview,
+    STEERING_CSV,
+    STEERING_PDF,
+    temp_prefix,
+    tuning_csv,
+    tuning_pt,
+)
+from analysis.runs.layout import (
+    NEURONS_VS_FEATURES_COLUMNS,
+    NEURONS_VS_FEATURES_CSV,
+    SAE_FILE,
+    SAE_METRICS_COLUMNS,
+    SAE_METRICS_CSV,
+)
 
 #: Bytes of embeddings and labels per block when assembling features.pt / gts.pt / index.csv (the memory
 #: the assembly needs, whatever the number of clips).
@@ -67,8 +118,9 @@ def label_strings(gts: Tensor, classes: Sequence[str]) -> list[str]:
     return [",".join(classes[j] for j in torch.nonzero(row > 0.5).flatten().tolist()) for row in gts]
 
 
-def index_table(index: Tensor, file_names: Sequence[str], gts: Tensor, splits: Sequence[str],
-                classes: Sequence[str]) -> pd.DataFrame:
+def index_table(
+    index: Tensor, file_names: Sequence[str], gts: Tensor, splits: Sequence[str], classes: Sequence[str]
+) -> pd.DataFrame:
     """The ``index.csv`` table (``row,index,file_name,label,split``), rows in features.pt order."""
     return pd.DataFrame(
         {
@@ -96,7 +148,9 @@ class TensorFileWriter:
     ``torch.save`` writes the file's structure with an unpopulated storage (``torch.serialization.skip_data``
     on a placeholder mapped from an empty sparse file, so nothing is allocated); the rows are then written at
     the storage's offset in the zip archive and the record's CRC-32 is set at :meth:`close`, so the result
-    is a valid zip and an ordinary ``torch.load`` file (``mmap=True`` works too).
+    is a valid zip and an ordinary ``torch.load`` file (``mmap=True`` works too). The file's sha256 is
+    computed on the way (the structure before the rows, the rows as written, the small tail after them) and
+    :func:`~analysis.runs.atomic.record`-ed at :meth:`close`: the rows are never read back.
     """
 
     _DTYPES = {torch.float32: np.float32, torch.int64: np.int64}
@@ -109,6 +163,7 @@ class TensorFileWriter:
         self._crc = 0
         self._file = None
         numel = self.rows * math.prod(self.row_shape)
+        self._sha = hashlib.sha256()
         if numel == 0:
             torch.save(torch.zeros(self.rows, *self.row_shape, dtype=dtype), self.path)
             return
@@ -123,19 +178,23 @@ class TensorFileWriter:
         del placeholder
         self._record, offset, self._descriptor = _storage_record(self.path)
         self._file = open(self.path, "r+b")
+        self._sha.update(self._file.read(offset))  # the structure before the rows (never patched)
         self._file.seek(offset)
 
     def write(self, block: Tensor) -> None:
         """Append the next ``block`` ``[k, *row_shape]`` of rows."""
         if tuple(block.shape[1:]) != self.row_shape or block.dtype != self.dtype:
-            raise ValueError(f"{self.path}: block {tuple(block.shape)} {block.dtype} does not match rows "
-                             f"{self.row_shape} {self.dtype}")
+            raise ValueError(
+                f"{self.path}: block {tuple(block.shape)} {block.dtype} does not match rows "
+                f"{self.row_shape} {self.dtype}"
+            )
         if self.written + block.shape[0] > self.rows:
             raise ValueError(f"{self.path}: more than {self.rows} rows written")
         if self._file is not None and block.numel():
             data = memoryview(np.ascontiguousarray(block.detach().cpu().numpy())).cast("B")
             self._file.write(data)
             self._crc = zlib.crc32(data, self._crc)
+            self._sha.update(data)
         self.written += int(block.shape[0])
 
     def close(self) -> None:
@@ -143,9 +202,12 @@ class TensorFileWriter:
         if self.written != self.rows:
             raise ValueError(f"{self.path}: {self.written} rows written, {self.rows} expected")
         if self._file is None:
+            if self.path.exists():
+                record(self.path, sha256_file(self.path), self.path.stat().st_size)  # empty tensor: tiny
             return
         f, self._file = self._file, None
         try:
+            data_end = f.tell()
             crc = struct.pack("<I", self._crc)
             if self._descriptor is not None:
                 f.seek(self._descriptor)
@@ -158,9 +220,9 @@ class TensorFileWriter:
             f.seek(start)
             cd = f.read(end - start)
             pos, name = 0, self._record.encode("utf-8")
-            while cd[pos:pos + 4] == b"PK\x01\x02":
-                n, e, c = struct.unpack("<HHH", cd[pos + 28:pos + 34])
-                if cd[pos + 46:pos + 46 + n] == name:
+            while cd[pos : pos + 4] == b"PK\x01\x02":
+                n, e, c = struct.unpack("<HHH", cd[pos + 28 : pos + 34])
+                if cd[pos + 46 : pos + 46 + n] == name:
                     f.seek(start + pos + 16)
                     f.write(crc)
                     break
@@ -169,6 +231,9 @@ class TensorFileWriter:
                 raise ValueError(f"{self.path}: record {self._record} not in the central directory")
             f.flush()
             os.fsync(f.fileno())
+            f.seek(data_end)
+            self._sha.update(f.read())  # descriptor and central directory, as patched
+            record(self.path, self._sha.hexdigest(), end)
         finally:
             f.close()
 
@@ -233,8 +298,10 @@ class RowSpool:
         self.label_width: Optional[int] = None  # None: class indices; C: multi-hot rows
         self._started = False
         self._meta_end = 0
-        self._files = {name: open(self.folder / name, "ab") for name in
-                       (SPOOL_EMBEDDING, SPOOL_LABEL, SPOOL_INDEX, SPOOL_META, SPOOL_META_OFFSETS)}
+        self._files = {
+            name: open(self.folder / name, "ab")
+            for name in (SPOOL_EMBEDDING, SPOOL_LABEL, SPOOL_INDEX, SPOOL_META, SPOOL_META_OFFSETS)
+        }
 
     @classmethod
     def create(cls, parent: str | os.PathLike, name: str) -> "RowSpool":
@@ -243,20 +310,35 @@ class RowSpool:
         Path(parent).mkdir(parents=True, exist_ok=True)
         return cls(tempfile.mkdtemp(prefix=temp_prefix(f"{ROW_SPOOL_PREFIX}{name}"), suffix=TEMP_SUFFIX, dir=parent))
 
-    def append(self, *, label: Tensor, index: Tensor, split: Sequence[str], file_name: Sequence[str],
-               embedding: Optional[Tensor] = None) -> None:
+    def append(
+        self,
+        *,
+        label: Tensor,
+        index: Tensor,
+        split: Sequence[str],
+        file_name: Sequence[str],
+        embedding: Optional[Tensor] = None,
+    ) -> None:
         """Append ``n`` rows: labels ``[n]`` or ``[n, C]``, dataset indices ``[n]``, splits, file names and
         embeddings ``[n, E]`` (or None; every append must agree on shapes)."""
         n = int(index.shape[0])
-        if label.shape[0] != n or len(split) != n or len(file_name) != n or (
-                embedding is not None and embedding.shape[0] != n):
-            raise ValueError(f"RowSpool {self.folder}: rows disagree (index {n}, label {label.shape[0]}, "
-                             f"split {len(split)}, file_name {len(file_name)})")
+        if (
+            label.shape[0] != n
+            or len(split) != n
+            or len(file_name) != n
+            or (embedding is not None and embedding.shape[0] != n)
+        ):
+            raise ValueError(
+                f"RowSpool {self.folder}: rows disagree (index {n}, label {label.shape[0]}, "
+                f"split {len(split)}, file_name {len(file_name)})"
+            )
         width = int(label.shape[1]) if label.dim() == 2 else None
         dim = int(embedding.shape[1]) if embedding is not None else None
         if self._started and (width != self.label_width or dim != self.embed_dim):
-            raise ValueError(f"RowSpool {self.folder}: rows of another shape (labels {width} vs {self.label_width}, "
-                             f"embeddings {dim} vs {self.embed_dim})")
+            raise ValueError(
+                f"RowSpool {self.folder}: rows of another shape (labels {width} vs {self.label_width}, "
+                f"embeddings {dim} vs {self.embed_dim})"
+            )
         self._started, self.label_width, self.embed_dim = True, width, dim
         if embedding is not None:
             self._files[SPOOL_EMBEDDING].write(embedding.detach().float().cpu().contiguous().numpy().tobytes())
@@ -295,13 +377,15 @@ class RowSpool:
         k = int(r.size)
         emb = None
         if self.embed_dim is not None:
-            emb = _from_bytes(_read_rows(self.folder / SPOOL_EMBEDDING, r, 4 * self.embed_dim), np.float32,
-                              (k, self.embed_dim))
+            emb = _from_bytes(
+                _read_rows(self.folder / SPOOL_EMBEDDING, r, 4 * self.embed_dim), np.float32, (k, self.embed_dim)
+            )
         if self.label_width is None:
             label = _from_bytes(_read_rows(self.folder / SPOOL_LABEL, r, 8), np.int64, (k,))
         else:
-            label = _from_bytes(_read_rows(self.folder / SPOOL_LABEL, r, 4 * self.label_width), np.float32,
-                                (k, self.label_width))
+            label = _from_bytes(
+                _read_rows(self.folder / SPOOL_LABEL, r, 4 * self.label_width), np.float32, (k, self.label_width)
+            )
         index = _from_bytes(_read_rows(self.folder / SPOOL_INDEX, r, 8), np.int64, (k,))
         offs = self.folder / SPOOL_META_OFFSETS
         start = _read_rows(offs, r, 8).view(np.int64).ravel().tolist()
@@ -402,8 +486,11 @@ class RowBlocks:
         """The (embedding dim, label width) the spools agree on (spools without rows are ignored)."""
         kinds = {(d["embed_dim"], d["label_width"]) for d in described if d["n_rows"]}
         if len(kinds) != 1:
-            raise ValueError(f"row spools disagree on (embedding dim, label width): {sorted(kinds, key=str)}"
-                             if kinds else "no clip was predicted")
+            raise ValueError(
+                f"row spools disagree on (embedding dim, label width): {sorted(kinds, key=str)}"
+                if kinds
+                else "no clip was predicted"
+            )
         return kinds.pop()
 
     @staticmethod
@@ -414,9 +501,13 @@ class RowBlocks:
         return max(1, block_bytes // row)
 
     @classmethod
-    def ordered(cls, order: RowOrder, described: Sequence[dict[str, Optional[int]]],
-                fetch: Callable[[slice], Sequence[Optional[dict[str, Any]]]],
-                block_rows: Optional[int] = None) -> "RowBlocks":
+    def ordered(
+        cls,
+        order: RowOrder,
+        described: Sequence[dict[str, Optional[int]]],
+        fetch: Callable[[slice], Sequence[Optional[dict[str, Any]]]],
+        block_rows: Optional[int] = None,
+    ) -> "RowBlocks":
         """Rows in ``order``; ``fetch(block)`` returns one :meth:`RowSpool.read` per spool of the rows
         :meth:`RowOrder.wanted` (e.g. gathered from other processes); ``described``: each spool's
         :meth:`RowSpool.describe`; ``block_rows`` default :meth:`block_rows`."""
@@ -433,20 +524,38 @@ class RowBlocks:
     def from_spools(cls, spools: Sequence[RowSpool], block_rows: Optional[int] = None) -> "RowBlocks":
         """The rows of closed spools readable by this process, in dataset order."""
         order = RowOrder.of([s.read_index() for s in spools])
-        return cls.ordered(order, [s.describe() for s in spools],
-                           lambda sl: [s.read(order.wanted(sl, i)) for i, s in enumerate(spools)], block_rows)
+        return cls.ordered(
+            order,
+            [s.describe() for s in spools],
+            lambda sl: [s.read(order.wanted(sl, i)) for i, s in enumerate(spools)],
+            block_rows,
+        )
 
     @classmethod
-    def from_tensors(cls, index: Tensor, label: Tensor, split: Sequence[str], file_name: Sequence[str],
-                     embedding: Optional[Tensor] = None) -> "RowBlocks":
+    def from_tensors(
+        cls,
+        index: Tensor,
+        label: Tensor,
+        split: Sequence[str],
+        file_name: Sequence[str],
+        embedding: Optional[Tensor] = None,
+    ) -> "RowBlocks":
         """Rows held in memory (any order; sorted by dataset index here)."""
         order = RowOrder.of([index])
         o = order.row
-        block = {"embedding": None if embedding is None else embedding.float()[o], "label": label[o],
-                 "index": order.index, "split": [split[i] for i in o.tolist()],
-                 "file_name": [file_name[i] for i in o.tolist()]}
-        return cls(len(order), None if embedding is None else int(embedding.shape[1]),
-                   int(label.shape[1]) if label.dim() == 2 else None, [block])
+        block = {
+            "embedding": None if embedding is None else embedding.float()[o],
+            "label": label[o],
+            "index": order.index,
+            "split": [split[i] for i in o.tolist()],
+            "file_name": [file_name[i] for i in o.tolist()],
+        }
+        return cls(
+            len(order),
+            None if embedding is None else int(embedding.shape[1]),
+            int(label.shape[1]) if label.dim() == 2 else None,
+            [block],
+        )
 
 
 def write_run_folder(
@@ -474,8 +583,9 @@ def write_run_folder(
         if top_clips is not None:
             save_torch(top_clips, tmp / TOP_CLIPS)
         n, sha = _write_rows(tmp, rows, classes)
-        save_json({**manifest, "n_clips": n, "data_list_sha256": sha, "features": rows.embed_dim is not None},
-                  tmp / MANIFEST)
+        save_json(
+            {**manifest, "n_clips": n, "data_list_sha256": sha, "features": rows.embed_dim is not None}, tmp / MANIFEST
+        )
         _replace_dir(tmp, final, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -486,14 +596,19 @@ def write_run_folder(
 def _write_rows(tmp: Path, rows: RowBlocks, classes: Sequence[str]) -> tuple[int, str]:
     """``features.pt``, ``gts.pt`` and ``index.csv`` from ``rows``; returns (rows, data-list sha256)."""
     n = rows.n_rows
-    feats = (TensorFileWriter(tmp / FEATURES, n, (rows.embed_dim,), torch.float32)
-             if rows.embed_dim is not None else None)
-    gts = (TensorFileWriter(tmp / GTS, n, (), torch.int64) if rows.label_width is None
-           else TensorFileWriter(tmp / GTS, n, (rows.label_width,), torch.float32))
+    feats = (
+        TensorFileWriter(tmp / FEATURES, n, (rows.embed_dim,), torch.float32) if rows.embed_dim is not None else None
+    )
+    gts = (
+        TensorFileWriter(tmp / GTS, n, (), torch.int64)
+        if rows.label_width is None
+        else TensorFileWriter(tmp / GTS, n, (rows.label_width,), torch.float32)
+    )
     sha = hashlib.sha256((",".join(INDEX_COLUMNS[1:]) + "\n").encode("utf-8"))
     done = 0
-    with open(tmp / INDEX, "w", encoding="utf-8", newline="") as csv:
-        csv.write(",".join(INDEX_COLUMNS) + "\n")
+    with open(tmp / INDEX, "wb") as raw:
+        csv = HashingFile(raw)
+        csv.write((",".join(INDEX_COLUMNS) + "\n").encode("utf-8"))
         for block in rows.blocks:
             k = int(block["index"].shape[0])
             if feats is not None:
@@ -501,11 +616,12 @@ def _write_rows(tmp: Path, rows: RowBlocks, classes: Sequence[str]) -> tuple[int
             gts.write(block["label"].long() if rows.label_width is None else block["label"].float())
             table = index_table(block["index"], block["file_name"], block["label"], block["split"], classes)
             table["row"] = range(done, done + k)
-            csv.write(table.to_csv(index=False, header=False))
+            csv.write(table.to_csv(index=False, header=False).encode("utf-8"))
             sha.update(table[INDEX_COLUMNS[1:]].to_csv(index=False, header=False).encode("utf-8"))
             done += k
         csv.flush()
-        os.fsync(csv.fileno())
+        os.fsync(raw.fileno())
+    record(tmp / INDEX, csv.sha.hexdigest(), csv.size)
     if done != n:
         raise ValueError(f"{tmp}: {done} rows written, {n} announced")
     if feats is not None:
@@ -520,18 +636,25 @@ def _replace_dir(src: Path, dst: Path, overwrite: bool) -> None:
     the new run did not write, e.g. ``features.pt`` of a run now made without embeddings, are removed)."""
     if not dst.exists():
         os.replace(src, dst)
+        record_move(src, dst)
         return
     check_run_folder(dst, overwrite)  # again: another process may have written meanwhile
     for f in RUN_FILES:
         if (src / f).exists():
             os.replace(src / f, dst / f)
+            record_move(src / f, dst / f)
         elif (dst / f).exists():
             os.unlink(dst / f)
     src.rmdir()
 
 
-def write_neurons(run_dir: str | os.PathLike, table: pd.DataFrame, neurons: list[list[Tensor]],
-                  summary: dict[str, Any], overwrite: bool = False) -> list[Path]:
+def write_neurons(
+    run_dir: str | os.PathLike,
+    table: pd.DataFrame,
+    neurons: list[list[Tensor]],
+    summary: dict[str, Any],
+    overwrite: bool = False,
+) -> list[Path]:
     """``neurons.csv`` (``table``), ``neurons.pt`` (the LAPE mask list) and ``neurons.json``
     (``summary``) of an AAPE selection, each atomically; all three are checked before any is written."""
     d = Path(run_dir)
@@ -553,9 +676,15 @@ def check_ablation_writable(out_dir: str | os.PathLike, overwrite: bool = False)
             check_writable(figure_preview(Path(out_dir) / f), overwrite)
 
 
-def write_ablation(out_dir: str | os.PathLike, table: pd.DataFrame, summary: pd.DataFrame,
-                   conditions: dict[str, Any], figures: dict[str, Any], overwrite: bool = False,
-                   confusion: pd.DataFrame | None = None) -> None:
+def write_ablation(
+    out_dir: str | os.PathLike,
+    table: pd.DataFrame,
+    summary: pd.DataFrame,
+    conditions: dict[str, Any],
+    figures: dict[str, Any],
+    overwrite: bool = False,
+    confusion: pd.DataFrame | None = None,
+) -> None:
     """``ablation.csv`` (``table``), ``ablation_summary.csv``, ``ablation_conditions.json``,
     ``ablation_confusion.csv`` (when given) and the figures ``matrix`` / ``k_curve`` / ``confusion`` (when
     given) as PDFs with PNG previews, each atomically."""
@@ -571,6 +700,43 @@ def write_ablation(out_dir: str | os.PathLike, table: pd.DataFrame, summary: pd.
         save_pdf(fig, d / names[key], overwrite, close=False, bbox_inches="tight")
 
 
+def tuning_paths(dest: str | os.PathLike, dimension: str) -> tuple[Path, Path]:
+    """Where the tuning of ``dimension`` is written in a tuning folder: (curves ``.pt``, table ``.csv``)."""
+    return Path(dest) / tuning_pt(dimension), Path(dest) / tuning_csv(dimension)
+
+
+def write_tuning(
+    dest: str | os.PathLike, dimension: str, curves: dict[str, Any], table: pd.DataFrame, overwrite: bool = False
+) -> tuple[Path, Path]:
+    """The tuning curves (a dict of tensors and plain values) and the table of ``dimension``, each
+    atomically; both are checked before either is written."""
+    pt, csv = tuning_paths(dest, dimension)
+    for p in (pt, csv):
+        check_writable(p, overwrite)
+    pt.parent.mkdir(parents=True, exist_ok=True)
+    save_torch(curves, pt, overwrite)
+    save_csv(table, csv, overwrite)
+    return pt, csv
+
+
+def check_steering_writable(out_dir: str | os.PathLike, overwrite: bool = False) -> None:
+    """Refuse (before the test pass) when ``steering.csv`` / ``steering.pdf`` (or its preview) exist."""
+    for f in (STEERING_CSV, STEERING_PDF):
+        check_writable(Path(out_dir) / f, overwrite)
+    check_writable(figure_preview(Path(out_dir) / STEERING_PDF), overwrite)
+
+
+def write_steering(
+    out_dir: str | os.PathLike, table: pd.DataFrame, figure: Any = None, overwrite: bool = False
+) -> Path:
+    """``steering.csv`` (and ``steering.pdf`` + PNG when ``figure``) atomically; returns the CSV path."""
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    if figure is not None:
+        save_pdf(figure, d / STEERING_PDF, overwrite, close=False, bbox_inches="tight")
+    return save_csv(table, d / STEERING_CSV, overwrite)
+
+
 def stability_paths(run_dir: str | os.PathLike, sweep: bool = True) -> dict[str, Path]:
     """Where the stability step writes: ``stability`` (and ``threshold_sweep`` when ``sweep``)."""
     d = Path(run_dir)
@@ -580,8 +746,9 @@ def stability_paths(run_dir: str | os.PathLike, sweep: bool = True) -> dict[str,
     return paths
 
 
-def write_stability(run_dir: str | os.PathLike, stability: pd.DataFrame, sweep: pd.DataFrame | None,
-                    overwrite: bool = False) -> dict[str, Path]:
+def write_stability(
+    run_dir: str | os.PathLike, stability: pd.DataFrame, sweep: pd.DataFrame | None, overwrite: bool = False
+) -> dict[str, Path]:
     """``stability.csv`` and, when given, ``threshold_sweep.csv``, each atomically."""
     paths = stability_paths(run_dir, sweep is not None)
     save_csv(stability, paths["stability"], overwrite)
@@ -607,8 +774,37 @@ def staged_folder(dest: str | os.PathLike, overwrite: bool = False) -> Iterator[
             old = temp_dir(final)  # a temporary name: removed by the next run if a kill leaves it
             os.replace(final, old / final.name)
         os.replace(tmp, final)
+        record_move(tmp, final)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# -- SAE folders and the neurons-vs-features table -------------------------------------------------------
+def write_sae(
+    sae_dir: str | os.PathLike, weights: dict[str, Any], metrics: dict[str, Any], overwrite: bool = False
+) -> Path:
+    """An SAE folder: ``sae.pt`` (the dict of :meth:`SparseAutoencoder.file_dict`) and its one-row
+    ``metrics.csv`` (:data:`SAE_METRICS_COLUMNS`), each written atomically."""
+    d = Path(sae_dir)
+    missing = [c for c in SAE_METRICS_COLUMNS if c not in metrics]
+    if missing:
+        raise ValueError(f"SAE metrics for {d} lack {missing}")
+    check_writable(d / SAE_FILE, overwrite)
+    check_writable(d / SAE_METRICS_CSV, overwrite)
+    d.mkdir(parents=True, exist_ok=True)
+    save_torch(weights, d / SAE_FILE, overwrite=overwrite)
+    save_csv(pd.DataFrame([{c: metrics[c] for c in SAE_METRICS_COLUMNS}]), d / SAE_METRICS_CSV, overwrite=overwrite)
+    return d
+
+
+def write_neurons_vs_features(compare_dir: str | os.PathLike, table: pd.DataFrame, overwrite: bool = False) -> Path:
+    """``compare/neurons_vs_features.csv`` (:data:`NEURONS_VS_FEATURES_COLUMNS`)."""
+    missing = [c for c in NEURONS_VS_FEATURES_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"neurons-vs-features table lacks columns {missing}")
+    path = Path(compare_dir) / NEURONS_VS_FEATURES_CSV
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_csv(table[NEURONS_VS_FEATURES_COLUMNS], path, overwrite=overwrite)

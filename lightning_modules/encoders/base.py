@@ -28,6 +28,7 @@ module itself (so its forward hooks, e.g. an ablation mask, apply to the resumed
 later layer. The ablation callback uses it to share the forward before a pass's earliest ablated site;
 encoders without it run the full forward.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -11,6 +11,7 @@
 * :func:`check_keys` raises :class:`CheckpointKeyError` listing missing / unexpected keys and naming
   the file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from analysis.runs.read import UnsafeFileError, load_tensor_file
+from analysis.runs.read import UnsafeFileError, load_tensor_file, refusal_message
 
 #: Globals allowed while unpickling with ``weights_only=True``.
 SAFE_GLOBALS: tuple[type, ...] = (argparse.Namespace,)
@@ -48,19 +49,26 @@ def load_checkpoint_file(path: str | Path, trust_checkpoint: bool = False) -> An
     except UnsafeFileError as e:
         if not trust_checkpoint:
             raise UnsafeCheckpointError(
-                f"Refusing to load checkpoint {path}: it holds pickled objects other than tensors, "
-                f"containers and argparse.Namespace ({e.detail}). Loading it would run arbitrary "
-                f"code; pass trust_checkpoint=True only if you trust where the file comes from.", e.detail
+                refusal_message(
+                    path,
+                    e.detail,
+                    allowed="tensors, containers and argparse.Namespace",
+                    hint="pass trust_checkpoint=True only if you trust where the file comes from",
+                ),
+                e.detail,
             ) from e
     return load_tensor_file(path, trust=True)
 
 
-def extract_state_dict(obj: Any, path: str | Path, container_keys: Iterable[str] = ("model", "state_dict")) -> dict[str, Tensor]:
+def extract_state_dict(
+    obj: Any, path: str | Path, container_keys: Iterable[str] = ("model", "state_dict")
+) -> dict[str, Tensor]:
     """The flat ``{name: Tensor}`` state dict of a loaded checkpoint object: ``obj[k]`` for the first
     ``k`` of ``container_keys`` holding a mapping, else ``obj`` itself. Non-tensor values are an error."""
     if not isinstance(obj, Mapping):
-        raise TypeError(f"Checkpoint {path} holds a {type(obj).__name__}, expected a dict (state dict or "
-                        f"training checkpoint)")
+        raise TypeError(
+            f"Checkpoint {path} holds a {type(obj).__name__}, expected a dict (state dict or training checkpoint)"
+        )
     sd: Mapping = obj
     for k in container_keys:
         if isinstance(obj.get(k), Mapping):
@@ -68,8 +76,10 @@ def extract_state_dict(obj: Any, path: str | Path, container_keys: Iterable[str]
             break
     bad = [k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
     if bad:
-        raise TypeError(f"Checkpoint {path}: state dict entries that are not named tensors: {bad[:10]}"
-                        + (f" (+{len(bad) - 10} more)" if len(bad) > 10 else ""))
+        raise TypeError(
+            f"Checkpoint {path}: state dict entries that are not named tensors: {bad[:10]}"
+            + (f" (+{len(bad) - 10} more)" if len(bad) > 10 else "")
+        )
     return dict(sd)
 
 
@@ -78,8 +88,7 @@ def _fmt(keys: list[str], limit: int = 40) -> str:
     return shown + (f", ... (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def check_keys(expected: Iterable[str], got: Iterable[str], path: str | Path,
-               optional: Iterable[str] = ()) -> None:
+def check_keys(expected: Iterable[str], got: Iterable[str], path: str | Path, optional: Iterable[str] = ()) -> None:
     """Raise :class:`CheckpointKeyError` unless ``got`` equals ``expected`` (keys in ``optional`` may
     be absent). The message lists every missing and unexpected key and names ``path``."""
     expected, got, optional = set(expected), set(got), set(optional)
@@ -96,21 +105,25 @@ def check_keys(expected: Iterable[str], got: Iterable[str], path: str | Path,
 
 def check_shapes(model_sd: Mapping[str, Tensor], sd: Mapping[str, Tensor], path: str | Path) -> None:
     """Raise :class:`CheckpointKeyError` listing keys whose shapes differ from the model's."""
-    bad = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(model_sd[k].shape)}"
-           for k, v in sd.items() if k in model_sd and tuple(v.shape) != tuple(model_sd[k].shape)]
+    bad = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(model_sd[k].shape)}"
+        for k, v in sd.items()
+        if k in model_sd and tuple(v.shape) != tuple(model_sd[k].shape)
+    ]
     if bad:
         raise CheckpointKeyError(f"Checkpoint {path}: shape mismatch for {_fmt(bad)}")
 
 
 def strip_prefix(sd: Mapping[str, Tensor], prefix: str) -> tuple[dict[str, Tensor], list[str]]:
     """``({key without prefix: value} for keys starting with prefix, [other keys])``."""
-    kept = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    kept = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
     others = [k for k in sd if not k.startswith(prefix)]
     return kept, others
 
 
-def load_state_dict_strict(module: torch.nn.Module, sd: Mapping[str, Tensor], path: str | Path,
-                           optional: Optional[Iterable[str]] = None) -> None:
+def load_state_dict_strict(
+    module: torch.nn.Module, sd: Mapping[str, Tensor], path: str | Path, optional: Optional[Iterable[str]] = None
+) -> None:
     """Check keys and shapes against ``module.state_dict()``, then load (``strict`` unless some
     ``optional`` key is absent)."""
     model_sd = module.state_dict()

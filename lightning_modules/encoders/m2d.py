@@ -42,6 +42,7 @@ whose backbone keys carry the prefix ``module.ar.runtime.backbone.``. Only encod
 EMA target (``target_*``), decoder (``decoder_*``, ``mask_token``) and EVAR head (``module.*``) keys are
 dropped; any other key, or a missing encoder key, is an error listing the keys.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -57,8 +58,7 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from .base import AudioEncoder, Positions, patch_coordinates
-from .checkpoints import (CheckpointKeyError, check_keys, check_shapes, extract_state_dict,
-                          load_checkpoint_file)
+from .checkpoints import CheckpointKeyError, check_keys, check_shapes, extract_state_dict, load_checkpoint_file
 from .melspec import LogMelSpectrogram
 
 #: Fallback normalisation statistics (mean, std) when a checkpoint stores none.
@@ -79,8 +79,17 @@ EVAR_PREFIX = "module.ar.runtime.backbone."
 #: ``text_encoder.``            M2D-CLAP files that include the text tower ("TI")
 #: ``logit_scale``              M2D-CLAP: contrastive temperature
 #: ===========================  =====================================================================
-NON_ENCODER_PREFIXES: tuple[str, ...] = ("target_", "decoder_", "mask_token", "module.", "offline_predictor.",
-                                         "audio_proj.", "text_proj.", "text_encoder.", "logit_scale")
+NON_ENCODER_PREFIXES: tuple[str, ...] = (
+    "target_",
+    "decoder_",
+    "mask_token",
+    "module.",
+    "offline_predictor.",
+    "audio_proj.",
+    "text_proj.",
+    "text_encoder.",
+    "logit_scale",
+)
 #: Attention heads of the standard ViT widths (64 per head); other widths need ``num_heads``.
 STANDARD_HEADS: dict[int, int] = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16}
 
@@ -118,9 +127,14 @@ def parse_run_name(name: str) -> M2DRunName:
     m = re.fullmatch(r"(\d+)k", sr)
     if not m:
         raise ValueError(f"Cannot read the sample rate {sr!r} in M2D run name {name!r} (expected e.g. 16k, 32k)")
-    return M2DRunName(model=parts[0], n_mels=int(size.group(1)), input_frames=int(size.group(2)),
-                      patch=(int(patch.group(1)), int(patch.group(2))), sample_rate=int(m.group(1)) * 1000,
-                      extra=tuple(fields[3:]))
+    return M2DRunName(
+        model=parts[0],
+        n_mels=int(size.group(1)),
+        input_frames=int(size.group(2)),
+        patch=(int(patch.group(1)), int(patch.group(2))),
+        sample_rate=int(m.group(1)) * 1000,
+        extra=tuple(fields[3:]),
+    )
 
 
 def run_name_of(path: str | Path) -> Optional[M2DRunName]:
@@ -141,8 +155,9 @@ def _is_encoder_key(k: str) -> bool:
     return k in ("cls_token", "pos_embed", "norm_stats") or k.startswith(("patch_embed.", "blocks.", "norm."))
 
 
-def load_m2d_state_dict(path: str | Path, trust_checkpoint: bool = False,
-                        ignore_prefixes: Sequence[str] = ()) -> dict[str, Tensor]:
+def load_m2d_state_dict(
+    path: str | Path, trust_checkpoint: bool = False, ignore_prefixes: Sequence[str] = ()
+) -> dict[str, Tensor]:
     """Encoder state dict of an M2D checkpoint in any of the three formats (module docstring).
 
     Keys starting with :data:`NON_ENCODER_PREFIXES` (or ``ignore_prefixes``) are dropped; every other
@@ -151,16 +166,20 @@ def load_m2d_state_dict(path: str | Path, trust_checkpoint: bool = False,
     obj = load_checkpoint_file(path, trust_checkpoint=trust_checkpoint)
     sd = extract_state_dict(obj, path, container_keys=("model",))
     if any(k.startswith(EVAR_PREFIX) for k in sd):
-        sd = {(k[len(EVAR_PREFIX):] if k.startswith(EVAR_PREFIX) else k): v for k, v in sd.items()}
+        sd = {(k[len(EVAR_PREFIX) :] if k.startswith(EVAR_PREFIX) else k): v for k, v in sd.items()}
     drop = tuple(NON_ENCODER_PREFIXES) + tuple(ignore_prefixes)
     kept = {k: v for k, v in sd.items() if not k.startswith(drop)}
     unknown = sorted(k for k in kept if not _is_encoder_key(k))
     if unknown:
-        raise CheckpointKeyError(f"Checkpoint {path} has unexpected keys ({len(unknown)}) that are neither "
-                                 f"M2D encoder keys nor known non-encoder keys: {', '.join(unknown[:40])}")
+        raise CheckpointKeyError(
+            f"Checkpoint {path} has unexpected keys ({len(unknown)}) that are neither "
+            f"M2D encoder keys nor known non-encoder keys: {', '.join(unknown[:40])}"
+        )
     if not kept:
-        raise CheckpointKeyError(f"Checkpoint {path} holds no M2D encoder keys (cls_token, pos_embed, "
-                                 f"patch_embed.*, blocks.*, norm.*); keys: {sorted(sd)[:20]}")
+        raise CheckpointKeyError(
+            f"Checkpoint {path} holds no M2D encoder keys (cls_token, pos_embed, "
+            f"patch_embed.*, blocks.*, norm.*); keys: {sorted(sd)[:20]}"
+        )
     return kept
 
 
@@ -177,20 +196,31 @@ def _arch_from_state_dict(sd: dict[str, Tensor], path: str | Path) -> _Arch:
     need = ["cls_token", "patch_embed.proj.weight"]
     missing = [k for k in need if k not in sd]
     if missing:
-        raise CheckpointKeyError(f"Checkpoint {path} does not match the M2D encoder: missing keys: {', '.join(missing)}")
+        raise CheckpointKeyError(
+            f"Checkpoint {path} does not match the M2D encoder: missing keys: {', '.join(missing)}"
+        )
     width = int(sd["cls_token"].shape[-1])
     ids = {int(k.split(".")[1]) for k in sd if k.startswith("blocks.") and k.split(".")[1].isdigit()}
     if not ids:
         raise CheckpointKeyError(f"Checkpoint {path} does not match the M2D encoder: missing keys: blocks.*")
     fc1 = [v for k, v in sd.items() if re.fullmatch(r"blocks\.\d+\.mlp\.fc1\.weight", k)]
     if not fc1:
-        raise CheckpointKeyError(f"Checkpoint {path} does not match the M2D encoder: missing keys: blocks.*.mlp.fc1.weight")
+        raise CheckpointKeyError(
+            f"Checkpoint {path} does not match the M2D encoder: missing keys: blocks.*.mlp.fc1.weight"
+        )
     w = sd["patch_embed.proj.weight"]
     if w.shape[1] != 1:
-        raise CheckpointKeyError(f"Checkpoint {path}: patch_embed.proj.weight has {w.shape[1]} input channels, expected 1")
+        raise CheckpointKeyError(
+            f"Checkpoint {path}: patch_embed.proj.weight has {w.shape[1]} input channels, expected 1"
+        )
     pos = int(sd["pos_embed"].shape[1]) if "pos_embed" in sd else -1
-    return _Arch(width=width, depth=max(ids) + 1, mlp_hidden=int(fc1[0].shape[0]),
-                 patch=(int(w.shape[2]), int(w.shape[3])), pos_tokens=pos)
+    return _Arch(
+        width=width,
+        depth=max(ids) + 1,
+        mlp_hidden=int(fc1[0].shape[0]),
+        patch=(int(w.shape[2]), int(w.shape[3])),
+        pos_tokens=pos,
+    )
 
 
 class _PatchEmbed(nn.Module):
@@ -216,8 +246,9 @@ def resize_pos_embed(pos_embed: Tensor, freq_patches: int, time_patches: int) ->
     t = grid.shape[1] // freq_patches
     grid = grid.reshape(1, freq_patches, t, d)
     if time_patches > t:
-        grid = torch.nn.functional.interpolate(grid.permute(0, 3, 1, 2), size=(freq_patches, time_patches),
-                                               mode="bicubic", align_corners=False).permute(0, 2, 3, 1)
+        grid = torch.nn.functional.interpolate(
+            grid.permute(0, 3, 1, 2), size=(freq_patches, time_patches), mode="bicubic", align_corners=False
+        ).permute(0, 2, 3, 1)
     else:
         grid = grid[:, :, :time_patches]
     return torch.cat([cls, grid.reshape(1, freq_patches * time_patches, d)], dim=1)
@@ -323,7 +354,9 @@ class M2DEncoder(AudioEncoder):
                 fg = n_mels // ph
                 input_frames = ((arch.pos_tokens - 1) // fg) * pw if arch.pos_tokens > 1 else 608
             if arch.mlp_hidden % width:
-                raise ValueError(f"Checkpoint {checkpoint}: MLP hidden size {arch.mlp_hidden} is not a multiple of width {width}")
+                raise ValueError(
+                    f"Checkpoint {checkpoint}: MLP hidden size {arch.mlp_hidden} is not a multiple of width {width}"
+                )
             found_ratio = arch.mlp_hidden / width
             if mlp_ratio is not None and mlp_ratio != found_ratio:
                 raise ValueError(f"mlp_ratio={mlp_ratio} was given but checkpoint {checkpoint} has {found_ratio}")
@@ -339,19 +372,25 @@ class M2DEncoder(AudioEncoder):
         if num_heads is None:
             if width not in STANDARD_HEADS:
                 where = f" of checkpoint {checkpoint}" if checkpoint is not None else ""
-                raise ValueError(f"num_heads is required for width {width}{where} (heads are not stored in "
-                                 f"checkpoints; defaults exist only for widths {sorted(STANDARD_HEADS)})")
+                raise ValueError(
+                    f"num_heads is required for width {width}{where} (heads are not stored in "
+                    f"checkpoints; defaults exist only for widths {sorted(STANDARD_HEADS)})"
+                )
             num_heads = STANDARD_HEADS[width]
         if width % num_heads:
             raise ValueError(f"width {width} is not divisible by num_heads {num_heads}")
         if n_mels % ph or input_frames < pw:
-            raise ValueError(f"{n_mels} mels x {input_frames} frames does not fit patches {ph}x{pw} (the mels must "
-                             f"be a multiple of {ph}, the frames at least {pw})")
+            raise ValueError(
+                f"{n_mels} mels x {input_frames} frames does not fit patches {ph}x{pw} (the mels must "
+                f"be a multiple of {ph}, the frames at least {pw})"
+            )
         self.trained_frames = int(input_frames)  # the unit of the checkpoint's pos_embed
         if dur_frames is not None:
             if sd is None:
-                raise ValueError("dur_frames resizes a checkpoint's pos_embed: it needs a checkpoint "
-                                 "(for a random model set input_frames)")
+                raise ValueError(
+                    "dur_frames resizes a checkpoint's pos_embed: it needs a checkpoint "
+                    "(for a random model set input_frames)"
+                )
             if int(dur_frames) < pw:
                 raise ValueError(f"dur_frames={dur_frames} is shorter than one patch ({pw} frames)")
             input_frames = int(dur_frames)
@@ -369,27 +408,39 @@ class M2DEncoder(AudioEncoder):
 
         # With ``seed``: build and initialise from that seed without touching the global RNG.
         # Without: draw from the global RNG (as any nn.Module does).
-        with (torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()):
+        with torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext():
             if seed is not None:
                 torch.manual_seed(seed)
             self.frontend = LogMelSpectrogram.for_m2d(sample_rate, n_mels=self.n_mels)
             self.frame_seconds = self.frontend.hop_length / sample_rate
             self.frames_per_position, self.n_bands = pw, self.freq_patches
-            self.register_buffer("norm_stats", torch.tensor(norm_stats if norm_stats is not None else DEFAULT_NORM_STATS,
-                                                            dtype=torch.float32))
+            self.register_buffer(
+                "norm_stats",
+                torch.tensor(norm_stats if norm_stats is not None else DEFAULT_NORM_STATS, dtype=torch.float32),
+            )
             self.cls_token = nn.Parameter(torch.zeros(1, 1, self.width))
             n_pos = 1 + self.freq_patches * self.max_time_patches
             self.pos_embed = nn.Parameter(torch.zeros(1, n_pos, self.width), requires_grad=False)
             self.patch_embed = _PatchEmbed(self.width, self.patch)
-            self.blocks = nn.ModuleList([
-                Block(self.width, self.num_heads, mlp_ratio=mlp_ratio, qkv_bias=True,
-                      norm_layer=partial(nn.LayerNorm, eps=1e-6), act_layer=nn.GELU)
-                for _ in range(self.depth)
-            ])
+            self.blocks = nn.ModuleList(
+                [
+                    Block(
+                        self.width,
+                        self.num_heads,
+                        mlp_ratio=mlp_ratio,
+                        qkv_bias=True,
+                        norm_layer=partial(nn.LayerNorm, eps=1e-6),
+                        act_layer=nn.GELU,
+                    )
+                    for _ in range(self.depth)
+                ]
+            )
             self.norm = nn.LayerNorm(self.width, eps=1e-6)
             if self.blocks[0].mlp.fc1.out_features != self.mlp_hidden:
-                raise ValueError(f"mlp_ratio {mlp_ratio} gives hidden {self.blocks[0].mlp.fc1.out_features}, "
-                                 f"expected {self.mlp_hidden}")
+                raise ValueError(
+                    f"mlp_ratio {mlp_ratio} gives hidden {self.blocks[0].mlp.fc1.out_features}, "
+                    f"expected {self.mlp_hidden}"
+                )
             if sd is None:
                 self._random_init()
         if sd is not None:
@@ -397,8 +448,14 @@ class M2DEncoder(AudioEncoder):
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
-    def from_checkpoint(cls, path: str | Path, num_heads: Optional[int] = None, trust_checkpoint: bool = False,
-                        name: str = "analysis", **kwargs) -> "M2DEncoder":
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        num_heads: Optional[int] = None,
+        trust_checkpoint: bool = False,
+        name: str = "analysis",
+        **kwargs,
+    ) -> "M2DEncoder":
         """Build from an M2D checkpoint (full training file, encoder-only or EVAR fine-tuned)."""
         return cls(checkpoint=str(path), num_heads=num_heads, trust_checkpoint=trust_checkpoint, name=name, **kwargs)
 
@@ -407,14 +464,18 @@ class M2DEncoder(AudioEncoder):
         if self.dur_frames is not None and "pos_embed" in sd:
             grid = self.trained_frames // self.patch[1]
             if sd["pos_embed"].shape[1] != 1 + self.freq_patches * grid:
-                raise CheckpointKeyError(f"Checkpoint {path}: pos_embed has {sd['pos_embed'].shape[1]} rows, expected "
-                                         f"1 + {self.freq_patches} x {grid} for {self.trained_frames} frames")
+                raise CheckpointKeyError(
+                    f"Checkpoint {path}: pos_embed has {sd['pos_embed'].shape[1]} rows, expected "
+                    f"1 + {self.freq_patches} x {grid} for {self.trained_frames} frames"
+                )
             sd = dict(sd, pos_embed=resize_pos_embed(sd["pos_embed"], self.freq_patches, self.max_time_patches))
         check_keys(own.keys(), sd.keys(), path, optional=["norm_stats"])
         check_shapes(own, sd, path)
         if "norm_stats" in sd:
             stored = tuple(float(v) for v in sd["norm_stats"].reshape(-1).tolist())
-            if norm_stats is not None and not torch.allclose(torch.tensor(stored), torch.tensor(norm_stats, dtype=torch.float32)):
+            if norm_stats is not None and not torch.allclose(
+                torch.tensor(stored), torch.tensor(norm_stats, dtype=torch.float32)
+            ):
                 raise ValueError(f"norm_stats={tuple(norm_stats)} was given but checkpoint {path} stores {stored}")
         else:
             sd = dict(sd, norm_stats=self.norm_stats.clone())
@@ -466,8 +527,12 @@ class M2DEncoder(AudioEncoder):
         valid = torch.cat([cols.any(1, keepdim=True), patches], dim=1)
         special = torch.zeros(valid.shape[1], dtype=torch.bool, device=dev)
         special[0] = True
-        return Positions(clip=torch.arange(b, device=dev), valid=valid, special=special,
-                         **patch_coordinates(first, self.freq_patches, b, n_prefix=1))
+        return Positions(
+            clip=torch.arange(b, device=dev),
+            valid=valid,
+            special=special,
+            **patch_coordinates(first, self.freq_patches, b, n_prefix=1),
+        )
 
     # -- encoding ------------------------------------------------------------------------------
     def encode_chunk(self, x: Tensor) -> Tensor:
@@ -484,8 +549,9 @@ class M2DEncoder(AudioEncoder):
             h = blk(h)
         return self.norm(h)
 
-    def encode_frames(self, audio: Tensor, lengths: Optional[Tensor] = None,
-                      return_valid: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    def encode_frames(
+        self, audio: Tensor, lengths: Optional[Tensor] = None, return_valid: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """audio ``[B, S]`` -> frame embeddings ``[B, T', F*D]`` (``T'`` time patches over all chunks).
         With ``return_valid`` also BoolTensor ``[B, T']``: time patches holding input (see
         :meth:`chunk_positions`)."""
@@ -496,15 +562,15 @@ class M2DEncoder(AudioEncoder):
         outs, valids = [], []
         try:
             for start in range(0, total, unit):
-                chunk = lms[..., start:start + unit]
+                chunk = lms[..., start : start + unit]
                 if chunk.shape[-1] < unit and self.dur_frames is None:  # the last chunk: pad to whole patches
                     chunk = torch.nn.functional.pad(chunk, (0, (-chunk.shape[-1]) % pw))
                 t = chunk.shape[-1] // pw
                 if t == 0:  # dur_frames: a remainder shorter than one patch is left out
                     continue
-                chunk = chunk[..., :t * pw]  # frames past the last whole patch are not seen (1001 = 62 x 16 + 9)
+                chunk = chunk[..., : t * pw]  # frames past the last whole patch are not seen (1001 = 62 x 16 + 9)
                 self._positions = self.chunk_positions(start, t, n_valid)
-                valids.append(self._positions.valid[:, 1:1 + t])
+                valids.append(self._positions.valid[:, 1 : 1 + t])
                 h = self.encode_chunk(chunk)[:, 1:]  # [B, F*t, D]
                 h = h.reshape(b, self.freq_patches, t, self.width).permute(0, 2, 1, 3).reshape(b, t, self.embed_dim)
                 outs.append(h)
@@ -525,7 +591,9 @@ class M2DEncoder(AudioEncoder):
         return (frames * w).sum(1) / w.sum(1).clamp_min(1.0)
 
     def extra_repr(self) -> str:
-        return (f"name={self.name!r}, width={self.width}, depth={self.depth}, heads={self.num_heads}, "
-                f"input={self.n_mels}x{self.input_frames}, patch={self.patch}, sample_rate={self.sample_rate}, "
-                f"dur_frames={self.dur_frames}, "
-                f"checkpoint={self.checkpoint_path!r}")
+        return (
+            f"name={self.name!r}, width={self.width}, depth={self.depth}, heads={self.num_heads}, "
+            f"input={self.n_mels}x{self.input_frames}, patch={self.patch}, sample_rate={self.sample_rate}, "
+            f"dur_frames={self.dur_frames}, "
+            f"checkpoint={self.checkpoint_path!r}"
+        )

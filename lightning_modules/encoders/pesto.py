@@ -29,6 +29,7 @@ Clip embedding (``embedding_layer`` k, 1-based): the output of layer k (after it
 flattened channel-major (``c * 219 + f``), averaged over the clip's valid frames: 8760 for k = 1..3,
 6570 for 4, 5, 2190 for 6, 657 for 7 (default: every neuron site is upstream of it).
 """
+
 from __future__ import annotations
 
 import math
@@ -57,11 +58,26 @@ N_PREFILTER = 2  # residual prefilter layers after the first conv
 LEAKY_SLOPE = 0.3
 OUTPUT_DIM = 128 * BINS_PER_SEMITONE
 #: What the architecture above assumes of the checkpoint's hyper-parameters (checked when loading).
-EXPECTED_HPARAMS = {"n_chan_input": 1, "n_chan_layers": [40, 30, 30, 10, 3], "n_prefilt_layers": 3,
-                    "prefilt_kernel_size": 39, "residual": True, "n_bins_in": N_BINS_IN, "output_dim": OUTPUT_DIM,
-                    "activation_fn": "leaky", "a_lrelu": LEAKY_SLOPE}
-EXPECTED_HCQT = {"harmonics": [1], "fmin": FMIN, "bins_per_semitone": BINS_PER_SEMITONE, "n_bins": N_BINS,
-                 "center_bins": True, "gamma": GAMMA, "center": True}
+EXPECTED_HPARAMS = {
+    "n_chan_input": 1,
+    "n_chan_layers": [40, 30, 30, 10, 3],
+    "n_prefilt_layers": 3,
+    "prefilt_kernel_size": 39,
+    "residual": True,
+    "n_bins_in": N_BINS_IN,
+    "output_dim": OUTPUT_DIM,
+    "activation_fn": "leaky",
+    "a_lrelu": LEAKY_SLOPE,
+}
+EXPECTED_HCQT = {
+    "harmonics": [1],
+    "fmin": FMIN,
+    "bins_per_semitone": BINS_PER_SEMITONE,
+    "n_bins": N_BINS,
+    "center_bins": True,
+    "gamma": GAMMA,
+    "center": True,
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,7 +101,7 @@ def cqt_kernels(sample_rate: int = SAMPLE_RATE) -> tuple[Tensor, Tensor]:
         window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_int) / n_int)  # periodic Hann
         t = np.arange(-(n_int // 2) - (n_int % 2), n_int // 2)  # floor(-n/2) .. ceil(n/2) - 1
         sig = window * np.exp(t * 1j * 2 * np.pi * f / sample_rate) / n
-        kernels[k, start:start + n_int] = sig / np.abs(sig).sum()
+        kernels[k, start : start + n_int] = sig / np.abs(sig).sum()
     return torch.from_numpy(kernels), torch.from_numpy(lengths).float().sqrt()[:, None]
 
 
@@ -112,14 +128,16 @@ class ConstantQ(nn.Module):
         if audio.dim() != 2:
             raise ValueError(f"PESTO expects audio [B, S], got shape {tuple(audio.shape)}")
         if audio.shape[1] <= self.width // 2:
-            raise ValueError(f"PESTO needs clips longer than {self.width // 2} samples "
-                             f"({self.width / 2 / SAMPLE_RATE:.3f} s), got {audio.shape[1]}")
+            raise ValueError(
+                f"PESTO needs clips longer than {self.width // 2} samples "
+                f"({self.width / 2 / SAMPLE_RATE:.3f} s), got {audio.shape[1]}"
+            )
         x = F.pad(audio[:, None, :], (self.width // 2, self.width // 2), mode="reflect")
         c = F.conv1d(x, self.weight, stride=self.hop).view(audio.shape[0], 2, N_BINS, -1) * self.sqrt_lengths
         mag = torch.sqrt(c[:, 0] ** 2 + c[:, 1] ** 2)  # [B, F, T]
         eps = torch.finfo(torch.float32).eps
         log_power = mag.clamp(min=eps).log10() * 20 * (math.log(10) / 10)
-        return log_power[:, CROP:N_BINS - CROP].transpose(1, 2)
+        return log_power[:, CROP : N_BINS - CROP].transpose(1, 2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,9 +174,16 @@ class PestoEncoder(FramedResume, AudioEncoder):
     sample_rate = SAMPLE_RATE
     channel_axis = 1
 
-    def __init__(self, pretrained: bool = True, weights: str = "mir-1k_g7", hop_ms: float = 10.0,
-                 embedding_layer: int = 7, name: Optional[str] = None, seed: int = 0,
-                 frame_batch_size: int = 1024) -> None:
+    def __init__(
+        self,
+        pretrained: bool = True,
+        weights: str = "mir-1k_g7",
+        hop_ms: float = 10.0,
+        embedding_layer: int = 7,
+        name: Optional[str] = None,
+        seed: int = 0,
+        frame_batch_size: int = 1024,
+    ) -> None:
         super().__init__()
         if not 1 <= embedding_layer <= len(CHANNELS):
             raise ValueError(f"embedding_layer={embedding_layer} out of range 1..{len(CHANNELS)}")
@@ -180,8 +205,10 @@ class PestoEncoder(FramedResume, AudioEncoder):
             self.layernorm = nn.LayerNorm([1, N_BINS_IN])
             ins = (1,) + CHANNELS[:-1]
             kernels = [PREFILTER_KERNEL] * (1 + N_PREFILTER) + [1] * (len(CHANNELS) - 1 - N_PREFILTER)
-            self.layers = nn.ModuleList(PestoLayer(i, o, k, residual=1 <= n <= N_PREFILTER)
-                                        for n, (i, o, k) in enumerate(zip(ins, CHANNELS, kernels)))
+            self.layers = nn.ModuleList(
+                PestoLayer(i, o, k, residual=1 <= n <= N_PREFILTER)
+                for n, (i, o, k) in enumerate(zip(ins, CHANNELS, kernels))
+            )
             fc_in = CHANNELS[-1] * N_BINS_IN
             self.fc = nn.Conv1d(1, 1, fc_in + OUTPUT_DIM - 1, padding=OUTPUT_DIM - 1, bias=False)
         self.register_buffer("shift", torch.zeros(()))
@@ -218,9 +245,12 @@ class PestoEncoder(FramedResume, AudioEncoder):
         if r != clip.numel():
             raise RuntimeError(f"PESTO site {site}: output has {r} rows, the call has {clip.numel()} frames")
         dev = output.device
-        return Positions(clip=clip.to(dev), valid=fvalid.to(dev)[:, None].expand(r, p).contiguous(),
-                         special=torch.zeros(p, dtype=torch.bool, device=dev),
-                         frame=frame.to(dev)[:, None].expand(r, p))
+        return Positions(
+            clip=clip.to(dev),
+            valid=fvalid.to(dev)[:, None].expand(r, p).contiguous(),
+            special=torch.zeros(p, dtype=torch.bool, device=dev),
+            frame=frame.to(dev)[:, None].expand(r, p),
+        )
 
     def frame_validity(self, lengths: Optional[Tensor], n_clips: int, n_frames: int, device) -> Tensor:
         """BoolTensor ``[B, T]``: frame ``i`` (centred on ``i * hop``) is valid when ``i * hop < length``."""
@@ -232,8 +262,9 @@ class PestoEncoder(FramedResume, AudioEncoder):
         return torch.arange(n_frames, device=device)[None, :] * self.hop < lengths[:, None]
 
     # -- forward -------------------------------------------------------------------------------
-    def _run(self, audio: Tensor, lengths: Optional[Tensor], keep_layer: Optional[int], classify: bool
-             ) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+    def _run(
+        self, audio: Tensor, lengths: Optional[Tensor], keep_layer: Optional[int], classify: bool
+    ) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
         """Every frame through the network (chunks of ``frame_batch_size``; every site fires). Returns
         (valid ``[B, T]``, sum over valid frames of layer ``keep_layer``'s output ``[B, D]`` or None,
         pitch activations ``[B, T, 384]`` or None)."""
@@ -255,7 +286,8 @@ class PestoEncoder(FramedResume, AudioEncoder):
                     if keep_layer is not None and i == keep_layer - 1:
                         flat = x.flatten(1) * valid_rows[sl, None].to(x.dtype)
                         emb = (flat.new_zeros(b, flat.shape[1]) if emb is None else emb).index_add(
-                            0, clip_of_row[sl], flat)
+                            0, clip_of_row[sl], flat
+                        )
                 if classify:
                     acts.append(torch.softmax(self.fc(x.flatten(1)[:, None, :])[:, 0], dim=-1))
         finally:
@@ -297,5 +329,7 @@ class PestoEncoder(FramedResume, AudioEncoder):
         return self.activations(audio).argmax(-1).float() / BINS_PER_SEMITONE
 
     def extra_repr(self) -> str:
-        return (f"pretrained={self.pretrained}, hop={self.hop} samples, embedding_layer={self.embedding_layer}, "
-                f"embed_dim={self.embed_dim}")
+        return (
+            f"pretrained={self.pretrained}, hop={self.hop} samples, embedding_layer={self.embedding_layer}, "
+            f"embed_dim={self.embed_dim}"
+        )

@@ -10,6 +10,7 @@ stored in ``__dict__``, no method of omegaconf runs), ``typing.Any`` and ``colle
 The package itself is never imported (its ``__init__`` imports torchaudio); the file is located with
 :func:`importlib.util.find_spec`.
 """
+
 from __future__ import annotations
 
 import collections
@@ -41,9 +42,15 @@ def _stand_in(qualified: str) -> tuple[type, str]:
 
 #: The globals PESTO's checkpoint needs beyond tensors and plain containers.
 ALLOWED: list[Any] = [list, dict, int, typing.Any, collections.defaultdict] + [
-    _stand_in(name) for name in ("omegaconf.dictconfig.DictConfig", "omegaconf.listconfig.ListConfig",
-                                 "omegaconf.base.ContainerMetadata", "omegaconf.base.Metadata",
-                                 "omegaconf.nodes.AnyNode")]
+    _stand_in(name)
+    for name in (
+        "omegaconf.dictconfig.DictConfig",
+        "omegaconf.listconfig.ListConfig",
+        "omegaconf.base.ContainerMetadata",
+        "omegaconf.base.Metadata",
+        "omegaconf.nodes.AnyNode",
+    )
+]
 
 
 def plain(x: Any) -> Any:
@@ -65,8 +72,10 @@ def pesto_weights_path(name: str = DEFAULT_WEIGHTS) -> Path:
     except ValueError:  # a module object without a spec sits in sys.modules: search the path
         spec = importlib.machinery.PathFinder.find_spec("pesto")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"PESTO weights need the pesto-pitch package (weights only, it is never imported); "
-                                f"install it with `{INSTALL_HINT}` (make install does)")
+        raise FileNotFoundError(
+            f"PESTO weights need the pesto-pitch package (weights only, it is never imported); "
+            f"install it with `{INSTALL_HINT}` (make install does)"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "weights" / f"{name}.ckpt"
     if not path.is_file():
         raise FileNotFoundError(f"PESTO weight file {path} is missing; reinstall with `{INSTALL_HINT}`")
@@ -80,8 +89,11 @@ def read_pesto_checkpoint(path: str | Path) -> dict[str, Any]:
     missing = [k for k in ("state_dict", "hparams", "hcqt_params") if not isinstance(ck, dict) or k not in ck]
     if missing:
         raise KeyError(f"PESTO checkpoint {path}: no {missing} (not a pesto-pitch checkpoint)")
-    return {"state_dict": dict(ck["state_dict"]), "hparams": plain(ck["hparams"]),
-            "hcqt_params": plain(ck["hcqt_params"])}
+    return {
+        "state_dict": dict(ck["state_dict"]),
+        "hparams": plain(ck["hparams"]),
+        "hcqt_params": plain(ck["hcqt_params"]),
+    }
 
 
 def _ours(key: str) -> Optional[str]:
@@ -104,8 +116,9 @@ def _ours(key: str) -> Optional[str]:
     return None
 
 
-def convert_state_dict(state: dict[str, Tensor], expected: dict[str, tuple[int, ...]], n_prefilter: int,
-                       source: str) -> dict[str, Tensor]:
+def convert_state_dict(
+    state: dict[str, Tensor], expected: dict[str, tuple[int, ...]], n_prefilter: int, source: str
+) -> dict[str, Tensor]:
     """Map pesto-pitch keys to ours (``layers.{i}.conv``: 0 = first conv, 1..n = the residual prefilters,
     then the 1x1 convs) and check names and shapes against ``expected``; one error lists every problem.
     Keys of the confidence head (``confidence.*``) are ignored."""
@@ -123,9 +136,14 @@ def convert_state_dict(state: dict[str, Tensor], expected: dict[str, tuple[int, 
         out[ours] = value
     missing = [k for k in expected if k not in out]
     unexpected += [k for k in out if k not in expected]
-    bad = [f"{k}: checkpoint {tuple(v.shape)}, model {tuple(expected[k])}" for k, v in out.items()
-           if k in expected and tuple(v.shape) != tuple(expected[k])]
+    bad = [
+        f"{k}: checkpoint {tuple(v.shape)}, model {tuple(expected[k])}"
+        for k, v in out.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k])
+    ]
     if missing or unexpected or bad:
-        raise KeyError(f"PESTO checkpoint {source} does not match the architecture: missing {missing}, "
-                       f"unexpected {unexpected}, shape mismatches {bad}")
+        raise KeyError(
+            f"PESTO checkpoint {source} does not match the architecture: missing {missing}, "
+            f"unexpected {unexpected}, shape mismatches {bad}"
+        )
     return out

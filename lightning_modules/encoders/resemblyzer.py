@@ -40,6 +40,7 @@ one half rather than the sparse firing of a ReLU; read entropies of these sites 
 The final projection's ReLU is the network's one ReLU: its 256 units, one value per partial, are
 counted as well.
 """
+
 from __future__ import annotations
 
 import math
@@ -88,8 +89,10 @@ def partial_slices(n_samples: int, rate: float = RATE, min_coverage: float = MIN
     n_frames = math.ceil((n_samples + 1) / HOP)
     step = int(round((SAMPLE_RATE / rate) / HOP))
     if not 0 < step <= PARTIAL_FRAMES:
-        raise ValueError(f"rate={rate} gives a partial step of {step} frames; it must be in 1..{PARTIAL_FRAMES} "
-                         f"(rate >= {SAMPLE_RATE / (HOP * PARTIAL_FRAMES):.3f})")
+        raise ValueError(
+            f"rate={rate} gives a partial step of {step} frames; it must be in 1..{PARTIAL_FRAMES} "
+            f"(rate >= {SAMPLE_RATE / (HOP * PARTIAL_FRAMES):.3f})"
+        )
     steps = max(1, n_frames - PARTIAL_FRAMES + step + 1)
     slices = [(i, i + PARTIAL_FRAMES) for i in range(0, steps, step)]
     start, stop = slices[-1][0] * HOP, slices[-1][1] * HOP
@@ -106,6 +109,7 @@ def resemblyzer_weights_path() -> Path:
 def convert_resemblyzer_state_dict(state: dict, expected: dict[str, torch.Size], source: str) -> dict[str, Tensor]:
     """Map ``lstm.*_l{k}`` to ``layers.{k}.lstm.*_l0`` (one single-layer LSTM per layer: the same maths),
     keep ``linear.*``, ignore the GE2E loss scalars; check every name and shape in one error."""
+
     def theirs(ours: str) -> str:
         if ours.startswith("layers."):
             _, k, _, name = ours.split(".", 3)
@@ -116,8 +120,11 @@ def convert_resemblyzer_state_dict(state: dict, expected: dict[str, torch.Size],
     known = {theirs(k) for k in expected} | set(UNUSED)
     unexpected = sorted(k for k in state if k not in known)
     out = {k: state[theirs(k)] for k in expected if theirs(k) in state}
-    bad = [f"{theirs(k)}: checkpoint {tuple(v.shape)}, model {tuple(expected[k])}"
-           for k, v in out.items() if tuple(v.shape) != tuple(expected[k])]
+    bad = [
+        f"{theirs(k)}: checkpoint {tuple(v.shape)}, model {tuple(expected[k])}"
+        for k, v in out.items()
+        if tuple(v.shape) != tuple(expected[k])
+    ]
     if missing or unexpected or bad:
         parts = [f"missing keys {missing}"] if missing else []
         parts += [f"unexpected keys {unexpected}"] if unexpected else []
@@ -135,13 +142,15 @@ class PowerMel(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("window", torch.hann_window(N_FFT), persistent=False)
-        self.register_buffer("mel_fb", slaney_mel_filterbank(SAMPLE_RATE, N_FFT, N_MELS, 0.0, SAMPLE_RATE / 2),
-                             persistent=False)
+        self.register_buffer(
+            "mel_fb", slaney_mel_filterbank(SAMPLE_RATE, N_FFT, N_MELS, 0.0, SAMPLE_RATE / 2), persistent=False
+        )
 
     def forward(self, wave: Tensor) -> Tensor:
         y = F.pad(wave, (N_FFT // 2, N_FFT // 2))
-        spec = torch.stft(y, N_FFT, hop_length=HOP, win_length=N_FFT, window=self.window, center=False,
-                          return_complex=True)
+        spec = torch.stft(
+            y, N_FFT, hop_length=HOP, win_length=N_FFT, window=self.window, center=False, return_complex=True
+        )
         return torch.matmul(self.mel_fb, spec.abs() ** 2).T
 
 
@@ -175,8 +184,14 @@ class ResemblyzerEncoder(AudioEncoder):
     embed_dim = HIDDEN
     frame_seconds = HOP / SAMPLE_RATE  # a position's frame: the 10 ms mel frame (centred on i * 160)
 
-    def __init__(self, pretrained: bool = True, rate: float = RATE, min_coverage: float = MIN_COVERAGE,
-                 name: str = "resemblyzer", seed: int = 0) -> None:
+    def __init__(
+        self,
+        pretrained: bool = True,
+        rate: float = RATE,
+        min_coverage: float = MIN_COVERAGE,
+        name: str = "resemblyzer",
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         partial_slices(SAMPLE_RATE, rate, min_coverage)  # validates rate and min_coverage
         self.pretrained = pretrained
@@ -216,8 +231,10 @@ class ResemblyzerEncoder(AudioEncoder):
             return super().positions(site, output)
         pos = self._call["relu" if site == "relu" else "frames"]
         if pos.valid.shape[0] != output.shape[0]:
-            raise RuntimeError(f"Resemblyzer site {site}: output has {output.shape[0]} rows, the call has "
-                               f"{pos.valid.shape[0]} partials")
+            raise RuntimeError(
+                f"Resemblyzer site {site}: output has {output.shape[0]} rows, the call has "
+                f"{pos.valid.shape[0]} partials"
+            )
         return pos
 
     # -- forward -------------------------------------------------------------------------------
@@ -251,11 +268,18 @@ class ResemblyzerEncoder(AudioEncoder):
         mels, clip, start, inside = self.partial_mels(audio, lengths)
         frame = start[:, None] + torch.arange(PARTIAL_FRAMES, device=audio.device)[None, :]
         self._call = {
-            "frames": Positions(clip=clip, valid=frame < inside[clip][:, None],
-                                special=torch.zeros(PARTIAL_FRAMES, dtype=torch.bool, device=audio.device),
-                                frame=frame),
-            "relu": Positions(clip=clip, valid=(start < inside[clip])[:, None],
-                              special=torch.zeros(1, dtype=torch.bool, device=audio.device), frame=start[:, None]),
+            "frames": Positions(
+                clip=clip,
+                valid=frame < inside[clip][:, None],
+                special=torch.zeros(PARTIAL_FRAMES, dtype=torch.bool, device=audio.device),
+                frame=frame,
+            ),
+            "relu": Positions(
+                clip=clip,
+                valid=(start < inside[clip])[:, None],
+                special=torch.zeros(1, dtype=torch.bool, device=audio.device),
+                frame=start[:, None],
+            ),
         }
         try:
             x = mels

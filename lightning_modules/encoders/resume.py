@@ -14,6 +14,7 @@ For encoders that run a stack of per-frame layers on ``R`` frame rows (CREPE, PE
   the hooks of every later site; the earlier sites do not run. Chunks of ``frame_batch_size`` rows are cut
   as in the full forward, so the result is that of ``forward(audio.repeat(repeats, 1), ...)``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -96,8 +97,19 @@ class FramedResume:
                                 emb[s] = self._add_emb(emb[s], x, vrows[sl], clip[sl], b)
         finally:
             self._call = None
-        return {s: SiteState(s, torch.cat(pre[s]), None if carry[s][0] is None else torch.cat(carry[s]), emb[s],
-                             clip, vrows, frame, valid) for s in sites}
+        return {
+            s: SiteState(
+                s,
+                torch.cat(pre[s]),
+                None if carry[s][0] is None else torch.cat(carry[s]),
+                emb[s],
+                clip,
+                vrows,
+                frame,
+                valid,
+            )
+            for s in sites
+        }
 
     def forward_from(self, state: SiteState, repeats: int = 1) -> Tensor:
         """The embeddings ``[repeats * B, E]`` of the batch repeated ``repeats`` times, resumed at the

@@ -36,6 +36,7 @@ state ``c_t`` are internal to the recurrence and are not counted.
 
 Clip embedding (128): the mean over the clip's valid chunks of ``ReLU(h_t)``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -109,14 +110,19 @@ def silero_weights_path() -> Path:
     return package_file("silero_vad", WEIGHTS, INSTALL_HINT, "Silero VAD")
 
 
-def convert_silero_state_dict(state: dict[str, Tensor], expected: dict[str, torch.Size], source: str) -> dict[str, Tensor]:
+def convert_silero_state_dict(
+    state: dict[str, Tensor], expected: dict[str, torch.Size], source: str
+) -> dict[str, Tensor]:
     """Rename the safetensors keys to ours and check names and shapes; one error lists every problem."""
     theirs = {v: k for k, v in _KEY_MAP.items()}
     missing = sorted(_KEY_MAP[k] for k in expected if _KEY_MAP.get(k) not in state)
     unexpected = sorted(k for k in state if k not in theirs)
     out = {theirs[k]: v for k, v in state.items() if k in theirs}
-    bad = [f"{_KEY_MAP[k]}: file {tuple(v.shape)}, model {tuple(expected[k])}"
-           for k, v in out.items() if tuple(v.shape) != tuple(expected[k])]
+    bad = [
+        f"{_KEY_MAP[k]}: file {tuple(v.shape)}, model {tuple(expected[k])}"
+        for k, v in out.items()
+        if tuple(v.shape) != tuple(expected[k])
+    ]
     if missing or unexpected or bad:
         parts = [f"missing keys {missing}"] if missing else []
         parts += [f"unexpected keys {unexpected}"] if unexpected else []
@@ -208,20 +214,30 @@ class SileroVADEncoder(AudioEncoder):
             raise RuntimeError(f"Silero VAD site {site}: output has {r} rows, the call has {pos.clip.numel()}")
         if pos.valid.shape[1] == p:
             return pos
-        return Positions(clip=pos.clip, valid=pos.valid[:, :1].expand(r, p).contiguous(),
-                         special=torch.zeros(p, dtype=torch.bool, device=output.device),
-                         frame=pos.frame[:, :1].expand(r, p))
+        return Positions(
+            clip=pos.clip,
+            valid=pos.valid[:, :1].expand(r, p).contiguous(),
+            special=torch.zeros(p, dtype=torch.bool, device=output.device),
+            frame=pos.frame[:, :1].expand(r, p),
+        )
 
     def _bookkeeping(self, valid: Tensor) -> dict[str, Positions]:
         b, n = valid.shape
         dev = valid.device
         chunk = torch.arange(n, device=dev)
         return {
-            "encoder": Positions(clip=torch.arange(b, device=dev).repeat_interleave(n),
-                                 valid=valid.reshape(-1, 1), special=torch.zeros(1, dtype=torch.bool, device=dev),
-                                 frame=chunk.repeat(b)[:, None]),
-            "decoder": Positions(clip=torch.arange(b, device=dev), valid=valid,
-                                 special=torch.zeros(n, dtype=torch.bool, device=dev), frame=chunk.expand(b, n)),
+            "encoder": Positions(
+                clip=torch.arange(b, device=dev).repeat_interleave(n),
+                valid=valid.reshape(-1, 1),
+                special=torch.zeros(1, dtype=torch.bool, device=dev),
+                frame=chunk.repeat(b)[:, None],
+            ),
+            "decoder": Positions(
+                clip=torch.arange(b, device=dev),
+                valid=valid,
+                special=torch.zeros(n, dtype=torch.bool, device=dev),
+                frame=chunk.expand(b, n),
+            ),
         }
 
     # -- forward -------------------------------------------------------------------------------

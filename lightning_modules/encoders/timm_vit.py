@@ -19,6 +19,7 @@ Positions per chunk: ``clip = arange(B)``; ``special`` = prefix tokens; a patch 
 first frame of its time column is a frame holding input (``< min(1 + length // hop, T)``; padding to
 ``input_frames`` never is); prefix tokens are valid iff the chunk holds any valid patch for that clip.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -82,11 +83,18 @@ class TimmViTEncoder(AudioEncoder):
         self.pooling = pooling
         self.input_frames, self.n_mels, self.patch_size = int(input_frames), int(n_mels), int(patch_size)
         self.sample_rate = int(sample_rate)
-        with (torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()):
+        with torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext():
             if seed is not None:
                 torch.manual_seed(seed)
-            vit = timm.create_model(model_name, pretrained=False, in_chans=1, img_size=(self.n_mels, self.input_frames),
-                                    patch_size=self.patch_size, num_classes=0, **(model_kwargs or {}))
+            vit = timm.create_model(
+                model_name,
+                pretrained=False,
+                in_chans=1,
+                img_size=(self.n_mels, self.input_frames),
+                patch_size=self.patch_size,
+                num_classes=0,
+                **(model_kwargs or {}),
+            )
         if not hasattr(vit, "blocks") or not hasattr(vit, "forward_features"):
             raise ValueError(f"timm model {model_name!r} is not a ViT with .blocks / .forward_features")
         self._adopt(vit)
@@ -168,8 +176,12 @@ class TimmViTEncoder(AudioEncoder):
         valid = torch.cat([prefix, patches], dim=1)
         special = torch.zeros(valid.shape[1], dtype=torch.bool, device=dev)
         special[: self.num_prefix_tokens] = True
-        return Positions(clip=torch.arange(b, device=dev), valid=valid, special=special,
-                         **patch_coordinates(first, self.freq_patches, b, n_prefix=self.num_prefix_tokens))
+        return Positions(
+            clip=torch.arange(b, device=dev),
+            valid=valid,
+            special=special,
+            **patch_coordinates(first, self.freq_patches, b, n_prefix=self.num_prefix_tokens),
+        )
 
     def encode_tokens(self, audio: Tensor, lengths: Optional[Tensor] = None) -> list[tuple[Tensor, Positions]]:
         """Per chunk: final-norm tokens ``[B, prefix + F*t, D]`` and their :class:`Positions`."""
@@ -178,12 +190,13 @@ class TimmViTEncoder(AudioEncoder):
         if lengths is None:
             n_valid = torch.full((b,), total, dtype=torch.long, device=lms.device)
         else:
-            n_valid = torch.clamp(1 + torch.as_tensor(lengths, device=lms.device).long() // self.frontend.hop_length,
-                                  max=total)
+            n_valid = torch.clamp(
+                1 + torch.as_tensor(lengths, device=lms.device).long() // self.frontend.hop_length, max=total
+            )
         out = []
         try:
             for start in range(0, total, self.input_frames):
-                chunk = lms[..., start:start + self.input_frames]
+                chunk = lms[..., start : start + self.input_frames]
                 if chunk.shape[-1] < self.input_frames:
                     chunk = torch.nn.functional.pad(chunk, (0, self.input_frames - chunk.shape[-1]))
                 self._positions = self._chunk_positions(start, n_valid)

@@ -8,6 +8,7 @@ pipeline output folder read-only (docs/api.md):
 * ``run.plot_*`` — the report's figures (within/cross-task overlaps, model comparison, entropy distribution,
   ablation matrix, k-curve, confusion change) and two views of one neuron and of the ablation vs random.
 """
+
 from analysis.app.notebook.run import GalleryLink, Run, open_run
 
 __all__ = ["GalleryLink", "Run", "open_run"]

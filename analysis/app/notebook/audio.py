@@ -1,6 +1,7 @@
 """Listening to a neuron in a notebook: its top clips read from the run's data exactly as the statistics pass
 saw them (head crop), cut to an excerpt around the neuron's peak, as HTML audio players (the ``<audio>``
 elements IPython's ``Audio`` display writes) that Jupyter shows when the object is a cell's value."""
+
 from __future__ import annotations
 
 import base64
@@ -35,8 +36,7 @@ class Clip:
 def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     """16-bit PCM WAV of ``audio`` (float ``[samples]`` in [-1, 1], clipped)."""
     buf = io.BytesIO()
-    sf.write(buf, np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0), sample_rate, format="WAV",
-             subtype="PCM_16")
+    sf.write(buf, np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
     return buf.getvalue()
 
 
@@ -58,16 +58,20 @@ class Listening:
             f"<tr><td>{c.row['rank']}</td><td>{html.escape(str(c.row['label']))}</td>"
             f"<td>{html.escape(str(c.row['file_name']))}</td><td>{c.row['score']:.3g}</td>"
             f"<td>{c.start:.2f}–{c.stop:.2f} s</td><td>{player_html(c.audio, c.sample_rate)}</td></tr>"
-            for c in self.clips)
-        return (f"<p><b>{html.escape(self.title)}</b></p><table><tr><th>rank</th><th>label</th><th>file</th>"
-                f"<th>score</th><th>excerpt</th><th></th></tr>{rows}</table>")
+            for c in self.clips
+        )
+        return (
+            f"<p><b>{html.escape(self.title)}</b></p><table><tr><th>rank</th><th>label</th><th>file</th>"
+            f"<th>score</th><th>excerpt</th><th></th></tr>{rows}</table>"
+        )
 
     def __repr__(self) -> str:
         return f"Listening({self.title!r}, {len(self.clips)} clips)"
 
 
-def read_clips(folders: RunFolders, top: pd.DataFrame, evar_root: Optional[str],
-               excerpt_seconds: Optional[float] = 4.0) -> list[Clip]:
+def read_clips(
+    folders: RunFolders, top: pd.DataFrame, evar_root: Optional[str], excerpt_seconds: Optional[float] = 4.0
+) -> list[Clip]:
     """The clips of ``top`` (rows of ``top_clips()``) from the run's data (``evar_root``: read the audio
     there instead of the EVAR root the manifest records); ``excerpt_seconds`` around each peak (None: the
     whole clip)."""
@@ -83,5 +87,5 @@ def read_clips(folders: RunFolders, top: pd.DataFrame, evar_root: Optional[str],
         duration = len(audio) / sr
         peak = None if pd.isna(row["peak_seconds"]) else float(row["peak_seconds"])
         start, stop = (0.0, duration) if excerpt_seconds is None else excerpt_bounds(peak, duration, excerpt_seconds)
-        out.append(Clip(audio[round(start * sr):round(stop * sr)], sr, start, stop, row))
+        out.append(Clip(audio[round(start * sr) : round(stop * sr)], sr, start, stop, row))
     return out

@@ -1,5 +1,6 @@
 """Where the outputs of one (task, model) are: a pipeline output tree (:class:`~analysis.runs.layout.OutputTree`)
 or a single statistics run folder, found from the files themselves (nothing is written)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ def model_of(run_dir: Path, manifest: dict[str, Any], task: str) -> str:
     if isinstance(cfg.get("model"), str):
         return cfg["model"]
     if run_dir.name.startswith(f"{task}_"):
-        return run_dir.name[len(task) + 1:]
+        return run_dir.name[len(task) + 1 :]
     return str(manifest.get("encoder_name") or run_dir.name)
 
 
@@ -62,8 +63,10 @@ def discover(root: str | Path) -> tuple[Optional[OutputTree], dict[tuple[str, st
         return None, {(task, model): RunFolders(task, model, root, gallery=_existing(root / GALLERY_DIR, INDEX_HTML))}
     tree = OutputTree(root)
     if not tree.runs.is_dir():
-        raise NotARunError(f"{root}: neither a pipeline output folder (no {tree.runs.name}/) nor a statistics run "
-                           f"folder (no {OVER_ZERO})")
+        raise NotARunError(
+            f"{root}: neither a pipeline output folder (no {tree.runs.name}/) nor a statistics run "
+            f"folder (no {OVER_ZERO})"
+        )
     found: dict[tuple[str, str], RunFolders] = {}
     for d in sorted(tree.runs.iterdir()):
         if not (d / OVER_ZERO).is_file():
@@ -72,9 +75,13 @@ def discover(root: str | Path) -> tuple[Optional[OutputTree], dict[tuple[str, st
         task = _pipeline_task(d, man)
         model = model_of(d, man, task)
         found[(task, model)] = RunFolders(
-            task, model, d, probe=_existing(tree.probe(task, model), PROBE_RESULTS),
+            task,
+            model,
+            d,
+            probe=_existing(tree.probe(task, model), PROBE_RESULTS),
             ablation=_existing(tree.ablation(task, model), ABLATION_CSV),
-            gallery=_existing(tree.gallery(task, model), INDEX_HTML))
+            gallery=_existing(tree.gallery(task, model), INDEX_HTML),
+        )
     if not found:
         raise NotARunError(f"{tree.runs}: no run folder (<task>_<model>/ with {OVER_ZERO})")
     return tree, found

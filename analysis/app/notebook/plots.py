@@ -2,6 +2,7 @@
 :mod:`analysis.figures` the report stages save as PDF), plus two views of the notebook API itself: one
 neuron's activation probability per class, and each class set's ablation effect against its random draws.
 Every function returns a matplotlib Figure and writes nothing."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -15,17 +16,27 @@ from matplotlib.figure import Figure
 from analysis.ablation import confusion_matrix
 from analysis.app.notebook.folders import RunFolders
 from analysis.app.report import cross_task, entropy_values, load_task_neurons, within_task
-from analysis.figures import (ablation_matrix_figure, compare_cross_task_figure, compare_within_task_figure,
-                              confusion_change_figure, cross_task_figure, default_confusion_conditions,
-                              entropy_distribution_figure, k_curve_figure, within_task_figure)
+from analysis.figures import (
+    ablation_matrix_figure,
+    compare_cross_task_figure,
+    compare_within_task_figure,
+    confusion_change_figure,
+    cross_task_figure,
+    default_confusion_conditions,
+    entropy_distribution_figure,
+    k_curve_figure,
+    within_task_figure,
+)
 from analysis.runs.layout import ABLATION_CSV, ABLATION_SUMMARY_CSV
 from analysis.runs.read import read_ablation_conditions, read_ablation_confusion, read_run, read_table
 
 
 def _ablation(f: RunFolders):
     if f.ablation is None:
-        raise FileNotFoundError(f"no ablation folder for task {f.task!r} and model {f.model!r} "
-                                f"(the pipeline's ablation stage did not run for it)")
+        raise FileNotFoundError(
+            f"no ablation folder for task {f.task!r} and model {f.model!r} "
+            f"(the pipeline's ablation stage did not run for it)"
+        )
     return f.ablation
 
 
@@ -64,8 +75,10 @@ def compare_cross_task_plot(pairs: Mapping[str, tuple[RunFolders, RunFolders]], 
 
 def entropy_distribution_plot(runs: Mapping[str, Mapping[str, RunFolders]]) -> Figure:
     """``entropy_distribution.pdf``: task → model → folders; the normalised entropy of all neurons per model."""
-    values = {t: {m: entropy_values(read_run(f.run, stats=False).over_zero) for m, f in per.items()}
-              for t, per in runs.items()}
+    values = {
+        t: {m: entropy_values(read_run(f.run, stats=False).over_zero) for m, f in per.items()}
+        for t, per in runs.items()
+    }
     return entropy_distribution_figure(values)
 
 
@@ -102,8 +115,11 @@ def probabilities_plot(row: pd.Series, classes: Sequence[str]) -> Figure:
     ax.set_xticks(range(len(classes)), classes, rotation=90)
     ax.set_ylim(0, 1)
     ax.set_ylabel("P(activation > 0 | class)")
-    ax.set_title(f"{row['model']} on {row['task']}\nunit {row['unit']} ({row['site']}), "
-                 f"H/ln C = {float(row['normalised_entropy']):.3f}", fontsize=8)
+    ax.set_title(
+        f"{row['model']} on {row['task']}\nunit {row['unit']} ({row['site']}), "
+        f"H/ln C = {float(row['normalised_entropy']):.3f}",
+        fontsize=8,
+    )
     fig.tight_layout()
     return fig
 
@@ -117,7 +133,9 @@ def ablation_vs_random_plot(sets: pd.DataFrame) -> Figure:
     lo = t["random_delta_lo"].to_numpy(float)
     hi = t["random_delta_hi"].to_numpy(float)
     mean = t["random_delta_mean"].to_numpy(float)
-    ax.errorbar(x, mean, yerr=[mean - lo, hi - mean], fmt="s", color="tab:grey", capsize=3, label="matched random (95 %)")
+    ax.errorbar(
+        x, mean, yerr=[mean - lo, hi - mean], fmt="s", color="tab:grey", capsize=3, label="matched random (95 %)"
+    )
     colours = ["tab:red" if bool(s) else "tab:blue" for s in t["specific"]]
     ax.scatter(x, t["on_target_delta"].to_numpy(float), color=colours, zorder=3, label="the class's AAPE set")
     ax.axhline(0, color="k", lw=0.5)

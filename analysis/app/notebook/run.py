@@ -2,6 +2,7 @@
 notebook: its tasks and models, one table per neuron, class set and top clip, the report's figures, the
 neurons' top clips as audio players and the listening gallery. Everything is read through
 :mod:`analysis.runs.read`; nothing is written."""
+
 from __future__ import annotations
 
 import html
@@ -18,8 +19,14 @@ from analysis.app.notebook import plots
 from analysis.app.notebook.audio import Listening, read_clips
 from analysis.app.notebook.folders import RunFolders, discover
 from analysis.app.notebook.tables import class_sets_frame, neurons_frame, parse_unit, top_clips_frame
-from analysis.runs.layout import (ABLATION_CSV, GALLERY_NEURONS_DIR, HEADLINE_CSV, INDEX_HTML, TASKS_CSV,
-                                  gallery_neuron_page)
+from analysis.runs.layout import (
+    ABLATION_CSV,
+    ABLATION_SUMMARY_CSV,
+    GALLERY_NEURONS_DIR,
+    INDEX_HTML,
+    TASKS_CSV,
+    gallery_neuron_page,
+)
 from analysis.runs.read import read_probe_results, read_run, read_table
 
 
@@ -107,8 +114,9 @@ class Run:
         return read_probe_results(f.probe)
 
     def report(self, table: str = "tasks") -> pd.DataFrame:
-        """A table of the pipeline's report: ``tasks`` (one row per model × task) or ``headline`` (per class)."""
-        names = {"tasks": TASKS_CSV, "headline": HEADLINE_CSV}
+        """A table of the pipeline's report: ``tasks`` (one row per model × task) or ``ablation_summary`` (one
+        row per ablated set with its test and verdict; ``headline`` is the same table)."""
+        names = {"tasks": TASKS_CSV, "ablation_summary": ABLATION_SUMMARY_CSV, "headline": ABLATION_SUMMARY_CSV}
         if table not in names:
             raise ValueError(f"table must be one of {sorted(names)}, got {table!r}")
         if self.tree is None:
@@ -120,8 +128,14 @@ class Run:
         f, l, n = self._unit(unit, task, model)
         return top_clips_frame(f, l, n)
 
-    def listen(self, unit: Any, task: Optional[str] = None, model: Optional[str] = None, clips: Optional[int] = None,
-               excerpt_seconds: Optional[float] = 4.0) -> Listening:
+    def listen(
+        self,
+        unit: Any,
+        task: Optional[str] = None,
+        model: Optional[str] = None,
+        clips: Optional[int] = None,
+        excerpt_seconds: Optional[float] = 4.0,
+    ) -> Listening:
         """Audio players of the unit's top clips (the first ``clips``; None = all), excerpts of
         ``excerpt_seconds`` around the neuron's peak (None: whole clips)."""
         f, l, n = self._unit(unit, task, model)
@@ -134,15 +148,19 @@ class Run:
         """The listening gallery of (task, model) built by the pipeline, or the page of ``unit`` in it."""
         f = self.folders(task, model) if unit is None else self._unit(unit, task, model)[0]
         if f.gallery is None:
-            raise FileNotFoundError(f"{self.path}: no listening gallery for model {f.model!r} on task {f.task!r} "
-                                    f"(gallery.enabled: true in the pipeline config builds one)")
+            raise FileNotFoundError(
+                f"{self.path}: no listening gallery for model {f.model!r} on task {f.task!r} "
+                f"(gallery.enabled: true in the pipeline config builds one)"
+            )
         if unit is None:
             return GalleryLink(f.gallery / INDEX_HTML, len(list((f.gallery / GALLERY_NEURONS_DIR).glob("*.html"))))
         _, _, l, n = parse_unit(unit)
         page = f.gallery / gallery_neuron_page(l, n)
         if not page.is_file():
-            raise KeyError(f"{f.gallery}: unit {l}:{n} has no page in the gallery (it shows the neurons chosen when "
-                           f"it was built: python -m analysis gallery --neurons {l}:{n} builds one)")
+            raise KeyError(
+                f"{f.gallery}: unit {l}:{n} has no page in the gallery (it shows the neurons chosen when "
+                f"it was built: python -m analysis gallery --neurons {l}:{n} builds one)"
+            )
         return GalleryLink(page)
 
     def _unit(self, unit: Any, task: Optional[str], model: Optional[str]) -> tuple[RunFolders, int, int]:
@@ -171,10 +189,13 @@ class Run:
         pairs = {m: (self.folders(task_a, m), self.folders(task_b, m)) for m in models or self.models}
         return _shown(plots.compare_cross_task_plot(pairs, task_a, task_b))
 
-    def plot_entropy_distribution(self, tasks: Optional[Sequence[str]] = None,
-                                  models: Optional[Sequence[str]] = None) -> Figure:
-        runs = {t: {m: self._folders[(t, m)] for m in models or self.models if (t, m) in self._folders}
-                for t in tasks or self.tasks}
+    def plot_entropy_distribution(
+        self, tasks: Optional[Sequence[str]] = None, models: Optional[Sequence[str]] = None
+    ) -> Figure:
+        runs = {
+            t: {m: self._folders[(t, m)] for m in models or self.models if (t, m) in self._folders}
+            for t in tasks or self.tasks
+        }
         return _shown(plots.entropy_distribution_plot(runs))
 
     def plot_ablation_matrix(self, task: Optional[str] = None, model: Optional[str] = None) -> Figure:
@@ -183,8 +204,9 @@ class Run:
     def plot_k_curve(self, task: Optional[str] = None, model: Optional[str] = None) -> Figure:
         return _shown(plots.k_curve_plot(self.folders(task, model)))
 
-    def plot_confusion(self, task: Optional[str] = None, model: Optional[str] = None,
-                       conditions: Optional[Sequence[str]] = None) -> Figure:
+    def plot_confusion(
+        self, task: Optional[str] = None, model: Optional[str] = None, conditions: Optional[Sequence[str]] = None
+    ) -> Figure:
         return _shown(plots.confusion_plot(self.folders(task, model), conditions))
 
     def plot_ablation_vs_random(self, task: Optional[str] = None, model: Optional[str] = None) -> Figure:

@@ -3,6 +3,7 @@ class set (:func:`class_sets_frame`) and per top clip of a neuron (:func:`top_cl
 
 A **unit** is one neuron of one model: ``(layer, neuron)``, the gallery's ``"layer:neuron"``, or a row of
 :func:`neurons_frame` (which also names its task and model)."""
+
 from __future__ import annotations
 
 import math
@@ -19,14 +20,32 @@ from analysis.runs.layout import ABLATION_CSV, NEURONS_CSV
 from analysis.runs.read import read_index, read_run, read_stability, read_table, read_top_clips
 
 #: Columns of :func:`neurons_frame` before the per-class probabilities ``p_<class>``.
-NEURON_COLUMNS = ["task", "model", "unit", "layer", "site", "neuron", "entropy", "normalised_entropy", "selected",
-                  "rank", "classes", "n_classes"]
+NEURON_COLUMNS = [
+    "task",
+    "model",
+    "unit",
+    "layer",
+    "site",
+    "neuron",
+    "entropy",
+    "normalised_entropy",
+    "selected",
+    "rank",
+    "classes",
+    "n_classes",
+]
 #: Class-set columns joined onto the neurons of exactly one class set (see :func:`neurons_frame`).
-SET_COLUMNS = {"neurons": "set_size", "stability_mean_jaccard": "set_stability",
-               "stability_jaccard_lo": "set_stability_lo", "stability_jaccard_hi": "set_stability_hi",
-               "on_target_delta": "ablation_delta", "random_delta_mean": "random_delta_mean",
-               "random_delta_lo": "random_delta_lo", "random_delta_hi": "random_delta_hi",
-               "specific": "ablation_specific"}
+SET_COLUMNS = {
+    "neurons": "set_size",
+    "stability_mean_jaccard": "set_stability",
+    "stability_jaccard_lo": "set_stability_lo",
+    "stability_jaccard_hi": "set_stability_hi",
+    "on_target_delta": "ablation_delta",
+    "random_delta_mean": "random_delta_mean",
+    "random_delta_lo": "random_delta_lo",
+    "random_delta_hi": "random_delta_hi",
+    "specific": "ablation_specific",
+}
 TOP_CLIP_COLUMNS = ["rank", "score", "index", "file_name", "label", "split", "frame", "band", "peak_seconds"]
 
 
@@ -77,9 +96,11 @@ def class_sets_frame(folders: RunFolders) -> pd.DataFrame:
         row.update(model=folders.model, task=folders.task, neurons=n, random_draws=0, specific=False)
         row["class"] = c
         if st is not None and c in st.index and n:
-            row.update(stability_mean_jaccard=float(st.loc[c, "mean_jaccard"]),
-                       stability_jaccard_lo=float(st.loc[c, "jaccard_low"]),
-                       stability_jaccard_hi=float(st.loc[c, "jaccard_high"]))
+            row.update(
+                stability_mean_jaccard=float(st.loc[c, "mean_jaccard"]),
+                stability_jaccard_lo=float(st.loc[c, "jaccard_low"]),
+                stability_jaccard_hi=float(st.loc[c, "jaccard_high"]),
+            )
         rows.append(row)
     return pd.DataFrame(rows, columns=HEADLINE_COLUMNS)
 
@@ -101,10 +122,18 @@ def neurons_frame(folders: RunFolders) -> pd.DataFrame:
     h = entropy(normalise(p)).abs()[present].numpy()
     dead = np.isnan(normalised_entropy(p)[present].numpy())
     h = np.where(dead, np.nan, h)
-    df = pd.DataFrame({"task": folders.task, "model": folders.model,
-                       "unit": [f"{l}:{n}" for l, n in zip(layer, neuron)], "layer": layer,
-                       "site": [run.sites[l] for l in layer], "neuron": neuron, "entropy": h,
-                       "normalised_entropy": normalised_entropy(p)[present].numpy()})
+    df = pd.DataFrame(
+        {
+            "task": folders.task,
+            "model": folders.model,
+            "unit": [f"{l}:{n}" for l, n in zip(layer, neuron)],
+            "layer": layer,
+            "site": [run.sites[l] for l in layer],
+            "neuron": neuron,
+            "entropy": h,
+            "normalised_entropy": normalised_entropy(p)[present].numpy(),
+        }
+    )
     df = df.merge(_selection(folders), on=["layer", "neuron"], how="left")
     df["selected"] = df["rank"].notna()
     df["classes"] = df["classes"].fillna("")
@@ -135,8 +164,15 @@ def top_clips_frame(folders: RunFolders, layer: int, neuron: int) -> pd.DataFram
     keep = idx >= 0
     fs, fpp = top.get("frame_seconds"), int(top.get("frames_per_position") or 1)
     frame = top["frame"][layer, neuron][keep].numpy()
-    df = pd.DataFrame({"rank": np.arange(1, int(keep.sum()) + 1), "score": top["score"][layer, neuron][keep].numpy(),
-                       "index": idx[keep].numpy(), "frame": frame, "band": top["band"][layer, neuron][keep].numpy()})
+    df = pd.DataFrame(
+        {
+            "rank": np.arange(1, int(keep.sum()) + 1),
+            "score": top["score"][layer, neuron][keep].numpy(),
+            "index": idx[keep].numpy(),
+            "frame": frame,
+            "band": top["band"][layer, neuron][keep].numpy(),
+        }
+    )
     df["peak_seconds"] = [peak_seconds(int(f), float(fs), fpp) if fs and f >= 0 else math.nan for f in frame]
     index = read_index(folders.run).set_index("index")[["file_name", "label", "split"]]
     df = df.join(index, on="index")
