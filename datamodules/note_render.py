@@ -2,29 +2,22 @@
 
 :func:`render_note` is the one place a note is rendered; the tuning stimuli (:mod:`datamodules.stimuli`)
 use it, and any other task builder that needs instrument sound can too. The default SoundFont is the small
-General MIDI bank ``TimGM6mb.sf2`` that the ``pretty_midi`` wheel ships (:func:`default_soundfont`).
+General MIDI bank ``TimGM6mb.sf2`` that the ``pretty_midi`` wheel ships, located without importing pretty_midi
+(:func:`datamodules.soundfont.default_soundfont`).
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
-import pretty_midi
 import tinysoundfont
 
+from .soundfont import default_soundfont
+
 __all__ = ["default_soundfont", "render_note", "preset_name"]
-
-
-def default_soundfont() -> Path:
-    """The General MIDI SoundFont shipped inside the ``pretty_midi`` wheel."""
-    path = Path(pretty_midi.__file__).resolve().parent / "TimGM6mb.sf2"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the SoundFont shipped with pretty_midi is missing; pass soundfont=<.sf2>")
-    return path
 
 
 @functools.lru_cache(maxsize=4)
