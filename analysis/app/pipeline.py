@@ -240,8 +240,10 @@ class Pipeline(TuningStages):
         }
 
     def corrected_tests(self) -> int:
-        """The tests of this run that one correction covers: every (task, model, class)."""
-        return len(self.cfg["models"]) * sum(len(self.metadata(t).classes) for t in self.cfg["tasks"])
+        """The tests of this run that one correction covers: every (task, model, class), once for the AAPE
+        set and once for each baseline selector's set (``ablation.selectors``), as the summary corrects."""
+        sets_per_class = 1 + len(self.cfg.get("ablation", {}).get("selectors") or [])
+        return sets_per_class * len(self.cfg["models"]) * sum(len(self.metadata(t).classes) for t in self.cfg["tasks"])
 
     def check_run(self, task: str, model: str) -> None:
         """Refuse a run folder that this config's model and data did not make (names both values)."""

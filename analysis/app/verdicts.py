@@ -252,6 +252,18 @@ def ablation_conditions(ablation_csv: str | Path) -> Optional[list[dict]]:
         return None
 
 
+def draw_cap(ablation_csv: str | Path, used: int) -> int:
+    """The most matched draws a set of this ablation run could get (``random_draws`` of
+    ``ablation_conditions.json``): a set whose drawing stopped early (sequential test) used fewer, so
+    whether the run *can* pass the corrected level depends on the cap, not on the draws used. ``used``
+    (the largest count used) when the file does not record it (older runs)."""
+    try:
+        cap = read_ablation_conditions(Path(ablation_csv).parent).get("random_draws")
+    except FileNotFoundError:
+        return used
+    return max(int(cap), used) if isinstance(cap, int) else used
+
+
 def _selectors(t: pd.DataFrame) -> list[str]:
     """The baseline selectors whose sets ``ablation.csv`` holds (``selector`` conditions ``<name>:<class>``)."""
     names = t.loc[t["kind"] == "selector", "condition"].astype(str)
@@ -407,7 +419,7 @@ def task_rows(
         own = tf[(tf["model"] == model) & (tf["task"] == task)]
         k = int(own["k"].max()) if len(own) else math.nan
         at_k = own[own["k"] == k]
-        draws = int(g["random_draws"].max()) if len(g) else 0
+        draws = draw_cap(csv, int(g["random_draws"].max()) if len(g) else 0)
         jac = g["stability_mean_jaccard"].astype(float)
         rows.append(
             dict(
