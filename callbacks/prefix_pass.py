@@ -63,6 +63,8 @@ def expand_predictions(
     b = audio.shape[0]
     encoder = pl_module.encoder
     out: dict[int, Tensor] = {}
+    if not ids:  # only the baseline ran on this batch (e.g. a model without any set to ablate)
+        return out
     if not share:
         for s in range(0, len(ids), per_pass):
             p = list(ids[s : s + per_pass])

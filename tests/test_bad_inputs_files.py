@@ -18,6 +18,7 @@ from analysis.runs.read import (
     read_neurons,
     read_run,
     read_top_clips,
+    read_sae,
 )
 from datamodules.features import FeatureDataModule
 from lightning_modules.audio_classifier import load_probe
@@ -50,6 +51,7 @@ RUN_FILE_READERS = {
     layout.GTS: lambda d: read_features(d),
     layout.NEURONS_PT: lambda d: read_neurons(d, 3, 2),
     layout.TOP_CLIPS: lambda d: read_top_clips(d),
+    layout.SAE_FILE: lambda d: read_sae(d),
 }
 
 
