@@ -20,6 +20,8 @@ import torch
 
 from analysis import open_run
 from analysis.app.notebook.folders import NotARunError
+from analysis.draws import matched_draws
+from analysis.runs.read import read_ablation_conditions
 
 from _fake_run import planted_counts, write_fake_run
 
@@ -95,6 +97,7 @@ def test_neuron_table_matches_the_run_files(notebook_run):
     assert list(got["classes"]) == list(sel["classes"])
 
     abl = pd.read_csv(notebook_run / "ablation" / f"{TASK}_{MODEL}" / "ablation.csv", keep_default_na=False)
+    conds = read_ablation_conditions(notebook_run / "ablation" / f"{TASK}_{MODEL}")["conditions"]
     stab = pd.read_csv(d / "stability.csv").set_index("class")
     single = got[got["n_classes"] == 1]
     assert len(single)
@@ -104,13 +107,9 @@ def test_neuron_table_matches_the_run_files(notebook_run):
         assert r["set_stability"] == pytest.approx(stab.loc[c, "mean_jaccard"])
         own = abl[(abl["condition"] == f"class:{c}") & (abl["class"] == c)]
         assert r["ablation_delta"] == pytest.approx(float(own["delta"].iloc[0]))
-        draws = (
-            abl[
-                (abl["kind"] == "random") & abl["condition"].str.startswith(f"random:class:{c}:") & (abl["class"] == c)
-            ]["delta"]
-            .astype(float)
-            .to_numpy()
-        )
+        names = [m["name"] for m in matched_draws(conds, f"class:{c}")]  # its (shared) matched draws, in order
+        own_draws = abl[abl["condition"].isin(names) & (abl["class"] == c)].set_index("condition")["delta"]
+        draws = np.array([float(own_draws[n]) for n in names])
         assert len(draws) == 3
         assert r["random_delta_mean"] == pytest.approx(draws.mean())
         assert (r["random_delta_lo"], r["random_delta_hi"]) == pytest.approx(tuple(np.percentile(draws, [2.5, 97.5])))
