@@ -40,7 +40,7 @@ from analysis.runs.read import load_tensor_file
 
 from .base import AudioEncoder, Positions
 from .melspec import slaney_mel_filterbank
-from .package_assets import package_file
+from .package_assets import package_file, refuse_mismatch, shape_mismatches
 
 SAMPLE_RATE = 16000
 N_FFT = 1024
@@ -133,16 +133,8 @@ def convert_fcpe_state_dict(state: dict, expected: dict[str, torch.Size], source
         converted["output_proj.weight"] = state["output_proj.weight_g"] * v / v.norm(dim=1, keepdim=True)
     known = {_their_key(k) for k in expected} | {"output_proj.weight_g"} | set(UNUSED)
     unexpected = sorted(k for k in state if k not in known)
-    bad = [
-        f"{_their_key(k)}: checkpoint {tuple(v.shape)}, model {tuple(expected[k])}"
-        for k, v in converted.items()
-        if tuple(v.shape) != tuple(expected[k])
-    ]
-    if missing or unexpected or bad:
-        parts = [f"missing keys {missing}"] if missing else []
-        parts += [f"unexpected keys {unexpected}"] if unexpected else []
-        parts += [f"shape mismatches {bad}"] if bad else []
-        raise KeyError(f"FCPE checkpoint {source} does not match the architecture: " + "; ".join(parts))
+    bad = shape_mismatches(converted, expected, _their_key, "checkpoint")
+    refuse_mismatch(f"FCPE checkpoint {source}", missing, unexpected, bad)
     return converted
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 
 def package_dir(package: str) -> Path | None:
@@ -40,3 +41,27 @@ def package_file(package: str, relative: str, install_hint: str, what: str) -> P
     if not path.is_file():
         raise FileNotFoundError(f"{what}: weight file {path} is missing; reinstall with `{install_hint}`")
     return path
+
+
+def shape_mismatches(
+    weights: Mapping[str, Any], expected: Mapping[str, Sequence[int]], name_of: Callable[[str], str], label: str
+) -> list[str]:
+    """``"<their name>: <label> (shape), model (shape)"`` for every tensor of ``weights`` (our names) whose
+    shape is not ``expected[name]``; ``name_of`` maps our name to the file's."""
+    return [
+        f"{name_of(k)}: {label} {tuple(v.shape)}, model {tuple(expected[k])}"
+        for k, v in weights.items()
+        if tuple(v.shape) != tuple(expected[k])
+    ]
+
+
+def refuse_mismatch(
+    what: str, missing: Sequence[str], unexpected: Sequence[str], bad: Sequence[str], verb: str = "does"
+) -> None:
+    """One ``KeyError`` listing every problem of a weight file against the architecture (``what`` names the
+    file; ``verb``: ``do`` after a plural), or nothing when there is none."""
+    if missing or unexpected or bad:
+        parts = [f"missing keys {list(missing)}"] if missing else []
+        parts += [f"unexpected keys {list(unexpected)}"] if unexpected else []
+        parts += [f"shape mismatches {list(bad)}"] if bad else []
+        raise KeyError(f"{what} {verb} not match the architecture: " + "; ".join(parts))

@@ -55,7 +55,7 @@ from analysis.runs.read import load_tensor_file
 
 from .base import AudioEncoder, Positions
 from .melspec import slaney_mel_filterbank
-from .package_assets import package_file
+from .package_assets import package_file, refuse_mismatch, shape_mismatches
 
 SAMPLE_RATE = 16000
 N_FFT = 400
@@ -120,16 +120,8 @@ def convert_resemblyzer_state_dict(state: dict, expected: dict[str, torch.Size],
     known = {theirs(k) for k in expected} | set(UNUSED)
     unexpected = sorted(k for k in state if k not in known)
     out = {k: state[theirs(k)] for k in expected if theirs(k) in state}
-    bad = [
-        f"{theirs(k)}: checkpoint {tuple(v.shape)}, model {tuple(expected[k])}"
-        for k, v in out.items()
-        if tuple(v.shape) != tuple(expected[k])
-    ]
-    if missing or unexpected or bad:
-        parts = [f"missing keys {missing}"] if missing else []
-        parts += [f"unexpected keys {unexpected}"] if unexpected else []
-        parts += [f"shape mismatches {bad}"] if bad else []
-        raise KeyError(f"Resemblyzer checkpoint {source} does not match the architecture: " + "; ".join(parts))
+    bad = shape_mismatches(out, expected, theirs, "checkpoint")
+    refuse_mismatch(f"Resemblyzer checkpoint {source}", missing, unexpected, bad)
     return out
 
 

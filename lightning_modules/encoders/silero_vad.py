@@ -49,7 +49,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from .base import AudioEncoder, Positions, site_view
-from .package_assets import package_file
+from .package_assets import package_file, refuse_mismatch, shape_mismatches
 
 SAMPLE_RATE = 16000
 CHUNK = 512
@@ -118,16 +118,8 @@ def convert_silero_state_dict(
     missing = sorted(_KEY_MAP[k] for k in expected if _KEY_MAP.get(k) not in state)
     unexpected = sorted(k for k in state if k not in theirs)
     out = {theirs[k]: v for k, v in state.items() if k in theirs}
-    bad = [
-        f"{_KEY_MAP[k]}: file {tuple(v.shape)}, model {tuple(expected[k])}"
-        for k, v in out.items()
-        if tuple(v.shape) != tuple(expected[k])
-    ]
-    if missing or unexpected or bad:
-        parts = [f"missing keys {missing}"] if missing else []
-        parts += [f"unexpected keys {unexpected}"] if unexpected else []
-        parts += [f"shape mismatches {bad}"] if bad else []
-        raise KeyError(f"Silero VAD weights {source} do not match the architecture: " + "; ".join(parts))
+    bad = shape_mismatches(out, expected, _KEY_MAP.__getitem__, "file")
+    refuse_mismatch(f"Silero VAD weights {source}", missing, unexpected, bad, verb="do")
     return out
 
 
