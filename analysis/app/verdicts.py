@@ -244,12 +244,18 @@ def _set_test(
     )
 
 
-def ablation_conditions(ablation_csv: str | Path) -> Optional[list[dict]]:
-    """The condition descriptions of ``ablation_conditions.json`` beside ``ablation_csv`` (None without)."""
+def _conditions_record(ablation_csv: str | Path) -> Optional[dict]:
+    """``ablation_conditions.json`` beside ``ablation_csv`` (None without: an older ablation stage)."""
     try:
-        return read_ablation_conditions(Path(ablation_csv).parent)["conditions"]
+        return read_ablation_conditions(Path(ablation_csv).parent)
     except FileNotFoundError:
         return None
+
+
+def ablation_conditions(ablation_csv: str | Path) -> Optional[list[dict]]:
+    """The condition descriptions of ``ablation_conditions.json`` beside ``ablation_csv`` (None without)."""
+    rec = _conditions_record(ablation_csv)
+    return None if rec is None else rec["conditions"]
 
 
 def draw_cap(ablation_csv: str | Path, used: int) -> int:
@@ -257,10 +263,7 @@ def draw_cap(ablation_csv: str | Path, used: int) -> int:
     ``ablation_conditions.json``): a set whose drawing stopped early (sequential test) used fewer, so
     whether the run *can* pass the corrected level depends on the cap, not on the draws used. ``used``
     (the largest count used) when the file does not record it (older runs)."""
-    try:
-        cap = read_ablation_conditions(Path(ablation_csv).parent).get("random_draws")
-    except FileNotFoundError:
-        return used
+    cap = (_conditions_record(ablation_csv) or {}).get("random_draws")
     return max(int(cap), used) if isinstance(cap, int) else used
 
 
