@@ -156,3 +156,28 @@ def notebook_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             tmp / "evar", task, SYNTHETIC_SEED, clips_per_class=SYNTHETIC_CLIPS_PER_CLASS, duration=SYNTHETIC_DURATION
         )
     return make_notebook_run(tmp / "evar", tmp)
+
+
+def run_train_predict(work: Path, cfg: dict, devices: int, timeout: float):
+    """``train.py predict`` on the LightningCLI config ``cfg`` (written to ``work/config.yaml``) with
+    ``devices`` CPU processes (gloo DDP when more than one), as a subprocess in ``work`` with the repository and
+    ``tests/`` importable; returns the ``subprocess.CompletedProcess``."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+    args = [
+        sys.executable,
+        str(REPO_ROOT / "train.py"),
+        "predict",
+        "--config",
+        str(work / "config.yaml"),
+        f"--trainer.devices={devices}",
+        "--return_predictions=false",
+    ]
+    if devices > 1:
+        args.append("--trainer.strategy=ddp")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")]))
+    return subprocess.run(args, cwd=work, env=env, capture_output=True, text=True, timeout=timeout)

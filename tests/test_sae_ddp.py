@@ -3,17 +3,15 @@ process bit for bit: a feature site goes through the same counting callback as a
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from test_sae import _sae_file
 
 from analysis.runs.read import read_stats
+from conftest import run_train_predict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,20 +39,7 @@ def _predict(tmp: Path, name: str, devices: int, sae: Path) -> subprocess.Comple
             "init_args": {"n": 7, "batch_size": 2, "labels": [0, 1, 0, 1, 0, 1, 2]},
         },
     }
-    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
-    args = [
-        sys.executable,
-        str(ROOT / "train.py"),
-        "predict",
-        "--config",
-        str(work / "config.yaml"),
-        f"--trainer.devices={devices}",
-        "--return_predictions=false",
-    ]
-    if devices > 1:
-        args.append("--trainer.strategy=ddp")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
-    return subprocess.run(args, cwd=work, env=env, capture_output=True, text=True, timeout=180)
+    return run_train_predict(work, cfg, devices, timeout=180)
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import yaml
+from conftest import run_train_predict
 
 ROOT = Path(__file__).resolve().parents[1]
 INT_KEYS = ("count", "n_tokens", "n_tokens_site", "n_clips", "n_positions")
@@ -49,20 +49,7 @@ def _predict(tmp: Path, name: str, devices: int, n: int = 7, timeout: float = 12
             "init_args": {"n": n, "batch_size": 2, "labels": [0, 1, 0, 1, 0, 1, 2][:n]},
         },
     }
-    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
-    args = [
-        sys.executable,
-        str(ROOT / "train.py"),
-        "predict",
-        "--config",
-        str(work / "config.yaml"),
-        f"--trainer.devices={devices}",
-        "--return_predictions=false",
-    ]
-    if devices > 1:
-        args.append("--trainer.strategy=ddp")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
-    return subprocess.run(args, cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+    return run_train_predict(work, cfg, devices, timeout=timeout)
 
 
 def _ok(p: subprocess.CompletedProcess) -> None:

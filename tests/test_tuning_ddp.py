@@ -4,18 +4,15 @@ the mean activation per value to round-off (float sums in other batch compositio
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from analysis.app.tuning import curves_equal, tuning_from_run
 from analysis.runs.read import read_tuning_curves
 from datamodules.stimuli import write_stimuli
+from conftest import run_train_predict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,20 +43,7 @@ def _predict(tmp: Path, evar: Path, name: str, devices: int) -> Path:
             "init_args": {"evar_root": str(evar), "task": "tuning_pitch", "batch_size": 3},
         },
     }
-    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
-    args = [
-        sys.executable,
-        str(ROOT / "train.py"),
-        "predict",
-        "--config",
-        str(work / "config.yaml"),
-        f"--trainer.devices={devices}",
-        "--return_predictions=false",
-    ]
-    if devices > 1:
-        args.append("--trainer.strategy=ddp")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
-    p = subprocess.run(args, cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    p = run_train_predict(work, cfg, devices, timeout=300)
     assert p.returncode == 0, f"train.py predict failed:\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}"
     return work / "out" / "tuning_pitch_pitch_units"
 
