@@ -7,7 +7,9 @@ file. Readers: metadata CSVs, task definitions, pipeline configs, WAV headers, a
 from __future__ import annotations
 
 import io
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ import pandas as pd
 import soundfile as sf
 import torch
 import yaml
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,8 +30,22 @@ from datamodules.metadata import SPLITS, MetadataError, read_metadata
 from datamodules.tasks import TaskSpec, load_task_yaml
 
 
+_ROOT: list[Path] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fuzz_root() -> Iterator[None]:
+    """One temporary root for every example's folder, removed when the module ends (thousands of examples
+    under ``make test-fuzz`` would otherwise leave thousands of folders in /tmp)."""
+    root = Path(tempfile.mkdtemp(prefix="aape-fuzz-"))
+    _ROOT.append(root)
+    yield
+    _ROOT.remove(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def _folder() -> Path:
-    return Path(tempfile.mkdtemp(prefix="aape-fuzz-"))
+    return Path(tempfile.mkdtemp(dir=_ROOT[-1]))
 
 
 # -- metadata CSVs -------------------------------------------------------------------------------------------
