@@ -92,13 +92,14 @@ def drive(cb: AblationCallback, module, batches, rounds: list[list[str]] | None 
     replays those rounds' conditions instead of choosing them)."""
     every = cb.conditions
     by_name = {c.name: c for c in every}
+    dr = DrawRounds(every, cb.classes, cb.draws_stop_after, cb._max_draws)
+    cb._rounds = dr  # the callback's round state, as on_test_start sets it
     if rounds is not None:
         for i, names in enumerate(rounds):
             cb._start_round([by_name[n] for n in names], module.encoder, "cpu")
             for b in batches:
                 cb._score(module, b, 0, 0, module(b["audio"], b.get("length")) if i == 0 else None)
         return rounds
-    dr = DrawRounds(every, cb.classes, cb.draws_stop_after, cb._max_draws)
     conds = dr.next_round()
     first = True
     while conds:
