@@ -33,6 +33,12 @@ The reference semantics is LAPE's ``identify.py`` (Tang et al., ACL 2024), which
 NaN (absent) neurons are handled identically in both modes, because this is a data convention and not a
 LAPE defect: they are excluded from the quantiles and from the ``L * N`` count, and never selected. On data
 without NaN, ``lape`` mode is bit-for-bit LAPE.
+
+This module is the selection (:func:`identify`); it hands on the pieces it is built from, so callers
+import them from here: the defaults and rate rules (:mod:`analysis.selection_defaults`), the activation
+probabilities and absent / inactive neurons (:mod:`analysis.activation_probability`), and the entropy
+over classes with the threshold-free lowest-entropy ranking (:mod:`analysis.class_entropy`), and the
+LAPE mask format of its result (:mod:`analysis.mask_format`).
 """
 
 from __future__ import annotations
@@ -41,179 +47,58 @@ import logging
 import math
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Literal, Mapping
+from typing import Literal
 
 import torch
 from torch import Tensor
 
+from analysis.activation_probability import absent_neurons, activation_probability, inactive_neurons
+from analysis.class_entropy import entropy, lowest_entropy_by_class, normalise, normalised_entropy
+from analysis.mask_format import neurons_to_masks, per_class_lists
+from analysis.selection_defaults import (
+    ACTIVATION_BAR_RATIO,
+    DEFAULT_TOP_RATE,
+    FILTER_RATE,
+    MIN_ACTIVITY,
+    TOP_RATE_BY_TASK,
+    check_rates,
+    default_top_rate,
+    resolve_top_rate,
+)
+
 log = logging.getLogger(__name__)
 
-Mode = Literal["default", "lape"]
 
-# The selection defaults (the study's); every caller imports them from here.
-#: Per-task ``top_rate`` of the study: lowest 2% entropy for ESC-50 and GISE-51, 1% otherwise.
-TOP_RATE_BY_TASK: dict[str, float] = {"esc50": 0.02, "gise51": 0.02}
-DEFAULT_TOP_RATE = 0.01
-#: Quantile of all probabilities a neuron must exceed for some class to be a candidate.
-FILTER_RATE = 0.95
-#: Quantile of all probabilities a selected neuron must exceed for a class to be assigned to it.
-ACTIVATION_BAR_RATIO = 0.95
-#: Minimum activity: a neuron whose activation probability is below this in *every* class (active on fewer
-#: than 1 % of the counted positions — clips at ``level: clip`` — of each class) is never selected nor
-#: ranked lowest-entropy (``default`` mode; ``lape`` mode uses 0, no filter). Near-dead units have a low
-#: entropy for no reason but their silence.
-MIN_ACTIVITY = 0.01
+__all__ = [
+    "ACTIVATION_BAR_RATIO",
+    "DEFAULT_TOP_RATE",
+    "FILTER_RATE",
+    "MIN_ACTIVITY",
+    "TOP_RATE_BY_TASK",
+    "Identification",
+    "Mode",
+    "SaturationWarning",
+    "SelectionOptions",
+    "absent_neurons",
+    "activation_probability",
+    "check_rates",
+    "default_top_rate",
+    "entropy",
+    "identify",
+    "inactive_neurons",
+    "lowest_entropy_by_class",
+    "neurons_to_masks",
+    "normalise",
+    "normalised_entropy",
+    "resolve_top_rate",
+    "select_neurons",
+]
+
+Mode = Literal["default", "lape"]
 
 
 class SaturationWarning(UserWarning):
     """A selection bar equals the largest activation probability: no neuron can exceed it."""
-
-
-def default_top_rate(task: str | None, table: Mapping[str, float] | None = None) -> float:
-    """The study's ``top_rate`` for ``task``: 0.02 for esc50 and gise51, else 0.01.
-
-    ``table`` (e.g. a user's YAML ``{task: rate, default: rate}``) maps task → rate and may hold a
-    ``default`` key; it overrides the built-in table.
-
-    >>> default_top_rate("esc50"), default_top_rate("gise51"), default_top_rate("cremad")
-    (0.02, 0.02, 0.01)
-    >>> default_top_rate("cremad", {"cremad": 0.05})
-    0.05
-    >>> default_top_rate(None)
-    0.01
-    """
-    merged: dict[str, float] = {**TOP_RATE_BY_TASK, "default": DEFAULT_TOP_RATE}
-    if table:
-        merged.update({str(k): float(v) for k, v in table.items()})
-    if task is not None and task in merged:
-        return float(merged[task])
-    return float(merged["default"])
-
-
-def check_rates(
-    top_rate: float | None = None, filter_rate: float | None = None, activation_bar_ratio: float | None = None
-) -> None:
-    """Raise ``ValueError`` naming the parameter unless ``top_rate`` is in (0, 1] and ``filter_rate`` and
-    ``activation_bar_ratio`` are in (0, 1) (None: not checked). The one rule for valid selection rates.
-
-    >>> check_rates(top_rate=0.01, filter_rate=0.95, activation_bar_ratio=0.95)
-    >>> check_rates(top_rate=-0.05)
-    Traceback (most recent call last):
-    ...
-    ValueError: top_rate must be in (0, 1] (a share of the neurons), got -0.05
-    """
-    for name, value, top_closed in (
-        ("top_rate", top_rate, True),
-        ("filter_rate", filter_rate, False),
-        ("activation_bar_ratio", activation_bar_ratio, False),
-    ):
-        if value is None:
-            continue
-        ok = (
-            isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and (0 < value <= 1 if top_closed else 0 < value < 1)
-        )
-        if not ok:
-            span = "(0, 1] (a share of the neurons)" if top_closed else "(0, 1) (a quantile)"
-            raise ValueError(f"{name} must be in {span}, got {value!r}")
-
-
-def resolve_top_rate(
-    task: str | None, top_rate: float | None = None, table: Mapping[str, float] | None = None
-) -> float:
-    """The ``top_rate`` to use: an explicit ``top_rate`` wins, else :func:`default_top_rate` of ``task``
-    (with ``table`` overriding the built-in per-task values). The one rule every caller uses.
-
-    >>> resolve_top_rate("esc50"), resolve_top_rate("esc50", 0.05), resolve_top_rate("x", None, {"x": 0.2})
-    (0.02, 0.05, 0.2)
-    """
-    if top_rate is not None:
-        return float(top_rate)
-    return default_top_rate(task, table)
-
-
-def absent_neurons(over_zero: Tensor) -> Tensor:
-    """BoolTensor ``[L, N]``: neurons that do not exist, i.e. NaN for **every** class (the padding of
-    ragged sites). A NaN in some classes only (a class with nothing counted) does not make a neuron absent.
-
-    >>> absent_neurons(torch.tensor([[[0.5, float("nan")], [float("nan"), float("nan")]]]))
-    tensor([[False,  True]])
-    """
-    return torch.isnan(over_zero).all(dim=-1)
-
-
-def activation_probability(count: Tensor, n_tokens: Tensor, site_neurons: list[int] | None = None) -> Tensor:
-    """Conditional activation probability ``p[l, n, c] = count[l, n, c] / n_tokens[c]``.
-
-    Args:
-        count: ``[L, N, C]`` integer counts of positions with activation > 0.
-        n_tokens: ``[C]`` counted positions per class.
-        site_neurons: optional neurons per site (length ``L``); entries ``n >= site_neurons[l]`` become
-            NaN (absent neurons of ragged sites).
-
-    Returns:
-        float32 ``[L, N, C]``. A class with ``n_tokens == 0`` gives NaN in its column.
-
-    >>> activation_probability(torch.tensor([[[1, 0], [2, 4]]]), torch.tensor([2, 4]))
-    tensor([[[0.5000, 0.0000],
-             [1.0000, 1.0000]]])
-    >>> activation_probability(torch.tensor([[[1], [0]], [[1], [1]]]), torch.tensor([2]), [1, 2])[..., 0]
-    tensor([[0.5000,    nan],
-            [0.5000, 0.5000]])
-    """
-    if count.dim() != 3:
-        raise ValueError(f"count must be [L, N, C], got shape {tuple(count.shape)}")
-    if n_tokens.shape != (count.shape[-1],):
-        raise ValueError(f"n_tokens must be [C={count.shape[-1]}], got shape {tuple(n_tokens.shape)}")
-    p = (count.double() / n_tokens.double()).float()
-    if site_neurons is not None:
-        if len(site_neurons) != count.shape[0]:
-            raise ValueError(f"site_neurons has {len(site_neurons)} entries for {count.shape[0]} sites")
-        for l, n in enumerate(site_neurons):
-            p[l, int(n) :] = float("nan")
-    return p
-
-
-def inactive_neurons(over_zero: Tensor, min_activity: float = MIN_ACTIVITY) -> Tensor:
-    """``[L, N, C]`` → bool ``[L, N]``: present neurons whose activation probability is below
-    ``min_activity`` in every class (absent neurons are not counted; ``min_activity = 0``: none).
-
-    >>> inactive_neurons(torch.tensor([[[0.005, 0.0], [0.5, 0.0], [float("nan")] * 2]])).tolist()
-    [[True, False, False]]
-    """
-    p = torch.nan_to_num(over_zero.float(), nan=0.0)
-    return (p.amax(-1) < float(min_activity)) & ~absent_neurons(over_zero)
-
-
-def normalise(p: Tensor) -> Tensor:
-    """Normalise over classes: ``q = p / p.sum(-1)``; NaN (absent entries, all-zero rows) become 0.
-
-    ``p``: ``[..., C]`` → ``q``: ``[..., C]``. On finite input this is exactly LAPE's operation.
-
-    >>> normalise(torch.tensor([[1.0, 3.0], [0.0, 0.0]]))
-    tensor([[0.2500, 0.7500],
-            [0.0000, 0.0000]])
-    """
-    return _normalise(p, bool(torch.isnan(p).any()))
-
-
-def _normalise(p: Tensor, has_nan: bool) -> Tensor:
-    if has_nan:
-        p = torch.nan_to_num(p, nan=0.0)
-    q = p / p.sum(dim=-1, keepdim=True)
-    q[torch.isnan(q)] = 0
-    return q
-
-
-def entropy(q: Tensor) -> Tensor:
-    """Shannon entropy (natural log, ``0 log 0 = 0``) over the last axis: ``[..., C]`` → ``[...]``.
-
-    >>> entropy(torch.tensor([[0.5, 0.5], [1.0, 0.0]]))
-    tensor([0.6931, -0.0000])
-    """
-    log_q = torch.where(q > 0, q.log(), 0)
-    return -torch.sum(q * log_q, dim=-1)
 
 
 def _kth_bar(values: Tensor, rate: float, name: str) -> float:
@@ -297,23 +182,6 @@ class Identification:
         c_idx, k_idx = torch.where(self.assignments.T)
         m[c_idx, self.selected[k_idx, 0], self.selected[k_idx, 1]] = True
         return m
-
-
-def _per_class_lists(selected: Tensor, assignments: Tensor, num_layers: int, drop_empty: bool) -> list[list[Tensor]]:
-    """class → layer → ascending LongTensor of neuron ids, from ``selected [K,2]`` and ``assignments [K,C]``."""
-    C = assignments.shape[1]
-    cls, k = torch.where(assignments.T)  # sorted by class, then rank
-    n_out = C
-    if drop_empty:
-        n_out = int(cls.max().item()) + 1 if cls.numel() else 0
-    layer, neuron = selected[k, 0], selected[k, 1]
-    n_max = int(neuron.max().item()) + 1 if neuron.numel() else 1
-    key = (cls * num_layers + layer) * n_max + neuron  # one sort orders by (class, layer, neuron)
-    order = torch.sort(key).indices
-    neuron = neuron[order].long()
-    sizes = torch.bincount(cls * num_layers + layer, minlength=C * num_layers).tolist()
-    chunks = torch.split(neuron, sizes)
-    return [[chunks[c * num_layers + l].clone() for l in range(num_layers)] for c in range(n_out)]
 
 
 class _Warnings(list):
@@ -487,7 +355,7 @@ def identify(
     probs = _validate(over_zero, warn)
     L, N, C = probs.p.shape
 
-    ent = entropy(_normalise(probs.p, probs.has_nan))  # LAPE's exact float ops
+    ent = entropy(normalise(probs.p, probs.has_nan))  # LAPE's exact float ops
     ent_out = ent.clone()  # raw entropy for reporting; ``ent`` gets +inf for filtered neurons
     filter_bar, top_position = _filter(probs, ent, filter_rate)
     min_activity = (0.0 if mode == "lape" else MIN_ACTIVITY) if min_activity is None else float(min_activity)
@@ -507,7 +375,7 @@ def identify(
                     f"saturates and no neuron can exceed it",
                     SaturationWarning,
                 )
-    neurons = _per_class_lists(selected, assignments, L, opts.drop_empty_classes)
+    neurons = per_class_lists(selected, assignments, L, opts.drop_empty_classes)
     if not opts.drop_empty_classes:
         empty = [c for c in range(C) if not bool(assignments[:, c].any())]
         if empty:
@@ -565,68 +433,3 @@ def select_neurons(
         activation_bar_ratio=activation_bar_ratio,
         **options,
     ).neurons  # type: ignore[arg-type]
-
-
-def normalised_entropy(over_zero: Tensor) -> Tensor:
-    """``H(q) / ln C`` of every neuron, ``[L, N, C]`` → float32 ``[L, N]`` in [0, 1] (the quantity AAPE
-    ranks by, without any quantile bar): 0 = fires for one class only, 1 = equally for all. NaN for absent
-    neurons and for dead ones (``p = 0`` for every class: no distribution over classes to measure).
-
-    >>> normalised_entropy(torch.tensor([[[0.9, 0.0], [0.5, 0.5], [0.0, 0.0]]]))
-    tensor([[0., 1., nan]])
-    """
-    p = over_zero.float()
-    if p.dim() != 3 or p.shape[-1] < 2:
-        raise ValueError(f"over_zero must be [L, N, C] with C >= 2, got shape {tuple(p.shape)}")
-    p0 = torch.nan_to_num(p, nan=0.0)
-    h = entropy(_normalise(p0, False)).abs() / math.log(p.shape[-1])  # abs: no -0.0
-    h[absent_neurons(p) | (p0.sum(-1) == 0)] = float("nan")
-    return h
-
-
-def lowest_entropy_by_class(
-    over_zero: Tensor, k: int, min_activity: float = MIN_ACTIVITY
-) -> list[list[tuple[int, int]]]:
-    """For each class, up to ``k`` neurons ``(layer, neuron)`` that prefer it (their largest activation
-    probability is for that class; ties: the lowest class index), lowest entropy first (ties by (layer,
-    neuron)). Absent and dead neurons are left out (see :func:`normalised_entropy`), and so are the
-    neurons below ``min_activity`` in every class (:func:`inactive_neurons`). No quantile bar is applied:
-    every model has such neurons, whether or not the selection's bars select any.
-
-    >>> p = torch.tensor([[[0.9, 0.1], [0.6, 0.4], [0.2, 0.3], [0.0, 0.0]]])  # L=1, N=4, C=2
-    >>> lowest_entropy_by_class(p, 2)
-    [[(0, 0), (0, 1)], [(0, 2)]]
-    """
-    h = normalised_entropy(over_zero)
-    h[inactive_neurons(over_zero, min_activity)] = float("nan")
-    L, N = h.shape
-    pref = torch.nan_to_num(over_zero.float(), nan=-1.0).argmax(-1)  # first maximum
-    flat_h, flat_pref = h.flatten(), pref.flatten()
-    order = torch.sort(torch.nan_to_num(flat_h, nan=float("inf")), stable=True).indices
-    order = order[~torch.isnan(flat_h[order])]
-    out = []
-    for c in range(over_zero.shape[-1]):
-        idx = order[flat_pref[order] == c][: int(k)].tolist()
-        out.append([(i // N, i % N) for i in idx])
-    return out
-
-
-def neurons_to_masks(neurons: list[list[Tensor]], num_classes: int, shape: tuple[int, int]) -> Tensor:
-    """LAPE mask list → ``[C, L, N]`` bool; classes missing from a (``lape``-truncated) list are empty.
-
-    >>> neurons_to_masks([[torch.tensor([1]), torch.tensor([], dtype=torch.long)]], 2, (2, 3)).nonzero().tolist()
-    [[0, 0, 1]]
-    """
-    L, N = shape
-    m = torch.zeros(num_classes, L, N, dtype=torch.bool)
-    if len(neurons) > num_classes:
-        raise ValueError(f"neuron list has {len(neurons)} classes, expected at most {num_classes}")
-    for c, layers in enumerate(neurons):
-        if len(layers) != L:
-            raise ValueError(f"class {c} of the neuron list has {len(layers)} layers, expected {L}")
-        for l, ids in enumerate(layers):
-            ids = torch.as_tensor(ids, dtype=torch.long)
-            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= N):
-                raise ValueError(f"class {c} layer {l}: neuron ids outside [0, {N})")
-            m[c, l, ids] = True
-    return m

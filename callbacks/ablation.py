@@ -40,16 +40,16 @@ from torch import Tensor
 
 from analysis import ablation as A
 from analysis import draws as D
-from analysis import figures as F
 from analysis.significance import ALPHA
-from analysis.runs.conditions import NeuronList, conditions_from_run, read_dataset_means
-from analysis.runs.identity import DATA_KEYS, MODEL_KEYS, check_run, encoder_identity
-from analysis.runs.read import read_classes
+from analysis.ablation.spec import AUTO_DRAWS, ConditionSpec, NeuronList
+from analysis.runs.conditions import conditions_from_run, read_dataset_means
 from analysis.runs.write import check_ablation_writable, write_ablation
+from callbacks.ablation_outputs import ablation_figures, check_condition_names, log_ablation
 from callbacks.draw_rounds import DrawRounds, replay_batches
 from callbacks.prefix_pass import expand_predictions
 from callbacks.owned_rows import owned_rows, reduce_counts, rows_of
 from callbacks.hooks import SiteHooks
+from callbacks.source_checks import check_sources, checked_classes
 
 log = logging.getLogger(__name__)
 
@@ -142,38 +142,34 @@ class AblationCallback(Callback):
             raise ValueError(f"AblationCallback: mode must be 'gain' or 'mean', got {mode!r}")
         if strategy not in ("loop", "expand"):
             raise ValueError(f"AblationCallback: strategy must be 'loop' or 'expand', got {strategy!r}")
-        if random_draws != "auto" and (isinstance(random_draws, str) or int(random_draws) < 0):
-            raise ValueError(f"AblationCallback: random_draws must be >= 0 or 'auto', got {random_draws!r}")
         if draws_stop_after is not None and int(draws_stop_after) < 1:
             raise ValueError(f"AblationCallback: draws_stop_after must be >= 1 or None, got {draws_stop_after}")
-        if any(int(k) < 1 for k in (k_grid or [])):
-            raise ValueError(f"AblationCallback: k_grid sizes must be >= 1, got {k_grid}")
+        try:
+            self.spec = ConditionSpec(
+                class_sets=class_sets,
+                neuron_lists=neuron_lists,
+                shared=shared,
+                k_grid=k_grid,
+                topk_classes=topk_classes,
+                lowest_entropy_k=lowest_entropy_k,
+                lowest_entropy_draws=lowest_entropy_draws,
+                random_draws=random_draws,
+                random_for_topk=random_for_topk,
+                index_plus_one=index_plus_one,
+                seed=seed,
+                class_aliases=class_aliases,
+                share_draws=share_draws,
+                selectors=selectors,
+            )
+        except ValueError as e:
+            raise ValueError(f"AblationCallback: {e}") from None
         self.out_dir = Path(out_dir)
         self.run_dir = Path(run_dir) if run_dir else None
-        self.class_sets = class_sets
-        self.neuron_lists = [nl if isinstance(nl, NeuronList) else NeuronList(**nl) for nl in (neuron_lists or [])]
-        self.shared = [list(s) for s in (shared or [])]
-        self.k_grid = sorted({int(k) for k in (k_grid or [])})
-        self.topk_classes = topk_classes
-        self.lowest_entropy_k = sorted({int(k) for k in (lowest_entropy_k or [])})
-        bad = [k for k in self.lowest_entropy_k if k not in self.k_grid]
-        if bad:
-            raise ValueError(f"AblationCallback: lowest_entropy_k {bad} not in k_grid {self.k_grid}")
-        if lowest_entropy_draws is not None and lowest_entropy_draws < 0:
-            raise ValueError(f"AblationCallback: lowest_entropy_draws must be >= 0, got {lowest_entropy_draws}")
-        self.lowest_entropy_draws = lowest_entropy_draws
         self.confusion_conditions = confusion_conditions
-        self.random_draws = random_draws if random_draws == "auto" else int(random_draws)
         self.corrected_tests = None if corrected_tests is None else int(corrected_tests)
         self.draws_stop_after = None if draws_stop_after is None else int(draws_stop_after)
-        self.share_draws = bool(share_draws)
-        self.selectors = list(dict.fromkeys(selectors or []))
-        self.random_for_topk = random_for_topk
-        self.index_plus_one = index_plus_one
         self.gain = float(gain)
         self.mode = mode
-        self.seed = int(seed)
-        self.class_aliases = dict(class_aliases or {})
         self.strategy = strategy
         self.conditions_per_pass = max(1, int(conditions_per_pass))
         self.share_prefix = bool(share_prefix)
@@ -208,30 +204,12 @@ class AblationCallback(Callback):
 
     # -- building --------------------------------------------------------------------------------
     def _conditions(self, site_neurons: list[int], random_draws: int) -> list[A.Condition]:
-        return conditions_from_run(
-            self.run_dir,
-            site_neurons,
-            self.classes,
-            class_sets=self.class_sets,
-            neuron_lists=self.neuron_lists,
-            shared=self.shared,
-            k_grid=self.k_grid,
-            topk_classes=self.topk_classes,
-            lowest_entropy_k=self.lowest_entropy_k,
-            lowest_entropy_draws=self.lowest_entropy_draws,
-            random_draws=random_draws,
-            random_for_topk=self.random_for_topk,
-            index_plus_one=self.index_plus_one,
-            seed=self.seed,
-            class_aliases=self.class_aliases,
-            share_draws=self.share_draws,
-            selectors=self.selectors,
-        )
+        return conditions_from_run(self.run_dir, site_neurons, self.classes, self.spec.with_draws(random_draws))
 
     def _resolve_draws(self, site_neurons: list[int]) -> int:
         """``random_draws``, or for ``auto`` the fewest draws that can pass the corrected level."""
-        if self.random_draws != "auto":
-            return int(self.random_draws)
+        if self.spec.random_draws != AUTO_DRAWS:
+            return int(self.spec.random_draws)
         tests = self.corrected_tests
         if tests is None:
             tests = sum(
@@ -249,26 +227,15 @@ class AblationCallback(Callback):
                 f"encoder {type(encoder).__name__}: {len(encoder.neuron_sites)} neuron_sites but "
                 f"{len(site_neurons)} site_neurons"
             )
-        run_classes = read_classes(self.run_dir) if self.run_dir else None
-        if classes is None:
-            if run_classes is None:
-                raise ValueError("AblationCallback: the model has no class names and no run_dir was given")
-            classes = run_classes
-        if run_classes is not None and list(run_classes) != list(classes):
-            raise ValueError(
-                f"AblationCallback: classes of the run folder {self.run_dir} {run_classes} differ "
-                f"from the probe's classes {list(classes)}"
-            )
+        classes = checked_classes(self.run_dir, classes, "AblationCallback")
         if self.mode == "mean" and self.run_dir is None:
             raise ValueError("AblationCallback: class_sets / shared / k_grid / mode='mean' need run_dir")
-        self.classes = list(classes)
+        self.classes = classes
         self.resolved_draws = self._resolve_draws(site_neurons)
         self.conditions = self._conditions(site_neurons, self.resolved_draws)
-        le = self.lowest_entropy_draws
+        spec = self.spec.with_draws(self.resolved_draws)
         self._max_draws = {
-            c.name: int(le if c.kind == "lowent" and le is not None else self.resolved_draws)
-            for c in self.conditions
-            if c.profile is not None and c.kind != "random"
+            c.name: spec.draws_of(c.kind) for c in self.conditions if c.profile is not None and c.kind != "random"
         }
         self._means = read_dataset_means(self.run_dir) if self.mode == "mean" else None
         self._set_round(self.conditions, site_neurons)
@@ -283,19 +250,9 @@ class AblationCallback(Callback):
 
     def check_sources(self, pl_module: Any) -> None:
         """Refuse a run folder made by another model than ``pl_module.encoder``, and a probe fitted on
-        another model's or data list's embeddings than the run folder's (as far as ``manifest.json`` and
-        the probe checkpoint record them)."""
-        if self.run_dir is None:
-            return
-        encoder = pl_module.encoder
-        check_run(
-            self.run_dir, encoder_identity(encoder), consumer=f"the encoder under test ({type(encoder).__name__})"
-        )
-        source = getattr(getattr(pl_module, "probe", None), "source", None) or {}
-        source = {k: v for k, v in source.items() if k in MODEL_KEYS + DATA_KEYS}
-        if source:
-            ckpt = getattr(getattr(pl_module, "hparams", None), "probe_checkpoint", None) or "of the model"
-            check_run(self.run_dir, source, consumer=f"the probe checkpoint {ckpt} (fitted on that model and data)")
+        other embeddings than the run folder's (:func:`callbacks.source_checks.check_sources`)."""
+        if self.run_dir is not None:
+            check_sources(self.run_dir, pl_module)
 
     # -- hooks -----------------------------------------------------------------------------------
     def _make_hook(self, l: int, encoder: Any):
@@ -341,7 +298,7 @@ class AblationCallback(Callback):
         encoder = pl_module.encoder
         self.check_sources(pl_module)
         every = self.build(encoder, getattr(pl_module, "classes", None))
-        self._confusion_of(list(self.confusion_conditions or []))  # unknown names fail before the pass
+        check_condition_names(self.conditions, list(self.confusion_conditions or []))  # before the pass
         self._owned = owned_rows(trainer)
         self._register(encoder)  # the sites of every condition that may run
         self._rounds = DrawRounds(every, self.classes, self.draws_stop_after, self._max_draws)
@@ -462,60 +419,27 @@ class AblationCallback(Callback):
             "classes": self.classes,
             "gain": self.gain,
             "mode": self.mode,
-            "seed": self.seed,
+            "seed": self.spec.seed,
             "random_draws": self.resolved_draws,
             "draws_stop_after": self.draws_stop_after,
-            "share_draws": self.share_draws,
+            "share_draws": self.spec.share_draws,
             "run_dir": str(self.run_dir) if self.run_dir else None,
             "conditions": A.describe_conditions(self.conditions),
         }
         figs = {}
         if self.figures:
-            chosen = self.confusion_conditions or F.default_confusion_conditions(self.table, self.conditions)
-            figs = {
-                "matrix": F.ablation_matrix_figure(self.table, self.classes),
-                "k_curve": F.k_curve_figure(self.table, self.summary),
-                "confusion": F.confusion_change_figure(self._confusion_of(["baseline", *chosen]), self.classes),
-            }
+            figs = ablation_figures(
+                self.table, self.summary, self.conditions, self.classes, self.confusion, self.confusion_conditions
+            )
         try:
             write_ablation(
                 self.out_dir, self.table, self.summary, record, figs, self.overwrite, confusion=self.confusion_table
             )
             if trainer.logger is not None:
-                self._log(trainer, figs)
+                log_ablation(trainer.logger, trainer.global_step, self.table, self.summary, figs)
         finally:
             for fig in figs.values():
                 plt.close(fig)
-
-    def _confusion_of(self, names: list[str]) -> dict[str, Tensor]:
-        """Condition name → its confusion counts ``[C, C]``; an unknown name is an error listing the known."""
-        index = {c.name: i for i, c in enumerate(self.conditions)}
-        unknown = [n for n in names if n not in index]
-        if unknown:
-            raise ValueError(
-                f"AblationCallback: confusion_conditions {unknown} are not conditions of this run; "
-                f"known: {list(index)[:20]}"
-            )
-        return {n: self.confusion[index[n]] for n in names}
-
-    def _log(self, trainer: Trainer, figs: dict[str, Any]) -> None:
-        """Scalars (per condition accuracy and on-target deltas, random-draw means) and figures."""
-        metrics = {}
-        for r in self.table.to_dict("records"):
-            if r["kind"] == "random":
-                continue
-            if r["class"] == A.ALL_CLASSES:
-                metrics[f"ablation/{r['condition']}/accuracy"] = r["accuracy"]
-            elif r["kind"] != "baseline" and r["class"] in str(r["target"]).split("+"):
-                metrics[f"ablation/{r['condition']}/delta_{r['class']}"] = r["delta"]
-        for r in self.summary.to_dict("records"):
-            if r["kind"] == "random" and r["on_target"]:
-                metrics[f"ablation/{r['group']}/delta_mean_{r['class']}"] = r["delta_mean"]
-        trainer.logger.log_metrics(metrics, step=trainer.global_step)
-        exp = getattr(trainer.logger, "experiment", None)
-        if hasattr(exp, "add_figure"):
-            for name, fig in figs.items():
-                exp.add_figure(f"ablation/ablation_{name}", fig, global_step=trainer.global_step, close=False)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         self._remove()

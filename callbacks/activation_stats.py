@@ -10,16 +10,11 @@ clips are gathered and merged, and process 0 writes the run folder, streaming th
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
-import os
-import platform
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import lightning
 import torch
-import torch.distributed as dist
 from jsonargparse.typing import NonNegativeInt
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
@@ -30,20 +25,12 @@ from analysis.runs import write as R
 from analysis.runs.identity import encoder_identity
 from analysis.runs.layout import run_folder
 from callbacks.hooks import SiteHooks
+from callbacks.pending_rows import PendingRows, to_device
+from callbacks.provenance import provenance, run_config
+from callbacks.row_gather import gathered_rows
 from lightning_modules.encoders.base import site_view
 
 log = logging.getLogger(__name__)
-
-#: Rows kept on the device before they are copied to the host and appended to the spool (one copy, and
-#: so one host sync, per this many clips rather than per batch).
-FLUSH_ROWS = 1024
-
-
-def to_device(t: Tensor, device: torch.device) -> Tensor:
-    """A host tensor on ``device`` without blocking the host (pinned, non-blocking copy to a GPU)."""
-    if device.type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t.to(device)
 
 
 class ActivationStatsCallback(Callback):
@@ -126,9 +113,7 @@ class ActivationStatsCallback(Callback):
         self._totals: Optional[dict[str, Tensor]] = None
         self._top: Optional[dict[str, Tensor]] = None
         self._buffers: Optional[list[dict[str, Tensor]]] = None
-        self._pending: Optional[dict[str, Tensor]] = None  # rows waiting on the device: [FLUSH_ROWS, ...]
-        self._pending_meta: list[tuple[str, str]] = []  # (split, file_name) of the waiting rows
-        self._pending_rows = 0
+        self._pending = PendingRows(self._spill)  # rows waiting on the device
         self.folder: Optional[Path] = None
 
     def _remove_hooks(self) -> None:
@@ -264,42 +249,15 @@ class ActivationStatsCallback(Callback):
             )
         self._buffers = None
         emb = outputs["embedding"] if isinstance(outputs, dict) else outputs
-        self._queue(
+        self._pending.add(
             {"embedding": emb.detach(), "label": label.detach(), "index": index}
             if self.features
             else {"label": label.detach(), "index": index},
             list(zip(split, batch["file_name"])),
         )
 
-    def _queue(self, rows: dict[str, Tensor], meta: list[tuple[str, str]]) -> None:
-        """Copy a batch's rows into the device buffer of pending rows (one preallocated buffer, so no
-        per-batch tensor is kept alive); flush it to the spool when full."""
-        b = len(meta)
-        if self._pending is not None and (
-            self._pending_rows + b > self._pending["index"].shape[0]
-            or any(
-                self._pending[k].shape[1:] != v.shape[1:] or self._pending[k].dtype != v.dtype for k, v in rows.items()
-            )
-        ):
-            self._flush()
-        if self._pending is None or self._pending["index"].shape[0] < b or self._pending.keys() != rows.keys():
-            cap = max(FLUSH_ROWS, b)
-            self._pending = {k: v.new_empty((cap, *v.shape[1:])) for k, v in rows.items()}
-        n = self._pending_rows
-        for k, v in rows.items():
-            self._pending[k][n : n + b].copy_(v)
-        self._pending_meta += meta
-        self._pending_rows = n + b
-        if self._pending_rows == self._pending["index"].shape[0]:
-            self._flush()
-
-    def _flush(self) -> None:
-        """Copy the pending rows to the host (one copy) and append them to this process's spool."""
-        n = self._pending_rows
-        if self._pending is None or n == 0:
-            return
-        rows = {k: v[:n].cpu() for k, v in self._pending.items()}
-        meta, self._pending_meta, self._pending_rows = self._pending_meta, [], 0
+    def _spill(self, rows: dict[str, Tensor], meta: list[tuple[str, str]]) -> None:
+        """Append flushed host rows to this process's spool (labels checked first)."""
         S.check_labels(rows["label"], len(self.classes), rows["index"])
         if self._spool is not None:
             self._spool.append(
@@ -314,14 +272,14 @@ class ActivationStatsCallback(Callback):
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         assert self._totals is not None and self._spool is not None
         self._buffers = None
-        self._flush()
+        self._pending.flush()
         self._spool.close()
         # Exactly one all-reduce per tensor (sum; Lightning's default is mean, and it works in place).
         for key in list(self._totals):
             self._totals[key] = trainer.strategy.reduce(self._totals[key], reduce_op="sum")
         if self._top is not None and trainer.world_size > 1:
             self._top = T.merge_gathered({k: trainer.strategy.all_gather(v) for k, v in self._top.items()})
-        rows = self._row_blocks(trainer)
+        rows = gathered_rows(self._spool, trainer.world_size, trainer.global_rank)
         if trainer.is_global_zero:
             self._write(trainer, pl_module, rows)
         trainer.strategy.barrier("activation_stats_written")
@@ -333,32 +291,6 @@ class ActivationStatsCallback(Callback):
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         self._remove_hooks()
         self._remove_spool()
-
-    def _row_blocks(self, trainer: Trainer) -> Optional[R.RowBlocks]:
-        """Every process's rows in dataset order, block by block (process 0); the other processes send
-        their part of each block to process 0 (one ``gather_object`` per block) and return None."""
-        spool = self._spool
-        assert spool is not None
-        world, rank = trainer.world_size, trainer.global_rank
-        if world <= 1 or not (dist.is_available() and dist.is_initialized()):
-            return R.RowBlocks.from_spools([spool])
-        described: list = [None] * world
-        dist.all_gather_object(described, spool.describe())
-        indices: list = [None] * world
-        dist.all_gather_object(indices, spool.read_index())
-        order = R.RowOrder.of(indices)
-
-        def fetch(block: slice) -> Optional[list]:
-            parts = [None] * world if rank == 0 else None
-            dist.gather_object(spool.read(order.wanted(block, rank)), parts, dst=0)
-            return parts
-
-        block_rows = R.RowBlocks.block_rows(described)
-        if rank == 0:
-            return R.RowBlocks.ordered(order, described, fetch, block_rows)
-        for block in order.ranges(block_rows):
-            fetch(block)
-        return None
 
     def _write(self, trainer: Trainer, pl_module: LightningModule, rows: Optional[R.RowBlocks]) -> None:
         assert self._totals is not None and self.folder is not None and rows is not None
@@ -409,7 +341,7 @@ class ActivationStatsCallback(Callback):
         ckpt = getattr(encoder, "checkpoint_path", None)
         ident = encoder_identity(encoder)
         return {
-            "config": self.config if self.config is not None else _run_config(trainer, pl_module),
+            "config": self.config if self.config is not None else run_config(trainer, pl_module),
             "task": trainer.datamodule.task,
             "encoder": ident["encoder"],
             "encoder_name": ident["encoder_name"],
@@ -427,13 +359,7 @@ class ActivationStatsCallback(Callback):
             "compile": self.compile,
             "sites": self.sites,
             "site_neurons": self.site_neurons,
-            "versions": {
-                "python": platform.python_version(),
-                "torch": torch.__version__,
-                "lightning": lightning.__version__,
-            },
-            "seed": os.environ.get("PL_GLOBAL_SEED"),
-            "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            **provenance(),
         }
 
     def _log_tensorboard(self, trainer: Trainer, oz: Tensor) -> None:
@@ -445,22 +371,3 @@ class ActivationStatsCallback(Callback):
                 for l in range(oz.shape[0]):
                     logger.experiment.add_scalar(f"activation_stats/{task}/mean_firing_rate", float(oz[l].nanmean()), l)
                 logger.experiment.flush()
-
-
-def _run_config(trainer: Trainer, pl_module: LightningModule) -> Any:
-    """The LightningCLI config (as a plain dict) when run from the CLI, else the hparams."""
-    from lightning.pytorch.cli import SaveConfigCallback
-
-    for cb in trainer.callbacks:
-        if isinstance(cb, SaveConfigCallback):
-            try:
-                import yaml
-
-                return yaml.safe_load(cb.parser.dump(cb.config, skip_none=False, skip_check=True))
-            except Exception as e:  # pragma: no cover - config is informative only
-                log.warning("Could not serialise the CLI config for the manifest: %s", e)
-    dm = trainer.datamodule
-    return {
-        "model": dict(getattr(pl_module, "hparams", {}) or {}),
-        "data": dict(getattr(dm, "hparams", {}) or {}) if dm is not None else None,
-    }

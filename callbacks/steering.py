@@ -88,9 +88,8 @@ class SteeringCallback(Callback):
                 f"the probe's classes {list(classes)}"
             )
         self.classes = list(classes)
-        base = conditions_from_run(
-            self.run_dir, site_neurons, self.classes, random_draws=self.random_draws, seed=self.seed
-        )
+        spec = A.ConditionSpec(random_draws=self.random_draws, seed=self.seed)
+        base = conditions_from_run(self.run_dir, site_neurons, self.classes, spec)
         self.pairs = G.steering_conditions([c for c in base if c.kind in ("baseline", "class", "random")], self.gains)
         self._scales = G.steering_scales(self.pairs, site_neurons)
         self._active = [bool((s != 1).any()) for s in self._scales]

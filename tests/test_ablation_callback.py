@@ -421,3 +421,13 @@ def test_unknown_confusion_condition_fails_before_the_pass(planted, tmp_path):
     with pytest.raises(ValueError, match="confusion_conditions \\['class:nope'\\] are not conditions"):
         _test(planted, cb)
     assert not (tmp_path / "abl" / "ablation.csv").exists()
+
+
+def test_chosen_confusion_conditions_are_drawn(planted, tmp_path):
+    """Known ``confusion_conditions`` pass the check before the pass (it used to index the confusion
+    counts before they existed) and their change in confusion is drawn."""
+    cb = AblationCallback(
+        out_dir=str(tmp_path / "abl"), run_dir=str(planted["run"]), random_draws=0, confusion_conditions=["class:t800"]
+    )
+    _test(planted, cb)
+    assert (tmp_path / "abl" / "ablation_confusion.pdf").stat().st_size > 0

@@ -66,16 +66,12 @@ def test_build_conditions_kinds_names_and_exclusion():
     conds = A.build_conditions(
         SN,
         ["a", "b", "c"],
+        A.ConditionSpec(k_grid=[1, 2, 5], random_draws=4, index_plus_one=True, seed=0, share_draws=False),
         class_sets=sets,
         explicit=expl,
         shared=[["a", "b"]],
         ranked=ranked,
-        k_grid=[1, 2, 5],
-        random_draws=4,
-        index_plus_one_control=True,
         absent=absent,
-        seed=0,
-        share_draws=False,
     )
     names = [c.name for c in conds]
     assert names[0] == "baseline" and "class:c" not in names  # empty set: no condition
@@ -95,31 +91,24 @@ def test_build_conditions_kinds_names_and_exclusion():
     again = A.build_conditions(
         SN,
         ["a", "b", "c"],
+        A.ConditionSpec(k_grid=[1, 2, 5], random_draws=4, index_plus_one=True, seed=0, share_draws=False),
         class_sets=sets,
         explicit=expl,
         shared=[["a", "b"]],
         ranked=ranked,
-        k_grid=[1, 2, 5],
-        random_draws=4,
-        index_plus_one_control=True,
         absent=absent,
-        seed=0,
-        share_draws=False,
     )
     assert all(torch.equal(x.mask, y.mask) for x, y in zip(conds, again))
     # shared: one sequence of draws per neurons-per-layer profile, the same masks as each set's own copies
     shared = A.build_conditions(
         SN,
         ["a", "b", "c"],
+        A.ConditionSpec(k_grid=[1, 2, 5], random_draws=4, index_plus_one=True, seed=0),
         class_sets=sets,
         explicit=expl,
         shared=[["a", "b"]],
         ranked=ranked,
-        k_grid=[1, 2, 5],
-        random_draws=4,
-        index_plus_one_control=True,
         absent=absent,
-        seed=0,
     )
     profiles = {tuple(c.mask.sum(1).tolist()) for c in conds if c.kind not in ("random", "baseline", "index_plus_one")}
     assert sum(c.kind == "random" for c in shared) == 4 * len(profiles) < 4 * 6
@@ -246,12 +235,10 @@ def test_lowest_entropy_conditions_are_threshold_free():
     conds = A.build_conditions(
         [6, 6],
         ["a", "b", "c"],
+        A.ConditionSpec(
+            k_grid=[1, 2], lowest_entropy_k=[1, 2], random_draws=3, index_plus_one=True, seed=0, share_draws=False
+        ),
         lowest_entropy={"a": ranked[0], "c": ranked[2]},
-        lowest_entropy_k=[1, 2],
-        random_draws=3,
-        index_plus_one_control=True,
-        seed=0,
-        share_draws=False,
     )
     names = [c.name for c in conds]
     assert {"lowent:a:1", "lowent:a:2", "lowent:c:1"} <= set(names) and "lowent:c:2" not in names
@@ -265,13 +252,11 @@ def test_lowest_entropy_draws_only_change_the_lowest_entropy_controls():
     conds = A.build_conditions(
         [6, 6],
         ["a", "b"],
+        A.ConditionSpec(
+            k_grid=[2], lowest_entropy_k=[2], lowest_entropy_draws=1, random_draws=3, seed=0, share_draws=False
+        ),
         class_sets=sets,
         lowest_entropy={"b": [(1, 3), (1, 4)]},
-        lowest_entropy_k=[2],
-        lowest_entropy_draws=1,
-        random_draws=3,
-        seed=0,
-        share_draws=False,
     )
     names = [c.name for c in conds]
     assert sum(n.startswith("random:class:a:") for n in names) == 3

@@ -60,6 +60,7 @@ def test_selector_conditions_from_a_run_folder(tmp_path):
     """``ablation.selectors`` adds ``<selector>:<class>`` conditions with the AAPE sets' per-layer sizes and
     matched random draws (shared with the sets of the same per-layer sizes)."""
     from _fake_run import write_fake_run
+    from analysis.ablation import ConditionSpec
     from analysis.runs.conditions import conditions_from_run
 
     count = (_planted() * 100).round()
@@ -72,7 +73,8 @@ def test_selector_conditions_from_a_run_folder(tmp_path):
         ],
         d / "neurons.pt",
     )
-    conds = conditions_from_run(d, [20, 20], ["a", "b", "c"], selectors=["contrast", "magnitude"], random_draws=2)
+    spec = ConditionSpec(selectors=["contrast", "magnitude"], random_draws=2)
+    conds = conditions_from_run(d, [20, 20], ["a", "b", "c"], spec)
     by = {c.name: c for c in conds}
     aape = {c: by[f"class:{c}"].mask for c in ("a", "b")}
     for sel in ("contrast", "magnitude"):

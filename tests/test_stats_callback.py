@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, Dataset
 
-import callbacks.activation_stats as CA
+from callbacks import pending_rows
 from analysis.runs.atomic import OutputExistsError
 from analysis.runs.conditions import read_dataset_means
 from analysis.runs.read import read_top_clips
@@ -324,7 +324,7 @@ def test_row_spool_is_removed_after_the_run_and_after_a_failure(tmp_path: Path) 
 
 def test_rows_reach_the_spool_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Embeddings leave the device every FLUSH_ROWS clips (one copy per chunk, not per batch)."""
-    monkeypatch.setattr(CA, "FLUSH_ROWS", 4)
+    monkeypatch.setattr(pending_rows, "FLUSH_ROWS", 4)
     seen = []
 
     class Spy(L.Callback):
@@ -437,4 +437,4 @@ def test_per_batch_work_stays_on_the_modules_device() -> None:
             cb.on_predict_batch_end(None, module, {"embedding": enc(batch["audio"])}, batch, i)
     cb._remove_hooks()
     assert {t.device.type for t in list(cb._totals.values()) + list(cb._top.values())} == {"meta"}
-    assert cb._pending_rows == 15  # rows wait on the device
+    assert cb._pending.n_rows == 15  # rows wait on the device

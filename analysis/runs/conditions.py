@@ -1,11 +1,11 @@
 """Ablation conditions of a statistics run folder: the class sets of ``neurons.pt``, the AAPE ranking of
 ``neurons.csv``, the absent neurons of ``over_zero.pt`` and the dataset means of ``stats.pt``, handed to
-the functional core (:func:`analysis.ablation.build_conditions`).
+the functional core (:func:`analysis.ablation.build_conditions`) with the run's
+:class:`~analysis.ablation.spec.ConditionSpec`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -13,25 +13,22 @@ import torch
 from torch import Tensor
 
 from analysis import ablation as A
+from analysis.ablation.spec import ConditionSpec, NeuronList
 from analysis.aape import absent_neurons, lowest_entropy_by_class
 from analysis.selectors import select as select_baseline
 from analysis.runs.layout import NEURONS_CSV, NEURONS_PT, OVER_ZERO, STATS
 from analysis.runs.read import read_neurons, read_over_zero, read_ranking, read_stats
 
-
-@dataclass
-class NeuronList:
-    """An explicit neuron list (the study's format).
-
-    Attributes:
-        name: condition name (e.g. ``cremad_ang_hap``).
-        neurons: ``[[layer, neuron], ...]``, layer = index into the encoder's ``neuron_sites``.
-        targets: class names the list is meant to affect (its on-target classes).
-    """
-
-    name: str
-    neurons: list[list[int]]
-    targets: list[str] = field(default_factory=list)
+# NeuronList: the type of the config's neuron lists, imported from here by the pipeline's config
+__all__ = [
+    "NeuronList",
+    "conditions_from_run",
+    "rank_sets",
+    "read_absent",
+    "read_class_sets",
+    "read_dataset_means",
+    "selector_sets",
+]
 
 
 def read_class_sets(run_dir: Path, classes: list[str], site_neurons: list[int]) -> dict[str, Tensor]:
@@ -97,34 +94,20 @@ def selector_sets(
 
 
 def conditions_from_run(
-    run_dir: Optional[Path],
-    site_neurons: list[int],
-    classes: list[str],
-    *,
-    class_sets: bool = True,
-    neuron_lists: Sequence[NeuronList] = (),
-    shared: Sequence[Sequence[str]] = (),
-    k_grid: Sequence[int] = (),
-    topk_classes: Optional[Sequence[str]] = None,
-    lowest_entropy_k: Sequence[int] = (),
-    lowest_entropy_draws: Optional[int] = None,
-    random_draws: int = 10,
-    random_for_topk: bool = True,
-    index_plus_one: bool = False,
-    seed: int = 0,
-    class_aliases: Optional[dict[str, str]] = None,
-    share_draws: bool = True,
-    selectors: Sequence[str] = (),
+    run_dir: Optional[Path], site_neurons: list[int], classes: list[str], spec: Optional[ConditionSpec] = None
 ) -> list[A.Condition]:
-    """The conditions of one ablation run (arguments as :class:`callbacks.AblationCallback`'s).
+    """The conditions of one ablation run: ``spec`` (None: the defaults of
+    :class:`~analysis.ablation.spec.ConditionSpec`, the options of :class:`callbacks.AblationCallback`)
+    applied to the sets of ``run_dir``.
 
-    Class names in ``neuron_lists`` targets, ``shared`` and ``topk_classes`` go through ``class_aliases``
-    and must be classes of the task. Random draws never take a selected neuron (any class set or list)
-    nor an absent one. ``lowest_entropy_k`` adds the threshold-free ``lowent`` conditions (each class's
-    k lowest-entropy neurons, from ``over_zero.pt``) for the classes of ``topk_classes`` (default all).
-    ``selectors`` adds each baseline selector's class sets (:func:`analysis.selectors.select`, as many
-    neurons per layer as the class's AAPE set)."""
-    aliases = dict(class_aliases or {})
+    Class names in ``spec.neuron_lists`` targets, ``spec.shared`` and ``spec.topk_classes`` go through
+    ``spec.class_aliases`` and must be classes of the task. Random draws never take a selected neuron (any
+    class set or list) nor an absent one. ``spec.lowest_entropy_k`` adds the threshold-free ``lowent``
+    conditions (each class's k lowest-entropy neurons, from ``over_zero.pt``) for the classes of
+    ``spec.topk_classes`` (default all). ``spec.selectors`` adds each baseline selector's class sets
+    (:func:`analysis.selectors.select`, as many neurons per layer as the class's AAPE set)."""
+    spec = ConditionSpec() if spec is None else spec
+    aliases = spec.class_aliases or {}
 
     def check_cls(name: str, where: str) -> str:
         c = aliases.get(name, name)
@@ -136,7 +119,7 @@ def conditions_from_run(
             )
         return c
 
-    need_run = class_sets or shared or k_grid or selectors
+    need_run = spec.class_sets or spec.shared or spec.k_grid or spec.selectors
     if need_run and run_dir is None:
         raise ValueError("AblationCallback: class_sets / shared / k_grid / mode='mean' need run_dir")
     sets = read_class_sets(run_dir, classes, site_neurons) if need_run else {}
@@ -145,42 +128,34 @@ def conditions_from_run(
     for m in sets.values():
         selected |= m
     explicit = {}
-    for nl in neuron_lists:
+    for nl in spec.neuron_lists:
         m = A.mask_from_pairs(nl.neurons, site_neurons, f"neuron list {nl.name!r}")
         if absent is not None and (m & absent).any():
             raise ValueError(f"neuron list {nl.name!r}: neurons {A.mask_to_pairs(m & absent)} are absent (NaN)")
         explicit[nl.name] = (m, [check_cls(t, f"neuron list {nl.name!r}") for t in nl.targets])
         selected |= m
-    groups = [[check_cls(c, "shared") for c in grp] for grp in shared]
+    groups = [[check_cls(c, "shared") for c in grp] for grp in spec.shared]
     ranked = None
-    tk = [check_cls(c, "topk_classes") for c in topk_classes] if topk_classes else list(classes)
-    if k_grid:
+    tk = [check_cls(c, "topk_classes") for c in spec.topk_classes] if spec.topk_classes else list(classes)
+    if spec.k_grid:
         ranked = rank_sets(run_dir, sets, tk)
     lowent = None
-    if lowest_entropy_k:
+    if spec.lowest_entropy_k:
         if run_dir is None:
             raise ValueError("AblationCallback: lowest_entropy_k needs run_dir (over_zero.pt)")
-        by_class = lowest_entropy_by_class(read_over_zero(run_dir), max(lowest_entropy_k))
+        by_class = lowest_entropy_by_class(read_over_zero(run_dir), max(spec.lowest_entropy_k))
         lowent = {c: by_class[i] for i, c in enumerate(classes) if c in tk and by_class[i]}
-    by_selector = selector_sets(run_dir, classes, sets, selectors) if selectors else None
+    by_selector = selector_sets(run_dir, classes, sets, spec.selectors) if spec.selectors else None
     return A.build_conditions(
         site_neurons,
         classes,
+        spec,
         class_sets=sets,
         selector_sets=by_selector,
-        class_conditions=bool(class_sets),
         explicit=explicit,
         shared=groups,
         ranked=ranked,
-        k_grid=k_grid,
         lowest_entropy=lowent,
-        lowest_entropy_k=lowest_entropy_k,
-        lowest_entropy_draws=lowest_entropy_draws,
-        random_draws=random_draws,
-        random_for_topk=random_for_topk,
-        index_plus_one_control=index_plus_one,
         exclude=selected,
         absent=absent,
-        seed=seed,
-        share_draws=share_draws,
     )
