@@ -148,10 +148,11 @@ def test_no_import_cycles_between_modules():
 
 
 def test_only_the_readers_load_tensor_files():
-    """``torch.load`` appears in one module, the readers (``analysis.runs.read.load_tensor_file``), and no
-    project module asks Lightning to load a checkpoint for it (``load_from_checkpoint``, ``ckpt_path=``)."""
+    """``torch.load`` appears in one module, the readers' loaders (``analysis.runs.read.load_tensor_file``,
+    defined in ``analysis.runs.read.loaders``), and no project module asks Lightning to load a checkpoint
+    for it (``load_from_checkpoint``, ``ckpt_path=``)."""
     loads = [m for m, p in _modules().items() if "torch.load(" in p.read_text(encoding="utf-8")]
-    assert loads == ["analysis.runs.read"], loads
+    assert loads == ["analysis.runs.read.loaders"], loads
     lightning_loads = [
         m
         for m, p in _modules().items()
