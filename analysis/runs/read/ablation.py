@@ -8,10 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.runs.layout import (
-    ABLATION_CONDITIONS_JSON,
-    ABLATION_CONFUSION_CSV,
-)
+from analysis.runs.layout import ABLATION_CONDITIONS_JSON, ABLATION_CONFUSION_CSV
 from analysis.runs.read.loaders import read_table
 
 

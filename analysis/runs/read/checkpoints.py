@@ -8,9 +8,7 @@ from typing import Any, Mapping
 import pandas as pd
 from torch import Tensor
 
-from analysis.runs.layout import (
-    PROBE_RESULTS,
-)
+from analysis.runs.layout import PROBE_RESULTS
 from analysis.runs.read.loaders import load_tensor_file
 
 

@@ -9,13 +9,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from analysis.runs.layout import (
-    CLASSES,
-    FEATURES,
-    GTS,
-    INDEX,
-    INDEX_SPLITS,
-)
+from analysis.runs.layout import CLASSES, FEATURES, GTS, INDEX, INDEX_SPLITS
 from analysis.runs.read.loaders import load_tensor_file
 from analysis.runs.read.statistics_folder import read_classes
 

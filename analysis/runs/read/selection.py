@@ -10,12 +10,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from analysis.runs.layout import (
-    NEURONS_CSV,
-    NEURONS_JSON,
-    NEURONS_PT,
-    STABILITY_CSV,
-)
+from analysis.runs.layout import NEURONS_CSV, NEURONS_JSON, NEURONS_PT, STABILITY_CSV
 from analysis.runs.read.loaders import load_tensor_file, read_table
 
 

@@ -13,15 +13,7 @@ import torch
 from torch import Tensor
 
 from analysis.aape import absent_neurons
-from analysis.runs.layout import (
-    CLASSES,
-    INDEX,
-    INDEX_COLUMNS,
-    MANIFEST,
-    OVER_ZERO,
-    STATS,
-    TOP_CLIPS,
-)
+from analysis.runs.layout import CLASSES, INDEX, INDEX_COLUMNS, MANIFEST, OVER_ZERO, STATS, TOP_CLIPS
 from analysis.runs.read.loaders import _load_dict, _need, _read_text, load_tensor_file
 
 

@@ -8,10 +8,7 @@ from typing import Any
 import pandas as pd
 from torch import Tensor
 
-from analysis.runs.layout import (
-    tuning_csv,
-    tuning_pt,
-)
+from analysis.runs.layout import tuning_csv, tuning_pt
 from analysis.runs.read.loaders import _load_dict, read_table
 
 #: Columns every tuning table has (``tuning/<dimension>.csv``).

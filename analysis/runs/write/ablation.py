@@ -8,12 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.runs.atomic import (
-    check_writable,
-    save_csv,
-    save_json,
-    save_pdf,
-)
+from analysis.runs.atomic import check_writable, save_csv, save_json, save_pdf
 from analysis.runs.layout import (
     ABLATION_CONDITIONS_JSON,
     ABLATION_CONFUSION_CSV,

@@ -8,11 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.runs.atomic import (
-    check_writable,
-    save_csv,
-    save_torch,
-)
+from analysis.runs.atomic import check_writable, save_csv, save_torch
 from analysis.runs.layout import (
     NEURONS_VS_FEATURES_COLUMNS,
     NEURONS_VS_FEATURES_CSV,

@@ -10,19 +10,8 @@ from typing import Any
 import pandas as pd
 from torch import Tensor
 
-from analysis.runs.atomic import (
-    check_writable,
-    save_csv,
-    save_json,
-    save_torch,
-)
-from analysis.runs.layout import (
-    NEURONS_CSV,
-    NEURONS_JSON,
-    NEURONS_PT,
-    STABILITY_CSV,
-    THRESHOLD_SWEEP_CSV,
-)
+from analysis.runs.atomic import check_writable, save_csv, save_json, save_torch
+from analysis.runs.layout import NEURONS_CSV, NEURONS_JSON, NEURONS_PT, STABILITY_CSV, THRESHOLD_SWEEP_CSV
 
 
 def write_neurons(

@@ -8,11 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from analysis.runs.atomic import (
-    check_writable,
-    record_move,
-    temp_dir,
-)
+from analysis.runs.atomic import check_writable, record_move, temp_dir
 
 
 @contextmanager

@@ -17,14 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from analysis.runs.atomic import (
-    record,
-    sha256_file,
-)
-from analysis.runs.layout import (
-    TEMP_SUFFIX,
-    temp_prefix,
-)
+from analysis.runs.atomic import record, sha256_file
+from analysis.runs.layout import TEMP_SUFFIX, temp_prefix
 
 
 class TensorFileWriter:

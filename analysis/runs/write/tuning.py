@@ -8,19 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.runs.atomic import (
-    check_writable,
-    save_csv,
-    save_pdf,
-    save_torch,
-)
-from analysis.runs.layout import (
-    STEERING_CSV,
-    STEERING_PDF,
-    figure_preview,
-    tuning_csv,
-    tuning_pt,
-)
+from analysis.runs.atomic import check_writable, save_csv, save_pdf, save_torch
+from analysis.runs.layout import STEERING_CSV, STEERING_PDF, figure_preview, tuning_csv, tuning_pt
 
 
 def tuning_paths(dest: str | os.PathLike, dimension: str) -> tuple[Path, Path]:
