@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from analysis.runs import layout
+
 from conftest import REPO_ROOT
 
 PACKAGES = ("analysis", "callbacks", "datamodules", "lightning_modules")
@@ -148,10 +150,11 @@ def test_no_import_cycles_between_modules():
 
 
 def test_only_the_readers_load_tensor_files():
-    """``torch.load`` appears in one module, the readers (``analysis.runs.read.load_tensor_file``), and no
-    project module asks Lightning to load a checkpoint for it (``load_from_checkpoint``, ``ckpt_path=``)."""
+    """``torch.load`` appears in one module, the readers' loaders (``analysis.runs.read.load_tensor_file``,
+    defined in ``analysis.runs.read.loaders``), and no project module asks Lightning to load a checkpoint
+    for it (``load_from_checkpoint``, ``ckpt_path=``)."""
     loads = [m for m, p in _modules().items() if "torch.load(" in p.read_text(encoding="utf-8")]
-    assert loads == ["analysis.runs.read"], loads
+    assert loads == ["analysis.runs.read.loaders"], loads
     lightning_loads = [
         m
         for m, p in _modules().items()
@@ -184,3 +187,60 @@ def test_the_package_hands_on_the_application_only_lazily():
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
     )
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+#: A file name (``over_zero.pt``, ``meta.offsets.i64``); temporary-name parts such as ``.tmp`` are not names.
+_FILE_NAME = re.compile(r"^[\w-][\w.-]*\.[A-Za-z0-9]+$")
+
+
+def _layout_file_names() -> set[str]:
+    """Every file name the layout defines (its upper-case constants and the tuples of them)."""
+    values = [v for k, v in vars(layout).items() if k.isupper()]
+    flat = [x for v in values for x in (v if isinstance(v, tuple) else (v,))]
+    return {x for x in flat if isinstance(x, str) and _FILE_NAME.match(x)}
+
+
+def _spelled_file_names(source: str, names: set[str]) -> list[tuple[int, str]]:
+    """(line, literal) of every string literal of ``source`` (docstrings aside) that is one of ``names`` or a
+    path ending in one (``"classes.txt"``, ``f"{run}/classes.txt"``); messages that mention a file
+    (``"no stability.csv"``) are text, not a spelling of the name."""
+    tree = ast.parse(source)
+    docs = {
+        id(n.body[0].value)
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        and n.body
+        and isinstance(n.body[0], ast.Expr)
+        and isinstance(n.body[0].value, ast.Constant)
+    }
+    hits = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs:
+            if n.value in names or ("/" in n.value and n.value.rsplit("/", 1)[-1] in names):
+                hits.append((n.lineno, n.value))
+    return hits
+
+
+def test_the_file_name_finder_finds_literals_and_paths_not_messages():
+    names = {"classes.txt", "over_zero.pt"}
+    code = (
+        '"""Reads classes.txt."""\n'
+        'a = d / "classes.txt"\n'
+        'b = f"{d}/over_zero.pt"\n'
+        'c = "no classes.txt here"\n'
+        'e = f"{d}: over_zero.pt has no classes"\n'
+    )
+    assert _spelled_file_names(code, names) == [(2, "classes.txt"), (3, "/over_zero.pt")]
+
+
+def test_file_names_are_spelled_only_in_the_layout():
+    """One home per file name: no module outside ``analysis/runs/layout/`` writes a run-folder file name of the
+    layout as a literal (it imports the constant from ``analysis.runs.layout``)."""
+    names = _layout_file_names()
+    assert {"classes.txt", "over_zero.pt", "manifest.json", "ablation.csv", "sae.pt"} <= names
+    bad = []
+    for m, path in _modules().items():
+        if m == "analysis.runs.layout" or m.startswith("analysis.runs.layout."):
+            continue
+        bad += [f"{m}:{line}: {text!r}" for line, text in _spelled_file_names(path.read_text(encoding="utf-8"), names)]
+    assert not bad, "file names spelled outside analysis/runs/layout/ (import them from the layout):\n" + "\n".join(bad)

@@ -16,17 +16,9 @@ import pandas as pd
 import pytest
 
 from _browser import Browser, chromium_path
-from analysis.app.html import (
-    GalleryClip,
-    GalleryNeuron,
-    ReportSection,
-    gallery_index_page,
-    lookup_js,
-    neuron_page,
-    page,
-    report_page,
-    table,
-)
+from analysis.app.gallery_pages import GalleryClip, GalleryNeuron, gallery_index_page, lookup_js, neuron_page
+from analysis.app.html import page, table
+from analysis.app.report_page import ReportSection, report_page
 
 pytestmark = [
     pytest.mark.browser,

@@ -34,7 +34,8 @@ from analysis.overlap import jaccard_matrix, per_layer_counts, shared_per_layer,
 from analysis.runs import strict_yaml
 from analysis.runs.atomic import check_writable, save_csv, save_pdf
 from analysis.runs.layout import NEURONS_PT, cross_task_name, model_report_folder, task_table_name, within_task_name
-from analysis.runs.read import Run, check_same_model, count_selected, find_runs, read_neurons, read_run
+from analysis.runs.identity import check_same_model
+from analysis.runs.read import Run, count_selected, find_runs, read_neurons, read_run
 
 log = logging.getLogger(__name__)
 

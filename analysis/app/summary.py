@@ -29,19 +29,19 @@ from analysis.app.claims import (
     run_findings,  # noqa: F401
     verdict_table,
 )
-from analysis.app.html import ReportSection, esc, report_page
+from analysis.app.html import esc
 from analysis.app.html import table as html_table
+from analysis.app.report_page import ReportSection, report_page
 from analysis.app.reproduction import reproduction_table
 from analysis.app.tuning_report import steering_section, tuning_section
+from analysis.app.task_verdicts import TASK_COLUMNS, task_rows
 from analysis.app.verdicts import (
     HEADLINE_COLUMNS,
-    TASK_COLUMNS,
     THRESHOLD_FREE_COLUMNS,  # noqa: F401
     VERDICT_COLUMNS,
     apply_verdicts,
     headline_rows,
     neurons_per_class,
-    task_rows,
     threshold_free_rows,
     verdict_rows,
 )
@@ -227,7 +227,7 @@ def _set_tables(rows: pd.DataFrame, fmt) -> str:
 
 
 def write_index_html(inp: ReportInputs) -> str:
-    """``report/index.html`` (rendered by :func:`analysis.app.html.report_page`): the verdict table with words
+    """``report/index.html`` (rendered by :func:`analysis.app.report_page.report_page`): the verdict table with words
     for headers (the full ``tasks.csv`` columns one click away), one section per model × task (its finding,
     its sets' verdicts, probe, figures inline, gallery link), figures spanning tasks, the files and the
     manifests."""

@@ -5,12 +5,12 @@ defines (:mod:`.conditions`). Imports the functional core only; no Lightning.
 """
 
 from analysis.runs.atomic import OutputExistsError, check_writable
+from analysis.runs.identity import check_same_model
 from analysis.runs.layout import OutputTree, run_folder
 from analysis.runs.read import (
     Features,
     Run,
     best_checkpoint,
-    check_same_model,
     find_runs,
     read_classes,
     read_features,

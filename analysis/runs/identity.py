@@ -16,7 +16,8 @@ A run folder's ``manifest.json`` records its **identity**:
 A consumer (a pipeline stage, the ablation's encoder, a probe fitted on the folder's embeddings) states
 the values it expects and :func:`check_run` raises :class:`RunMismatchError` naming ``manifest.json``,
 each differing key and both values. A folder made from another model or other data is refused instead
-of being analysed under the wrong name.
+of being analysed under the wrong name. Two run folders whose neurons are compared (cross-task overlap)
+must come from one model: :func:`check_same_model` compares their :func:`model_identity`.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from analysis.runs.atomic import sha256_file
-from analysis.runs.layout import MANIFEST
-from analysis.runs.read import read_classes, read_manifest
+from analysis.runs.layout import CLASSES, MANIFEST
+from analysis.runs.read.statistics_folder import Run, read_classes, read_manifest
 
 #: Keys that say which model made a run folder.
 MODEL_KEYS = ("encoder", "encoder_name", "checkpoint_sha256", "sites", "site_neurons")
@@ -96,7 +97,7 @@ def run_identity(run_dir: str | os.PathLike) -> dict[str, Any]:
     d = Path(run_dir)
     man = read_manifest(d)
     ident = {k: man[k] for k in IDENTITY_KEYS if k in man and k != "classes"}
-    if (d / "classes.txt").is_file():
+    if (d / CLASSES).is_file():
         ident["classes"] = read_classes(d)
     return ident
 
@@ -110,6 +111,33 @@ def _norm(x: Any) -> Any:
 def _show(x: Any, n: int = 100) -> str:
     s = repr(x)
     return s if len(s) <= n else s[: n - 3] + "..."
+
+
+def model_identity(run: Run) -> dict[str, Any]:
+    """What must agree for two runs to share (layer, neuron) indices: sites, neurons per site and padded
+    shape (from the run's files), and the other model keys (:data:`MODEL_KEYS`: encoder class, encoder
+    name, checkpoint sha256) when its manifest records them (the full model config is not compared: paths
+    may be spelled differently for the same weights)."""
+    ident: dict[str, Any] = {
+        "sites": run.sites,
+        "site_neurons": run.site_neurons,
+        "shape": tuple(run.over_zero.shape[:2]),
+    }
+    ident.update({k: run.manifest[k] for k in MODEL_KEYS if k in run.manifest and k not in ident})
+    return ident
+
+
+def check_same_model(a: Run, b: Run) -> None:
+    """Raise ``ValueError`` naming both folders if ``a`` and ``b`` come from different models/sites (a key of
+    :func:`model_identity` both record differs)."""
+    ia, ib = model_identity(a), model_identity(b)
+    for key in sorted(set(ia) & set(ib)):
+        if ia[key] != ib[key]:
+            raise ValueError(
+                f"runs {a.path} and {b.path} come from different models/sites: {key} differs "
+                f"({_show(ia[key], 120)} vs {_show(ib[key], 120)}); cross-task overlap needs the same "
+                f"neurons"
+            )
 
 
 def check_run(run_dir: str | os.PathLike, expected: Mapping[str, Any], *, consumer: str, require: bool = False) -> None:

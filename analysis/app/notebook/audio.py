@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from analysis.app.gallery import _Clips, _datamodule  # the gallery's own reading of the run's clips
+from analysis.app.gallery_pass import Clips, run_datamodule  # the gallery's own reading of the run's clips
 from analysis.app.notebook.folders import RunFolders
 from analysis.app.specs import run_sources
 from analysis.gallery import excerpt_bounds
@@ -78,7 +78,7 @@ def read_clips(
     if top.empty:
         return []
     _, data = run_sources(read_manifest(folders.run), folders.run)
-    source = _Clips(_datamodule(data, evar_root))
+    source = Clips(run_datamodule(data, evar_root))
     sr = int(data.get("sample_rate") or 16000)
     out = []
     for row in top.to_dict("records"):
