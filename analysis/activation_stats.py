@@ -38,15 +38,20 @@ sums (``act_sum``, and the clip means of the top clips) are an option of the buf
 from __future__ import annotations
 
 import functools
-from typing import Any, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence, get_args
 
 import torch
 from torch import Tensor
 
 from analysis import top_clips as T
 
-TOKEN_POLICIES = ("all", "patches")
-LEVELS = ("token", "clip")
+#: Token policy: the positions counted, ``all`` (every position holding input) or ``patches`` (CLS and other
+#: special tokens excluded); a config type (checked by jsonargparse) and :data:`TOKEN_POLICIES`.
+TokenPolicy = Literal["all", "patches"]
+#: Counting level: ``token`` (every position counts) or ``clip`` (each clip's firing rate).
+Level = Literal["token", "clip"]
+TOKEN_POLICIES: tuple[str, ...] = get_args(TokenPolicy)
+LEVELS: tuple[str, ...] = get_args(Level)
 COUNT_KEYS = (
     "count",
     "n_tokens_site",

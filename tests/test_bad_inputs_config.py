@@ -28,7 +28,7 @@ CONFIG_CASES = [
         "stats.identify_splits: Expected a typing.Literal['all']; Expected a <class 'list'> (got 'train')",
     ),
     ({"stats": {"identify_splits": ["tran"]}}, "stats.identify_splits: Expected a typing.Literal"),
-    ({"stats": {"tokens": "foo"}}, "stats.tokens: Unknown token policy tokens='foo'"),
+    ({"stats": {"tokens": "foo"}}, "stats.tokens: Expected a typing.Literal['all', 'patches'] (got 'foo')"),
     ({"report": {"within_task": TASK}}, "report.within_task: Expected a <class 'list'>"),
     ({"report": {"within_task": ["nope"]}}, "report.within_task[0]: 'nope' is not a task of this config"),
     ({"report": {"cross_task": [[TASK, "nope"]]}}, "report.cross_task[0]: ['nope'] not a task of this config"),

@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
+from analysis.app.config_renames import owner_kwargs
 from analysis.app.runner import Stage
 from analysis.app.sae import train_sae
 from analysis.neurons_vs_features import comparison_row
@@ -172,8 +173,8 @@ def features_stage(pipe: Pipeline) -> Optional[Stage]:
         "models": {m: cfg["models"][m] for m in cfg["models"]},
         "tasks": list(cfg["tasks"]),
         "stability": cfg["stability"],
-        "ablation": cfg["ablation"],
-        "identify": cfg["identify"],
+        "ablation": owner_kwargs("ablation", cfg["ablation"]),
+        "identify": owner_kwargs("identify", cfg["identify"]),
     }
     return Stage("features", "", conf, [out], pipe._bind(run_features, pipe), after=after, owns=[out])
 

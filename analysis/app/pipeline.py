@@ -67,6 +67,7 @@ from analysis.app.config import (
     check_models,
     check_neuron_lists,
     load_config,
+    owner_kwargs,
     task_data_options,
 )
 from analysis.app.gallery import build_gallery
@@ -374,7 +375,7 @@ class Pipeline(TuningStages):
         ident = Stage(
             "identify",
             key,
-            {"identify": cfg["identify"], "top": cfg["tasks"][task]["top_rate"]},
+            {"identify": owner_kwargs("identify", cfg["identify"]), "top": cfg["tasks"][task]["top_rate"]},
             [rd / NEURONS_CSV, rd / NEURONS_PT],
             self._bind(self._identify, task, model),
             after=[stats.id],
@@ -421,7 +422,7 @@ class Pipeline(TuningStages):
                 Stage(
                     "stability",
                     key,
-                    {"stability": cfg["stability"], "identify": cfg["identify"]},
+                    {"stability": cfg["stability"], "identify": owner_kwargs("identify", cfg["identify"])},
                     [rd / STABILITY_CSV],
                     self._bind(self._stability, task, model),
                     after=[f"stats-{key}"],
@@ -443,7 +444,7 @@ class Pipeline(TuningStages):
             Stage(
                 "ablation",
                 key,
-                {"ablation": cfg["ablation"], "trainer": cfg["trainer"]},
+                {"ablation": owner_kwargs("ablation", cfg["ablation"]), "trainer": cfg["trainer"]},
                 [ad / ABLATION_CSV, ad / ABLATION_SUMMARY_CSV, ad / ABLATION_CONFUSION_CSV],
                 self._bind(self._ablation, task, model),
                 after=[f"probe-{key}", f"identify-{key}"],
@@ -503,7 +504,7 @@ class Pipeline(TuningStages):
 
     def _act_sum(self) -> bool:
         """Activation sums are computed when asked for or when the ablation replaces neurons by their mean."""
-        return bool(self.cfg["stats"].get("act_sum", False)) or self.cfg["ablation"].get("mode") == "mean"
+        return bool(self.cfg["stats"].get("act_sum", False)) or self.cfg["ablation"]["replacement"] == "mean"
 
     def _statistics_callback(
         self, task: str, model: str, staging: Path, dm: EVARDataModule, overwrite: bool
@@ -611,8 +612,8 @@ class Pipeline(TuningStages):
             )
 
     def _selection(self, task: str) -> dict[str, Any]:
-        """The ``identify`` section with the task's own ``top_rate`` when it has one."""
-        sel = dict(self.cfg["identify"])
+        """The ``identify`` section (its owner's names) with the task's own ``top_rate`` when it has one."""
+        sel = owner_kwargs("identify", self.cfg["identify"])
         if self.cfg["tasks"][task]["top_rate"] is not None:
             sel["top_rate"] = self.cfg["tasks"][task]["top_rate"]
         return sel
@@ -667,7 +668,9 @@ class Pipeline(TuningStages):
 
     def _ablation(self, task: str, model: str, overwrite: bool) -> None:
         self.check_run(task, model)
-        a = {k: v for k, v in self.cfg["ablation"].items() if k not in _ABLATION_PIPELINE_KEYS}
+        a = owner_kwargs(
+            "ablation", {k: v for k, v in self.cfg["ablation"].items() if k not in _ABLATION_PIPELINE_KEYS}
+        )
         opts = self.cfg["tasks"][task]
         a.update({k: opts[k] for k in _TASK_ABLATION_KEYS if opts[k] is not None})
         if a.get("random_draws") == "auto" and a.get("corrected_tests") is None:

@@ -17,6 +17,7 @@ import lightning.pytorch as pl
 from jsonargparse.typing import PositiveInt
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from analysis.activation_stats import TokenPolicy
 from analysis.runs.layout import SAE_CACHE_DIR, SAE_FILE, SAE_METRICS_CSV
 from analysis.runs.write import write_sae
 from lightning_modules import SAETrainer
@@ -65,7 +66,7 @@ def train_sae(
     steps_per_batch: PositiveInt = 1,
     max_epochs: PositiveInt = 10,
     activation_cache: bool = True,
-    tokens: str = "all",
+    tokens: TokenPolicy = "all",
     seed: int = 0,
     accelerator: str = "cpu",
     devices: Any = 1,
