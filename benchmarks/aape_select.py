@@ -7,15 +7,12 @@ target. Run: ``.venv/bin/python benchmarks/aape_select.py``.
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
-from analysis.aape import select_neurons  # noqa: E402
+from analysis.aape import select_neurons
 
 TARGET_S = 1.0
 

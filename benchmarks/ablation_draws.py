@@ -22,23 +22,21 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.app.config import load_config  # noqa: E402
-from analysis.app.pipeline import _ABLATION_PIPELINE_KEYS, Pipeline  # noqa: E402
-from analysis.runs.layout import OutputTree  # noqa: E402
-from analysis.runs.read import best_checkpoint, read_ablation_conditions  # noqa: E402
-from callbacks.ablation import AblationCallback  # noqa: E402
-from callbacks.draw_rounds import DrawRounds  # noqa: E402
-from callbacks.owned_rows import reduce_counts  # noqa: E402
-from lightning_modules import AudioClassifier  # noqa: E402
+from analysis.app.config import load_config
+from analysis.app.pipeline import _ABLATION_PIPELINE_KEYS, Pipeline
+from analysis.runs.layout import OutputTree
+from analysis.runs.read import best_checkpoint, read_ablation_conditions
+from callbacks.ablation import AblationCallback
+from callbacks.draw_rounds import DrawRounds
+from callbacks.owned_rows import reduce_counts
+from lightning_modules import AudioClassifier
 
 TODAY = dict(random_draws=8, lowest_entropy_draws=4, share_draws=False, draws_stop_after=None)
 ONE_PROCESS = SimpleNamespace(world_size=1)

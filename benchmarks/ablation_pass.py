@@ -20,20 +20,17 @@ import argparse
 import os
 import socket
 import statistics
-import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from callbacks.ablation import AblationCallback, NeuronList  # noqa: E402
-from callbacks.owned_rows import reduce_counts  # noqa: E402
-from lightning_modules.encoders import M2DEncoder  # noqa: E402
+from callbacks.ablation import AblationCallback, NeuronList
+from callbacks.owned_rows import reduce_counts
+from lightning_modules.encoders import M2DEncoder
 
 
 class _Module(torch.nn.Module):

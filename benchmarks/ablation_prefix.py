@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from callbacks.ablation import AblationCallback, NeuronList  # noqa: E402
-from lightning_modules.encoders import CrepeEncoder  # noqa: E402
+from callbacks.ablation import AblationCallback, NeuronList
+from lightning_modules.encoders import CrepeEncoder
 
 CLASSES = [f"c{i}" for i in range(6)]
 

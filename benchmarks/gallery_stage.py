@@ -17,14 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from analysis.app.config import load_config
+from analysis.app.gallery import build_gallery
+from analysis.app.pipeline import Pipeline
+from analysis.runs.layout import TOP_CLIPS
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from anywhere without installing
-
-from analysis.app.config import load_config  # noqa: E402
-from analysis.app.gallery import build_gallery  # noqa: E402
-from analysis.app.pipeline import Pipeline  # noqa: E402
-from analysis.runs.layout import TOP_CLIPS  # noqa: E402
-
 TARGET_SECONDS = 60.0
 
 

@@ -43,18 +43,15 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import lightning as L
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
-import lightning as L  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader, Dataset  # noqa: E402
-
-from callbacks import ActivationStatsCallback  # noqa: E402
-from lightning_modules import FeatureExtractor  # noqa: E402
-from lightning_modules.encoders import M2DEncoder  # noqa: E402
-from lightning_modules.encoders.base import AudioEncoder  # noqa: E402
+from callbacks import ActivationStatsCallback
+from lightning_modules import FeatureExtractor
+from lightning_modules.encoders import M2DEncoder
+from lightning_modules.encoders.base import AudioEncoder
 
 CLASSES = ["a", "b", "c", "d"]
 

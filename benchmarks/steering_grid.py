@@ -17,19 +17,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis import steering as G  # noqa: E402
-from analysis.ablation import Condition  # noqa: E402
-from callbacks.steering import SteeringCallback  # noqa: E402
-from lightning_modules.encoders import M2DEncoder  # noqa: E402
-from callbacks.hooks import SiteHooks  # noqa: E402
+from analysis import steering as G
+from analysis.ablation import Condition
+from callbacks.steering import SteeringCallback
+from lightning_modules.encoders import M2DEncoder
+from callbacks.hooks import SiteHooks
 
 
 class _Module(torch.nn.Module):

@@ -36,7 +36,7 @@ Neuron sites are ``blocks.{l}.mlp.act`` (output ``[B, 1 + F*t, mlp_hidden]`` per
 once per chunk, so a site hook fires once per chunk). Before each chunk :attr:`_positions` is set:
 ``clip = arange(B)``, ``special`` = the CLS column, ``valid`` as described in :meth:`M2DEncoder.chunk_positions`.
 
-Checkpoints (:func:`load_m2d_state_dict`): the full training file ``{'model', 'optimizer', 'epoch',
+Checkpoints (:func:`~.m2d_checkpoint.load_m2d_state_dict`, with the run-name parsing in :mod:`.m2d_checkpoint`): the full training file ``{'model', 'optimizer', 'epoch',
 'scaler', 'args': argparse.Namespace}``, the encoder-only flat state dict, and EVAR fine-tuned flat dicts
 whose backbone keys carry the prefix ``module.ar.runtime.backbone.``. Only encoder keys are loaded; the
 EMA target (``target_*``), decoder (``decoder_*``, ``mask_token``) and EVAR head (``module.*``) keys are
@@ -46,8 +46,6 @@ dropped; any other key, or a missing encoder key, is an error listing the keys.
 from __future__ import annotations
 
 import contextlib
-import re
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Optional, Sequence
@@ -58,169 +56,23 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from .base import AudioEncoder, Positions, patch_coordinates
-from .checkpoints import CheckpointKeyError, check_keys, check_shapes, extract_state_dict, load_checkpoint_file
+from .checkpoints import CheckpointKeyError, check_keys, check_shapes
+from .m2d_checkpoint import (
+    EVAR_PREFIX,
+    NON_ENCODER_PREFIXES,
+    M2DRunName,
+    patch_pair,
+    checkpoint_geometry,
+    load_m2d_state_dict,
+    parse_run_name,
+    run_name_of,
+)
 from .melspec import LogMelSpectrogram
 
 #: Fallback normalisation statistics (mean, std) when a checkpoint stores none.
 DEFAULT_NORM_STATS: tuple[float, float] = (-7.1, 4.2)
-#: Key prefix of the backbone in EVAR fine-tuned checkpoints.
-EVAR_PREFIX = "module.ar.runtime.backbone."
-#: Keys dropped silently (every other non-encoder key is an error), by who writes them:
-#:
-#: ===========================  =====================================================================
-#: prefix                       written by
-#: ===========================  =====================================================================
-#: ``target_``                  M2D training: EMA target encoder (``target_blocks``, ``target_norm``)
-#: ``decoder_``, ``mask_token``  M2D training: decoder
-#: ``module.``                  EVAR fine-tuning: task head (after the backbone prefix is stripped)
-#: ``offline_predictor.``       M2D-X, M2D-AS, M2D-S: the offline-target prediction head
-#: ``audio_proj.``              M2D-CLAP: audio projection (MLP or semantic-token blocks)
-#: ``text_proj.``               M2D-CLAP: text projection
-#: ``text_encoder.``            M2D-CLAP files that include the text tower ("TI")
-#: ``logit_scale``              M2D-CLAP: contrastive temperature
-#: ===========================  =====================================================================
-NON_ENCODER_PREFIXES: tuple[str, ...] = (
-    "target_",
-    "decoder_",
-    "mask_token",
-    "module.",
-    "offline_predictor.",
-    "audio_proj.",
-    "text_proj.",
-    "text_encoder.",
-    "logit_scale",
-)
 #: Attention heads of the standard ViT widths (64 per head); other widths need ``num_heads``.
 STANDARD_HEADS: dict[int, int] = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16}
-
-
-# ---------------------------------------------------------------------------------------------
-# Run-folder names
-# ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class M2DRunName:
-    """What an M2D run-folder name encodes, e.g. ``m2d_vit_base-80x608p16x16-221006-mr7``."""
-
-    model: str
-    n_mels: int
-    input_frames: int
-    patch: tuple[int, int]
-    sample_rate: int
-    extra: tuple[str, ...] = field(default=())
-
-
-_SIZE_RE = re.compile(r"^(\d+)x(\d+)$")
-
-
-def parse_run_name(name: str) -> M2DRunName:
-    """Parse ``<model>-<F>x<T>p<P>x<P>[p<sr>k][p...]-...``: F mels x T frames per chunk, PxP patches,
-    sample rate ``<sr>`` kHz (default 16k). Raises ValueError when ``name`` does not follow it."""
-    parts = name.split("-")
-    if len(parts) < 2:
-        raise ValueError(f"Not an M2D run name (expected '<model>-<F>x<T>p<P>x<P>[p16k|p32k]-...'): {name!r}")
-    fields = parts[1].split("p")
-    size = _SIZE_RE.match(fields[0])
-    patch = _SIZE_RE.match(fields[1]) if len(fields) > 1 else None
-    if not size or not patch:
-        raise ValueError(f"Not an M2D run name (expected '<model>-<F>x<T>p<P>x<P>[p16k|p32k]-...'): {name!r}")
-    sr = fields[2] if len(fields) > 2 else "16k"
-    m = re.fullmatch(r"(\d+)k", sr)
-    if not m:
-        raise ValueError(f"Cannot read the sample rate {sr!r} in M2D run name {name!r} (expected e.g. 16k, 32k)")
-    return M2DRunName(
-        model=parts[0],
-        n_mels=int(size.group(1)),
-        input_frames=int(size.group(2)),
-        patch=(int(patch.group(1)), int(patch.group(2))),
-        sample_rate=int(m.group(1)) * 1000,
-        extra=tuple(fields[3:]),
-    )
-
-
-def run_name_of(path: str | Path) -> Optional[M2DRunName]:
-    """The run name of a checkpoint: its parent folder's name, else the file stem, else None."""
-    path = Path(path)
-    for candidate in (path.parent.name, path.stem):
-        try:
-            return parse_run_name(candidate)
-        except ValueError:
-            continue
-    return None
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoint reading
-# ---------------------------------------------------------------------------------------------
-def _is_encoder_key(k: str) -> bool:
-    return k in ("cls_token", "pos_embed", "norm_stats") or k.startswith(("patch_embed.", "blocks.", "norm."))
-
-
-def load_m2d_state_dict(
-    path: str | Path, trust_checkpoint: bool = False, ignore_prefixes: Sequence[str] = ()
-) -> dict[str, Tensor]:
-    """Encoder state dict of an M2D checkpoint in any of the three formats (module docstring).
-
-    Keys starting with :data:`NON_ENCODER_PREFIXES` (or ``ignore_prefixes``) are dropped; every other
-    key must be an encoder key (``cls_token``, ``pos_embed``, ``norm_stats``, ``patch_embed.*``,
-    ``blocks.*``, ``norm.*``), else :class:`CheckpointKeyError` lists the unknown keys."""
-    obj = load_checkpoint_file(path, trust_checkpoint=trust_checkpoint)
-    sd = extract_state_dict(obj, path, container_keys=("model",))
-    if any(k.startswith(EVAR_PREFIX) for k in sd):
-        sd = {(k[len(EVAR_PREFIX) :] if k.startswith(EVAR_PREFIX) else k): v for k, v in sd.items()}
-    drop = tuple(NON_ENCODER_PREFIXES) + tuple(ignore_prefixes)
-    kept = {k: v for k, v in sd.items() if not k.startswith(drop)}
-    unknown = sorted(k for k in kept if not _is_encoder_key(k))
-    if unknown:
-        raise CheckpointKeyError(
-            f"Checkpoint {path} has unexpected keys ({len(unknown)}) that are neither "
-            f"M2D encoder keys nor known non-encoder keys: {', '.join(unknown[:40])}"
-        )
-    if not kept:
-        raise CheckpointKeyError(
-            f"Checkpoint {path} holds no M2D encoder keys (cls_token, pos_embed, "
-            f"patch_embed.*, blocks.*, norm.*); keys: {sorted(sd)[:20]}"
-        )
-    return kept
-
-
-@dataclass
-class _Arch:
-    width: int
-    depth: int
-    mlp_hidden: int
-    patch: tuple[int, int]
-    pos_tokens: int
-
-
-def _arch_from_state_dict(sd: dict[str, Tensor], path: str | Path) -> _Arch:
-    need = ["cls_token", "patch_embed.proj.weight"]
-    missing = [k for k in need if k not in sd]
-    if missing:
-        raise CheckpointKeyError(
-            f"Checkpoint {path} does not match the M2D encoder: missing keys: {', '.join(missing)}"
-        )
-    width = int(sd["cls_token"].shape[-1])
-    ids = {int(k.split(".")[1]) for k in sd if k.startswith("blocks.") and k.split(".")[1].isdigit()}
-    if not ids:
-        raise CheckpointKeyError(f"Checkpoint {path} does not match the M2D encoder: missing keys: blocks.*")
-    fc1 = [v for k, v in sd.items() if re.fullmatch(r"blocks\.\d+\.mlp\.fc1\.weight", k)]
-    if not fc1:
-        raise CheckpointKeyError(
-            f"Checkpoint {path} does not match the M2D encoder: missing keys: blocks.*.mlp.fc1.weight"
-        )
-    w = sd["patch_embed.proj.weight"]
-    if w.shape[1] != 1:
-        raise CheckpointKeyError(
-            f"Checkpoint {path}: patch_embed.proj.weight has {w.shape[1]} input channels, expected 1"
-        )
-    pos = int(sd["pos_embed"].shape[1]) if "pos_embed" in sd else -1
-    return _Arch(
-        width=width,
-        depth=max(ids) + 1,
-        mlp_hidden=int(fc1[0].shape[0]),
-        patch=(int(w.shape[2]), int(w.shape[3])),
-        pos_tokens=pos,
-    )
 
 
 class _PatchEmbed(nn.Module):
@@ -252,21 +104,6 @@ def resize_pos_embed(pos_embed: Tensor, freq_patches: int, time_patches: int) ->
     else:
         grid = grid[:, :, :time_patches]
     return torch.cat([cls, grid.reshape(1, freq_patches * time_patches, d)], dim=1)
-
-
-def _patch_size(patch: Optional[int | Sequence[int]]) -> Optional[tuple[int, int]]:
-    """``16`` -> ``(16, 16)``; ``[80, 2]`` -> ``(80, 2)``; None stays None."""
-    if patch is None:
-        return None
-    if isinstance(patch, int):
-        return (patch, patch)
-    ph, pw = patch
-    return (int(ph), int(pw))
-
-
-def _check_same(what: str, given, found, path) -> None:
-    if given is not None and given != found:
-        raise ValueError(f"{what}={given!r} was given but checkpoint {path} has {what}={found!r}")
 
 
 class M2DEncoder(AudioEncoder):
@@ -334,40 +171,26 @@ class M2DEncoder(AudioEncoder):
         sd: Optional[dict[str, Tensor]] = None
         if checkpoint is not None:
             sd = load_m2d_state_dict(checkpoint, trust_checkpoint=trust_checkpoint, ignore_prefixes=ignore_prefixes)
-            arch = _arch_from_state_dict(sd, checkpoint)
-            run = run_name_of(checkpoint)
-            _check_same("width", width, arch.width, checkpoint)
-            if patch is not None and _patch_size(patch) != arch.patch:
-                raise ValueError(f"patch={patch} was given but checkpoint {checkpoint} has patch {arch.patch}")
-            if run is not None:
-                _check_same("n_mels", n_mels, run.n_mels, checkpoint)
-                _check_same("input_frames", input_frames, run.input_frames, checkpoint)
-                _check_same("sample_rate", sample_rate, run.sample_rate, checkpoint)
-                if run.patch != arch.patch:
-                    raise ValueError(f"Run name of {checkpoint} says patch {run.patch}, state dict has {arch.patch}")
-                n_mels, input_frames, sample_rate = run.n_mels, run.input_frames, run.sample_rate
-            width = arch.width
-            depth = arch.depth if depth is None else depth  # a different depth shows up as missing/unexpected keys
-            ph, pw = arch.patch
-            n_mels = 80 if n_mels is None else n_mels
-            if input_frames is None:  # infer from pos_embed: 1 + (n_mels/ph) * (frames/pw) tokens
-                fg = n_mels // ph
-                input_frames = ((arch.pos_tokens - 1) // fg) * pw if arch.pos_tokens > 1 else 608
-            if arch.mlp_hidden % width:
-                raise ValueError(
-                    f"Checkpoint {checkpoint}: MLP hidden size {arch.mlp_hidden} is not a multiple of width {width}"
-                )
-            found_ratio = arch.mlp_hidden / width
-            if mlp_ratio is not None and mlp_ratio != found_ratio:
-                raise ValueError(f"mlp_ratio={mlp_ratio} was given but checkpoint {checkpoint} has {found_ratio}")
-            mlp_ratio = found_ratio
+            g = checkpoint_geometry(
+                sd,
+                checkpoint,
+                width=width,
+                depth=depth,
+                mlp_ratio=mlp_ratio,
+                input_frames=input_frames,
+                n_mels=n_mels,
+                patch=patch,
+                sample_rate=sample_rate,
+            )
+            width, depth, mlp_ratio, (ph, pw) = g.width, g.depth, g.mlp_ratio, g.patch
+            input_frames, n_mels, sample_rate = g.input_frames, g.n_mels, g.sample_rate
         else:
             width = 768 if width is None else width
             depth = 12 if depth is None else depth
             mlp_ratio = 4.0 if mlp_ratio is None else mlp_ratio
             input_frames = 608 if input_frames is None else input_frames
             n_mels = 80 if n_mels is None else n_mels
-            ph, pw = _patch_size(16 if patch is None else patch)
+            ph, pw = patch_pair(16 if patch is None else patch)
         sample_rate = 16000 if sample_rate is None else int(sample_rate)
         if num_heads is None:
             if width not in STANDARD_HEADS:
@@ -597,3 +420,17 @@ class M2DEncoder(AudioEncoder):
             f"dur_frames={self.dur_frames}, "
             f"checkpoint={self.checkpoint_path!r}"
         )
+
+
+__all__ = [
+    "DEFAULT_NORM_STATS",
+    "EVAR_PREFIX",
+    "NON_ENCODER_PREFIXES",
+    "STANDARD_HEADS",
+    "M2DEncoder",
+    "M2DRunName",
+    "load_m2d_state_dict",
+    "parse_run_name",
+    "resize_pos_embed",
+    "run_name_of",
+]
