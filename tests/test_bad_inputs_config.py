@@ -43,7 +43,7 @@ CONFIG_CASES = [
     ({"ablation": {"random_draws": -1}}, "ablation.random_draws: Not of type NonNegativeInt"),
     ({"ablation": {"k_grid": [0]}}, "ablation.k_grid: Not of type PositiveInt"),
     ({"ablation": {"gain": "x"}}, "ablation.gain: Expected a <class 'float'> (got 'x')"),
-    ({"ablation": {"mode": "zero"}}, "ablation.mode: Expected a typing.Literal['gain', 'mean']"),
+    ({"ablation": {"replacement": "zero"}}, "ablation.replacement: Expected a typing.Literal['gain', 'mean']"),
     (
         {"ablation": {"neuron_lists": [{"name": "x", "neurons": [[0, 1]], "target": ["a"]}]}},
         "ablation.neuron_lists[0]: unknown key 'target'; NeuronList accepts ['name', 'neurons', 'targets']",

@@ -1,0 +1,60 @@
+"""Renamed pipeline keys (``identify.mode`` -> ``identify.semantics``, ``ablation.mode`` ->
+``ablation.replacement``, ``ablation.strategy`` -> ``ablation.batching``): the old name still works for one
+release, with a FutureWarning naming the file and both keys, and resolves to the same config as the new name;
+giving both is an error."""
+
+from __future__ import annotations
+
+import pytest
+
+from analysis.app.config import PipelineError, load_config
+from analysis.app.config_renames import RENAMED, owner_kwargs
+
+from _bad_inputs import pipeline_config, write_config
+
+# a valid value of every renamed key (not its default, so the resolved config shows it was read)
+VALUES = {("identify", "mode"): "lape", ("ablation", "mode"): "mean", ("ablation", "strategy"): "loop"}
+
+
+def _config_with(synthetic_root, tmp_path, section: str, key: str, value, name: str):
+    cfg = pipeline_config(synthetic_root, tmp_path / "out")
+    cfg[section] = {**cfg.get(section, {}), key: value}
+    return write_config(cfg, tmp_path / name)
+
+
+def test_every_renamed_key_has_a_value_here():
+    assert set(VALUES) == set(RENAMED)
+
+
+@pytest.mark.parametrize("section, old", sorted(RENAMED), ids=lambda x: str(x))
+def test_old_name_warns_and_resolves_like_the_new_one(synthetic_root, tmp_path, section, old):
+    new = RENAMED[(section, old)]
+    value = VALUES[(section, old)]
+    old_path = _config_with(synthetic_root, tmp_path, section, old, value, "old.yaml")
+    new_path = _config_with(synthetic_root, tmp_path, section, new, value, "new.yaml")
+    with pytest.warns(FutureWarning) as record:
+        via_old = load_config(old_path)
+    text = " ".join(str(w.message) for w in record)
+    assert str(old_path) in text and f"{section}.{old}" in text and f"{section}.{new}" in text
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        via_new = load_config(new_path)
+    assert via_old[section][new] == value
+    assert via_old[section] == via_new[section]
+    assert old not in via_new[section]
+    # the stage hands the owner its own parameter name
+    assert owner_kwargs(section, via_new[section])[old] == value
+
+
+@pytest.mark.parametrize("section, old", sorted(RENAMED), ids=lambda x: str(x))
+def test_old_and_new_name_together_is_an_error(synthetic_root, tmp_path, section, old):
+    new = RENAMED[(section, old)]
+    value = VALUES[(section, old)]
+    cfg = pipeline_config(synthetic_root, tmp_path / "out")
+    cfg[section] = {**cfg.get(section, {}), old: value, new: value}
+    path = write_config(cfg, tmp_path / "both.yaml")
+    with pytest.raises(PipelineError, match=f"{section}.{old} and {section}.{new} are both given") as e:
+        load_config(path)
+    assert str(path) in str(e.value)
