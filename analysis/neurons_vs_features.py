@@ -42,7 +42,7 @@ def set_sizes(neurons: Sequence[Sequence[Tensor]], classes: Sequence[str]) -> di
 
 
 def class_ablation_deltas(summary: pd.DataFrame, sizes: dict[str, int]) -> dict[str, float]:
-    """From ``ablation_summary.csv`` rows of the class-set conditions (``kind == "class"``):
+    """From ``ablation_groups.csv`` rows of the class-set conditions (``kind == "class"``):
     ``mean_on_target_delta``, ``on_target_delta_per_unit`` and ``off_target_delta_per_unit`` (means over
     the conditions with a non-empty set; NaN when there is none).
 

@@ -13,7 +13,7 @@ Thin wrapper around :mod:`analysis.ablation` for ``trainer.test(AudioClassifier(
 * ``on_test_end``: sums the round's counts over processes (one reduce), then runs the further rounds of
   matched random draws over the same test batches (:class:`callbacks.draw_rounds.DrawRounds`: sets of the
   same neurons per site share their draws; a set stops drawing once ``draws_stop_after`` draws beat it),
-  removes the hooks and writes ``ablation.csv``, ``ablation_summary.csv``, ``ablation_confusion.csv`` (per
+  removes the hooks and writes ``ablation.csv``, ``ablation_groups.csv``, ``ablation_confusion.csv`` (per
   condition true × predicted counts), ``ablation_matrix.pdf``, ``ablation_k_curve.pdf``,
   ``ablation_confusion.pdf`` (change in confusion vs baseline of the chosen conditions),
   ``ablation_conditions.json`` (the neuron sets, each set's draw profile and ``draws_used``) and logs

@@ -95,7 +95,7 @@ def test_planted_neuron_drops_its_class_random_sets_do_not(planted, tmp_path):
         assert not m2[1, 6:].any()  # site 1 has 6 neurons: padding never drawn
     assert conds["index+1:planted"].mask.nonzero().tolist() == [[0, 2]]
     # summary: on-target delta far outside the random interval
-    s = pd.read_csv(tmp_path / "abl" / "ablation_summary.csv")
+    s = pd.read_csv(tmp_path / "abl" / "ablation_groups.csv")
     assert list(s.columns) == A.SUMMARY_COLUMNS
     row = s[(s.group == "planted") & (s["class"] == target)].iloc[0]
     assert bool(row.on_target) and row.delta_mean <= chance - 1

@@ -2,7 +2,7 @@
 
 The test data: the planted toy's 9 clips (odd: Lightning's distributed sampler pads rank 1 with a repeat of
 clip 0), batch size 2, class t1600 on clip 6 only, which only rank 0 sees. The 2-process ``ablation.csv``
-and ``ablation_summary.csv`` must equal the 1-process ones exactly (integer counts: every clip scored once).
+and ``ablation_groups.csv`` must equal the 1-process ones exactly (integer counts: every clip scored once).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def test_two_processes_give_the_ablation_of_one(tmp_path: Path, planted) -> None
     assert (base.loc[CLASSES, "accuracy"] == 1.0).all()
     hit = a[(a.condition == "two") & (a["class"] == "t1600")]
     assert float(hit.accuracy.iloc[0]) < 1.0  # the planted neuron of the rank-0-only class matters
-    sa, sb = pd.read_csv(one / "ablation_summary.csv"), pd.read_csv(two / "ablation_summary.csv")
+    sa, sb = pd.read_csv(one / "ablation_groups.csv"), pd.read_csv(two / "ablation_groups.csv")
     assert sa.equals(sb)
 
 
@@ -140,7 +140,7 @@ def test_two_processes_give_the_sequential_shared_draws_of_one(tmp_path: Path, p
     two = _test(tmp_path, planted, "two", 2, **extra)
     a, b = pd.read_csv(one / "ablation.csv"), pd.read_csv(two / "ablation.csv")
     assert a.equals(b), a.compare(b)
-    assert pd.read_csv(one / "ablation_summary.csv").equals(pd.read_csv(two / "ablation_summary.csv"))
+    assert pd.read_csv(one / "ablation_groups.csv").equals(pd.read_csv(two / "ablation_groups.csv"))
     ca, cb = (json.loads((d / "ablation_conditions.json").read_text())["conditions"] for d in (one, two))
     assert ca == cb
     used = {c["name"]: c["draws_used"] for c in ca if c["kind"] != "random" and c["profile"]}

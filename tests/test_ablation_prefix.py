@@ -127,7 +127,7 @@ def _args(built, out: Path) -> dict:
 
 
 def _csvs(out: Path) -> dict[str, pd.DataFrame]:
-    return {n: pd.read_csv(out / n) for n in ("ablation.csv", "ablation_summary.csv", "ablation_confusion.csv")}
+    return {n: pd.read_csv(out / n) for n in ("ablation.csv", "ablation_groups.csv", "ablation_confusion.csv")}
 
 
 @pytest.mark.slow

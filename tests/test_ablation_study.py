@@ -112,7 +112,7 @@ def test_study_config_runs_on_stand_in(stand_in, study, monkeypatch):
         assert per_layer(r) == per_layer(shared["neurons"])  # layer-matched
         assert not set(map(tuple, r)) & set(map(tuple, shared["neurons"]))
     assert set(t[t.condition == study]["target"]) == {"+".join(classes[: len(targets)])}
-    s = pd.read_csv(out / "ablation_summary.csv")
+    s = pd.read_csv(out / "ablation_groups.csv")
     assert (s[s.group == study]["random_group"] == matched[0]["group"]).all()
     for f in ("ablation_matrix.pdf", "ablation_k_curve.pdf"):
         assert (out / f).stat().st_size > 0

@@ -88,7 +88,7 @@ def test_pipeline_writes_every_stage_output(pipeline_run):
     probe = pd.read_csv(out / "probes" / "synth_octave_sine_crepe_tiny" / "probe_results.csv", dtype={"seed": str})
     assert list(probe["seed"]) == ["42", "43", "mean", "std"]
     abl = out / "ablation" / "synth_octave_sine_crepe_tiny"
-    for f in ("ablation.csv", "ablation_summary.csv", "ablation_matrix.pdf", "ablation_k_curve.pdf"):
+    for f in ("ablation.csv", "ablation_groups.csv", "ablation_matrix.pdf", "ablation_k_curve.pdf"):
         assert (abl / f).is_file(), f
     for f in ("summary.md", "index.html", "ablation_summary.csv", "tasks.csv"):
         assert (out / "report" / f).is_file(), f
@@ -282,7 +282,7 @@ def test_ddp_ablation_stage_matches_one_device(pipeline_run, tmp_path):
     pipe = Pipeline(load_config(_write(cfg, tmp_path / "ddp.yaml")))
     assert pipe.multi_process() and pipe.processes() == 2
     pipe._ablation("synth_octave_sine", "crepe_tiny", overwrite=True)
-    for f in ("ablation.csv", "ablation_summary.csv"):
+    for f in ("ablation.csv", "ablation_groups.csv"):
         a = pd.read_csv(out / "ablation" / "synth_octave_sine_crepe_tiny" / f)
         b = pd.read_csv(tmp_path / "ddp" / "ablation" / "synth_octave_sine_crepe_tiny" / f)
         assert a.equals(b), (f, a.compare(b))

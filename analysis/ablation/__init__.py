@@ -8,7 +8,7 @@
 * :mod:`~analysis.ablation.site_maps` — per-site affine maps (gain / mean ablation);
 * :mod:`~analysis.ablation.scoring` — the counts of a test pass and their DDP merge;
 * :mod:`~analysis.ablation.tables` — the rows of ``ablation.csv`` and ``ablation_confusion.csv``;
-* :mod:`~analysis.ablation.summary` — matched-draw statistics, the rows of ``ablation_summary.csv``.
+* :mod:`~analysis.ablation.summary` — matched-draw statistics, the rows of ``ablation_groups.csv``.
 
 Vocabulary
 ----------
@@ -27,7 +27,7 @@ Vocabulary
   counts ``[K, C, C]`` (all int64, on the device, so partial counts merge exactly by summation); under
   DDP each clip is scored by one process only (:func:`owned_positions`) and the processes' counts are
   summed in one reduce (:func:`pack_counts`); :func:`results_table` turns them into the rows of
-  ``ablation.csv``, :func:`summarise` into ``ablation_summary.csv`` and :func:`confusion_table` into
+  ``ablation.csv``, :func:`summarise` into ``ablation_groups.csv`` and :func:`confusion_table` into
   ``ablation_confusion.csv``.
 * The options that define a run's condition list (which sets, k-grids, draws, seed) are one
   :class:`ConditionSpec`, shared by :class:`callbacks.AblationCallback`,

@@ -1,6 +1,6 @@
 """Matched-draw statistics: each set's change against its matched random draws (mean, interval, exact
 Monte-Carlo p) and the paired bootstrap interval of a single condition's change, as the rows of
-``ablation_summary.csv``."""
+``ablation_groups.csv``."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def summarise(
     h: Optional[int] = None,
     max_draws: Optional[int | dict[str, int]] = None,
 ) -> pd.DataFrame:
-    """Rows of ``ablation_summary.csv``: one per condition group × class.
+    """Rows of ``ablation_groups.csv``: one per condition group × class.
 
     For a group of random draws: mean, std and the central ``level`` interval (empirical quantiles)
     of the delta over draws. For a single condition: its delta (std 0, interval = the value) and, when

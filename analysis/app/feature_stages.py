@@ -27,7 +27,7 @@ from analysis.app.sae import train_sae
 from analysis.app.spliced_probe import spliced_probe_accuracy
 from analysis.neurons_vs_features import comparison_row
 from analysis.runs.layout import (
-    ABLATION_SUMMARY_CSV,
+    ABLATION_GROUPS_CSV,
     NEURONS_VS_FEATURES_COLUMNS,
     NEURONS_VS_FEATURES_CSV,
     SAE_FILE,
@@ -202,7 +202,7 @@ def neurons_vs_features(pipe: Pipeline) -> pd.DataFrame:
                     ("feature", frun, fm.name, widths[j], j),
                 ):
                     oz = read_over_zero(run)
-                    summary = pipe.ablation_dir(task, model) / ABLATION_SUMMARY_CSV
+                    summary = pipe.ablation_dir(task, model) / ABLATION_GROUPS_CSV
                     row = comparison_row(
                         task,
                         fm.base,

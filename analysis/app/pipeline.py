@@ -85,7 +85,7 @@ from analysis.runs.identity import RunMismatchError, check_run, encoder_identity
 from analysis.runs.layout import (
     ABLATION_CONFUSION_CSV,
     ABLATION_CSV,
-    ABLATION_SUMMARY_CSV,
+    ABLATION_GROUPS_CSV,
     ENTROPY_DISTRIBUTION_PDF,
     FEATURES,
     INDEX_HTML,
@@ -445,7 +445,7 @@ class Pipeline(TuningStages):
                 "ablation",
                 key,
                 {"ablation": owner_kwargs("ablation", cfg["ablation"]), "trainer": cfg["trainer"]},
-                [ad / ABLATION_CSV, ad / ABLATION_SUMMARY_CSV, ad / ABLATION_CONFUSION_CSV],
+                [ad / ABLATION_CSV, ad / ABLATION_GROUPS_CSV, ad / ABLATION_CONFUSION_CSV],
                 self._bind(self._ablation, task, model),
                 after=[f"probe-{key}", f"identify-{key}"],
                 owns=[ad],

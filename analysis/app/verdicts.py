@@ -31,7 +31,7 @@ from analysis.aape import neurons_to_masks
 from analysis.ablation import ALL_CLASSES as ALL
 from analysis.ablation import matched_draws, set_change_interval
 from analysis.overlap import union_mask
-from analysis.runs.layout import ABLATION_SUMMARY_CSV
+from analysis.runs.layout import ABLATION_GROUPS_CSV
 from analysis.runs.read import (
     count_selected,
     read_ablation_conditions,
@@ -159,10 +159,10 @@ def probe_test(t: pd.DataFrame) -> dict[str, object]:
 
 
 def stage_p_values(ablation_csv: str | Path) -> dict[tuple[str, str], float]:
-    """(condition, class) → ``p_value`` of the ablation stage's own ``ablation_summary.csv`` (next to
+    """(condition, class) → ``p_value`` of the ablation stage's own ``ablation_groups.csv`` (next to
     ``ablation.csv``; the stage knows whether drawing stopped early, so its p is the sequential form
     then); empty when the file or the column is missing (an older ablation stage)."""
-    p = Path(ablation_csv).with_name(ABLATION_SUMMARY_CSV)
+    p = Path(ablation_csv).with_name(ABLATION_GROUPS_CSV)
     if not p.is_file():
         return {}
     s = read_table(p)

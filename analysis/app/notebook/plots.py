@@ -27,7 +27,7 @@ from analysis.figures import (
     k_curve_figure,
     within_task_figure,
 )
-from analysis.runs.layout import ABLATION_CSV, ABLATION_SUMMARY_CSV
+from analysis.runs.layout import ABLATION_CSV, ABLATION_GROUPS_CSV
 from analysis.runs.read import read_ablation_conditions, read_ablation_confusion, read_run, read_table
 
 
@@ -91,7 +91,7 @@ def ablation_matrix_plot(f: RunFolders) -> Figure:
 def k_curve_plot(f: RunFolders) -> Figure:
     """``ablation_k_curve.pdf``: a class's own recall change vs k (its top-k AAPE neurons), random band."""
     d = _ablation(f)
-    return k_curve_figure(read_table(d / ABLATION_CSV), read_table(d / ABLATION_SUMMARY_CSV))
+    return k_curve_figure(read_table(d / ABLATION_CSV), read_table(d / ABLATION_GROUPS_CSV))
 
 
 def confusion_plot(f: RunFolders, conditions: Optional[Sequence[str]] = None) -> Figure:

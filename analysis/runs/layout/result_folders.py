@@ -24,7 +24,9 @@ def probe_checkpoint_name(seed: int | str) -> str:
 
 # -- ablation folder ------------------------------------------------------------------------------
 ABLATION_CSV = "ablation.csv"
-ABLATION_SUMMARY_CSV = "ablation_summary.csv"
+#: per condition group × class: accuracy change, matched-draw statistics, p-value (analysis.ablation.summarise);
+#: not the report's verdict table (ABLATION_SUMMARY_CSV, one row per ablated set)
+ABLATION_GROUPS_CSV = "ablation_groups.csv"
 ABLATION_CONDITIONS_JSON = "ablation_conditions.json"
 ABLATION_MATRIX_PDF = "ablation_matrix.pdf"
 ABLATION_K_CURVE_PDF = "ablation_k_curve.pdf"
@@ -34,7 +36,7 @@ ABLATION_CONFUSION_CSV = "ablation_confusion.csv"
 ABLATION_CONFUSION_PDF = "ablation_confusion.pdf"
 ABLATION_FILES = (
     ABLATION_CSV,
-    ABLATION_SUMMARY_CSV,
+    ABLATION_GROUPS_CSV,
     ABLATION_MATRIX_PDF,
     ABLATION_K_CURVE_PDF,
     ABLATION_CONDITIONS_JSON,
@@ -116,6 +118,9 @@ def model_report_folder(runs_dir: str | os.PathLike, suffix: str) -> Path:
 SUMMARY_MD = "summary.md"
 INDEX_HTML = "index.html"
 TASKS_CSV = "tasks.csv"
+#: one row per ablated class set of the run: task, model, selector, class, its change, test and verdict
+#: (analysis.app.verdicts; the contract table of docs/findings.md)
+ABLATION_SUMMARY_CSV = "ablation_summary.csv"
 #: every ablated set of the run: change [interval] vs random draws, specific and unstable sets marked
 VERDICTS_PDF = "verdicts.pdf"
 #: per model × task × class × k: the threshold-free ablation of each class's k lowest-entropy neurons

@@ -17,7 +17,7 @@ from analysis.runs.layout import (
     ABLATION_FILES,
     ABLATION_K_CURVE_PDF,
     ABLATION_MATRIX_PDF,
-    ABLATION_SUMMARY_CSV,
+    ABLATION_GROUPS_CSV,
     figure_preview,
 )
 
@@ -40,13 +40,13 @@ def write_ablation(
     overwrite: bool = False,
     confusion: pd.DataFrame | None = None,
 ) -> None:
-    """``ablation.csv`` (``table``), ``ablation_summary.csv``, ``ablation_conditions.json``,
+    """``ablation.csv`` (``table``), ``ablation_groups.csv``, ``ablation_conditions.json``,
     ``ablation_confusion.csv`` (when given) and the figures ``matrix`` / ``k_curve`` / ``confusion`` (when
     given) as PDFs with PNG previews, each atomically."""
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     save_csv(table, d / ABLATION_CSV, overwrite)
-    save_csv(summary, d / ABLATION_SUMMARY_CSV, overwrite)
+    save_csv(summary, d / ABLATION_GROUPS_CSV, overwrite)
     if confusion is not None:
         save_csv(confusion, d / ABLATION_CONFUSION_CSV, overwrite)
     save_json(conditions, d / ABLATION_CONDITIONS_JSON, overwrite)
