@@ -161,6 +161,30 @@ def test_zeroing_a_latent_removes_its_decoder_direction(tmp_path: Path) -> None:
     assert torch.allclose(out, oracle, atol=1e-6)
 
 
+def test_reconstruction_at_a_site_drops_the_error_term_and_is_restored(tmp_path: Path) -> None:
+    base = ToyEncoder()
+    path = _sae_file(tmp_path, "blocks.0.act", 6, 10, 3, base.name)
+    feat = FeatureEncoder(base, [str(path)])
+    splice = feat.get_submodule("encoder.blocks.0.act")
+    x = torch.randn(2, 5, 6)
+    y = splice.inner(x)
+    oracle = splice.sae.decode(splice.sae.encode(y.reshape(-1, 6))).reshape(2, 5, 6)  # x_hat alone
+    audio = torch.randn(3, 40)
+    ref = feat(audio)
+    with feat.reconstruction_at(feat.neuron_sites[0]):  # the feature site's name
+        assert torch.allclose(splice(x), oracle, atol=1e-6)
+        assert not torch.allclose(splice(x), y, atol=1e-3)
+        changed = feat(audio)
+    assert not torch.equal(changed, ref)
+    assert torch.equal(feat(audio), ref) and torch.equal(splice(x), y)  # restored on exit
+    with pytest.raises(RuntimeError), feat.reconstruction_at("blocks.0.act"):  # the base site's name
+        raise RuntimeError("inside")
+    assert torch.equal(splice(x), y)  # restored after an exception too
+    with pytest.raises(ValueError, match="not a spliced site"):
+        with feat.reconstruction_at("blocks.1.act"):
+            pass
+
+
 class FeatureToyExtractor(L.LightningModule):
     """ToyEncoder with an SAE spliced at ``blocks.0.act`` (for the counting tests, also under DDP)."""
 

@@ -8,7 +8,9 @@
   stage (stats, identify, report, compare, stability, probe, ablation, gallery, summary) runs on it exactly
   as on a model of neurons.
 * ``features`` — ``compare/neurons_vs_features.csv``: per task and site, neurons vs features
-  (:mod:`analysis.neurons_vs_features`), after both models' stability and ablation stages.
+  (:mod:`analysis.neurons_vs_features`), after both models' stability and ablation stages; its
+  ``probe_accuracy`` columns: the probe's test accuracy of the original model (neuron rows) and with the
+  SAE's reconstruction spliced in at the site, error term dropped (feature rows; :mod:`analysis.app.spliced_probe`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pandas as pd
 from analysis.app.config_renames import owner_kwargs
 from analysis.app.runner import Stage
 from analysis.app.sae import train_sae
+from analysis.app.spliced_probe import spliced_probe_accuracy
 from analysis.neurons_vs_features import comparison_row
 from analysis.runs.layout import (
     ABLATION_SUMMARY_CSV,
@@ -46,6 +49,8 @@ Pipeline = Any
 FEATURE_ENCODER = "lightning_modules.encoders.FeatureEncoder"
 #: Keys of the ``sae`` section that are not :func:`train_sae` arguments.
 PIPELINE_KEYS = ("enabled", "models", "sites", "load", "train_tasks", "suffix")
+#: The probe columns of a row without a probe for its task.
+NO_PROBE = {"probe_accuracy": float("nan"), "probe_accuracy_lo": float("nan"), "probe_accuracy_hi": float("nan")}
 
 
 @dataclass
@@ -189,6 +194,7 @@ def neurons_vs_features(pipe: Pipeline) -> pd.DataFrame:
             base_sites = list(pipe.model_identity(fm.base)["sites"])
             base_units = list(pipe.model_identity(fm.base)["site_neurons"])
             widths = list(pipe.model_identity(fm.name)["site_neurons"])
+            probe = spliced_probe_accuracy(pipe, fm.name, task, list(fm.sites))
             for j, site in enumerate(fm.sites):
                 layer = base_sites.index(site)
                 for kind, run, model, units, lay in (
@@ -197,22 +203,21 @@ def neurons_vs_features(pipe: Pipeline) -> pd.DataFrame:
                 ):
                     oz = read_over_zero(run)
                     summary = pipe.ablation_dir(task, model) / ABLATION_SUMMARY_CSV
-                    rows.append(
-                        comparison_row(
-                            task,
-                            fm.base,
-                            site,
-                            kind,
-                            units,
-                            read_neurons(run, len(classes), oz.shape[0]),
-                            classes,
-                            lay,
-                            oz,
-                            read_stability(run),
-                            read_table(summary) if summary.is_file() else None,
-                            fm.name,
-                        )
+                    row = comparison_row(
+                        task,
+                        fm.base,
+                        site,
+                        kind,
+                        units,
+                        read_neurons(run, len(classes), oz.shape[0]),
+                        classes,
+                        lay,
+                        oz,
+                        read_stability(run),
+                        read_table(summary) if summary.is_file() else None,
+                        fm.name,
                     )
+                    rows.append({**row, **probe.get("original" if kind == "neuron" else site, NO_PROBE)})
     return pd.DataFrame(rows, columns=NEURONS_VS_FEATURES_COLUMNS)
 
 

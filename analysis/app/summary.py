@@ -146,8 +146,10 @@ FEATURES_NOTE = (
     "One row per task, site and unit kind (`compare/neurons_vs_features.csv`): units of the site, "
     "units assigned to a class (specific_units), mean bootstrap Jaccard of the class sets "
     "(mean_jaccard), mean change of the targeted class's recall when its set is zeroed "
-    "(mean_on_target_delta) and that change per unit ablated, on and off target. Neuron class sets "
-    "come from the neuron model's selection over all its sites; see docs/features.md."
+    "(mean_on_target_delta) and that change per unit ablated, on and off target, and the probe's test "
+    "accuracy with its 95 % Wilson interval (probe_accuracy, _lo, _hi): of the original model on neuron "
+    "rows, with the SAE's reconstruction in place of the site (its error term dropped) on feature rows. "
+    "Neuron class sets come from the neuron model's selection over all its sites; see docs/features.md."
 )
 
 
@@ -186,6 +188,9 @@ def write_summary_md(inp: ReportInputs, max_lines: int = MAX_SUMMARY_LINES) -> s
                 "specific_units",
                 "mean_jaccard",
                 "mean_on_target_delta",
+                "probe_accuracy",
+                "probe_accuracy_lo",
+                "probe_accuracy_hi",
             )
             if c in inp.neurons_vs_features.columns
         ]

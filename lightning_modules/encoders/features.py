@@ -22,8 +22,9 @@ bit, and a zeroed latent removes exactly its decoder direction times its activat
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from torch import Tensor, nn
 
@@ -67,6 +68,9 @@ class SAESplice(nn.Module):
         self.sae = sae
         self.latents = nn.Identity()
         self.channel_axis = channel_axis
+        #: False: the output is the SAE's reconstruction of the (edited) latents alone, the error term
+        #: dropped (how much of the model the features carry; :meth:`FeatureEncoder.reconstruction_at`).
+        self.error_term = True
 
     def forward(self, *args, **kwargs) -> Tensor:
         y = self.inner(*args, **kwargs)
@@ -74,6 +78,9 @@ class SAESplice(nn.Module):
         r, p, n = v.shape
         z = unview(self.sae.encode(v.reshape(r * p, n)).reshape(r, p, -1), y, self.channel_axis)
         edited = self.latents(z)
+        if not self.error_term:
+            recon = self.sae.decode(site_view(edited, self.channel_axis).reshape(r * p, -1)).reshape(r, p, n)
+            return unview(recon, y, self.channel_axis).to(y.dtype)
         if edited is z:
             return y
         dz = site_view(edited, self.channel_axis) - site_view(z, self.channel_axis)  # [R, P, d_sae]
@@ -140,6 +147,20 @@ class FeatureEncoder(AudioEncoder):
                 f"{path}: SAE was trained on encoder weights with sha256 {sha}, but {enc.name!r} has "
                 f"{weights_sha256(enc)}"
             )
+
+    @contextmanager
+    def reconstruction_at(self, site: str) -> Iterator[None]:
+        """Within the block, the splice at ``site`` (a spliced neuron site, or its feature site) outputs
+        the SAE's reconstruction alone, without the error term: the encoder as if that site held only what
+        the features explain. Restored on exit, also after an exception."""
+        splice = self.encoder.get_submodule(self.base_site(site))
+        if not isinstance(splice, SAESplice):
+            raise ValueError(f"{site!r} is not a spliced site of {self.name!r} (sites: {self.base_sites})")
+        splice.error_term = False
+        try:
+            yield
+        finally:
+            splice.error_term = True
 
     def base_site(self, site: str) -> str:
         """The neuron site a feature site is spliced at (``encoder.<s>.latents`` -> ``s``)."""

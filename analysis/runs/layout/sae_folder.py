@@ -40,6 +40,9 @@ NEURONS_VS_FEATURES_COLUMNS = [
     "off_target_delta_per_unit",
     "median_normalized_entropy",
     "feature_model",
+    "probe_accuracy",
+    "probe_accuracy_lo",
+    "probe_accuracy_hi",
 ]
 
 
