@@ -16,7 +16,7 @@ from analysis.runs.read import load_tensor_file, read_stats
 from callbacks import ActivationStatsCallback
 from lightning_modules import FeatureExtractor
 from lightning_modules.encoders import AudioEncoder
-from test_activation_stats import _real_encoder_check, brute_force, record_sites
+from _counting import real_encoder_check, brute_force, record_sites
 
 CLASSES = ["a", "b", "c"]
 
@@ -65,7 +65,7 @@ def tiny_batch(n_samples: int, lengths: list[int], seed: int = 0) -> tuple[Tenso
 
 def counts_match_brute_force(enc: AudioEncoder, audio: Tensor, lengths: Tensor, labels: Tensor) -> dict:
     """The production counting path (hooks -> accumulate -> fold, batches of 2) equals explicit loops."""
-    return _real_encoder_check(enc, audio, lengths, labels, "all")
+    return real_encoder_check(enc, audio, lengths, labels, "all")
 
 
 def stats_callback_matches_brute_force(

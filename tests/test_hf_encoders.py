@@ -22,7 +22,7 @@ import torch
 from _hf_models import FAMILIES, save_tiny, transformers
 from lightning_modules.encoders import HFAudioEncoder, Positions
 from lightning_modules.encoders import hf as hf_module
-from test_activation_stats import brute_force, run_core
+from _counting import brute_force, run_core
 from test_m2d_configs import _build
 
 SECONDS = {16000: 2.3, 48000: 2.6}  # Whisper: 3 chunks of 1 s, AST: 4 of 0.6 s, CLAP: 2 of 2 s

@@ -147,9 +147,9 @@ def test_bad_run_folder_errors_name_the_file(tmp_path, capsys):
 
 
 def test_pipeline_verb_passes_its_arguments(monkeypatch):
-    import analysis.app.cli as cli
+    import analysis.app.cli_pipeline as cli_pipeline
 
     seen: dict = {}
-    monkeypatch.setattr(cli, "run_pipeline", lambda *a: seen.setdefault("args", a) and 0)
+    monkeypatch.setattr(cli_pipeline, "run_pipeline", lambda *a: seen.setdefault("args", a) and 0)
     assert main(["pipeline", "--config", "x.yaml", "--force"]) == 0
     assert seen["args"] == ("x.yaml", None, True, None)

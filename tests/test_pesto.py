@@ -16,7 +16,7 @@ from analysis.runs.read import UnsafeFileError, load_tensor_file
 from lightning_modules.encoders import PestoEncoder
 from lightning_modules.encoders import pesto as P
 from lightning_modules.encoders.pesto_checkpoint import ALLOWED, convert_state_dict, pesto_weights_path, plain
-from test_activation_stats import brute_force, record_sites, run_core
+from _counting import brute_force, record_sites, run_core
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pesto_reference"
 SR = 16000

@@ -11,7 +11,7 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
-from test_activation_stats import ToyEncoder, brute_force
+from _counting import ToyEncoder, brute_force
 from test_stats_callback import CLASSES, ToyDataModule, _Clips
 from torch.utils.data import DataLoader
 

@@ -23,7 +23,7 @@ from analysis.runs.conditions import read_dataset_means
 from analysis.runs.read import read_top_clips
 from callbacks import ActivationStatsCallback
 from lightning_modules.encoders.base import AudioEncoder
-from test_activation_stats import ToyEncoder, brute_force, toy_data
+from _counting import ToyEncoder, brute_force, toy_data
 from test_top_clips import brute_top
 
 CLASSES = ["low", "mid", "high"]

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import train
-from analysis.app.cli import _top_rate_table
+from analysis.app.cli_analysis import _top_rate_table
 from analysis.app.config import PipelineError, load_config
 from analysis.app.report import ReportSpec
 from analysis.runs.strict_yaml import DuplicateKeyError, duplicate_keys, safe_load

@@ -14,7 +14,7 @@ from torch import Tensor
 from analysis import activation_stats as S
 from analysis import top_clips as T
 from lightning_modules.encoders import CrepeEncoder, M2DEncoder
-from test_activation_stats import ToyEncoder, hooked_batches, record_sites, toy_data
+from _counting import ToyEncoder, hooked_batches, record_sites, toy_data
 
 
 def run_top(
