@@ -187,20 +187,27 @@ class TrainerStages:
             "run_dir": str(self.run_dir(task, model)),
             "overwrite": overwrite,
         }
+        batch = self.cfg["ablation"]["batch_size"] or self.cfg["data"]["batch_size"]
+        self._test_probe_with(AblationCallback, "ablation", task, model, cb_args, batch)
+
+    def _test_probe_with(
+        self, callback: type, stage: str, task: str, model: str, cb_args: dict[str, Any], batch_size: int
+    ) -> None:
+        """``trainer.test`` of the model's encoder + its frozen probe with ``callback(**cb_args)`` on the task's
+        test split: in this process, or through a ``train.py test`` subprocess when the ``trainer`` section
+        asks for several processes."""
         encoder = self.encoder(model)
-        dm = self.datamodule(
-            task, encoder, batch_size=self.cfg["ablation"]["batch_size"] or self.cfg["data"]["batch_size"]
-        )
+        dm = self.datamodule(task, encoder, batch_size=batch_size)
         probe = str(best_checkpoint(self.probe_dir(task, model)))
         if self.multi_process():
             del encoder  # the train.py subprocess builds its own
             self._train_py(
                 "test",
-                "ablation",
+                stage,
                 task,
                 model,
                 {
-                    "trainer": self._cli_trainer("callbacks.AblationCallback", cb_args),
+                    "trainer": self._cli_trainer(f"callbacks.{callback.__name__}", cb_args),
                     "model": {
                         "class_path": "lightning_modules.AudioClassifier",
                         "init_args": {"encoder": self.cfg["models"][model], "probe_checkpoint": probe},
@@ -210,5 +217,5 @@ class TrainerStages:
                 },
             )
             return
-        tr = self.trainer(model, task, "ablation", [AblationCallback(**cb_args)])
+        tr = self.trainer(model, task, stage, [callback(**cb_args)])
         tr.test(AudioClassifier(encoder, probe_checkpoint=probe), datamodule=dm, verbose=False)

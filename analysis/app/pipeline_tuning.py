@@ -40,12 +40,12 @@ from analysis.runs.layout import (
     tuning_figure_name,
     tuning_pt,
 )
-from analysis.runs.read import best_checkpoint, read_table
+from analysis.runs.read import read_table
 from callbacks import ActivationStatsCallback, SteeringCallback
 from datamodules import EVARDataModule
 from datamodules.stimuli import stimulus_task, write_stimuli
 from datamodules.tasks import sr_dir
-from lightning_modules import AudioClassifier, FeatureExtractor
+from lightning_modules import FeatureExtractor
 
 #: Sample rate of the stimulus files.
 STIMULUS_RATE = 16000
@@ -244,30 +244,8 @@ class TuningStages:
             "task": task,
             "overwrite": overwrite,
         }
-        encoder = self.encoder(model)
         batch = so["batch_size"] or self.cfg["ablation"]["batch_size"] or self.cfg["data"]["batch_size"]
-        dm = self.datamodule(task, encoder, batch_size=batch)
-        probe = str(best_checkpoint(self.probe_dir(task, model)))
-        if self.multi_process():
-            del encoder  # the train.py subprocess builds its own
-            self._train_py(
-                "test",
-                "steering",
-                task,
-                model,
-                {
-                    "trainer": self._cli_trainer("callbacks.SteeringCallback", cb_args),
-                    "model": {
-                        "class_path": "lightning_modules.AudioClassifier",
-                        "init_args": {"encoder": self.cfg["models"][model], "probe_checkpoint": probe},
-                    },
-                    "data": {"class_path": "datamodules.EVARDataModule", "init_args": dict(dm.hparams)},
-                    "verbose": False,
-                },
-            )
-            return
-        tr = self.trainer(model, task, "steering", [SteeringCallback(**cb_args)])
-        tr.test(AudioClassifier(encoder, probe_checkpoint=probe), datamodule=dm, verbose=False)
+        self._test_probe_with(SteeringCallback, "steering", task, model, cb_args, batch)
 
     def _steering_report(self, model: str, overwrite: bool) -> None:
         parts = [read_table(self.tree.steering_run(t, model) / STEERING_CSV) for t in self._steered("tasks")]
