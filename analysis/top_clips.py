@@ -35,20 +35,22 @@ _NO_KEY = torch.iinfo(torch.int64).max
 
 
 class Workspace:
-    """A reusable scratch buffer (grown when needed) for the masked copy of :func:`row_peaks`.
+    """Reusable scratch buffers (one per named slot, grown when needed) for the activation-sized temporaries of a
+    site call: the masked copy and the group maxima of :func:`row_peaks`, the comparison of the counting.
 
-    A fresh allocation of an activation-sized tensor on every site call costs page faults on CPU (several
-    ms per call for ViT-Base, more than the search itself); one buffer kept across calls does not."""
+    A fresh allocation of an activation-sized tensor on every site call costs page faults on CPU: several ms per
+    call for ViT-Base, more than the search itself, and it churns the heap so that the model's own activations
+    are faulted in again (measured: the GELU of a ViT-Base MLP twice as slow). Buffers kept across calls do not."""
 
     def __init__(self) -> None:
-        self._buf: Optional[Tensor] = None
+        self._bufs: dict[str, Tensor] = {}
 
-    def get(self, shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> Tensor:
-        """An uninitialised tensor of ``shape`` viewing the buffer."""
+    def get(self, shape: Sequence[int], dtype: torch.dtype, device: torch.device, slot: str = "masked") -> Tensor:
+        """An uninitialised tensor of ``shape`` viewing the buffer of ``slot``."""
         numel = math.prod(shape)
-        b = self._buf
+        b = self._bufs.get(slot)
         if b is None or b.dtype != dtype or b.device != device or b.numel() < numel:
-            b = self._buf = torch.empty(numel, dtype=dtype, device=device)
+            b = self._bufs[slot] = torch.empty(numel, dtype=dtype, device=device)
         return b[:numel].view(*shape)
 
 
@@ -208,16 +210,19 @@ def row_peaks(act: Tensor, counted: Tensor, workspace: Optional[Workspace] = Non
     R, P, N = act.shape
     g = PEAK_GROUP
     G = -(-P // g)
+    ws = workspace or Workspace()
     ninf = torch.tensor(float("-inf"), dtype=act.dtype, device=act.device)
     bias = torch.where(counted.to(act.device), torch.zeros((), dtype=act.dtype, device=act.device), ninf)
-    shape = (R, G * g, N)
-    masked = (workspace or Workspace()).get(shape, act.dtype, act.device)
+    masked = ws.get((R, G * g, N), act.dtype, act.device)
     torch.add(act, bias[:, :, None], out=masked[:, :P])
     masked[:, P:] = ninf
-    value, group = masked.view(R, G, g, N).amax(2).max(1)  # [R, N]
+    group_max = torch.amax(masked.view(R, G, g, N), 2, out=ws.get((R, G, N), act.dtype, act.device, "group_max"))
+    value, group = group_max.max(1)  # [R, N]
     start = group * g
-    within = masked.gather(1, start[:, None, :] + torch.arange(g, device=act.device)[None, :, None]).max(1).indices
-    return value, (start + within).clamp_max(P - 1)
+    index = ws.get((R, g, N), torch.int64, act.device, "index")
+    torch.add(start[:, None, :], torch.arange(g, device=act.device)[None, :, None], out=index)
+    inside = torch.gather(masked, 1, index, out=ws.get((R, g, N), act.dtype, act.device, "inside"))
+    return value, (start + inside.max(1).indices).clamp_max(P - 1)
 
 
 def pack_peak(frame: Tensor, band: Tensor, n_bands: int) -> Tensor:
