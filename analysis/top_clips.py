@@ -36,7 +36,7 @@ _NO_KEY = torch.iinfo(torch.int64).max
 
 class Workspace:
     """Reusable scratch buffers (one per named slot, grown when needed) for the activation-sized temporaries of a
-    site call: the masked copy and the group maxima of :func:`row_peaks`, the comparison of the counting.
+    site call: the masked copy, the group maxima and the gathered winning groups of :func:`row_peaks`.
 
     A fresh allocation of an activation-sized tensor on every site call costs page faults on CPU: several ms per
     call for ViT-Base, more than the search itself, and it churns the heap so that the model's own activations
