@@ -58,3 +58,57 @@ def test_old_and_new_name_together_is_an_error(synthetic_root, tmp_path, section
     with pytest.raises(PipelineError, match=f"{section}.{old} and {section}.{new} are both given") as e:
         load_config(path)
     assert str(path) in str(e.value)
+
+
+# -- encoder arguments renamed: M2D's time ``pooling`` -> ``frame_pooling``, the timm ViT's token ``pooling``
+# -> ``token_pooling`` (one name, two meanings and two sets of values before)
+ENCODER_RENAMES = [
+    (
+        "lightning_modules.encoders.M2DEncoder",
+        {"width": 64, "depth": 2, "num_heads": 4, "seed": 0},
+        "frame_pooling",
+        "valid",
+    ),
+    (
+        "lightning_modules.encoders.TimmViTEncoder",
+        {
+            "model_name": "vit_tiny_patch16_224",
+            "model_kwargs": {"depth": 2, "embed_dim": 64, "num_heads": 4},
+            "seed": 0,
+        },
+        "token_pooling",
+        "cls",
+    ),
+]
+
+
+@pytest.mark.parametrize("class_path, args, new, value", ENCODER_RENAMES, ids=["m2d", "timm_vit"])
+def test_encoder_pooling_old_name_warns_and_embeds_like_the_new(class_path, args, new, value):
+    import warnings
+
+    import torch
+
+    from analysis.app.specs import instantiate
+
+    audio = torch.randn(2, 16000)
+    lengths = torch.tensor([16000, 7000])  # the second clip part padding: 'valid' / 'cls' pool differently
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        via_new = instantiate({"class_path": class_path, "init_args": {**args, new: value}}, "models.x").eval()
+        default = instantiate({"class_path": class_path, "init_args": args}, "models.x").eval()
+    with pytest.warns(FutureWarning, match=f"'pooling' is renamed '{new}'"):
+        via_old = instantiate({"class_path": class_path, "init_args": {**args, "pooling": value}}, "models.x").eval()
+    with torch.no_grad():
+        e_new, e_old, e_default = via_new(audio, lengths), via_old(audio, lengths), default(audio, lengths)
+    assert torch.equal(e_new, e_old)
+    assert not torch.allclose(e_new, e_default)  # the option changes the embedding: the old name is not ignored
+    with pytest.raises(ValueError, match=f"give '{new}' only"):
+        instantiate({"class_path": class_path, "init_args": {**args, new: value, "pooling": "mean"}}, "models.x")
+
+
+@pytest.mark.parametrize("class_path, args, new, value", ENCODER_RENAMES, ids=["m2d", "timm_vit"])
+def test_encoder_pooling_values_are_checked_against_their_literal(class_path, args, new, value):
+    from analysis.app.specs import check_encoder
+
+    with pytest.raises(ValueError, match=new):
+        check_encoder({"class_path": class_path, "init_args": {**args, new: "median"}}, "models.x")

@@ -192,9 +192,9 @@ def test_positions_for_chunked_clips_with_lengths():
     assert p1.valid[0].all() and not p1.valid[1].any()
     # frame validity and masked pooling
     assert valid.shape == (2, 41) and valid[0].all() and valid[1].sum() == 13
-    torch.testing.assert_close(emb, frames.mean(1))  # default pooling='all': EVAR's feature of the padded clip
+    torch.testing.assert_close(emb, frames.mean(1))  # default frame_pooling='all': EVAR's feature of the padded clip
     assert m._positions is None  # cleared after forward
-    m.pooling = "valid"
+    m.frame_pooling = "valid"
     with torch.no_grad():
         emb_valid = m(audio, lengths)
     torch.testing.assert_close(emb_valid[1], frames[1, :13].mean(0))

@@ -48,7 +48,7 @@ from __future__ import annotations
 import contextlib
 from functools import partial
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 import torch
 from timm.layers import build_sincos2d_pos_embed, trunc_normal_
@@ -68,6 +68,7 @@ from .m2d_checkpoint import (
     run_name_of,
 )
 from .melspec import LogMelSpectrogram
+from .renamed import renamed_argument
 
 #: Fallback normalisation statistics (mean, std) when a checkpoint stores none.
 DEFAULT_NORM_STATS: tuple[float, float] = (-7.1, 4.2)
@@ -132,10 +133,12 @@ class M2DEncoder(AudioEncoder):
         ignore_prefixes: extra state-dict key prefixes to drop (beyond :data:`NON_ENCODER_PREFIXES`).
         name: output-folder suffix (``analysis`` for M2D, ``vit`` for the supervised ViT).
         seed: RNG seed for random initialisation (ignored with a checkpoint; global RNG untouched).
-        pooling: clip embedding = mean over time of ``all`` time steps of the (padded) input, as
+        frame_pooling: clip embedding = mean over time of ``all`` time steps of the (padded) input, as
             EVAR's M2D feature does for clips zero-padded to the task's unit duration (default), or
             of the ``valid`` ones only (time patches holding input according to ``lengths``).
             Either way padded positions are marked invalid for the statistics hooks.
+        pooling: the old name of ``frame_pooling`` (it clashed with the timm ViT's token ``pooling``),
+            accepted for one release with a ``FutureWarning``.
         dur_frames: run the model on chunks of this many frames instead of the checkpoint's unit
             (the official runtime's ``dur_frames``): ``pos_embed`` is resized (:func:`resize_pos_embed`)
             and the last chunk is cut to whole patches instead of padded. Needs a checkpoint.
@@ -159,13 +162,15 @@ class M2DEncoder(AudioEncoder):
         ignore_prefixes: Sequence[str] = (),
         name: str = "analysis",
         seed: Optional[int] = None,
-        pooling: str = "all",
+        frame_pooling: Literal["all", "valid"] = "all",
         dur_frames: Optional[int] = None,
+        pooling: Optional[str] = None,
     ) -> None:
         super().__init__()
-        if pooling not in ("all", "valid"):
-            raise ValueError(f"pooling must be 'all' or 'valid', got {pooling!r}")
-        self.pooling = pooling
+        frame_pooling = renamed_argument("M2DEncoder", "pooling", pooling, "frame_pooling", frame_pooling, "all")
+        if frame_pooling not in ("all", "valid"):
+            raise ValueError(f"frame_pooling must be 'all' or 'valid', got {frame_pooling!r}")
+        self.frame_pooling = frame_pooling
         self.name = name
         self.checkpoint_path: Optional[str] = str(checkpoint) if checkpoint is not None else None
         sd: Optional[dict[str, Tensor]] = None
@@ -406,9 +411,9 @@ class M2DEncoder(AudioEncoder):
 
     def forward(self, audio: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         """audio ``[B, S]`` -> clip embeddings ``[B, F*D]``: mean of the frame embeddings over time
-        (``pooling='valid'`` and ``lengths`` given: over the valid time patches only)."""
+        (``frame_pooling='valid'`` and ``lengths`` given: over the valid time patches only)."""
         frames, valid = self.encode_frames(audio, lengths, return_valid=True)
-        if lengths is None or self.pooling == "all":
+        if lengths is None or self.frame_pooling == "all":
             return frames.mean(1)
         w = valid.to(frames.dtype)[..., None]
         return (frames * w).sum(1) / w.sum(1).clamp_min(1.0)

@@ -7,8 +7,8 @@ patch_size=patch_size, num_classes=0, **model_kwargs)``; nothing is downloaded, 
 Audio ``[B, S]`` -> normalised log-mel ``[B, 1, n_mels, T]`` -> chunks of ``input_frames`` frames, the
 last one right-padded with zeros (after normalisation) to the full ``input_frames`` (timm ViTs have a
 fixed grid) -> ``forward_features`` per chunk (tokens: prefix tokens (CLS, registers) then patches,
-frequency-major ``f * t + k``) -> clip embedding: ``pooling='mean'``: mean of the valid patch tokens
-of all chunks (final-norm output); ``pooling='cls'``: mean over chunks holding input of the first
+frequency-major ``f * t + k``) -> clip embedding: ``token_pooling='mean'``: mean of the valid patch tokens
+of all chunks (final-norm output); ``token_pooling='cls'``: mean over chunks holding input of the first
 prefix token. ``embed_dim`` = the ViT width.
 
 The timm model's children and top-level parameters are adopted as this module's own, so neuron sites
@@ -23,7 +23,7 @@ first frame of its time column is a frame holding input (``< min(1 + length // h
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import timm
 import torch
@@ -33,6 +33,7 @@ from .base import AudioEncoder, Positions, patch_coordinates
 from .checkpoints import extract_state_dict, load_checkpoint_file, load_state_dict_strict, strip_prefix
 from .m2d import DEFAULT_NORM_STATS
 from .melspec import LogMelSpectrogram
+from .renamed import renamed_argument
 
 
 class TimmViTEncoder(AudioEncoder):
@@ -49,10 +50,12 @@ class TimmViTEncoder(AudioEncoder):
         patch_size: square patch size.
         sample_rate: 16000 or 32000 (M2D front-end presets).
         norm_stats: (mean, std) of the log-mel normalisation.
-        pooling: ``mean`` (valid patch tokens) or ``cls`` (first prefix token).
+        token_pooling: ``mean`` (valid patch tokens) or ``cls`` (first prefix token).
         model_kwargs: extra ``timm.create_model`` arguments (e.g. ``depth``, ``embed_dim``, ``num_heads``).
         name: output-folder suffix.
         seed: RNG seed of the random init (global RNG untouched when set).
+        pooling: the old name of ``token_pooling`` (it clashed with M2D's time ``pooling``), accepted for
+            one release with a ``FutureWarning``.
     """
 
     channel_axis = -1
@@ -68,19 +71,21 @@ class TimmViTEncoder(AudioEncoder):
         patch_size: int = 16,
         sample_rate: int = 16000,
         norm_stats: tuple[float, float] = DEFAULT_NORM_STATS,
-        pooling: str = "mean",
+        token_pooling: Literal["mean", "cls"] = "mean",
         model_kwargs: Optional[dict[str, Any]] = None,
         name: str = "timm_vit",
         seed: Optional[int] = None,
+        pooling: Optional[str] = None,
     ) -> None:
         super().__init__()
-        if pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+        token_pooling = renamed_argument("TimmViTEncoder", "pooling", pooling, "token_pooling", token_pooling, "mean")
+        if token_pooling not in ("mean", "cls"):
+            raise ValueError(f"token_pooling must be 'mean' or 'cls', got {token_pooling!r}")
         if n_mels % patch_size or input_frames % patch_size:
             raise ValueError(f"{n_mels} mels x {input_frames} frames is not divisible by patch {patch_size}")
         self.name = name
         self.model_name = model_name
-        self.pooling = pooling
+        self.token_pooling = token_pooling
         self.input_frames, self.n_mels, self.patch_size = int(input_frames), int(n_mels), int(patch_size)
         self.sample_rate = int(sample_rate)
         with torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext():
@@ -99,8 +104,8 @@ class TimmViTEncoder(AudioEncoder):
             raise ValueError(f"timm model {model_name!r} is not a ViT with .blocks / .forward_features")
         self._adopt(vit)
         self.num_prefix_tokens = int(getattr(vit, "num_prefix_tokens", 1))
-        if pooling == "cls" and self.num_prefix_tokens < 1:
-            raise ValueError(f"pooling='cls' needs a class token; {model_name!r} has none")
+        if token_pooling == "cls" and self.num_prefix_tokens < 1:
+            raise ValueError(f"token_pooling='cls' needs a class token; {model_name!r} has none")
         self.freq_patches = self.n_mels // self.patch_size
         self.time_patches = self.input_frames // self.patch_size
         self.embed_dim = int(vit.num_features)
@@ -206,10 +211,10 @@ class TimmViTEncoder(AudioEncoder):
         return out
 
     def forward(self, audio: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
-        """audio ``[B, S]`` -> clip embeddings ``[B, D]`` (see module docstring for pooling)."""
+        """audio ``[B, S]`` -> clip embeddings ``[B, D]`` (see module docstring for token_pooling)."""
         chunks = self.encode_tokens(audio, lengths)
         p = self.num_prefix_tokens
-        if self.pooling == "cls":
+        if self.token_pooling == "cls":
             toks = torch.stack([t[:, 0] for t, _ in chunks], 1)  # [B, C, D]
             w = torch.stack([pos.valid[:, 0] for _, pos in chunks], 1).to(toks.dtype)[..., None]
         else:
