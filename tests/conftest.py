@@ -5,8 +5,9 @@ synthetic EVAR root. Helper functions here can be imported by test files (``from
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # never touch a GPU, even if one appears
 os.environ["HF_HUB_OFFLINE"] = "1"  # Hugging Face models load from local folders only: never download
@@ -132,15 +133,50 @@ def evar_metadata() -> Path:
     return EVAR_METADATA
 
 
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder ``build(folder)`` filled, built once per test session: with ``pytest -n N`` (pytest-xdist,
+    as ``make test`` runs) the first worker that needs it builds it under a file lock in the session's shared
+    temporary root and the others wait and reuse it (session fixtures are otherwise per worker). The users of
+    such a folder only read it. A build that fails leaves nothing behind (the next one starts afresh)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        dest = tmp_path_factory.mktemp(name)
+        build(dest)
+        return dest
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent  # the basetemp every worker's own basetemp is under
+    dest, done = shared / name, shared / f"{name}.done"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not done.exists():
+            if dest.exists():
+                shutil.rmtree(dest)
+            dest.mkdir()
+            try:
+                build(dest)
+            except BaseException:
+                shutil.rmtree(dest, ignore_errors=True)
+                raise
+            done.write_text(worker, encoding="utf-8")
+    return dest
+
+
 @pytest.fixture(scope="session")
 def gallery_pipeline(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory):
     """A whole pipeline run (pretrained CREPE tiny, the tiny synthetic task) with its listening gallery and a
     report linking it: ``(Pipeline, run folder)`` (top_clips.pt from the oracle of tests/_top_clips.py)."""
-    from _gallery_run import make_run
+    from _gallery_run import MODEL, TASK, make_run
 
-    pipe, run_dir = make_run(synthetic_root, tmp_path_factory.mktemp("gallery_pipeline"))
-    pipe.run(None)  # the remaining stages: report, probe, ablation, gallery, summary
-    return pipe, run_dir
+    from analysis.app.config import load_config
+    from analysis.app.pipeline import Pipeline
+
+    def build(dest: Path) -> None:
+        pipe, _ = make_run(synthetic_root, dest)
+        pipe.run(None)  # the remaining stages: report, probe, ablation, gallery, summary
+
+    dest = built_once(tmp_path_factory, "gallery_pipeline", build)
+    pipe = Pipeline(load_config(dest / "pipe.yaml"))
+    return pipe, pipe.run_dir(TASK, MODEL)
 
 
 @pytest.fixture(scope="session")
@@ -150,12 +186,18 @@ def notebook_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from _notebook_run import make_notebook_run
     from datamodules.synthetic import write_task
 
-    tmp = tmp_path_factory.mktemp("notebook_run")
-    for task in SYNTHETIC_TASKS:
-        write_task(
-            tmp / "evar", task, SYNTHETIC_SEED, clips_per_class=SYNTHETIC_CLIPS_PER_CLASS, duration=SYNTHETIC_DURATION
-        )
-    return make_notebook_run(tmp / "evar", tmp)
+    def build(tmp: Path) -> None:
+        for task in SYNTHETIC_TASKS:
+            write_task(
+                tmp / "evar",
+                task,
+                SYNTHETIC_SEED,
+                clips_per_class=SYNTHETIC_CLIPS_PER_CLASS,
+                duration=SYNTHETIC_DURATION,
+            )
+        make_notebook_run(tmp / "evar", tmp)
+
+    return built_once(tmp_path_factory, "notebook_run", build) / "out"
 
 
 def run_train_predict(work: Path, cfg: dict, devices: int, timeout: float):
