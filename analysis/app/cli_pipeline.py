@@ -29,9 +29,7 @@ def _summary_args(p: argparse.ArgumentParser) -> None:
 @verb("summary", "write report/summary.md and report/index.html of a finished pipeline run", _summary_args)
 def _summary(a: argparse.Namespace) -> int:
     cfg = Pipeline(load_config(a.config, out=a.out)).cfg  # with the feature models of an sae section
-    return print_paths(
-        write_summary(OutputTree(cfg["out"]), cfg["models"], cfg["tasks"], overwrite=a.overwrite, **cfg["summary"])
-    )
+    return print_paths(write_summary(OutputTree(cfg.out), cfg.models, cfg.tasks, overwrite=a.overwrite, **cfg.summary))
 
 
 @verb("pipeline", "run the whole study from one YAML (resumable stages)", add_pipeline_arguments)

@@ -49,7 +49,12 @@ Renamed keys (the old names, those of the owners' parameters, are accepted for o
 ``ablation.strategy`` → ``ablation.batching`` (:data:`~analysis.app.config_renames.RENAMED`; the stages
 hand the owners their own names through :func:`~analysis.app.config_renames.owner_kwargs`).
 
+The loaded config is a :class:`~analysis.app.config_sections.PipelineConfig`, each section an instance of
+its schema's type (made from the section's parser: the schema and the objects the stages receive are one and
+the same; ``cfg.identify.top_rate``, read-only).
+
 The config is split by concept: :mod:`~analysis.app.config_schema` (the section parsers),
+:mod:`~analysis.app.config_sections` (the section types),
 :mod:`~analysis.app.config_parse` (one section read: unknown keys, renames, error messages),
 :mod:`~analysis.app.config_rules` (the owners' rules and cross-section references), this module (the
 file read: ``${VAR}``, top-level keys, :func:`load_config`); encoder specs: :mod:`analysis.app.specs`.
@@ -73,6 +78,7 @@ from analysis.app.config_rules import (
     validate,
 )
 from analysis.app.config_schema import (
+    NESTED_SECTIONS,
     DEFAULT_OUT,
     IDENTIFY_ALL,
     PER_TASK_DATA,
@@ -89,6 +95,7 @@ from analysis.app.config_schema import (
     _task_parser,
 )
 from analysis.app.config_renames import RENAMED, owner_kwargs
+from analysis.app.config_sections import PipelineConfig, Section, section_type
 from analysis.app.specs import encoder_spec
 from analysis.runs import strict_yaml
 
@@ -102,7 +109,9 @@ __all__ = [
     "SECTIONS",
     "TOP_KEYS",
     "IdentifySplits",
+    "PipelineConfig",
     "PipelineError",
+    "Section",
     "TaskOptions",
     "TrainerOptions",
     "_parse",
@@ -141,9 +150,10 @@ def expand_env(obj: Any, where: str) -> Any:
     return obj
 
 
-def load_config(path: str | Path, out: Optional[str] = None) -> dict[str, Any]:
-    """Read and validate a pipeline YAML; ``out`` overrides its ``out``. Returns the config as a dict with
-    every default filled in (plus ``_config_path``)."""
+def load_config(path: str | Path, out: Optional[str] = None) -> PipelineConfig:
+    """Read and validate a pipeline YAML; ``out`` overrides its ``out``. Returns the config with every
+    default filled in (plus ``_config_path``), each section an instance of its schema's type
+    (:mod:`analysis.app.config_sections`: ``cfg.identify.top_rate``)."""
     p = Path(path)
     try:
         raw = strict_yaml.safe_load(p.read_text(encoding="utf-8"), str(p))
@@ -178,17 +188,24 @@ def load_config(path: str | Path, out: Optional[str] = None) -> dict[str, Any]:
         raise PipelineError(f"{p}: 'models' is empty: name at least one model (class_path/init_args)")
     for section, make in SECTIONS.items():
         cfg[section] = _parse(make, raw.get(section), p, section)
-    if cfg["data"]["synthetic"] is not None:
-        cfg["data"]["synthetic"] = _parse(_synthetic_parser, cfg["data"]["synthetic"], p, "data.synthetic")
-    if cfg["data"]["soundfont"] is not None:
-        cfg["data"]["soundfont"] = _parse(_soundfont_parser, cfg["data"]["soundfont"], p, "data.soundfont")
-    cfg["tasks"] = {str(t): _parse(_task_parser, spec, p, f"tasks.{t}") for t, spec in tasks.items()}
+    for writer in ("synthetic", "soundfont"):
+        if cfg["data"][writer] is not None:
+            cfg["data"][writer] = _section(f"data.{writer}", cfg["data"][writer], p, f"data.{writer}")
+    for section in SECTIONS:
+        cfg[section] = section_type(section, SECTIONS[section])(cfg[section])
+    cfg["tasks"] = {str(t): _section("tasks.<task>", spec, p, f"tasks.{t}") for t, spec in tasks.items()}
     cfg["models"] = {str(m): _model(m, spec, p) for m, spec in models.items()}
     if out is not None:
         cfg["out"] = out
     cfg["_config_path"] = str(p)
     validate(cfg)
-    return cfg
+    return PipelineConfig(cfg)
+
+
+def _section(section: str, value: Any, path: Path, where: str) -> Section:
+    """The nested section ``section`` (``data.synthetic``, ``tasks.<task>``) at ``where``, parsed and typed."""
+    make = NESTED_SECTIONS[section]
+    return section_type(section, make)(_parse(make, value, path, where))
 
 
 def _model(name: str, spec: Any, path: Path) -> dict[str, Any]:

@@ -268,4 +268,17 @@ SECTIONS: dict[str, Callable[[], ArgumentParser]] = {
     "steering": _class_parser(SteeringOptions),
 }
 TOP_KEYS = {"out", "seed", "description", "tasks", "models"} | set(SECTIONS)
+#: The parsers of the nested sections (their values are sections too: :mod:`analysis.app.config_sections`).
+NESTED_SECTIONS: dict[str, Callable[[], ArgumentParser]] = {
+    "data.synthetic": _synthetic_parser,
+    "data.soundfont": _soundfont_parser,
+    "tasks.<task>": _task_parser,
+}
+
+
+def section_parser(section: str) -> Callable[[], ArgumentParser]:
+    """The parser factory of ``section`` (a key of :data:`SECTIONS` or :data:`NESTED_SECTIONS`)."""
+    return SECTIONS.get(section) or NESTED_SECTIONS[section]
+
+
 DEFAULT_OUT = "outputs/pipeline"

@@ -73,27 +73,27 @@ class FeatureModel:
 
 def plan(pipe: Pipeline) -> dict[str, FeatureModel]:
     """The feature models of the config (none unless ``sae.enabled``); adds their specs to ``models``."""
-    cfg, sae = pipe.cfg, pipe.cfg["sae"]
-    if not sae["enabled"]:
+    cfg, sae = pipe.cfg, pipe.cfg.sae
+    if not sae.enabled:
         return {}
     out: dict[str, FeatureModel] = {}
-    for base in sae["models"] or list(cfg["models"]):
+    for base in sae.models or list(cfg.models):
         declared = list(pipe.encoder(base).neuron_sites)
-        sites = sae["sites"] or declared
+        sites = sae.sites or declared
         bad = [s for s in sites if s not in declared]
         if bad:
-            raise ValueError(f"{cfg['_config_path']}: sae.sites: {bad} are not sites of model {base!r} ({declared})")
-        load = (sae["load"] or {}).get(base, {})
+            raise ValueError(f"{cfg.config_path}: sae.sites: {bad} are not sites of model {base!r} ({declared})")
+        load = (sae.load or {}).get(base, {})
         paths = [Path(load[s]).resolve() if s in load else (pipe.tree.sae(base, s) / SAE_FILE).resolve() for s in sites]
         fm = FeatureModel(f"{base}{sae['suffix']}", base, list(sites), paths, [s not in load for s in sites])
         out[fm.name] = fm
     for fm in out.values():
-        cfg["models"][fm.name] = fm.spec(cfg["models"][fm.base])
+        cfg.models[fm.name] = fm.spec(cfg.models[fm.base])
     return out
 
 
 def train_options(cfg: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in cfg["sae"].items() if k not in PIPELINE_KEYS}
+    return {k: v for k, v in cfg.sae.items() if k not in PIPELINE_KEYS}
 
 
 def sae_stage_id(base: str, site: str) -> str:
@@ -103,7 +103,7 @@ def sae_stage_id(base: str, site: str) -> str:
 def sae_stages(pipe: Pipeline, data_ids: list[str]) -> list[Stage]:
     """One ``sae`` stage per SAE this pipeline trains."""
     cfg, st = pipe.cfg, []
-    tasks = cfg["sae"]["train_tasks"] or list(cfg["tasks"])
+    tasks = cfg.sae.train_tasks or list(cfg.tasks)
     for fm in pipe.feature_models.values():
         for site, trained in zip(fm.sites, fm.trained):
             if not trained:
@@ -111,12 +111,12 @@ def sae_stages(pipe: Pipeline, data_ids: list[str]) -> list[Stage]:
             dest = pipe.tree.sae(fm.base, site)
             conf = {
                 "sae": train_options(cfg),
-                "model": cfg["models"][fm.base],
+                "model": cfg.models[fm.base],
                 "site": site,
                 "tasks": tasks,
-                "data": cfg["data"],
-                "seed": cfg["seed"],
-                "trainer": cfg["trainer"],
+                "data": cfg.data,
+                "seed": cfg.seed,
+                "trainer": cfg.trainer,
             }
             st.append(
                 Stage(
@@ -142,17 +142,15 @@ def run_sae(pipe: Pipeline, base: str, site: str, tasks: list[str], overwrite: b
     cfg = pipe.cfg
     encoder = pipe.encoder(base)
     dms = [pipe.datamodule(t, encoder) for t in tasks]
-    data = MixedAudioDataModule(
-        dms, batch_size=cfg["data"]["batch_size"], num_workers=cfg["data"]["num_workers"], seed=cfg["seed"]
-    )
-    t = cfg["trainer"]
+    data = MixedAudioDataModule(dms, batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers, seed=cfg.seed)
+    t = cfg.trainer
     train_sae(
         encoder,
         site,
         data,
         pipe.tree.sae(base, site),
         **train_options(cfg),
-        seed=int(cfg["seed"]),
+        seed=int(cfg.seed),
         accelerator=t["accelerator"],
         devices=1,
         precision=t["precision"],
@@ -170,16 +168,16 @@ def features_stage(pipe: Pipeline) -> Optional[Stage]:
     after = []
     for fm in pipe.feature_models.values():
         for model in (fm.base, fm.name):
-            for task in cfg["tasks"]:
+            for task in cfg.tasks:
                 after += [f"identify-{task}_{model}", f"ablation-{task}_{model}"]
-                after += [f"stability-{task}_{model}"] if cfg["stability"]["enabled"] else []
+                after += [f"stability-{task}_{model}"] if cfg.stability.enabled else []
     out = pipe.tree.compare / NEURONS_VS_FEATURES_CSV
     conf = {
-        "models": {m: cfg["models"][m] for m in cfg["models"]},
-        "tasks": list(cfg["tasks"]),
-        "stability": cfg["stability"],
-        "ablation": owner_kwargs("ablation", cfg["ablation"]),
-        "identify": owner_kwargs("identify", cfg["identify"]),
+        "models": {m: cfg.models[m] for m in cfg.models},
+        "tasks": list(cfg.tasks),
+        "stability": cfg.stability,
+        "ablation": owner_kwargs("ablation", cfg.ablation),
+        "identify": owner_kwargs("identify", cfg.identify),
     }
     return Stage("features", "", conf, [out], pipe._bind(run_features, pipe), after=after, owns=[out])
 
@@ -188,7 +186,7 @@ def neurons_vs_features(pipe: Pipeline) -> pd.DataFrame:
     """Rows of ``neurons_vs_features.csv`` for every feature model, task and site."""
     rows = []
     for fm in pipe.feature_models.values():
-        for task in pipe.cfg["tasks"]:
+        for task in pipe.cfg.tasks:
             nrun, frun = pipe.run_dir(task, fm.base), pipe.run_dir(task, fm.name)
             classes = read_classes(nrun)
             base_sites = list(pipe.model_identity(fm.base)["sites"])

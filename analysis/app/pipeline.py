@@ -72,6 +72,7 @@ from analysis.app.specs import instantiate
 from analysis.app.task_data import writer_section
 from analysis.runs.identity import encoder_identity
 from analysis.runs.layout import INDEX_HTML, OutputTree
+from analysis.app.config_sections import PipelineConfig
 from datamodules import EVARDataModule
 from datamodules.evar import resolve_evar_root
 
@@ -97,19 +98,23 @@ class Pipeline(StageList, DataChecks, TrainerStages, AnalysisStages, TuningStage
     :class:`~analysis.app.pipeline_analysis.AnalysisStages` (identify, report, compare, stability, probe,
     gallery, summary), :class:`~analysis.app.pipeline_tuning.TuningStages` (stimuli, tuning, steering)."""
 
-    def __init__(self, cfg: dict[str, Any], force: bool = False) -> None:
+    def __init__(self, cfg: PipelineConfig, force: bool = False) -> None:
+        if not isinstance(cfg, PipelineConfig):
+            raise TypeError(
+                f"Pipeline needs a loaded config (analysis.app.config.load_config), got {type(cfg).__name__}"
+            )
         self.cfg = cfg
-        self.tree = OutputTree(cfg["out"])
+        self.tree = OutputTree(cfg.out)
         self.out = self.tree.root
-        self.runner = Runner(self.tree, force=force, seed=int(cfg["seed"]))
+        self.runner = Runner(self.tree, force=force, seed=int(cfg.seed))
         self._identity: dict[str, dict[str, Any]] = {}
         check_models(cfg)
-        #: feature models (SAE latents as units, :mod:`analysis.app.feature_stages`), added to cfg["models"]
+        #: feature models (SAE latents as units, :mod:`analysis.app.feature_stages`), added to cfg.models
         try:
             self.feature_models = feature_stages.plan(self)
         except ValueError as e:
             raise PipelineError(str(e)) from e
-        d = cfg["data"]
+        d = cfg.data
         if writer_section(cfg) and not d["evar_root"]:
             self.evar_root = self.tree.synthetic_evar_root
         else:
@@ -117,7 +122,7 @@ class Pipeline(StageList, DataChecks, TrainerStages, AnalysisStages, TuningStage
                 self.evar_root = resolve_evar_root(d["evar_root"])
             except ValueError as e:
                 raise PipelineError(
-                    f"{cfg['_config_path']}: set data.evar_root (or $EVAR, or data.synthetic, or data.soundfont): {e}"
+                    f"{cfg.config_path}: set data.evar_root (or $EVAR, or data.synthetic, or data.soundfont): {e}"
                 )
 
     # -- paths and builders -----------------------------------------------------------------------
@@ -131,29 +136,29 @@ class Pipeline(StageList, DataChecks, TrainerStages, AnalysisStages, TuningStage
         return self.tree.ablation(task, model)
 
     def evar_task(self, task: str) -> str:
-        return self.cfg["tasks"][task]["evar_task"] or task
+        return self.cfg.tasks[task].evar_task or task
 
     def datamodule(self, task: str, encoder: nn.Module, **over: Any) -> EVARDataModule:
         """The task's datamodule at ``encoder``'s sample rate (audio from ``work/<sr>/``)."""
         kw = {**task_data_options(self.cfg, task), "sample_rate": int(encoder.sample_rate), **over}
-        return EVARDataModule(evar_root=str(self.evar_root), task=self.evar_task(task), seed=self.cfg["seed"], **kw)
+        return EVARDataModule(evar_root=str(self.evar_root), task=self.evar_task(task), seed=self.cfg.seed, **kw)
 
     def manifest_config(self, task: str, model: str, dm: EVARDataModule) -> dict[str, Any]:
         """What the statistics manifest records of this pipeline run."""
         return {
-            "pipeline_config": self.cfg["_config_path"],
+            "pipeline_config": self.cfg.config_path,
             "task": task,
-            "task_options": self.cfg["tasks"][task],
+            "task_options": self.cfg.tasks[task],
             "model": model,
-            "encoder": self.cfg["models"][model],
-            "stats": self.cfg["stats"],
-            "trainer": self.cfg["trainer"],
-            "seed": self.cfg["seed"],
+            "encoder": self.cfg.models[model],
+            "stats": self.cfg.stats,
+            "trainer": self.cfg.trainer,
+            "seed": self.cfg.seed,
             "data": dict(dm.hparams),
         }
 
     def encoder(self, model: str) -> nn.Module:
-        return instantiate(self.cfg["models"][model], f"models.{model}")
+        return instantiate(self.cfg.models[model], f"models.{model}")
 
     def model_identity(self, model: str) -> dict[str, Any]:
         """The model keys of :mod:`analysis.runs.identity` of ``model`` (its encoder is built once)."""
@@ -164,15 +169,15 @@ class Pipeline(StageList, DataChecks, TrainerStages, AnalysisStages, TuningStage
     # -- readings of the config ---------------------------------------------------------------------
     def _identify_all(self) -> bool:
         """``stats.identify_splits: all``: predict and count every clip (rows without a split too)."""
-        return self.cfg["stats"]["identify_splits"] == IDENTIFY_ALL
+        return self.cfg.stats.identify_splits == IDENTIFY_ALL
 
     def _counted_splits(self) -> Optional[list[str]]:
         """The statistics callback's ``splits``: None (every predicted clip) under ``all``."""
-        return None if self._identify_all() else self.cfg["stats"]["identify_splits"]
+        return None if self._identify_all() else self.cfg.stats.identify_splits
 
     def _act_sum(self) -> bool:
         """Activation sums are computed when asked for or when the ablation replaces neurons by their mean."""
-        return bool(self.cfg["stats"].get("act_sum", False)) or self.cfg["ablation"]["replacement"] == "mean"
+        return bool(self.cfg.stats.get("act_sum", False)) or self.cfg.ablation.replacement == "mean"
 
     # -- running -------------------------------------------------------------------------------------
     def run(self, only: Optional[Sequence[str]] = None) -> None:
@@ -180,7 +185,7 @@ class Pipeline(StageList, DataChecks, TrainerStages, AnalysisStages, TuningStage
         finished with this config). Holds the output lock throughout; first removes what killed writes
         left behind and checks the data."""
         self.out.mkdir(parents=True, exist_ok=True)
-        with OutputLock(self.tree, note=str(self.cfg["_config_path"])):
+        with OutputLock(self.tree, note=str(self.cfg.config_path)):
             self.runner.clean()
             stages = self.stages()
             for s in stages:

@@ -11,6 +11,7 @@ from typing import Any, Iterable
 
 from analysis.app.config import PipelineError, check_class_names, check_neuron_lists, task_data_options
 from analysis.runs.identity import RunMismatchError, check_run
+from analysis.app.config_sections import PipelineConfig
 from datamodules import EVARDataModule
 from datamodules.tasks import UnknownTaskError
 
@@ -18,7 +19,7 @@ from datamodules.tasks import UnknownTaskError
 class DataChecks:
     """The metadata and run-folder checks (needs the :class:`Pipeline` attributes)."""
 
-    cfg: dict[str, Any]
+    cfg: PipelineConfig
 
     def metadata(self, task: str) -> EVARDataModule:
         """The task's datamodule after ``setup()`` for its metadata only (class list, the clips a
@@ -26,7 +27,7 @@ class DataChecks:
         dm = EVARDataModule(
             evar_root=str(self.evar_root),
             task=self.evar_task(task),
-            seed=self.cfg["seed"],
+            seed=self.cfg.seed,
             predict_unsplit=self._identify_all(),
             **task_data_options(self.cfg, task),
         )
@@ -37,7 +38,7 @@ class DataChecks:
         """What the run folder of (task, model) must record (:mod:`analysis.runs.identity`): this config's
         encoder (class, name, checkpoint sha256, sites), task, classes, data list and counting settings."""
         dm = self.metadata(task)
-        s = self.cfg["stats"]
+        s = self.cfg.stats
         return {
             **self.model_identity(model),
             "task": dm.task,
@@ -52,7 +53,7 @@ class DataChecks:
         """The tests of this run that one correction covers: every (task, model, class), once for the AAPE
         set and once for each baseline selector's set (``ablation.selectors``), as the summary corrects."""
         sets_per_class = 1 + len(self.cfg.get("ablation", {}).get("selectors") or [])
-        return sets_per_class * len(self.cfg["models"]) * sum(len(self.metadata(t).classes) for t in self.cfg["tasks"])
+        return sets_per_class * len(self.cfg.models) * sum(len(self.metadata(t).classes) for t in self.cfg.tasks)
 
     def check_run(self, task: str, model: str) -> None:
         """Refuse a run folder that this config's model and data did not make (names both values)."""
@@ -61,7 +62,7 @@ class DataChecks:
                 self.run_dir(task, model),
                 self.expected_run(task, model),
                 require=True,
-                consumer=f"model '{model}' and task '{task}' of {self.cfg['_config_path']}",
+                consumer=f"model '{model}' and task '{task}' of {self.cfg.config_path}",
             )
         except RunMismatchError as e:
             raise PipelineError(str(e)) from e
@@ -72,8 +73,8 @@ class DataChecks:
         checks, the splits the stages use must have rows (:meth:`_needed_splits`), and the class names
         of neuron lists, shared groups and top-k classes must be classes of the task. Errors name the file
         and key."""
-        cfg, where, skip = self.cfg, self.cfg["_config_path"], set(skip)
-        for task in cfg["tasks"]:
+        cfg, where, skip = self.cfg, self.cfg.config_path, set(skip)
+        for task in cfg.tasks:
             if self.evar_task(task) in skip:
                 continue
             try:
@@ -96,6 +97,6 @@ class DataChecks:
     def check_ablation_lists(self) -> None:
         """Before the first stage, when the config lists neurons to ablate: each model is built and every
         listed ``[layer, neuron]`` must exist in it."""
-        if self.cfg["ablation"]["neuron_lists"] or any(o["neuron_lists"] for o in self.cfg["tasks"].values()):
-            for model in [m for m in self.cfg["models"] if m not in self.feature_models]:
+        if self.cfg.ablation.neuron_lists or any(o["neuron_lists"] for o in self.cfg.tasks.values()):
+            for model in [m for m in self.cfg.models if m not in self.feature_models]:
                 check_neuron_lists(self.cfg, model, self.model_identity(model)["site_neurons"])

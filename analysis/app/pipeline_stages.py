@@ -38,6 +38,7 @@ from analysis.runs.layout import (
     within_task_name,
 )
 from analysis.runs.write import stability_paths
+from analysis.app.config_sections import PipelineConfig
 
 
 STAGE_NAMES = (
@@ -64,22 +65,22 @@ STAGE_NAMES = (
 class StageList:
     """The stage builders (needs the :class:`Pipeline` attributes)."""
 
-    cfg: dict[str, Any]
+    cfg: PipelineConfig
 
     def stages(self) -> list[Stage]:
         cfg = self.cfg
         st = self._data_stages()
         data_ids = [s.id for s in st]
         st += feature_stages.sae_stages(self, data_ids)
-        for model in cfg["models"]:
-            for task in cfg["tasks"]:
+        for model in cfg.models:
+            for task in cfg.tasks:
                 st += self._statistics_stages(task, model, data_ids)
-        for model in cfg["models"]:
+        for model in cfg.models:
             st.append(self._report_stage(model))
-        if len(cfg["models"]) >= 2:
+        if len(cfg.models) >= 2:
             st.append(self._compare_stage())
-        for model in cfg["models"]:
-            for task in cfg["tasks"]:
+        for model in cfg.models:
+            for task in cfg.tasks:
                 st += self._evaluation_stages(task, model)
         features = feature_stages.features_stage(self)
         st += [features] if features is not None else []
@@ -88,7 +89,7 @@ class StageList:
             Stage(
                 "summary",
                 "",
-                {"v": 2, "summary": self.cfg["summary"]},
+                {"v": 2, "summary": self.cfg.summary},
                 [self.tree.report / SUMMARY_MD, self.tree.report / INDEX_HTML],
                 self._summary,
                 after=[s.id for s in st],
@@ -98,7 +99,7 @@ class StageList:
         return st
 
     def _data_stages(self) -> list[Stage]:
-        tasks = list(dict.fromkeys(self.evar_task(t) for t in self.cfg["tasks"]))
+        tasks = list(dict.fromkeys(self.evar_task(t) for t in self.cfg.tasks))
         return [
             Stage("data", t.key, t.depends, [t.csv], t.write, owns=t.owns)
             for t in data_tasks(self.cfg, self.evar_root, tasks)
@@ -106,14 +107,14 @@ class StageList:
 
     def _statistics_stages(self, task: str, model: str, data_ids: list[str]) -> list[Stage]:
         cfg, key, rd = self.cfg, f"{task}_{model}", self.run_dir(task, model)
-        common = {"model": cfg["models"][model], "task": cfg["tasks"][task], "data": cfg["data"], "seed": cfg["seed"]}
+        common = {"model": cfg.models[model], "task": cfg.tasks[task], "data": cfg.data, "seed": cfg.seed}
         outs = [rd / OVER_ZERO, rd / STATS, rd / MANIFEST]
-        outs += [rd / FEATURES] if cfg["stats"].get("features", True) else []
-        outs += [rd / TOP_CLIPS] if cfg["stats"].get("top_k", 0) else []
+        outs += [rd / FEATURES] if cfg.stats.get("features", True) else []
+        outs += [rd / TOP_CLIPS] if cfg.stats.get("top_k", 0) else []
         stats = Stage(
             "stats",
             key,
-            {**common, "stats": cfg["stats"], "trainer": cfg["trainer"], "act_sum": self._act_sum()},
+            {**common, "stats": cfg.stats, "trainer": cfg.trainer, "act_sum": self._act_sum()},
             outs,
             self._bind(self._statistics, task, model),
             after=list(data_ids) + feature_stages.stats_after(self, model),
@@ -122,7 +123,7 @@ class StageList:
         ident = Stage(
             "identify",
             key,
-            {"identify": owner_kwargs("identify", cfg["identify"]), "top": cfg["tasks"][task]["top_rate"]},
+            {"identify": owner_kwargs("identify", cfg.identify), "top": cfg.tasks[task].top_rate},
             [rd / NEURONS_CSV, rd / NEURONS_PT],
             self._bind(self._identify, task, model),
             after=[stats.id],
@@ -131,7 +132,7 @@ class StageList:
         return [stats, ident]
 
     def _report_stage(self, model: str) -> Stage:
-        rep, dest = self.cfg["report"], self.tree.model_report(model)
+        rep, dest = self.cfg.report, self.tree.model_report(model)
         outs = [dest / task_table_name(model)]
         outs += [dest / cross_task_name(a, b) for a, b in rep["cross_task"]]
         outs += [dest / within_task_name(t) for t in rep["within_task"]]
@@ -141,12 +142,12 @@ class StageList:
             {"report": rep},
             outs,
             self._bind(self._report, model),
-            after=[f"identify-{t}_{model}" for t in self.cfg["tasks"]],
+            after=[f"identify-{t}_{model}" for t in self.cfg.tasks],
             owns=[dest],
         )
 
     def _compare_stage(self) -> Stage:
-        rep, dest, models = self.cfg["report"], self.tree.compare, list(self.cfg["models"])
+        rep, dest, models = self.cfg.report, self.tree.compare, list(self.cfg.models)
         outs = [dest / compare_table_name(models), dest / ENTROPY_DISTRIBUTION_PDF]
         outs += [dest / compare_cross_task_name(a, b) for a, b in rep["cross_task"]]
         outs += [dest / compare_within_task_name(t) for t in rep["within_task"]]
@@ -164,12 +165,12 @@ class StageList:
         cfg, key = self.cfg, f"{task}_{model}"
         rd, pd_, ad = self.run_dir(task, model), self.probe_dir(task, model), self.ablation_dir(task, model)
         out = []
-        if cfg["stability"]["enabled"]:
+        if cfg.stability.enabled:
             out.append(
                 Stage(
                     "stability",
                     key,
-                    {"stability": cfg["stability"], "identify": owner_kwargs("identify", cfg["identify"])},
+                    {"stability": cfg.stability, "identify": owner_kwargs("identify", cfg.identify)},
                     [rd / STABILITY_CSV],
                     self._bind(self._stability, task, model),
                     after=[f"stats-{key}"],
@@ -180,7 +181,7 @@ class StageList:
             Stage(
                 "probe",
                 key,
-                {"probe": cfg["probe"]},
+                {"probe": cfg.probe},
                 [pd_ / PROBE_RESULTS],
                 self._bind(self._probe, task, model),
                 after=[f"stats-{key}"],
@@ -191,20 +192,20 @@ class StageList:
             Stage(
                 "ablation",
                 key,
-                {"ablation": owner_kwargs("ablation", cfg["ablation"]), "trainer": cfg["trainer"]},
+                {"ablation": owner_kwargs("ablation", cfg.ablation), "trainer": cfg.trainer},
                 [ad / ABLATION_CSV, ad / ABLATION_GROUPS_CSV, ad / ABLATION_CONFUSION_CSV],
                 self._bind(self._ablation, task, model),
                 after=[f"probe-{key}", f"identify-{key}"],
                 owns=[ad],
             )
         )
-        if cfg["gallery"]["enabled"]:
+        if cfg.gallery.enabled:
             gd = self.tree.gallery(task, model)
             out.append(
                 Stage(
                     "gallery",
                     key,
-                    {"gallery": cfg["gallery"]},
+                    {"gallery": cfg.gallery},
                     [gd / INDEX_HTML],
                     self._bind(self._gallery, task, model),
                     after=[f"identify-{key}"],

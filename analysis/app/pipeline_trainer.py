@@ -25,6 +25,7 @@ from analysis.app.config import PipelineError, owner_kwargs
 from analysis.runs.atomic import record_move, save_text
 from analysis.runs.layout import run_folder
 from analysis.runs.read import best_checkpoint
+from analysis.app.config_sections import PipelineConfig
 from callbacks import AblationCallback, ActivationStatsCallback
 from datamodules import EVARDataModule
 from lightning_modules import AudioClassifier, FeatureExtractor
@@ -39,7 +40,7 @@ class TrainerStages:
     """The ``stats`` and ``ablation`` stage bodies and the Trainer / ``train.py`` launching they share with
     the tuning stages (needs the :class:`Pipeline` attributes)."""
 
-    cfg: dict[str, Any]
+    cfg: PipelineConfig
 
     def trainer(self, model: str, task: str, stage: str, callbacks: list) -> pl.Trainer:
         """A Trainer with the ``trainer`` section (one process; see :meth:`multi_process`)."""
@@ -49,20 +50,20 @@ class TrainerStages:
             logger=logger,
             enable_checkpointing=False,
             enable_model_summary=False,
-            **self.cfg["trainer"],
+            **self.cfg.trainer,
         )
 
     def multi_process(self) -> bool:
         """Whether the ``trainer`` section runs several processes (then the Lightning stages run through a
         ``train.py`` subprocess: Lightning's DDP launcher re-runs the command line)."""
-        t = self.cfg["trainer"]
+        t = self.cfg.trainer
         d = t["devices"]
         one = d in (1, "1") or (isinstance(d, list) and len(d) == 1) or (d == "auto" and t["accelerator"] == "cpu")
         return int(t.get("num_nodes", 1)) > 1 or not one
 
     def processes(self) -> Optional[int]:
         """The number of processes the ``trainer`` section asks for, when it says (None: ``auto``, -1)."""
-        t = self.cfg["trainer"]
+        t = self.cfg.trainer
         d = t["devices"]
         per_node = len(d) if isinstance(d, list) else int(d) if str(d).lstrip("-").isdigit() else -1
         return per_node * int(t.get("num_nodes", 1)) if per_node > 0 else None
@@ -70,7 +71,7 @@ class TrainerStages:
     def _statistics_callback(
         self, task: str, model: str, staging: Path, dm: EVARDataModule, overwrite: bool
     ) -> dict[str, Any]:
-        s = {k: v for k, v in self.cfg["stats"].items() if k != "identify_splits"}
+        s = {k: v for k, v in self.cfg.stats.items() if k != "identify_splits"}
         return {
             **s,
             "out_dir": str(staging),
@@ -102,7 +103,7 @@ class TrainerStages:
         n = sum(len(ds) for ds in dm.predict_datasets())
         if n < processes:
             raise PipelineError(
-                f"{self.cfg['_config_path']}: trainer.devices: task {task!r} has {n} clip{'s' if n != 1 else ''} to "
+                f"{self.cfg.config_path}: trainer.devices: task {task!r} has {n} clip{'s' if n != 1 else ''} to "
                 f"predict but the statistics stage would run {processes} processes; use trainer.devices <= {n}"
             )
 
@@ -145,7 +146,7 @@ class TrainerStages:
                 "trainer": self._cli_trainer("callbacks.ActivationStatsCallback", cb_args),
                 "model": {
                     "class_path": "lightning_modules.FeatureExtractor",
-                    "init_args": {"encoder": self.cfg["models"][model]},
+                    "init_args": {"encoder": self.cfg.models[model]},
                 },
                 "data": {"class_path": "datamodules.EVARDataModule", "init_args": dict(dm.hparams)},
                 "return_predictions": False,
@@ -154,7 +155,7 @@ class TrainerStages:
 
     def _cli_trainer(self, callback: str, args: dict[str, Any]) -> dict[str, Any]:
         return {
-            **self.cfg["trainer"],
+            **self.cfg.trainer,
             "logger": False,
             "enable_checkpointing": False,
             "callbacks": [{"class_path": callback, "init_args": args}],
@@ -162,7 +163,7 @@ class TrainerStages:
 
     def _train_py(self, verb: str, stage: str, task: str, model: str, cli_cfg: dict[str, Any]) -> None:
         """Run ``train.py <verb>`` with ``cli_cfg`` (written to ``.stages/<verb>-<task>_<model>.yaml``)."""
-        cli_cfg = {**cli_cfg, "seed_everything": self.cfg["seed"]}
+        cli_cfg = {**cli_cfg, "seed_everything": self.cfg.seed}
         cfg_path = self.tree.stages / f"{verb}-{task}_{model}.yaml"
         save_text(yaml.safe_dump(cli_cfg, sort_keys=False), cfg_path, overwrite=True)
         train_py = Path(__file__).resolve().parents[2] / "train.py"
@@ -174,10 +175,8 @@ class TrainerStages:
 
     def _ablation(self, task: str, model: str, overwrite: bool) -> None:
         self.check_run(task, model)
-        a = owner_kwargs(
-            "ablation", {k: v for k, v in self.cfg["ablation"].items() if k not in _ABLATION_PIPELINE_KEYS}
-        )
-        opts = self.cfg["tasks"][task]
+        a = owner_kwargs("ablation", {k: v for k, v in self.cfg.ablation.items() if k not in _ABLATION_PIPELINE_KEYS})
+        opts = self.cfg.tasks[task]
         a.update({k: opts[k] for k in _TASK_ABLATION_KEYS if opts[k] is not None})
         if a.get("random_draws") == "auto" and a.get("corrected_tests") is None:
             a["corrected_tests"] = self.corrected_tests()
@@ -187,7 +186,7 @@ class TrainerStages:
             "run_dir": str(self.run_dir(task, model)),
             "overwrite": overwrite,
         }
-        batch = self.cfg["ablation"]["batch_size"] or self.cfg["data"]["batch_size"]
+        batch = self.cfg.ablation.batch_size or self.cfg.data.batch_size
         self._test_probe_with(AblationCallback, "ablation", task, model, cb_args, batch)
 
     def _test_probe_with(
@@ -210,7 +209,7 @@ class TrainerStages:
                     "trainer": self._cli_trainer(f"callbacks.{callback.__name__}", cb_args),
                     "model": {
                         "class_path": "lightning_modules.AudioClassifier",
-                        "init_args": {"encoder": self.cfg["models"][model], "probe_checkpoint": probe},
+                        "init_args": {"encoder": self.cfg.models[model], "probe_checkpoint": probe},
                     },
                     "data": {"class_path": "datamodules.EVARDataModule", "init_args": dict(dm.hparams)},
                     "verbose": False,

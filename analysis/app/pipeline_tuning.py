@@ -41,6 +41,7 @@ from analysis.runs.layout import (
     tuning_pt,
 )
 from analysis.runs.read import read_table
+from analysis.app.config_sections import PipelineConfig
 from callbacks import ActivationStatsCallback, SteeringCallback
 from datamodules import EVARDataModule
 from datamodules.stimuli import stimulus_task, write_stimuli
@@ -54,22 +55,22 @@ STIMULUS_RATE = 16000
 class TuningStages:
     """Stage builders and implementations of the tuning stages (needs the :class:`Pipeline` attributes)."""
 
-    cfg: dict[str, Any]
+    cfg: PipelineConfig
 
     def _stimulus_spec(self, dimension: str) -> dict[str, Any]:
-        tu = self.cfg["tuning"]
+        tu = self.cfg.tuning
         return {
             "dimension": dimension,
             "values": (tu["values"] or {}).get(dimension),
-            "clips_per_value": tu["clips_per_value"],
-            "duration": tu["duration"],
-            "source": tu["source"],
-            "seed": int(self.cfg["seed"] if tu["seed"] is None else tu["seed"]),
+            "clips_per_value": tu.clips_per_value,
+            "duration": tu.duration,
+            "source": tu.source,
+            "seed": int(self.cfg.seed if tu.seed is None else tu.seed),
         }
 
     def _tuning_stages(self) -> list[Stage]:
-        tu, tree = self.cfg["tuning"], self.tree
-        dims = list(tu["dimensions"])
+        tu, tree = self.cfg.tuning, self.tree
+        dims = list(tu.dimensions)
         if not dims:
             return []
         out = []
@@ -87,7 +88,7 @@ class TuningStages:
                     owns=[csv, csv.with_suffix(".yaml"), audio],
                 )
             )
-        for model in self.cfg["models"]:
+        for model in self.cfg.models:
             td = tree.tuning(model)
             for d in dims:
                 rd = self.run_dir(stimulus_task(d), model)
@@ -98,11 +99,11 @@ class TuningStages:
                         f"{d}_{model}",
                         {
                             "stimuli": self._stimulus_spec(d),
-                            "model": self.cfg["models"][model],
-                            "curve": tu["curve"],
-                            "tokens": self.cfg["stats"]["tokens"],
-                            "level": self.cfg["stats"]["level"],
-                            "trainer": self.cfg["trainer"],
+                            "model": self.cfg.models[model],
+                            "curve": tu.curve,
+                            "tokens": self.cfg.stats.tokens,
+                            "level": self.cfg.stats.level,
+                            "trainer": self.cfg.trainer,
                         },
                         [rd / STATS, *files],
                         self._bind(self._tuning, d, model),
@@ -110,16 +111,16 @@ class TuningStages:
                         owns=[rd, *files],
                     )
                 )
-            figs = [td / tuning_figure_name(d, t) for d in dims for t in self.cfg["tasks"]]
+            figs = [td / tuning_figure_name(d, t) for d in dims for t in self.cfg.tasks]
             outs = figs + [td / TUNING_RANGES_CSV, td / INDEX_HTML]
             out.append(
                 Stage(
                     "tuning_report",
                     model,
-                    {"dimensions": dims, "tasks": list(self.cfg["tasks"])},
+                    {"dimensions": dims, "tasks": list(self.cfg.tasks)},
                     outs,
                     self._bind(self._tuning_report, model),
-                    after=[f"tuning-{d}_{model}" for d in dims] + [f"identify-{t}_{model}" for t in self.cfg["tasks"]],
+                    after=[f"tuning-{d}_{model}" for d in dims] + [f"identify-{t}_{model}" for t in self.cfg.tasks],
                     owns=outs + [figure_preview(f) for f in figs],
                 )
             )
@@ -130,14 +131,14 @@ class TuningStages:
         write_stimuli(self.tree.stimuli, sample_rate=STIMULUS_RATE, overwrite=overwrite, **spec)
 
     def _stimulus_datamodule(self, dimension: str, sample_rate: int) -> EVARDataModule:
-        tu, data = self.cfg["tuning"], self.cfg["data"]
+        tu, data = self.cfg.tuning, self.cfg.data
         rate = {} if sample_rate == STIMULUS_RATE else {"resample": True, "file_sample_rate": STIMULUS_RATE}
         return EVARDataModule(
             evar_root=str(self.tree.stimuli),
             task=stimulus_task(dimension),
-            seed=self.cfg["seed"],
+            seed=self.cfg.seed,
             sample_rate=sample_rate,
-            batch_size=tu["batch_size"] or data["batch_size"],
+            batch_size=tu.batch_size or data["batch_size"],
             num_workers=data["num_workers"],
             **rate,
         )
@@ -147,7 +148,7 @@ class TuningStages:
         encoder = self.encoder(model)
         dm = self._stimulus_datamodule(dimension, int(encoder.sample_rate))
         staging = self._fresh_staging(task, model)
-        s = self.cfg["stats"]
+        s = self.cfg.stats
         cb_args = {
             "out_dir": str(staging),
             "suffix": model,
@@ -159,10 +160,10 @@ class TuningStages:
             "class_sums": True,
             "overwrite": overwrite,
             "config": {
-                "pipeline_config": self.cfg["_config_path"],
+                "pipeline_config": self.cfg.config_path,
                 "tuning": self._stimulus_spec(dimension),
                 "model": model,
-                "encoder": self.cfg["models"][model],
+                "encoder": self.cfg.models[model],
                 "data": dict(dm.hparams),
             },
         }
@@ -177,17 +178,17 @@ class TuningStages:
             self.run_dir(task, model),
             dimension,
             self.tree.tuning(model),
-            curve=self.cfg["tuning"]["curve"],
+            curve=self.cfg.tuning.curve,
             overwrite=overwrite,
         )
 
     def _tuning_report(self, model: str, overwrite: bool) -> None:
-        for t in self.cfg["tasks"]:
+        for t in self.cfg.tasks:
             self.check_run(t, model)
-        runs: dict[str, Path] = {t: self.run_dir(t, model) for t in self.cfg["tasks"]}
+        runs: dict[str, Path] = {t: self.run_dir(t, model) for t in self.cfg.tasks}
         build_tuning_report(
             model,
-            list(self.cfg["tuning"]["dimensions"]),
+            list(self.cfg.tuning.dimensions),
             runs,
             self.tree.tuning(model),
             overwrite=overwrite,
@@ -196,8 +197,8 @@ class TuningStages:
 
     # -- steering ----------------------------------------------------------------------------------
     def _steering_stages(self) -> list[Stage]:
-        so, tree = self.cfg["steering"], self.tree
-        if not so["enabled"]:
+        so, tree = self.cfg.steering, self.tree
+        if not so.enabled:
             return []
         out = []
         for model in self._steered("models"):
@@ -208,7 +209,7 @@ class TuningStages:
                     Stage(
                         "steering",
                         key,
-                        {"steering": so, "seed": self.cfg["ablation"]["seed"], "trainer": self.cfg["trainer"]},
+                        {"steering": so, "seed": self.cfg.ablation.seed, "trainer": self.cfg.trainer},
                         [sd / STEERING_CSV],
                         self._bind(self._steering, task, model),
                         after=[f"probe-{key}", f"identify-{key}"],
@@ -229,22 +230,22 @@ class TuningStages:
 
     def _steered(self, key: str) -> list[str]:
         """The config's models or tasks that the steering stages cover (``steering.models`` / ``.tasks``)."""
-        return list(self.cfg["steering"][key] or self.cfg[key])
+        return list(self.cfg.steering[key] or self.cfg[key])
 
     def _steering(self, task: str, model: str, overwrite: bool) -> None:
         self.check_run(task, model)
-        so = self.cfg["steering"]
+        so = self.cfg.steering
         cb_args = {
             "out_dir": str(self.tree.steering_run(task, model)),
             "run_dir": str(self.run_dir(task, model)),
-            "gains": so["gains"],
-            "random_draws": so["random_draws"],
-            "seed": self.cfg["ablation"]["seed"],
-            "conditions_per_pass": so["conditions_per_pass"],
+            "gains": so.gains,
+            "random_draws": so.random_draws,
+            "seed": self.cfg.ablation.seed,
+            "conditions_per_pass": so.conditions_per_pass,
             "task": task,
             "overwrite": overwrite,
         }
-        batch = so["batch_size"] or self.cfg["ablation"]["batch_size"] or self.cfg["data"]["batch_size"]
+        batch = so.batch_size or self.cfg.ablation.batch_size or self.cfg.data.batch_size
         self._test_probe_with(SteeringCallback, "steering", task, model, cb_args, batch)
 
     def _steering_report(self, model: str, overwrite: bool) -> None:

@@ -35,7 +35,7 @@ class DataTask:
 
 def writer_section(cfg: dict[str, Any]) -> Optional[str]:
     """``"synthetic"``, ``"soundfont"`` or None: which section of ``data`` writes the tasks."""
-    d = cfg["data"]
+    d = cfg.data
     return "synthetic" if d.get("synthetic") else "soundfont" if d.get("soundfont") else None
 
 
@@ -49,21 +49,21 @@ def data_tasks(cfg: dict[str, Any], evar_root: Path, evar_tasks: list[str]) -> l
     which = writer_section(cfg)
     if which is None:
         return []
-    section = dict(cfg["data"][which])
+    section = dict(cfg.data[which])
     seed = section.pop("seed")
-    seed = int(cfg["seed"] if seed is None else seed)
+    seed = int(cfg.seed if seed is None else seed)
     out = []
     for task in evar_tasks:
         csv = evar_root / "evar" / "metadata" / f"{task}.csv"
         audio = evar_root / "work" / sr_dir(section["sample_rate"]) / task
         if which == "synthetic":
-            depends = {"synthetic": cfg["data"]["synthetic"], "task": task}
+            depends = {"synthetic": cfg.data.synthetic, "task": task}
 
             def write(overwrite: bool, task: str = task) -> None:
                 write_task(evar_root, task, seed=seed, overwrite=overwrite, **section)
         else:
             depends = {
-                "soundfont": cfg["data"]["soundfont"],
+                "soundfont": cfg.data.soundfont,
                 "task": task,
                 "sf2_sha256": file_sha256(sf2_path(section)),
             }

@@ -1,0 +1,154 @@
+"""The objects the stages receive: each section of a loaded pipeline config is an instance of its schema's
+type, made from the section parser (:mod:`analysis.app.config_schema`): one class per section whose
+``fields`` (key → type hint, in declaration order, with ``__annotations__`` the same) are the parser's keys, so
+the schema and the objects handed on are one and the same.
+
+A section is a read-only mapping of its keys (``cfg.identify.top_rate`` or ``cfg["identify"]["top_rate"]``);
+``**section`` hands it to its owner. A key that is not a field is an ``AttributeError`` naming the nearest field
+(a typo in a stage fails, it never reads None). A key named like a ``dict`` method (``tuning.values``) is
+read by subscription (``tu["values"]``): the attribute is the method. JSON and YAML write it as the mapping it is (the stages'
+fingerprints and the run folders' records are those of the plain values).
+
+>>> from analysis.app.config_schema import SECTIONS
+>>> Summary = section_type("summary", SECTIONS["summary"])
+>>> s = Summary({"alpha": 0.05, "correction": "holm"})
+>>> s.alpha, s["correction"], list(Summary.fields)
+(0.05, 'holm', ['alpha', 'correction'])
+>>> s.alpah
+Traceback (most recent call last):
+...
+AttributeError: SummarySection has no key 'alpah' (did you mean 'alpha'?); its keys: ['alpha', 'correction']
+>>> s["alpha"] = 0.1
+Traceback (most recent call last):
+...
+TypeError: SummarySection is read-only: pipeline config sections are fixed once loaded
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Callable, ClassVar, Optional
+
+import yaml
+from jsonargparse import ArgumentParser
+
+
+class Section(dict):
+    """One section of a loaded pipeline config (a read-only ``dict`` of its keys, read as attributes too).
+
+    ``fields``: key → type hint of the section's schema (the section parser's keys, declaration order)."""
+
+    section: ClassVar[str] = ""
+    fields: ClassVar[dict[str, Any]] = {}
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        if key in self:
+            return self[key]
+        near = difflib.get_close_matches(key, list(self), n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise AttributeError(f"{type(self).__name__} has no key {key!r}{hint}; its keys: {sorted(self)}")
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"{type(self).__name__} is read-only: pipeline config sections are fixed once loaded")
+
+    __setitem__ = __delitem__ = __setattr__ = __delattr__ = _read_only
+    clear = pop = popitem = setdefault = update = __ior__ = _read_only  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled (DDP spawn, multiprocessing) as its class and keys
+        return (_rebuild, (type(self).section, dict(self)))
+
+    def __deepcopy__(self, memo: dict) -> "Section":
+        import copy
+
+        return type(self)(copy.deepcopy(dict(self), memo))
+
+    def plain(self) -> dict[str, Any]:
+        """The section as plain nested dicts (what the YAML says, with the defaults)."""
+        return {k: v.plain() if isinstance(v, Section) else v for k, v in self.items()}
+
+
+#: section name → its type, made once per process (:func:`section_type`)
+_TYPES: dict[str, type[Section]] = {}
+
+
+def _fields(make: Callable[[], ArgumentParser]) -> dict[str, Any]:
+    """key → type hint of a section parser (its arguments, without the help action)."""
+    return {
+        a.dest: a._typehint
+        for a in make()._actions
+        if getattr(a, "_typehint", None) is not None and not a.dest.endswith(".help")
+    }
+
+
+def section_type(section: str, make: Callable[[], ArgumentParser]) -> type[Section]:
+    """The type of section ``section`` (``identify``, ``data.synthetic``, ``tasks.<task>``), its fields those
+    of the parser ``make()``; one class per section and process."""
+    if section not in _TYPES:
+        name = "".join(p.capitalize() for p in section.replace("<", "").replace(">", "").split(".")) + "Section"
+        name = name.replace("_", "")
+        fields = _fields(make)
+        _TYPES[section] = type(
+            name,
+            (Section,),
+            {
+                "section": section,
+                "fields": fields,
+                "__annotations__": dict(fields),
+                "__doc__": f"The ``{section}`` section of a pipeline config: {', '.join(fields)}.",
+                "__module__": __name__,
+            },
+        )
+    return _TYPES[section]
+
+
+def _rebuild(section: str, values: dict[str, Any]) -> Section:
+    from analysis.app.config_schema import section_parser
+
+    return section_type(section, section_parser(section))(values)
+
+
+class PipelineConfig(Section):
+    """A loaded pipeline config (:func:`analysis.app.config.load_config`): ``out``, ``seed``,
+    ``description``, ``tasks`` (task → its ``tasks.<task>`` section), ``models`` (name → encoder spec) and one
+    :class:`Section` per schema section (``cfg.identify``, ``cfg.trainer``, ...); ``config_path`` the file."""
+
+    section = "pipeline"
+
+    @property
+    def config_path(self) -> str:
+        """The YAML file the config was read from."""
+        return self["_config_path"]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PipelineConfig, (dict(self),))
+
+    def __deepcopy__(self, memo: dict) -> "PipelineConfig":
+        import copy
+
+        return PipelineConfig(copy.deepcopy(dict(self), memo))
+
+    def with_models(self, models: dict[str, Any]) -> "PipelineConfig":
+        """This config with ``models`` replaced (the pipeline adds its feature models)."""
+        return PipelineConfig({**self, "models": models})
+
+
+def plain(value: Any) -> Any:
+    """``value`` with every :class:`Section` inside it a plain dict."""
+    if isinstance(value, Section):
+        value = dict(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def _represent(dumper: yaml.SafeDumper, data: Section) -> Optional[yaml.Node]:
+    return dumper.represent_dict(dict(data))
+
+
+# YAML writes a section as the mapping it is (the safe dumpers know only exact dicts)
+yaml.add_multi_representer(Section, _represent, Dumper=yaml.SafeDumper)
+yaml.add_multi_representer(Section, _represent, Dumper=yaml.Dumper)
