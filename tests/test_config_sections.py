@@ -57,17 +57,22 @@ def test_field_types_are_the_owners_type_hints(cfg):
     assert cfg.identify.top_rate == cfg["identify"]["top_rate"]
 
 
-def test_sections_are_read_only_and_a_typo_names_the_nearest_key(cfg):
-    with pytest.raises(TypeError, match="read-only"):
-        cfg.identify["top_rate"] = 0.5
-    with pytest.raises(TypeError, match="read-only"):
-        cfg.identify.top_rate = 0.5
-    with pytest.raises(TypeError, match="read-only"):
-        cfg.identify.update(top_rate=0.5)
-    with pytest.raises(TypeError, match="read-only"):
-        cfg["seed"] = 3
+def test_a_section_holds_exactly_its_keys_and_a_typo_names_the_nearest(cfg):
+    cfg.stability.replicates = 3  # a notebook's override of a field, as an attribute or a key
+    cfg["stability"]["sweep"] = False
+    cfg.probe.update(seeds=[1, 2])
+    assert (cfg.stability["replicates"], cfg.stability.sweep, cfg.probe.seeds) == (3, False, [1, 2])
     with pytest.raises(AttributeError, match="no key 'top_rat' \\(did you mean 'top_rate'\\?\\)"):
-        cfg.identify.top_rat
+        _ = cfg.identify.top_rat
+    for typo in (lambda: setattr(cfg.stability, "replicate", 2), lambda: cfg.probe.update(seed=[1])):
+        with pytest.raises(KeyError, match="did you mean"):
+            typo()
+    with pytest.raises(KeyError, match="no key 'trainr'"):
+        cfg["trainr"] = {}
+    for remove in (lambda: cfg.identify.pop("top_rate"), lambda: cfg.identify.clear(), lambda: cfg.pop("seed")):
+        with pytest.raises(TypeError, match="keeps every key"):
+            remove()
+    assert set(cfg.identify) == set(type(cfg.identify).fields)
     assert not hasattr(cfg.identify, "nothing_like_it")
 
 

@@ -136,7 +136,7 @@ def _stand_in_config(cfg: dict, classes: list[str]) -> dict:
             opts["task_def"].update(folder="synth_octave_sine", unit_sec=0.5)
         else:
             opts["evar_task"] = "synth_octave_sine" if STUDY_TASKS.index(t) % 2 == 0 else "synth_octave_saw"
-            opts.pop("fold", None)
+            opts["fold"] = 1  # the datamodule default: the stand-in tasks have no folds
         if opts.get("neuron_lists") or opts.get("shared"):
             opts["class_aliases"] = alias
     for m in cfg["models"].values():

@@ -53,7 +53,7 @@ def test_mean_pooling_uses_valid_patch_tokens_only(audio):
     with torch.no_grad():
         chunks = m.encode_tokens(audio, lengths)
         emb = m(audio, lengths)
-        cls_emb = TimmViTEncoder(**TINY, seed=0, pooling="cls").eval()(audio, lengths)
+        cls_emb = TimmViTEncoder(**TINY, seed=0, token_pooling="cls").eval()(audio, lengths)
     # hand pooling: clip 1 keeps chunk 0, time columns 0 and 1 in each of the 5 frequency rows
     tok = chunks[0][0][1, 1:].reshape(5, 4, 64)[:, :2].reshape(-1, 64)
     torch.testing.assert_close(emb[1], tok.mean(0))

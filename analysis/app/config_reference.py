@@ -17,6 +17,8 @@ import yaml
 from jsonargparse import ArgumentParser
 
 from analysis.app import config as C
+from analysis.app.config_schema import NESTED_SECTIONS
+from analysis.app.config_sections import section_type
 
 #: Sections of the reference beside :data:`~analysis.app.config.SECTIONS`: (key path, parser, what it is).
 NESTED = (
@@ -151,18 +153,22 @@ def markdown() -> str:
         "keys below; every section is the keyword arguments of the function or class it is handed to, so its "
         "keys, types and defaults come from that signature. Unknown keys, wrong types and values out of range "
         "are refused before any stage runs, with the file and the key path. "
-        "`python -m analysis pipeline --config FILE --print_config` prints a config with every default filled in.",
+        "`python -m analysis pipeline --config FILE --print_config` prints a config with every default filled in. "
+        "In Python, `analysis.app.config.load_config(FILE)` returns the same config typed: a `PipelineConfig` "
+        "whose sections are instances of the types named below (`cfg.identify.top_rate`), each holding exactly "
+        "the keys of its table (a typo, read or set, is an error naming the nearest key).",
         "",
         "## Top level",
         "",
     ]
     lines += _table([Option(k, t, d, h) for k, t, d, h in TOP_LEVEL])
     for section, make in C.SECTIONS.items():
-        lines += ["", f"## `{section}`", "", "Handed to: " + _rst_to_md(owners.get(section, "")), ""] + _table(
-            options(make)
-        )
+        owner = "Handed to: " + _rst_to_md(owners.get(section, ""))
+        lines += ["", f"## `{section}`", "", f"{owner}. Type: `{section_type(section, make).__name__}`.", ""]
+        lines += _table(options(make))
     for key, make, what in NESTED:
-        lines += ["", f"## `{key}`", "", _rst_to_md(what), ""] + _table(options(make))
+        kind = f". Type: `{section_type(key, make).__name__}`." if key in NESTED_SECTIONS else ""
+        lines += ["", f"## `{key}`", "", _rst_to_md(what) + kind, ""] + _table(options(make))
     return "\n".join(lines) + "\n"
 
 

@@ -3,13 +3,13 @@ type, made from the section parser (:mod:`analysis.app.config_schema`): one clas
 ``fields`` (key → type hint, in declaration order, with ``__annotations__`` the same) are the parser's keys, so
 the schema and the objects handed on are one and the same.
 
-A section is a read-only mapping of its keys (``cfg.identify.top_rate`` or ``cfg["identify"]["top_rate"]``);
-``**section`` hands it to its owner. A key that is not a field is an ``AttributeError`` naming the nearest field
-(a typo in a stage fails, it never reads None). A key named like a ``dict`` method (``tuning.values``) is
+A section is a mapping of exactly its keys (``cfg.identify.top_rate`` or ``cfg["identify"]["top_rate"]``);
+``**section`` hands it to its owner. A key that is not a field is an error naming the nearest field, read or
+set (a typo in a stage fails, it never reads None; a notebook's ``cfg.stability.replicates = 2`` is a field,
+``cfg.stability.replicate = 2`` is refused); no field can be removed. A key named like a ``dict`` method (``tuning.values``) is
 read by subscription (``tu["values"]``): the attribute is the method. JSON and YAML write it as the mapping it is (the stages'
 fingerprints and the run folders' records are those of the plain values).
 
->>> from analysis.app.config_schema import SECTIONS
 >>> Summary = section_type("summary", SECTIONS["summary"])
 >>> s = Summary({"alpha": 0.05, "correction": "holm"})
 >>> s.alpha, s["correction"], list(Summary.fields)
@@ -18,10 +18,12 @@ fingerprints and the run folders' records are those of the plain values).
 Traceback (most recent call last):
 ...
 AttributeError: SummarySection has no key 'alpah' (did you mean 'alpha'?); its keys: ['alpha', 'correction']
->>> s["alpha"] = 0.1
+>>> s.alpha = 0.1; s["alpha"]
+0.1
+>>> s["alfa"] = 0.1
 Traceback (most recent call last):
 ...
-TypeError: SummarySection is read-only: pipeline config sections are fixed once loaded
+KeyError: "SummarySection has no key 'alfa' (did you mean 'alpha'?); its keys: ['alpha', 'correction']"
 """
 
 from __future__ import annotations
@@ -32,11 +34,16 @@ from typing import Any, Callable, ClassVar, Optional
 import yaml
 from jsonargparse import ArgumentParser
 
+from analysis.app.config_schema import SECTIONS, section_parser
+
 
 class Section(dict):
-    """One section of a loaded pipeline config (a read-only ``dict`` of its keys, read as attributes too).
+    """One section of a loaded pipeline config: a ``dict`` of exactly its schema's keys, read and set as
+    attributes too.
 
-    ``fields``: key → type hint of the section's schema (the section parser's keys, declaration order)."""
+    ``fields``: key → type hint of the section's schema (the section parser's keys, declaration order). A key
+    outside ``fields`` is refused when read as an attribute or set (with the nearest field); a field cannot be
+    removed (set it to its default instead), so a stage always finds every key."""
 
     section: ClassVar[str] = ""
     fields: ClassVar[dict[str, Any]] = {}
@@ -46,15 +53,35 @@ class Section(dict):
             raise AttributeError(key)
         if key in self:
             return self[key]
-        near = difflib.get_close_matches(key, list(self), n=1)
+        raise AttributeError(self._unknown(key))
+
+    def _unknown(self, key: str) -> str:
+        keys = list(type(self).fields) or list(self)
+        near = difflib.get_close_matches(key, keys, n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise AttributeError(f"{type(self).__name__} has no key {key!r}{hint}; its keys: {sorted(self)}")
+        return f"{type(self).__name__} has no key {key!r}{hint}; its keys: {sorted(keys)}"
 
-    def _read_only(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError(f"{type(self).__name__} is read-only: pipeline config sections are fixed once loaded")
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in type(self).fields:
+            raise KeyError(self._unknown(key))
+        dict.__setitem__(self, key, value)
 
-    __setitem__ = __delitem__ = __setattr__ = __delattr__ = _read_only
-    clear = pop = popitem = setdefault = update = __ior__ = _read_only  # type: ignore[assignment]
+    def __setattr__(self, key: str, value: Any) -> None:
+        self[key] = value
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def _keeps_its_keys(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"{type(self).__name__} keeps every key of its schema: set a key to its default instead")
+
+    __delitem__ = __delattr__ = pop = popitem = clear = _keeps_its_keys  # type: ignore[assignment]
 
     def __reduce__(self) -> tuple[Any, ...]:  # pickled (DDP spawn, multiprocessing) as its class and keys
         return (_rebuild, (type(self).section, dict(self)))
@@ -62,11 +89,11 @@ class Section(dict):
     def __deepcopy__(self, memo: dict) -> "Section":
         import copy
 
-        return type(self)(copy.deepcopy(dict(self), memo))
+        return _rebuild(type(self).section, copy.deepcopy(dict(self), memo))
 
     def plain(self) -> dict[str, Any]:
         """The section as plain nested dicts (what the YAML says, with the defaults)."""
-        return {k: v.plain() if isinstance(v, Section) else v for k, v in self.items()}
+        return plain(self)
 
 
 #: section name → its type, made once per process (:func:`section_type`)
@@ -86,8 +113,8 @@ def section_type(section: str, make: Callable[[], ArgumentParser]) -> type[Secti
     """The type of section ``section`` (``identify``, ``data.synthetic``, ``tasks.<task>``), its fields those
     of the parser ``make()``; one class per section and process."""
     if section not in _TYPES:
-        name = "".join(p.capitalize() for p in section.replace("<", "").replace(">", "").split(".")) + "Section"
-        name = name.replace("_", "")
+        parts = [p for p in section.split(".") if not p.startswith("<")] if section != "tasks.<task>" else ["task"]
+        name = "".join(w.capitalize() for p in parts for w in p.split("_")) + "Section"
         fields = _fields(make)
         _TYPES[section] = type(
             name,
@@ -104,8 +131,8 @@ def section_type(section: str, make: Callable[[], ArgumentParser]) -> type[Secti
 
 
 def _rebuild(section: str, values: dict[str, Any]) -> Section:
-    from analysis.app.config_schema import section_parser
-
+    if section == PipelineConfig.section:
+        return PipelineConfig(values)
     return section_type(section, section_parser(section))(values)
 
 
@@ -115,23 +142,20 @@ class PipelineConfig(Section):
     :class:`Section` per schema section (``cfg.identify``, ``cfg.trainer``, ...); ``config_path`` the file."""
 
     section = "pipeline"
+    fields = {
+        "description": Optional[str],
+        "out": str,
+        "seed": int,
+        "tasks": dict[str, Section],
+        "models": dict[str, dict[str, Any]],
+        "_config_path": str,
+        **{name: Section for name in SECTIONS},
+    }
 
     @property
     def config_path(self) -> str:
         """The YAML file the config was read from."""
         return self["_config_path"]
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (PipelineConfig, (dict(self),))
-
-    def __deepcopy__(self, memo: dict) -> "PipelineConfig":
-        import copy
-
-        return PipelineConfig(copy.deepcopy(dict(self), memo))
-
-    def with_models(self, models: dict[str, Any]) -> "PipelineConfig":
-        """This config with ``models`` replaced (the pipeline adds its feature models)."""
-        return PipelineConfig({**self, "models": models})
 
 
 def plain(value: Any) -> Any:
