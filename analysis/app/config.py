@@ -51,7 +51,7 @@ hand the owners their own names through :func:`~analysis.app.config_renames.owne
 
 The loaded config is a :class:`~analysis.app.config_sections.PipelineConfig`, each section an instance of
 its schema's type (made from the section's parser: the schema and the objects the stages receive are one and
-the same; ``cfg.identify.top_rate``, read-only).
+the same; ``cfg.identify.top_rate``; a section holds exactly its schema's keys).
 
 The config is split by concept: :mod:`~analysis.app.config_schema` (the section parsers),
 :mod:`~analysis.app.config_sections` (the section types),
@@ -78,7 +78,6 @@ from analysis.app.config_rules import (
     validate,
 )
 from analysis.app.config_schema import (
-    NESTED_SECTIONS,
     DEFAULT_OUT,
     IDENTIFY_ALL,
     PER_TASK_DATA,
@@ -93,6 +92,7 @@ from analysis.app.config_schema import (
     _soundfont_parser,
     _synthetic_parser,
     _task_parser,
+    section_parser,
 )
 from analysis.app.config_renames import RENAMED, owner_kwargs
 from analysis.app.config_sections import PipelineConfig, Section, section_type
@@ -186,13 +186,11 @@ def load_config(path: str | Path, out: Optional[str] = None) -> PipelineConfig:
         raise PipelineError(f"{p}: models must be a mapping name → class_path/init_args, got {models!r}")
     if not models:
         raise PipelineError(f"{p}: 'models' is empty: name at least one model (class_path/init_args)")
-    for section, make in SECTIONS.items():
-        cfg[section] = _parse(make, raw.get(section), p, section)
+    for section in SECTIONS:
+        cfg[section] = _section(section, raw.get(section), p, section)
     for writer in ("synthetic", "soundfont"):
         if cfg["data"][writer] is not None:
             cfg["data"][writer] = _section(f"data.{writer}", cfg["data"][writer], p, f"data.{writer}")
-    for section in SECTIONS:
-        cfg[section] = section_type(section, SECTIONS[section])(cfg[section])
     cfg["tasks"] = {str(t): _section("tasks.<task>", spec, p, f"tasks.{t}") for t, spec in tasks.items()}
     cfg["models"] = {str(m): _model(m, spec, p) for m, spec in models.items()}
     if out is not None:
@@ -203,8 +201,9 @@ def load_config(path: str | Path, out: Optional[str] = None) -> PipelineConfig:
 
 
 def _section(section: str, value: Any, path: Path, where: str) -> Section:
-    """The nested section ``section`` (``data.synthetic``, ``tasks.<task>``) at ``where``, parsed and typed."""
-    make = NESTED_SECTIONS[section]
+    """The section ``section`` (``identify``, ``data.synthetic``, ``tasks.<task>``) at ``where`` of the file
+    ``path``, parsed (defaults filled in) and typed."""
+    make = section_parser(section)
     return section_type(section, make)(_parse(make, value, path, where))
 
 

@@ -20,17 +20,16 @@ from analysis.app import config as C
 from analysis.app.config_schema import NESTED_SECTIONS
 from analysis.app.config_sections import section_type
 
-#: Sections of the reference beside :data:`~analysis.app.config.SECTIONS`: (key path, parser, what it is).
+#: Sections of the reference beside :data:`~analysis.app.config.SECTIONS`: (key path in
+#: :data:`~analysis.app.config_schema.NESTED_SECTIONS`, what it is).
 NESTED = (
     (
         "data.synthetic",
-        C._synthetic_parser,
         "synthetic EVAR tasks written into the output folder "
         "(:func:`~datamodules.synthetic.write_task`); absent = read real EVAR data",
     ),
     (
         "tasks.<task>",
-        C._task_parser,
         "per-task :class:`~datamodules.EVARDataModule` arguments and :class:`~analysis.app.config.TaskOptions`",
     ),
 )
@@ -166,9 +165,10 @@ def markdown() -> str:
         owner = "Handed to: " + _rst_to_md(owners.get(section, ""))
         lines += ["", f"## `{section}`", "", f"{owner}. Type: `{section_type(section, make).__name__}`.", ""]
         lines += _table(options(make))
-    for key, make, what in NESTED:
-        kind = f". Type: `{section_type(key, make).__name__}`." if key in NESTED_SECTIONS else ""
-        lines += ["", f"## `{key}`", "", _rst_to_md(what) + kind, ""] + _table(options(make))
+    for key, what in NESTED:
+        make = NESTED_SECTIONS[key]
+        lines += ["", f"## `{key}`", "", f"{_rst_to_md(what)}. Type: `{section_type(key, make).__name__}`.", ""]
+        lines += _table(options(make))
     return "\n".join(lines) + "\n"
 
 

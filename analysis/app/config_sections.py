@@ -6,9 +6,10 @@ the schema and the objects handed on are one and the same.
 A section is a mapping of exactly its keys (``cfg.identify.top_rate`` or ``cfg["identify"]["top_rate"]``);
 ``**section`` hands it to its owner. A key that is not a field is an error naming the nearest field, read or
 set (a typo in a stage fails, it never reads None; a notebook's ``cfg.stability.replicates = 2`` is a field,
-``cfg.stability.replicate = 2`` is refused); no field can be removed. A key named like a ``dict`` method (``tuning.values``) is
-read by subscription (``tu["values"]``): the attribute is the method. JSON and YAML write it as the mapping it is (the stages'
-fingerprints and the run folders' records are those of the plain values).
+``cfg.stability.replicate = 2`` is refused); no field can be removed. A key named like a ``dict`` method
+(``tuning.values``) is read by subscription (``tu["values"]``): the attribute is the method. JSON, YAML, pickle
+and ``copy.deepcopy`` treat it as the mapping it is (the stages' fingerprints and the run folders' records are
+those of the plain values).
 
 >>> Summary = section_type("summary", SECTIONS["summary"])
 >>> s = Summary({"alpha": 0.05, "correction": "holm"})
@@ -83,17 +84,8 @@ class Section(dict):
 
     __delitem__ = __delattr__ = pop = popitem = clear = _keeps_its_keys  # type: ignore[assignment]
 
-    def __reduce__(self) -> tuple[Any, ...]:  # pickled (DDP spawn, multiprocessing) as its class and keys
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled and deep-copied as its class and keys
         return (_rebuild, (type(self).section, dict(self)))
-
-    def __deepcopy__(self, memo: dict) -> "Section":
-        import copy
-
-        return _rebuild(type(self).section, copy.deepcopy(dict(self), memo))
-
-    def plain(self) -> dict[str, Any]:
-        """The section as plain nested dicts (what the YAML says, with the defaults)."""
-        return plain(self)
 
 
 #: section name → its type, made once per process (:func:`section_type`)
@@ -113,7 +105,9 @@ def section_type(section: str, make: Callable[[], ArgumentParser]) -> type[Secti
     """The type of section ``section`` (``identify``, ``data.synthetic``, ``tasks.<task>``), its fields those
     of the parser ``make()``; one class per section and process."""
     if section not in _TYPES:
-        parts = [p for p in section.split(".") if not p.startswith("<")] if section != "tasks.<task>" else ["task"]
+        parts = section.split(".")
+        if parts[-1].startswith("<"):  # ``tasks.<task>``: the section of one task
+            parts = [parts[-1].strip("<>")]
         name = "".join(w.capitalize() for p in parts for w in p.split("_")) + "Section"
         fields = _fields(make)
         _TYPES[section] = type(
@@ -156,17 +150,6 @@ class PipelineConfig(Section):
     def config_path(self) -> str:
         """The YAML file the config was read from."""
         return self["_config_path"]
-
-
-def plain(value: Any) -> Any:
-    """``value`` with every :class:`Section` inside it a plain dict."""
-    if isinstance(value, Section):
-        value = dict(value)
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
 
 
 def _represent(dumper: yaml.SafeDumper, data: Section) -> Optional[yaml.Node]:

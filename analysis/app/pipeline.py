@@ -177,7 +177,7 @@ class Pipeline(StageList, DataChecks, TrainerStages, AnalysisStages, TuningStage
 
     def _act_sum(self) -> bool:
         """Activation sums are computed when asked for or when the ablation replaces neurons by their mean."""
-        return bool(self.cfg.stats.get("act_sum", False)) or self.cfg.ablation.replacement == "mean"
+        return bool(self.cfg.stats.act_sum) or self.cfg.ablation.replacement == "mean"
 
     # -- running -------------------------------------------------------------------------------------
     def run(self, only: Optional[Sequence[str]] = None) -> None:

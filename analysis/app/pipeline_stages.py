@@ -109,8 +109,8 @@ class StageList:
         cfg, key, rd = self.cfg, f"{task}_{model}", self.run_dir(task, model)
         common = {"model": cfg.models[model], "task": cfg.tasks[task], "data": cfg.data, "seed": cfg.seed}
         outs = [rd / OVER_ZERO, rd / STATS, rd / MANIFEST]
-        outs += [rd / FEATURES] if cfg.stats.get("features", True) else []
-        outs += [rd / TOP_CLIPS] if cfg.stats.get("top_k", 0) else []
+        outs += [rd / FEATURES] if cfg.stats.features else []
+        outs += [rd / TOP_CLIPS] if cfg.stats.top_k else []
         stats = Stage(
             "stats",
             key,

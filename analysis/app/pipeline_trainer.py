@@ -59,14 +59,14 @@ class TrainerStages:
         t = self.cfg.trainer
         d = t["devices"]
         one = d in (1, "1") or (isinstance(d, list) and len(d) == 1) or (d == "auto" and t["accelerator"] == "cpu")
-        return int(t.get("num_nodes", 1)) > 1 or not one
+        return int(t.num_nodes) > 1 or not one
 
     def processes(self) -> Optional[int]:
         """The number of processes the ``trainer`` section asks for, when it says (None: ``auto``, -1)."""
         t = self.cfg.trainer
         d = t["devices"]
         per_node = len(d) if isinstance(d, list) else int(d) if str(d).lstrip("-").isdigit() else -1
-        return per_node * int(t.get("num_nodes", 1)) if per_node > 0 else None
+        return per_node * int(t.num_nodes) if per_node > 0 else None
 
     def _statistics_callback(
         self, task: str, model: str, staging: Path, dm: EVARDataModule, overwrite: bool
