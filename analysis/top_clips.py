@@ -15,7 +15,7 @@ the top K of the union of the parts' top K: batches, DDP ranks and runs merge ex
 (:func:`merge_top`), whatever the partition. Memory is ``[L, N, K]``, independent of the number of clips.
 
 Per site call the hot path needs, for every row and neuron, the peak activation and where it lies
-(:func:`row_peaks`, one masked copy and one grouped ``amax`` instead of a slow ``max`` with indices); the
+(:func:`row_peaks`, one masked copy and one channels-last max pool instead of a slow ``max`` with indices); the
 peaks of a clip's rows and calls are folded into a per-clip *peak key* (:func:`pack_peak`), an int64 that
 orders ties by frame, then band.
 """
@@ -29,14 +29,12 @@ import torch
 from torch import Tensor
 
 TOP_KEYS = ("score", "index", "frame", "band")
-#: Positions per group of :func:`row_peaks` (argmax over groups, then within the winning group).
-PEAK_GROUP = 8
 _NO_KEY = torch.iinfo(torch.int64).max
 
 
 class Workspace:
     """Reusable scratch buffers (one per named slot, grown when needed) for the activation-sized temporaries of a
-    site call: the masked copy, the group maxima and the gathered winning groups of :func:`row_peaks`.
+    site call: the masked copy of :func:`row_peaks`.
 
     A fresh allocation of an activation-sized tensor on every site call costs page faults on CPU: several ms per
     call for ViT-Base, more than the search itself, and it churns the heap so that the model's own activations
@@ -196,11 +194,15 @@ def row_peaks(act: Tensor, counted: Tensor, workspace: Optional[Workspace] = Non
         counted: BoolTensor ``[R, P]``.
         workspace: scratch buffer for the masked copy (None: allocate one).
     Returns: ``value`` ``[R, N]`` (act's dtype; ``-inf`` for rows without counted positions) and
-    ``position`` int64 ``[R, N]`` (the first position holding the peak).
+    ``position`` int64 ``[R, N]`` (the first position holding the peak; 0 for a row without counted
+    positions).
 
-    Uncounted positions are masked by adding -inf (one copy, padded to whole groups of
-    :data:`PEAK_GROUP` positions); then ``amax`` per group, the first best group, and the first best
-    position within it (a ``max`` with indices over all positions is several times slower).
+    Uncounted positions are masked by adding -inf (one contiguous copy); the peak and its position are
+    then one max pool with indices over all positions, with the copy seen as a channels-last image
+    ``[R, N, P, 1]``: the neurons are the image's channels and contiguous, so the pool is one vectorised
+    pass (a ``max`` with indices along the middle axis is ten times slower). The pool keeps the first
+    maximum (it replaces the running maximum only on a strictly greater value); a NaN wins, as in
+    ``max`` (its position is then one of the NaNs': such a clip's mean is NaN, never a top clip).
 
     >>> act = torch.tensor([[[1., 5.], [7., 2.], [9., 5.]]])          # [R=1, P=3, N=2]
     >>> v, p = row_peaks(act, torch.tensor([[True, True, False]]))
@@ -208,21 +210,14 @@ def row_peaks(act: Tensor, counted: Tensor, workspace: Optional[Workspace] = Non
     ([[7.0, 5.0]], [[1, 0]])
     """
     R, P, N = act.shape
-    g = PEAK_GROUP
-    G = -(-P // g)
     ws = workspace or Workspace()
     ninf = torch.tensor(float("-inf"), dtype=act.dtype, device=act.device)
     bias = torch.where(counted.to(act.device), torch.zeros((), dtype=act.dtype, device=act.device), ninf)
-    masked = ws.get((R, G * g, N), act.dtype, act.device)
-    torch.add(act, bias[:, :, None], out=masked[:, :P])
-    masked[:, P:] = ninf
-    group_max = torch.amax(masked.view(R, G, g, N), 2, out=ws.get((R, G, N), act.dtype, act.device, "group_max"))
-    value, group = group_max.max(1)  # [R, N]
-    start = group * g
-    index = ws.get((R, g, N), torch.int64, act.device, "index")
-    torch.add(start[:, None, :], torch.arange(g, device=act.device)[None, :, None], out=index)
-    inside = torch.gather(masked, 1, index, out=ws.get((R, g, N), act.dtype, act.device, "inside"))
-    return value, (start + inside.max(1).indices).clamp_max(P - 1)
+    masked = ws.get((R, P, N), act.dtype, act.device)
+    torch.add(act, bias[:, :, None], out=masked)
+    image = masked.view(R, P, 1, N).permute(0, 3, 1, 2)  # [R, N, P, 1], channels-last
+    value, position = torch.nn.functional.max_pool2d(image, (P, 1), return_indices=True)
+    return value.reshape(R, N), position.reshape(R, N)
 
 
 def pack_peak(frame: Tensor, band: Tensor, n_bands: int) -> Tensor:

@@ -208,3 +208,38 @@ def test_crepe_peaks_have_frames_and_no_band() -> None:
     _check(got, ref)
     listed = got["index"] >= 0
     assert (got["band"] == -1).all() and (got["frame"][listed] >= 0).all()
+
+
+def _brute_peaks(act: Tensor, counted: Tensor) -> tuple[Tensor, Tensor]:
+    """Per row and neuron, the largest counted activation and the first position holding it, by loops."""
+    R, P, N = act.shape
+    value = torch.full((R, N), -math.inf, dtype=torch.float64)
+    position = torch.zeros(R, N, dtype=torch.long)
+    for r in range(R):
+        for n in range(N):
+            for p in range(P):
+                if bool(counted[r, p]) and float(act[r, p, n]) > float(value[r, n]):
+                    value[r, n], position[r, n] = float(act[r, p, n]), p
+    return value, position
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("shape", [(3, 9, 5), (1, 1, 1), (4, 13, 1), (1, 6, 7), (2, 1, 4), (5, 40, 3)])
+def test_row_peaks_are_the_first_largest_counted_activation(dtype: torch.dtype, shape: tuple[int, int, int]) -> None:
+    """The max pool behind :func:`row_peaks` against loops, on values with many ties (the first position
+    wins), masks with rows that count nothing, size-1 axes (where a channels-last view is ambiguous), four
+    dtypes, a non-contiguous input, and a workspace reused at another shape."""
+    g = torch.Generator().manual_seed(sum(shape))
+    R, P, N = shape
+    ws = T.Workspace()
+    T.row_peaks(torch.zeros(2, 50, 8, dtype=dtype), torch.ones(2, 50, dtype=torch.bool), ws)  # grows the workspace
+    for trial in range(3):
+        act = torch.randint(-3, 4, (R, N, P), generator=g).to(dtype).transpose(1, 2)  # ties; [R, P, N] non-contiguous
+        counted = torch.rand(R, P, generator=g) > 0.4
+        counted[0] = trial != 1  # a row with nothing counted (trial 1), else a full row
+        value, position = T.row_peaks(act, counted, ws)
+        ref_value, ref_position = _brute_peaks(act, counted)
+        assert value.dtype == dtype and position.dtype == torch.int64 and value.shape == position.shape == (R, N)
+        assert torch.equal(value.double(), ref_value)
+        has = counted.any(1)[:, None].expand(R, N)
+        assert torch.equal(position[has], ref_position[has])
