@@ -20,19 +20,16 @@ from analysis.app import config as C
 from analysis.app.config_schema import NESTED_SECTIONS
 from analysis.app.config_sections import section_type
 
-#: Sections of the reference beside :data:`~analysis.app.config.SECTIONS`: (key path in
-#: :data:`~analysis.app.config_schema.NESTED_SECTIONS`, what it is).
-NESTED = (
-    (
-        "data.synthetic",
-        "synthetic EVAR tasks written into the output folder "
-        "(:func:`~datamodules.synthetic.write_task`); absent = read real EVAR data",
-    ),
-    (
-        "tasks.<task>",
-        "per-task :class:`~datamodules.EVARDataModule` arguments and :class:`~analysis.app.config.TaskOptions`",
-    ),
-)
+#: What each nested section of the reference is (one entry per key of
+#: :data:`~analysis.app.config_schema.NESTED_SECTIONS`: the reference refuses to build with one missing).
+NESTED = {
+    "data.synthetic": "synthetic EVAR tasks written into the output folder "
+    "(:func:`~datamodules.synthetic.write_task`); absent = read real EVAR data",
+    "data.soundfont": "EVAR tasks rendered from a General MIDI SoundFont into the output folder "
+    "(:func:`~datamodules.soundfont.write_soundfont_task`); absent = read real EVAR data",
+    "tasks.<task>": "per-task :class:`~datamodules.EVARDataModule` arguments and "
+    ":class:`~analysis.app.config.TaskOptions`",
+}
 TOP_LEVEL = (
     ("out", "str", C.DEFAULT_OUT, "output folder of the run (``--out`` overrides it)"),
     ("seed", "int", 0, "seed of every stage (data order, probe, random ablation draws, bootstrap)"),
@@ -165,8 +162,11 @@ def markdown() -> str:
         owner = "Handed to: " + _rst_to_md(owners.get(section, ""))
         lines += ["", f"## `{section}`", "", f"{owner}. Type: `{section_type(section, make).__name__}`.", ""]
         lines += _table(options(make))
-    for key, what in NESTED:
-        make = NESTED_SECTIONS[key]
+    missing = sorted(set(NESTED_SECTIONS) - set(NESTED))
+    if missing:
+        raise ValueError(f"config_reference.NESTED does not describe the nested sections {missing}")
+    for key, make in NESTED_SECTIONS.items():
+        what = NESTED[key]
         lines += ["", f"## `{key}`", "", f"{_rst_to_md(what)}. Type: `{section_type(key, make).__name__}`.", ""]
         lines += _table(options(make))
     return "\n".join(lines) + "\n"
