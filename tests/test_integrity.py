@@ -281,3 +281,70 @@ def test_a_stage_built_on_one_that_ran_again_earlier_runs_again(tmp_path):
     again = Runner(tmp_path)
     again.run(a), again.run(b)
     assert log == ["a", "b", "a", "b"] and [h for _, h, _ in again.timings] == ["skipped", "skipped"]
+
+
+def _path_stages(out: Path, log: list[str], inside: str, outside: str) -> list:
+    """Two stages whose config slices name a file inside the output folder (absolute) and one outside."""
+    from analysis.app.runner import Stage
+
+    def write(name: str):
+        def run(overwrite: bool) -> None:
+            log.append(name)
+            save_json({"n": len(log)}, out / f"{name}.json", overwrite=overwrite)
+
+        return run
+
+    a = Stage("a", "", {"sae": str(out / inside), "data": outside}, [out / "a.json"], write("a"))
+    b = Stage("b", "", {"v": 1}, [out / "b.json"], write("b"), after=[a.id])
+    return [a, b]
+
+
+def test_a_moved_output_folder_resumes_but_a_changed_path_does_not(tmp_path):
+    """Paths inside the output folder are hashed relative to it; the name inside it and paths outside it
+    still count."""
+    from analysis.app.runner import Runner
+
+    first, moved = tmp_path / "first", tmp_path / "moved"
+    log: list[str] = []
+    r = Runner(first)
+    for st in _path_stages(first, log, "saes/m/sae.pt", "/data/x"):
+        r.run(st)
+    shutil.copytree(first, moved)
+    again = Runner(moved)
+    for st in _path_stages(moved, log, "saes/m/sae.pt", "/data/x"):
+        again.run(st)
+    assert log == ["a", "b"] and [h for _, h, _ in again.timings] == ["skipped", "skipped"]
+    for inside, outside in (("saes/other/sae.pt", "/data/x"), ("saes/m/sae.pt", "/data/y")):
+        with pytest.raises(PipelineError, match="made with a different config"):
+            Runner(moved).run(_path_stages(moved, log, inside, outside)[0])
+
+
+def test_a_marker_hashed_over_absolute_paths_is_recognised_and_rewritten(tmp_path):
+    """A marker written before the portable hash (taken over the absolute paths, the way it was): the stage
+    and the one after it are skipped, their markers get today's hash, and then the folder can move."""
+    from analysis.app.runner import Runner, config_hash
+
+    first, moved = tmp_path / "first", tmp_path / "moved"
+    log: list[str] = []
+    r = Runner(first)
+    stages = _path_stages(first, log, "saes/m/sae.pt", "/data/x")
+    for st in stages:
+        r.run(st)
+    old_a = config_hash({"depends": stages[0].depends, "after": []})
+    old_b = config_hash({"depends": stages[1].depends, "after": [old_a]})
+    for st, h in zip(stages, (old_a, old_b)):
+        mk = OutputTree(first).stage_marker(st.id)
+        marker = json.loads(mk.read_text())
+        assert marker["hash"] != h  # the portable hash differs from the old one here
+        save_json({**marker, "hash": h}, mk, overwrite=True)
+    again = Runner(first)
+    for st in _path_stages(first, log, "saes/m/sae.pt", "/data/x"):
+        again.run(st)
+    assert log == ["a", "b"] and [h for _, h, _ in again.timings] == ["skipped", "skipped"]
+    for st in stages:
+        assert json.loads(OutputTree(first).stage_marker(st.id).read_text())["hash"] == again.hashes[st.id]
+    shutil.copytree(first, moved)
+    later = Runner(moved)
+    for st in _path_stages(moved, log, "saes/m/sae.pt", "/data/x"):
+        later.run(st)
+    assert log == ["a", "b"]

@@ -5,6 +5,7 @@ computed by hand from sae.pt, in place of the site's output); the feature galler
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -76,7 +77,7 @@ def _accuracy(encoder, probe, dm, hook=None) -> float:
 
 
 @pytest.mark.slow
-def test_pipeline_with_an_sae_writes_the_contract_and_its_probe_accuracies(synthetic_root, tmp_path):
+def test_pipeline_with_an_sae_writes_the_contract_and_its_probe_accuracies(synthetic_root, tmp_path, capsys):
     cfg = tmp_path / "pipeline.yaml"
     out = tmp_path / "out"
     cfg.write_text(yaml.safe_dump(_config(synthetic_root, out), sort_keys=False))
@@ -111,3 +112,11 @@ def test_pipeline_with_an_sae_writes_the_contract_and_its_probe_accuracies(synth
     assert "Neurons vs SAE features" in summary and "probe_accuracy" in summary
     pages = list((out / "gallery" / f"{TASK}_crepe_tiny_sae").rglob("*.html"))
     assert any("<audio" in p.read_text() for p in pages)
+
+    # a moved output folder resumes: the feature model's spec names its SAE inside the folder, and the
+    # stage hashes take such paths relative to it (before, every stage of the feature model was refused)
+    moved = tmp_path / "moved"
+    shutil.move(str(out), str(moved))
+    capsys.readouterr()
+    assert cli_main(["pipeline", "--config", str(cfg), "--out", str(moved)]) == 0
+    assert "(0 stages ran," in capsys.readouterr().out

@@ -12,6 +12,9 @@ hash of the part of the config it depends on (and of the stages it builds on).
   them; a file that is missing, truncated or edited is named in a warning, the stage's outputs are
   discarded and the stage runs again — and so does every stage that builds on a stage that ran (in
   this invocation, or since the dependent stage finished: its marker keeps a digest of their records).
+* Where the folder lives is not part of the config: absolute paths inside it are hashed relative to it
+  (:func:`portable`), so a copied or moved output folder resumes. A marker written before that rule (its
+  hash taken over the absolute paths) is still recognised, and rewritten with the portable hash.
 * A failing stage stops the run with a message naming it; outputs of completed stages stay intact.
 * :meth:`Runner.require_finished`: ``--only`` refuses to run a stage whose earlier stages have not
   finished with this config.
@@ -47,6 +50,31 @@ log = logging.getLogger("aape.pipeline")
 def config_hash(obj: Any) -> str:
     """Short sha256 of a JSON-serialisable config slice (keys sorted)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+#: What stands for the output folder in a stage's hashed config slice (:func:`portable`).
+OUT_TOKEN = "$OUT"
+
+
+def portable(obj: Any, root: Path) -> Any:
+    """``obj`` (a JSON-like config slice) with every string that is an absolute path inside ``root``
+    written relative to it, as ``$OUT/<relative path>``: what a stage's hash is taken over, so that it does
+    not depend on where the output folder lives (a feature model's spec names its SAE files inside it).
+
+    >>> portable({"saes": ["/runs/a/saes/m/sae.pt", "/elsewhere/sae.pt"], "n": 3}, Path("/runs/a"))
+    {'saes': ['$OUT/saes/m/sae.pt', '/elsewhere/sae.pt'], 'n': 3}
+    """
+    if isinstance(obj, str):
+        if os.path.isabs(obj):
+            for base in {os.path.abspath(root), os.path.realpath(root)}:  # as given and with links resolved
+                if obj == base or obj.startswith(base + os.sep):
+                    return OUT_TOKEN + obj[len(base) :]
+        return obj
+    if isinstance(obj, dict):
+        return {k: portable(v, root) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [portable(v, root) for v in obj]
+    return obj
 
 
 @dataclass
@@ -142,6 +170,8 @@ class Runner:
         self.seed = seed
         self.marks = tree.stages
         self.hashes: dict[str, str] = {}
+        #: The hashes markers held before :func:`portable` (taken over the absolute paths).
+        self.legacy_hashes: dict[str, str] = {}
         self.timings: list[tuple[str, str, float]] = []
         self.ran: set[str] = set()
 
@@ -149,10 +179,20 @@ class Runner:
         return self.tree.stage_marker(st.id)
 
     def note(self, st: Stage) -> str:
-        """Record (and return) the stage's hash: its config slice plus the hashes of what it builds on."""
-        h = config_hash({"depends": st.depends, "after": [self.hashes.get(a, "") for a in st.after]})
+        """Record (and return) the stage's hash: its config slice (:func:`portable`) plus the hashes of
+        what it builds on."""
+        h = config_hash(
+            {"depends": portable(st.depends, self.out), "after": [self.hashes.get(a, "") for a in st.after]}
+        )
         self.hashes[st.id] = h
+        self.legacy_hashes[st.id] = config_hash(
+            {"depends": st.depends, "after": [self.legacy_hashes.get(a, "") for a in st.after]}
+        )
         return h
+
+    def _current(self, st: Stage, marker: dict[str, Any]) -> bool:
+        """Whether ``marker`` holds the current hash of ``st`` (or the one taken before :func:`portable`)."""
+        return marker.get("hash") in (self.hashes.get(st.id), self.legacy_hashes.get(st.id))
 
     def clean(self) -> list[Path]:
         """Remove temporary files of killed writes in the tree's own folders and leftover staging folders
@@ -173,7 +213,7 @@ class Runner:
             return f"it was interrupted (marker {self.tree.stage_running(st.id)})"
         if not mk.exists():
             return f"it has not run in {self.out} (no marker {mk})"
-        if _read_json(mk).get("hash") != self.hashes.get(st.id):
+        if not self._current(st, _read_json(mk)):
             return f"it ran with a different config (marker {mk})"
         missing = [str(o) for o in st.outputs if not Path(o).exists()]
         if missing:
@@ -231,7 +271,8 @@ class Runner:
             self._discard(st)
         elif mk.exists() and not self.force:
             old = _read_json(mk)
-            if old.get("hash") == h and all(Path(o).exists() for o in st.outputs):
+            current = self._current(st, old)
+            if current and all(Path(o).exists() for o in st.outputs):
                 bad = damage(old.get("files") or {}, self.out)
                 rebuilt = [a for a in st.after if a in self.ran]
                 if not rebuilt and old.get("inputs") not in (None, self.inputs(st)):
@@ -241,10 +282,15 @@ class Runner:
                 elif rebuilt:
                     self._discard(st, f"stage {rebuilt[0]}, which it builds on, ran again")
                 else:
+                    if old.get("hash") != h:  # a marker from before portable(): keep it, with today's hash
+                        save_json({**old, "hash": h}, mk, overwrite=True)
+                        log.info(
+                            "stage %s: marker %s rewritten with the hash that ignores where the folder is", st.id, mk
+                        )
                     log.info("stage %s: outputs exist, match the config and are intact, skipped", st.id)
                     self.timings.append((st.id, "skipped", 0.0))
                     return
-            if old.get("hash") != h:
+            if not current:
                 raise PipelineError(
                     f"stage {st.id}: outputs in {self.out} were made with a different config "
                     f"(marker {mk}); re-run with --force to replace them, or choose another --out"
