@@ -63,7 +63,11 @@ def portable(obj: Any, root: Path) -> Any:
 
     >>> portable({"saes": ["/runs/a/saes/m/sae.pt", "/elsewhere/sae.pt"], "n": 3}, Path("/runs/a"))
     {'saes': ['$OUT/saes/m/sae.pt', '/elsewhere/sae.pt'], 'n': 3}
+    >>> portable([Path("/runs/a/x.csv"), "/runs/ab/y.csv"], Path("/runs/a"))
+    ['$OUT/x.csv', '/runs/ab/y.csv']
     """
+    if isinstance(obj, os.PathLike):
+        obj = os.fspath(obj)  # hashed as its string (``config_hash`` writes it so)
     if isinstance(obj, str):
         if os.path.isabs(obj):
             for base in {os.path.abspath(root), os.path.realpath(root)}:  # as given and with links resolved
