@@ -1,11 +1,13 @@
-"""Test helper: write a fake neuron-statistics run folder with the files analysis reads
-(``over_zero.pt``, ``classes.txt``, ``stats.pt``, ``manifest.json``)."""
+"""Test helper: write fake run folders: a neuron-statistics one with the files analysis reads
+(``over_zero.pt``, ``classes.txt``, ``stats.pt``, ``manifest.json``; :func:`write_fake_run`) and an embeddings
+one with the files the probe reads (``features.pt``, ``gts.pt``, ``index.csv``, ``classes.txt``; :func:`write_run`)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 
@@ -70,3 +72,34 @@ def planted_counts(
             planted.setdefault(c, []).append((l, i))
     count = torch.binomial(n.double().expand(L, N, C).contiguous(), p, generator=g).long()
     return count, n, planted
+
+
+def write_run(
+    d: Path, n_per_class: dict[str, int], classes=("a", "b", "c"), E: int = 5, seed: int = 0, multilabel: bool = False
+) -> Path:
+    """Run folder with features, gts, index.csv; ``n_per_class`` maps split → clips per class."""
+    g = torch.Generator().manual_seed(seed)
+    d.mkdir(parents=True, exist_ok=True)
+    rows, labels = [], []
+    for split, k in n_per_class.items():
+        for c in range(len(classes)):
+            for _ in range(k):
+                rows.append(
+                    dict(row=len(rows), index=len(rows), file_name=f"{len(rows)}.wav", label=classes[c], split=split)
+                )
+                labels.append(c)
+    N = len(rows)
+    y = torch.tensor(labels)
+    feats = torch.randn(N, E, generator=g) * 3 + 1
+    feats[:, 0] += y * 20  # separable along dim 0
+    if multilabel:
+        gts = torch.nn.functional.one_hot(y, len(classes)).float()
+        gts[::4, 0] = 1.0
+    else:
+        gts = y
+    torch.save(feats, d / "features.pt")
+    torch.save(gts, d / "gts.pt")
+    df = pd.DataFrame(rows).sample(frac=1.0, random_state=seed)  # row order in index.csv is irrelevant
+    df.to_csv(d / "index.csv", index=False)
+    (d / "classes.txt").write_text("\n".join(classes) + "\n")
+    return d

@@ -1,7 +1,8 @@
 """Test helper: the true top-K clips of every neuron, by brute force (each counted clip run alone through the
 encoder with hooks on every site), in the ``top_clips.pt`` format of :mod:`analysis.runs.layout`.
 
-An oracle for the statistics pass's streaming top-K, and the source of ``top_clips.pt`` for gallery tests.
+An oracle for the statistics pass's streaming top-K, and the source of ``top_clips.pt`` for gallery tests;
+:func:`brute_top` is the same oracle over recorded site activations (``_counting.record_sites``).
 Score = the clip's mean activation over its counted positions; peak = the counted position with a place in
 time (frame >= 0) holding the largest activation (first in site-output order on ties); equal scores ordered
 by dataset index.
@@ -14,7 +15,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from torch import Tensor
 
+from analysis import top_clips as T
 from analysis.runs.layout import TOP_CLIPS
 from callbacks.hooks import SiteHooks
 from lightning_modules.encoders.base import site_view
@@ -119,3 +122,45 @@ def write_top_clips(run_dir: str | Path, top: dict[str, Any]) -> Path:
     path = Path(run_dir) / TOP_CLIPS
     torch.save(top, path)
     return path
+
+
+def brute_top(
+    record: list, n_clips: int, tokens: str, site_neurons: list[int], k: int, index: Tensor, candidate: Tensor
+) -> dict[str, Tensor]:
+    """Top-K by explicit loops over every kept activation: per clip the mean over its counted positions and
+    the (frame, band) of its largest activation among the counted positions with a frame (>= 0)."""
+    L, N = len(site_neurons), max(site_neurons)
+    total = torch.zeros(L, n_clips, N, dtype=torch.float64)
+    count = torch.zeros(L, n_clips, dtype=torch.float64)
+    best = torch.full((L, n_clips, N), -math.inf, dtype=torch.float64)
+    where = torch.full((L, n_clips, N, 2), -1, dtype=torch.long)
+    for l, act, pos in record:
+        frames = pos.frames()
+        for r in range(act.shape[0]):
+            b = int(pos.clip[r])
+            for p in range(act.shape[1]):
+                if not bool(pos.counted(tokens)[r, p]):
+                    continue
+                a = act[r, p].double()
+                n = a.shape[0]
+                total[l, b, :n] += a
+                count[l, b] += 1
+                if int(frames[r, p]) < 0:  # no place in time (CLS): never the peak
+                    continue
+                better = a > best[l, b, :n]
+                best[l, b, :n] = torch.where(better, a, best[l, b, :n])
+                band = int(pos.band[p]) if pos.band is not None else -1
+                where[l, b, :n][better] = torch.tensor([int(frames[r, p]), band])
+    out = T.new_top(L, N, k)
+    for l in range(L):
+        for n in range(site_neurons[l]):
+            rows = [
+                (float((total[l, b, n] / count[l, b]).float()), int(index[b]), b)
+                for b in range(n_clips)
+                if bool(candidate[b]) and count[l, b] > 0
+            ]
+            rows.sort(key=lambda r: (-r[0], r[1]))
+            for j, (s, i, b) in enumerate(rows[:k]):
+                out["score"][l, n, j], out["index"][l, n, j] = s, i
+                out["frame"][l, n, j], out["band"][l, n, j] = where[l, b, n]
+    return out

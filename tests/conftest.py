@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from _ablation_toy import planted_toy  # after the environment above: it imports torch
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Files the tests need, shipped inside the repository (never edited; see tests/fixtures/README.md).
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
@@ -113,6 +115,12 @@ def trainer_kwargs(tmp_path: Path) -> dict:
 def data_kwargs() -> dict:
     """Keyword arguments for datamodules in tests: no workers, small batches."""
     return dict(num_workers=0, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The planted toy's run folder, trained probe and test audio (``_ablation_toy.planted_toy``), per module."""
+    return planted_toy(tmp_path_factory.mktemp("planted"))
 
 
 @pytest.fixture(scope="session")

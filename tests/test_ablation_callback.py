@@ -5,46 +5,17 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from analysis import ablation as A
 from analysis import draws as D
 from analysis.runs.atomic import OutputExistsError
 from callbacks.ablation import AblationCallback, NeuronList
-from lightning_modules.audio_classifier import AudioClassifier
-from test_ablation_toy import CLASSES, ToyAudioDataModule, ToyEncoder, make_audio, train_probe, write_run_folder
-
-
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory):
-    """Run folder + trained probe + test audio for the planted toy."""
-    d = tmp_path_factory.mktemp("planted")
-    enc = ToyEncoder()
-    tr_a, tr_y = make_audio(1, 12)
-    te_a, te_y = make_audio(2, 6)
-    run = write_run_folder(d / "toy_run", enc, {"train": (tr_a, tr_y), "test": (te_a, te_y)})
-    ckpt = train_probe(run, d / "probe")
-    return dict(run=run, ckpt=ckpt, audio=te_a, labels=te_y, root=d)
-
-
-def _trainer(**kw):
-    return Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=kw.pop("logger", False),
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **kw,
-    )
-
-
-def _test(planted, cb=None, logger=False, encoder=None):
-    model = AudioClassifier(encoder or ToyEncoder(), str(planted["ckpt"]))
-    dm = ToyAudioDataModule(planted["audio"], planted["labels"])
-    tr = _trainer(callbacks=[cb] if cb else [], logger=logger)
-    res = tr.test(model, datamodule=dm, verbose=False)[0]
-    return model, res
+from _ablation_toy import (
+    CLASSES,
+    ToyEncoder,
+    run_test,
+)
 
 
 def test_planted_neuron_drops_its_class_random_sets_do_not(planted, tmp_path):
@@ -59,7 +30,7 @@ def test_planted_neuron_drops_its_class_random_sets_do_not(planted, tmp_path):
         k_grid=[1, 2],
         index_plus_one=True,
     )
-    model, res = _test(planted, cb, logger=TensorBoardLogger(str(tmp_path / "tb")))
+    model, res = run_test(planted, cb, logger=TensorBoardLogger(str(tmp_path / "tb")))
     t = pd.read_csv(tmp_path / "abl" / "ablation.csv")
     assert list(t.columns) == A.ABLATION_COLUMNS
     base = t[t.condition == "baseline"].set_index("class")
@@ -113,13 +84,13 @@ def test_planted_neuron_drops_its_class_random_sets_do_not(planted, tmp_path):
     assert all(not model.encoder.get_submodule(s)._forward_hooks for s in ToyEncoder.neuron_sites)
     # no silent overwrite
     with pytest.raises(OutputExistsError):
-        _test(planted, AblationCallback(out_dir=str(tmp_path / "abl"), run_dir=str(planted["run"]), random_draws=0))
+        run_test(planted, AblationCallback(out_dir=str(tmp_path / "abl"), run_dir=str(planted["run"]), random_draws=0))
 
 
 def test_expand_strategy_matches_loop(planted, tmp_path):
     kw = dict(run_dir=str(planted["run"]), random_draws=3, seed=1, figures=False, k_grid=[1])
-    _test(planted, AblationCallback(out_dir=str(tmp_path / "loop"), strategy="loop", **kw))
-    _test(planted, AblationCallback(out_dir=str(tmp_path / "exp"), strategy="expand", conditions_per_pass=3, **kw))
+    run_test(planted, AblationCallback(out_dir=str(tmp_path / "loop"), strategy="loop", **kw))
+    run_test(planted, AblationCallback(out_dir=str(tmp_path / "exp"), strategy="expand", conditions_per_pass=3, **kw))
     a = pd.read_csv(tmp_path / "loop" / "ablation.csv")
     b = pd.read_csv(tmp_path / "exp" / "ablation.csv")
     pd.testing.assert_frame_equal(a, b)
@@ -141,7 +112,7 @@ def test_hooks_removed_on_exception(planted, tmp_path):
 
     cb.on_test_batch_end = boom
     with pytest.raises(_Boom):
-        _test(planted, cb, encoder=enc)
+        run_test(planted, cb, encoder=enc)
     assert all(not enc.get_submodule(s)._forward_hooks for s in enc.neuron_sites)
     assert not (tmp_path / "x" / "ablation.csv").exists()
 
@@ -377,7 +348,7 @@ def test_confusion_counts_and_lowest_entropy_conditions(planted, tmp_path, capsy
         index_plus_one=True,
         neuron_lists=[NeuronList("planted", [[0, 1]], ["t800"])],
     )
-    _test(planted, cb)
+    run_test(planted, cb)
     t = pd.read_csv(tmp_path / "abl" / "ablation.csv", keep_default_na=False)
     conf, classes = read_ablation_confusion(tmp_path / "abl")
     assert classes == CLASSES and list(conf.columns) == A.CONFUSION_COLUMNS
@@ -419,7 +390,7 @@ def test_unknown_confusion_condition_fails_before_the_pass(planted, tmp_path):
         out_dir=str(tmp_path / "abl"), run_dir=str(planted["run"]), random_draws=0, confusion_conditions=["class:nope"]
     )
     with pytest.raises(ValueError, match="confusion_conditions \\['class:nope'\\] are not conditions"):
-        _test(planted, cb)
+        run_test(planted, cb)
     assert not (tmp_path / "abl" / "ablation.csv").exists()
 
 
@@ -429,5 +400,5 @@ def test_chosen_confusion_conditions_are_drawn(planted, tmp_path):
     cb = AblationCallback(
         out_dir=str(tmp_path / "abl"), run_dir=str(planted["run"]), random_draws=0, confusion_conditions=["class:t800"]
     )
-    _test(planted, cb)
+    run_test(planted, cb)
     assert (tmp_path / "abl" / "ablation_confusion.pdf").stat().st_size > 0

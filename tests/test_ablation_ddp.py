@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from callbacks.ablation import AblationCallback
 from lightning_modules.audio_classifier import AudioClassifier
-from test_ablation_toy import CLASSES, AudioSet, ToyEncoder, make_audio, train_probe, write_run_folder
+from _ablation_toy import CLASSES, AudioSet, ToyEncoder, make_audio, train_probe, write_run_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Clips of ``make_audio(2, 2)`` (two per class, class-major) kept for the test split: 9 clips, t1600 once.
@@ -86,7 +86,7 @@ def _test(tmp: Path, planted, name: str, devices: int, strategy: str = "expand",
         "model": {
             "class_path": "lightning_modules.audio_classifier.AudioClassifier",
             "init_args": {
-                "encoder": {"class_path": "test_ablation_toy.ToyEncoder"},
+                "encoder": {"class_path": "_ablation_toy.ToyEncoder"},
                 "probe_checkpoint": str(planted["ckpt"]),
             },
         },

@@ -22,8 +22,8 @@ from callbacks.ablation import AblationCallback
 from callbacks.prefix_pass import plan_passes
 from lightning_modules.audio_classifier import AudioClassifier
 from lightning_modules.encoders import CrepeEncoder, PestoEncoder
-import test_ablation_toy as toy
-from test_ablation_toy import ToyAudioDataModule, make_audio, train_probe, write_run_folder
+import _ablation_toy as toy
+from _ablation_toy import ToyAudioDataModule, make_audio, train_probe, write_run_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = 3  # frames of a 0.25 s clip at a 125 ms hop (CREPE and PESTO: 1 + 4000 // 2000)

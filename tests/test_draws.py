@@ -10,7 +10,7 @@ import torch
 from analysis import ablation as A
 from analysis import draws as D
 from callbacks.ablation import AblationCallback, NeuronList
-from test_ablation_callback import _test, planted  # noqa: F401  (the planted toy's fixture)
+from _ablation_toy import run_test
 
 
 def test_auto_draws_make_the_smallest_p_pass_holm():
@@ -80,7 +80,7 @@ def _hand_stop(full: pd.DataFrame, own: pd.Series, targets: list[str], h: int, r
 
 
 @pytest.mark.slow
-def test_shared_sequential_draws_equal_separate_draws_of_the_same_seeds(planted, tmp_path):  # noqa: F811
+def test_shared_sequential_draws_equal_separate_draws_of_the_same_seeds(planted, tmp_path):
     kw = dict(
         run_dir=str(planted["run"]),
         random_draws=12,
@@ -95,8 +95,8 @@ def test_shared_sequential_draws_equal_separate_draws_of_the_same_seeds(planted,
     )  # a neuron nothing reads
     full = AblationCallback(out_dir=str(tmp_path / "full"), share_draws=False, draws_stop_after=None, **kw)
     seq = AblationCallback(out_dir=str(tmp_path / "seq"), share_draws=True, draws_stop_after=2, **kw)
-    _test(planted, full)
-    _test(planted, seq)
+    run_test(planted, full)
+    run_test(planted, seq)
     tf, ts = full.table, seq.table
     sets = [c for c in seq.conditions if c.profile is not None and c.kind != "random"]
     assert len(sets) >= 4 and len({c.profile for c in sets}) < len(sets)  # some sets really share

@@ -2,44 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 import torch
 
+from _fake_run import write_run
 from datamodules.features import FeatureDataModule, carve_valid
-
-
-def write_run(
-    d: Path, n_per_class: dict[str, int], classes=("a", "b", "c"), E: int = 5, seed: int = 0, multilabel: bool = False
-) -> Path:
-    """Run folder with features, gts, index.csv; ``n_per_class`` maps split → clips per class."""
-    g = torch.Generator().manual_seed(seed)
-    d.mkdir(parents=True, exist_ok=True)
-    rows, labels = [], []
-    for split, k in n_per_class.items():
-        for c in range(len(classes)):
-            for _ in range(k):
-                rows.append(
-                    dict(row=len(rows), index=len(rows), file_name=f"{len(rows)}.wav", label=classes[c], split=split)
-                )
-                labels.append(c)
-    N = len(rows)
-    y = torch.tensor(labels)
-    feats = torch.randn(N, E, generator=g) * 3 + 1
-    feats[:, 0] += y * 20  # separable along dim 0
-    if multilabel:
-        gts = torch.nn.functional.one_hot(y, len(classes)).float()
-        gts[::4, 0] = 1.0
-    else:
-        gts = y
-    torch.save(feats, d / "features.pt")
-    torch.save(gts, d / "gts.pt")
-    df = pd.DataFrame(rows).sample(frac=1.0, random_state=seed)  # row order in index.csv is irrelevant
-    df.to_csv(d / "index.csv", index=False)
-    (d / "classes.txt").write_text("\n".join(classes) + "\n")
-    return d
 
 
 def test_splits_standardiser_and_batches(tmp_path):

@@ -1,5 +1,6 @@
 """Habits of the tree: no file in ``tests/`` or ``benchmarks/`` edits ``sys.path``, and ``benchmarks/`` does not
-import from ``tests/`` (the package is installed editable by ``make install``; benchmarks run on their own).
+import from ``tests/`` (the package is installed editable by ``make install``; benchmarks run on their own); no
+test file imports another test file (shared helpers live in ``tests/_*.py`` or ``conftest.py``).
 
 Read from the files' own syntax trees (``ast``), so a string or comment mentioning ``sys.path`` is not a hit.
 """
@@ -91,3 +92,17 @@ def test_benchmarks_do_not_import_tests() -> None:
     assert files
     bad = [f"{p.relative_to(ROOT)}:{n} imports {m}" for p in files for n, m in test_imports(p.read_text())]
     assert not bad, f"benchmarks/ must not import from tests/ (move shared code into the library): {bad}"
+
+
+def test_test_files_do_not_import_each_other() -> None:
+    """A helper two test files share lives in a helper module (``tests/_*.py``) or ``conftest.py``, not in one of
+    the test files (``test_*.py``), so that no test file is imported by another one."""
+    files = sorted((ROOT / "tests").glob("*.py"))
+    assert files
+    bad = [
+        f"{p.relative_to(ROOT)}:{n} imports {m}"
+        for p in files
+        for n, m in test_imports(p.read_text())
+        if m.split(".")[0].startswith("test_")
+    ]
+    assert not bad, f"move what they share into a tests/_*.py helper module or conftest.py: {bad}"

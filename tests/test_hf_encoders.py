@@ -23,7 +23,7 @@ from _hf_models import FAMILIES, save_tiny, transformers
 from lightning_modules.encoders import HFAudioEncoder, Positions
 from lightning_modules.encoders import hf as hf_module
 from _counting import brute_force, run_core
-from test_m2d_configs import _build
+from _model_configs import build_model
 
 SECONDS = {16000: 2.3, 48000: 2.6}  # Whisper: 3 chunks of 1 s, AST: 4 of 0.6 s, CLAP: 2 of 2 s
 FRACTIONS = (1.0, 0.45, 0.52, 0.87)  # valid share of each clip (the rest is zero padding)
@@ -289,7 +289,7 @@ def test_errors_name_the_problem(tiny, tmp_path, monkeypatch):
 @pytest.mark.parametrize("family", ["whisper", "wav2vec2", "hubert", "wavlm", "ast", "clap"])
 def test_model_configs_instantiate_with_a_local_folder(tiny, family):
     """configs/model/hf_<family>.yaml with its model_path pointed at the tiny folder of that family."""
-    model = _build(f"hf_{family}.yaml", f"--model.init_args.encoder.init_args.model_path={tiny[family]}")
+    model = build_model(f"hf_{family}.yaml", f"--model.init_args.encoder.init_args.model_path={tiny[family]}")
     enc = model.encoder
     assert isinstance(enc, HFAudioEncoder) and enc.kind == family
     with torch.inference_mode():

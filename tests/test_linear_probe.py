@@ -12,8 +12,8 @@ from lightning.pytorch import Trainer
 from datamodules.features import FeatureDataModule
 from lightning_modules.audio_classifier import AudioClassifier
 from lightning_modules.linear_probe import LinearProbe
-from test_ablation_toy import CLASSES, ToyAudioDataModule, ToyEncoder, make_audio, train_probe, write_run_folder
-from test_feature_datamodule import write_run
+from _ablation_toy import CLASSES, ToyAudioDataModule, ToyEncoder, make_audio, train_probe, write_run_folder
+from _fake_run import write_run
 
 
 def _trainer(**kw):

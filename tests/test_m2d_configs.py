@@ -6,22 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from jsonargparse import ArgumentParser
 
+from _model_configs import build_model
 from conftest import M2D_REFERENCE
-from lightning_modules import FeatureExtractor
 from lightning_modules.encoders import M2DEncoder, TimmViTEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = M2D_REFERENCE
 ENC = FIXTURE / "m2d_vit_tiny-80x608p16x16p16k-261125-dd1bs512-e300_enconly" / "checkpoint-0.pth"
-
-
-def _build(config: str, *overrides: str):
-    p = ArgumentParser()
-    p.add_subclass_arguments(FeatureExtractor, "model")
-    ns = p.parse_args([f"--model={ROOT / 'configs' / 'model' / config}", *overrides])
-    return p.instantiate_classes(ns).model
 
 
 @pytest.mark.parametrize(
@@ -32,19 +24,19 @@ def _build(config: str, *overrides: str):
     ],
 )
 def test_untrained_configs(config, cls, name, dim):
-    model = _build(config)
+    model = build_model(config)
     enc = model.encoder
     assert isinstance(enc, cls) and enc.name == name and enc.embed_dim == dim
     with torch.no_grad():
         assert model(0.1 * torch.randn(2, 8000)).shape == (2, dim)
     # seeded: a second build is identical
-    again = _build(config).encoder
+    again = build_model(config).encoder
     assert all(torch.equal(a, b) for a, b in zip(enc.state_dict().values(), again.state_dict().values()))
 
 
 @pytest.mark.parametrize("config,name", [("m2d.yaml", "analysis"), ("vit_supervised.yaml", "vit")])
 def test_checkpoint_configs(config, name):
-    model = _build(
+    model = build_model(
         config,
         f"--model.init_args.encoder.init_args.checkpoint={ENC}",
         "--model.init_args.encoder.init_args.num_heads=4",
@@ -56,6 +48,6 @@ def test_checkpoint_configs(config, name):
 
 def test_checkpoint_config_without_file_fails_clearly():
     with pytest.raises(Exception, match="Checkpoint file not found"):
-        _build(
+        build_model(
             "m2d.yaml", "--model.init_args.encoder.init_args.checkpoint=/nonexistent/m2d_vit_base-80x608p16x16-x/c.pth"
         )

@@ -14,7 +14,7 @@ from conftest import FIXTURES
 from lightning_modules.encoders import M2DEncoder
 from lightning_modules.encoders.checkpoints import CheckpointKeyError
 from lightning_modules.encoders.m2d import NON_ENCODER_PREFIXES, resize_pos_embed
-from test_m2d_configs import _build
+from _model_configs import build_model
 
 FIXTURE = FIXTURES / "m2d_families"
 CONFIG = json.loads((FIXTURE / "config.json").read_text())
@@ -163,7 +163,7 @@ def test_x_as_s_offline_predictor_is_not_an_encoder_key():
 )
 def test_family_configs_instantiate_with_the_fixture_checkpoints(config, case, name):
     e = CASES[case]
-    enc = _build(
+    enc = build_model(
         config,
         f"--model.init_args.encoder.init_args.checkpoint={FIXTURE / e['checkpoint']}",
         f"--model.init_args.encoder.init_args.num_heads={e['num_heads']}",

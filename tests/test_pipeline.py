@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from _pipeline_config import pipeline_config, write_config
 from analysis.app.cli import main as cli_main
 from analysis.app.config import PipelineError, load_config
 from analysis.app.pipeline import Pipeline
@@ -23,44 +24,16 @@ from analysis.runs.read import read_ablation_conditions
 pytest.importorskip("soundfile")
 
 
-def _config(root: Path, out: Path, **over) -> dict:
-    cfg = {
-        "out": str(out),
-        "seed": 0,
-        "data": {"evar_root": str(root), "batch_size": 8},
-        "tasks": {"synth_octave_sine": {"top_rate": 0.1}},
-        "models": {
-            "crepe_tiny": {
-                "class_path": "lightning_modules.encoders.CrepeEncoder",
-                "init_args": {"capacity": "tiny", "hop_ms": 100.0, "embedding_layer": 6},
-            }
-        },
-        "stats": {"identify_splits": ["train", "valid"]},
-        "report": {"within_task": ["synth_octave_sine"]},
-        "stability": {"replicates": 3},
-        "probe": {"seeds": [42, 43], "max_epochs": 4, "patience": 2, "lr": 1e-2, "min_steps": 8},
-        "ablation": {"random_draws": 3, "k_grid": [1], "random_for_topk": False},
-    }
-    for k, v in over.items():
-        cfg[k] = v
-    return cfg
-
-
 def main(argv: list[str]) -> int:
     """``python -m analysis pipeline <argv>``."""
     return cli_main(["pipeline", *argv])
-
-
-def _write(cfg: dict, path: Path) -> Path:
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")
 def pipeline_run(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("pipeline")
     out = tmp / "out"
-    cfg_path = _write(_config(synthetic_root, out), tmp / "pipe.yaml")
+    cfg_path = write_config(pipeline_config(synthetic_root, out), tmp / "pipe.yaml")
     rc = main(["--config", str(cfg_path)])
     assert rc == 0
     return cfg_path, out
@@ -154,7 +127,7 @@ def test_changed_config_is_refused_then_forced(pipeline_run, tmp_path, capsys):
     cfg_path, out = pipeline_run
     cfg = yaml.safe_load(cfg_path.read_text())
     cfg["ablation"]["random_draws"] = 2
-    changed = _write(cfg, tmp_path / "changed.yaml")
+    changed = write_config(cfg, tmp_path / "changed.yaml")
     assert main(["--config", str(changed)]) == 1
     err = capsys.readouterr().err
     assert "stage ablation-synth_octave_sine_crepe_tiny" in err and "--force" in err
@@ -169,13 +142,13 @@ def test_changed_config_is_refused_then_forced(pipeline_run, tmp_path, capsys):
 
 
 def test_failing_stage_names_itself_and_keeps_completed_outputs(synthetic_root, tmp_path, capsys):
-    cfg = _config(synthetic_root, tmp_path / "out")
+    cfg = pipeline_config(synthetic_root, tmp_path / "out")
     # a valid config whose model cannot be built when its stage runs (the checkpoint file is missing)
     cfg["models"]["broken"] = {
         "class_path": "lightning_modules.encoders.M2DEncoder",
         "init_args": {"checkpoint": str(tmp_path / "missing" / "checkpoint.pth")},
     }
-    path = _write(cfg, tmp_path / "p.yaml")
+    path = write_config(cfg, tmp_path / "p.yaml")
     assert main(["--config", str(path), "--only", "stats", "identify"]) == 1
     err = capsys.readouterr().err
     assert "stage stats-synth_octave_sine_broken failed" in err
@@ -196,7 +169,7 @@ def test_failing_stage_names_itself_and_keeps_completed_outputs(synthetic_root, 
 def test_bad_config_errors_name_the_problem(tmp_path, bad, msg):
     cfg = {"tasks": {"t": {}}, "models": {"m": {"class_path": "x.Y"}}, "data": {"evar_root": str(tmp_path)}}
     cfg.update(bad)
-    p = _write(cfg, tmp_path / "bad.yaml")
+    p = write_config(cfg, tmp_path / "bad.yaml")
     with pytest.raises(PipelineError) as e:
         load_config(p)
     assert msg in str(e.value) and str(p) in str(e.value)
@@ -204,7 +177,7 @@ def test_bad_config_errors_name_the_problem(tmp_path, bad, msg):
 
 def test_unset_environment_variable_is_an_error(tmp_path, monkeypatch):
     monkeypatch.delenv("AAPE_TEST_UNSET", raising=False)
-    p = _write(
+    p = write_config(
         {"tasks": {"t": {}}, "models": {"m": {"class_path": "x.Y"}}, "data": {"evar_root": "${AAPE_TEST_UNSET}"}},
         tmp_path / "env.yaml",
     )
@@ -257,7 +230,7 @@ def test_ddp_statistics_stage_matches_one_device(pipeline_run, tmp_path):
     cfg = yaml.safe_load(cfg_path.read_text())
     cfg["out"] = str(tmp_path / "ddp")
     cfg["trainer"] = {"accelerator": "cpu", "devices": 2, "strategy": "ddp"}
-    path = _write(cfg, tmp_path / "ddp.yaml")
+    path = write_config(cfg, tmp_path / "ddp.yaml")
     assert main(["--config", str(path), "--only", "stats"]) == 0
     one = torch.load(out / "runs" / "synth_octave_sine_crepe_tiny" / "stats.pt", weights_only=False)
     two = torch.load(tmp_path / "ddp" / "runs" / "synth_octave_sine_crepe_tiny" / "stats.pt", weights_only=False)
@@ -279,7 +252,7 @@ def test_ddp_ablation_stage_matches_one_device(pipeline_run, tmp_path):
     cfg = yaml.safe_load(cfg_path.read_text())
     cfg["out"] = str(tmp_path / "ddp")
     cfg["trainer"] = {"accelerator": "cpu", "devices": 2, "strategy": "ddp"}
-    pipe = Pipeline(load_config(_write(cfg, tmp_path / "ddp.yaml")))
+    pipe = Pipeline(load_config(write_config(cfg, tmp_path / "ddp.yaml")))
     assert pipe.multi_process() and pipe.processes() == 2
     pipe._ablation("synth_octave_sine", "crepe_tiny", overwrite=True)
     for f in ("ablation.csv", "ablation_groups.csv"):
@@ -294,9 +267,9 @@ def test_task_alias_does_not_clobber_the_task_it_reads(synthetic_root, tmp_path)
     aliased task is analysed in the same run under its own name."""
     import torch
 
-    cfg = _config(synthetic_root, tmp_path / "out")
+    cfg = pipeline_config(synthetic_root, tmp_path / "out")
     cfg["tasks"] = {"synth_octave_sine": {}, "alias": {"evar_task": "synth_octave_sine"}}
-    path = _write(cfg, tmp_path / "alias.yaml")
+    path = write_config(cfg, tmp_path / "alias.yaml")
     assert main(["--config", str(path), "--only", "stats"]) == 0
     runs = tmp_path / "out" / "runs"
     assert sorted(p.name for p in runs.iterdir()) == ["alias_crepe_tiny", "synth_octave_sine_crepe_tiny"]
@@ -370,8 +343,8 @@ def test_identify_splits_all_counts_every_clip_and_the_probe_ignores_unsplit_row
     blank = df.index[df["split"] == "test"][:2].tolist() + df.index[df["split"] == "train"][:1].tolist()
     df.loc[blank, "split"] = ""
     df.to_csv(root / "evar" / "metadata" / "synth_octave_sine.csv", index=False)
-    cfg = _config(root, tmp_path / "out", stats={"identify_splits": "all"})
-    path = _write(cfg, tmp_path / "all.yaml")
+    cfg = pipeline_config(root, tmp_path / "out", stats={"identify_splits": "all"})
+    path = write_config(cfg, tmp_path / "all.yaml")
     assert main(["--config", str(path), "--only", "stats", "probe"]) == 0
     run = tmp_path / "out" / "runs" / "synth_octave_sine_crepe_tiny"
     stats = torch.load(run / "stats.pt", weights_only=True)
@@ -408,7 +381,7 @@ def test_summary_claims_follow_from_the_verdicts(pipeline_run):
 def test_two_models_get_a_compare_stage(synthetic_root, tmp_path):
     """A pipeline with two models writes compare/: one task table with both models' columns, the
     within-task figure with the models side by side, the entropy distribution of all neurons."""
-    cfg = _config(synthetic_root, tmp_path / "out")
+    cfg = pipeline_config(synthetic_root, tmp_path / "out")
     cfg["models"]["untrained"] = {
         "class_path": "lightning_modules.encoders.CrepeEncoder",
         "init_args": {
@@ -419,7 +392,7 @@ def test_two_models_get_a_compare_stage(synthetic_root, tmp_path):
             "name": "untrained",
         },
     }
-    path = _write(cfg, tmp_path / "two.yaml")
+    path = write_config(cfg, tmp_path / "two.yaml")
     assert main(["--config", str(path), "--only", "stats", "identify", "report", "compare"]) == 0
     cmp = tmp_path / "out" / "compare"
     t = pd.read_csv(cmp / "task_level_neuron_statistics_crepe_tiny_vs_untrained.csv")

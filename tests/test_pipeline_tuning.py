@@ -11,7 +11,7 @@ import pytest
 from analysis.app.cli import main as cli_main
 from analysis.app.config import PipelineError, load_config
 from analysis.runs.read import read_stats
-from test_pipeline import _config, _write
+from _pipeline_config import pipeline_config, write_config
 
 TUNING = {
     "dimensions": ["pitch", "loudness"],
@@ -26,9 +26,9 @@ STEERING = {"enabled": True, "gains": [0, 1, 2], "random_draws": 2}
 def tuned(synthetic_root, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipeline_tuning")
     out = tmp / "out"
-    cfg = _config(synthetic_root, out, tuning=TUNING, steering=STEERING)
+    cfg = pipeline_config(synthetic_root, out, tuning=TUNING, steering=STEERING)
     cfg["stability"] = {"enabled": False}
-    path = _write(cfg, tmp / "pipe.yaml")
+    path = write_config(cfg, tmp / "pipe.yaml")
     assert cli_main(["pipeline", "--config", str(path)]) == 0
     return path, out
 
@@ -104,6 +104,6 @@ def test_tuning_and_steering_contract_files(tuned, tmp_path, capsys):
     ],
 )
 def test_bad_tuning_config_names_the_key(synthetic_root, tmp_path, section, value, msg):
-    path = _write(_config(synthetic_root, tmp_path / "out", **{section: value}), tmp_path / "bad.yaml")
+    path = write_config(pipeline_config(synthetic_root, tmp_path / "out", **{section: value}), tmp_path / "bad.yaml")
     with pytest.raises(PipelineError, match=msg):
         load_config(path)

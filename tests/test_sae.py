@@ -12,12 +12,12 @@ import lightning as L
 import pytest
 import torch
 from _counting import ToyEncoder, brute_force
-from test_stats_callback import CLASSES, ToyDataModule, _Clips
+from _sae_toy import FeatureToyExtractor, sae_file
+from _stats_toy import CLASSES, ToyClips, ToyDataModule
 from torch.utils.data import DataLoader
 
 from analysis import sae as A
 from analysis.runs.read import read_sae, read_stats
-from analysis.runs.write import write_sae
 from callbacks import ActivationStatsCallback
 from callbacks.hooks import SiteHooks
 from lightning_modules import SAETrainer, SparseAutoencoder
@@ -53,7 +53,7 @@ class ToySAEData(ToyDataModule):
         super().__init__(n=n, batch_size=batch_size, labels=[i % 3 for i in range(n)])
 
     def _loader(self) -> DataLoader:
-        return DataLoader(_Clips(self.audio, self.lengths, self.labels, self.splits), batch_size=self.batch_size)
+        return DataLoader(ToyClips(self.audio, self.lengths, self.labels, self.splits), batch_size=self.batch_size)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader()
@@ -102,30 +102,6 @@ def test_standard_architecture_trains(tmp_path: Path) -> None:
     assert module.sae.architecture == "standard" and module.metrics["fve"] == module.metrics["fve"]
 
 
-def _sae_file(
-    tmp_path: Path, site: str, d_in: int, d_sae: int, k: int, name: str, seed: int = 3, sha: str | None = None
-) -> Path:
-    sae = SparseAutoencoder(d_in, d_sae, "topk", k, seed=seed)
-    with torch.no_grad():
-        sae.b_enc.add_(0.3)  # some latents fire on every row
-    metrics = {
-        "site": site,
-        "d_sae": d_sae,
-        "k": k,
-        "fve": 0.0,
-        "l0": 0.0,
-        "dead_fraction": 0.0,
-        "mse": 0.0,
-        "architecture": "topk",
-        "rows": 0,
-        "train_rows": 0,
-        "steps": 0,
-        "seconds": 0.0,
-    }
-    write_sae(tmp_path / "sae", sae.file_dict({"site": site, "encoder_name": name, "encoder_sha256": sha}), metrics)
-    return tmp_path / "sae"
-
-
 @pytest.mark.parametrize("which", ["toy", "crepe"])
 def test_splice_with_nothing_zeroed_is_the_forward_bit_for_bit(tmp_path: Path, which: str) -> None:
     if which == "toy":
@@ -136,7 +112,7 @@ def test_splice_with_nothing_zeroed_is_the_forward_bit_for_bit(tmp_path: Path, w
         audio = torch.randn(2, 3200)
     d_in = base.site_neurons[base.neuron_sites.index(site)]
     ref = base(audio)
-    path = _sae_file(tmp_path, site, d_in, 2 * d_in, 4, base.name)
+    path = sae_file(tmp_path, site, d_in, 2 * d_in, 4, base.name)
     feat = FeatureEncoder(base, [str(path)])
     assert feat.neuron_sites == [f"encoder.{site}.latents"] and feat.site_neurons == [2 * d_in]
     assert torch.equal(feat(audio), ref)  # no hook: the splice returns the site output itself
@@ -148,7 +124,7 @@ def test_splice_with_nothing_zeroed_is_the_forward_bit_for_bit(tmp_path: Path, w
 
 def test_zeroing_a_latent_removes_its_decoder_direction(tmp_path: Path) -> None:
     base = ToyEncoder()
-    path = _sae_file(tmp_path, "blocks.0.act", 6, 10, 3, base.name)
+    path = sae_file(tmp_path, "blocks.0.act", 6, 10, 3, base.name)
     feat = FeatureEncoder(base, [str(path)])
     splice = feat.get_submodule("encoder.blocks.0.act")
     x = torch.randn(2, 5, 6)  # the GELU's input [R, P, 6]
@@ -163,7 +139,7 @@ def test_zeroing_a_latent_removes_its_decoder_direction(tmp_path: Path) -> None:
 
 def test_reconstruction_at_a_site_drops_the_error_term_and_is_restored(tmp_path: Path) -> None:
     base = ToyEncoder()
-    path = _sae_file(tmp_path, "blocks.0.act", 6, 10, 3, base.name)
+    path = sae_file(tmp_path, "blocks.0.act", 6, 10, 3, base.name)
     feat = FeatureEncoder(base, [str(path)])
     splice = feat.get_submodule("encoder.blocks.0.act")
     x = torch.randn(2, 5, 6)
@@ -185,20 +161,8 @@ def test_reconstruction_at_a_site_drops_the_error_term_and_is_restored(tmp_path:
             pass
 
 
-class FeatureToyExtractor(L.LightningModule):
-    """ToyEncoder with an SAE spliced at ``blocks.0.act`` (for the counting tests, also under DDP)."""
-
-    def __init__(self, sae: str) -> None:
-        super().__init__()
-        self.encoder = FeatureEncoder(ToyEncoder(), [sae]).eval()
-
-    def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        emb = self.encoder(batch["audio"], batch["length"])
-        return {"embedding": emb, "label": batch["label"], "index": batch["index"], "split": batch["split"]}
-
-
 def test_latent_counts_equal_brute_force(tmp_path: Path) -> None:
-    path = _sae_file(tmp_path, "blocks.0.act", 6, 10, 3, "toy")
+    path = sae_file(tmp_path, "blocks.0.act", 6, 10, 3, "toy")
     module = FeatureToyExtractor(str(path))
     dm = ToyDataModule(n=7, batch_size=2)
     cb = ActivationStatsCallback(out_dir=str(tmp_path / "out"), top_k=2)
@@ -228,18 +192,18 @@ def test_latent_counts_equal_brute_force(tmp_path: Path) -> None:
 
 
 def test_bad_sae_files_are_refused(tmp_path: Path) -> None:
-    path = _sae_file(tmp_path, "blocks.0.act", 6, 10, 3, "toy")
+    path = sae_file(tmp_path, "blocks.0.act", 6, 10, 3, "toy")
     d = read_sae(path)
     d["W_dec"] = d["W_dec"][:, :5]
     torch.save(d, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="bad.pt.*W_dec"):
         read_sae(tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="not a neuron site"):
-        FeatureEncoder(ToyEncoder(), [str(_sae_file(tmp_path / "x", "blocks.9.act", 6, 10, 3, "toy"))])
+        FeatureEncoder(ToyEncoder(), [str(sae_file(tmp_path / "x", "blocks.9.act", 6, 10, 3, "toy"))])
     with pytest.raises(ValueError, match="trained on encoder 'other'"):
-        FeatureEncoder(ToyEncoder(), [str(_sae_file(tmp_path / "y", "blocks.0.act", 6, 10, 3, "other"))])
+        FeatureEncoder(ToyEncoder(), [str(sae_file(tmp_path / "y", "blocks.0.act", 6, 10, 3, "other"))])
     cp = CrepeEncoder("tiny", pretrained=True)
     with pytest.raises(ValueError, match="encoder weights with sha256 0000"):
-        FeatureEncoder(cp, [str(_sae_file(tmp_path / "z", "blocks.0.relu", 128, 10, 3, cp.name, sha="0" * 64))])
+        FeatureEncoder(cp, [str(sae_file(tmp_path / "z", "blocks.0.relu", 128, 10, 3, cp.name, sha="0" * 64))])
     with pytest.raises(ValueError, match="k=11"):
         SparseAutoencoder(6, 10, "topk", 11)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_sae import _sae_file
+from _sae_toy import sae_file
 
 from analysis.runs.read import read_stats
 from conftest import run_train_predict
@@ -33,9 +33,9 @@ def _predict(tmp: Path, name: str, devices: int, sae: Path) -> subprocess.Comple
                 }
             ],
         },
-        "model": {"class_path": "test_sae.FeatureToyExtractor", "init_args": {"sae": str(sae)}},
+        "model": {"class_path": "_sae_toy.FeatureToyExtractor", "init_args": {"sae": str(sae)}},
         "data": {
-            "class_path": "test_stats_callback.ToyDataModule",
+            "class_path": "_stats_toy.ToyDataModule",
             "init_args": {"n": 7, "batch_size": 2, "labels": [0, 1, 0, 1, 0, 1, 2]},
         },
     }
@@ -45,7 +45,7 @@ def _predict(tmp: Path, name: str, devices: int, sae: Path) -> subprocess.Comple
 @pytest.mark.slow
 @pytest.mark.ddp
 def test_latent_counts_two_processes_equal_one(tmp_path: Path) -> None:
-    sae = _sae_file(tmp_path, "blocks.0.act", 6, 10, 3, "toy")
+    sae = sae_file(tmp_path, "blocks.0.act", 6, 10, 3, "toy")
     runs = [_predict(tmp_path, n, d, sae) for n, d in (("one", 1), ("two", 2))]
     for p in runs:
         assert p.returncode == 0, f"train.py predict failed:\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}"

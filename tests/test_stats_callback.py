@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Optional
+from typing import Any
 
 import lightning as L
 import pandas as pd
@@ -15,7 +15,6 @@ import pytest
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.data import DataLoader, Dataset
 
 from callbacks import pending_rows
 from analysis.runs.atomic import OutputExistsError
@@ -23,61 +22,9 @@ from analysis.runs.conditions import read_dataset_means
 from analysis.runs.read import read_top_clips
 from callbacks import ActivationStatsCallback
 from lightning_modules.encoders.base import AudioEncoder
-from _counting import ToyEncoder, brute_force, toy_data
-from test_top_clips import brute_top
-
-CLASSES = ["low", "mid", "high"]
-
-
-class _Clips(Dataset):
-    def __init__(self, audio, lengths, labels, splits) -> None:
-        self.audio, self.lengths, self.labels, self.splits = audio, lengths, labels, splits
-
-    def __len__(self) -> int:
-        return self.audio.shape[0]
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return {
-            "audio": self.audio[i],
-            "length": self.lengths[i],
-            "label": self.labels[i],
-            "index": i,
-            "split": self.splits[i],
-            "file_name": f"clip_{i:03d}.wav",
-        }
-
-
-class ToyDataModule(L.LightningDataModule):
-    """Batch dicts in the EVARDataModule format (COMMON brief) over in-memory toy clips."""
-
-    task = "toy_task"
-
-    def __init__(
-        self, n: int = 7, multilabel: bool = False, batch_size: int = 3, labels: Optional[list[int]] = None
-    ) -> None:
-        """n clips; labels: class per clip (default ``i % 3``) for single-label data."""
-        super().__init__()
-        self.audio, self.lengths, self.labels = toy_data(n=n, multilabel=multilabel)
-        if labels is not None:
-            self.labels = torch.tensor(labels, dtype=torch.long)
-        self.splits = [("train", "valid", "test")[i % 3] for i in range(n)]
-        self.classes, self.multilabel, self.batch_size = CLASSES, multilabel, batch_size
-
-    def predict_dataloader(self) -> DataLoader:
-        return DataLoader(_Clips(self.audio, self.lengths, self.labels, self.splits), batch_size=self.batch_size)
-
-
-class ToyExtractor(L.LightningModule):
-    def __init__(self, fail_at_batch: int = -1) -> None:
-        super().__init__()
-        self.encoder = ToyEncoder().eval()
-        self.fail_at_batch = fail_at_batch
-
-    def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        if batch_idx == self.fail_at_batch:
-            raise RuntimeError("boom inside a batch")
-        emb = self.encoder(batch["audio"], batch["length"])
-        return {"embedding": emb, "label": batch["label"], "index": batch["index"], "split": batch["split"]}
+from _counting import ToyEncoder, brute_force
+from _top_clips import brute_top
+from _stats_toy import CLASSES, ToyDataModule, ToyExtractor
 
 
 def _trainer(cb: ActivationStatsCallback, **kw: Any) -> L.Trainer:

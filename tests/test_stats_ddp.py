@@ -43,9 +43,9 @@ def _predict(tmp: Path, name: str, devices: int, n: int = 7, timeout: float = 12
                 }
             ],
         },
-        "model": {"class_path": "test_stats_callback.ToyExtractor"},
+        "model": {"class_path": "_stats_toy.ToyExtractor"},
         "data": {
-            "class_path": "test_stats_callback.ToyDataModule",
+            "class_path": "_stats_toy.ToyDataModule",
             "init_args": {"n": n, "batch_size": 2, "labels": [0, 1, 0, 1, 0, 1, 2][:n]},
         },
     }

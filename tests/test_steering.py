@@ -1,4 +1,4 @@
-"""SteeringCallback on the planted toy (tests/test_ablation_toy.py): gain 1 is the unablated model exactly,
+"""SteeringCallback on the planted toy (tests/_ablation_toy.py): gain 1 is the unablated model exactly,
 gain 0 equals the ablation's zeroing, any gain equals a brute-force pass with the channels scaled by hand,
 every gain has its random band and the exact Monte Carlo p-value; the steering maths on hand counts."""
 
@@ -14,7 +14,7 @@ from analysis.ablation import Condition
 from callbacks import AblationCallback, SteeringCallback
 from lightning_modules.audio_classifier import AudioClassifier
 from lightning_modules.encoders.base import site_view
-from test_ablation_toy import CLASSES, ToyAudioDataModule, ToyEncoder, make_audio, train_probe, write_run_folder
+from _ablation_toy import CLASSES, ToyAudioDataModule, ToyEncoder, make_audio, train_probe, write_run_folder
 
 GAINS = [0.0, 0.5, 1.0, 2.0, 4.0]
 R = 4

@@ -15,6 +15,7 @@ from analysis import activation_stats as S
 from analysis import top_clips as T
 from lightning_modules.encoders import CrepeEncoder, M2DEncoder
 from _counting import ToyEncoder, hooked_batches, record_sites, toy_data
+from _top_clips import brute_top
 
 
 def run_top(
@@ -46,48 +47,6 @@ def run_top(
             n_bands,
         )
     return top
-
-
-def brute_top(
-    record: list, n_clips: int, tokens: str, site_neurons: list[int], k: int, index: Tensor, candidate: Tensor
-) -> dict[str, Tensor]:
-    """Top-K by explicit loops over every kept activation: per clip the mean over its counted positions and
-    the (frame, band) of its largest activation among the counted positions with a frame (>= 0)."""
-    L, N = len(site_neurons), max(site_neurons)
-    total = torch.zeros(L, n_clips, N, dtype=torch.float64)
-    count = torch.zeros(L, n_clips, dtype=torch.float64)
-    best = torch.full((L, n_clips, N), -math.inf, dtype=torch.float64)
-    where = torch.full((L, n_clips, N, 2), -1, dtype=torch.long)
-    for l, act, pos in record:
-        frames = pos.frames()
-        for r in range(act.shape[0]):
-            b = int(pos.clip[r])
-            for p in range(act.shape[1]):
-                if not bool(pos.counted(tokens)[r, p]):
-                    continue
-                a = act[r, p].double()
-                n = a.shape[0]
-                total[l, b, :n] += a
-                count[l, b] += 1
-                if int(frames[r, p]) < 0:  # no place in time (CLS): never the peak
-                    continue
-                better = a > best[l, b, :n]
-                best[l, b, :n] = torch.where(better, a, best[l, b, :n])
-                band = int(pos.band[p]) if pos.band is not None else -1
-                where[l, b, :n][better] = torch.tensor([int(frames[r, p]), band])
-    out = T.new_top(L, N, k)
-    for l in range(L):
-        for n in range(site_neurons[l]):
-            rows = [
-                (float((total[l, b, n] / count[l, b]).float()), int(index[b]), b)
-                for b in range(n_clips)
-                if bool(candidate[b]) and count[l, b] > 0
-            ]
-            rows.sort(key=lambda r: (-r[0], r[1]))
-            for j, (s, i, b) in enumerate(rows[:k]):
-                out["score"][l, n, j], out["index"][l, n, j] = s, i
-                out["frame"][l, n, j], out["band"][l, n, j] = where[l, b, n]
-    return out
 
 
 def _check(got: dict, ref: dict) -> None:

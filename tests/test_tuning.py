@@ -24,7 +24,7 @@ from datamodules import EVARDataModule
 from datamodules.stimuli import DIMENSIONS, write_stimuli
 from lightning_modules import FeatureExtractor
 from _counting import ToyEncoder
-from test_stats_callback import ToyDataModule, ToyExtractor
+from _stats_toy import ToyDataModule, ToyExtractor
 
 PITCHES = [48.0, 52.0, 56.0, 58.0, 60.0, 62.0, 64.0, 66.0, 68.0, 72.0]
 
