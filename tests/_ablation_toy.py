@@ -228,16 +228,7 @@ def train_probe(
     seed_everything(seed, workers=True)
     dm = FeatureDataModule(str(run_dir), seed=seed, batch_size=batch_size)
     ck = ModelCheckpoint(dirpath=str(out), filename="probe")  # last epoch: the tiny valid split saturates
-    tr = Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[ck],
-        deterministic=True,
-    )
+    tr = toy_trainer(max_epochs=epochs, callbacks=[ck], deterministic=True)
     tr.fit(LinearProbe(lr=lr), datamodule=dm)
     return Path(ck.best_model_path)
 

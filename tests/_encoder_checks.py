@@ -5,38 +5,20 @@ callback inside ``trainer.predict`` whose ``stats.pt`` must equal the same brute
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from analysis.runs.read import load_tensor_file, read_stats
 from callbacks import ActivationStatsCallback
 from lightning_modules import FeatureExtractor
 from lightning_modules.encoders import AudioEncoder
 from _counting import real_encoder_check, brute_force, record_sites
+from _stats_toy import ToyClips
 
 CLASSES = ["a", "b", "c"]
-
-
-class _Clips(Dataset):
-    def __init__(self, audio: Tensor, lengths: Tensor, labels: Tensor) -> None:
-        self.audio, self.lengths, self.labels = audio, lengths, labels
-
-    def __len__(self) -> int:
-        return self.audio.shape[0]
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return {
-            "audio": self.audio[i],
-            "length": self.lengths[i],
-            "label": self.labels[i],
-            "index": i,
-            "split": "train",
-            "file_name": f"clip_{i}.wav",
-        }
 
 
 class _Data(L.LightningDataModule):
@@ -48,7 +30,7 @@ class _Data(L.LightningDataModule):
         self.classes, self.multilabel = CLASSES, False
 
     def predict_dataloader(self) -> DataLoader:
-        return DataLoader(_Clips(self.audio, self.lengths, self.labels), batch_size=2)
+        return DataLoader(ToyClips(self.audio, self.lengths, self.labels, ["train"] * len(self.audio)), batch_size=2)
 
 
 def tiny_batch(n_samples: int, lengths: list[int], seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:

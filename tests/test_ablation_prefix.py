@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from lightning.pytorch import Trainer
 
 from callbacks.ablation import AblationCallback
 from callbacks.prefix_pass import plan_passes
@@ -137,14 +136,9 @@ def test_shared_prefix_gives_the_counts_of_the_full_forward(built, tmp_path):
     for share in (True, False):
         cb = AblationCallback(**_args(built, tmp_path / str(share)), share_prefix=share)
         model = AudioClassifier(_encoder(built["kind"]), str(built["ckpt"]))
-        Trainer(
-            accelerator="cpu",
-            devices=1,
-            logger=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            callbacks=[cb],
-        ).test(model, datamodule=ToyAudioDataModule(audio, labels, batch_size=4), verbose=False)
+        toy.toy_trainer(callbacks=[cb]).test(
+            model, datamodule=ToyAudioDataModule(audio, labels, batch_size=4), verbose=False
+        )
         got[share] = (_csvs(tmp_path / str(share)), cb._rounds.history)
     if built["kind"] == "crepe":  # its "hurt0" set beats its first draws: several rounds of draws ran
         assert len(got[True][1]) > 1

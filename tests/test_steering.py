@@ -7,14 +7,21 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from lightning.pytorch import Trainer
 
 from analysis import steering as G
 from analysis.ablation import Condition
 from callbacks import AblationCallback, SteeringCallback
 from lightning_modules.audio_classifier import AudioClassifier
 from lightning_modules.encoders.base import site_view
-from _ablation_toy import CLASSES, ToyAudioDataModule, ToyEncoder, make_audio, train_probe, write_run_folder
+from _ablation_toy import (
+    CLASSES,
+    ToyAudioDataModule,
+    ToyEncoder,
+    make_audio,
+    toy_trainer,
+    train_probe,
+    write_run_folder,
+)
 
 GAINS = [0.0, 0.5, 1.0, 2.0, 4.0]
 R = 4
@@ -32,14 +39,7 @@ def planted(tmp_path_factory):
 
 def _test(planted, cb) -> AudioClassifier:
     model = AudioClassifier(ToyEncoder(), str(planted["ckpt"]))
-    tr = Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[cb],
-    )
+    tr = toy_trainer(callbacks=[cb])
     tr.test(model, datamodule=ToyAudioDataModule(planted["audio"], planted["labels"]), verbose=False)
     return model
 
