@@ -33,22 +33,23 @@ _NO_KEY = torch.iinfo(torch.int64).max
 
 
 class Workspace:
-    """Reusable scratch buffers (one per named slot, grown when needed) for the activation-sized temporaries of a
-    site call: the masked copy of :func:`row_peaks`.
+    """A reusable scratch buffer (grown when needed) for the activation-sized temporary of a site call: the
+    masked copy of :func:`row_peaks`.
 
     A fresh allocation of an activation-sized tensor on every site call costs page faults on CPU: several ms per
     call for ViT-Base, more than the search itself, and it churns the heap so that the model's own activations
-    are faulted in again (measured: the GELU of a ViT-Base MLP twice as slow). Buffers kept across calls do not."""
+    are faulted in again (measured: the GELU of a ViT-Base MLP twice as slow). A buffer kept across calls does not."""
 
     def __init__(self) -> None:
-        self._bufs: dict[str, Tensor] = {}
+        self._buf: Optional[Tensor] = None
 
-    def get(self, shape: Sequence[int], dtype: torch.dtype, device: torch.device, slot: str = "masked") -> Tensor:
-        """An uninitialised tensor of ``shape`` viewing the buffer of ``slot``."""
+    def get(self, shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> Tensor:
+        """An uninitialised tensor of ``shape`` viewing the buffer (reallocated for another dtype or device, or
+        when it is too small)."""
         numel = math.prod(shape)
-        b = self._bufs.get(slot)
+        b = self._buf
         if b is None or b.dtype != dtype or b.device != device or b.numel() < numel:
-            b = self._bufs[slot] = torch.empty(numel, dtype=dtype, device=device)
+            b = self._buf = torch.empty(numel, dtype=dtype, device=device)
         return b[:numel].view(*shape)
 
 

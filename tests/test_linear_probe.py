@@ -7,20 +7,25 @@ import sys
 import pandas as pd
 import pytest
 import torch
-from lightning.pytorch import Trainer
 
 from datamodules.features import FeatureDataModule
 from lightning_modules.audio_classifier import AudioClassifier
 from lightning_modules.linear_probe import LinearProbe
-from _ablation_toy import CLASSES, ToyAudioDataModule, ToyEncoder, make_audio, train_probe, write_run_folder
+from _ablation_toy import (
+    CLASSES,
+    ToyAudioDataModule,
+    ToyEncoder,
+    make_audio,
+    toy_trainer,
+    train_probe,
+    write_run_folder,
+)
 from _fake_run import write_run
 
 
 def _trainer(**kw):
     kw.setdefault("enable_checkpointing", False)  # no checkpoints/ folder in the working directory
-    return Trainer(
-        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False, **kw
-    )
+    return toy_trainer(**kw)
 
 
 def test_binary_task_two_logits_perfect_probe_scores_100(tmp_path):

@@ -13,35 +13,10 @@ from analysis.ablation import Condition
 from callbacks import AblationCallback, SteeringCallback
 from lightning_modules.audio_classifier import AudioClassifier
 from lightning_modules.encoders.base import site_view
-from _ablation_toy import (
-    CLASSES,
-    ToyAudioDataModule,
-    ToyEncoder,
-    make_audio,
-    toy_trainer,
-    train_probe,
-    write_run_folder,
-)
+from _ablation_toy import CLASSES, run_test
 
 GAINS = [0.0, 0.5, 1.0, 2.0, 4.0]
 R = 4
-
-
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory):
-    d = tmp_path_factory.mktemp("steer")
-    enc = ToyEncoder()
-    tr_a, tr_y = make_audio(1, 12)
-    te_a, te_y = make_audio(2, 6)
-    run = write_run_folder(d / "toy_run", enc, {"train": (tr_a, tr_y), "test": (te_a, te_y)})
-    return dict(run=run, ckpt=train_probe(run, d / "probe"), audio=te_a, labels=te_y, root=d)
-
-
-def _test(planted, cb) -> AudioClassifier:
-    model = AudioClassifier(ToyEncoder(), str(planted["ckpt"]))
-    tr = toy_trainer(callbacks=[cb])
-    tr.test(model, datamodule=ToyAudioDataModule(planted["audio"], planted["labels"]), verbose=False)
-    return model
 
 
 @torch.no_grad()
@@ -72,7 +47,7 @@ def test_steering_curves_against_baseline_ablation_and_brute_force(planted, tmp_
         conditions_per_pass=5,
         task="toy",
     )
-    model = _test(planted, cb)
+    model = run_test(planted, cb)[0]
     t = pd.read_csv(tmp_path / "steer" / "steering.csv")
     assert list(t.columns[:8]) == [
         "task",
@@ -105,7 +80,7 @@ def test_steering_curves_against_baseline_ablation_and_brute_force(planted, tmp_
     assert set((steered.p_value * (R + 1)).round(9)) <= {float(k) for k in range(1, R + 2)}
     # g = 0 is the ablation's zeroing: the same recall of each class set's class
     abl = AblationCallback(out_dir=str(tmp_path / "abl"), run_dir=str(planted["run"]), random_draws=0, figures=False)
-    _test(planted, abl)
+    run_test(planted, abl)
     a = pd.read_csv(tmp_path / "abl" / "ablation.csv")
     rec = t[(t.metric == "recall") & (t.gain == 0.0)].set_index("class")
     for cls in rec.index:
